@@ -1,0 +1,128 @@
+"""The model registry: ``build_model(name, num_classes=..., in_channels=..., image_size=..., **hparams)``.
+
+Installed as ``seer_torch.models`` (the folder sits at the top of the repository). Each model
+names its own hyperparameters (:func:`model_hparam_names`) so that a caller can split a
+configuration into model hyperparameters and training hyperparameters. Unknown names, unknown
+hyperparameters and out-of-range values raise :class:`seer_torch.errors.ConfigError` naming the
+field, the value and what is allowed.
+
+| model              | input               | hyperparameters (default)                          |
+|--------------------|---------------------|----------------------------------------------------|
+| ``digits_cnn``     | ``(N, 1, 8, 8)``    | ``width`` channels (32), ``dropout`` probability (0.0) |
+| ``resnet18_cifar`` | ``(N, 3, 32, 32)``  | ``width`` base channels (64), ``dropout`` probability (0.0) |
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from torch import nn
+
+from seer_torch.errors import ConfigError
+
+from . import digits_cnn, resnet_cifar
+
+
+@dataclass(frozen=True)
+class _ModelSpec:
+    build: Callable[..., nn.Module]
+    defaults: MappingProxyType
+    min_image_size: int
+
+
+_REGISTRY: dict[str, _ModelSpec] = {
+    "digits_cnn": _ModelSpec(digits_cnn.build, MappingProxyType(dict(digits_cnn.HPARAMS)), 2),
+    "resnet18_cifar": _ModelSpec(resnet_cifar.build, MappingProxyType(dict(resnet_cifar.HPARAMS)), 8),
+}
+
+#: Names :func:`build_model` accepts, sorted.
+MODEL_NAMES: tuple[str, ...] = tuple(sorted(_REGISTRY))
+
+
+def _spec(name: object) -> _ModelSpec:
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ConfigError("model.name", name, f"one of {', '.join(MODEL_NAMES)}")
+    return _REGISTRY[name]
+
+
+def model_hparam_names(name: str) -> frozenset[str]:
+    """The hyperparameter names model ``name`` accepts (for example ``{"width", "dropout"}``).
+
+    Raises:
+        ConfigError: ``name`` is not in :data:`MODEL_NAMES`.
+    """
+    return frozenset(_spec(name).defaults)
+
+
+def model_hparam_defaults(name: str) -> dict[str, object]:
+    """The default value of each hyperparameter of model ``name``."""
+    return dict(_spec(name).defaults)
+
+
+def _positive_int(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(field, value, "an integer >= 1")
+    if isinstance(value, numbers.Integral):
+        result = int(value)
+    elif float(value).is_integer():  # 32.0 from a JSON or TOML round trip
+        result = int(value)
+    else:
+        raise ConfigError(field, value, "an integer >= 1")
+    if result < 1:
+        raise ConfigError(field, value, "an integer >= 1")
+    return result
+
+
+def _probability(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        raise ConfigError(field, value, "a float in [0, 1)")
+    return float(value)
+
+
+_VALIDATORS: dict[str, Callable[[str, object], object]] = {"width": _positive_int, "dropout": _probability}
+
+
+def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int, **hparams: object) -> nn.Module:
+    """Build model ``name`` for images ``(N, in_channels, image_size, image_size)`` and
+    ``num_classes`` classes.
+
+    Args:
+        name: one of :data:`MODEL_NAMES`.
+        num_classes: number of output logits (>= 2).
+        in_channels: channels of the input images (>= 1).
+        image_size: height = width of the input images, in pixels.
+        **hparams: the model's hyperparameters (:func:`model_hparam_names`); missing ones take
+            their defaults.
+
+    Returns:
+        A freshly initialised :class:`torch.nn.Module` mapping ``(N, C, H, W)`` float32 images to
+        ``(N, num_classes)`` logits. Initialisation draws from torch's global RNG: seed it first
+        for reproducible weights.
+
+    Raises:
+        ConfigError: unknown ``name``, unknown hyperparameter, or a value out of range; the
+            field is ``model.name``, the hyperparameter's name, or the shape argument's name.
+    """
+    spec = _spec(name)
+    unknown = sorted(set(hparams) - set(spec.defaults))
+    if unknown:
+        raise ConfigError(
+            unknown[0], hparams[unknown[0]],
+            f"hyperparameters of model {name!r}: {', '.join(sorted(spec.defaults))}",
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError("num_classes", num_classes, "an integer >= 2")
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ConfigError("in_channels", in_channels, "an integer >= 1")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < spec.min_image_size:
+        raise ConfigError("image_size", image_size, f"an integer >= {spec.min_image_size} for model {name!r}")
+    values = dict(spec.defaults)
+    values.update(hparams)
+    checked = {key: _VALIDATORS[key](key, value) for key, value in values.items()}
+    return spec.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **checked)
+
+
+__all__ = ["MODEL_NAMES", "build_model", "model_hparam_defaults", "model_hparam_names"]

@@ -1,0 +1,72 @@
+"""The backend interface: where a trial's job runs.
+
+One interface for every backend (local torchrun subprocesses today; a simulated one and a
+multi-node one on an existing engine later), so the executor and the policies are the same
+objects whatever runs the jobs.
+
+Contract:
+- ``launch`` starts a job that trains one trial from its checkpoint (if any) until
+  ``until_epoch`` at ``world_size`` workers, and returns at once. The caller guarantees that
+  the slots are free; a backend never starts more workers than ``num_slots`` in total.
+- ``poll`` returns ``None`` while the job runs and a :class:`JobResult` once it ended; it
+  may be called again after that and returns the same result (idempotent).
+- ``stop`` ends the job and every process it started (TERM, then KILL), waits for that,
+  and returns its result with ``stopped=True``. The trial's checkpoint is kept.
+- Jobs talk back through files in the trial directory (``metrics.jsonl``, the checkpoint,
+  torchrun's error file), never through stdout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job: train ``trial_id`` (config in ``trial_dir/config.json``) until ``until_epoch``."""
+
+    trial_id: str
+    trial_dir: Path
+    world_size: int
+    until_epoch: int
+    # Profile jobs: measure throughput for this many steps instead of training to a rung.
+    profile_steps: int | None = None
+    profile_out: Path | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended. Times are on the backend's clock (seconds); ``launch_unix_s`` is the
+    wall-clock start, to compare with timestamps the worker writes."""
+
+    spec: JobSpec
+    returncode: int
+    start_s: float
+    end_s: float
+    launch_unix_s: float
+    stopped: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def slot_seconds(self) -> float:
+        return self.duration_s * self.spec.world_size
+
+
+class JobHandle(Protocol):
+    spec: JobSpec
+    start_s: float
+
+
+class Backend(Protocol):
+    num_slots: int
+
+    def launch(self, spec: JobSpec) -> JobHandle: ...
+
+    def poll(self, handle: JobHandle) -> JobResult | None: ...
+
+    def stop(self, handle: JobHandle) -> JobResult: ...

@@ -1,0 +1,179 @@
+"""The local backend: each job is a ``torchrun`` subprocess on this machine.
+
+A job runs ``python -m torch.distributed.run --standalone --nproc-per-node W -m
+seer_torch.worker --trial-dir DIR --until-epoch E`` in its own process group (so stopping it
+reaches torchrun's agent, its workers and their children), with one thread per worker.
+``--standalone`` gives each job its own c10d rendezvous on a free local port, so jobs on one
+host never share a port. stdout and stderr are appended to ``DIR/stdout.log`` and
+``DIR/stderr.log``; torchrun copies the failing worker's error to ``DIR/error.json``
+(``TORCHELASTIC_ERROR_FILE``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from seer_torch.backends.base import JobResult, JobSpec
+from seer_torch.clock import Clock, RealClock
+
+STOP_GRACE_S = 5.0  # between TERM and KILL
+
+
+@dataclass
+class LocalJob:
+    spec: JobSpec
+    start_s: float
+    launch_unix_s: float
+    process: subprocess.Popen = field(repr=False)
+    result: JobResult | None = None
+
+
+def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
+    """The command line of one job, as an argv list (never a split string)."""
+    argv = [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(spec.world_size),
+        "--max-restarts",
+        "0",
+        "--monitor-interval",
+        "0.1",
+        "-m",
+        "seer_torch.worker",
+        "--trial-dir",
+        str(spec.trial_dir),
+        "--until-epoch",
+        str(spec.until_epoch),
+    ]
+    if spec.profile_steps is not None:
+        argv += ["--profile-steps", str(spec.profile_steps), "--profile-out", str(spec.profile_out)]
+    return argv
+
+
+class LocalBackend:
+    """Runs jobs as torchrun subprocesses; ``num_slots`` CPU processes (one thread each) at most."""
+
+    def __init__(self, num_slots: int, clock: Clock | None = None, python: str = sys.executable) -> None:
+        if num_slots < 1:
+            raise ValueError(f"num_slots: got {num_slots}; allowed: an integer >= 1")
+        self.num_slots = num_slots
+        self.clock = clock or RealClock()
+        self.python = python
+        self._jobs: list[LocalJob] = []
+
+    def launch(self, spec: JobSpec) -> LocalJob:
+        spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            OMP_NUM_THREADS="1",
+            MKL_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+            TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
+        )
+        with open(spec.trial_dir / "stdout.log", "ab") as out, open(spec.trial_dir / "stderr.log", "ab") as err:
+            header = f"\n=== launch W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
+            out.write(header.encode())
+            err.write(header.encode())
+            out.flush()
+            err.flush()
+            launch_unix_s = time.time()
+            start_s = self.clock.now()
+            proc = subprocess.Popen(
+                torchrun_argv(spec, self.python),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc)
+        self._jobs.append(job)
+        return job
+
+    def poll(self, handle: LocalJob) -> JobResult | None:
+        if handle.result is not None:
+            return handle.result
+        rc = handle.process.poll()
+        if rc is None:
+            return None
+        self._reap_group(handle)
+        handle.result = JobResult(handle.spec, rc, handle.start_s, self.clock.now(), handle.launch_unix_s)
+        return handle.result
+
+    def stop(self, handle: LocalJob) -> JobResult:
+        if handle.result is not None:
+            return handle.result
+        self._signal_group(handle, signal.SIGTERM)
+        try:
+            handle.process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self._signal_group(handle, signal.SIGKILL)
+            handle.process.wait()
+        self._reap_group(handle)
+        handle.result = JobResult(
+            handle.spec, handle.process.returncode, handle.start_s, self.clock.now(), handle.launch_unix_s, stopped=True
+        )
+        return handle.result
+
+    def stop_all(self) -> None:
+        """Stop every job still running (used on the way out, whatever happened)."""
+        for job in self._jobs:
+            if job.result is None:
+                self.stop(job)
+
+    @staticmethod
+    def _signal_group(handle: LocalJob, sig: int) -> None:
+        try:
+            os.killpg(handle.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap_group(self, handle: LocalJob) -> None:
+        # torchrun has exited; make sure nothing it started outlives it (TERM, then KILL).
+        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
+            if not _group_alive(handle.process.pid):
+                return
+            self._signal_group(handle, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(handle.process.pid):
+                time.sleep(0.05)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``, read from /proc (Linux)."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: ask the kernel about the group as a whole
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [pgid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(group_members(pgid))

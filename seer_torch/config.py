@@ -1,0 +1,436 @@
+"""The experiment: a typed, validated, immutable description of one tuning run.
+
+An experiment is read from a TOML file (``seer tune my.toml``) or is the embedded default
+(``seer_torch/experiments/digits_default.toml``). Every field is checked before anything
+starts; a bad one raises :class:`~seer_torch.errors.ConfigError` naming the field, the value
+and what is allowed. Nothing here imports torch, so ``seer plan`` stays fast.
+
+Units are in the names: ``time_budget_s`` (seconds), ``money_budget_usd`` (US dollars),
+``price_usd_per_slot_hour`` (dollars per slot per hour).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+from seer_torch.errors import ConfigError
+
+DATASETS = ("digits", "cifar10")
+DISTRIBUTIONS = ("uniform", "loguniform", "int_uniform")
+
+
+def default_experiment_path() -> Path:
+    """Path of the embedded default experiment (digits, shipped with the package)."""
+    return Path(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "digits"
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "digits_cnn"
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    max_epochs: int = 27
+    min_epochs: int = 1
+    eta: int = 3
+    global_batch: int = 64
+    micro_batch_max: int = 64
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    time_budget_s: float = 420.0
+    money_budget_usd: float = 0.40
+    price_usd_per_slot_hour: float = 3.06
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    num_slots: int = 1
+    world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    max_configurations: int = 64
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    safety_fraction: float = 0.9
+    profile: str | None = None  # a scaling profile JSON; None: measure one at the start
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One dimension of the search space.
+
+    ``kind`` is ``"uniform"``, ``"loguniform"``, ``"int_uniform"``, ``"choice"`` or ``"fixed"``.
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high)
+        if self.kind == "loguniform":
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        if self.kind == "int_uniform":
+            return rng.randint(int(self.low), int(self.high))
+        if self.kind == "choice":
+            return self.choices[rng.randrange(len(self.choices))]
+        return self.value
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A resolved experiment. Build it with :func:`load_experiment` or :func:`parse_experiment`."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    planner: PlannerSpec = field(default_factory=PlannerSpec)
+    search_space: tuple[ParamSpec, ...] = ()
+    source: str = ""
+
+    def usable_world_sizes(self) -> tuple[int, ...]:
+        """World sizes of the ladder that fit the slots and divide the global batch."""
+        return tuple(
+            w
+            for w in self.resources.world_size_ladder
+            if w <= self.resources.num_slots and self.training.global_batch % w == 0
+        )
+
+    def with_overrides(
+        self,
+        *,
+        time_budget_s: float | None = None,
+        money_budget_usd: float | None = None,
+        num_slots: int | None = None,
+        profile: str | None = None,
+    ) -> "Experiment":
+        """A copy with the CLI's overrides applied and validated.
+
+        Raises:
+            ConfigError: an override is out of range.
+        """
+        budget = self.budget
+        if time_budget_s is not None:
+            budget = dataclasses.replace(budget, time_budget_s=_positive_float("budget.time_budget_s", time_budget_s))
+        if money_budget_usd is not None:
+            budget = dataclasses.replace(
+                budget, money_budget_usd=_positive_float("budget.money_budget_usd", money_budget_usd)
+            )
+        res = self.resources
+        if num_slots is not None:
+            res = dataclasses.replace(res, num_slots=_positive_int("resources.num_slots", num_slots))
+        planner = self.planner
+        if profile is not None:
+            planner = dataclasses.replace(planner, profile=_existing_file("planner.profile", profile))
+        exp = dataclasses.replace(self, budget=budget, resources=res, planner=planner)
+        _check_combinations(exp)
+        return exp
+
+    def to_toml(self) -> str:
+        """The resolved experiment as TOML (written to ``RUN_DIR/experiment.toml``)."""
+        lines = [f"name = {_toml_value(self.name)}", f"seed = {self.seed}", ""]
+        for section in ("data", "model", "training", "budget", "resources", "search", "planner"):
+            lines.append(f"[{section}]")
+            for key, value in dataclasses.asdict(getattr(self, section)).items():
+                if value is not None:
+                    lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        lines.append("[search_space]")
+        for p in self.search_space:
+            if p.kind == "choice":
+                spec = f"{{ choices = {_toml_value(list(p.choices))} }}"
+            elif p.kind == "fixed":
+                spec = _toml_value(p.value)
+            else:
+                spec = f'{{ distribution = "{p.kind}", low = {p.low!r}, high = {p.high!r} }}'
+            lines.append(f"{p.name} = {spec}")
+        return "\n".join(lines) + "\n"
+
+
+def sample_configurations(experiment: Experiment, count: int) -> list[dict[str, Any]]:
+    """Draw ``count`` configurations from the search space, deterministically from the seed.
+
+    The i-th configuration depends only on (seed, i), so asking for more never changes the
+    ones already drawn.
+    """
+    configs = []
+    for i in range(count):
+        rng = random.Random(f"{experiment.seed}:{i}")
+        configs.append({p.name: p.sample(rng) for p in experiment.search_space})
+    return configs
+
+
+def load_experiment(path: str | os.PathLike[str] | None = None) -> Experiment:
+    """Read and validate an experiment TOML file; ``None`` loads the embedded default.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or a field is invalid.
+    """
+    p = default_experiment_path() if path is None else Path(path)
+    if not p.is_file():
+        raise ConfigError("experiment file", str(p), "an existing TOML file")
+    try:
+        raw = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("experiment file", str(p), f"valid TOML ({e})") from None
+    return parse_experiment(raw, source=str(p))
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataSpec,
+    "model": ModelSpec,
+    "training": TrainingSpec,
+    "budget": BudgetSpec,
+    "resources": ResourceSpec,
+    "search": SearchSpec,
+    "planner": PlannerSpec,
+}
+
+
+def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
+    """Validate a parsed TOML mapping into an :class:`Experiment`.
+
+    Raises:
+        ConfigError: unknown keys, wrong types, out-of-range values or impossible combinations.
+    """
+    allowed_top = {"name", "seed", "search_space", *_SECTIONS}
+    for key in raw:
+        if key not in allowed_top:
+            raise ConfigError(key, raw[key], f"one of the keys {sorted(allowed_top)}")
+    name = raw.get("name", "experiment")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name", name, "a non-empty string")
+    seed = _nonnegative_int("seed", raw.get("seed", 0))
+
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, Mapping):
+            raise ConfigError(section, table, "a table")
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in table:
+            if key not in names:
+                raise ConfigError(f"{section}.{key}", table[key], f"one of the keys {sorted(names)}")
+        sections[section] = table
+
+    d = sections["data"]
+    dataset = d.get("dataset", "digits")
+    if dataset not in DATASETS:
+        raise ConfigError("data.dataset", dataset, f"one of {list(DATASETS)}")
+    data_dir = d.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise ConfigError("data.data_dir", data_dir, "a folder path (string)")
+    if dataset == "cifar10":
+        if not data_dir:
+            raise ConfigError("data.data_dir", data_dir, "a local folder holding cifar-10-batches-py/ (required for cifar10)")
+        if not Path(data_dir).expanduser().is_dir():
+            raise ConfigError("data.data_dir", data_dir, "an existing folder holding cifar-10-batches-py/")
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    data = DataSpec(dataset=dataset, data_dir=data_dir)
+
+    m = sections["model"]
+    model_name = m.get("name", "digits_cnn" if dataset == "digits" else "resnet18_cifar")
+    if not isinstance(model_name, str) or not model_name:
+        raise ConfigError("model.name", model_name, "a model name from seer_torch.models.MODEL_NAMES")
+    model = ModelSpec(name=model_name)
+
+    t = sections["training"]
+    training = TrainingSpec(
+        max_epochs=_positive_int("training.max_epochs", t.get("max_epochs", 27)),
+        min_epochs=_positive_int("training.min_epochs", t.get("min_epochs", 1)),
+        eta=_int_at_least("training.eta", t.get("eta", 3), 2),
+        global_batch=_positive_int("training.global_batch", t.get("global_batch", 64)),
+        micro_batch_max=_positive_int("training.micro_batch_max", t.get("micro_batch_max", t.get("global_batch", 64))),
+    )
+
+    b = sections["budget"]
+    budget = BudgetSpec(
+        time_budget_s=_positive_float("budget.time_budget_s", b.get("time_budget_s", 420.0)),
+        money_budget_usd=_positive_float("budget.money_budget_usd", b.get("money_budget_usd", 0.40)),
+        price_usd_per_slot_hour=_nonnegative_float("budget.price_usd_per_slot_hour", b.get("price_usd_per_slot_hour", 3.06)),
+    )
+
+    r = sections["resources"]
+    ladder_raw = r.get("world_size_ladder", [1, 2, 4, 8])
+    if (
+        not isinstance(ladder_raw, list)
+        or not ladder_raw
+        or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in ladder_raw)
+        or sorted(set(ladder_raw)) != ladder_raw
+        or ladder_raw[0] != 1
+    ):
+        raise ConfigError(
+            "resources.world_size_ladder", ladder_raw, "a strictly increasing list of positive integers starting at 1"
+        )
+    resources_ = ResourceSpec(
+        num_slots=_positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
+        world_size_ladder=tuple(ladder_raw),
+    )
+
+    s = sections["search"]
+    search = SearchSpec(max_configurations=_positive_int("search.max_configurations", s.get("max_configurations", 64)))
+
+    pl = sections["planner"]
+    safety = pl.get("safety_fraction", 0.9)
+    if not _is_number(safety) or not 0.1 <= safety <= 1.0:
+        raise ConfigError("planner.safety_fraction", safety, "a number in [0.1, 1.0]")
+    profile = pl.get("profile")
+    if profile is not None:
+        base = Path(source).parent if source else Path.cwd()
+        candidate = Path(profile) if Path(profile).is_absolute() else base / profile
+        profile = _existing_file("planner.profile", str(candidate))
+    planner = PlannerSpec(safety_fraction=float(safety), profile=profile)
+
+    space = _parse_space(raw.get("search_space", {}))
+
+    exp = Experiment(
+        name=name,
+        seed=seed,
+        data=data,
+        model=model,
+        training=training,
+        budget=budget,
+        resources=resources_,
+        search=search,
+        planner=planner,
+        search_space=space,
+        source=source,
+    )
+    _check_combinations(exp)
+    return exp
+
+
+def _check_combinations(exp: Experiment) -> None:
+    t = exp.training
+    if t.min_epochs > t.max_epochs:
+        raise ConfigError("training.min_epochs", t.min_epochs, f"at most training.max_epochs ({t.max_epochs})")
+    if t.micro_batch_max > t.global_batch:
+        raise ConfigError(
+            "training.micro_batch_max", t.micro_batch_max, f"at most training.global_batch ({t.global_batch})"
+        )
+    if not exp.usable_world_sizes():
+        raise ConfigError(
+            "training.global_batch",
+            t.global_batch,
+            f"a multiple of at least one world size in {list(exp.resources.world_size_ladder)} "
+            f"that fits resources.num_slots ({exp.resources.num_slots})",
+        )
+
+
+def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("search_space", raw, "a table of hyperparameter specifications")
+    if not raw:
+        raise ConfigError("search_space", {}, "at least one hyperparameter (for example lr)")
+    specs = []
+    for name, spec in raw.items():
+        fld = f"search_space.{name}"
+        if isinstance(spec, Mapping):
+            keys = set(spec)
+            if "choices" in keys:
+                if keys != {"choices"}:
+                    raise ConfigError(fld, dict(spec), "either { choices = [...] } or { distribution, low, high }")
+                choices = spec["choices"]
+                if not isinstance(choices, list) or not choices:
+                    raise ConfigError(f"{fld}.choices", choices, "a non-empty list")
+                specs.append(ParamSpec(name=name, kind="choice", choices=tuple(choices)))
+                continue
+            if keys != {"distribution", "low", "high"}:
+                raise ConfigError(fld, dict(spec), "a table with exactly distribution, low and high (or choices)")
+            dist = spec["distribution"]
+            if dist not in DISTRIBUTIONS:
+                raise ConfigError(f"{fld}.distribution", dist, f"one of {list(DISTRIBUTIONS)}")
+            low, high = spec["low"], spec["high"]
+            if not _is_number(low) or not _is_number(high):
+                raise ConfigError(f"{fld}.low/high", (low, high), "numbers")
+            if low > high:
+                raise ConfigError(f"{fld}.low", low, f"at most high ({high})")
+            if dist == "loguniform" and low <= 0:
+                raise ConfigError(f"{fld}.low", low, "a positive number for a loguniform distribution")
+            if dist == "int_uniform" and (int(low) != low or int(high) != high):
+                raise ConfigError(f"{fld}.low/high", (low, high), "integers for an int_uniform distribution")
+            specs.append(ParamSpec(name=name, kind=dist, low=float(low), high=float(high)))
+        elif isinstance(spec, (int, float, str, bool)):
+            specs.append(ParamSpec(name=name, kind="fixed", value=spec))
+        else:
+            raise ConfigError(fld, spec, "a fixed value, { choices = [...] } or { distribution, low, high }")
+    return tuple(specs)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int(fld: str, v: Any) -> int:
+    return _int_at_least(fld, v, 1)
+
+
+def _nonnegative_int(fld: str, v: Any) -> int:
+    return _int_at_least(fld, v, 0)
+
+
+def _int_at_least(fld: str, v: Any, low: int) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < low:
+        raise ConfigError(fld, v, f"an integer >= {low}")
+    return v
+
+
+def _positive_float(fld: str, v: Any) -> float:
+    if not _is_number(v) or v <= 0:
+        raise ConfigError(fld, v, "a positive number")
+    return float(v)
+
+
+def _nonnegative_float(fld: str, v: Any) -> float:
+    if not _is_number(v) or v < 0:
+        raise ConfigError(fld, v, "a number >= 0")
+    return float(v)
+
+
+def _existing_file(fld: str, v: str) -> str:
+    p = Path(v).expanduser()
+    if not p.is_file():
+        raise ConfigError(fld, v, "an existing scaling-profile JSON file")
+    return str(p.resolve())
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")

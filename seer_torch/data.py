@@ -1,0 +1,318 @@
+"""Datasets and the world-size-independent data order.
+
+Two datasets, each returned whole as in-memory tensors (:class:`Splits`):
+
+- ``"digits"``: scikit-learn's 8x8 handwritten digits (1797 images, ships with scikit-learn,
+  nothing is downloaded). Split 1257 / 270 / 270 (train / validation / test, about 70/15/15)
+  by a permutation with the fixed split seed :data:`DIGITS_SPLIT_SEED`, independent of the
+  experiment's seed, so every trial and every run sees the same split.
+- ``"cifar10"``: read from ``data_dir`` in torchvision's layout (``cifar-10-batches-py/``),
+  never downloaded. Validation is the last 5000 images of the training set, so train has 45000.
+
+The training data order and the augmentation are functions of ``(seed, epoch, step)`` only,
+never of the world size ``W``: :func:`epoch_permutation` gives one permutation of the training
+indices per ``(seed, epoch)``; every rank reads its contiguous slice of each global batch.
+:func:`plan_batch` splits the fixed global batch into ``W x micro_batch x accum_steps``.
+
+This module imports torch, torchvision and scikit-learn only inside functions, so the pure
+helpers (:func:`plan_batch`) cost nothing to import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seer_torch.errors import ConfigError, DatasetNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+#: Names :func:`load_dataset` accepts.
+DATASET_NAMES: tuple[str, ...] = ("cifar10", "digits")
+
+#: The seed of the digits train/validation/test split; fixed, independent of any experiment seed.
+DIGITS_SPLIT_SEED = 0
+#: Validation and test sizes of the digits split (the rest, 1257 images, is training data).
+DIGITS_VAL_SIZE = 270
+DIGITS_TEST_SIZE = 270
+#: Validation size of CIFAR-10: the last images of the 50000-image training set.
+CIFAR10_VAL_SIZE = 5000
+#: Per-channel mean and standard deviation of the CIFAR-10 training images (RGB, pixels in [0, 1]).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR10_FILES = (
+    "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+    "test_batch", "batches.meta",
+)
+
+# Salts keep the generators of the permutation and of the augmentation apart.
+_PERMUTATION_SALT = 0x5EED_0001
+_AUGMENT_SALT = 0x5EED_0002
+_MASK_63 = (1 << 63) - 1
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """A dataset held in memory, already normalised.
+
+    Attributes:
+        train_x, val_x, test_x: float32 images ``(N, in_channels, image_size, image_size)``.
+        train_y, val_y, test_y: int64 class labels ``(N,)`` in ``[0, num_classes)``.
+        num_classes: number of classes.
+        in_channels: channels per image.
+        image_size: height = width of an image, in pixels.
+        name: the dataset's name (``"digits"`` or ``"cifar10"``).
+        augment: whether training batches get :func:`augment_crop_flip` (CIFAR-10 only).
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    in_channels: int
+    image_size: int
+    name: str
+    augment: bool = False
+
+    @property
+    def num_train(self) -> int:
+        """Training samples."""
+        return int(self.train_y.shape[0])
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one optimizer step's global batch is split at world size ``world_size``.
+
+    ``world_size * micro_batch * accum_steps == global_batch``: each rank runs ``accum_steps``
+    forward/backward passes of ``micro_batch`` samples per optimizer step.
+    """
+
+    global_batch: int
+    world_size: int
+    micro_batch: int
+    accum_steps: int
+
+    @property
+    def local_batch(self) -> int:
+        """Samples one rank processes per optimizer step (``micro_batch * accum_steps``)."""
+        return self.micro_batch * self.accum_steps
+
+
+def plan_batch(global_batch: int, world_size: int, micro_batch_max: int) -> BatchPlan:
+    """Split a fixed global batch over ``world_size`` ranks with gradient accumulation.
+
+    ``accum_steps`` is the smallest ``a >= 1`` with ``global_batch % (world_size * a) == 0`` and
+    ``global_batch // (world_size * a) <= micro_batch_max``.
+
+    Args:
+        global_batch: samples per optimizer step, the same at every world size.
+        world_size: data-parallel ranks ``W``.
+        micro_batch_max: the most samples one rank may process in one forward pass.
+
+    Raises:
+        ConfigError: a non-positive argument, or no ``a`` exists (``world_size`` does not divide
+            ``global_batch`` into micro-batches of at most ``micro_batch_max``).
+    """
+    for field, value in (("global_batch", global_batch), ("world_size", world_size),
+                         ("micro_batch_max", micro_batch_max)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(field, value, "an integer >= 1")
+    if global_batch % world_size == 0:
+        local = global_batch // world_size
+        for accum in range(1, local + 1):
+            if local % accum == 0 and local // accum <= micro_batch_max:
+                plan = BatchPlan(global_batch, world_size, local // accum, accum)
+                assert plan.world_size * plan.micro_batch * plan.accum_steps == global_batch
+                return plan
+    raise ConfigError(
+        "world_size", world_size,
+        f"a divisor of global_batch={global_batch} such that global_batch / (world_size x accum_steps) "
+        f"<= micro_batch_max={micro_batch_max} for some integer accum_steps >= 1",
+    )
+
+
+def derive_seed(*parts: int) -> int:
+    """A deterministic 63-bit seed from integers such as ``(salt, seed, epoch, step)``
+    (splitmix64-style mixing; never Python's salted ``hash``)."""
+    state = 0x9E3779B97F4A7C15
+    for part in parts:
+        state = (state ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 31
+        state = state * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 29
+    return state & _MASK_63
+
+
+def epoch_permutation(seed: int, epoch: int, num_samples: int) -> torch.Tensor:
+    """The training order of epoch ``epoch``: a permutation of ``range(num_samples)``.
+
+    A function of ``(seed, epoch, num_samples)`` only, never of the world size, so a run that
+    changes ``W`` between epochs reads the same samples in the same order as one that does not.
+
+    Returns:
+        int64 tensor ``(num_samples,)``.
+    """
+    import torch
+
+    generator = torch.Generator()
+    generator.manual_seed(derive_seed(_PERMUTATION_SALT, seed, epoch))
+    return torch.randperm(num_samples, generator=generator)
+
+
+def rank_slice(global_size: int, world_size: int, rank: int) -> slice:
+    """The contiguous part of ``global_size`` items rank ``rank`` of ``world_size`` takes.
+
+    Parts differ in size by at most one and cover every item exactly once (used to shard the
+    validation and test splits so every sample is counted once at every ``W``).
+    """
+    return slice(rank * global_size // world_size, (rank + 1) * global_size // world_size)
+
+
+def augment_crop_flip(
+    x: torch.Tensor, *, seed: int, epoch: int, step: int, global_batch: int, offset: int, pad: int = 4
+) -> torch.Tensor:
+    """Random crop (zero padding ``pad`` pixels) and horizontal flip, for CIFAR-10 training.
+
+    The random crop offsets and flips are drawn for the whole global batch from a
+    :class:`torch.Generator` seeded from ``(seed, epoch, step)``; ``x`` holds rows
+    ``offset .. offset + len(x)`` of that global batch and gets exactly those rows' draws. The
+    result is therefore the same as augmenting the whole global batch and slicing it, whatever
+    the world size or micro-batch split.
+
+    Args:
+        x: images ``(n, C, H, W)`` (any float dtype and device), ``n <= global_batch - offset``.
+        seed: the experiment seed.
+        epoch: the epoch (1-based) the step belongs to.
+        step: the optimizer step within the epoch (0-based).
+        global_batch: samples in the global batch.
+        offset: index of ``x[0]`` within the global batch.
+        pad: zero padding on each side before cropping, in pixels.
+
+    Returns:
+        Augmented images, same shape, dtype and device as ``x``.
+    """
+    import torch
+
+    n, channels, height, width = x.shape
+    if offset < 0 or offset + n > global_batch:
+        raise ValueError(f"rows {offset}..{offset + n} are outside the global batch of {global_batch}")
+    generator = torch.Generator()
+    generator.manual_seed(derive_seed(_AUGMENT_SALT, seed, epoch, step))
+    dy = torch.randint(0, 2 * pad + 1, (global_batch,), generator=generator)[offset:offset + n]
+    dx = torch.randint(0, 2 * pad + 1, (global_batch,), generator=generator)[offset:offset + n]
+    flip = (torch.rand(global_batch, generator=generator) < 0.5)[offset:offset + n]
+    device = x.device
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = (dy[:, None] + torch.arange(height)[None, :]).to(device)  # (n, H)
+    cols_base = torch.arange(width)
+    cols = dx[:, None] + torch.where(flip[:, None], cols_base.flip(0)[None, :], cols_base[None, :])
+    cols = cols.to(device)  # (n, W), reversed where flipped
+    batch_index = torch.arange(n, device=device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=device)[None, :, None, None]
+    return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def load_dataset(name: str, data_dir: str | None) -> Splits:
+    """Load dataset ``name`` whole into memory.
+
+    Args:
+        name: ``"digits"`` (embedded, ``data_dir`` ignored) or ``"cifar10"``.
+        data_dir: for ``"cifar10"``, the folder holding ``cifar-10-batches-py/``.
+
+    Returns:
+        :class:`Splits` with normalised float32 images. Digits: pixels / 16, then standardised
+        with the training split's mean and standard deviation; shape ``(N, 1, 8, 8)``. CIFAR-10:
+        pixels / 255, standardised per channel with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`;
+        shape ``(N, 3, 32, 32)``.
+
+    Raises:
+        ConfigError: unknown ``name``, or ``"cifar10"`` without ``data_dir``.
+        DatasetNotFoundError: the CIFAR-10 folder is missing or incomplete.
+    """
+    if name == "digits":
+        return _load_digits()
+    if name == "cifar10":
+        return _load_cifar10(data_dir)
+    raise ConfigError("data.dataset", name, f"one of {', '.join(DATASET_NAMES)}")
+
+
+def _load_digits() -> Splits:
+    import torch
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    generator = torch.Generator()
+    generator.manual_seed(DIGITS_SPLIT_SEED)
+    order = torch.randperm(labels.shape[0], generator=generator)
+    test_index = order[:DIGITS_TEST_SIZE]
+    val_index = order[DIGITS_TEST_SIZE:DIGITS_TEST_SIZE + DIGITS_VAL_SIZE]
+    train_index = order[DIGITS_TEST_SIZE + DIGITS_VAL_SIZE:]
+    mean = images[train_index].mean()
+    std = images[train_index].std()
+    images = (images - mean) / std
+    return Splits(
+        train_x=images[train_index].contiguous(), train_y=labels[train_index].contiguous(),
+        val_x=images[val_index].contiguous(), val_y=labels[val_index].contiguous(),
+        test_x=images[test_index].contiguous(), test_y=labels[test_index].contiguous(),
+        num_classes=10, in_channels=1, image_size=8, name="digits", augment=False,
+    )
+
+
+def _cifar_missing(root: str, missing: list[str]) -> DatasetNotFoundError:
+    folder = os.path.join(root, "cifar-10-batches-py")
+    return DatasetNotFoundError(
+        f"CIFAR-10 not found or incomplete: looked in {folder!r} (data_dir={root!r}); missing or unreadable: "
+        f"{', '.join(missing)}. data_dir must contain cifar-10-batches-py/ with data_batch_1 .. data_batch_5, "
+        f"test_batch and batches.meta (the standard torchvision layout, the extracted "
+        f"cifar-10-python.tar.gz). Nothing is downloaded: fetch and extract it there yourself."
+    )
+
+
+def _load_cifar10(data_dir: str | None) -> Splits:
+    if not data_dir:
+        raise ConfigError("data.data_dir", data_dir, "a folder containing cifar-10-batches-py/ (required for cifar10)")
+    root = os.path.abspath(os.path.expanduser(data_dir))
+    folder = os.path.join(root, "cifar-10-batches-py")
+    missing = [f"cifar-10-batches-py/{file}" for file in CIFAR10_FILES if not os.path.isfile(os.path.join(folder, file))]
+    if missing:
+        raise _cifar_missing(root, missing)
+
+    import torch
+    from torchvision.datasets import CIFAR10
+
+    try:
+        train = CIFAR10(root=root, train=True, download=False)
+        test = CIFAR10(root=root, train=False, download=False)
+    except (RuntimeError, OSError, ValueError) as error:  # torchvision: "Dataset not found or corrupted"
+        raise _cifar_missing(root, [f"a readable, uncorrupted copy ({error})"]) from error
+
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+
+    def to_tensor(data: object) -> torch.Tensor:  # uint8 (N, 32, 32, 3) -> float32 (N, 3, 32, 32)
+        images = torch.as_tensor(data).permute(0, 3, 1, 2).float().div_(255.0)
+        return ((images - mean) / std).contiguous()
+
+    train_x = to_tensor(train.data)
+    train_y = torch.as_tensor(train.targets, dtype=torch.int64)
+    split = train_y.shape[0] - CIFAR10_VAL_SIZE
+    return Splits(
+        train_x=train_x[:split].contiguous(), train_y=train_y[:split].contiguous(),
+        val_x=train_x[split:].contiguous(), val_y=train_y[split:].contiguous(),
+        test_x=to_tensor(test.data), test_y=torch.as_tensor(test.targets, dtype=torch.int64),
+        num_classes=10, in_channels=3, image_size=32, name="cifar10", augment=True,
+    )
+
+
+__all__ = [
+    "BatchPlan", "DATASET_NAMES", "Splits", "augment_crop_flip", "derive_seed", "epoch_permutation", "load_dataset",
+    "plan_batch", "rank_slice",
+]

@@ -1,0 +1,110 @@
+"""Scaling profiles: what the planner knows about one model on one machine.
+
+A profile (JSON, DESIGN.md "Formats") holds ``world_sizes`` and ``speedup``
+(throughput(W) / throughput(1)), optionally ``throughput_samples_per_s``, and the overheads
+``startup_s`` (launch to first step) and ``resize_s`` (relaunch at a new world size). For
+planning it also needs ``epoch_time_s``: one epoch, training plus validation, on one worker.
+``seer tune`` measures one at the start of a run (see :mod:`seer_torch.scaling.profiler`);
+``seer plan`` and ``seer tune --profile FILE`` read one. Pure: parsing only, no I/O here
+beyond what the caller hands in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from seer_torch.errors import ConfigError
+from seer_torch.scaling.model import ScalingModel
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A scaling profile. Units: seconds, samples per second."""
+
+    name: str
+    world_sizes: tuple[int, ...]
+    speedup: tuple[float, ...]
+    epoch_time_s: float
+    startup_s: float
+    resize_s: float
+    throughput_samples_per_s: tuple[float, ...] = ()
+    source: str = ""
+
+    @property
+    def scaling(self) -> ScalingModel:
+        return ScalingModel(world_sizes=self.world_sizes, speedup=self.speedup)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["world_sizes"] = list(self.world_sizes)
+        d["speedup"] = list(self.speedup)
+        d["throughput_samples_per_s"] = list(self.throughput_samples_per_s)
+        return d
+
+
+def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
+    """Validate a profile mapping.
+
+    Raises:
+        ConfigError: a field is missing or out of range (the message names it).
+    """
+    def need(key: str) -> Any:
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}", None, f"required in a scaling profile used for planning")
+        return raw[key]
+
+    ws = need("world_sizes")
+    sp = need("speedup")
+    if (
+        not isinstance(ws, list)
+        or not ws
+        or not all(isinstance(w, int) and w >= 1 for w in ws)
+        or ws != sorted(set(ws))
+        or ws[0] != 1
+    ):
+        raise ConfigError(f"{where}.world_sizes", ws, "a strictly increasing list of positive integers starting at 1")
+    if not isinstance(sp, list) or len(sp) != len(ws) or not all(isinstance(s, (int, float)) and s > 0 for s in sp):
+        raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
+    values = {}
+    for key in ("epoch_time_s", "startup_s"):
+        v = need(key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise ConfigError(f"{where}.{key}", v, "a number of seconds >= 0")
+        values[key] = float(v)
+    if values["epoch_time_s"] <= 0:
+        raise ConfigError(f"{where}.epoch_time_s", values["epoch_time_s"], "a positive number of seconds")
+    resize = raw.get("resize_s", values["startup_s"])
+    if not isinstance(resize, (int, float)) or resize < 0:
+        raise ConfigError(f"{where}.resize_s", resize, "a number of seconds >= 0")
+    thr = raw.get("throughput_samples_per_s") or []
+    return Profile(
+        name=str(raw.get("name", "profile")),
+        world_sizes=tuple(ws),
+        speedup=tuple(float(s) for s in sp),
+        epoch_time_s=values["epoch_time_s"],
+        startup_s=values["startup_s"],
+        resize_s=float(resize),
+        throughput_samples_per_s=tuple(float(t) for t in thr),
+        source=str(raw.get("source", "")),
+    )
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a scaling profile JSON file.
+
+    Raises:
+        ConfigError: the file is missing, not JSON, or a field is invalid.
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError("planner.profile", str(p), "an existing scaling-profile JSON file") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError("planner.profile", str(p), f"valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("planner.profile", str(p), "a JSON object in the scaling-profile format")
+    return parse_profile(raw, where=f"profile {p.name}")

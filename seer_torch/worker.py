@@ -1,0 +1,822 @@
+"""The torchrun entry point: trains one trial's configuration up to an epoch, then exits.
+
+::
+
+    torchrun --standalone --nproc-per-node W -m seer_torch.worker --trial-dir DIR --until-epoch E
+    torchrun ... -m seer_torch.worker --trial-dir DIR --profile-steps 20 --profile-out FILE
+    python -m seer_torch.worker --trial-dir DIR --write-default-config
+
+The worker talks to the executor only through files in the trial directory ``DIR``:
+
+``config.json`` (read)::
+
+    {"trial_id": "t0003",
+     "configuration": {"lr": 0.1, "weight_decay": 0.0005, "width": 32, "dropout": 0.1},
+     "model": "digits_cnn", "dataset": "digits", "data_dir": null,
+     "global_batch": 64, "micro_batch_max": 64, "max_epochs": 27, "seed": 0,
+     "tensorboard_dir": "/abs/path/run/tensorboard/t0003"}
+
+  Training hyperparameters in ``configuration`` and their units:
+
+  - ``lr``: peak learning rate of SGD, applied to the gradient of the loss averaged over the
+    global batch (so it does not change with ``W``); dimensionless step size per optimizer
+    step. It decays by a cosine from ``lr`` to 0 over ``max_epochs * steps_per_epoch``
+    optimizer steps, a function of the optimizer step only.
+  - ``weight_decay``: L2 coefficient added to the gradient (PyTorch SGD's coupled decay); each
+    optimizer step shrinks a weight by ``lr_t * weight_decay`` of itself. Applies to all
+    parameters.
+  - ``momentum``: Nesterov momentum coefficient, dimensionless in [0, 1); default 0.9.
+  - ``global_batch`` (optional; overrides the top-level one): samples per optimizer step, fixed
+    at every world size.
+
+  Every other key is a model hyperparameter passed to
+  :func:`seer_torch.models.build_model` (see :func:`seer_torch.models.model_hparam_names`).
+  ``micro_batch_max`` is the most samples one rank puts through the model at once;
+  ``max_epochs`` sets the length of the learning-rate schedule.
+
+``metrics.jsonl`` (appended by rank 0, one complete JSON object per line and epoch): ``epoch``
+(epochs completed, 1-based), ``step`` (optimizer steps completed in total), ``samples_seen``,
+``world_size``, ``accum_steps``, ``micro_batch``, ``global_batch``, ``lr`` (after the epoch's
+last step), ``train_loss`` (mean over the epoch's global batches), ``val_accuracy``,
+``val_samples``, ``epoch_time_s`` (training + validation), ``throughput_samples_per_s``
+(training samples per training second, the first :data:`WARMUP_STEPS` steps of a launch
+excluded), ``train_start_unix_s`` (when this launch began its first step), ``time_unix_s``,
+and on the launch's last epoch ``test_accuracy`` and ``test_samples``. A diverged run (loss NaN
+or infinite) ends with one line ``{"epoch": <the epoch in progress>, "diverged": true,
+"train_loss": null, "val_accuracy": null, ...}``, saves no checkpoint and exits 0.
+
+``checkpoint.pt`` (rank 0, written at the end of the launch to a temporary file and moved in
+with ``os.replace``): ``model`` (unwrapped state dict, no ``module.`` / ``_orig_mod.``
+prefixes), ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``samples_seen``, ``rng``
+(torch CPU, CUDA of the saving device if any, Python ``random``), ``configuration``,
+``trial_id``, ``global_batch``. Nothing in it depends on ``W``. A launch that finds it resumes
+at ``epoch + 1`` (or exits 0 at once when ``--until-epoch`` is not beyond it) and first cuts
+``metrics.jsonl`` back to the lines of epochs ``<= epoch`` (lines of a crashed launch go).
+
+Invariants (see DESIGN.md, "Training invariants"): ``W * micro_batch * accum_steps ==
+global_batch``; one permutation of the training set per ``(seed, epoch)``
+(:func:`seer_torch.data.epoch_permutation`); rank ``r`` trains on the ``r``-th contiguous
+slice of each global batch, in ``accum_steps`` micro-batches, gradients synchronised once per
+optimizer step (DDP ``no_sync`` on the others); the loss is the micro-batch mean divided by
+``accum_steps`` and DDP averages over ranks; validation and test are sharded so every sample
+counts once at every ``W``. Dropout draws from torch's global RNG, re-seeded from ``(seed,
+epoch, rank)`` at every epoch so a resumed run repeats an uninterrupted one at the same ``W``.
+BatchNorm normalises over each micro-batch, so its statistics (not the data order or the
+schedule) depend on the micro-batch size; running statistics come from rank 0.
+
+This module imports nothing from seer_torch except :mod:`seer_torch.errors`,
+:mod:`seer_torch.data` and :mod:`seer_torch.models`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import math
+import numbers
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from seer_torch.data import (
+    BatchPlan,
+    Splits,
+    augment_crop_flip,
+    derive_seed,
+    epoch_permutation,
+    load_dataset,
+    plan_batch,
+    rank_slice,
+)
+from seer_torch.errors import ConfigError
+from seer_torch.models import build_model, model_hparam_names
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+#: Optimizer steps at the start of each launch left out of throughput measurements.
+WARMUP_STEPS = 3
+#: Version of the checkpoint layout.
+CHECKPOINT_FORMAT = 1
+
+_TRAINING_HPARAMS = frozenset({"lr", "weight_decay", "momentum", "global_batch"})
+_SEED_SALT_DROPOUT = 0x5EED_0003
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "configuration": {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "width": 32, "dropout": 0.1},
+    "model": "digits_cnn",
+    "dataset": "digits",
+    "data_dir": None,
+    "global_batch": 64,
+    "micro_batch_max": 64,
+    "max_epochs": 15,
+    "seed": 0,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """A trial's ``config.json``, validated.
+
+    Attributes:
+        trial_id: the trial's name.
+        model: model name for :func:`seer_torch.models.build_model`.
+        model_hparams: the configuration's model hyperparameters.
+        lr: peak learning rate (per optimizer step, on the global-batch mean loss).
+        weight_decay: L2 coefficient (coupled, PyTorch SGD).
+        momentum: Nesterov momentum coefficient.
+        dataset, data_dir: what :func:`seer_torch.data.load_dataset` gets.
+        global_batch: samples per optimizer step.
+        micro_batch_max: most samples per forward pass on one rank.
+        max_epochs: length of the learning-rate schedule, in epochs.
+        seed: experiment seed (weights, data order, dropout, augmentation).
+        tensorboard_dir: where rank 0 writes TensorBoard events, or ``None`` for nowhere.
+        configuration: the configuration as given (stored in the checkpoint).
+    """
+
+    trial_id: str
+    model: str
+    model_hparams: Mapping[str, Any]
+    lr: float
+    weight_decay: float
+    momentum: float
+    dataset: str
+    data_dir: str | None
+    global_batch: int
+    micro_batch_max: int
+    max_epochs: int
+    seed: int
+    tensorboard_dir: str | None
+    configuration: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrialConfig:
+        """Validate a parsed ``config.json``; raises :class:`ConfigError` naming the field."""
+        if not isinstance(raw, dict):
+            raise ConfigError("config.json", type(raw).__name__, "a JSON object")
+        configuration = raw.get("configuration")
+        if not isinstance(configuration, dict):
+            raise ConfigError("configuration", configuration, "a JSON object of hyperparameters")
+        model = raw.get("model")
+        hparam_names = model_hparam_names(model)  # raises ConfigError("model.name", ...)
+        unknown = sorted(set(configuration) - _TRAINING_HPARAMS - hparam_names)
+        if unknown:
+            raise ConfigError(
+                f"configuration.{unknown[0]}", configuration[unknown[0]],
+                f"training hyperparameters {', '.join(sorted(_TRAINING_HPARAMS))} or hyperparameters of model "
+                f"{model!r}: {', '.join(sorted(hparam_names))}",
+            )
+        if "lr" not in configuration:
+            raise ConfigError("configuration.lr", None, "a positive float (peak learning rate)")
+        lr = _real("configuration.lr", configuration["lr"], low=0.0, low_open=True)
+        weight_decay = _real("configuration.weight_decay", configuration.get("weight_decay", 0.0), low=0.0)
+        momentum = _real("configuration.momentum", configuration.get("momentum", 0.9), low=0.0, high=1.0)
+        if "global_batch" in configuration:
+            global_batch = _int("configuration.global_batch", configuration["global_batch"], 1)
+        else:
+            global_batch = _int("global_batch", raw.get("global_batch"), 1)
+        tensorboard_dir = raw.get("tensorboard_dir")
+        if tensorboard_dir is not None and not isinstance(tensorboard_dir, str):
+            raise ConfigError("tensorboard_dir", tensorboard_dir, "a path or null")
+        data_dir = raw.get("data_dir")
+        if data_dir is not None and not isinstance(data_dir, str):
+            raise ConfigError("data_dir", data_dir, "a path or null")
+        dataset = raw.get("dataset")
+        if not isinstance(dataset, str):
+            raise ConfigError("dataset", dataset, "a dataset name such as 'digits' or 'cifar10'")
+        return cls(
+            trial_id=str(raw.get("trial_id", "")),
+            model=model,
+            model_hparams=MappingProxyType({key: value for key, value in configuration.items() if key in hparam_names}),
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            dataset=dataset,
+            data_dir=data_dir,
+            global_batch=global_batch,
+            micro_batch_max=_int("micro_batch_max", raw.get("micro_batch_max", global_batch), 1),
+            max_epochs=_int("max_epochs", raw.get("max_epochs"), 1),
+            seed=_int("seed", raw.get("seed", 0), 0),
+            tensorboard_dir=tensorboard_dir,
+            configuration=MappingProxyType(dict(configuration)),
+        )
+
+    @classmethod
+    def load(cls, trial_dir: str) -> TrialConfig:
+        """Read and validate ``trial_dir/config.json``."""
+        path = os.path.join(trial_dir, CONFIG_FILE)
+        try:
+            with open(path, encoding="utf-8") as file:
+                raw = json.load(file)
+        except FileNotFoundError as error:
+            raise ConfigError("--trial-dir", trial_dir, f"a trial directory containing {CONFIG_FILE}") from error
+        except json.JSONDecodeError as error:
+            raise ConfigError(path, str(error), "valid JSON") from error
+        return cls.from_dict(raw)
+
+
+def _int(field: str, value: object, low: int) -> int:
+    if (
+        isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value))
+        or float(value) != int(value) or int(value) < low
+    ):
+        raise ConfigError(field, value, f"an integer >= {low}")
+    return int(value)
+
+
+def _real(field: str, value: object, *, low: float, high: float | None = None, low_open: bool = False) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+    if ok:
+        number = float(value)
+        ok = (number > low if low_open else number >= low) and (high is None or number < high)
+    if not ok:
+        bounds = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
+        raise ConfigError(field, value, f"a finite float in {bounds}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed environment
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job, from torchrun's environment variables."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: the only rank with side effects (metrics, checkpoint, TensorBoard)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """More than one rank: a process group and a DDP wrapper are needed."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_environ(cls) -> DistEnv:
+        """Read ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (defaults 0, 0, 1 outside torchrun)."""
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if torch.cuda.is_available():
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        else:
+            device = torch.device("cpu")
+        return cls(rank, local_rank, world_size, device)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _all_reduce_sum(tensor: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    if env.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+# --------------------------------------------------------------------------------------------
+# Training state
+# --------------------------------------------------------------------------------------------
+
+
+def cosine_lr_factor(step: int, total_steps: int) -> float:
+    """Factor of the peak learning rate after ``step`` optimizer steps: ``0.5 (1 + cos(pi t))``,
+    ``t = min(step, total_steps) / total_steps``; 1 at step 0, 0 at ``total_steps``."""
+    progress = min(step, total_steps) / total_steps
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A :class:`~torch.optim.lr_scheduler.LambdaLR` following :func:`cosine_lr_factor`, to be
+    stepped once per optimizer step; its saved state is the optimizer step (``last_epoch``)."""
+
+    def factor(step: int) -> float:  # a plain function: LambdaLR saves no state for it
+        return cosine_lr_factor(step, total_steps)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Trainer:
+    """Everything one launch trains with. Counters: ``epoch`` = epochs completed, ``step`` =
+    optimizer steps completed, ``samples_seen`` = ``step * global_batch``."""
+
+    config: TrialConfig
+    env: DistEnv
+    splits: Splits
+    plan: BatchPlan
+    model: nn.Module  # unwrapped
+    ddp_model: nn.Module  # DDP wrapper, or the model itself at W = 1
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    samples_seen: int = 0
+
+    def lr(self) -> float:
+        """Current learning rate of the (single) parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_step(self, epoch: int, step_in_epoch: int, permutation: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on global batch ``step_in_epoch`` of ``epoch`` (1-based).
+
+        Returns:
+            The loss of the global batch (mean over its samples; over all ranks), a 0-d float
+            tensor on the device. Counters and the scheduler advance by one step.
+        """
+        plan, env, config = self.plan, self.env, self.config
+        start = step_in_epoch * plan.global_batch + env.rank * plan.local_batch
+        local_index = permutation[start:start + plan.local_batch]
+        x = self.splits.train_x[local_index]
+        y = self.splits.train_y[local_index]
+        x = x.to(env.device, non_blocking=True)
+        y = y.to(env.device, non_blocking=True)
+        if self.splits.augment:
+            x = augment_crop_flip(
+                x, seed=config.seed, epoch=epoch, step=step_in_epoch, global_batch=plan.global_batch,
+                offset=env.rank * plan.local_batch,
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        local_loss = torch.zeros((), device=env.device)
+        for micro in range(plan.accum_steps):
+            part = slice(micro * plan.micro_batch, (micro + 1) * plan.micro_batch)
+            last = micro == plan.accum_steps - 1
+            sync = contextlib.nullcontext() if last or not env.distributed else self.ddp_model.no_sync()
+            with sync:
+                loss = nn.functional.cross_entropy(self.ddp_model(x[part]), y[part]) / plan.accum_steps
+                loss.backward()
+            local_loss += loss.detach()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.samples_seen += plan.global_batch
+        global_loss = _all_reduce_sum(local_loss, env)
+        return global_loss / env.world_size
+
+    @torch.no_grad()
+    def evaluate(self, x_all: torch.Tensor, y_all: torch.Tensor) -> tuple[float, int]:
+        """Accuracy on a split sharded over ranks (each sample counted once at every ``W``).
+
+        Args:
+            x_all, y_all: the whole split, images ``(N, C, H, W)`` and labels ``(N,)``.
+
+        Returns:
+            ``(accuracy in [0, 1], N)`` with ``N`` summed over ranks.
+        """
+        env = self.env
+        if env.distributed:  # every rank evaluates rank 0's BatchNorm statistics (those saved)
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
+        self.model.eval()  # the unwrapped model: DDP's forward would sync buffers per call
+        part = rank_slice(int(y_all.shape[0]), env.world_size, env.rank)
+        x_part, y_part = x_all[part], y_all[part]
+        correct = torch.zeros((), dtype=torch.int64, device=env.device)
+        batch = max(self.config.micro_batch_max, 1)
+        for begin in range(0, int(y_part.shape[0]), batch):
+            x = x_part[begin:begin + batch].to(env.device, non_blocking=True)
+            y = y_part[begin:begin + batch].to(env.device, non_blocking=True)
+            correct += (self.model(x).argmax(dim=1) == y).sum()
+        self.model.train()
+        totals = torch.stack([correct, torch.tensor(int(y_part.shape[0]), dtype=torch.int64, device=env.device)])
+        totals = _all_reduce_sum(totals, env)
+        count = int(totals[1].item())
+        return (float(totals[0].item()) / count if count else float("nan")), count
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint: independent of ``W``; see the module docstring."""
+        rng: dict[str, Any] = {"torch_cpu": torch.get_rng_state(), "python": random.getstate()}
+        if self.env.device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.env.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            "rng": rng,
+            "configuration": dict(self.config.configuration),
+            "trial_id": self.config.trial_id,
+            "global_batch": self.plan.global_batch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (strict; call before wrapping in DDP)."""
+        if state.get("global_batch") != self.plan.global_batch:
+            raise ConfigError(
+                "global_batch", self.plan.global_batch,
+                f"the checkpoint's global batch {state.get('global_batch')} (it is fixed for a trial)",
+            )
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.samples_seen = int(state["samples_seen"])
+        if self.step != self.epoch * self.steps_per_epoch or self.scheduler.last_epoch != self.step:
+            raise ValueError(
+                f"inconsistent checkpoint: epoch {self.epoch}, step {self.step}, scheduler step "
+                f"{self.scheduler.last_epoch}, {self.steps_per_epoch} steps per epoch"
+            )
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch_cpu"].cpu())
+        if "torch_cuda" in rng and self.env.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["torch_cuda"].cpu(), self.env.device)
+        random.setstate(_as_python_random_state(rng["python"]))
+
+
+def _as_python_random_state(state: Any) -> tuple:
+    version, internal, gauss = state
+    return (int(version), tuple(int(v) for v in internal), gauss)
+
+
+def build_trainer(config: TrialConfig, env: DistEnv, checkpoint: dict[str, Any] | None) -> Trainer:
+    """Load the data, build model, optimizer and schedule, restore ``checkpoint`` if given,
+    and wrap the model in DDP when ``W > 1``."""
+    plan = plan_batch(config.global_batch, env.world_size, config.micro_batch_max)
+    splits = load_dataset(config.dataset, config.data_dir)
+    steps_per_epoch = splits.num_train // config.global_batch
+    if steps_per_epoch < 1:
+        raise ConfigError("global_batch", config.global_batch, f"at most the {splits.num_train} training samples")
+    torch.manual_seed(config.seed)  # identical initial weights on every rank and at every W
+    model = build_model(
+        config.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
+        image_size=splits.image_size, **config.model_hparams,
+    ).to(env.device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        nesterov=config.momentum > 0,
+    )
+    scheduler = cosine_schedule(optimizer, config.max_epochs * steps_per_epoch)
+    trainer = Trainer(config, env, splits, plan, model, model, optimizer, scheduler, steps_per_epoch)
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        # Buffers (BatchNorm statistics) are broadcast from rank 0 at wrap time and before every
+        # evaluation, not at every forward: rank 0's statistics only ever come from its own
+        # micro-batches either way, so a per-forward broadcast would buy nothing but a collective.
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+            sync = {"forward_sync_buffers": False}
+        else:
+            sync = {"broadcast_buffers": False}
+        trainer.ddp_model = DistributedDataParallel(model, device_ids=device_ids, **sync)
+    return trainer
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def _append_line(path: str, record_: dict[str, Any]) -> None:
+    """Append one complete JSON line in one write call (no fsync)."""
+    line = json.dumps(record_, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as file:
+        file.write(line)
+        file.flush()
+
+
+def _umask_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.chmod(temp, _umask_mode())  # mkstemp creates 0600; give the file ordinary permissions
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def save_checkpoint(path: str, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".tmp")
+    os.chmod(temp, _umask_mode())
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def load_checkpoint(path: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (``weights_only=True``, tensors on ``device``), or ``None``."""
+    if not os.path.exists(path):
+        return None
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def truncate_metrics(path: str, keep_through_epoch: int) -> None:
+    """Rewrite ``metrics.jsonl`` atomically, keeping only complete lines with
+    ``epoch <= keep_through_epoch`` (a crashed launch may have written lines past the checkpoint)."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("epoch"), int) and entry["epoch"] <= keep_through_epoch:
+                kept.append(json.dumps(entry, allow_nan=False) + "\n")
+    _atomic_write_text(path, "".join(kept))
+
+
+def write_default_config(trial_dir: str) -> bool:
+    """Write :data:`DEFAULT_CONFIG` (digits) to ``trial_dir/config.json`` unless one exists.
+
+    Returns:
+        Whether a file was written.
+    """
+    os.makedirs(trial_dir, exist_ok=True)
+    path = os.path.join(trial_dir, CONFIG_FILE)
+    if os.path.exists(path):
+        return False
+    config = dict(DEFAULT_CONFIG)
+    config["trial_id"] = os.path.basename(os.path.abspath(trial_dir))
+    config["tensorboard_dir"] = os.path.join(os.path.abspath(trial_dir), "tensorboard")
+    _atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+# --------------------------------------------------------------------------------------------
+
+
+def _seed_epoch(config: TrialConfig, env: DistEnv, epoch: int) -> None:
+    """Seed torch's global RNG (dropout) from ``(seed, epoch, rank)``."""
+    torch.manual_seed(derive_seed(_SEED_SALT_DROPOUT, config.seed, epoch, env.rank))
+
+
+def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -> None:
+    """Train from the checkpoint (if any) through epoch ``until_epoch``; see the module docstring."""
+    if until_epoch > config.max_epochs:
+        raise ConfigError("--until-epoch", until_epoch, f"an epoch <= max_epochs={config.max_epochs}")
+    checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE)
+    metrics_path = os.path.join(trial_dir, METRICS_FILE)
+    checkpoint = load_checkpoint(checkpoint_path, env.device)
+    start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
+    if until_epoch <= start_epoch:
+        return
+    _init_process_group(env)
+    trainer = build_trainer(config, env, checkpoint)
+    del checkpoint
+    plan = trainer.plan
+    writer = None
+    if env.is_main:
+        truncate_metrics(metrics_path, start_epoch)
+        if config.tensorboard_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # Everything at steps > the checkpoint's step belongs to a crashed launch: purge it.
+            writer = SummaryWriter(log_dir=config.tensorboard_dir, purge_step=trainer.step + 1)
+    try:
+        trainer.model.train()
+        train_start_unix_s = time.time()
+        launch_steps = 0
+        for epoch in range(start_epoch + 1, until_epoch + 1):
+            _seed_epoch(config, env, epoch)
+            permutation = epoch_permutation(config.seed, epoch, trainer.splits.num_train)
+            _synchronize(env.device)
+            epoch_start = time.perf_counter()
+            measure_start, measured_steps = epoch_start, 0
+            loss_sum = 0.0
+            for step_in_epoch in range(trainer.steps_per_epoch):
+                if launch_steps == WARMUP_STEPS and trainer.steps_per_epoch > WARMUP_STEPS and epoch == start_epoch + 1:
+                    _synchronize(env.device)
+                    measure_start, measured_steps = time.perf_counter(), 0
+                loss = float(trainer.train_step(epoch, step_in_epoch, permutation).item())
+                launch_steps += 1
+                measured_steps += 1
+                if not math.isfinite(loss):
+                    if env.is_main:
+                        _append_line(metrics_path, _diverged_line(trainer, epoch, env, loss))
+                        if writer is not None:
+                            writer.flush()
+                    return
+                loss_sum += loss
+                if writer is not None:
+                    writer.add_scalar("train/loss", loss, trainer.step)
+                    writer.add_scalar("train/lr", trainer.lr(), trainer.step)
+            _synchronize(env.device)
+            train_end = time.perf_counter()
+            val_accuracy, val_samples = trainer.evaluate(trainer.splits.val_x, trainer.splits.val_y)
+            _synchronize(env.device)
+            epoch_time_s = time.perf_counter() - epoch_start
+            trainer.epoch = epoch
+            throughput = measured_steps * plan.global_batch / max(train_end - measure_start, 1e-9)
+            line: dict[str, Any] = {
+                "trial_id": config.trial_id,
+                "epoch": epoch,
+                "step": trainer.step,
+                "samples_seen": trainer.samples_seen,
+                "world_size": env.world_size,
+                "accum_steps": plan.accum_steps,
+                "micro_batch": plan.micro_batch,
+                "global_batch": plan.global_batch,
+                "lr": trainer.lr(),
+                "train_loss": loss_sum / trainer.steps_per_epoch,
+                "val_accuracy": val_accuracy,
+                "val_samples": val_samples,
+                "epoch_time_s": epoch_time_s,
+                "throughput_samples_per_s": throughput,
+                "train_start_unix_s": train_start_unix_s,
+            }
+            if epoch == until_epoch:
+                test_accuracy, test_samples = trainer.evaluate(trainer.splits.test_x, trainer.splits.test_y)
+                line["test_accuracy"] = test_accuracy
+                line["test_samples"] = test_samples
+            line["time_unix_s"] = time.time()
+            if env.is_main:
+                _append_line(metrics_path, line)
+                if writer is not None:
+                    writer.add_scalar("val/accuracy", val_accuracy, trainer.step)
+                    writer.add_scalar("train/epoch_loss", line["train_loss"], trainer.step)
+                    writer.add_scalar("perf/throughput_samples_per_s", throughput, trainer.step)
+                    writer.add_scalar("perf/world_size", env.world_size, trainer.step)
+                    if "test_accuracy" in line:
+                        writer.add_scalar("test/accuracy", line["test_accuracy"], trainer.step)
+                    writer.flush()
+        if env.is_main:
+            save_checkpoint(checkpoint_path, trainer.state_dict())
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> dict[str, Any]:
+    return {
+        "trial_id": trainer.config.trial_id,
+        "epoch": epoch,
+        "step": trainer.step,
+        "samples_seen": trainer.samples_seen,
+        "world_size": env.world_size,
+        "accum_steps": trainer.plan.accum_steps,
+        "micro_batch": trainer.plan.micro_batch,
+        "global_batch": trainer.plan.global_batch,
+        "lr": trainer.lr(),
+        "diverged": True,
+        "train_loss": None,
+        "val_accuracy": None,
+        "diverged_loss": repr(loss),
+        "time_unix_s": time.time(),
+    }
+
+
+def profile(trial_dir: str, steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> None:
+    """Measure throughput at this world size: :data:`WARMUP_STEPS` warm-up steps, then
+    ``steps`` timed optimizer steps (wrapping around epochs), then one timed validation pass.
+    Rank 0 writes ``out_path`` (JSON). No checkpoint, metrics or TensorBoard."""
+    if steps < 1:
+        raise ConfigError("--profile-steps", steps, "an integer >= 1")
+    _init_process_group(env)
+    trainer = build_trainer(config, env, None)
+    trainer.model.train()
+    total = WARMUP_STEPS + steps
+    train_start_unix_s = time.time()
+    measure_start = time.perf_counter()
+    permutation, permutation_epoch = None, 0
+    for index in range(total):
+        epoch, step_in_epoch = 1 + index // trainer.steps_per_epoch, index % trainer.steps_per_epoch
+        if epoch != permutation_epoch:
+            _seed_epoch(config, env, epoch)
+            permutation, permutation_epoch = epoch_permutation(config.seed, epoch, trainer.splits.num_train), epoch
+        if index == WARMUP_STEPS:
+            _synchronize(env.device)
+            measure_start = time.perf_counter()
+        trainer.train_step(epoch, step_in_epoch, permutation)
+    _synchronize(env.device)
+    train_seconds = time.perf_counter() - measure_start
+    eval_start = time.perf_counter()
+    trainer.evaluate(trainer.splits.val_x, trainer.splits.val_y)
+    _synchronize(env.device)
+    eval_time_s = time.perf_counter() - eval_start
+    if env.is_main:
+        result = {
+            "trial_id": config.trial_id,
+            "model": config.model,
+            "dataset": config.dataset,
+            "world_size": env.world_size,
+            "global_batch": trainer.plan.global_batch,
+            "micro_batch": trainer.plan.micro_batch,
+            "accum_steps": trainer.plan.accum_steps,
+            "throughput_samples_per_s": steps * trainer.plan.global_batch / train_seconds,
+            "step_time_s": train_seconds / steps,
+            "eval_time_s": eval_time_s,
+            "train_start_unix_s": train_start_unix_s,
+            "warmup_steps": WARMUP_STEPS,
+            "measured_steps": steps,
+            "num_train_samples": trainer.splits.num_train,
+            "num_val_samples": int(trainer.splits.val_y.shape[0]),
+            "device": env.device.type,
+        }
+        _atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
+
+
+def _init_process_group(env: DistEnv) -> None:
+    if not env.distributed or dist.is_initialized():
+        return
+    if env.device.type == "cuda":
+        torch.cuda.set_device(env.device)
+        dist.init_process_group("nccl", device_id=env.device)
+    else:
+        dist.init_process_group("gloo")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m seer_torch.worker",
+        description="Train one trial (run under torchrun). Resumes from DIR/checkpoint.pt when present.",
+    )
+    parser.add_argument("--trial-dir", required=True, help="the trial directory holding config.json")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--until-epoch", type=int, help="train through this epoch (1-based), checkpoint, exit")
+    mode.add_argument("--profile-steps", type=int, help="profile: time this many optimizer steps after warm-up")
+    mode.add_argument("--write-default-config", action="store_true",
+                      help="write a default digits config.json into the trial directory if none exists, then exit")
+    parser.add_argument("--profile-out", help="profile mode: JSON result file (default DIR/profile_w<W>.json)")
+    return parser.parse_args(argv)
+
+
+@record
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 also after a divergence or an early exit)."""
+    args = _parse_args(argv)
+    trial_dir = os.path.abspath(args.trial_dir)
+    if args.write_default_config:
+        write_default_config(trial_dir)
+        return 0
+    torch.set_num_threads(1)  # one thread per worker: a CPU slot is one process, one thread
+    env = DistEnv.from_environ()
+    config = TrialConfig.load(trial_dir)
+    finished = False
+    try:
+        if args.profile_steps is not None:
+            out = args.profile_out or os.path.join(trial_dir, f"profile_w{env.world_size}.json")
+            profile(trial_dir, args.profile_steps, out, config, env)
+        else:
+            if args.until_epoch < 1:
+                raise ConfigError("--until-epoch", args.until_epoch, "an integer >= 1")
+            train(trial_dir, args.until_epoch, config, env)
+        finished = True
+    finally:
+        if dist.is_initialized():
+            if finished:  # on an error the other ranks may never arrive; torchrun stops them
+                dist.barrier()
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""End to end: `seer tune` with a tiny budget runs real torchrun jobs and leaves its files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seer_torch.backends.local import group_members
+
+pytestmark = pytest.mark.integration
+
+TINY = """
+name = "tiny"
+seed = 1
+[data]
+dataset = "digits"
+[model]
+name = "digits_cnn"
+[training]
+max_epochs = 3
+min_epochs = 1
+eta = 2
+global_batch = 64
+micro_batch_max = 64
+[budget]
+time_budget_s = 150
+money_budget_usd = 0.5
+[resources]
+num_slots = 2
+world_size_ladder = [1, 2]
+[search]
+max_configurations = 4
+[search_space]
+lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
+weight_decay = 0.0005
+width = { choices = [16] }
+dropout = 0.0
+"""
+
+
+def _seer(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "seer_torch.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=400,
+    )
+
+
+def test_seer_tune_tiny_budget(tmp_path: Path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    run_dir = tmp_path / "run"
+    proc = _seer("tune", str(cfg), "--run-dir", str(run_dir), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    res = json.loads((run_dir / "results.json").read_text())
+    b = res["budget"]
+    assert b["time_used_s"] <= b["time_budget_s"]
+    assert b["cost_usd"] <= b["money_budget_usd"]
+    assert b["cost_usd"] > 0
+    assert res["policy"] == "seer"
+    # The plan fits: 4 configurations, rungs ending at max_epochs, the answer trained fully.
+    assert res["plan"]["feasible"] is True
+    rungs = [r["rung_epoch"] for r in res["rounds"]]
+    assert rungs == sorted(set(rungs)) and rungs[-1] == 3
+    assert all(r["completed"] for r in res["rounds"])
+    assert len(res["trials"]) == res["plan"]["num_configurations"] >= 2
+    best = res["best"]
+    assert best["epochs"] == 3
+    assert 0.5 < best["val_accuracy"] <= 1.0
+    assert 0.5 < best["test_accuracy"] <= 1.0
+    # Survivor counts shrink round by round; eliminated trials stop where they were eliminated.
+    counts = [r["num_trials"] for r in res["rounds"]]
+    assert counts == sorted(counts, reverse=True) and counts[-1] >= 1
+    finals = [t for t in res["trials"] if t["epochs"] == 3]
+    assert best["trial_id"] in {t["trial_id"] for t in finals}
+    for t in res["trials"]:
+        assert t["status"] in ("eliminated", "completed")
+        assert len(t["world_sizes"]) >= 1
+        rows = [json.loads(l) for l in (run_dir / "trials" / t["trial_id"] / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == list(range(1, t["epochs"] + 1))
+        assert (run_dir / "trials" / t["trial_id"] / "checkpoint.pt").exists()
+    # The files a run leaves.
+    for name in ("experiment.toml", "state.json", "profile.json"):
+        assert (run_dir / name).exists(), name
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "finished"
+    assert (run_dir / "tensorboard" / "experiment").is_dir()
+    assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
+    # Nothing the run started is still alive.
+    assert not [p for p in _descendants(os.getpid())]
+
+
+def test_seer_plan_is_fast_and_launches_nothing(tmp_path: Path):
+    import time
+
+    t0 = time.monotonic()
+    proc = _seer("plan", "--json", cwd=tmp_path)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["plan"]["feasible"] is True
+    assert out["plan"]["rounds"][-1]["rung_epoch"] == 27
+    assert elapsed < 5.0  # generous for a loaded CI machine; measured well under 2 s
+    assert list(tmp_path.iterdir()) == []  # no run directory, nothing written
+
+    short = _seer("plan", "--time-budget", "20", cwd=tmp_path)
+    assert short.returncode == 0, short.stderr
+    assert "best-effort" in short.stdout.lower() or "too short" in short.stdout.lower()
+
+
+def test_seer_tune_bad_input_exits_2_and_launches_nothing(tmp_path: Path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(TINY.replace("eta = 2", "eta = 1"))
+    proc = _seer("tune", str(cfg), "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "training.eta" in proc.stderr and "1" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            children.append(int(entry))
+            children += _descendants(int(entry))
+    return children

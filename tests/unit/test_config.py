@@ -1,0 +1,83 @@
+"""The experiment file: defaults, validation messages, sampling."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_torch.config import load_experiment, parse_experiment, sample_configurations
+from seer_torch.errors import ConfigError
+
+SPACE = {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0}}
+
+
+def test_default_experiment_loads_and_is_digits():
+    exp = load_experiment(None)
+    assert exp.data.dataset == "digits"
+    assert exp.model.name == "digits_cnn"
+    assert exp.training.max_epochs == 27 and exp.training.eta == 3
+    assert {p.name for p in exp.search_space} == {"lr", "weight_decay", "width", "dropout"}
+    assert exp.resources.num_slots >= 1
+
+
+def test_sampling_is_deterministic_and_prefix_stable():
+    exp = load_experiment(None)
+    a = sample_configurations(exp, 8)
+    b = sample_configurations(exp, 16)
+    assert a == b[:8]
+    assert len({c["lr"] for c in b}) == 16
+    for c in b:
+        assert 0.01 <= c["lr"] <= 0.8
+        assert c["width"] in (32, 64)
+        assert 0.0 <= c["dropout"] <= 0.5
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"training": {"eta": 1}, "search_space": SPACE}, "training.eta"),
+        ({"training": {"min_epochs": 5, "max_epochs": 3}, "search_space": SPACE}, "training.min_epochs"),
+        ({"budget": {"time_budget_s": -1}, "search_space": SPACE}, "budget.time_budget_s"),
+        ({"budget": {"money_budget_usd": 0}, "search_space": SPACE}, "budget.money_budget_usd"),
+        ({"trainning": {}, "search_space": SPACE}, "trainning"),
+        ({"training": {"epochs": 3}, "search_space": SPACE}, "training.epochs"),
+        ({"data": {"dataset": "mnist"}, "search_space": SPACE}, "data.dataset"),
+        ({"data": {"dataset": "cifar10"}, "search_space": SPACE}, "data.data_dir"),
+        ({"data": {"dataset": "cifar10", "data_dir": "/nonexistent/x"}, "search_space": SPACE}, "data.data_dir"),
+        ({"search_space": {}}, "search_space"),
+        ({"search_space": {"lr": {"distribution": "loguniform", "low": 0, "high": 1}}}, "search_space.lr.low"),
+        ({"search_space": {"lr": {"distribution": "normal", "low": 0, "high": 1}}}, "search_space.lr.distribution"),
+        ({"resources": {"world_size_ladder": [2, 4]}, "search_space": SPACE}, "resources.world_size_ladder"),
+        (
+            {"training": {"global_batch": 3, "micro_batch_max": 3}, "resources": {"num_slots": 1, "world_size_ladder": [1]},
+             "search_space": SPACE, "seed": -1},
+            "seed",
+        ),
+        ({"training": {"global_batch": 32, "micro_batch_max": 64}, "search_space": SPACE}, "training.micro_batch_max"),
+    ],
+)
+def test_bad_fields_name_field_value_and_allowed(raw, field):
+    with pytest.raises(ConfigError) as ei:
+        parse_experiment(raw)
+    assert ei.value.field == field
+    msg = str(ei.value)
+    assert msg.startswith(field + ":") and "allowed:" in msg
+
+
+def test_overrides_validate():
+    exp = load_experiment(None)
+    assert exp.with_overrides(time_budget_s=60).budget.time_budget_s == 60.0
+    with pytest.raises(ConfigError, match="budget.time_budget_s"):
+        exp.with_overrides(time_budget_s=0)
+    with pytest.raises(ConfigError, match="resources.num_slots"):
+        exp.with_overrides(num_slots=0)
+
+
+def test_to_toml_round_trips():
+    import tomllib
+
+    exp = load_experiment(None)
+    again = parse_experiment(tomllib.loads(exp.to_toml()))
+    assert again.training == exp.training
+    assert again.budget == exp.budget
+    assert again.search_space == exp.search_space
+    assert again.resources == exp.resources

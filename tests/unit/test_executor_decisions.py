@@ -1,0 +1,63 @@
+"""The executor's pure decisions: who survives a rung, which trial is the answer, the meter."""
+
+from __future__ import annotations
+
+import math
+
+from seer_torch.backends.base import JobResult, JobSpec
+from seer_torch.executor import Meter, Trial, best_trial, select_survivors
+
+
+def _trial(tid, **rungs):
+    t = Trial(trial_id=tid, config={})
+    t.rung_val_accuracy = {int(k[1:]): v for k, v in rungs.items()}
+    return t
+
+
+def test_survivors_are_the_best_at_the_rung_failed_and_nan_last():
+    ts = [_trial("a", e1=0.5), _trial("b", e1=0.9), _trial("c", e1=float("nan")), _trial("d"), _trial("e", e1=0.7)]
+    assert [t.trial_id for t in select_survivors(ts, 1, 2)] == ["b", "e"]
+    # Never more than the eligible ones, never a trial without a valid result.
+    assert [t.trial_id for t in select_survivors(ts, 1, 10)] == ["b", "e", "a"]
+
+
+def test_survivor_ties_break_by_trial_id():
+    ts = [_trial("t2", e3=0.8), _trial("t1", e3=0.8), _trial("t0", e3=0.7)]
+    assert [t.trial_id for t in select_survivors(ts, 3, 1)] == ["t1"]
+
+
+def test_answer_falls_back_when_the_finalist_diverged():
+    a = _trial("a", e1=0.8, e3=0.9)
+    b = _trial("b", e1=0.85, e3=0.88, e9=0.97)
+    b.status = "diverged"  # looked best, then diverged before max_epochs
+    assert best_trial([a, b], [1, 3, 9]) == (a, 3)
+    b.status = "completed"
+    assert best_trial([a, b], [1, 3, 9]) == (b, 9)
+    assert best_trial([a, b], []) is None
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+
+
+def test_meter_bills_slot_seconds_at_the_price():
+    # CASES 5: 4 trials in parallel at W=1 for 15 s each (10 s epoch + 5 s restart):
+    # 4 x 15 slot-seconds; at 3.6 USD/slot-hour that is 60 * 0.001 = 0.06 USD.
+    clock = FakeClock()
+    m = Meter(clock, price_usd_per_slot_hour=3.6)
+    for i in range(4):
+        spec = JobSpec(f"t{i}", None, 1, 1)
+        m.bill(JobResult(spec, 0, 100.0, 115.0, 0.0))
+    clock.t = 115.0
+    assert math.isclose(m.cost_usd(), 0.06)
+    assert m.elapsed_s() == 15.0
+    # A W=2 job running for 5 s adds 10 slot-seconds while it runs.
+    clock.t = 120.0
+    assert math.isclose(m.cost_usd([(115.0, 2)]), 0.07)

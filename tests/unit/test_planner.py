@@ -1,0 +1,471 @@
+"""The SEER planner: cost model, objective, best effort and re-planning (CASES 2, 4, 5, 6)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from seer_torch.errors import ConfigError
+from seer_torch.policies.rungs import rung_schedules, survivor_counts
+from seer_torch.policies.seer import Plan, PlannerInputs, plan, replan
+from seer_torch.scaling.model import ScalingModel
+
+RESNET18 = ScalingModel(world_sizes=(1, 2, 4, 8), speedup=(1.0, 1.85, 3.43, 5.40))
+S18 = ScalingModel(world_sizes=(1, 2), speedup=(1.0, 1.8))
+
+BASE = dict(
+    max_epochs=27,
+    min_epochs=1,
+    eta=3,
+    max_configurations=64,
+    num_slots=8,
+    world_size_ladder=(1, 2, 4, 8),
+    epoch_time_s=10.0,
+    scaling=RESNET18,
+    startup_s=5.0,
+    relaunch_s=5.0,
+    resize_s=5.0,
+    time_budget_s=math.inf,
+    money_budget_usd=math.inf,
+    price_usd_per_slot_hour=3.6,  # 0.001 USD per slot-second
+    safety_fraction=0.9,
+)
+
+
+def make(**overrides) -> PlannerInputs:
+    return PlannerInputs(**{**BASE, **overrides})
+
+
+# -- an independent implementation of the cost model, for checking --------------------------------
+
+
+def reference_cost(inputs, rungs, world_sizes, counts, start_epoch=0, first_overhead=None, prev_w=None):
+    """(per-round (waves, duration, cost), total time, total cost) straight from the formulas."""
+    rows = []
+    previous_epoch = start_epoch
+    for k, (rung, w, n) in enumerate(zip(rungs, world_sizes, counts)):
+        if k == 0:
+            overhead = inputs.startup_s if first_overhead is None else first_overhead
+        else:
+            overhead = inputs.relaunch_s if w == prev_w else inputs.resize_s
+        job = overhead + (rung - previous_epoch) * inputs.epoch_time_s / inputs.scaling.speedup_at(w)
+        waves = math.ceil(n / (inputs.num_slots // w))
+        rows.append((waves, waves * job, inputs.price_usd_per_slot_hour / 3600 * n * w * job))
+        previous_epoch, prev_w = rung, w
+    return rows, sum(r[1] for r in rows), sum(r[2] for r in rows)
+
+
+def brute_force(inputs, target):
+    """Every (schedule, non-decreasing W, n_1): the max n_1 within budget and its least cost."""
+    usable = [w for w in sorted(set(inputs.world_size_ladder)) if w <= inputs.num_slots]
+    best = None
+    for rungs in rung_schedules(min(inputs.min_epochs, target), target, inputs.eta):
+        for ws in itertools.product(usable, repeat=len(rungs)):
+            if any(b < a for a, b in zip(ws, ws[1:])):
+                continue
+            for n in range(1, inputs.max_configurations + 1):
+                counts = survivor_counts(n, len(rungs), inputs.eta, inputs.num_finalists)
+                _, t, c = reference_cost(inputs, rungs, ws, counts)
+                if t <= inputs.time_limit_s * (1 + 1e-9) and c <= inputs.money_limit_usd * (1 + 1e-9):
+                    if best is None or (-n, c) < (-best[0], best[1]):
+                        best = (n, c)
+    return best
+
+
+def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
+    usable = {w for w in inputs.world_size_ladder if w <= inputs.num_slots}
+    assert p.binding in ("time", "money", "max_configurations", "none")
+    assert p.message
+    json.dumps(p.to_dict())
+    if not p.rounds:
+        assert not p.feasible
+        assert p.message.startswith("NO PLAN")
+        return
+    rungs, ws, counts = p.rungs, p.world_sizes, p.survivors
+    assert all(isinstance(r, int) for r in rungs)
+    assert all(a < b for a, b in zip(rungs, rungs[1:]))
+    assert p.rounds[0].start_epoch == 0
+    assert all(r.start_epoch == prev.rung_epoch for prev, r in zip(p.rounds, p.rounds[1:]))
+    assert [r.index for r in p.rounds] == list(range(1, len(p.rounds) + 1))
+    assert all(b >= a for a, b in zip(ws, ws[1:]))
+    assert set(ws) <= usable
+    assert counts == survivor_counts(p.num_configurations, len(rungs), inputs.eta, inputs.num_finalists)
+    assert min(counts) >= 1
+    assert 1 <= p.num_configurations <= inputs.max_configurations
+    rows, total_t, total_c = reference_cost(inputs, rungs, ws, counts)
+    for r, (waves, duration, cost) in zip(p.rounds, rows):
+        assert r.waves == waves
+        assert r.predicted_duration_s == pytest.approx(duration, rel=1e-9)
+        assert r.predicted_cost_usd == pytest.approx(cost, rel=1e-9, abs=1e-12)
+    assert p.predicted_time_s == pytest.approx(total_t, rel=1e-9)
+    assert p.predicted_cost_usd == pytest.approx(total_c, rel=1e-9, abs=1e-12)
+    # never plan past the budgets (CASE 6)
+    assert p.predicted_time_s <= inputs.time_limit_s * (1 + 1e-9)
+    assert p.predicted_cost_usd <= inputs.money_limit_usd * (1 + 1e-9) + 1e-12
+    if p.feasible:
+        assert rungs[-1] == inputs.max_epochs == p.target_epochs
+        assert rungs[0] >= inputs.min_epochs
+    else:
+        assert p.target_epochs == rungs[-1] < inputs.max_epochs
+        assert p.message.startswith("BEST EFFORT")
+
+
+# -- cases ----------------------------------------------------------------------------------------
+
+
+def test_case5_one_round_of_four_parallel_trials():
+    inputs = make(
+        max_epochs=1, max_configurations=4, num_slots=4, world_size_ladder=(1, 2, 4), epoch_time_s=10.0,
+        startup_s=5.0, time_budget_s=100.0, money_budget_usd=10.0,
+    )
+    p = plan(inputs)
+    assert p.feasible
+    assert p.survivors == (4,)
+    assert p.world_sizes == (1,)
+    assert p.rounds[0].waves == 1
+    assert p.predicted_time_s == pytest.approx(15.0)  # the maximum over parallel jobs, with restart
+    assert p.predicted_cost_usd == pytest.approx(4 * 15 * 0.001)  # 4 x 15 slot-seconds
+    assert p.binding == "max_configurations"
+
+
+def test_case2_rungs_4_8_survivor_ends_at_exactly_8():
+    p = plan(make(min_epochs=4, max_epochs=8, eta=2, max_configurations=2))
+    assert p.feasible
+    assert p.rungs == (4, 8)
+    assert p.survivors == (2, 1)
+    assert p.rounds[-1].start_epoch == 4 and p.rounds[-1].rung_epoch == 8
+    assert sum(r.rung_epoch - r.start_epoch for r in p.rounds) == 8
+
+
+def test_case2_rungs_1_81_3_final_rung_81():
+    p = plan(make(max_epochs=81, max_configurations=81, num_slots=81, world_size_ladder=(1,)))
+    assert p.feasible
+    assert p.rungs == (1, 3, 9, 27, 81)
+    assert p.survivors == (81, 27, 9, 3, 1)
+    assert p.target_epochs == 81
+
+
+def test_case4_survivor_counts_in_a_plan():
+    # 7 configurations, eta 3, cheapest schedule: 7 -> 2 -> 1 -> 1 ...
+    p = plan(make(max_epochs=9, max_configurations=7, world_size_ladder=(1,), relaunch_s=0.0))
+    assert p.survivors == (7, 2, 1)
+    p = plan(make(max_epochs=9, max_configurations=1, world_size_ladder=(1,)))
+    assert p.survivors == (1,)  # one configuration trains straight to max_epochs
+    assert p.rungs == (9,)
+
+
+def test_case6_plan_never_predicts_past_the_time_budget():
+    inputs = make(time_budget_s=60.0, max_epochs=3, num_slots=2, world_size_ladder=(1, 2))
+    p = plan(inputs)
+    assert p.feasible
+    assert p.predicted_time_s <= 54.0
+    # one more configuration would break the deadline
+    assert p.binding == "time"
+
+
+def test_case6_replan_does_not_start_a_round_that_overshoots():
+    # 20 s left of a 60 s deadline; the next round takes 1 + 4 x 11 = 45 s
+    inputs = make(time_budget_s=20.0, epoch_time_s=11.0, relaunch_s=1.0, world_size_ladder=(1,))
+    p = replan(inputs, rungs=(5,), survivors=(1,), current_epoch=1, current_world_size=1)
+    assert not p.feasible
+    assert p.rounds == ()
+    assert p.binding == "time"
+    assert p.message.startswith("NO PLAN")
+    # exactly at the limit it fits: 45 <= 0.9 * 50
+    fits = replan(make(time_budget_s=50.0, epoch_time_s=11.0, relaunch_s=1.0, world_size_ladder=(1,)),
+                  rungs=(5,), survivors=(1,), current_epoch=1, current_world_size=1)
+    assert fits.feasible
+    assert fits.predicted_time_s == pytest.approx(45.0)
+
+
+def test_case6_replan_money_left_too_small():
+    # 0.20 USD left, the next round costs 45 s x 24 USD/h = 0.30 USD
+    inputs = make(money_budget_usd=0.20, epoch_time_s=11.0, relaunch_s=1.0, world_size_ladder=(1,),
+                  price_usd_per_slot_hour=24.0)
+    p = replan(inputs, rungs=(5,), survivors=(1,), current_epoch=1, current_world_size=1)
+    assert p.rounds == ()
+    assert not p.feasible
+    assert p.binding == "money"
+
+
+# -- the objective -------------------------------------------------------------------------------
+
+
+def _deadline_inputs(ladder, time_budget_s, money_budget_usd=1e6):
+    return make(
+        max_configurations=200, num_slots=4, world_size_ladder=ladder, scaling=S18, startup_s=1.0,
+        relaunch_s=1.0, resize_s=1.0, time_budget_s=time_budget_s, money_budget_usd=money_budget_usd,
+        safety_fraction=1.0,
+    )
+
+
+def test_tight_deadline_widens_the_last_round_for_more_configurations():
+    narrow = plan(_deadline_inputs((1,), 300.0))
+    wide = plan(_deadline_inputs((1, 2), 300.0))
+    assert narrow.feasible and wide.feasible
+    assert narrow.num_configurations == 12
+    assert wide.num_configurations == 26  # the W=2 last round frees time for exploration
+    assert wide.world_sizes[-1] == 2
+    assert wide.world_sizes[0] == 1  # exploration stays narrow and cheap
+    assert wide.binding == "time"
+
+
+def test_loose_deadline_stays_at_w1_because_it_is_cheaper():
+    p = plan(_deadline_inputs((1, 2), 800.0))
+    assert p.num_configurations == 96
+    assert p.world_sizes == (1, 1, 1, 1)
+
+
+def test_tight_money_keeps_w1():
+    # same deadline as above, but money only for W=1: widening costs W/s(W) = 1.11x
+    narrow = plan(_deadline_inputs((1,), 300.0, money_budget_usd=1e6))
+    money = narrow.predicted_cost_usd
+    p = plan(_deadline_inputs((1, 2), 1e6, money_budget_usd=money))
+    assert set(p.world_sizes) == {1}
+    assert p.binding == "money"
+
+
+def test_plan_matches_brute_force_on_random_small_inputs():
+    rng = random.Random(2021)
+    checked_feasible = checked_best_effort = 0
+    for _ in range(150):
+        inputs = _random_inputs(rng, small=True)
+        p = plan(inputs)
+        check_plan_invariants(inputs, p)
+        expected = brute_force(inputs, inputs.max_epochs)
+        if expected is not None:
+            assert p.feasible
+            assert p.num_configurations == expected[0]
+            assert p.predicted_cost_usd == pytest.approx(expected[1], rel=1e-9, abs=1e-9)
+            checked_feasible += 1
+        else:
+            assert not p.feasible
+            reachable = [t for t in range(1, inputs.max_epochs) if brute_force(inputs, t) is not None]
+            if reachable:
+                assert p.target_epochs == max(reachable)
+                checked_best_effort += 1
+            else:
+                assert p.rounds == ()
+    assert checked_feasible > 20 and checked_best_effort > 5
+
+
+def test_invariants_on_random_inputs():
+    rng = random.Random(7)
+    for _ in range(400):
+        inputs = _random_inputs(rng, small=False)
+        check_plan_invariants(inputs, plan(inputs))
+
+
+def _random_inputs(rng: random.Random, small: bool) -> PlannerInputs:
+    max_epochs = rng.randint(1, 27 if small else 120)
+    ladder = tuple(sorted(rng.sample((1, 2, 4, 8, 16), rng.randint(1, 3 if small else 5))))
+    w_max = rng.choice((2, 4, 8, 16))
+    speeds = [1.0] + [rng.uniform(1.0, w) for w in (2, 4, 8, 16) if w <= w_max]
+    scaling = ScalingModel(world_sizes=tuple(w for w in (1, 2, 4, 8, 16) if w <= w_max), speedup=tuple(speeds))
+    tau = rng.uniform(0.5, 60.0)
+    return PlannerInputs(
+        max_epochs=max_epochs,
+        min_epochs=rng.randint(1, max_epochs),
+        eta=rng.randint(2, 4),
+        max_configurations=rng.randint(1, 12 if small else 300),
+        num_slots=rng.randint(max(1, min(ladder)), 16),
+        world_size_ladder=ladder,
+        epoch_time_s=tau,
+        scaling=scaling,
+        startup_s=rng.uniform(0, 10),
+        relaunch_s=rng.uniform(0, 10),
+        resize_s=rng.uniform(0, 15),
+        time_budget_s=tau * max_epochs * rng.uniform(0.05, 6.0),
+        money_budget_usd=rng.choice((math.inf, tau * max_epochs * rng.uniform(0.02, 10.0) / 1000)),
+        price_usd_per_slot_hour=rng.choice((0.0, 3.6, 3.06)),
+        safety_fraction=rng.uniform(0.5, 1.0),
+        num_finalists=rng.choice((1, 1, 2)),
+    )
+
+
+# -- infeasible budgets ------------------------------------------------------------------------
+
+
+def test_infeasible_deadline_returns_best_effort_and_does_not_raise():
+    # one slot, W=1: 5 + 10 T <= 0.9 x 100 reaches T = 8 of 27 epochs
+    inputs = make(num_slots=1, world_size_ladder=(1,), time_budget_s=100.0)
+    p = plan(inputs)
+    assert not p.feasible
+    assert p.target_epochs == 8
+    assert p.rungs[-1] == 8
+    assert p.num_configurations == 1
+    assert p.predicted_time_s == pytest.approx(85.0)
+    assert p.binding == "time"
+    assert p.message.startswith("BEST EFFORT")
+    assert "too short for even one fully trained configuration" in p.message
+    assert "8 of 27 epochs" in p.message
+
+
+def test_infeasible_money_names_money():
+    # 0.001 USD/s: 5 + 10 T seconds cost <= 0.9 x 0.1 USD -> T = 8
+    p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.1))
+    assert not p.feasible
+    assert p.target_epochs == 8
+    assert p.binding == "money"
+    assert "money budget" in p.message
+
+
+def test_nothing_fits_gives_an_empty_plan():
+    p = plan(make(time_budget_s=10.0, world_size_ladder=(1,)))  # 5 s start-up + 10 s epoch > 9 s
+    assert p.rounds == ()
+    assert not p.feasible
+    assert p.num_configurations == 0
+    assert p.binding == "time"
+    assert p.message.startswith("NO PLAN")
+    json.dumps(p.to_dict())
+
+
+def test_few_configurations_warns_of_starved_exploration():
+    # money for about one full training: feasible, but fewer than eta**2 = 9 configurations
+    p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.4))
+    assert p.feasible
+    assert p.num_configurations < 9
+    assert "WARNING" in p.message and "min_configurations=9" in p.message
+    roomy = plan(make())
+    assert "WARNING" not in roomy.message
+
+
+# -- replan ----------------------------------------------------------------------------------------
+
+
+def test_replan_keeps_w_at_least_current_and_charges_relaunch_or_resize():
+    inputs = make(relaunch_s=1.0, resize_s=7.0, num_slots=8)
+    p = replan(inputs, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2,
+               first_round_index=3)
+    assert p.feasible and p.binding == "none"
+    assert p.world_sizes == (2, 2)  # cheapest: no widening without a deadline, never below 2
+    assert [r.index for r in p.rounds] == [3, 4]
+    assert p.rounds[0].start_epoch == 3
+    assert p.rounds[0].job_duration_s == pytest.approx(1.0 + 6 * 10.0 / 1.85)  # relaunch, same W
+    # a deadline that needs W=8 for the final round forces a resize overhead
+    tight = make(relaunch_s=1.0, resize_s=7.0, num_slots=8, time_budget_s=(1 + 60 / 1.85 + 7 + 180 / 5.4) / 0.9)
+    q = replan(tight, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2)
+    assert q.feasible
+    assert q.world_sizes == (2, 8)
+    assert q.rounds[1].job_duration_s == pytest.approx(7.0 + 180 / 5.4)
+
+
+def test_replan_best_effort_prefix():
+    # 90 s (x 0.9 = 81 s) fits 9 trials for epochs 1-3 at W=1 on 9 slots (5 + 20 = 25 s) and
+    # 3 trials for 3-9 (5 + 60 = 65 s) only separately; the prefix that fits is round 1
+    inputs = make(num_slots=9, world_size_ladder=(1,), time_budget_s=90.0)
+    p = replan(inputs, rungs=(3, 9, 27), survivors=(9, 3, 1), current_epoch=1, current_world_size=1)
+    assert not p.feasible
+    assert p.rungs == (3,)
+    assert p.target_epochs == 3
+    assert p.binding == "time"
+    assert p.message.startswith("BEST EFFORT")
+
+
+def test_replan_random_invariants():
+    rng = random.Random(11)
+    for _ in range(200):
+        inputs = _random_inputs(rng, small=False)
+        rungs = tuple(sorted(rng.sample(range(2, 100), rng.randint(1, 5))))
+        current = rng.randint(0, rungs[0] - 1)
+        n = rng.randint(1, 30)
+        survivors = survivor_counts(n, len(rungs), inputs.eta)
+        w0 = rng.choice((0,) + inputs.usable_world_sizes)
+        p = replan(inputs, rungs, survivors, current, w0)
+        assert p.predicted_time_s <= inputs.time_limit_s * (1 + 1e-9)
+        assert p.predicted_cost_usd <= inputs.money_limit_usd * (1 + 1e-9) + 1e-12
+        assert p.rungs == rungs[: len(p.rounds)]
+        assert p.survivors == survivors[: len(p.rounds)]
+        assert p.feasible == (len(p.rounds) == len(rungs))
+        ws = p.world_sizes
+        assert all(b >= a for a, b in zip(ws, ws[1:]))
+        assert all(w >= w0 for w in ws)
+        if p.rounds:
+            first = None if w0 == 0 else (inputs.relaunch_s if ws[0] == w0 else inputs.resize_s)
+            _, t, c = reference_cost(inputs, p.rungs, ws, p.survivors, current, first, w0 or None)
+            assert p.predicted_time_s == pytest.approx(t, rel=1e-9)
+            assert p.predicted_cost_usd == pytest.approx(c, rel=1e-9, abs=1e-12)
+
+
+def test_replan_rejects_bad_input():
+    inputs = make()
+    with pytest.raises(ConfigError) as info:
+        replan(inputs, rungs=(3, 3), survivors=(2, 1), current_epoch=1, current_world_size=1)
+    assert info.value.field == "rungs"
+    with pytest.raises(ConfigError) as info:
+        replan(inputs, rungs=(3, 9), survivors=(1, 2), current_epoch=1, current_world_size=1)
+    assert info.value.field == "survivors"
+    with pytest.raises(ConfigError) as info:
+        replan(inputs, rungs=(3,), survivors=(1,), current_epoch=3, current_world_size=1)
+    assert info.value.field == "rungs"
+
+
+# -- inputs, output format, speed ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"eta": 1}, "eta"),
+        ({"min_epochs": 30}, "min_epochs"),
+        ({"max_configurations": 0}, "max_configurations"),
+        ({"num_slots": 0}, "num_slots"),
+        ({"world_size_ladder": ()}, "world_size_ladder"),
+        ({"epoch_time_s": 0.0}, "epoch_time_s"),
+        ({"resize_s": -1.0}, "resize_s"),
+        ({"time_budget_s": -1.0}, "time_budget_s"),
+        ({"money_budget_usd": float("nan")}, "money_budget_usd"),
+        ({"safety_fraction": 0.0}, "safety_fraction"),
+        ({"min_configurations": 0}, "min_configurations"),
+    ],
+)
+def test_bad_inputs_raise_config_error(overrides, field):
+    with pytest.raises(ConfigError) as info:
+        make(**overrides)
+    assert info.value.field == field
+
+
+def test_ladder_with_nothing_under_the_slots_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        plan(make(num_slots=2, world_size_ladder=(4, 8)))
+    assert info.value.field == "world_size_ladder"
+
+
+def test_usable_ladder_drops_sizes_above_the_slots():
+    p = plan(make(num_slots=4, time_budget_s=120.0, max_epochs=9))
+    assert max(p.world_sizes) <= 4
+
+
+def test_plan_is_deterministic_and_round_trips_through_json():
+    inputs = make(time_budget_s=900.0, money_budget_usd=2.0)
+    a, b = plan(inputs), plan(inputs)
+    assert a == b
+    data = json.loads(json.dumps(a.to_dict()))
+    assert Plan.from_dict(data) == a
+    assert data["rounds"][0]["rung_epoch"] == a.rungs[0]
+
+
+@pytest.mark.parametrize("max_configurations", [64, 1000])
+def test_plan_is_fast(max_configurations):
+    inputs = make(max_epochs=243, max_configurations=max_configurations, time_budget_s=3600.0,
+                  money_budget_usd=50.0)
+    started = time.perf_counter()
+    p = plan(inputs)
+    elapsed = time.perf_counter() - started
+    assert len(p.rounds) <= 6
+    assert elapsed < 0.5
+
+
+def test_planner_imports_no_torch():
+    code = (
+        "import sys; import seer_torch.policies.seer, seer_torch.scaling.model, seer_torch.policies.rungs; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
