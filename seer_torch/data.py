@@ -3,7 +3,7 @@
 Two datasets, each returned whole as in-memory tensors (:class:`Splits`):
 
 - ``"digits"``: scikit-learn's 8x8 handwritten digits (1797 images, ships with scikit-learn,
-  nothing is downloaded). Split 1257 / 270 / 270 (train / validation / test, about 70/15/15)
+  nothing is downloaded; read from scikit-learn's own data file, see :func:`_digits_arrays`). Split 1257 / 270 / 270 (train / validation / test, about 70/15/15)
   by a permutation with the fixed split seed :data:`DIGITS_SPLIT_SEED`, independent of the
   experiment's seed, so every trial and every run sees the same split.
 - ``"cifar10"``: read from ``data_dir`` in torchvision's layout (``cifar-10-batches-py/``),
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seer_torch.errors import ConfigError, DatasetNotFoundError
 
@@ -242,19 +242,53 @@ def load_dataset(name: str, data_dir: str | None) -> Splits:
     raise ConfigError("data.dataset", name, f"one of {', '.join(DATASET_NAMES)}")
 
 
-def _load_digits() -> Splits:
+def digits_split_indices(num_samples: int = 1797) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices ``(train, val, test)`` into scikit-learn's digits arrays: disjoint, covering
+    ``range(num_samples)``, drawn with :data:`DIGITS_SPLIT_SEED` (never the experiment seed).
+    Sizes ``num_samples - 540``, 270, 270."""
     import torch
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     generator = torch.Generator()
     generator.manual_seed(DIGITS_SPLIT_SEED)
-    order = torch.randperm(labels.shape[0], generator=generator)
+    order = torch.randperm(num_samples, generator=generator)
     test_index = order[:DIGITS_TEST_SIZE]
     val_index = order[DIGITS_TEST_SIZE:DIGITS_TEST_SIZE + DIGITS_VAL_SIZE]
     train_index = order[DIGITS_TEST_SIZE + DIGITS_VAL_SIZE:]
+    return train_index, val_index, test_index
+
+
+def _digits_arrays() -> tuple[Any, Any]:
+    """scikit-learn's digits as numpy arrays: images ``(1797, 8, 8)`` float64 in [0, 16] and
+    labels ``(1797,)``.
+
+    Reads ``sklearn/datasets/data/digits.csv.gz``, the file ``sklearn.datasets.load_digits``
+    itself parses, without importing scikit-learn (that import costs over a second of every
+    worker's start-up); falls back to ``load_digits`` when the file is not where expected.
+    """
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            data = np.loadtxt(path, delimiter=",")
+            if data.shape == (1797, 65):
+                return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def _load_digits() -> Splits:
+    import torch
+
+    raw_images, raw_labels = _digits_arrays()
+    images = torch.as_tensor(raw_images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8)
+    labels = torch.as_tensor(raw_labels, dtype=torch.int64)
+    train_index, val_index, test_index = digits_split_indices(int(labels.shape[0]))
     mean = images[train_index].mean()
     std = images[train_index].std()
     images = (images - mean) / std
@@ -276,7 +310,17 @@ def _cifar_missing(root: str, missing: list[str]) -> DatasetNotFoundError:
     )
 
 
-def _load_cifar10(data_dir: str | None) -> Splits:
+def check_cifar10_folder(data_dir: str | None) -> str:
+    """Check, without reading the data, that ``data_dir`` holds CIFAR-10 in torchvision's layout.
+
+    Returns:
+        The absolute ``data_dir``.
+
+    Raises:
+        ConfigError: ``data_dir`` is not given.
+        DatasetNotFoundError: ``data_dir/cifar-10-batches-py/`` lacks one of
+            :data:`CIFAR10_FILES`; the message names the folder and the missing files.
+    """
     if not data_dir:
         raise ConfigError("data.data_dir", data_dir, "a folder containing cifar-10-batches-py/ (required for cifar10)")
     root = os.path.abspath(os.path.expanduser(data_dir))
@@ -284,6 +328,11 @@ def _load_cifar10(data_dir: str | None) -> Splits:
     missing = [f"cifar-10-batches-py/{file}" for file in CIFAR10_FILES if not os.path.isfile(os.path.join(folder, file))]
     if missing:
         raise _cifar_missing(root, missing)
+    return root
+
+
+def _load_cifar10(data_dir: str | None) -> Splits:
+    root = check_cifar10_folder(data_dir)
 
     import torch
     from torchvision.datasets import CIFAR10
@@ -313,6 +362,7 @@ def _load_cifar10(data_dir: str | None) -> Splits:
 
 
 __all__ = [
-    "BatchPlan", "DATASET_NAMES", "Splits", "augment_crop_flip", "derive_seed", "epoch_permutation", "load_dataset",
+    "BatchPlan", "DATASET_NAMES", "Splits", "augment_crop_flip", "check_cifar10_folder", "derive_seed", "digits_split_indices",
+    "epoch_permutation", "load_dataset",
     "plan_batch", "rank_slice",
 ]

@@ -64,6 +64,11 @@ epoch, rank)`` at every epoch so a resumed run repeats an uninterrupted one at t
 BatchNorm normalises over each micro-batch, so its statistics (not the data order or the
 schedule) depend on the micro-batch size; running statistics come from rank 0.
 
+Launch cost: at ``W = 1`` there is no process group and no DDP wrapper, so the worker also runs
+without torchrun (``python -m seer_torch.worker ...``, about 3.5 s sooner on a small machine);
+digits is read without importing scikit-learn; and a successful run ends with ``os._exit``
+after everything is written and torn down, skipping 1-2 s of interpreter teardown.
+
 This module imports nothing from seer_torch except :mod:`seer_torch.errors`,
 :mod:`seer_torch.data` and :mod:`seer_torch.models`.
 """
@@ -609,6 +614,7 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
     start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
     if until_epoch <= start_epoch:
         return
+    plan_batch(config.global_batch, env.world_size, config.micro_batch_max)  # fail before any set-up
     _init_process_group(env)
     trainer = build_trainer(config, env, checkpoint)
     del checkpoint
@@ -714,12 +720,13 @@ def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> d
     }
 
 
-def profile(trial_dir: str, steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> None:
+def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> None:
     """Measure throughput at this world size: :data:`WARMUP_STEPS` warm-up steps, then
     ``steps`` timed optimizer steps (wrapping around epochs), then one timed validation pass.
     Rank 0 writes ``out_path`` (JSON). No checkpoint, metrics or TensorBoard."""
     if steps < 1:
         raise ConfigError("--profile-steps", steps, "an integer >= 1")
+    plan_batch(config.global_batch, env.world_size, config.micro_batch_max)  # fail before any set-up
     _init_process_group(env)
     trainer = build_trainer(config, env, None)
     trainer.model.train()
@@ -780,13 +787,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train one trial (run under torchrun). Resumes from DIR/checkpoint.pt when present.",
     )
     parser.add_argument("--trial-dir", required=True, help="the trial directory holding config.json")
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--until-epoch", type=int, help="train through this epoch (1-based), checkpoint, exit")
-    mode.add_argument("--profile-steps", type=int, help="profile: time this many optimizer steps after warm-up")
-    mode.add_argument("--write-default-config", action="store_true",
-                      help="write a default digits config.json into the trial directory if none exists, then exit")
+    parser.add_argument("--until-epoch", type=int, help="train through this epoch (1-based), checkpoint, exit")
+    parser.add_argument("--profile-steps", type=int,
+                        help="profile instead of training: time this many optimizer steps after the warm-up "
+                             "(--until-epoch is then ignored)")
     parser.add_argument("--profile-out", help="profile mode: JSON result file (default DIR/profile_w<W>.json)")
-    return parser.parse_args(argv)
+    parser.add_argument("--write-default-config", action="store_true",
+                        help="write a default digits config.json into the trial directory if none exists, then exit")
+    args = parser.parse_args(argv)
+    if not args.write_default_config and args.profile_steps is None and args.until_epoch is None:
+        parser.error("one of --until-epoch, --profile-steps or --write-default-config is required")
+    return args
 
 
 @record
@@ -804,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.profile_steps is not None:
             out = args.profile_out or os.path.join(trial_dir, f"profile_w{env.world_size}.json")
-            profile(trial_dir, args.profile_steps, out, config, env)
+            profile(args.profile_steps, out, config, env)
         else:
             if args.until_epoch < 1:
                 raise ConfigError("--until-epoch", args.until_epoch, "an integer >= 1")
@@ -819,4 +830,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Everything is written, closed and torn down by now. Skip the interpreter's teardown of
+    # torch's module graph (1-2 s per process on a small machine): a launch's cost is what
+    # makes resizing expensive (DESIGN.md, "Launch cost"). Errors take the normal path above.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run one trial by hand: train TRIAL_DIR's configuration with NPROC CPU (or GPU) workers
+# through epoch UNTIL_EPOCH, then checkpoint and exit.
+#
+#   launch/run_trial.sh TRIAL_DIR NPROC UNTIL_EPOCH
+#
+# A TRIAL_DIR without config.json gets the default digits configuration
+# (python -m seer_torch.worker --write-default-config); edit it before the first run if you like.
+# Results land in TRIAL_DIR: metrics.jsonl (one JSON line per epoch), checkpoint.pt, and the
+# TensorBoard events under the config's tensorboard_dir.
+#
+# Resize = run again with another NPROC and a later epoch. The new job resumes from
+# TRIAL_DIR/checkpoint.pt, whatever world size wrote it; the global batch, data order and
+# learning-rate schedule stay the same, so the curve continues as if nothing had changed:
+#
+#   launch/run_trial.sh runs/t1 1 3     # epochs 1-3 on one worker
+#   launch/run_trial.sh runs/t1 2 9     # epochs 4-9 on two workers
+#   launch/run_trial.sh runs/t1 1 15    # epochs 10-15 on one worker again
+#
+# NPROC must divide the configuration's global_batch (into micro-batches of at most
+# micro_batch_max, with gradient accumulation); the worker says so otherwise.
+# Set PYTHON to choose the interpreter (default: the repository's .venv if present, else python3).
+set -euo pipefail
+
+if [[ $# -ne 3 ]]; then
+    echo "usage: $0 TRIAL_DIR NPROC UNTIL_EPOCH" >&2
+    exit 2
+fi
+trial_dir=$1
+nproc=$2
+until_epoch=$3
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ -z "${PYTHON:-}" ]]; then
+    if [[ -x "$repo_root/.venv/bin/python" ]]; then
+        PYTHON="$repo_root/.venv/bin/python"
+    else
+        PYTHON=python3
+    fi
+fi
+# One thread per worker: a CPU slot is one process with one thread.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+
+"$PYTHON" -m seer_torch.worker --trial-dir "$trial_dir" --write-default-config
+
+# torchrun from the same interpreter; `python -m torch.distributed.run` is torchrun and works
+# even where the torchrun script is not on PATH.
+launcher=("$PYTHON" -m torch.distributed.run)
+if command -v torchrun >/dev/null 2>&1 && [[ "$(command -v torchrun)" == "$(dirname "$PYTHON")/torchrun" ]]; then
+    launcher=(torchrun)
+fi
+exec "${launcher[@]}" --standalone --nproc-per-node "$nproc" \
+    -m seer_torch.worker --trial-dir "$trial_dir" --until-epoch "$until_epoch"
