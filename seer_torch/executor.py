@@ -301,6 +301,8 @@ class Tuner:
                     survivors=counts,
                     current_epoch=prev_rung,
                     current_world_size=prev_w,
+                    first_round_index=len(self.rounds) + 1,
+                    planned_world_sizes=tuple(r.world_size for r in remaining),
                 )
                 self.plans.append({"at_s": self.meter.elapsed_s(), "plan": new.to_dict()})
                 if not new.rounds:

@@ -654,6 +654,7 @@ def replan(
     current_world_size: int,
     *,
     first_round_index: int = 1,
+    planned_world_sizes: Sequence[int] | None = None,
 ) -> Plan:
     """Choose world sizes for the remaining rounds of a run in progress.
 
@@ -668,6 +669,10 @@ def replan(
         current_world_size: ``W`` of the last round; 0 when no job has run yet (the first
             remaining round then pays ``startup_s``).
         first_round_index: the index given to the first remaining round.
+        planned_world_sizes: the world sizes the current plan gives the remaining rounds.
+            When they still fit the budgets left, they are kept (the plan's promise of how many
+            configurations to explore was made on them, and the safety margin is kept for
+            prediction errors rather than spent on narrowing); otherwise the search below runs.
 
     Returns:
         The cheapest plan whose remaining rounds all fit within ``safety_fraction`` of the
@@ -742,7 +747,19 @@ def replan(
         return "time" if best[0] >= best[1] else "money"
 
     length = len(rungs)
-    choice = best_prefix(length)
+    choice = None
+    if planned_world_sizes is not None:
+        ws = tuple(planned_world_sizes)
+        if len(ws) != len(rungs) or any(w not in usable for w in ws) or list(ws) != sorted(ws):
+            raise ConfigError(
+                "planned_world_sizes", list(ws), f"{len(rungs)} non-decreasing world sizes from {list(usable)}"
+            )
+        rows = model.prepare(rungs, ws, current_epoch, first_overhead(ws[0]), previous_w)
+        time_s, cost_usd = model.totals(rows, survivors)
+        if model.fits(time_s, cost_usd):
+            choice = _Choice(rungs, ws, survivors, time_s, cost_usd)
+    if choice is None:
+        choice = best_prefix(length)
     feasible = choice is not None
     while choice is None and length > 1:
         length -= 1

@@ -5,9 +5,10 @@ synchronized before timers are read, one validation pass timed) alone on the bac
 the measurement is not disturbed by other jobs. From the probes:
 
 - ``speedup[W] = throughput(W) / throughput(1)``;
-- ``startup_s`` = the worker's training start (wall clock) minus the job's launch time: the
-  cost of a launch before the first step (torch imported by the agent and each worker, data
-  and model built, the process group formed);
+- ``startup_s`` = the probe job's whole duration minus the time it spent in measured steps
+  and the validation pass: the fixed cost of one job (torch imported by the agent and each
+  worker, data and model built, the process group formed, warm-up steps, and torchrun's exit),
+  which every launch pays;
 - ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1.
 
 Effects live here (jobs are launched); the arithmetic is in :func:`profile_from_probes`.
@@ -24,29 +25,33 @@ from seer_torch.clock import Clock
 from seer_torch.errors import WorkerError
 from seer_torch.scaling.profile import Profile
 
-PROFILE_STEPS = 12
+PROFILE_STEPS = 20
 
 
 def profile_from_probes(
-    name: str, probes: Sequence[tuple[dict[str, Any], float]], source: str
+    name: str, probes: Sequence[tuple[dict[str, Any], float, float]], source: str
 ) -> Profile:
     """Build a profile from probe outputs.
 
     Args:
-        probes: ``(probe_json, launch_unix_s)`` per world size, W=1 first. ``probe_json`` is
-            what the worker wrote with ``--profile-out``.
+        probes: ``(probe_json, launch_unix_s, job_duration_s)`` per world size. ``probe_json``
+            is what the worker wrote with ``--profile-out``.
 
     Raises:
         ValueError: no W=1 probe.
     """
-    by_w = {int(p["world_size"]): (p, launch) for p, launch in probes}
+    by_w = {int(p["world_size"]): (p, launch, duration) for p, launch, duration in probes}
     if 1 not in by_w:
         raise ValueError("a profile needs a W=1 probe")
-    p1, launch1 = by_w[1]
+    p1 = by_w[1][0]
     thr1 = float(p1["throughput_samples_per_s"])
     world_sizes = sorted(by_w)
     throughput = [float(by_w[w][0]["throughput_samples_per_s"]) for w in world_sizes]
-    startups = [max(0.0, float(by_w[w][0]["train_start_unix_s"]) - by_w[w][1]) for w in world_sizes]
+    startups = []
+    for w in world_sizes:
+        p, _, duration = by_w[w]
+        working_s = float(p["measured_steps"]) * float(p["step_time_s"]) + float(p["eval_time_s"])
+        startups.append(max(0.0, duration - working_s))
     epoch_time_s = float(p1["num_train_samples"]) / thr1 + float(p1["eval_time_s"])
     return Profile(
         name=name,
@@ -69,8 +74,8 @@ def run_probes(
     on_job_end: Callable[[JobResult], None] = lambda r: None,
     profile_steps: int = PROFILE_STEPS,
     timeout_s: float = 300.0,
-) -> list[tuple[dict[str, Any], float]]:
-    """Run one probe job per world size, alone, and return ``(probe_json, launch_unix_s)``.
+) -> list[tuple[dict[str, Any], float, float]]:
+    """Run one probe job per world size, alone; return ``(probe_json, launch_unix_s, duration_s)``.
 
     ``trial_config`` is a trial's ``config.json`` content (the configuration to measure).
     ``on_job_end`` sees every finished probe (the executor bills it).
@@ -97,5 +102,5 @@ def run_probes(
             raise WorkerError(
                 f"profile probe at W={w} failed (exit {res.returncode}); see {d / 'stderr.log'}"
             )
-        results.append((json.loads(out.read_text()), res.launch_unix_s))
+        results.append((json.loads(out.read_text()), res.launch_unix_s, res.duration_s))
     return results

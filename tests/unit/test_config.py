@@ -14,7 +14,7 @@ def test_default_experiment_loads_and_is_digits():
     exp = load_experiment(None)
     assert exp.data.dataset == "digits"
     assert exp.model.name == "digits_cnn"
-    assert exp.training.max_epochs == 27 and exp.training.eta == 3
+    assert exp.training.max_epochs == 81 and exp.training.eta == 3
     assert {p.name for p in exp.search_space} == {"lr", "weight_decay", "width", "dropout"}
     assert exp.resources.num_slots >= 1
 
@@ -27,7 +27,7 @@ def test_sampling_is_deterministic_and_prefix_stable():
     assert len({c["lr"] for c in b}) == 16
     for c in b:
         assert 0.01 <= c["lr"] <= 0.8
-        assert c["width"] in (32, 64)
+        assert c["width"] in (64, 96)
         assert 0.0 <= c["dropout"] <= 0.5
 
 

@@ -469,3 +469,35 @@ def test_planner_imports_no_torch():
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_replan_keeps_the_planned_world_sizes_while_they_fit():
+    # Loose budget: the least-cost choice would be (2, 2), but the plan said (2, 8) and it fits.
+    inputs = make(relaunch_s=1.0, resize_s=7.0, num_slots=8)
+    kept = replan(inputs, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2,
+                  planned_world_sizes=(2, 8))
+    assert kept.feasible and kept.world_sizes == (2, 8)
+    assert kept.rounds[1].job_duration_s == pytest.approx(7.0 + 180 / 5.4)
+    # Money for only the cheap sequence: the plan is dropped for the one that fits.
+    cheap = replan(inputs, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2)
+    tight_money = make(relaunch_s=1.0, resize_s=7.0, num_slots=8,
+                       money_budget_usd=cheap.predicted_cost_usd / 0.9 * 1.0001)
+    q = replan(tight_money, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2,
+               planned_world_sizes=(2, 8))
+    assert q.feasible and q.world_sizes == (2, 2)
+    with pytest.raises(ConfigError, match="planned_world_sizes"):
+        replan(inputs, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2,
+               planned_world_sizes=(8, 2))
+
+
+def test_case3_fewer_slots_than_configurations():
+    # 8 configurations, eta 2, 1..8 epochs, 4 slots: survivors 8 -> 4 -> 2 -> 1, the first round
+    # in two waves, and 20 trial-epochs in all when training continues from checkpoints.
+    p = plan(make(max_epochs=8, min_epochs=1, eta=2, max_configurations=8, num_slots=4,
+                  world_size_ladder=(1,), relaunch_s=1.0))
+    assert p.feasible
+    assert p.rungs == (1, 2, 4, 8)
+    assert p.survivors == (8, 4, 2, 1)
+    assert p.rounds[0].waves == 2
+    assert sum(r.num_trials * (r.rung_epoch - r.start_epoch) for r in p.rounds) == 20
+    assert p.rounds[-1].rung_epoch == 8
