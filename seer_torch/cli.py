@@ -25,7 +25,8 @@ from seer_torch.errors import ConfigError, SeerError
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
 PROFILE_LAUNCHES = 2
-PROFILE_EXTRA_S = 2.0
+PROFILE_EXTRA_S = 3.0  # the measured steps and one validation pass of a probe
+PROFILE_SLOTS = 1.5  # mean slots a probe holds (W=1, then W=2)
 
 
 def shipped_profile_path(exp: Experiment) -> Path | None:
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- seer plan
 def cmd_plan(args: argparse.Namespace) -> int:
+    from seer_torch.executor import FINAL_GRACE_S, planner_inputs
     from seer_torch.policies import seer as seer_policy
     from seer_torch.scaling.profile import load_profile
 
@@ -103,24 +105,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not exp.planner.profile:
         profiling_s = PROFILE_LAUNCHES * (prof.startup_s + PROFILE_EXTRA_S)
     b = exp.budget
-    inputs = seer_policy.PlannerInputs(
-        max_epochs=exp.training.max_epochs,
-        min_epochs=exp.training.min_epochs,
-        eta=exp.training.eta,
-        max_configurations=exp.search.max_configurations,
+    inputs = planner_inputs(
+        exp,
+        prof,
         num_slots=exp.resources.num_slots,
-        world_size_ladder=exp.usable_world_sizes(),
-        epoch_time_s=prof.epoch_time_s,
-        scaling=prof.scaling,
-        startup_s=prof.startup_s,
-        relaunch_s=prof.resize_s,
-        resize_s=prof.resize_s,
-        time_budget_s=max(0.0, b.time_budget_s - profiling_s - 3.0),
-        money_budget_usd=max(
-            0.0, b.money_budget_usd - profiling_s * 1.5 * b.price_usd_per_slot_hour / 3600
-        ),
-        price_usd_per_slot_hour=b.price_usd_per_slot_hour,
-        safety_fraction=exp.planner.safety_fraction,
+        time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
+        money_left_usd=b.money_budget_usd - profiling_s * PROFILE_SLOTS * b.price_usd_per_slot_hour / 3600,
     )
     plan = seer_policy.plan(inputs)
     if args.json:

@@ -141,6 +141,41 @@ def best_trial(trials: list[Trial], completed_rungs: list[int]) -> tuple[Trial, 
     return None
 
 
+def planner_inputs(
+    exp: Experiment,
+    profile: Profile,
+    *,
+    num_slots: int,
+    time_left_s: float,
+    money_left_usd: float,
+    epoch_time_s: float | None = None,
+    relaunch_s: float | None = None,
+) -> seer_policy.PlannerInputs:
+    """The planner's inputs from an experiment, a profile and the budgets left.
+
+    ``epoch_time_s`` and ``relaunch_s`` override the profile's with measured values (seconds;
+    one epoch on one worker, and one job's fixed cost). Negative budgets left count as 0. Pure.
+    """
+    t = exp.training
+    return seer_policy.PlannerInputs(
+        max_epochs=t.max_epochs,
+        min_epochs=t.min_epochs,
+        eta=t.eta,
+        max_configurations=exp.search.max_configurations,
+        num_slots=num_slots,
+        world_size_ladder=exp.usable_world_sizes(),
+        epoch_time_s=epoch_time_s if epoch_time_s is not None else profile.epoch_time_s,
+        scaling=profile.scaling,
+        startup_s=profile.startup_s,
+        relaunch_s=relaunch_s if relaunch_s is not None else profile.resize_s,
+        resize_s=relaunch_s if relaunch_s is not None else profile.resize_s,
+        time_budget_s=max(0.0, time_left_s),
+        money_budget_usd=max(0.0, money_left_usd),
+        price_usd_per_slot_hour=exp.budget.price_usd_per_slot_hour,
+        safety_fraction=exp.planner.safety_fraction,
+    )
+
+
 class Tuner:
     """Runs one experiment on a backend. See the module docstring for the steps.
 
@@ -252,24 +287,15 @@ class Tuner:
         return prof
 
     def _planner_inputs(self, epoch_time_s: float | None = None, relaunch_s: float | None = None):
-        e, prof = self.exp, self.profile
-        assert prof is not None
-        return seer_policy.PlannerInputs(
-            max_epochs=e.training.max_epochs,
-            min_epochs=e.training.min_epochs,
-            eta=e.training.eta,
-            max_configurations=e.search.max_configurations,
+        assert self.profile is not None
+        return planner_inputs(
+            self.exp,
+            self.profile,
             num_slots=self.backend.num_slots,
-            world_size_ladder=e.usable_world_sizes(),
-            epoch_time_s=epoch_time_s if epoch_time_s is not None else prof.epoch_time_s,
-            scaling=prof.scaling,
-            startup_s=prof.startup_s,
-            relaunch_s=relaunch_s if relaunch_s is not None else prof.resize_s,
-            resize_s=relaunch_s if relaunch_s is not None else prof.resize_s,
-            time_budget_s=max(0.0, e.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S),
-            money_budget_usd=max(0.0, e.budget.money_budget_usd - self.meter.cost_usd()),
-            price_usd_per_slot_hour=e.budget.price_usd_per_slot_hour,
-            safety_fraction=e.planner.safety_fraction,
+            time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
+            money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd(),
+            epoch_time_s=epoch_time_s,
+            relaunch_s=relaunch_s,
         )
 
     def _create_trials(self, n: int) -> None:

@@ -84,7 +84,6 @@ import numbers
 import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +106,7 @@ from seer_torch.data import (
     rank_slice,
 )
 from seer_torch.errors import ConfigError
+from seer_torch.runfiles import atomic_write, atomic_write_text
 from seer_torch.models import build_model, model_hparam_names
 
 CONFIG_FILE = "config.json"
@@ -513,44 +513,9 @@ def _append_line(path: str, record_: dict[str, Any]) -> None:
         file.flush()
 
 
-def _umask_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.chmod(temp, _umask_mode())  # mkstemp creates 0600; give the file ordinary permissions
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
 def save_checkpoint(path: str, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".checkpoint.", suffix=".tmp")
-    os.chmod(temp, _umask_mode())
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
 
 
 def load_checkpoint(path: str, device: torch.device) -> dict[str, Any] | None:
@@ -574,7 +539,7 @@ def truncate_metrics(path: str, keep_through_epoch: int) -> None:
                 continue
             if isinstance(entry, dict) and isinstance(entry.get("epoch"), int) and entry["epoch"] <= keep_through_epoch:
                 kept.append(json.dumps(entry, allow_nan=False) + "\n")
-    _atomic_write_text(path, "".join(kept))
+    atomic_write_text(path, "".join(kept))
 
 
 def write_default_config(trial_dir: str) -> bool:
@@ -590,7 +555,7 @@ def write_default_config(trial_dir: str) -> bool:
     config = dict(DEFAULT_CONFIG)
     config["trial_id"] = os.path.basename(os.path.abspath(trial_dir))
     config["tensorboard_dir"] = os.path.join(os.path.abspath(trial_dir), "tensorboard")
-    _atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(config, indent=2) + "\n")
     return True
 
 
@@ -768,7 +733,7 @@ def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> Non
             "num_val_samples": int(trainer.splits.val_y.shape[0]),
             "device": env.device.type,
         }
-        _atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out_path, json.dumps(result, indent=2) + "\n")
 
 
 def _init_process_group(env: DistEnv) -> None:
