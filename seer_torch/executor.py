@@ -206,8 +206,8 @@ class Tuner:
         self.profile: Profile | None = None
         self.initial_plan: seer_policy.Plan | None = None
         self.plans: list[dict[str, Any]] = []
-        self.running: dict[str, Any] = {}
         self.stop_reason: str | None = None
+        self.completed_rungs: list[int] = []
         self.start_unix_s = time.time()
         self._tb = None
 
@@ -229,6 +229,8 @@ class Tuner:
             self.initial_plan = plan
             self.plans.append({"at_s": self.meter.elapsed_s(), "plan": plan.to_dict()})
             self._event(f"plan: {plan.message}")
+            if not plan.rounds:
+                self.stop_reason = plan.message
             self._create_trials(plan.num_configurations)
             self._run_rounds(list(plan.rounds))
         finally:
@@ -313,7 +315,8 @@ class Tuner:
         alive = list(self.trials)
         prev_rung, prev_w = 0, 0
         job_overheads: list[float] = []
-        completed_rungs: list[int] = []
+        completed_rungs = self.completed_rungs
+        truncated: str | None = None  # why the rounds left were cut short by a re-plan
         while remaining:
             rp = remaining[0]
             if self.rounds:  # re-plan with what was measured and what is left
@@ -336,6 +339,7 @@ class Tuner:
                     self._event(self.stop_reason)
                     break
                 if not new.feasible:
+                    truncated = new.message
                     self._event(f"re-plan: {new.message}")
                 remaining = list(new.rounds)
                 rp = remaining[0]
@@ -377,7 +381,8 @@ class Tuner:
             if not alive:
                 self.stop_reason = "no trial has a valid result at the last rung"
                 break
-        self.completed_rungs = completed_rungs
+        if self.stop_reason is None and truncated is not None:
+            self.stop_reason = truncated
         for t in self.trials:
             if t.status == "paused":
                 t.status = "stopped"
@@ -425,7 +430,7 @@ class Tuner:
                 running[trial.trial_id] = (handle, trial)
                 free -= w
                 self._event(f"launched {trial.trial_id} at W={w} until epoch {record.rung_epoch}")
-            if (over_time or over_money) and not running:
+            if (over_time or over_money) and queue and not running:
                 self.stop_reason = "deadline reached" if over_time else "money budget reached"
                 return overheads
             self.clock.sleep(POLL_S)
@@ -544,8 +549,7 @@ class Tuner:
 
     def _results(self) -> dict[str, Any]:
         b = self.exp.budget
-        completed = getattr(self, "completed_rungs", [])
-        answer = best_trial(self.trials, completed)
+        answer = best_trial(self.trials, self.completed_rungs)
         best, best_rung = answer if answer else (None, 0)
         plan = self.initial_plan
         return {

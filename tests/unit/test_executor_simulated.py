@@ -1,0 +1,126 @@
+"""The executor driving SEER's plan on the simulated backend (same executor, same policy)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+from seer_torch.config import parse_experiment
+from seer_torch.executor import FINAL_GRACE_S, Tuner
+
+
+def _curve(config, epoch):
+    # Better configurations (larger q) are better at every epoch; accuracy rises with epochs.
+    return config["q"] * (1.0 - 0.5 / epoch)
+
+
+def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, time_s, money_usd,
+         epoch_time_s=10.0, startup_s=5.0, speedup=(1.0, 1.8, 3.4, 5.4), curve=_curve,
+         backend_speedup=None, backend_epoch_time_s=None):
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"world_sizes": [1, 2, 4, 8][: len(speedup)], "speedup": list(speedup),
+                                   "epoch_time_s": epoch_time_s, "startup_s": startup_s, "resize_s": startup_s}))
+    exp = parse_experiment({
+        "name": "sim", "seed": 3,
+        "training": {"max_epochs": max_epochs, "min_epochs": 1, "eta": eta, "global_batch": 64, "micro_batch_max": 64},
+        "budget": {"time_budget_s": time_s, "money_budget_usd": money_usd, "price_usd_per_slot_hour": 3.6},
+        "resources": {"num_slots": slots, "world_size_ladder": ladder},
+        "search": {"max_configurations": max_configurations},
+        "planner": {"profile": str(profile)},
+        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+    })
+    clock = SimulatedClock()
+    ws = {w: s for w, s in zip([1, 2, 4, 8], backend_speedup or speedup)}
+    backend = SimulatedBackend(slots, clock, epoch_time_s=backend_epoch_time_s or epoch_time_s,
+                               speedup=lambda w: ws[w],
+                               startup_s=startup_s, curve=curve)
+    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock)
+    return tuner.run(), backend
+
+
+def test_case3_fewer_slots_than_configurations(tmp_path):
+    res, backend = _run(tmp_path, max_configurations=8, max_epochs=8, eta=2, slots=4, ladder=[1],
+                        time_s=1e6, money_usd=1e6)
+    assert [r["num_trials"] for r in res["rounds"]] == [8, 4, 2, 1]
+    assert [r["rung_epoch"] for r in res["rounds"]] == [1, 2, 4, 8]
+    # 20 trial-epochs in all: training continues from checkpoints.
+    assert sum(t["epochs"] for t in res["trials"]) == 20
+    # No trial starts epoch 2 before all 8 finished epoch 1.
+    round1_end = max(j.result.end_s for j in backend.launches if j.spec.until_epoch == 1)
+    assert all(j.start_s >= round1_end for j in backend.launches if j.spec.until_epoch > 1)
+    # Exactly one trial at max_epochs, nothing left pending; it is the best configuration.
+    finals = [t for t in res["trials"] if t["epochs"] == 8]
+    assert len(finals) == 1 and res["best"]["trial_id"] == finals[0]["trial_id"]
+    assert res["best"]["config"]["q"] == max(t["config"]["q"] for t in res["trials"])
+    assert {t["status"] for t in res["trials"]} == {"eliminated", "completed"}
+
+
+def test_budgets_hold_and_the_deadline_widens_the_last_round(tmp_path):
+    # Money is plentiful, time binds: the plan buys exploration with a wider final round.
+    res, backend = _run(tmp_path, max_configurations=200, max_epochs=27, eta=3, slots=4, ladder=[1, 2, 4],
+                        time_s=420.0, money_usd=100.0)
+    b = res["budget"]
+    assert b["time_used_s"] <= b["time_budget_s"]
+    assert b["cost_usd"] <= b["money_budget_usd"]
+    assert res["plan"]["feasible"] and res["best"]["epochs"] == 27
+    assert res["rounds"][-1]["world_size"] > 1
+    assert [r["world_size"] for r in res["rounds"]] == sorted(r["world_size"] for r in res["rounds"])
+    # Money metered = slot-seconds x price, from the jobs the backend ran.
+    slot_s = sum(j.result.slot_seconds for j in backend.launches)
+    assert b["cost_usd"] == pytest.approx(slot_s * 3.6 / 3600)
+
+
+def test_case6_the_deadline_cuts_a_round_and_the_answer_is_the_last_completed_rung(tmp_path):
+    # The profile promises 1.8x at W=2, but the cluster delivers no speedup at all: the
+    # widened final round cannot finish, is stopped at the deadline, and the answer is the best
+    # trial of the last completed rung.
+    res, backend = _run(tmp_path, max_configurations=200, max_epochs=27, eta=3, slots=4, ladder=[1, 2],
+                        time_s=420.0, money_usd=100.0, speedup=(1.0, 1.8), backend_speedup=(1.0, 1.0))
+    assert res["plan"]["rounds"][-1]["world_size"] == 2
+    assert res["stop_reason"] == "deadline reached"
+    b = res["budget"]
+    assert b["time_used_s"] <= b["time_budget_s"]
+    assert b["time_used_s"] >= b["time_budget_s"] - FINAL_GRACE_S - 1.0  # it ran up to the deadline
+    last = res["rounds"][-1]
+    assert last["completed"] is False
+    previous_rung = res["rounds"][-2]["rung_epoch"]
+    assert res["best"]["epochs"] == previous_rung
+    stopped = [t for t in res["trials"] if t["status"] == "stopped"]
+    assert stopped and all(t["epochs"] < 27 for t in stopped)
+
+
+def test_a_round_predicted_to_break_the_budget_is_not_started(tmp_path):
+    # Epochs take 4x what the profile said. After round 1 the re-plan sees it and does not start
+    # the rounds that no longer fit; what was completed is kept.
+    res, _ = _run(tmp_path, max_configurations=6, max_epochs=9, eta=3, slots=2, ladder=[1],
+                  time_s=100.0, money_usd=100.0, epoch_time_s=2.0, backend_epoch_time_s=8.0)
+    b = res["budget"]
+    assert b["time_used_s"] <= b["time_budget_s"]
+    assert all(r["completed"] for r in res["rounds"])
+    assert res["rounds"][-1]["rung_epoch"] < 9
+    assert res["stop_reason"] and "cannot fit" in res["stop_reason"]
+    assert res["best"]["epochs"] == res["rounds"][-1]["rung_epoch"]
+
+
+def test_a_diverged_finalist_is_never_the_answer(tmp_path):
+    def curve(config, epoch):
+        if config["q"] == best_q[0] and epoch > 3:
+            return math.nan  # the best-looking configuration diverges after rung 3
+        return _curve(config, epoch)
+
+    best_q = [None]
+    from seer_torch.config import sample_configurations
+
+    exp_probe = parse_experiment({"seed": 3, "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}}})
+    best_q[0] = max(c["q"] for c in sample_configurations(exp_probe, 9))
+    res, _ = _run(tmp_path, max_configurations=9, max_epochs=9, eta=3, slots=2, ladder=[1],
+                  time_s=1e6, money_usd=1e6, curve=curve)
+    assert [r["num_trials"] for r in res["rounds"]] == [9, 3, 1]
+    diverged = [t for t in res["trials"] if t["status"] == "diverged"]
+    assert [t["config"]["q"] for t in diverged] == [best_q[0]]
+    assert res["best"] is not None and res["best"]["config"]["q"] != best_q[0]
+    assert res["best"]["epochs"] == 3  # the best valid trial of the last rung with a valid result
