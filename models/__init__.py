@@ -15,7 +15,7 @@ field, the value and what is allowed.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -85,6 +85,25 @@ def _probability(field: str, value: object) -> float:
 _VALIDATORS: dict[str, Callable[[str, object], object]] = {"width": _positive_int, "dropout": _probability}
 
 
+def validate_model_hparams(name: str, hparams: Mapping[str, object]) -> dict[str, object]:
+    """Every hyperparameter of model ``name``, checked, with defaults for the missing ones.
+
+    Raises:
+        ConfigError: unknown ``name``, unknown hyperparameter, or a value out of range (the
+            field is the hyperparameter's name).
+    """
+    spec = _spec(name)
+    unknown = sorted(set(hparams) - set(spec.defaults))
+    if unknown:
+        raise ConfigError(
+            unknown[0], hparams[unknown[0]],
+            f"hyperparameters of model {name!r}: {', '.join(sorted(spec.defaults))}",
+        )
+    values = dict(spec.defaults)
+    values.update(hparams)
+    return {key: _VALIDATORS[key](key, value) for key, value in values.items()}
+
+
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: int, **hparams: object) -> nn.Module:
     """Build model ``name`` for images ``(N, in_channels, image_size, image_size)`` and
     ``num_classes`` classes.
@@ -107,22 +126,14 @@ def build_model(name: str, *, num_classes: int, in_channels: int, image_size: in
             field is ``model.name``, the hyperparameter's name, or the shape argument's name.
     """
     spec = _spec(name)
-    unknown = sorted(set(hparams) - set(spec.defaults))
-    if unknown:
-        raise ConfigError(
-            unknown[0], hparams[unknown[0]],
-            f"hyperparameters of model {name!r}: {', '.join(sorted(spec.defaults))}",
-        )
+    checked = validate_model_hparams(name, hparams)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError("num_classes", num_classes, "an integer >= 2")
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
         raise ConfigError("in_channels", in_channels, "an integer >= 1")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < spec.min_image_size:
         raise ConfigError("image_size", image_size, f"an integer >= {spec.min_image_size} for model {name!r}")
-    values = dict(spec.defaults)
-    values.update(hparams)
-    checked = {key: _VALIDATORS[key](key, value) for key, value in values.items()}
     return spec.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **checked)
 
 
-__all__ = ["MODEL_NAMES", "build_model", "model_hparam_defaults", "model_hparam_names"]
+__all__ = ["MODEL_NAMES", "build_model", "model_hparam_defaults", "model_hparam_names", "validate_model_hparams"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.config import Experiment, load_experiment
-from seer_torch.errors import ConfigError, SeerError
+from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
 
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "plan":
             return cmd_plan(args)
         return cmd_tune(args)
-    except ConfigError as e:
+    except (ConfigError, DatasetNotFoundError) as e:
         print(f"seer: error: {e}", file=sys.stderr)
         return 2
     except SeerError as e:
@@ -166,18 +166,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- seer tune
 def cmd_tune(args: argparse.Namespace) -> int:
     exp = _experiment(args)
-    # Check the model and dataset before anything is launched.
-    from seer_torch.models import MODEL_NAMES
-
-    if exp.model.name not in MODEL_NAMES:
-        raise ConfigError("model.name", exp.model.name, f"one of {sorted(MODEL_NAMES)}")
-    if exp.data.dataset == "cifar10":
-        from seer_torch.data import check_cifar10_folder
-
-        check_cifar10_folder(exp.data.data_dir)
-
     from seer_torch.backends.local import LocalBackend
     from seer_torch.executor import Tuner
+
+    check_before_launch(exp)
 
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     backend = LocalBackend(exp.resources.num_slots)
@@ -187,6 +179,34 @@ def cmd_tune(args: argparse.Namespace) -> int:
         results = tuner.run()
     _print_summary(results, run_dir)
     return 0
+
+
+def check_before_launch(exp: Experiment) -> None:
+    """What only the worker's side can check, checked before anything is launched: the model
+    name, the dataset folder, and every configuration the run may draw (names and values of
+    hyperparameters, exactly as the worker validates its ``config.json``).
+
+    Raises:
+        ConfigError: naming the experiment field (``model.name``, ``data.data_dir``,
+            ``search_space.NAME``, ...).
+    """
+    from seer_torch.config import sample_configurations
+    from seer_torch.executor import trial_config
+    from seer_torch.models import MODEL_NAMES
+    from seer_torch.worker import TrialConfig
+
+    if exp.model.name not in MODEL_NAMES:
+        raise ConfigError("model.name", exp.model.name, f"one of {sorted(MODEL_NAMES)}")
+    if exp.data.dataset == "cifar10":
+        from seer_torch.data import check_cifar10_folder
+
+        check_cifar10_folder(exp.data.data_dir)
+    for i, conf in enumerate(sample_configurations(exp, exp.search.max_configurations)):
+        try:
+            TrialConfig.from_dict(trial_config(exp, f"t{i}", conf, None))
+        except ConfigError as e:
+            fld = e.field.replace("configuration.", "search_space.", 1)
+            raise ConfigError(fld, e.value, e.allowed + f" (configuration {i} drawn from the search space)") from None
 
 
 class _LiveStatus:

@@ -141,6 +141,24 @@ def best_trial(trials: list[Trial], completed_rungs: list[int]) -> tuple[Trial, 
     return None
 
 
+def trial_config(
+    exp: Experiment, trial_id: str, configuration: dict[str, Any], tensorboard_dir: Path | None
+) -> dict[str, Any]:
+    """A trial's ``config.json`` content: what the worker reads. Pure."""
+    return {
+        "trial_id": trial_id,
+        "configuration": configuration,
+        "model": exp.model.name,
+        "dataset": exp.data.dataset,
+        "data_dir": exp.data.data_dir,
+        "global_batch": exp.training.global_batch,
+        "micro_batch_max": exp.training.micro_batch_max,
+        "max_epochs": exp.training.max_epochs,
+        "seed": exp.seed,
+        "tensorboard_dir": str(Path(tensorboard_dir).resolve()) if tensorboard_dir is not None else None,
+    }
+
+
 def planner_inputs(
     exp: Experiment,
     profile: Profile,
@@ -247,19 +265,7 @@ class Tuner:
 
     # ------------------------------------------------------------------ profile and plan
     def _trial_config(self, trial_id: str, configuration: dict[str, Any]) -> dict[str, Any]:
-        e = self.exp
-        return {
-            "trial_id": trial_id,
-            "configuration": configuration,
-            "model": e.model.name,
-            "dataset": e.data.dataset,
-            "data_dir": e.data.data_dir,
-            "global_batch": e.training.global_batch,
-            "micro_batch_max": e.training.micro_batch_max,
-            "max_epochs": e.training.max_epochs,
-            "seed": e.seed,
-            "tensorboard_dir": str((self.run_dir / "tensorboard" / trial_id).resolve()),
-        }
+        return trial_config(self.exp, trial_id, configuration, self.run_dir / "tensorboard" / trial_id)
 
     def _get_profile(self) -> Profile:
         if self.exp.planner.profile is not None:

@@ -107,7 +107,7 @@ from seer_torch.data import (
 )
 from seer_torch.errors import ConfigError
 from seer_torch.runfiles import atomic_write, atomic_write_text
-from seer_torch.models import build_model, model_hparam_names
+from seer_torch.models import build_model, model_hparam_names, validate_model_hparams
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -189,6 +189,12 @@ class TrialConfig:
                 f"training hyperparameters {', '.join(sorted(_TRAINING_HPARAMS))} or hyperparameters of model "
                 f"{model!r}: {', '.join(sorted(hparam_names))}",
             )
+        given = {key: value for key, value in configuration.items() if key in hparam_names}
+        try:
+            validate_model_hparams(model, given)
+        except ConfigError as error:
+            raise ConfigError(f"configuration.{error.field}", error.value, error.allowed) from None
+        model_hparams = given
         if "lr" not in configuration:
             raise ConfigError("configuration.lr", None, "a positive float (peak learning rate)")
         lr = _real("configuration.lr", configuration["lr"], low=0.0, low_open=True)
@@ -210,7 +216,7 @@ class TrialConfig:
         return cls(
             trial_id=str(raw.get("trial_id", "")),
             model=model,
-            model_hparams=MappingProxyType({key: value for key, value in configuration.items() if key in hparam_names}),
+            model_hparams=MappingProxyType(model_hparams),
             lr=lr,
             weight_decay=weight_decay,
             momentum=momentum,

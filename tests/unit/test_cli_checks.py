@@ -1,0 +1,41 @@
+"""`seer tune` checks what the worker would reject before it launches anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from seer_torch.cli import check_before_launch, main
+from seer_torch.config import parse_experiment
+from seer_torch.errors import ConfigError
+
+SPACE = {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0}}
+
+
+def test_default_experiment_passes():
+    check_before_launch(parse_experiment({"search_space": SPACE}))
+
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"search_space": {**SPACE, "momentun": 0.9}}, "search_space.momentun"),
+        ({"search_space": {**SPACE, "width": {"choices": [0, 32]}}}, "search_space.width"),
+        ({"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}}, "search_space.lr"),
+        ({"search_space": {"weight_decay": 0.1}}, "search_space.lr"),
+        ({"model": {"name": "resnet9000"}, "search_space": SPACE}, "model.name"),
+    ],
+)
+def test_bad_search_space_or_model_is_caught_before_launch(raw, field):
+    with pytest.raises(ConfigError) as ei:
+        check_before_launch(parse_experiment(raw))
+    assert ei.value.field == field
+
+
+def test_missing_cifar_folder_exits_2_naming_the_folder(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\ndataset = "cifar10"\ndata_dir = "{tmp_path}"\n[model]\nname = "resnet18_cifar"\n'
+                   '[search_space]\nlr = 0.1\n')
+    assert main(["tune", str(cfg), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "cifar-10-batches-py" in err
+    assert not (tmp_path / "run").exists()
