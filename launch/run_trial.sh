@@ -49,5 +49,18 @@ launcher=("$PYTHON" -m torch.distributed.run)
 if command -v torchrun >/dev/null 2>&1 && [[ "$(command -v torchrun)" == "$(dirname "$PYTHON")/torchrun" ]]; then
     launcher=(torchrun)
 fi
-exec "${launcher[@]}" --standalone --nproc-per-node "$nproc" \
+"${launcher[@]}" --standalone --nproc-per-node "$nproc" \
     -m seer_torch.worker --trial-dir "$trial_dir" --until-epoch "$until_epoch"
+# Say where the trial stands (the last line of metrics.jsonl).
+"$PYTHON" - "$trial_dir" "$until_epoch" <<'PY'
+import json, pathlib, sys
+path = pathlib.Path(sys.argv[1]) / "metrics.jsonl"
+rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+if not rows:
+    print(f"{sys.argv[1]}: no epoch trained yet")
+else:
+    r = rows[-1]
+    note = "" if r["epoch"] == int(sys.argv[2]) else f" (already past epoch {sys.argv[2]}: nothing to do)"
+    print(f"{sys.argv[1]}: epoch {r['epoch']}, step {r['step']}, world size {r['world_size']}, "
+          f"val_accuracy {r.get('val_accuracy')}{note}")
+PY

@@ -3,8 +3,10 @@
     seer tune [CONFIG.toml] [--run-dir DIR] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json]
     seer plan [CONFIG.toml] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json] [--json]
 
-With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done,
-2 bad input (the message names the field, the value and what is allowed), 1 any other error.
+With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done
+(for ``tune``: with an answer), 1 no answer or another error, 2 bad input (the message names
+the field, the value and what is allowed), 130 interrupted (SIGINT, SIGTERM or SIGHUP; running
+jobs are stopped and what was completed is written).
 ``seer plan`` imports no torch and launches nothing.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import signal
 import sys
 import time
 from importlib import resources
@@ -175,10 +177,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     backend = LocalBackend(exp.resources.num_slots)
     status = _LiveStatus(quiet=args.quiet)
     tuner = Tuner(exp, run_dir, backend, on_event=status.event)
-    with status:
-        results = tuner.run()
+    # SIGTERM and SIGHUP (a scheduler, `timeout`, a closed terminal) end the run like Ctrl-C:
+    # running jobs are stopped and billed, results.json and state.json keep what was completed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        with status:
+            results = tuner.run()
+    except KeyboardInterrupt:
+        print(f"seer: interrupted; what was completed is in {run_dir / 'results.json'}", file=sys.stderr)
+        return 130
     _print_summary(results, run_dir)
-    return 0
+    return 0 if results["best"] is not None else 1
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def check_before_launch(exp: Experiment) -> None:
@@ -197,10 +211,16 @@ def check_before_launch(exp: Experiment) -> None:
 
     if exp.model.name not in MODEL_NAMES:
         raise ConfigError("model.name", exp.model.name, f"one of {sorted(MODEL_NAMES)}")
-    if exp.data.dataset == "cifar10":
-        from seer_torch.data import check_cifar10_folder
+    from seer_torch.data import check_cifar10_folder, num_train_samples
 
+    if exp.data.dataset == "cifar10":
         check_cifar10_folder(exp.data.data_dir)
+    n_train = num_train_samples(exp.data.dataset)
+    if exp.training.global_batch > n_train:
+        raise ConfigError(
+            "training.global_batch", exp.training.global_batch,
+            f"at most the {n_train} training samples of {exp.data.dataset}",
+        )
     for i, conf in enumerate(sample_configurations(exp, exp.search.max_configurations)):
         try:
             TrialConfig.from_dict(trial_config(exp, f"t{i}", conf, None))

@@ -242,6 +242,20 @@ def load_dataset(name: str, data_dir: str | None) -> Splits:
     raise ConfigError("data.dataset", name, f"one of {', '.join(DATASET_NAMES)}")
 
 
+def num_train_samples(name: str) -> int:
+    """Size of the training split of dataset ``name``, without loading it (1257 for digits,
+    45000 for CIFAR-10).
+
+    Raises:
+        ConfigError: unknown dataset.
+    """
+    if name == "digits":
+        return 1797 - DIGITS_VAL_SIZE - DIGITS_TEST_SIZE
+    if name == "cifar10":
+        return 50000 - CIFAR10_VAL_SIZE
+    raise ConfigError("data.dataset", name, "digits or cifar10")
+
+
 def digits_split_indices(num_samples: int = 1797) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Indices ``(train, val, test)`` into scikit-learn's digits arrays: disjoint, covering
     ``range(num_samples)``, drawn with :data:`DIGITS_SPLIT_SEED` (never the experiment seed).

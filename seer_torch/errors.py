@@ -35,3 +35,7 @@ class DatasetNotFoundError(SeerError, FileNotFoundError):
 
 class WorkerError(SeerError):
     """A trial's job failed (non-zero exit of torchrun)."""
+
+
+class BudgetExhausted(SeerError):
+    """A hard limit (the deadline or the money budget) was reached before there was a plan."""

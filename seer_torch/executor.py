@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock, RealClock
 from seer_torch.config import Experiment, sample_configurations
-from seer_torch.errors import SeerError
+from seer_torch.errors import BudgetExhausted, ConfigError
 from seer_torch.policies import seer as seer_policy
 from seer_torch.runfiles import atomic_write_json, atomic_write_text, read_metrics
 from seer_torch.scaling import profiler
@@ -226,6 +226,7 @@ class Tuner:
         self.plans: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self.completed_rungs: list[int] = []
+        self._running: dict[str, tuple[Any, Trial]] = {}  # the current round's jobs
         self.start_unix_s = time.time()
         self._tb = None
 
@@ -233,13 +234,20 @@ class Tuner:
     def run(self) -> dict[str, Any]:
         """Run the experiment to its answer and return the ``results.json`` content.
 
+        Whatever happens (the answer, a budget spent while profiling, an interrupt, an error),
+        running jobs are stopped and billed, and ``results.json`` and ``state.json`` are written
+        with what was completed; ``stop_reason`` says why the run ended early.
+
         Raises:
-            SeerError: the run directory already holds a run; a profile probe failed.
+            ConfigError: the run directory already holds files.
+            WorkerError: a profile probe failed.
+            KeyboardInterrupt: interrupted (SIGINT, or SIGTERM/SIGHUP through the CLI).
         """
-        if (self.run_dir / "state.json").exists():
-            raise SeerError(f"{self.run_dir} already holds a run (state.json); choose another --run-dir")
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise ConfigError("--run-dir", str(self.run_dir), "a new or empty directory (this one holds files)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "experiment.toml", self.exp.to_toml())
+        status = "interrupted"
         try:
             self._event("profiling" if self.exp.planner.profile is None else "reading profile")
             self.profile = self._get_profile()
@@ -251,17 +259,41 @@ class Tuner:
                 self.stop_reason = plan.message
             self._create_trials(plan.num_configurations)
             self._run_rounds(list(plan.rounds))
+            status = "finished"
+        except BudgetExhausted as e:
+            self.stop_reason = str(e)
+            status = "finished"
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+            raise
+        except BaseException as e:
+            self.stop_reason = f"error: {e}"
+            status = "failed"
+            raise
         finally:
+            self._stop_running()
             stop_all = getattr(self.backend, "stop_all", None)
             if stop_all is not None:
                 stop_all()
+            for t in self.trials:
+                if t.status in ("paused", "running"):
+                    t.status = "stopped"
             if self._tb is not None:
                 self._tb.close()
-        results = self._results()
-        atomic_write_json(self.run_dir / "results.json", results)
-        self._journal(status="finished")
-        self._event("finished")
+            results = self._results()
+            atomic_write_json(self.run_dir / "results.json", results)
+            self._journal(status=status)
+            self._event(status + (f": {self.stop_reason}" if self.stop_reason else ""))
         return results
+
+    def _stop_running(self) -> None:
+        """Stop every job of the current round, bill it and record what it completed."""
+        for handle, trial in list(self._running.values()):
+            res = self.backend.stop(handle)
+            self.meter.bill(res)
+            self._job_done(trial, res, res.spec.until_epoch)
+            trial.status = "stopped"
+        self._running.clear()
 
     # ------------------------------------------------------------------ profile and plan
     def _trial_config(self, trial_id: str, configuration: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +316,7 @@ class Tuner:
             self._trial_config("profile", probe_conf),
             sizes,
             on_job_end=self.meter.bill,
+            over_budget=self._over_budget,
         )
         prof = profiler.profile_from_probes(
             f"{self.exp.name}-measured",
@@ -397,9 +430,8 @@ class Tuner:
         """Train every trial to the round's rung; returns each job's launch overhead (s)."""
         w = record.world_size
         queue = list(trials)
-        running: dict[str, tuple[Any, Trial]] = {}
+        running = self._running
         overheads: list[float] = []
-        budget = self.exp.budget
         while queue or running:
             for tid, (handle, trial) in list(running.items()):
                 res = self.backend.poll(handle)
@@ -411,19 +443,12 @@ class Tuner:
                         overheads.append(ov)
                     self._journal()
             # Hard limits: the deadline, and the money meter with what is running now.
-            held = [(h.start_s, h.spec.world_size) for h, _ in running.values()]
-            margin_usd = sum(ws for _, ws in held) * (POLL_S + 1.0) * budget.price_usd_per_slot_hour / 3600
-            over_time = self.meter.elapsed_s() >= budget.time_budget_s - FINAL_GRACE_S
-            over_money = self.meter.cost_usd(held) + margin_usd >= budget.money_budget_usd
-            if running and (over_time or over_money):
-                self.stop_reason = "deadline reached" if over_time else "money budget reached"
+            reason = self._over_budget([(h.start_s, h.spec.world_size) for h, _ in running.values()])
+            over_time, over_money = reason == "deadline reached", reason == "money budget reached"
+            if running and reason:
+                self.stop_reason = reason
                 self._event(f"{self.stop_reason}: stopping {len(running)} running job(s)")
-                for handle, trial in running.values():
-                    res = self.backend.stop(handle)
-                    self.meter.bill(res)
-                    self._job_done(trial, res, record.rung_epoch)
-                    trial.status = "stopped"
-                running.clear()
+                self._stop_running()
                 self._journal()
                 return overheads
             free = self.backend.num_slots - sum(h.spec.world_size for h, _ in running.values())
@@ -441,6 +466,18 @@ class Tuner:
                 return overheads
             self.clock.sleep(POLL_S)
         return overheads
+
+    def _over_budget(self, held: list[tuple[float, int]]) -> str | None:
+        """Whether a hard limit is reached, given the jobs held (``(start_s, world_size)``):
+        the deadline less the grace to write the answer, or the money meter plus what the held
+        slots will cost until the next poll and their stop."""
+        budget = self.exp.budget
+        if self.meter.elapsed_s() >= budget.time_budget_s - FINAL_GRACE_S:
+            return "deadline reached"
+        margin_usd = sum(w for _, w in held) * (POLL_S + 1.0) * budget.price_usd_per_slot_hour / 3600
+        if self.meter.cost_usd(held) + margin_usd >= budget.money_budget_usd:
+            return "money budget reached"
+        return None
 
     def _job_done(self, trial: Trial, res: JobResult, rung_epoch: int) -> float | None:
         """Read the trial's files after its job ended; return the job's overhead in seconds."""
@@ -470,7 +507,7 @@ class Tuner:
             return None
         if res.returncode != 0 or trial.epochs < rung_epoch:
             trial.status = "failed"
-            trial.error = self._error_text(d, res)
+            trial.error = job_error_text(res)
             self._event(f"{trial.trial_id} failed: {trial.error}")
             return None
         trial.status = "paused"
@@ -480,22 +517,6 @@ class Tuner:
                 trial.epoch_time_per_worker_s.append(float(r["epoch_time_s"]) * s)
         trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
         return max(0.0, res.duration_s - trained_s)
-
-    @staticmethod
-    def _error_text(trial_dir: Path, res: JobResult) -> str:
-        err = trial_dir / "error.json"
-        if err.exists():
-            try:
-                import json
-
-                msg = json.loads(err.read_text()).get("message")
-                if isinstance(msg, dict):
-                    msg = msg.get("message")
-                if msg:
-                    return str(msg).strip().splitlines()[-1][:500]
-            except (ValueError, OSError):
-                pass
-        return f"torchrun exited with {res.returncode}; see {trial_dir / 'stderr.log'}"
 
     def _measured_epoch_time_s(self, alive: list[Trial]) -> float | None:
         """tau for re-planning: the slowest survivor's median measured epoch time per worker."""

@@ -18,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -70,3 +71,22 @@ class Backend(Protocol):
     def poll(self, handle: JobHandle) -> JobResult | None: ...
 
     def stop(self, handle: JobHandle) -> JobResult: ...
+
+
+def job_error_text(res: JobResult) -> str:
+    """One line saying why a job failed: the worker's own error from torchrun's error file
+    (``TRIAL_DIR/error.json``) when there is one, else the exit code and where the log is."""
+    trial_dir = res.spec.trial_dir
+    err = trial_dir / "error.json"
+    if res.stopped:
+        return "stopped"
+    try:
+        msg = json.loads(err.read_text()).get("message")
+        if isinstance(msg, dict):
+            msg = msg.get("message")
+        if msg:
+            lines = [line for line in str(msg).strip().splitlines() if line.strip()]
+            return lines[-1][:500]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"torchrun exited with {res.returncode}; see {trial_dir / 'stderr.log'}"

@@ -20,9 +20,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock
-from seer_torch.errors import WorkerError
+from seer_torch.errors import BudgetExhausted, WorkerError
 from seer_torch.scaling.profile import Profile
 
 PROFILE_STEPS = 20
@@ -72,16 +72,20 @@ def run_probes(
     trial_config: dict[str, Any],
     world_sizes: Sequence[int],
     on_job_end: Callable[[JobResult], None] = lambda r: None,
+    over_budget: Callable[[list[tuple[float, int]]], str | None] = lambda held: None,
     profile_steps: int = PROFILE_STEPS,
     timeout_s: float = 300.0,
 ) -> list[tuple[dict[str, Any], float, float]]:
     """Run one probe job per world size, alone; return ``(probe_json, launch_unix_s, duration_s)``.
 
     ``trial_config`` is a trial's ``config.json`` content (the configuration to measure).
-    ``on_job_end`` sees every finished probe (the executor bills it).
+    ``on_job_end`` sees every finished probe (the executor bills it). ``over_budget`` is asked
+    at every poll with the running probe's ``(start_s, world_size)`` and returns why a hard
+    limit is reached, or ``None``; the probe is then stopped.
 
     Raises:
-        WorkerError: a probe failed or ran past ``timeout_s``.
+        WorkerError: a probe failed or ran past ``timeout_s`` (with the worker's error).
+        BudgetExhausted: a hard limit was reached while profiling.
     """
     results = []
     for w in world_sizes:
@@ -91,16 +95,20 @@ def run_probes(
         out = d / "profile.json"
         spec = JobSpec(trial_id=f"profile-w{w}", trial_dir=d, world_size=w, until_epoch=1,
                        profile_steps=profile_steps, profile_out=out)
+        if reason := over_budget([]):
+            raise BudgetExhausted(f"{reason} before profiling at W={w}; no plan, no answer")
         handle = backend.launch(spec)
+        reason = None
         while (res := backend.poll(handle)) is None:
-            if clock.now() - handle.start_s > timeout_s:
+            reason = over_budget([(handle.start_s, w)])
+            if reason or clock.now() - handle.start_s > timeout_s:
                 res = backend.stop(handle)
                 break
             clock.sleep(0.1)
         on_job_end(res)
+        if reason:
+            raise BudgetExhausted(f"{reason} while profiling at W={w}; no plan, no answer")
         if res.returncode != 0 or not out.exists():
-            raise WorkerError(
-                f"profile probe at W={w} failed (exit {res.returncode}); see {d / 'stderr.log'}"
-            )
+            raise WorkerError(f"profile probe at W={w} failed: {job_error_text(res)}")
         results.append((json.loads(out.read_text()), res.launch_unix_s, res.duration_s))
     return results

@@ -89,6 +89,12 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     assert state["status"] == "finished"
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
+    # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).
+    repo = Path(__file__).resolve().parents[2]
+    check = subprocess.run([sys.executable, str(repo / "scripts" / "check_tensorboard.py"), str(run_dir)],
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "train/loss" in check.stdout
     # Nothing the run started is still alive.
     assert not [p for p in _descendants(os.getpid())]
 
@@ -153,3 +159,73 @@ def _descendants(pid: int) -> list[int]:
             children.append(int(entry))
             children += _descendants(int(entry))
     return children
+
+
+@pytest.mark.parametrize(
+    "flag, value, reason",
+    [("--time-budget", "8", "deadline reached"), ("--money-budget", "0.001", "money budget reached")],
+)
+def test_budget_too_small_to_profile_is_never_exceeded(tmp_path: Path, flag, value, reason):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    run_dir = tmp_path / "run"
+    proc = _seer("tune", str(cfg), "--run-dir", str(run_dir), flag, value, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # no answer
+    res = json.loads((run_dir / "results.json").read_text())
+    b = res["budget"]
+    assert b["time_used_s"] <= b["time_budget_s"]
+    assert b["cost_usd"] <= b["money_budget_usd"]
+    assert res["best"] is None
+    assert res["stop_reason"].startswith(reason) and "profiling" in res["stop_reason"]
+    assert not _descendants(os.getpid())
+
+
+def test_sigterm_stops_every_job_and_keeps_what_was_done(tmp_path: Path):
+    import signal
+    import time
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until round 1 has jobs running
+            state = run_dir / "state.json"
+            if state.exists() and any(t["status"] == "running" for t in json.loads(state.read_text())["trials"]):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("round 1 never started")
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["stop_reason"] == "interrupted"
+    assert res["budget"]["cost_usd"] > 0
+    stopped = [t for t in res["trials"] if t["status"] == "stopped"]
+    assert stopped  # the jobs that were running are recorded as stopped, not lost
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "interrupted"
+    time.sleep(0.5)
+    assert not _descendants(os.getpid())
+    assert not _processes_mentioning(str(run_dir))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(int(entry))
+    return found

@@ -23,12 +23,35 @@ def test_default_experiment_passes():
         ({"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}}, "search_space.lr"),
         ({"search_space": {"weight_decay": 0.1}}, "search_space.lr"),
         ({"model": {"name": "resnet9000"}, "search_space": SPACE}, "model.name"),
+        ({"training": {"global_batch": 2048, "micro_batch_max": 64}, "search_space": SPACE}, "training.global_batch"),
     ],
 )
 def test_bad_search_space_or_model_is_caught_before_launch(raw, field):
     with pytest.raises(ConfigError) as ei:
         check_before_launch(parse_experiment(raw))
     assert ei.value.field == field
+
+
+def test_num_train_samples_matches_the_loaded_split():
+    from seer_torch.data import load_dataset, num_train_samples
+
+    assert num_train_samples("digits") == load_dataset("digits", None).train_x.shape[0] == 1257
+
+
+def test_a_run_dir_with_files_is_refused_with_exit_2(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "old.log").write_text("x")
+    assert main(["tune", "--run-dir", str(tmp_path / "run"), "--profile", _profile(tmp_path)]) == 2
+    assert "--run-dir" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["old.log"]
+
+
+def _profile(tmp_path):
+    import json
+
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.0, "startup_s": 1.0}))
+    return str(p)
 
 
 def test_missing_cifar_folder_exits_2_naming_the_folder(tmp_path, capsys):

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Check a run's TensorBoard logs: per trial and tag, the steps must strictly increase.
+
+    python scripts/check_tensorboard.py RUN_DIR [TRIAL_ID ...]
+
+Prints one line per trial and tag (points, first and last step, and where the world size
+changed) and exits 1 if any tag repeats a step or goes backwards, which is what a resize or a
+resume must never cause (DESIGN.md, training invariants).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def check_trial(tb_dir: Path) -> bool:
+    acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    ok = True
+    for tag in sorted(acc.Tags()["scalars"]):
+        steps = [e.step for e in acc.Scalars(tag)]
+        monotone = all(b > a for a, b in zip(steps, steps[1:]))
+        ok &= monotone
+        extra = ""
+        if tag == "perf/world_size":
+            values = [(e.step, int(e.value)) for e in acc.Scalars(tag)]
+            changes = [f"W {a[1]}->{b[1]} at step {b[0]}" for a, b in zip(values, values[1:]) if a[1] != b[1]]
+            extra = "; " + ", ".join(changes) if changes else ""
+        print(f"{tb_dir.name:>12} {tag:<34} {len(steps):6d} points, steps {steps[0]}..{steps[-1]}"
+              f" {'strictly increasing' if monotone else 'REPEATED OR BACKWARD STEPS'}{extra}")
+    return ok
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    tb = Path(argv[0]) / "tensorboard"
+    if not tb.is_dir():
+        print(f"{tb}: no tensorboard folder", file=sys.stderr)
+        return 2
+    trials = argv[1:] or sorted(p.name for p in tb.iterdir() if p.is_dir() and p.name != "experiment")
+    ok = all([check_trial(tb / t) for t in trials])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
