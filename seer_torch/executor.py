@@ -530,7 +530,7 @@ class Tuner:
             "round": len(self.rounds),
             "rounds_planned": len(self.initial_plan.rounds) if self.initial_plan else None,
             "trials": len(self.trials),
-            "trials_alive": sum(t.status in ("pending", "running", "paused") for t in self.trials),
+            "trials_alive": sum(t.status in ("pending", "running", "paused", "completed") for t in self.trials),
             "running": sum(t.status == "running" for t in self.trials),
             "time_used_s": self.meter.elapsed_s(),
             "time_budget_s": b.time_budget_s,
