@@ -142,9 +142,18 @@ def best_trial(trials: list[Trial], completed_rungs: list[int]) -> tuple[Trial, 
 
 
 def trial_config(
-    exp: Experiment, trial_id: str, configuration: dict[str, Any], tensorboard_dir: Path | None
+    exp: Experiment,
+    trial_id: str,
+    configuration: dict[str, Any],
+    tensorboard_dir: Path | None,
+    schedule_epochs: int | None = None,
 ) -> dict[str, Any]:
-    """A trial's ``config.json`` content: what the worker reads. Pure."""
+    """A trial's ``config.json`` content: what the worker reads. Pure.
+
+    ``schedule_epochs`` is the horizon of the learning-rate schedule (the worker's
+    ``max_epochs``): the plan's target, which is ``training.max_epochs`` unless the plan
+    explores first and stops the best configuration earlier.
+    """
     return {
         "trial_id": trial_id,
         "configuration": configuration,
@@ -153,7 +162,7 @@ def trial_config(
         "data_dir": exp.data.data_dir,
         "global_batch": exp.training.global_batch,
         "micro_batch_max": exp.training.micro_batch_max,
-        "max_epochs": exp.training.max_epochs,
+        "max_epochs": schedule_epochs or exp.training.max_epochs,
         "seed": exp.seed,
         "tensorboard_dir": str(Path(tensorboard_dir).resolve()) if tensorboard_dir is not None else None,
     }
@@ -297,7 +306,8 @@ class Tuner:
 
     # ------------------------------------------------------------------ profile and plan
     def _trial_config(self, trial_id: str, configuration: dict[str, Any]) -> dict[str, Any]:
-        return trial_config(self.exp, trial_id, configuration, self.run_dir / "tensorboard" / trial_id)
+        target = self.initial_plan.target_epochs if self.initial_plan and self.initial_plan.rounds else None
+        return trial_config(self.exp, trial_id, configuration, self.run_dir / "tensorboard" / trial_id, target)
 
     def _get_profile(self) -> Profile:
         if self.exp.planner.profile is not None:

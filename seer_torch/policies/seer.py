@@ -466,6 +466,34 @@ def _search(inputs: PlannerInputs, model: _CostModel, target: int) -> _Choice | 
     return best
 
 
+def _explore_first(inputs: PlannerInputs, model: _CostModel, minimum: int) -> tuple[int, _Choice] | None:
+    """The largest target ``T < max_epochs`` at which ``minimum`` configurations fit, with the
+    best plan for it; ``None`` when not even ``T = 1`` allows that many. Whether ``minimum``
+    fit is not monotone in ``T`` (the rung schedules change with it), so a binary search finds
+    one such ``T`` and a scan down from ``max_epochs - 1`` finds the largest, stopping at the
+    first that fits."""
+
+    def enough(target: int) -> _Choice | None:
+        c = _search(inputs, model, target)
+        return c if c is not None and c.counts[0] >= minimum else None
+
+    if inputs.max_epochs < 2 or enough(1) is None:
+        return None
+    lo, hi = 1, inputs.max_epochs - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if enough(mid) is not None:
+            lo = mid
+        else:
+            hi = mid - 1
+    for target in range(inputs.max_epochs - 1, lo, -1):
+        if (found := enough(target)) is not None:
+            return target, found
+    found = enough(lo)
+    assert found is not None
+    return lo, found
+
+
 def _one_fits(inputs: PlannerInputs, model: _CostModel, target: int) -> bool:
     """Whether one configuration can reach ``target`` epochs within budget."""
     for rungs in _schedules_for(inputs, target):
@@ -559,10 +587,15 @@ def plan(inputs: PlannerInputs) -> Plan:
     """Choose ``n_1``, the rungs and a non-decreasing ``W_k`` per round (see module notes).
 
     Returns:
-        A :class:`Plan`. ``feasible=True``: its final survivor reaches ``max_epochs`` and its
-        predictions fit ``safety_fraction`` of both budgets. Otherwise the best-effort plan
-        (the most epochs one configuration can reach within budget, ``feasible=False``, a loud
-        message), or a plan with no rounds when not even one epoch of one configuration fits.
+        A :class:`Plan`. ``feasible=True``: its final survivor reaches ``max_epochs``, it
+        explores at least ``min_configurations`` and its predictions fit ``safety_fraction`` of
+        both budgets. Otherwise, when at least ``min_configurations`` fit at some smaller
+        target, the exploration-first plan (that many or more configurations, the best trained
+        to the most epochs that allows, ``feasible=False``); else the plan that trains the
+        final survivor fully with fewer configurations (``feasible=True``, with a warning); else
+        the best-effort plan (the most epochs one configuration can reach within budget,
+        ``feasible=False``, a loud message); or a plan with no rounds when not even one epoch of
+        one configuration fits.
         Never raises for budgets that are too small.
 
     Raises:
@@ -571,6 +604,24 @@ def plan(inputs: PlannerInputs) -> Plan:
     usable = _usable_or_raise(inputs)
     model = _CostModel(inputs, usable)
     choice = _search(inputs, model, inputs.max_epochs)
+    minimum = inputs.effective_min_configurations
+    if choice is None or choice.counts[0] < minimum:
+        # Exploration first (DESIGN.md, "starved exploration"): rather than train one or two
+        # configurations fully, explore `minimum` and stop the best at the most epochs that
+        # allows.
+        explored = _explore_first(inputs, model, minimum)
+        if explored is not None:
+            target, echoice = explored
+            binding = _binding_for_target(inputs, model, target + 1)
+            text = (
+                f"EXPLORATION FIRST: {_budget_words(inputs, binding)} cannot train "
+                f"min_configurations={minimum} configurations with the best to max_epochs "
+                f"({inputs.max_epochs}); this plan explores {echoice.counts[0]} configurations and "
+                f"trains the best to {target} of {inputs.max_epochs} epochs "
+                f"({_shape(echoice.rungs, echoice.counts, echoice.world_sizes)}); "
+                f"{_summary(inputs, echoice.time_s, echoice.cost_usd)}."
+            )
+            return _plan_from_choice(inputs, model, echoice, False, binding, text)
     if choice is not None:
         binding = _binding_for_more(inputs, model, choice)
         n = choice.counts[0]
@@ -580,7 +631,6 @@ def plan(inputs: PlannerInputs) -> Plan:
             f"{inputs.max_epochs} epochs; {_summary(inputs, choice.time_s, choice.cost_usd)}; "
             f"more configurations are limited by {binding}."
         )
-        minimum = inputs.effective_min_configurations
         if n < minimum:
             text += (
                 f" WARNING: only {n} configurations fit, fewer than min_configurations={minimum}: "

@@ -124,3 +124,18 @@ def test_a_diverged_finalist_is_never_the_answer(tmp_path):
     assert [t["config"]["q"] for t in diverged] == [best_q[0]]
     assert res["best"] is not None and res["best"]["config"]["q"] != best_q[0]
     assert res["best"]["epochs"] == 3  # the best valid trial of the last rung with a valid result
+
+
+def test_exploration_first_when_money_buys_about_one_full_training(tmp_path):
+    # 27 epochs x 10 s = 270 slot-s for one full training; money for ~400 slot-s. Rather than
+    # train 1-2 configurations fully, SEER explores eta**2 = 9 and stops the best earlier, and
+    # each trial's learning-rate schedule spans the plan's target, not max_epochs.
+    res, _ = _run(tmp_path, max_configurations=64, max_epochs=27, eta=3, slots=2, ladder=[1],
+                  time_s=1e6, money_usd=0.4)
+    assert res["plan"]["message"].startswith("EXPLORATION FIRST")
+    assert len(res["trials"]) >= 9
+    target = res["plan"]["target_epochs"]
+    assert 1 <= target < 27 and res["best"]["epochs"] == target
+    assert res["budget"]["cost_usd"] <= 0.4
+    cfg = json.loads((tmp_path / "run" / "trials" / res["trials"][0]["trial_id"] / "config.json").read_text())
+    assert cfg["max_epochs"] == target

@@ -114,7 +114,9 @@ def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
         assert rungs[0] >= inputs.min_epochs
     else:
         assert p.target_epochs == rungs[-1] < inputs.max_epochs
-        assert p.message.startswith("BEST EFFORT")
+        assert p.message.startswith(("BEST EFFORT", "EXPLORATION FIRST"))
+        if p.message.startswith("EXPLORATION FIRST"):
+            assert p.num_configurations >= inputs.effective_min_configurations
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -259,11 +261,35 @@ def test_plan_matches_brute_force_on_random_small_inputs():
 def test_invariants_on_random_inputs():
     rng = random.Random(7)
     for _ in range(400):
-        inputs = _random_inputs(rng, small=False)
+        inputs = _random_inputs(rng, small=False, min_configurations=rng.choice((1, None)))
         check_plan_invariants(inputs, plan(inputs))
 
 
-def _random_inputs(rng: random.Random, small: bool) -> PlannerInputs:
+def test_exploration_first_matches_brute_force_on_random_small_inputs():
+    # With min_configurations = eta**2: when fewer fit at max_epochs, the plan explores at
+    # least that many and trains the best to the largest target that allows.
+    rng = random.Random(11)
+    explored = 0
+    for _ in range(150):
+        inputs = _random_inputs(rng, small=True, min_configurations=None)
+        minimum = inputs.effective_min_configurations
+        p = plan(inputs)
+        check_plan_invariants(inputs, p)
+        full = brute_force(inputs, inputs.max_epochs)
+        if full is not None and full[0] >= minimum:
+            assert p.feasible and p.num_configurations == full[0]
+            continue
+        targets = [t for t in range(1, inputs.max_epochs)
+                   if (b := brute_force(inputs, t)) is not None and b[0] >= minimum]
+        if targets:
+            assert not p.feasible and p.message.startswith("EXPLORATION FIRST")
+            assert p.target_epochs == max(targets)
+            assert p.num_configurations >= minimum
+            explored += 1
+    assert explored > 5
+
+
+def _random_inputs(rng: random.Random, small: bool, min_configurations: int | None = 1) -> PlannerInputs:
     max_epochs = rng.randint(1, 27 if small else 120)
     ladder = tuple(sorted(rng.sample((1, 2, 4, 8, 16), rng.randint(1, 3 if small else 5))))
     w_max = rng.choice((2, 4, 8, 16))
@@ -287,6 +313,7 @@ def _random_inputs(rng: random.Random, small: bool) -> PlannerInputs:
         price_usd_per_slot_hour=rng.choice((0.0, 3.6, 3.06)),
         safety_fraction=rng.uniform(0.5, 1.0),
         num_finalists=rng.choice((1, 1, 2)),
+        min_configurations=min_configurations,
     )
 
 
@@ -327,14 +354,21 @@ def test_nothing_fits_gives_an_empty_plan():
     json.dumps(p.to_dict())
 
 
-def test_few_configurations_warns_of_starved_exploration():
-    # money for about one full training: feasible, but fewer than eta**2 = 9 configurations
+def test_few_configurations_explore_first_instead_of_training_one_fully():
+    # Money for about one full training: rather than 1-2 configurations to 27 epochs, explore
+    # eta**2 = 9 and train the best as far as that allows (DESIGN.md, "starved exploration").
     p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.4))
-    assert p.feasible
-    assert p.num_configurations < 9
-    assert "WARNING" in p.message and "min_configurations=9" in p.message
+    assert not p.feasible
+    assert p.num_configurations >= 9
+    assert p.target_epochs < 27 and p.rounds[-1].rung_epoch == p.target_epochs
+    assert p.message.startswith("EXPLORATION FIRST") and "min_configurations=9" in p.message
+    assert p.predicted_cost_usd <= 0.9 * 0.4 + 1e-9
+    # With min_configurations=1 the old choice stands: fully trained, with a warning.
+    q = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.4, min_configurations=2))
+    assert q.feasible and q.num_configurations < 9 and q.rounds[-1].rung_epoch == 27
+    assert "WARNING" not in q.message  # 2 configurations fit, as many as asked for
     roomy = plan(make())
-    assert "WARNING" not in roomy.message
+    assert roomy.feasible and "WARNING" not in roomy.message and "EXPLORATION" not in roomy.message
 
 
 # -- replan ----------------------------------------------------------------------------------------
