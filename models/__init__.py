@@ -9,6 +9,7 @@ field, the value and what is allowed.
 | model              | input               | hyperparameters (default)                          |
 |--------------------|---------------------|----------------------------------------------------|
 | ``digits_cnn``     | ``(N, 1, 8, 8)``    | ``width`` channels (32), ``dropout`` probability (0.0) |
+| ``digits_mlp``     | ``(N, 1, 8, 8)``    | ``width`` hidden units (64), ``dropout`` probability (0.0); no BatchNorm |
 | ``resnet18_cifar`` | ``(N, 3, 32, 32)``  | ``width`` base channels (64), ``dropout`` probability (0.0) |
 """
 
@@ -23,7 +24,7 @@ from torch import nn
 
 from seer_torch.errors import ConfigError
 
-from . import digits_cnn, resnet_cifar
+from . import digits_cnn, digits_mlp, resnet_cifar
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class _ModelSpec:
 
 _REGISTRY: dict[str, _ModelSpec] = {
     "digits_cnn": _ModelSpec(digits_cnn.build, MappingProxyType(dict(digits_cnn.HPARAMS)), 2),
+    "digits_mlp": _ModelSpec(digits_mlp.build, MappingProxyType(dict(digits_mlp.HPARAMS)), 1),
     "resnet18_cifar": _ModelSpec(resnet_cifar.build, MappingProxyType(dict(resnet_cifar.HPARAMS)), 8),
 }
 

@@ -64,6 +64,26 @@ epoch, rank)`` at every epoch so a resumed run repeats an uninterrupted one at t
 BatchNorm normalises over each micro-batch, so its statistics (not the data order or the
 schedule) depend on the micro-batch size; running statistics come from rank 0.
 
+A job killed mid-epoch (SIGKILL, node loss, preemption) loses everything since the last
+checkpoint, which is written only at the end of a launch: the next launch, at any ``W``, starts
+from that checkpoint and *replays* the lost epochs. The replay is deterministic -- the data
+order is a function of ``(seed, epoch)``, dropout is re-seeded per ``(seed, epoch, rank)``, the
+schedule is a function of the optimizer step -- so it trains exactly the samples, in the same
+order, with the same learning rates as the uninterrupted run; at the same ``W`` the result is
+bit-identical, at another ``W`` equal up to float32 reduction order (and BatchNorm's
+micro-batch statistics). What the crashed launch wrote past the checkpoint is dropped:
+``metrics.jsonl`` is cut back and TensorBoard events at steps past the checkpoint's are purged
+(``purge_step``). There is no mid-epoch resume.
+
+Debugging hooks (environment variables, off by default; the contract tests use them):
+
+- ``SEER_RECORD_SAMPLES=PATH``: every rank appends one JSON line per optimizer step to
+  ``PATH.rank<global rank>``: ``epoch``, ``step_in_epoch``, ``step``, ``rank``, ``local_rank``,
+  ``world_size``, ``micro_batch``, ``accum_steps``, ``lr`` (used by the step) and ``indices``
+  (the training-set indices this rank trained on, in order).
+- ``SEER_DEBUG_STEP_DELAY_S=SECONDS``: sleep that long after every optimizer step (lets a test
+  kill a job mid-epoch).
+
 Launch cost: at ``W = 1`` there is no process group and no DDP wrapper, so the worker also runs
 without torchrun (``python -m seer_torch.worker ...``, about 3.5 s sooner on a small machine);
 digits is read without importing scikit-learn; and a successful run ends with ``os._exit``
@@ -351,6 +371,7 @@ class Trainer:
     epoch: int = 0
     step: int = 0
     samples_seen: int = 0
+    sample_log: Any = None  # open text file for SEER_RECORD_SAMPLES, or None
 
     def lr(self) -> float:
         """Current learning rate of the (single) parameter group."""
@@ -366,6 +387,13 @@ class Trainer:
         plan, env, config = self.plan, self.env, self.config
         start = step_in_epoch * plan.global_batch + env.rank * plan.local_batch
         local_index = permutation[start:start + plan.local_batch]
+        if self.sample_log is not None:
+            self.sample_log.write(json.dumps({
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "step": self.step + 1, "rank": env.rank,
+                "local_rank": env.local_rank, "world_size": env.world_size, "micro_batch": plan.micro_batch,
+                "accum_steps": plan.accum_steps, "lr": self.lr(), "indices": local_index.tolist(),
+            }) + "\n")
+            self.sample_log.flush()
         x = self.splits.train_x[local_index]
         y = self.splits.train_y[local_index]
         x = x.to(env.device, non_blocking=True)
@@ -598,6 +626,10 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
 
             # Everything at steps > the checkpoint's step belongs to a crashed launch: purge it.
             writer = SummaryWriter(log_dir=config.tensorboard_dir, purge_step=trainer.step + 1)
+    record_path = os.environ.get("SEER_RECORD_SAMPLES")
+    if record_path:
+        trainer.sample_log = open(f"{record_path}.rank{env.rank}", "a", encoding="utf-8")
+    step_delay_s = float(os.environ.get("SEER_DEBUG_STEP_DELAY_S") or 0.0)
     try:
         trainer.model.train()
         train_start_unix_s = time.time()
@@ -616,6 +648,8 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
                 loss = float(trainer.train_step(epoch, step_in_epoch, permutation).item())
                 launch_steps += 1
                 measured_steps += 1
+                if step_delay_s > 0:
+                    time.sleep(step_delay_s)
                 if not math.isfinite(loss):
                     if env.is_main:
                         _append_line(metrics_path, _diverged_line(trainer, epoch, env, loss))
@@ -670,6 +704,8 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
     finally:
         if writer is not None:
             writer.close()
+        if trainer.sample_log is not None:
+            trainer.sample_log.close()
 
 
 def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> dict[str, Any]:

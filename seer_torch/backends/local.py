@@ -113,6 +113,9 @@ class LocalBackend:
     def stop(self, handle: LocalJob) -> JobResult:
         if handle.result is not None:
             return handle.result
+        # torchrun starts each worker in a session of its own, so the agent's process group
+        # does not hold them: remember every descendant now, and make sure none survives.
+        descendants = descendant_pids(handle.process.pid)
         self._signal_group(handle, signal.SIGTERM)
         try:
             handle.process.wait(timeout=STOP_GRACE_S)
@@ -120,6 +123,7 @@ class LocalBackend:
             self._signal_group(handle, signal.SIGKILL)
             handle.process.wait()
         self._reap_group(handle)
+        _kill_survivors(descendants)
         handle.result = JobResult(
             handle.spec, handle.process.returncode, handle.start_s, self.clock.now(), handle.launch_unix_s, stopped=True
         )
@@ -147,6 +151,57 @@ class LocalBackend:
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and _group_alive(handle.process.pid):
                 time.sleep(0.05)
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children, grandchildren, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 2 and fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill_survivors(pids: list[int]) -> None:
+    """TERM, then KILL, whichever of ``pids`` are still alive (processes that left the job's
+    process group, such as torchrun's workers)."""
+    alive = [p for p in pids if _alive(p)]
+    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
+        if not alive:
+            return
+        for p in alive:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(_alive(p) for p in alive):
+            time.sleep(0.05)
+        alive = [p for p in alive if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
 def group_members(pgid: int) -> list[int]:

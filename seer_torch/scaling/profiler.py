@@ -28,6 +28,22 @@ from seer_torch.scaling.profile import Profile
 PROFILE_STEPS = 20
 
 
+def probe_startup_s(probe: dict[str, Any], duration_s: float) -> float:
+    """A probe job's fixed cost: its whole duration minus the measured steps and the timed
+    validation pass (everything a launch pays before and after useful work)."""
+    working_s = float(probe["measured_steps"]) * float(probe["step_time_s"]) + float(probe["eval_time_s"])
+    return max(0.0, duration_s - working_s)
+
+
+def wait_job(backend: Backend, clock: Clock, handle: Any, timeout_s: float, poll_s: float = 0.1) -> JobResult:
+    """Poll ``handle`` until its job ends, or stop it after ``timeout_s`` (then ``stopped``)."""
+    while (res := backend.poll(handle)) is None:
+        if clock.now() - handle.start_s > timeout_s:
+            return backend.stop(handle)
+        clock.sleep(poll_s)
+    return res
+
+
 def profile_from_probes(
     name: str, probes: Sequence[tuple[dict[str, Any], float, float]], source: str
 ) -> Profile:
@@ -47,11 +63,7 @@ def profile_from_probes(
     thr1 = float(p1["throughput_samples_per_s"])
     world_sizes = sorted(by_w)
     throughput = [float(by_w[w][0]["throughput_samples_per_s"]) for w in world_sizes]
-    startups = []
-    for w in world_sizes:
-        p, _, duration = by_w[w]
-        working_s = float(p["measured_steps"]) * float(p["step_time_s"]) + float(p["eval_time_s"])
-        startups.append(max(0.0, duration - working_s))
+    startups = [probe_startup_s(by_w[w][0], by_w[w][2]) for w in world_sizes]
     epoch_time_s = float(p1["num_train_samples"]) / thr1 + float(p1["eval_time_s"])
     return Profile(
         name=name,

@@ -167,7 +167,7 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
 
 
 def test_model_names_and_hparams():
-    assert set(MODEL_NAMES) == {"digits_cnn", "resnet18_cifar"}
+    assert set(MODEL_NAMES) == {"digits_cnn", "digits_mlp", "resnet18_cifar"}
     assert model_hparam_names("digits_cnn") == frozenset({"width", "dropout"})
     assert model_hparam_names("resnet18_cifar") == frozenset({"width", "dropout"})
 

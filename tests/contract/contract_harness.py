@@ -1,0 +1,285 @@
+"""Helpers for the worker contract suite: real ``torchrun`` launches of ``seer_torch.worker``
+on CPU/gloo, each under a timeout (a hang becomes a failure), and readers for what a trial
+leaves behind (``metrics.jsonl``, ``checkpoint.pt``, TensorBoard event files and the
+``SEER_RECORD_SAMPLES`` per-step records)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+LAUNCH_TIMEOUT_S = 150
+NUM_TRAIN = 1257  # digits training split
+NUM_VAL = 270
+NUM_TEST = 270
+# 48 = W x micro x accum for every W in 1..4 with micro_batch_max 12. 1257 = 26 x 48 + 9: every
+# epoch drops a remainder of 9 samples (drop_last), and the 270 validation samples do not
+# split evenly over W = 4.
+GLOBAL_BATCH = 48
+MICRO_BATCH_MAX = 12
+STEPS_PER_EPOCH = NUM_TRAIN // GLOBAL_BATCH
+DROPPED = NUM_TRAIN - STEPS_PER_EPOCH * GLOBAL_BATCH
+MAX_EPOCHS = 3
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SEER_RECORD_SAMPLES", None)
+    env.pop("SEER_DEBUG_STEP_DELAY_S", None)
+    env.update(OMP_NUM_THREADS="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(trial_dir: Path, *, model: str, configuration: dict, seed: int = 0) -> None:
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "trial_id": trial_dir.name, "configuration": configuration, "model": model,
+        "dataset": "digits", "data_dir": None, "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": MICRO_BATCH_MAX, "max_epochs": MAX_EPOCHS, "seed": seed,
+        "tensorboard_dir": str(trial_dir / "tensorboard"),
+    }
+    (trial_dir / "config.json").write_text(json.dumps(config))
+
+
+def copy_trial(src: Path, dst: Path) -> Path:
+    """Copy a trial directory (a snapshot) and point its TensorBoard directory at the copy."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["tensorboard_dir"] = str(dst / "tensorboard")
+    config["trial_id"] = dst.name
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def _worker_args(trial_dir: Path, until_epoch: int) -> list[str]:
+    return ["-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch)]
+
+
+def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
+            *_worker_args(trial_dir, until_epoch)]
+
+
+def node_argv(trial_dir: Path, nnodes: int, nproc: int, node_rank: int, port: int, rdzv_id: str,
+              until_epoch: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
+            "--node-rank", str(node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+            "--rdzv-id", rdzv_id, *_worker_args(trial_dir, until_epoch)]
+
+
+def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start a launch in its own process group (so it can be killed whole)."""
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (from /proc). torchrun starts each worker in a session of its
+    own (``start_new_session=True`` in torch's SubprocessHandler), so killing the agent's
+    process group alone leaves the workers running, orphaned."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                stat = file.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the launch: the agent's process group and every process it started."""
+    victims = _descendants(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for pid in victims:
+        try:
+            os.killpg(pid, signal.SIGKILL)  # a worker leads its own session and group
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def finish(procs: list[subprocess.Popen], what: str, timeout: float = LAUNCH_TIMEOUT_S) -> None:
+    """Wait for every process; kill all their groups and fail on a timeout or a non-zero exit."""
+    deadline = time.monotonic() + timeout
+    outputs = []
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+            outputs.append(out)
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            kill_group(proc)
+        for proc in procs:
+            proc.communicate()
+        raise AssertionError(f"{what}: hung, killed after {timeout} s") from None
+    finally:
+        for proc in procs:
+            kill_group(proc)  # stray workers of a failed agent
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, f"{what}: exit {proc.returncode}\n{out[-6000:]}"
+
+
+@dataclass
+class Launch:
+    """One launch of a sequence and what it left (snapshots taken right after it)."""
+
+    world_size: int
+    until_epoch: int
+    record: Path
+    nodes: int = 1
+    checkpoint: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+
+
+def launch(trial_dir: Path, world_size: int, until_epoch: int, record: Path, *, nodes: int = 1,
+           delay_s: float | None = None) -> Launch:
+    """Run one launch to completion: standalone with ``world_size`` processes, or ``nodes``
+    torchrun agents (c10d rendezvous on 127.0.0.1, a fresh port and id) with
+    ``world_size // nodes`` processes each, all started together."""
+    extra = {"SEER_RECORD_SAMPLES": str(record)}
+    if delay_s:
+        extra["SEER_DEBUG_STEP_DELAY_S"] = str(delay_s)
+    env = base_env(**extra)
+    if nodes == 1:
+        procs = [start(standalone_argv(trial_dir, world_size, until_epoch), env)]
+    else:
+        port, rdzv_id = free_port(), uuid.uuid4().hex[:12]
+        procs = [start(node_argv(trial_dir, nodes, world_size // nodes, node, port, rdzv_id, until_epoch), env)
+                 for node in range(nodes)]
+    finish(procs, f"{trial_dir.name}: W={world_size} ({nodes} node(s)) until epoch {until_epoch}")
+    result = Launch(world_size, until_epoch, record, nodes)
+    result.checkpoint = load_checkpoint(trial_dir)
+    result.metrics = read_metrics(trial_dir)
+    return result
+
+
+def load_checkpoint(trial_dir: Path) -> dict:
+    return torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+
+
+def read_metrics(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def read_records(record: Path) -> list[dict]:
+    """Every per-step line ``SEER_RECORD_SAMPLES`` produced for one launch, all ranks."""
+    lines = []
+    for path in sorted(record.parent.glob(record.name + ".rank*")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+def global_order(records: list[dict]) -> dict[int, list[int]]:
+    """Epoch -> the training indices of the epoch in global order (steps in order, within a step
+    rank 0's slice first), rebuilt from the per-rank records; checks each step's ranks are
+    complete and unique."""
+    by_step: dict[tuple[int, int], dict[int, list[int]]] = {}
+    for line in records:
+        slot = by_step.setdefault((line["epoch"], line["step_in_epoch"]), {})
+        assert line["rank"] not in slot, f"rank {line['rank']} trained step {line['epoch']}/{line['step_in_epoch']} twice"
+        slot[line["rank"]] = line["indices"]
+    orders: dict[int, list[int]] = {}
+    for (epoch, _), ranks in sorted(by_step.items()):
+        world = len(ranks)
+        assert sorted(ranks) == list(range(world))
+        for rank in range(world):
+            orders.setdefault(epoch, []).extend(ranks[rank])
+    return orders
+
+
+def tensorboard_files(tb_dir: Path) -> list[Path]:
+    return sorted(p for p in tb_dir.rglob("*") if p.is_file() and "tfevents" in p.name)
+
+
+def tensorboard_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> [(step, value)] as TensorBoard shows them, reading the raw event files in the
+    order they were written and applying only the explicit purges (a ``SessionLog.START`` at
+    step s discards earlier events at steps >= s, which is what ``purge_step`` writes). No
+    implicit out-of-order purging: a launch that forgot ``purge_step`` shows up as steps that
+    go back."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.compat.proto.event_pb2 import SessionLog
+
+    events = []
+    for path in tensorboard_files(tb_dir):
+        events += [(event.wall_time, index, path.name, event)
+                   for index, event in enumerate(LegacyEventFileLoader(str(path)).Load())]
+    # files in the order of their first event, events in file order
+    first = {}
+    for wall, index, name, _ in events:
+        first.setdefault(name, wall)
+    events.sort(key=lambda item: (first[item[2]], item[2], item[1]))
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for _, _, _, event in events:
+        if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+            for tag in scalars:
+                scalars[tag] = [(s, v) for s, v in scalars[tag] if s < event.step]
+        if event.HasField("summary"):
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    number = value.simple_value
+                else:
+                    number = float(torch.tensor(list(value.tensor.float_val))[0])
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars
+
+
+def model_hparams(configuration: dict) -> dict:
+    return {key: value for key, value in configuration.items() if key in ("width", "dropout")}
+
+
+@functools.lru_cache(maxsize=1)
+def _digits():
+    from seer_torch.data import load_dataset
+
+    return load_dataset("digits", None)
+
+
+def evaluate_checkpoint(state: dict, model: str, hparams: dict) -> tuple[float, float]:
+    """(validation, test) accuracy of a checkpoint's weights, in this one process, W = 1."""
+    from seer_torch.models import build_model
+
+    splits = _digits()
+    net = build_model(model, num_classes=10, in_channels=1, image_size=8, **model_hparams(hparams))
+    net.load_state_dict(state["model"], strict=True)
+    net.eval()
+    with torch.no_grad():
+        val = (net(splits.val_x).argmax(1) == splits.val_y).sum().item() / NUM_VAL
+        test = (net(splits.test_x).argmax(1) == splits.test_y).sum().item() / NUM_TEST
+    return val, test
