@@ -462,6 +462,7 @@ class Tuner:
                 self._journal()
                 return overheads
             free = self.backend.num_slots - sum(h.spec.world_size for h, _ in running.values())
+            launched = False
             while queue and free >= w and not (over_time or over_money):
                 trial = queue.pop(0)
                 spec = JobSpec(trial.trial_id, self.run_dir / "trials" / trial.trial_id, w, record.rung_epoch)
@@ -470,7 +471,10 @@ class Tuner:
                 trial.world_sizes.append(w)
                 running[trial.trial_id] = (handle, trial)
                 free -= w
+                launched = True
                 self._event(f"launched {trial.trial_id} at W={w} until epoch {record.rung_epoch}")
+            if launched:
+                self._journal()  # the journal shows which trials are running
             if (over_time or over_money) and queue and not running:
                 self.stop_reason = "deadline reached" if over_time else "money budget reached"
                 return overheads
