@@ -153,28 +153,50 @@ class LocalBackend:
                 time.sleep(0.05)
 
 
-def descendant_pids(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (children, grandchildren, ...), read from /proc."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return []
-    for entry in entries:
+def _process_table() -> list[tuple[int, str, int, int]]:
+    """``(pid, state, ppid, pgrp)`` of every process, read from /proc (Linux). ``comm`` may hold
+    spaces, so the fields are split after the last ``)`` of ``/proc/PID/stat``."""
+    rows = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 stat = f.read().decode(errors="replace")
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 2 and fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
+        if len(fields) >= 3:
+            rows.append((int(entry), fields[0], int(fields[1]), int(fields[2])))
+    return rows
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every live (non-zombie) descendant of ``pid``: children, grandchildren, ..."""
+    children: dict[int, list[int]] = {}
+    for child, state, ppid, _ in _process_table():
+        if state != "Z":
+            children.setdefault(ppid, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
             found.append(child)
             todo.append(child)
     return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``pgid``."""
+    return [p for p, state, _, group in _process_table() if group == pgid and state != "Z"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
 def _kill_survivors(pids: list[int]) -> None:
@@ -193,41 +215,6 @@ def _kill_survivors(pids: list[int]) -> None:
         while time.monotonic() < deadline and any(_alive(p) for p in alive):
             time.sleep(0.05)
         alive = [p for p in alive if _alive(p)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``, read from /proc (Linux)."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:  # no /proc: ask the kernel about the group as a whole
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        return [pgid]
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
 
 
 def _group_alive(pgid: int) -> bool:

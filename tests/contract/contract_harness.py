@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from seer_torch.backends.local import descendant_pids
+
 LAUNCH_TIMEOUT_S = 150
 NUM_TRAIN = 1257  # digits training split
 NUM_VAL = 270
@@ -92,32 +94,9 @@ def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def _descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid`` (from /proc). torchrun starts each worker in a session of its
-    own (``start_new_session=True`` in torch's SubprocessHandler), so killing the agent's
-    process group alone leaves the workers running, orphaned."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as file:
-                stat = file.read().decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the launch: the agent's process group and every process it started."""
-    victims = _descendants(proc.pid)
+    victims = descendant_pids(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from seer_torch.backends.local import descendant_pids
+
 pytestmark = pytest.mark.integration
 
 TINY = """
@@ -96,7 +98,7 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     assert check.returncode == 0, check.stdout + check.stderr
     assert "train/loss" in check.stdout
     # Nothing the run started is still alive.
-    assert not [p for p in _descendants(os.getpid())]
+    assert not [p for p in descendant_pids(os.getpid())]
 
 
 def test_seer_plan_is_fast_and_launches_nothing(tmp_path: Path):
@@ -113,7 +115,6 @@ def test_seer_plan_is_fast_and_launches_nothing(tmp_path: Path):
     assert out["plan"]["num_configurations"] >= 16
     assert elapsed < 5.0  # generous for a loaded CI machine; measured well under 2 s
     assert list(tmp_path.iterdir()) == []  # no run directory, nothing written
-
 
 
 def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
@@ -145,22 +146,6 @@ def test_seer_tune_bad_input_exits_2_and_launches_nothing(tmp_path: Path):
     assert not (tmp_path / "run").exists()
 
 
-def _descendants(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            children.append(int(entry))
-            children += _descendants(int(entry))
-    return children
-
-
 @pytest.mark.parametrize(
     "flag, value, reason",
     [("--time-budget", "8", "deadline reached"), ("--money-budget", "0.001", "money budget reached")],
@@ -177,7 +162,7 @@ def test_budget_too_small_to_profile_is_never_exceeded(tmp_path: Path, flag, val
     assert b["cost_usd"] <= b["money_budget_usd"]
     assert res["best"] is None
     assert res["stop_reason"].startswith(reason) and "profiling" in res["stop_reason"]
-    assert not _descendants(os.getpid())
+    assert not descendant_pids(os.getpid())
 
 
 def test_sigterm_stops_every_job_and_keeps_what_was_done(tmp_path: Path):
@@ -214,7 +199,7 @@ def test_sigterm_stops_every_job_and_keeps_what_was_done(tmp_path: Path):
     assert stopped  # the jobs that were running are recorded as stopped, not lost
     assert json.loads((run_dir / "state.json").read_text())["status"] == "interrupted"
     time.sleep(0.5)
-    assert not _descendants(os.getpid())
+    assert not descendant_pids(os.getpid())
     assert not _processes_mentioning(str(run_dir))
 
 
