@@ -14,12 +14,13 @@ Two measurements, both through :class:`seer_torch.backends.local.LocalBackend`:
    ``--profile-steps`` timed optimizer steps after the worker's warm-up steps, device
    synchronised before timers are read. Gives samples/s per ``W``, speedup, the epoch time at
    ``W = 1`` and each job's start-up seconds (duration minus measured work).
-2. **Training with resizes**: one trial trains epoch 1 at the first ``W`` from scratch, then is
-   relaunched from its checkpoint at each next ``W`` for one more epoch (``1 -> 2`` by default).
-   For each launch: the epoch's training throughput and epoch time from the worker's
-   ``metrics.jsonl``, and its overhead = the job's duration minus the time from its first step
-   to its last metrics line (torch import, data, checkpoint load, process group, DDP wrap,
-   checkpoint save, exit). The overhead of a relaunch at a new ``W`` is the resize seconds.
+2. **Training with resizes**, exactly what ``seer profile`` runs to measure ``resize_s``
+   (:func:`seer_torch.scaling.profiler.measure_relaunches`): one trial trains epoch 1 at the
+   first ``W`` from scratch, then is relaunched from its checkpoint at each next ``W`` for one
+   more epoch (``1 -> 2`` by default). For each launch: the epoch's training throughput and
+   epoch time from the worker's ``metrics.jsonl``, and its overhead = the job's duration minus
+   the time from its first step to its last metrics line (torch import, data, checkpoint load,
+   process group, DDP wrap, checkpoint save, exit). The overhead of a relaunch at a new ``W`` is the resize seconds.
 
 Without ``--data-dir`` (or when it holds no ``cifar-10-batches-py/``) the benchmark writes a
 synthetic CIFAR-10-format folder (:mod:`seer_torch.cifar_synthetic`) and labels everything it
@@ -41,11 +42,16 @@ from typing import Any
 
 import torch
 
-from seer_torch.backends.base import JobSpec, job_error_text
 from seer_torch.backends.local import LocalBackend
 from seer_torch.cifar_synthetic import is_synthetic_cifar10, write_synthetic_cifar10
 from seer_torch.clock import RealClock
-from seer_torch.scaling.profiler import probe_startup_s, profile_from_probes, run_probes, wait_job
+from seer_torch.scaling.profiler import (
+    measure_relaunches,
+    probe_startup_s,
+    profile_from_probes,
+    resize_s_from_launches,
+    run_probes,
+)
 
 
 def _world_sizes(text: str) -> list[int]:
@@ -88,11 +94,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per job; a job past it is stopped and reported")
     parser.add_argument("--out", default="bench_cifar.json", help="JSON result file (default bench_cifar.json)")
     return parser.parse_args(argv)
-
-
-def _last_metrics(trial_dir: Path) -> dict[str, Any]:
-    lines = (trial_dir / "metrics.jsonl").read_text().splitlines()
-    return json.loads(lines[-1])
 
 
 def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -140,37 +141,13 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         # 2. One trial, epoch by epoch, relaunched from its checkpoint at each next W.
         launches = []
         if not args.no_train:
-            trial_dir = work / "trial"
-            trial_dir.mkdir(parents=True, exist_ok=True)
-            (trial_dir / "config.json").write_text(json.dumps(config, indent=2))
-            previous_w = None
-            for epoch, w in enumerate(args.train_sequence or world_sizes, start=1):
-                spec = JobSpec(trial_id="bench", trial_dir=trial_dir, world_size=w, until_epoch=epoch)
-                res = wait_job(backend, clock, backend.launch(spec), args.timeout_s)
-                if res.returncode != 0 or res.stopped:
-                    raise RuntimeError(f"training launch W={w} epoch {epoch} failed: {job_error_text(res)}")
-                line = _last_metrics(trial_dir)
-                in_epochs_s = float(line["time_unix_s"]) - float(line["train_start_unix_s"])
-                launch = {
-                    "world_size": w,
-                    "epoch": epoch,
-                    "kind": ("fresh start" if previous_w is None
-                             else f"{'resize' if previous_w != w else 'relaunch'} {previous_w}->{w}"),
-                    "resized_from": previous_w,
-                    "job_s": res.duration_s,
-                    "overhead_s": max(0.0, res.duration_s - in_epochs_s),
-                    "train_throughput_samples_per_s": float(line["throughput_samples_per_s"]),
-                    "epoch_time_s": float(line["epoch_time_s"]),
-                    "train_loss": line["train_loss"],
-                    "val_accuracy": line["val_accuracy"],
-                    "val_samples": line["val_samples"],
-                }
-                launches.append(launch)
-                per_w.setdefault(w, {"world_size": w})["train"] = launch
-                previous_w = w
+            launches = measure_relaunches(backend, clock, work / "trial", config,
+                                          args.train_sequence or world_sizes, timeout_s=args.timeout_s)
+            for launch in launches:
+                per_w.setdefault(launch["world_size"], {"world_size": launch["world_size"]})["train"] = launch
     finally:
         backend.stop_all()
-    resizes = [launch["overhead_s"] for launch in launches if launch["resized_from"] is not None]
+    resize_s = resize_s_from_launches(launches)
     thr = dict(zip(profile.world_sizes, profile.throughput_samples_per_s))
     result = {
         "benchmark": "cifar10-resnet18",
@@ -192,11 +169,11 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "speedup": list(profile.speedup),
         "epoch_time_s": profile.epoch_time_s,
         "startup_s": profile.startup_s,
-        "resize_s": max(resizes) if resizes else None,
+        "resize_s": resize_s,
         "per_world_size": [per_w[w] for w in profile.world_sizes],
         "launches": launches,
         # The scaling-profile format of DESIGN.md; resize_s measured by a real relaunch when there was one.
-        "profile": {**profile.to_dict(), **({"resize_s": max(resizes)} if resizes else {})},
+        "profile": {**profile.to_dict(), **({"resize_s": resize_s} if resize_s is not None else {})},
         "measured_unix_s": time.time(),
     }
     return result

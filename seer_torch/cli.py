@@ -2,6 +2,11 @@
 
     seer tune [CONFIG.toml] [--run-dir DIR] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json]
     seer plan [CONFIG.toml] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json] [--json]
+    seer bench record [CONFIG.toml] --configurations N --epochs E --out TABLE.json [--slots S] [--run-dir DIR]
+    seer profile [CONFIG.toml] [--slots N] [--out PROFILE.json] [--steps K] [--json]
+    seer resume RUN_DIR [--slots N]
+    seer simulate --profile P.json[:NAME] --time-budget S --money-budget USD [--table T.json]
+                  [--policies seer,sha,...] [--seeds N] [--slots N] [--json]
 
 With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done
 (for ``tune``: with an answer), 1 no answer or another error, 2 bad input (the message names
@@ -56,6 +61,34 @@ def _build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print SEER's plan for an experiment; launches nothing")
     common(plan)
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    prof = sub.add_parser("profile", help="measure a scaling profile (throughput per W, start-up, resize) "
+                                          "through the real worker; write it for `seer plan/tune --profile`")
+    prof.add_argument("config", nargs="?", help="experiment TOML file (default: the embedded digits experiment)")
+    prof.add_argument("--slots", type=int, metavar="N", help="largest world size to probe (default: the machine's cores)")
+    prof.add_argument("--out", default="profile.json", metavar="PROFILE.json", help="where to write it (default profile.json)")
+    prof.add_argument("--steps", type=int, metavar="K", help="timed optimizer steps per probe, after the warm-up (default 20)")
+    prof.add_argument("--json", action="store_true", help="print the profile and every measurement as JSON")
+
+    bench = sub.add_parser("bench", help="benchmark tools: record learning-curve tables")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    record = bench_sub.add_parser(
+        "record", help="train N configurations to E epochs through the real worker (W=1); write a learning-curve table",
+    )
+    record.add_argument("config", nargs="?", help="experiment TOML file (default: the embedded digits experiment)")
+    record.add_argument("--configurations", type=int, required=True, metavar="N", help="configurations to record (t000, t001, ...)")
+    record.add_argument("--epochs", type=int, required=True, metavar="E", help="epochs per configuration (the LR schedule's horizon)")
+    record.add_argument("--out", required=True, metavar="TABLE.json", help="where the table goes")
+    record.add_argument("--slots", type=int, metavar="S", help="jobs at a time (default: the machine's cores)")
+    record.add_argument("--run-dir", metavar="DIR", help="trial folders; run again with the same DIR to resume "
+                        "(default: runs/record-NAME-NxE)")
+    record.set_defaults(func=cmd_bench_record)
+    _add_simulate_parser(sub)
+    resume = sub.add_parser("resume", help="continue a run that was killed or interrupted, from its journal")
+    resume.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (holds state.json)")
+    resume.add_argument("--slots", type=int, metavar="N", help="worker slots (default: the run's)")
+    resume.add_argument("--quiet", action="store_true", help="print only the final summary")
+    resume.set_defaults(func=cmd_resume)
     return parser
 
 
@@ -69,8 +102,12 @@ def _experiment(args: argparse.Namespace) -> Experiment:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
+        if getattr(args, "func", None) is not None:
+            return args.func(args)
         if args.command == "plan":
             return cmd_plan(args)
+        if args.command == "profile":
+            return cmd_profile(args)
         return cmd_tune(args)
     except (ConfigError, DatasetNotFoundError) as e:
         print(f"seer: error: {e}", file=sys.stderr)
@@ -147,7 +184,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     if profiling_s:
         console.print(f"seer tune first spends about {profiling_s:.0f} s measuring its own profile; the plan leaves it out.")
-    table = Table(title=f"SEER plan: {plan.num_configurations} configurations, eta {plan.eta}")
+    chosen = lambda v: " (chosen)" if v is None else ""  # noqa: E731 - left open to the planner
+    table = Table(title=f"SEER plan: {plan.num_configurations} configurations, eta {plan.eta}{chosen(exp.training.eta)}, "
+                        f"{plan.num_finalists} finalist(s){chosen(exp.planner.num_finalists)}")
     for col in ("round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"):
         table.add_column(col, justify="right")
     for r in plan.rounds:
@@ -165,6 +204,175 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- seer profile
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Measure a scaling profile through the real worker under torchrun, each job alone: one
+    probe per usable world size (throughput, speedup, start-up seconds), then one trial trained
+    an epoch at the smallest W and relaunched from its checkpoint at the largest (resize
+    seconds). Writes the profile atomically (DESIGN.md "Formats") and prints a table.
+    Job folders live in a temporary folder, kept (and named) only when a job fails."""
+    import os
+    import platform
+    import shutil
+    import tempfile
+    from importlib import metadata
+
+    from seer_torch.backends.local import LocalBackend
+    from seer_torch.clock import RealClock
+    from seer_torch.executor import trial_config
+    from seer_torch.runfiles import atomic_write_json
+    from seer_torch.scaling import profiler
+    from seer_torch.scaling.model import PRIOR_SERIAL_FRACTION
+    from seer_torch.scaling.profile import parse_profile
+
+    exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
+    steps = profiler.PROFILE_STEPS if args.steps is None else args.steps
+    if steps < 1:
+        raise ConfigError("--steps", steps, "an integer >= 1 (timed optimizer steps per probe)")
+    out = Path(args.out).expanduser()
+    if out.is_dir():
+        raise ConfigError("--out", str(out), "a file path, not a folder")
+    if not out.parent.is_dir():
+        raise ConfigError("--out", str(out), f"a file in an existing folder ({out.parent} does not exist)")
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError("--out", str(out), f"a file in a folder you can write ({out.parent} is not writable)")
+    check_before_launch(exp)
+    sizes = exp.usable_world_sizes()  # the ladder's W that fit the slots and divide the global batch
+    sequence = [sizes[0], sizes[-1]]  # the relaunch whose cost is measured: smallest W -> largest
+    conf = profiler.probe_configuration(exp)
+    log = sys.stderr
+    print(f"seer profile: {exp.name}: {exp.model.name} on {exp.data.dataset}, W in {list(sizes)}, "
+          f"{steps} steps per probe, then a relaunch {sequence[0]}->{sequence[1]} from a checkpoint", file=log)
+
+    def job_ended(res: Any) -> None:
+        kind = "probe" if res.spec.profile_steps is not None else f"epoch {res.spec.until_epoch}"
+        print(f"  W={res.spec.world_size} {kind}: {res.duration_s:.1f} s, exit {res.returncode}", file=log, flush=True)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
+    backend, clock = LocalBackend(max(sizes)), RealClock()
+    try:
+        config = trial_config(exp, "profile", conf, None)
+        probes = profiler.run_probes(backend, clock, work / "probes", config, sizes,
+                                     on_job_end=job_ended, profile_steps=steps, timeout_s=900.0)
+        launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
+                                               on_job_end=job_ended, timeout_s=3600.0)
+    except BaseException as e:
+        backend.stop_all()
+        if isinstance(e, SeerError):
+            print(f"seer profile: job folders (logs, torchrun's error.json) kept in {work}", file=log)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    device = str(probes[0][0].get("device", "cpu"))
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        torch_version = "?"
+    resize_s = profiler.resize_s_from_launches(launches)
+    source = (
+        f"measured by `seer profile` on {exp.name} ({time.strftime('%Y-%m-%d')}): {steps} steps after "
+        f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
+        f"{json.dumps(conf, sort_keys=True)}; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
+        f"{platform.machine()} with {os.cpu_count()} cores, {device}/{'nccl' if device == 'cuda' else 'gloo'}, "
+        f"torch {torch_version}"
+    )
+    prof = profiler.profile_from_probes(f"{exp.model.name}-{exp.data.dataset}-{device}", probes, source,
+                                        resize_s=resize_s)
+    parse_profile(prof.to_dict())  # what `seer plan --profile` will check
+    atomic_write_json(out, prof.to_dict())
+    model = prof.scaling
+    if args.json:
+        print(json.dumps({
+            "path": str(out),
+            "profile": prof.to_dict(),
+            "serial_fraction": model.serial_fraction,
+            "used_prior": model.used_prior,
+            "probes": [{**p, "job_s": d, "startup_s": profiler.probe_startup_s(p, d)} for p, _, d in probes],
+            "launches": launches,
+        }, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"scaling profile {prof.name}: {exp.model.name} on {exp.data.dataset}, "
+                        f"global batch {exp.training.global_batch}")
+    for col in ("W", "samples/s", "speedup", "efficiency", "start-up s"):
+        table.add_column(col, justify="right")
+    for (p, _, d), w, thr, s in zip(sorted(probes, key=lambda x: int(x[0]["world_size"])),
+                                   prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
+        table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", f"{profiler.probe_startup_s(p, d):.2f}")
+    console.print(table)
+    console.print(
+        f"epoch at W=1: {prof.epoch_time_s:.2f} s; start-up: {prof.startup_s:.2f} s; resize "
+        f"({sequence[0]}->{sequence[1]} from a checkpoint): {prof.resize_s:.2f} s; beyond W={prof.world_sizes[-1]}: "
+        f"Amdahl, serial fraction {model.serial_fraction:.3f}"
+        + (f" (too few or noisy points: never below the prior's {PRIOR_SERIAL_FRACTION})" if model.used_prior else ""),
+        markup=False,
+    )
+    slower = [f"W={w} ({s:.2f})" for w, s in zip(prof.world_sizes, prof.speedup) if s < 1]
+    if slower:
+        console.print(f"note: speedup below 1 at {', '.join(slower)}: more workers were slower here (a shared or "
+                      "small machine?); the planner treats that as no gain.", markup=False)
+    console.print(f'wrote {out}  (use it: seer plan --profile {out}, or [planner] profile = "{out}")', markup=False)
+    return 0
+
+
+# ---------------------------------------------------------------------- seer bench record
+def cmd_bench_record(args: argparse.Namespace) -> int:
+    """Record a learning-curve table through the real worker (see :mod:`seer_torch.recording`):
+    N configurations, each one torchrun job at W=1 to E epochs, S jobs at a time. Resumable:
+    run it again with the same --run-dir and the completed trials are kept."""
+    import os
+    import statistics
+
+    from seer_torch.backends.local import LocalBackend
+    from seer_torch.recording import record_table
+
+    for flag, value in (("--configurations", args.configurations), ("--epochs", args.epochs), ("--slots", args.slots)):
+        if value is not None and value < 1:
+            raise ConfigError(flag, value, "an integer >= 1")
+    out = Path(args.out).expanduser()
+    if out.is_dir():
+        raise ConfigError("--out", str(out), "a file path, not a folder")
+    if not out.parent.is_dir():
+        raise ConfigError("--out", str(out), f"a file in an existing folder ({out.parent} does not exist)")
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError("--out", str(out), f"a file in a folder you can write ({out.parent} is not writable)")
+    exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"record-{exp.name}-{args.configurations}x{args.epochs}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("--run-dir", str(run_dir), "a folder (this is a file)")
+    check_before_launch(exp)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    t0 = time.monotonic()
+    try:
+        table = record_table(
+            exp, LocalBackend(exp.resources.num_slots), num_configurations=args.configurations, epochs=args.epochs,
+            run_dir=run_dir, out=out, on_event=lambda msg: print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True),
+        )
+    except KeyboardInterrupt:
+        print(f"seer: interrupted; completed trials are kept in {run_dir}: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finals = sorted(v for c in table.configs if (v := c.val[-1]) == v)
+    if not finals:
+        print(f"wrote {out}: {len(table)} configurations x {table.max_epochs} epochs; every one diverged")
+        return 0
+    best = table.best_index()
+    print(
+        f"wrote {out}: {len(table)} configurations x {table.max_epochs} epochs, epoch {table.epoch_time_s:.2f} s "
+        f"at W=1 (median); best {table.configs[best].id} val {table.val_at(best, table.max_epochs):.4f}; final val "
+        f"min {finals[0]:.4f} median {statistics.median(finals):.4f} max {finals[-1]:.4f}; "
+        f"{len(table) - len(finals)} diverged"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------- seer tune
 def cmd_tune(args: argparse.Namespace) -> int:
     exp = _experiment(args)
@@ -174,6 +382,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_before_launch(exp)
 
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Everything is validated before the run directory is created: bad input leaves no files.
+    if exp.planner.profile is not None:
+        from seer_torch.scaling.profile import load_profile
+
+        load_profile(exp.planner.profile)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError("--run-dir", str(run_dir), "a new or empty directory (this one is a file or holds files)")
     backend = LocalBackend(exp.resources.num_slots)
     status = _LiveStatus(quiet=args.quiet)
     tuner = Tuner(exp, run_dir, backend, on_event=status.event)
@@ -186,6 +401,35 @@ def cmd_tune(args: argparse.Namespace) -> int:
             results = tuner.run()
     except KeyboardInterrupt:
         print(f"seer: interrupted; what was completed is in {run_dir / 'results.json'}", file=sys.stderr)
+        return 130
+    _print_summary(results, run_dir)
+    return 0 if results["best"] is not None else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``seer resume RUN_DIR``: see :meth:`seer_torch.executor.Tuner.resume` (survivors go on
+    from their checkpoints, eliminated trials stay eliminated, spend and time are restored, and
+    the time the tuner was down counts against the deadline)."""
+    from seer_torch.backends.local import LocalBackend
+    from seer_torch.config import load_experiment
+    from seer_torch.executor import Tuner
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "experiment.toml").is_file():
+        raise ConfigError("RUN_DIR", str(run_dir), "a run directory made by `seer tune` (it has no experiment.toml)")
+    exp = load_experiment(run_dir / "experiment.toml")
+    slots = exp.resources.num_slots if args.slots is None else args.slots
+    if slots < 1:
+        raise ConfigError("--slots", slots, "an integer >= 1")
+    status = _LiveStatus(quiet=args.quiet)
+    tuner = Tuner.resume(run_dir, LocalBackend(slots), on_event=status.event)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    try:
+        with status:
+            results = tuner.run(resume=True)
+    except KeyboardInterrupt:
+        print(f"seer: interrupted; resume again with `seer resume {run_dir}`", file=sys.stderr)
         return 130
     _print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1
@@ -204,13 +448,15 @@ def check_before_launch(exp: Experiment) -> None:
         ConfigError: naming the experiment field (``model.name``, ``data.data_dir``,
             ``search_space.NAME``, ...).
     """
-    from seer_torch.config import sample_configurations
+    from seer_torch.config import did_you_mean, sample_configurations
     from seer_torch.executor import trial_config
-    from seer_torch.models import MODEL_NAMES
-    from seer_torch.worker import TrialConfig
+    from seer_torch.models import MODEL_NAMES, model_hparam_names
+    from seer_torch.worker import _TRAINING_HPARAMS, TrialConfig
 
     if exp.model.name not in MODEL_NAMES:
-        raise ConfigError("model.name", exp.model.name, f"one of {sorted(MODEL_NAMES)}")
+        raise ConfigError(
+            "model.name", exp.model.name, f"one of {', '.join(sorted(MODEL_NAMES))}" + did_you_mean(exp.model.name, MODEL_NAMES)
+        )
     from seer_torch.data import check_cifar10_folder, num_train_samples
 
     if exp.data.dataset == "cifar10":
@@ -221,12 +467,45 @@ def check_before_launch(exp: Experiment) -> None:
             "training.global_batch", exp.training.global_batch,
             f"at most the {n_train} training samples of {exp.data.dataset}",
         )
-    for i, conf in enumerate(sample_configurations(exp, exp.search.max_configurations)):
+    known = set(_TRAINING_HPARAMS) | set(model_hparam_names(exp.model.name))
+    for p in exp.search_space:
+        if p.name not in known:
+            value = list(p.choices) if p.kind == "choice" else p.value if p.kind == "fixed" else (p.low, p.high)
+            raise ConfigError(
+                f"search_space.{p.name}", value,
+                f"training hyperparameters {', '.join(sorted(_TRAINING_HPARAMS))} or hyperparameters of model "
+                f"{exp.model.name!r}: {', '.join(sorted(model_hparam_names(exp.model.name)))}" + did_you_mean(p.name, known),
+            )
+    # Every configuration the run may draw, and every value the search space can produce at its
+    # ends (each choice, low and high) even when no draw hit it: the profile probe and later
+    # draws use them too.
+    sampled = sample_configurations(exp, exp.search.max_configurations)
+    candidates = [(conf, f"configuration {i} drawn from the search space") for i, conf in enumerate(sampled)]
+    for p in exp.search_space:
+        if p.kind == "choice":
+            ends = list(p.choices)
+        elif p.kind == "int_uniform":
+            ends = [int(p.low), int(p.high)]
+        elif p.kind in ("uniform", "loguniform"):
+            ends = [float(p.low), float(p.high)]
+        else:
+            continue
+        for v in ends:
+            candidates.append(({**sampled[0], p.name: v}, f"a value search_space.{p.name} can take"))
+    usable = exp.usable_world_sizes()
+    for conf, where in candidates:
         try:
-            TrialConfig.from_dict(trial_config(exp, f"t{i}", conf, None))
+            TrialConfig.from_dict(trial_config(exp, "check", conf, None))
         except ConfigError as e:
             fld = e.field.replace("configuration.", "search_space.", 1)
-            raise ConfigError(fld, e.value, e.allowed + f" (configuration {i} drawn from the search space)") from None
+            raise ConfigError(fld, e.value, e.allowed + f" ({where})") from None
+        gb = conf.get("global_batch")
+        if gb is not None and (gb > n_train or any(gb % w for w in usable)):
+            raise ConfigError(
+                "search_space.global_batch", gb,
+                f"a multiple of every planned world size {list(usable)} and at most the {n_train} training "
+                f"samples of {exp.data.dataset} ({where})",
+            )
 
 
 class _LiveStatus:
@@ -300,6 +579,79 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     )
     print(f"results: {run_dir / 'results.json'}")
     print(f"tensorboard --logdir {run_dir / 'tensorboard'}")
+
+
+
+
+# ---------------------------------------------------------------------- seer simulate
+def _add_simulate_parser(sub: Any) -> None:
+    from seer_torch.simulate import POLICY_NAMES
+
+    sim = sub.add_parser("simulate", help="run policies on the simulated backend over a learning-curve table")
+    sim.add_argument("--table", metavar="T.json", help="learning-curve table (default: the shipped digits table)")
+    sim.add_argument("--profile", required=True, metavar="P.json[:NAME]",
+                     help="scaling profile, or FILE:NAME for a file with a 'profiles' list")
+    sim.add_argument("--time-budget", type=float, required=True, metavar="S", help="deadline, seconds")
+    sim.add_argument("--money-budget", type=float, required=True, metavar="USD", help="money budget, US dollars")
+    sim.add_argument("--policies", default=",".join(POLICY_NAMES), help=f"comma-separated, from {','.join(POLICY_NAMES)}")
+    sim.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds 0..N-1 (default 5)")
+    sim.add_argument("--slots", type=int, default=8, metavar="N", help="slots of the simulated cluster (default 8)")
+    sim.add_argument("--eta", type=int, default=3, help="elimination rate (default 3)")
+    sim.add_argument("--price", type=float, default=3.06, metavar="USD", help="price per slot-hour (default 3.06)")
+    sim.add_argument("--startup-s", type=float, metavar="S", help="start-up seconds per job (profiles without one)")
+    sim.add_argument("--resize-s", type=float, metavar="S", help="relaunch/resize seconds per job (default start-up)")
+    sim.add_argument("--billing-granularity-s", type=float, default=0.0, metavar="S")
+    sim.add_argument("--billing-minimum-s", type=float, default=0.0, metavar="S")
+    sim.add_argument("--json", action="store_true", help="print the summary and every run as JSON")
+    sim.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from seer_torch.curves import LearningCurveTable
+    from seer_torch.simulate import (
+        POLICY_NAMES, SimulationCase, format_report, load_profile_for_simulation, shipped_table_path, simulate,
+    )
+
+    table_path = args.table or shipped_table_path()
+    if table_path is None:
+        raise ConfigError("--table", None, "a learning-curve table JSON file (none is shipped in this install)")
+    table = LearningCurveTable.load(table_path)
+    profile = load_profile_for_simulation(args.profile, startup_s=args.startup_s, resize_s=args.resize_s)
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    for p in policies:
+        if p not in POLICY_NAMES:
+            raise ConfigError("--policies", p, f"names from {', '.join(POLICY_NAMES)}")
+    if args.seeds < 1:
+        raise ConfigError("--seeds", args.seeds, "an integer >= 1")
+    if args.slots < 1:
+        raise ConfigError("--slots", args.slots, "an integer >= 1")
+    for name in ("time_budget", "money_budget"):
+        v = getattr(args, name)
+        if not v > 0 or v != v or v == float("inf"):
+            raise ConfigError("--" + name.replace("_", "-"), v, "a finite number > 0")
+    case = SimulationCase(
+        table, profile, args.time_budget, args.money_budget, num_slots=args.slots,
+        price_usd_per_slot_hour=args.price, eta=args.eta,
+        world_size_ladder=tuple(w for w in (1, 2, 4, 8, 16, 32, 64) if w <= args.slots),
+        billing_granularity_s=args.billing_granularity_s, billing_minimum_s=args.billing_minimum_s,
+    )
+    result = simulate(case, policies, list(range(args.seeds)))
+    if args.json:
+        print(json.dumps({"table": str(table_path), "profile": profile.to_dict(), "time_budget_s": args.time_budget,
+                          "money_budget_usd": args.money_budget, "num_slots": args.slots, **result}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{table.name}: {len(table)} configurations x {table.max_epochs} epochs; profile {profile.name}; "
+                    f"{args.time_budget:g} s, {args.money_budget:g} USD, {args.slots} slots, {args.seeds} seeds")
+    for col in ("policy", "final accuracy (mean ± std)", "regret", "time s", "money USD", "violations",
+                "configurations", "no answer"):
+        t.add_column(col, justify="left" if col == "policy" else "right")
+    for row in format_report(result, case):
+        t.add_row(*row)
+    Console().print(t)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,11 @@ Units are in the names: ``time_budget_s`` (seconds), ``money_budget_usd`` (US do
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import random
+import re
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +27,19 @@ from seer_torch.errors import ConfigError
 
 DATASETS = ("digits", "cifar10")
 DISTRIBUTIONS = ("uniform", "loguniform", "int_uniform")
+
+#: The value of a field the planner chooses (``training.eta``, ``training.min_epochs``,
+#: ``planner.num_finalists``); it reads as ``None``.
+AUTO = "auto"
+_AUTO_FIELDS = ("training.eta", "training.min_epochs", "planner.num_finalists")
+
+
+def did_you_mean(word: Any, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` when none is close."""
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def default_experiment_path() -> Path:
@@ -45,18 +60,26 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class TrainingSpec:
+    """``min_epochs`` and ``eta``: ``None`` (``"auto"`` in the file, or omitted) lets the planner
+    choose the first rung and the reduction factor (:mod:`seer_torch.policies.seer`)."""
+
     max_epochs: int = 27
-    min_epochs: int = 1
-    eta: int = 3
+    min_epochs: int | None = None
+    eta: int | None = None
     global_batch: int = 64
     micro_batch_max: int = 64
 
 
 @dataclass(frozen=True)
 class BudgetSpec:
+    """``billing_granularity_s``: each job's held time is billed rounded up to a multiple of it
+    (0: exact); ``billing_minimum_s``: the least billed per job. Seconds, ``>= 0``."""
+
     time_budget_s: float = 420.0
     money_budget_usd: float = 0.40
     price_usd_per_slot_hour: float = 3.06
+    billing_granularity_s: float = 0.0
+    billing_minimum_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,26 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class PlannerSpec:
+    """``num_finalists``: trials carried to the last rung (``None``: ``"auto"`` in the file, the
+    planner chooses 1 to 3); ``max_world_size``: the most workers one trial may get (``None``:
+    no cap beyond the slots)."""
+
     safety_fraction: float = 0.9
     profile: str | None = None  # a scaling profile JSON; None: measure one at the start
+    num_finalists: int | None = 1
+    max_world_size: int | None = None
+
+
+@dataclass(frozen=True)
+class FailureSpec:
+    """What a failing job costs its trial (Ray Tune's ``FailureConfig``): ``max_failures``
+    crashes or hangs are retried from the trial's last checkpoint, the next one fails the
+    trial; planned resizes and rendezvous-port clashes never count. ``hang_timeout_s``: a job
+    that reports no progress (no new metrics line or log output) for this long is killed and
+    counted as a failure. Seconds."""
+
+    max_failures: int = 2
+    hang_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -115,15 +156,20 @@ class Experiment:
     resources: ResourceSpec = field(default_factory=ResourceSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     planner: PlannerSpec = field(default_factory=PlannerSpec)
+    failures: FailureSpec = field(default_factory=FailureSpec)
     search_space: tuple[ParamSpec, ...] = ()
     source: str = ""
 
     def usable_world_sizes(self) -> tuple[int, ...]:
-        """World sizes of the ladder that fit the slots and divide the global batch."""
+        """World sizes of the ladder that fit the slots (and ``planner.max_world_size``) and
+        divide the global batch."""
+        cap = self.resources.num_slots
+        if self.planner.max_world_size is not None:
+            cap = min(cap, self.planner.max_world_size)
         return tuple(
             w
             for w in self.resources.world_size_ladder
-            if w <= self.resources.num_slots and self.training.global_batch % w == 0
+            if w <= cap and self.training.global_batch % w == 0
         )
 
     def with_overrides(
@@ -159,11 +205,13 @@ class Experiment:
     def to_toml(self) -> str:
         """The resolved experiment as TOML (written to ``RUN_DIR/experiment.toml``)."""
         lines = [f"name = {_toml_value(self.name)}", f"seed = {self.seed}", ""]
-        for section in ("data", "model", "training", "budget", "resources", "search", "planner"):
+        for section in ("data", "model", "training", "budget", "resources", "search", "planner", "failures"):
             lines.append(f"[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is not None:
                     lines.append(f"{key} = {_toml_value(value)}")
+                elif f"{section}.{key}" in _AUTO_FIELDS:
+                    lines.append(f"{key} = {_toml_value(AUTO)}")
             lines.append("")
         lines.append("[search_space]")
         for p in self.search_space:
@@ -199,10 +247,18 @@ def load_experiment(path: str | os.PathLike[str] | None = None) -> Experiment:
     p = default_experiment_path() if path is None else Path(path)
     if not p.is_file():
         raise ConfigError("experiment file", str(p), "an existing TOML file")
+    text = p.read_text()
     try:
-        raw = tomllib.loads(p.read_text())
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError("experiment file", str(p), f"valid TOML ({e})") from None
+        where = ""
+        m = re.search(r"at line (\d+)", str(e))
+        if m:
+            lineno = int(m.group(1))
+            lines = text.splitlines()
+            if 1 <= lineno <= len(lines):
+                where = f"; line {lineno} reads {lines[lineno - 1].strip()!r}"
+        raise ConfigError("experiment file", str(p), f"valid TOML ({e}{where})") from None
     return parse_experiment(raw, source=str(p))
 
 
@@ -214,6 +270,7 @@ _SECTIONS: dict[str, type] = {
     "resources": ResourceSpec,
     "search": SearchSpec,
     "planner": PlannerSpec,
+    "failures": FailureSpec,
 }
 
 
@@ -226,27 +283,38 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     allowed_top = {"name", "seed", "search_space", *_SECTIONS}
     for key in raw:
         if key not in allowed_top:
-            raise ConfigError(key, raw[key], f"one of the keys {sorted(allowed_top)}")
+            raise ConfigError(
+                key, raw[key], f"one of the top-level keys {', '.join(sorted(allowed_top))}" + did_you_mean(key, allowed_top)
+            )
     name = raw.get("name", "experiment")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("name", name, "a non-empty string")
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name in (".", "..")
+        or any(c in name for c in "/\\") or not name.isprintable()
+    ):
+        # The name becomes part of a path (runs/NAME-TIMESTAMP): no separators, no control characters.
+        raise ConfigError("name", name, "a non-empty string without '/', '\\' or control characters, other than '.' and '..'")
     seed = _nonnegative_int("seed", raw.get("seed", 0))
 
     sections: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         table = raw.get(section, {})
         if not isinstance(table, Mapping):
-            raise ConfigError(section, table, "a table")
+            raise ConfigError(section, table, f"a table: a [{section}] header followed by its keys")
         names = {f.name for f in dataclasses.fields(cls)}
         for key in table:
             if key not in names:
-                raise ConfigError(f"{section}.{key}", table[key], f"one of the keys {sorted(names)}")
+                raise ConfigError(
+                    f"{section}.{key}", table[key],
+                    f"one of the keys of [{section}]: {', '.join(sorted(names))}" + did_you_mean(key, names),
+                )
         sections[section] = table
 
     d = sections["data"]
     dataset = d.get("dataset", "digits")
     if dataset not in DATASETS:
-        raise ConfigError("data.dataset", dataset, f"one of {list(DATASETS)}")
+        raise ConfigError("data.dataset", dataset, f"one of {', '.join(DATASETS)}" + did_you_mean(dataset, DATASETS))
     data_dir = d.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ConfigError("data.data_dir", data_dir, "a folder path (string)")
@@ -267,8 +335,8 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     t = sections["training"]
     training = TrainingSpec(
         max_epochs=_positive_int("training.max_epochs", t.get("max_epochs", 27)),
-        min_epochs=_positive_int("training.min_epochs", t.get("min_epochs", 1)),
-        eta=_int_at_least("training.eta", t.get("eta", 3), 2),
+        min_epochs=_int_or_auto("training.min_epochs", t.get("min_epochs", AUTO), 1),
+        eta=_int_or_auto("training.eta", t.get("eta", AUTO), 2),
         global_batch=_positive_int("training.global_batch", t.get("global_batch", 64)),
         micro_batch_max=_positive_int("training.micro_batch_max", t.get("micro_batch_max", t.get("global_batch", 64))),
     )
@@ -278,19 +346,17 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
         time_budget_s=_positive_float("budget.time_budget_s", b.get("time_budget_s", 420.0)),
         money_budget_usd=_positive_float("budget.money_budget_usd", b.get("money_budget_usd", 0.40)),
         price_usd_per_slot_hour=_nonnegative_float("budget.price_usd_per_slot_hour", b.get("price_usd_per_slot_hour", 3.06)),
+        billing_granularity_s=_nonnegative_float("budget.billing_granularity_s", b.get("billing_granularity_s", 0.0)),
+        billing_minimum_s=_nonnegative_float("budget.billing_minimum_s", b.get("billing_minimum_s", 0.0)),
     )
 
     r = sections["resources"]
     ladder_raw = r.get("world_size_ladder", [1, 2, 4, 8])
-    if (
-        not isinstance(ladder_raw, list)
-        or not ladder_raw
-        or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in ladder_raw)
-        or sorted(set(ladder_raw)) != ladder_raw
-        or ladder_raw[0] != 1
-    ):
+    ladder_problem = _ladder_problem(ladder_raw)
+    if ladder_problem:
         raise ConfigError(
-            "resources.world_size_ladder", ladder_raw, "a strictly increasing list of positive integers starting at 1"
+            "resources.world_size_ladder", ladder_raw,
+            f"a strictly increasing list of positive integers starting at 1, such as [1, 2, 4, 8] ({ladder_problem})",
         )
     resources_ = ResourceSpec(
         num_slots=_positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
@@ -305,11 +371,30 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     if not _is_number(safety) or not 0.1 <= safety <= 1.0:
         raise ConfigError("planner.safety_fraction", safety, "a number in [0.1, 1.0]")
     profile = pl.get("profile")
+    if profile is not None and (not isinstance(profile, str) or not profile):
+        raise ConfigError("planner.profile", profile, "a path (string) to a scaling-profile JSON file")
     if profile is not None:
         base = Path(source).parent if source else Path.cwd()
         candidate = Path(profile) if Path(profile).is_absolute() else base / profile
         profile = _existing_file("planner.profile", str(candidate))
-    planner = PlannerSpec(safety_fraction=float(safety), profile=profile)
+    max_world_size = pl.get("max_world_size")
+    if max_world_size is not None:
+        max_world_size = _positive_int("planner.max_world_size", max_world_size)
+    planner = PlannerSpec(
+        safety_fraction=float(safety),
+        profile=profile,
+        num_finalists=_int_or_auto("planner.num_finalists", pl.get("num_finalists", 1), 1),
+        max_world_size=max_world_size,
+    )
+
+    fl = sections["failures"]
+    hang = fl.get("hang_timeout_s", 600.0)
+    if not _is_number(hang) or not math.isfinite(hang) or hang <= 0:
+        raise ConfigError("failures.hang_timeout_s", hang, "a finite number of seconds > 0")
+    failures = FailureSpec(
+        max_failures=_nonnegative_int("failures.max_failures", fl.get("max_failures", 2)),
+        hang_timeout_s=float(hang),
+    )
 
     space = _parse_space(raw.get("search_space", {}))
 
@@ -323,6 +408,7 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
         resources=resources_,
         search=search,
         planner=planner,
+        failures=failures,
         search_space=space,
         source=source,
     )
@@ -332,7 +418,7 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
 
 def _check_combinations(exp: Experiment) -> None:
     t = exp.training
-    if t.min_epochs > t.max_epochs:
+    if t.min_epochs is not None and t.min_epochs > t.max_epochs:
         raise ConfigError("training.min_epochs", t.min_epochs, f"at most training.max_epochs ({t.max_epochs})")
     if t.micro_batch_max > t.global_batch:
         raise ConfigError(
@@ -347,6 +433,27 @@ def _check_combinations(exp: Experiment) -> None:
         )
 
 
+def _ladder_problem(ladder: Any) -> str:
+    """Why ``ladder`` is not a valid world-size ladder, or ``""``."""
+    if not isinstance(ladder, list):
+        return "not a list"
+    if not ladder:
+        return "the list is empty"
+    for w in ladder:
+        if not isinstance(w, int) or isinstance(w, bool):
+            return f"{w!r} is not an integer"
+        if w < 1:
+            return f"{w} is not a positive integer"
+    for w in ladder:
+        if ladder.count(w) > 1:
+            return f"{w} appears more than once"
+    if sorted(ladder) != ladder:
+        return "not in increasing order"
+    if ladder[0] != 1:
+        return "it does not start at 1"
+    return ""
+
+
 def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
     if not isinstance(raw, Mapping):
         raise ConfigError("search_space", raw, "a table of hyperparameter specifications")
@@ -359,26 +466,50 @@ def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
             keys = set(spec)
             if "choices" in keys:
                 if keys != {"choices"}:
-                    raise ConfigError(fld, dict(spec), "either { choices = [...] } or { distribution, low, high }")
+                    extra = ", ".join(sorted(keys - {"choices"}))
+                    raise ConfigError(
+                        fld, dict(spec), f"either {{ choices = [...] }} or {{ distribution, low, high }}, not both "
+                        f"(remove {extra})",
+                    )
                 choices = spec["choices"]
                 if not isinstance(choices, list) or not choices:
-                    raise ConfigError(f"{fld}.choices", choices, "a non-empty list")
+                    raise ConfigError(f"{fld}.choices", choices, "a non-empty list of values")
+                for c in choices:
+                    if isinstance(c, float) and not math.isfinite(c):
+                        raise ConfigError(f"{fld}.choices", choices, "a non-empty list of finite values")
                 specs.append(ParamSpec(name=name, kind="choice", choices=tuple(choices)))
                 continue
-            if keys != {"distribution", "low", "high"}:
-                raise ConfigError(fld, dict(spec), "a table with exactly distribution, low and high (or choices)")
+            expected = {"distribution", "low", "high"}
+            if keys != expected:
+                problems = []
+                if keys - expected:
+                    problems.append("unknown key " + ", ".join(
+                        repr(k) + did_you_mean(k, expected) for k in sorted(keys - expected)))
+                if expected - keys:
+                    problems.append("missing " + ", ".join(sorted(expected - keys)))
+                raise ConfigError(
+                    fld, dict(spec),
+                    f"a table with exactly distribution, low and high, or {{ choices = [...] }} ({'; '.join(problems)})",
+                )
             dist = spec["distribution"]
             if dist not in DISTRIBUTIONS:
-                raise ConfigError(f"{fld}.distribution", dist, f"one of {list(DISTRIBUTIONS)}")
+                raise ConfigError(
+                    f"{fld}.distribution", dist, f"one of {', '.join(DISTRIBUTIONS)}" + did_you_mean(dist, DISTRIBUTIONS)
+                )
             low, high = spec["low"], spec["high"]
-            if not _is_number(low) or not _is_number(high):
-                raise ConfigError(f"{fld}.low/high", (low, high), "numbers")
-            if low > high:
-                raise ConfigError(f"{fld}.low", low, f"at most high ({high})")
+            for bound, v in (("low", low), ("high", high)):
+                if not _is_number(v):
+                    raise ConfigError(f"{fld}.{bound}", v, "a finite number")
+            if dist == "int_uniform":
+                for bound, v in (("low", low), ("high", high)):
+                    if int(v) != v:
+                        raise ConfigError(f"{fld}.{bound}", v, "an integer for an int_uniform distribution")
+            if low >= high:
+                raise ConfigError(
+                    f"{fld}.low", low, f"less than high ({high}); for a single value write {name} = VALUE"
+                )
             if dist == "loguniform" and low <= 0:
-                raise ConfigError(f"{fld}.low", low, "a positive number for a loguniform distribution")
-            if dist == "int_uniform" and (int(low) != low or int(high) != high):
-                raise ConfigError(f"{fld}.low/high", (low, high), "integers for an int_uniform distribution")
+                raise ConfigError(f"{fld}.low", low, "a number > 0 for a loguniform distribution")
             specs.append(ParamSpec(name=name, kind=dist, low=float(low), high=float(high)))
         elif isinstance(spec, (int, float, str, bool)):
             specs.append(ParamSpec(name=name, kind="fixed", value=spec))
@@ -405,15 +536,24 @@ def _int_at_least(fld: str, v: Any, low: int) -> int:
     return v
 
 
+def _int_or_auto(fld: str, v: Any, low: int) -> int | None:
+    """An integer ``>= low``, or ``None`` for ``"auto"`` (the planner chooses)."""
+    if v == AUTO:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or v < low:
+        raise ConfigError(fld, v, f'an integer >= {low}, or "{AUTO}" (the planner chooses)')
+    return v
+
+
 def _positive_float(fld: str, v: Any) -> float:
     if not _is_number(v) or v <= 0:
-        raise ConfigError(fld, v, "a positive number")
+        raise ConfigError(fld, v, "a finite number > 0")
     return float(v)
 
 
 def _nonnegative_float(fld: str, v: Any) -> float:
     if not _is_number(v) or v < 0:
-        raise ConfigError(fld, v, "a number >= 0")
+        raise ConfigError(fld, v, "a finite number >= 0")
     return float(v)
 
 

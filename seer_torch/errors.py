@@ -33,6 +33,12 @@ class DatasetNotFoundError(SeerError, FileNotFoundError):
     the folder must contain."""
 
 
+class CheckpointError(SeerError):
+    """No usable checkpoint: the trial's ``checkpoint.pt`` and its previous copy
+    ``checkpoint.prev.pt`` are both unreadable, truncated or inconsistent (the message names
+    each file and what is wrong with it)."""
+
+
 class WorkerError(SeerError):
     """A trial's job failed (non-zero exit of torchrun)."""
 

@@ -1,32 +1,45 @@
-"""The executor: carries out SEER's plan against a backend, with a clock and a budget meter.
+"""The executor: drives a policy against a backend, with a clock and a budget meter.
 
-One run (``seer tune``):
+One run (``seer tune``, ``seer simulate``):
 
-1. Write ``experiment.toml``; draw ``search.max_configurations`` configurations from the seed.
-2. Profile (unless a profile file is given): probe jobs through the real worker at W=1 and
-   W=2, alone, a few steps each, warm-up excluded. Their time and slot-seconds are billed.
-3. Plan with :func:`seer_torch.policies.seer.plan` against the budget that is left.
-4. For each round: before it starts, re-plan the remaining rounds' world sizes from what was
-   measured (epoch time per worker, launch overhead) and the budget actually left, and never
-   start a round the plan predicts would break a budget. Launch each surviving trial's job as
-   soon as its W slots are free (never more workers than slots), wait for every trial of the
-   rung to report, then keep the best ``n_{k+1}`` by validation accuracy at the rung.
-5. Hard limits: at the deadline (less a short grace to write the answer) or when the money
-   meter reaches the budget, running jobs are stopped (checkpoints kept) and the answer is the
-   best trial of the last completed rung.
+1. Write ``experiment.toml`` (when the run has a directory).
+2. Profile, unless a profile is given: probe jobs through the real worker at W=1 and W=2,
+   alone, a few steps each, warm-up excluded. Their time and slot-seconds are billed.
+3. Set the policy up (:mod:`seer_torch.policies.base`) with the experiment, the profile and
+   the budgets left. SEER plans here; a fixed-cluster baseline reserves its cluster.
+4. Event loop: ask the policy for decisions (at the start and after every job event), carry
+   them out (launch a trial's job at ``W`` to an epoch, stop it, eliminate it), wait for the
+   next job to end, read what it reported (``metrics.jsonl``, through the backend), and tell
+   the policy. The policy never sees the clock; the executor never decides who survives.
+5. Hard limits, whatever the policy says: at the deadline (less :data:`FINAL_GRACE_S` to write
+   the answer) or when the money meter would reach the budget before the next check, running
+   jobs are stopped (checkpoints kept). The answer is the policy's
+   (:meth:`~seer_torch.policies.base.Policy.answer`).
 
-Money is metered as slot-seconds x ``price_usd_per_slot_hour`` / 3600: each job holds W slots
-from launch to exit. Time is wall clock from the start of the run, overheads included.
-The journal ``state.json`` is rewritten atomically at every event; ``results.json`` at the end.
+Money: each job holds ``W`` slots from launch to exit and is billed by
+:class:`~seer_torch.policies.billing.Billing` (``price x W x billed_seconds(duration)``); a
+policy that reserves a fixed cluster of ``G`` slots is billed ``G`` slots from its set-up to
+the end of the run instead. Time is wall clock (the injected clock) from the start of the
+run, overheads included.
 
-Decisions (which trials survive, which W) come from pure functions; this module only acts.
+Waiting: on a backend with ``next_event_s()`` (the simulated one), the clock jumps to the next
+job end or to the moment a hard limit would be reached, whichever is first; otherwise it polls
+every :data:`POLL_S` seconds.
+
+Files (only when ``run_dir`` is given; a simulation may run without any):
+``state.json`` is rewritten atomically at every event, ``results.json`` at the end, whatever
+ended the run (answer, budget, interrupt, error).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
 import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,111 +47,223 @@ from typing import Any, Callable
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock, RealClock
 from seer_torch.config import Experiment, sample_configurations
-from seer_torch.errors import BudgetExhausted, ConfigError
-from seer_torch.policies import seer as seer_policy
+from seer_torch.errors import BudgetExhausted, ConfigError, SeerError
+from seer_torch.policies import seer as seer_planner
+from seer_torch.policies.base import (
+    Eliminate,
+    Finish,
+    JobEvent,
+    Launch,
+    Policy,
+    PolicyContext,
+    Snapshot,
+    Stop,
+    TrialView,
+    best_at_rungs,
+)
+from seer_torch.policies.billing import Billing
+from seer_torch.policies.seer_policy import SeerPolicy, planner_inputs_from_context
 from seer_torch.runfiles import atomic_write_json, atomic_write_text, read_metrics
 from seer_torch.scaling import profiler
 from seer_torch.scaling.profile import Profile, load_profile
 
 POLL_S = 0.2
+HANG_CHECK_S = 2.0  # how often a running job's progress is looked at
+LIMIT_TOL_S = 1e-6  # simulated backends: how close to a hard limit the executor stops jobs
+NEW_JOB_S = 1e-6  # a job about to start is billed as if it had run this long (its first increment)
+MAX_PORT_RETRIES = 5  # relaunches after "address already in use", per trial
 FINAL_GRACE_S = 3.0  # stop jobs this long before the deadline, to write the answer in time
+STOP_MARGIN_S = 1.0  # money check: what a stop takes after the check that orders it
+
+
+DECISIONS_FILE = "decisions.jsonl"
+
+
+def view_to_dict(v: TrialView) -> dict[str, Any]:
+    d = dataclasses.asdict(v)
+    d["val_accuracy"] = {str(k): x for k, x in v.val_accuracy.items()}
+    d["world_sizes"] = list(v.world_sizes)
+    return d
+
+
+def view_from_dict(d: dict[str, Any]) -> TrialView:
+    return TrialView(**{**d, "val_accuracy": {int(k): float(x) for k, x in d["val_accuracy"].items()},
+                        "world_sizes": tuple(d["world_sizes"])})
+
+
+def decision_to_dict(d: Any) -> dict[str, Any]:
+    return {"type": type(d).__name__, **dataclasses.asdict(d)}
+
+
+def read_journal(run_dir: Path) -> dict[str, Any]:
+    """``state.json``, or ``state.prev.json`` (the journal before it) when ``state.json`` is
+    missing, truncated or not a journal.
+
+    Raises:
+        ConfigError: neither is a readable journal.
+    """
+    problems = []
+    for name in ("state.json", "state.prev.json"):
+        try:
+            state = json.loads((Path(run_dir) / name).read_text())
+            if isinstance(state, dict) and "trials" in state and "status" in state:
+                return state
+            problems.append(f"{name}: not a journal")
+        except (OSError, ValueError) as e:
+            problems.append(f"{name}: {e}")
+    raise ConfigError("RUN_DIR", str(run_dir), "a run directory with a readable state.json (" + "; ".join(problems) + ")")
+
+
+class Crash(BaseException):
+    """Raised by the fault-injection hook (:func:`debug_crash_point`) to emulate a tuner killed
+    outright in-process: the run's clean-up does nothing (no job stopped, nothing written), as
+    after SIGKILL. Never raised in normal runs."""
+
+
+_crash_counts: dict[str, int] = {}
+
+
+def debug_crash_point(point: str) -> None:
+    """Fault injection for the resume tests: ``SEER_DEBUG_CRASH_AT=POINT:N`` kills the tuner the
+    N-th time it passes ``POINT`` (``decide``: a decision was journaled in ``decisions.jsonl``
+    but not carried out; ``launch``: a job was just launched; ``job_end``: a job's end was just
+    read). ``SEER_DEBUG_CRASH_MODE=exception`` raises :class:`Crash` instead of SIGKILL."""
+    spec = os.environ.get("SEER_DEBUG_CRASH_AT")
+    if not spec:
+        return
+    where, _, count = spec.partition(":")
+    if where != point:
+        return
+    _crash_counts[point] = _crash_counts.get(point, 0) + 1
+    if _crash_counts[point] != int(count or 1):
+        return
+    if os.environ.get("SEER_DEBUG_CRASH_MODE") == "exception":
+        raise Crash(f"injected crash at {point}:{count}")
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PolicyError(SeerError):
+    """A policy asked for something the executor cannot do (a bug in the policy)."""
 
 
 @dataclass
 class Trial:
-    """One configuration's training across rounds (one directory under ``trials/``)."""
+    """One configuration's training across jobs (one directory under ``trials/``)."""
 
     trial_id: str
     config: dict[str, Any]
+    index: int = 0
     status: str = "pending"  # pending | running | paused | eliminated | completed | stopped | failed | diverged
     epochs: int = 0
-    rung_val_accuracy: dict[int, float] = field(default_factory=dict)
-    val_accuracy: float | None = None
+    val_by_epoch: dict[int, float] = field(default_factory=dict)
     test_accuracy_by_epoch: dict[int, float] = field(default_factory=dict)
     world_sizes: list[int] = field(default_factory=list)
     epoch_time_per_worker_s: list[float] = field(default_factory=list)  # tau estimates
     error: str | None = None
+    handle: Any = None  # the running job
+    round_index: int = 0
+    eliminating: bool = False
+    failures: int = 0  # crashes and hangs retried so far (planned resizes never count)
+    port_retries: int = 0  # relaunches after a rendezvous-port clash (never count as failures)
+    hung: bool = False  # the running job was killed for making no progress
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """Validation accuracy at the last epoch reached (None before any, or diverged)."""
+        return None if self.status == "diverged" else self.val_by_epoch.get(self.epochs)
+
+    def view(self) -> TrialView:
+        running = self.handle is not None
+        return TrialView(
+            trial_id=self.trial_id,
+            index=self.index,
+            status="paused" if self.status in ("pending", "stopped", "completed") else self.status,
+            epochs=self.epochs,
+            world_size=self.handle.spec.world_size if running else None,
+            until_epoch=self.handle.spec.until_epoch if running else None,
+            val_accuracy=dict(self.val_by_epoch),
+            world_sizes=tuple(self.world_sizes),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trial_id": self.trial_id,
+            "index": self.index,
             "config": self.config,
             "status": self.status,
             "epochs": self.epochs,
             "val_accuracy": self.val_accuracy,
+            "val_accuracy_by_epoch": {str(k): v for k, v in self.val_by_epoch.items()},
             "test_accuracy_by_epoch": {str(k): v for k, v in self.test_accuracy_by_epoch.items()},
-            "rung_val_accuracy": {str(k): v for k, v in self.rung_val_accuracy.items()},
             "world_sizes": self.world_sizes,
             "error": self.error,
+            "failures": self.failures,
+            "round_index": self.round_index,
         }
 
 
 @dataclass
 class RoundRecord:
+    """What the executor measured of one round (jobs launched with the same ``round_index``)."""
+
     index: int
     rung_epoch: int
-    num_trials: int
     world_size: int
-    start_s: float
+    num_trials: int = 0
+    start_s: float = 0.0
     end_s: float | None = None
     cost_usd: float = 0.0
-    completed: bool = False
-    predicted_duration_s: float | None = None
-    predicted_cost_usd: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    running: int = 0
 
 
 class Meter:
-    """Time and money spent, read from the injected clock."""
+    """Time and money spent, read from the injected clock.
 
-    def __init__(self, clock: Clock, price_usd_per_slot_hour: float) -> None:
+    Args:
+        clock: the run's clock.
+        price_usd_per_slot_hour: price of one slot-hour (used when ``billing`` is not given).
+        billing: price and rounding rules (:class:`~seer_torch.policies.billing.Billing`).
+    """
+
+    def __init__(self, clock: Clock, price_usd_per_slot_hour: float = 0.0, billing: Billing | None = None) -> None:
         self.clock = clock
-        self.price = price_usd_per_slot_hour
+        self.billing = billing or Billing(price_usd_per_slot_hour)
+        self.price = self.billing.price_usd_per_slot_hour
         self.start_s = clock.now()
-        self.finished_slot_s = 0.0
+        self.finished_slot_s = 0.0  # slot-seconds held by finished jobs (unrounded)
+        self.finished_usd = 0.0
+        self.reserved: tuple[int, float] | None = None  # (slots, since_s): a rented fixed cluster
 
     def elapsed_s(self) -> float:
         return self.clock.now() - self.start_s
 
-    def bill(self, result: JobResult) -> None:
+    def reserve(self, slots: int) -> None:
+        """From now on bill ``slots`` slots for the rest of the run, whatever runs."""
+        self.reserved = (slots, self.clock.now())
+
+    def bill(self, result: JobResult) -> float:
+        """Bill a finished job; returns its cost in USD (0 under a reserved cluster)."""
         self.finished_slot_s += result.slot_seconds
+        if self.reserved is not None and result.start_s >= self.reserved[1]:
+            return 0.0
+        usd = self.billing.job_cost_usd(result.spec.world_size, result.duration_s)
+        self.finished_usd += usd
+        return usd
 
-    def cost_usd(self, running: list[tuple[float, int]] = ()) -> float:
-        """Money spent, including jobs still running (``(start_s, world_size)`` each)."""
-        now = self.clock.now()
-        slot_s = self.finished_slot_s + sum((now - s) * w for s, w in running)
-        return slot_s * self.price / 3600.0
-
-
-def select_survivors(trials: list[Trial], rung_epoch: int, keep: int) -> list[Trial]:
-    """The ``keep`` best trials by validation accuracy at ``rung_epoch``.
-
-    Only trials that reached the rung with a finite accuracy are eligible (failed and diverged
-    trials rank last and never survive). Ties break by trial id, so the choice is
-    deterministic. Pure.
-    """
-    eligible = [
-        t for t in trials
-        if rung_epoch in t.rung_val_accuracy and math.isfinite(t.rung_val_accuracy[rung_epoch])
-    ]
-    eligible.sort(key=lambda t: (-t.rung_val_accuracy[rung_epoch], t.trial_id))
-    return eligible[:keep]
-
-
-def best_trial(trials: list[Trial], completed_rungs: list[int]) -> tuple[Trial, int] | None:
-    """The answer: the best trial of the last completed rung that has a valid result.
-
-    Walks back from the last completed rung, so a finalist that diverged is never the answer
-    and the best trial of the rung before is returned instead. Returns ``(trial, rung_epoch)``
-    or ``None`` when no rung was completed. Pure.
-    """
-    for rung in reversed(completed_rungs):
-        ranked = select_survivors([t for t in trials if t.status != "diverged"], rung, 1)
-        if ranked:
-            return ranked[0], rung
-    return None
+    def cost_usd(self, running: list[tuple[float, int]] = (), at_s: float | None = None) -> float:
+        """Money spent by ``at_s`` (default now) if the running jobs (``(start_s, world_size)``
+        each) were stopped then, billing rounding included."""
+        now = self.clock.now() if at_s is None else at_s
+        usd = self.finished_usd
+        if self.reserved is not None:
+            slots, since = self.reserved
+            usd += self.billing.job_cost_usd(slots, now - since)
+            running = [(s, w) for s, w in running if s < since]
+        if self.billing.granularity_s == 0 and self.billing.minimum_s == 0:  # exact billing
+            return usd + self.price / 3600.0 * sum(w * max(0.0, now - s) for s, w in running)
+        return usd + sum(self.billing.job_cost_usd(w, now - s) for s, w in running)
 
 
 def trial_config(
@@ -151,8 +276,8 @@ def trial_config(
     """A trial's ``config.json`` content: what the worker reads. Pure.
 
     ``schedule_epochs`` is the horizon of the learning-rate schedule (the worker's
-    ``max_epochs``): the plan's target, which is ``training.max_epochs`` unless the plan
-    explores first and stops the best configuration earlier.
+    ``max_epochs``): the policy's target, which is ``training.max_epochs`` unless SEER explores
+    first and stops the best configuration earlier.
     """
     return {
         "trial_id": trial_id,
@@ -168,6 +293,52 @@ def trial_config(
     }
 
 
+def experiment_billing(exp: Experiment) -> Billing:
+    """The experiment's price and billing rounding."""
+    b = exp.budget
+    return Billing(
+        b.price_usd_per_slot_hour,
+        float(getattr(b, "billing_granularity_s", 0.0) or 0.0),
+        float(getattr(b, "billing_minimum_s", 0.0) or 0.0),
+    )
+
+
+def policy_context(
+    exp: Experiment,
+    profile: Profile,
+    *,
+    num_slots: int,
+    time_left_s: float,
+    money_left_usd: float,
+    oracle_index: int | None = None,
+) -> PolicyContext:
+    """A policy's static inputs from an experiment, a profile and the budgets left. Pure."""
+    t = exp.training
+    ladder = exp.usable_world_sizes() or (1,)
+    max_w = getattr(exp.planner, "max_world_size", None) or num_slots
+    return PolicyContext(
+        max_epochs=t.max_epochs,
+        min_epochs=t.min_epochs if t.min_epochs is not None else 1,
+        eta=t.eta,
+        max_configurations=exp.search.max_configurations,
+        num_slots=num_slots,
+        world_size_ladder=tuple(sorted(set(ladder))),
+        max_world_size=max_w,
+        epoch_time_s=profile.epoch_time_s,
+        scaling=profile.scaling,
+        startup_s=profile.startup_s,
+        relaunch_s=profile.resize_s,
+        resize_s=profile.resize_s,
+        time_budget_s=max(0.0, time_left_s),
+        money_budget_usd=max(0.0, money_left_usd),
+        billing=experiment_billing(exp),
+        safety_fraction=exp.planner.safety_fraction,
+        seed=exp.seed,
+        oracle_index=oracle_index,
+        num_finalists=getattr(exp.planner, "num_finalists", 1),
+    )
+
+
 def planner_inputs(
     exp: Experiment,
     profile: Profile,
@@ -177,101 +348,111 @@ def planner_inputs(
     money_left_usd: float,
     epoch_time_s: float | None = None,
     relaunch_s: float | None = None,
-) -> seer_policy.PlannerInputs:
-    """The planner's inputs from an experiment, a profile and the budgets left.
-
-    ``epoch_time_s`` and ``relaunch_s`` override the profile's with measured values (seconds;
-    one epoch on one worker, and one job's fixed cost). Negative budgets left count as 0. Pure.
-    """
-    t = exp.training
-    return seer_policy.PlannerInputs(
-        max_epochs=t.max_epochs,
-        min_epochs=t.min_epochs,
-        eta=t.eta,
-        max_configurations=exp.search.max_configurations,
-        num_slots=num_slots,
-        world_size_ladder=exp.usable_world_sizes(),
-        epoch_time_s=epoch_time_s if epoch_time_s is not None else profile.epoch_time_s,
-        scaling=profile.scaling,
-        startup_s=profile.startup_s,
-        relaunch_s=relaunch_s if relaunch_s is not None else profile.resize_s,
-        resize_s=relaunch_s if relaunch_s is not None else profile.resize_s,
-        time_budget_s=max(0.0, time_left_s),
-        money_budget_usd=max(0.0, money_left_usd),
-        price_usd_per_slot_hour=exp.budget.price_usd_per_slot_hour,
-        safety_fraction=exp.planner.safety_fraction,
-    )
+) -> seer_planner.PlannerInputs:
+    """The SEER planner's inputs from an experiment, a profile and the budgets left (``seer
+    plan`` uses it). ``epoch_time_s`` and ``relaunch_s`` override the profile's. Pure."""
+    ctx = policy_context(exp, profile, num_slots=num_slots, time_left_s=time_left_s, money_left_usd=money_left_usd)
+    return planner_inputs_from_context(ctx, epoch_time_s=epoch_time_s, overhead_s=relaunch_s)
 
 
 class Tuner:
-    """Runs one experiment on a backend. See the module docstring for the steps.
+    """Runs one experiment with one policy on a backend. See the module docstring.
 
     Args:
         experiment: the validated experiment.
-        run_dir: where the run's files go (created; must not hold a previous run).
+        run_dir: where the run's files go (created; must not hold a previous run). ``None``:
+            no files at all (simulation); the backend must then read results itself.
         backend: where jobs run; ``backend.num_slots`` is the slot limit.
         clock: the clock all budget arithmetic reads.
-        on_event: called with a one-line message at each event (the CLI's live status).
+        on_event: called with a one-line message and a status dict at each event.
+        policy: the decision maker (default :class:`SeerPolicy`).
+        profile: a scaling profile to use instead of measuring or reading one.
+        oracle_index: passed to the policy context (the ``oracle`` baseline only).
+        configurations: the configurations to use, by index, instead of draws from the search
+            space (the simulator passes a learning-curve table's, in a seeded order).
     """
 
     def __init__(
         self,
         experiment: Experiment,
-        run_dir: Path,
+        run_dir: Path | None,
         backend: Backend,
         clock: Clock | None = None,
-        on_event: Callable[[str, dict[str, Any]], None] = lambda msg, status: None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        policy: Policy | None = None,
+        profile: Profile | None = None,
+        oracle_index: int | None = None,
+        configurations: list[dict[str, Any]] | None = None,
     ) -> None:
         self.exp = experiment
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         self.backend = backend
         self.clock = clock or RealClock()
         self.on_event = on_event
-        self.meter = Meter(self.clock, experiment.budget.price_usd_per_slot_hour)
-        self.trials: list[Trial] = []
-        self.rounds: list[RoundRecord] = []
-        self.profile: Profile | None = None
-        self.initial_plan: seer_policy.Plan | None = None
-        self.plans: list[dict[str, Any]] = []
+        self.policy: Policy = policy if policy is not None else SeerPolicy()
+        self.profile: Profile | None = profile
+        self.oracle_index = oracle_index
+        self.meter = Meter(self.clock, billing=experiment_billing(experiment))
+        self.trials: dict[str, Trial] = {}
+        self.trials_by_index: dict[int, Trial] = {}
+        self.rounds: dict[int, RoundRecord] = {}
         self.stop_reason: str | None = None
-        self.completed_rungs: list[int] = []
-        self._running: dict[str, tuple[Any, Trial]] = {}  # the current round's jobs
         self.start_unix_s = time.time()
+        self._running: dict[str, Trial] = {}
+        self._views: dict[str, TrialView] = {}
+        self._tau: dict[str, float] = {}  # trial id -> median one-epoch time on one worker
+        self._overheads: deque[float] = deque(maxlen=max(4, backend.num_slots))
+        self._configs: list[dict[str, Any]] = list(configurations) if configurations is not None else []
+        self._fixed_configs = configurations is not None
+        self._slots = backend.num_slots
         self._tb = None
+        self._tb_rounds = 0
+        self._id_width = max(3, len(str(max(experiment.search.max_configurations - 1, 0))))
+        self._jumps = callable(getattr(backend, "next_event_s", None))
+        self._decide_calls = 0
+        self._logged_views: dict[str, TrialView] = {}
+        self._setup_budgets: tuple[float, float] | None = None
+        self._interrupted: list[dict[str, Any]] = []
+        self._read = getattr(backend, "read_metrics", None)
+        # Hang detection, where the backend can tell progress (a simulated one only with faults).
+        self._progress = getattr(backend, "seconds_since_progress", None) if getattr(backend, "can_hang", True) else None
 
     # ------------------------------------------------------------------ the run
-    def run(self) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> dict[str, Any]:
         """Run the experiment to its answer and return the ``results.json`` content.
 
+        ``resume=True`` continues the run journaled in ``run_dir`` (see :meth:`resume`).
+
         Whatever happens (the answer, a budget spent while profiling, an interrupt, an error),
-        running jobs are stopped and billed, and ``results.json`` and ``state.json`` are written
-        with what was completed; ``stop_reason`` says why the run ended early.
+        running jobs are stopped and billed, and (with a run directory) ``results.json`` and
+        ``state.json`` are written with what was completed; ``stop_reason`` says why the run
+        ended early.
 
         Raises:
             ConfigError: the run directory already holds files.
             WorkerError: a profile probe failed.
+            PolicyError: the policy asked for something impossible.
             KeyboardInterrupt: interrupted (SIGINT, or SIGTERM/SIGHUP through the CLI).
         """
-        if self.run_dir.exists() and any(self.run_dir.iterdir()):
-            raise ConfigError("--run-dir", str(self.run_dir), "a new or empty directory (this one holds files)")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "experiment.toml", self.exp.to_toml())
+        if self.run_dir is not None and not resume:
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise ConfigError("--run-dir", str(self.run_dir), "a new or empty directory (this one holds files)")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "experiment.toml", self.exp.to_toml())
         status = "interrupted"
         try:
-            self._event("profiling" if self.exp.planner.profile is None else "reading profile")
-            self.profile = self._get_profile()
-            plan = seer_policy.plan(self._planner_inputs())
-            self.initial_plan = plan
-            self.plans.append({"at_s": self.meter.elapsed_s(), "plan": plan.to_dict()})
-            self._event(f"plan: {plan.message}")
-            if not plan.rounds:
-                self.stop_reason = plan.message
-            self._create_trials(plan.num_configurations)
-            self._run_rounds(list(plan.rounds))
+            if resume:
+                self._drive(self._restore())
+            else:
+                self._start()
+                self._drive()
             status = "finished"
         except BudgetExhausted as e:
             self.stop_reason = str(e)
             status = "finished"
+        except Crash:
+            status = "crashed"
+            raise
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
             raise
@@ -280,38 +461,417 @@ class Tuner:
             status = "failed"
             raise
         finally:
-            self._stop_running()
-            stop_all = getattr(self.backend, "stop_all", None)
-            if stop_all is not None:
-                stop_all()
-            for t in self.trials:
-                if t.status in ("paused", "running"):
-                    t.status = "stopped"
-            if self._tb is not None:
-                self._tb.close()
-            results = self._results()
-            atomic_write_json(self.run_dir / "results.json", results)
-            self._journal(status=status)
-            self._event(status + (f": {self.stop_reason}" if self.stop_reason else ""))
+            if status != "crashed":  # an emulated SIGKILL stops and writes nothing
+                results = self._wrap_up(status)
         return results
 
-    def _stop_running(self) -> None:
-        """Stop every job of the current round, bill it and record what it completed."""
-        for handle, trial in list(self._running.values()):
-            res = self.backend.stop(handle)
-            self.meter.bill(res)
-            self._job_done(trial, res, res.spec.until_epoch)
-            trial.status = "stopped"
-        self._running.clear()
+    def _wrap_up(self, status: str) -> dict[str, Any]:
+        """Stop what runs, settle statuses, write results.json and the journal."""
+        # Jobs the stop below ends were running: a resume relaunches them where they are.
+        self._interrupted = [self._job_row(t) for t in self._running.values()] if status != "finished" else []
+        self._stop_all()
+        stop_all = getattr(self.backend, "stop_all", None)
+        if stop_all is not None:
+            stop_all()
+        target = self.policy.schedule_epochs if self._policy_ready() else self.exp.training.max_epochs
+        for t in self.trials.values():
+            if t.status in ("paused", "running", "pending"):
+                t.status = "completed" if t.epochs >= target and not t.eliminating else "stopped"
+        if status == "finished":
+            self._tensorboard_rounds()
+        if self._tb is not None:
+            self._tb.close()
+        results = self._results()
+        if self.run_dir is not None:
+            atomic_write_json(self.run_dir / "results.json", results)
+            self._journal(status=status)
+        self._event(status + (f": {self.stop_reason}" if self.stop_reason else ""))
+        return results
 
-    # ------------------------------------------------------------------ profile and plan
-    def _trial_config(self, trial_id: str, configuration: dict[str, Any]) -> dict[str, Any]:
-        target = self.initial_plan.target_epochs if self.initial_plan and self.initial_plan.rounds else None
-        return trial_config(self.exp, trial_id, configuration, self.run_dir / "tensorboard" / trial_id, target)
+    def _start(self) -> None:
+        """Profile (or read the profile), set the policy up, rent a fixed cluster if it asks."""
+        if self.profile is None:
+            self._event("profiling" if self.exp.planner.profile is None else "reading profile")
+            self.profile = self._get_profile()
+        context = self._context()
+        self._setup_budgets = (context.time_budget_s, context.money_budget_usd)
+        self.policy.setup(context)
+        reserved = self.policy.reserved_slots
+        if reserved is not None:
+            if reserved > self.backend.num_slots:
+                raise PolicyError(f"policy {self.policy.name} reserved {reserved} slots of {self.backend.num_slots}")
+            self._slots = reserved
+            # Renting the cluster bills at least billing's minimum at once: refuse a
+            # cluster whose rent would break the money budget before the next check.
+            start = self.clock.now()
+            margin_s = 0.0 if self._jumps else POLL_S + STOP_MARGIN_S
+            if self.meter.cost_usd([(start - NEW_JOB_S, reserved)], at_s=start + margin_s) >= self.exp.budget.money_budget_usd:
+                raise BudgetExhausted(f"money budget reached: cannot rent a cluster of {reserved} slot(s)")
+            self.meter.reserve(reserved)
+        plan = self.policy.report().get("plan")
+        if plan:
+            self._event(f"plan: {plan.get('message', '')}")
+
+    def _policy_ready(self) -> bool:
+        try:
+            self.policy.schedule_epochs
+            return True
+        except Exception:
+            return False
+
+    def _drive(self, events: list[JobEvent] | None = None) -> None:
+        events = list(events or [])
+        idle = 0
+        while True:
+            snap = self._snapshot(events)
+            decisions = self.policy.decide(snap)
+            self._log_decide(snap, decisions)
+            debug_crash_point("decide")
+            events = []
+            finish = self._apply(decisions, events)
+            if finish is not None:
+                self.stop_reason = self.stop_reason or finish.reason or None
+                self._event("policy finished" + (f": {finish.reason}" if finish.reason else ""))
+                return
+            if self.stop_reason is not None:  # a hard limit refused the launches
+                return
+            self._tensorboard_rounds()
+            if not self._running:
+                idle = 0 if events else idle + 1
+                if idle >= 2:  # nothing runs and the policy asks for nothing: it is done
+                    self.stop_reason = self.stop_reason or f"policy {self.policy.name} has nothing left to run"
+                    return
+                continue
+            idle = 0
+            events = self._wait()
+            if self.stop_reason is not None:  # a hard limit stopped the jobs; the run ends
+                return
+
+    # ------------------------------------------------------------------ decisions
+    def _apply(self, decisions, events: list[JobEvent]) -> Finish | None:
+        for d in decisions:
+            if isinstance(d, Finish):
+                return d
+            if isinstance(d, Launch):
+                self._launch(d)
+                if self.stop_reason is not None:
+                    return None
+            elif isinstance(d, (Stop, Eliminate)):
+                trial = self.trials.get(d.trial_id)
+                if trial is None:
+                    raise PolicyError(f"policy {self.policy.name}: no trial {d.trial_id!r} to {type(d).__name__.lower()}")
+                if isinstance(d, Eliminate):
+                    trial.eliminating = True
+                if trial.handle is not None:
+                    ev = self._job_ended(trial, self.backend.stop(trial.handle))
+                    if ev is not None:
+                        events.append(ev)
+                if isinstance(d, Eliminate) and trial.status not in ("failed", "diverged"):
+                    trial.status = "eliminated"
+                    self._tau.pop(trial.trial_id, None)
+                    self._touch(trial)
+            else:
+                raise PolicyError(f"policy {self.policy.name}: unknown decision {d!r}")
+        if self.run_dir is not None and decisions:
+            self._journal()
+        return None
+
+    def _launch(self, d: Launch) -> None:
+        if not 0 <= d.trial_index < self.exp.search.max_configurations:
+            raise PolicyError(
+                f"policy {self.policy.name}: trial index {d.trial_index} outside 0..{self.exp.search.max_configurations - 1}"
+            )
+        free = self._free_slots()
+        if d.world_size < 1 or d.world_size > free:
+            raise PolicyError(f"policy {self.policy.name}: launch at W={d.world_size} with {free} free slots")
+        # A hard limit, counting what the new job would cost by the next check (with billing's
+        # minimum): a launch that would break a budget ends the run instead.
+        reason = self._over_budget(extra=self._new_job(d.world_size))
+        if reason:
+            self.stop_reason = reason
+            self._event(f"{reason}: not launching trial index {d.trial_index} at W={d.world_size}")
+            return
+        trial = self.trials_by_index.get(d.trial_index) or self._create_trial(d.trial_index)
+        if trial.handle is not None or trial.status in ("eliminated", "failed", "diverged"):
+            raise PolicyError(f"policy {self.policy.name}: cannot launch {trial.trial_id} ({trial.status})")
+        if not trial.epochs < d.until_epoch <= self.exp.training.max_epochs:
+            raise PolicyError(
+                f"policy {self.policy.name}: launch {trial.trial_id} to epoch {d.until_epoch} "
+                f"from epoch {trial.epochs} (max_epochs {self.exp.training.max_epochs})"
+            )
+        trial_dir = self.run_dir / "trials" / trial.trial_id if self.run_dir is not None else Path(trial.trial_id)
+        spec = JobSpec(trial.trial_id, trial_dir, d.world_size, d.until_epoch,
+                       configuration=trial.config, config_index=trial.index)
+        trial.handle = self.backend.launch(spec)
+        trial.status = "running"
+        trial.round_index = d.round_index
+        trial.world_sizes.append(d.world_size)
+        self._running[trial.trial_id] = trial
+        rec = self.rounds.get(d.round_index)
+        if rec is None:
+            rec = self.rounds[d.round_index] = RoundRecord(d.round_index, d.until_epoch, d.world_size,
+                                                           start_s=self.meter.elapsed_s())
+        rec.num_trials += 1
+        rec.running += 1
+        self._touch(trial)
+        self._event(f"launched {trial.trial_id} at W={d.world_size} until epoch {d.until_epoch}")
+        if self.run_dir is not None:
+            self._journal()
+        debug_crash_point("launch")
+
+    def _create_trial(self, index: int) -> Trial:
+        while not self._fixed_configs and len(self._configs) <= index:  # seeded per index: lazily is the same
+            self._configs = sample_configurations(self.exp, max(index + 1, 2 * len(self._configs)))
+        tid = f"t{index:0{self._id_width}d}"
+        trial = Trial(trial_id=tid, config=self._configs[index], index=index)
+        if self.run_dir is not None:
+            d = self.run_dir / "trials" / tid
+            d.mkdir(parents=True, exist_ok=True)
+            tb = self.run_dir / "tensorboard" / tid
+            atomic_write_json(d / "config.json", trial_config(self.exp, tid, trial.config, tb, self.policy.schedule_epochs))
+        self.trials[tid] = trial
+        self.trials_by_index[index] = trial
+        return trial
+
+    # ------------------------------------------------------------------ waiting
+    def _wait(self) -> list[JobEvent]:
+        """Wait until a job ends (its events) or a hard limit is reached (jobs stopped)."""
+        while True:
+            ended = []
+            for t in list(self._running.values()):
+                res = self.backend.poll(t.handle)
+                if res is None and self._hung(t):
+                    t.hung = True
+                    self._event(f"{t.trial_id}: no progress for {self.exp.failures.hang_timeout_s:g} s: killing its job")
+                    res = self.backend.stop(t.handle)
+                if res is not None:
+                    ev = self._job_ended(t, res)
+                    if ev is not None:
+                        ended.append(ev)
+            if ended:
+                if self.run_dir is not None:
+                    self._journal()
+                debug_crash_point("job_end")
+                return ended
+            reason = self._over_budget()
+            if reason:
+                self.stop_reason = reason
+                self._event(f"{reason}: stopping {len(self._running)} running job(s)")
+                return self._stop_all()
+            if self._jumps:
+                now = self.clock.now()
+                horizon = min(
+                    self.backend.next_event_s(),
+                    self.meter.start_s + self.exp.budget.time_budget_s - FINAL_GRACE_S,
+                    self._next_hang_s(now),
+                )
+                t_limit = self._limit_time_s(now, horizon)
+                if t_limit <= now + LIMIT_TOL_S:  # at the limit: stop now, still within budget
+                    self.stop_reason = self._over_budget(now + 2 * LIMIT_TOL_S) or "money budget reached"
+                    self._event(f"{self.stop_reason}: stopping {len(self._running)} running job(s)")
+                    return self._stop_all()
+                self.clock.sleep(max(0.0, min(horizon, t_limit) - now))
+            else:
+                self.clock.sleep(POLL_S)
+
+    def _hung(self, trial: Trial) -> bool:
+        """Whether a running job made no progress for ``failures.hang_timeout_s`` (backends
+        that can tell: ``seconds_since_progress``)."""
+        since = self._progress
+        if since is None:
+            return False
+        now = self.clock.now()
+        if not self._jumps:  # real jobs: look at their files every HANG_CHECK_S only
+            if now - getattr(trial, "_hang_checked_s", -math.inf) < HANG_CHECK_S:
+                return False
+            trial._hang_checked_s = now  # type: ignore[attr-defined]
+        return since(trial.handle) >= self.exp.failures.hang_timeout_s
+
+    def _next_hang_s(self, now: float) -> float:
+        """When the first running job would be declared hung (simulated backends)."""
+        since = self._progress
+        if since is None or not self._running:
+            return math.inf
+        hang = self.exp.failures.hang_timeout_s
+        return now + min(max(0.0, hang - since(t.handle)) for t in self._running.values())
+
+    def _new_job(self, world_size: int) -> list[tuple[float, int]]:
+        """A job about to start, as the money check counts it: billed its first increment (and
+        billing's minimum) at once; nothing extra inside a rented fixed cluster."""
+        if self.meter.reserved is not None:
+            return []
+        return [(self.clock.now() - NEW_JOB_S, world_size)]
+
+    def _held(self) -> list[tuple[float, int]]:
+        return [(t.handle.start_s, t.handle.spec.world_size) for t in self._running.values()]
+
+    def _over_budget(self, at_s: float | None = None, extra: list[tuple[float, int]] = ()) -> str | None:
+        """Whether a hard limit is reached at ``at_s`` (default now): the deadline less the grace
+        to write the answer, or the money the held slots (and ``extra`` jobs about to start,
+        ``(start_s, world_size)``) will have cost by the next check and their stop."""
+        budget = self.exp.budget
+        now = self.clock.now() if at_s is None else at_s
+        if now - self.meter.start_s >= budget.time_budget_s - FINAL_GRACE_S:
+            return "deadline reached"
+        # Real jobs: the money they will have cost by the next check and their stop. Simulated
+        # ones stop at the instant they are told to, so no margin.
+        margin_s = 0.0 if self._jumps else POLL_S + STOP_MARGIN_S
+        if self.meter.cost_usd(self._held() + list(extra), at_s=now + margin_s) >= budget.money_budget_usd:
+            return "money budget reached"
+        return None
+
+    def _limit_time_s(self, now: float, t_next: float) -> float:
+        """The last time in ``[now, t_next]`` before a hard limit is reached, to within
+        :data:`LIMIT_TOL_S` (``inf`` if none is reached by ``t_next``): by bisection, since spend
+        only grows with time. Stopping there keeps the spend within the budget."""
+        if not self._over_budget(t_next):
+            return math.inf
+        lo, hi = now, t_next
+        while hi - lo > LIMIT_TOL_S:
+            mid = 0.5 * (lo + hi)
+            if mid <= lo or mid >= hi:
+                break
+            if self._over_budget(mid):
+                hi = mid
+            else:
+                lo = mid
+        return lo
+
+    def _stop_all(self) -> list[JobEvent]:
+        """Stop every running job, bill it and record what it completed."""
+        events = [self._job_ended(t, self.backend.stop(t.handle)) for t in list(self._running.values())]
+        return [e for e in events if e is not None]
+
+    def _free_slots(self) -> int:
+        return self._slots - sum(t.handle.spec.world_size for t in self._running.values())
+
+    # ------------------------------------------------------------------ results of a job
+    def _metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
+        if self._read is not None:
+            return self._read(spec)
+        return read_metrics(spec.trial_dir / "metrics.jsonl")
+
+    def _job_ended(self, trial: Trial, res: JobResult) -> JobEvent | None:
+        """Bill a job that ended, read what its trial reported, and say how it ended; ``None``
+        when a crashed or hung job was relaunched from its checkpoint (the policy never hears of
+        a failure the retry budget absorbs)."""
+        del self._running[trial.trial_id]
+        trial.handle = None
+        usd = self.meter.bill(res)
+        rec = self.rounds.get(trial.round_index)
+        if rec is not None:
+            rec.cost_usd += usd if self.meter.reserved is None else self.meter.billing.job_cost_usd(
+                res.spec.world_size, res.duration_s)
+            rec.running -= 1
+            rec.end_s = self.meter.elapsed_s()
+        outcome = self._read_results(trial, res)
+        if outcome == "failed" and self._retry(trial, res):
+            return None
+        self._touch(trial)
+        if outcome in ("failed", "diverged"):
+            self._tau.pop(trial.trial_id, None)
+            if outcome == "failed":
+                self._event(f"{trial.trial_id} failed: {trial.error}")
+        return JobEvent(trial.trial_id, trial.index, outcome, trial.epochs, res.spec.until_epoch, res.spec.world_size)
+
+    def _read_results(self, trial: Trial, res: JobResult) -> str:
+        rows = self._metrics(res.spec)
+        prev_epochs = trial.epochs
+        new_rows = [r for r in rows if r.get("epoch", 0) > prev_epochs]
+        if any(r.get("diverged") for r in rows):
+            trial.status = "diverged"
+            trial.error = "training loss became NaN or infinite"
+            return "diverged"
+        for r in rows:
+            e = int(r.get("epoch", 0))
+            if r.get("val_accuracy") is not None:
+                trial.val_by_epoch[e] = float(r["val_accuracy"])
+            if r.get("test_accuracy") is not None:
+                trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
+        if rows:
+            trial.epochs = int(rows[-1]["epoch"])
+        if res.stopped and not trial.hung:
+            trial.status = "eliminated" if trial.eliminating else "paused"
+            return "stopped"
+        if trial.hung:
+            trial.hung = False
+            trial.status = "failed"
+            trial.error = f"no progress for {self.exp.failures.hang_timeout_s:g} s: killed as hung"
+            return "failed"
+        if res.returncode != 0 or trial.epochs < res.spec.until_epoch:
+            trial.status = "failed"
+            trial.error = job_error_text(res)
+            return "failed"
+        trial.status = "paused"
+        for r in new_rows:
+            if r.get("epoch_time_s") and r.get("world_size"):
+                s = self.profile.scaling.speedup_at(int(r["world_size"])) if self.profile else 1.0
+                trial.epoch_time_per_worker_s.append(float(r["epoch_time_s"]) * s)
+        if trial.epoch_time_per_worker_s:
+            self._tau[trial.trial_id] = statistics.median(trial.epoch_time_per_worker_s[-8:])
+        trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
+        self._overheads.append(max(0.0, res.duration_s - trained_s))
+        return "reached"
+
+    def _retry(self, trial: Trial, res: JobResult) -> bool:
+        """Relaunch a failed job from the trial's checkpoint, same ``W`` and target, if its
+        failure budget allows (a rendezvous-port clash never counts) and the budgets do."""
+        port_clash = "address already in use" in (trial.error or "").lower() or "EADDRINUSE" in (trial.error or "")
+        if port_clash and trial.port_retries < MAX_PORT_RETRIES:
+            trial.port_retries += 1
+        elif trial.failures < self.exp.failures.max_failures:
+            trial.failures += 1
+        else:
+            return False
+        if self.stop_reason is not None or self._over_budget(extra=self._new_job(res.spec.world_size)):
+            return False
+        if res.spec.world_size > self._free_slots():
+            return False
+        what = "port clash" if port_clash else f"failure {trial.failures} of {self.exp.failures.max_failures}"
+        self._event(f"{trial.trial_id} failed ({trial.error}); retrying from its checkpoint ({what})")
+        trial.error = None
+        trial.handle = self.backend.launch(res.spec)
+        trial.status = "running"
+        self._running[trial.trial_id] = trial
+        rec = self.rounds.get(trial.round_index)
+        if rec is not None:
+            rec.running += 1
+        return True
+
+    def _touch(self, trial: Trial) -> None:
+        self._views[trial.trial_id] = trial.view()
+
+    # ------------------------------------------------------------------ policy inputs
+    def _context(self) -> PolicyContext:
+        assert self.profile is not None
+        return policy_context(
+            self.exp,
+            self.profile,
+            num_slots=self.backend.num_slots,
+            time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
+            money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd(),
+            oracle_index=self.oracle_index,
+        )
+
+    def _snapshot(self, events: list[JobEvent]) -> Snapshot:
+        b = self.exp.budget
+        return Snapshot(
+            now_s=self.meter.elapsed_s(),
+            time_left_s=max(0.0, b.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S),
+            money_left_usd=max(0.0, b.money_budget_usd - self.meter.cost_usd(self._held())),
+            num_slots=self._slots,
+            free_slots=self._free_slots(),
+            trials=dict(self._views),
+            events=tuple(events),
+            epoch_time_s=max(self._tau.values()) if self._tau else None,
+            job_overhead_s=statistics.fmean(self._overheads) if self._overheads else None,
+        )
 
     def _get_profile(self) -> Profile:
         if self.exp.planner.profile is not None:
             return load_profile(self.exp.planner.profile)
+        if self.run_dir is None:
+            raise ConfigError("planner.profile", None, "a scaling profile (a run without a directory cannot measure one)")
         # Probe configuration 0 with every `choices` hyperparameter at its last listed value
         # (list model-size choices in ascending order and the profile is the conservative one).
         probe_conf = sample_configurations(self.exp, 1)[0]
@@ -323,10 +883,10 @@ class Tuner:
             self.backend,
             self.clock,
             self.run_dir / "profile",
-            self._trial_config("profile", probe_conf),
+            trial_config(self.exp, "profile", probe_conf, self.run_dir / "tensorboard" / "profile"),
             sizes,
             on_job_end=self.meter.bill,
-            over_budget=self._over_budget,
+            over_budget=lambda held: self._over_budget_with(held),
         )
         prof = profiler.profile_from_probes(
             f"{self.exp.name}-measured",
@@ -337,299 +897,423 @@ class Tuner:
         atomic_write_json(self.run_dir / "profile.json", prof.to_dict())
         return prof
 
-    def _planner_inputs(self, epoch_time_s: float | None = None, relaunch_s: float | None = None):
-        assert self.profile is not None
-        return planner_inputs(
-            self.exp,
-            self.profile,
-            num_slots=self.backend.num_slots,
-            time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
-            money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd(),
-            epoch_time_s=epoch_time_s,
-            relaunch_s=relaunch_s,
-        )
-
-    def _create_trials(self, n: int) -> None:
-        width = max(3, len(str(max(n - 1, 0))))
-        for i, conf in enumerate(sample_configurations(self.exp, n)):
-            tid = f"t{i:0{width}d}"
-            d = self.run_dir / "trials" / tid
-            d.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(d / "config.json", self._trial_config(tid, conf))
-            self.trials.append(Trial(trial_id=tid, config=conf))
-        self._journal()
-
-    # ------------------------------------------------------------------ rounds
-    def _run_rounds(self, remaining: list) -> None:
-        alive = list(self.trials)
-        prev_rung, prev_w = 0, 0
-        job_overheads: list[float] = []
-        completed_rungs = self.completed_rungs
-        truncated: str | None = None  # why the rounds left were cut short by a re-plan
-        while remaining:
-            rp = remaining[0]
-            if self.rounds:  # re-plan with what was measured and what is left
-                tau = self._measured_epoch_time_s(alive)
-                relaunch = statistics.fmean(job_overheads) if job_overheads else None
-                rungs = tuple(r.rung_epoch for r in remaining)
-                counts = tuple(min(r.num_trials, len(alive)) for r in remaining)
-                new = seer_policy.replan(
-                    self._planner_inputs(epoch_time_s=tau, relaunch_s=relaunch),
-                    rungs=rungs,
-                    survivors=counts,
-                    current_epoch=prev_rung,
-                    current_world_size=prev_w,
-                    first_round_index=len(self.rounds) + 1,
-                    planned_world_sizes=tuple(r.world_size for r in remaining),
-                )
-                self.plans.append({"at_s": self.meter.elapsed_s(), "plan": new.to_dict()})
-                if not new.rounds:
-                    self.stop_reason = f"budget left cannot pay for round {len(self.rounds) + 1}: {new.message}"
-                    self._event(self.stop_reason)
-                    break
-                if not new.feasible:
-                    truncated = new.message
-                    self._event(f"re-plan: {new.message}")
-                remaining = list(new.rounds)
-                rp = remaining[0]
-            record = RoundRecord(
-                index=len(self.rounds) + 1,
-                rung_epoch=rp.rung_epoch,
-                num_trials=len(alive),
-                world_size=rp.world_size,
-                start_s=self.meter.elapsed_s(),
-                predicted_duration_s=rp.predicted_duration_s,
-                predicted_cost_usd=rp.predicted_cost_usd,
-            )
-            self.rounds.append(record)
-            cost_before = self.meter.cost_usd()
-            overheads = self._run_round(record, alive)
-            job_overheads = overheads or job_overheads
-            record.end_s = self.meter.elapsed_s()
-            record.cost_usd = self.meter.cost_usd() - cost_before
-            if self.stop_reason is not None:
-                self._journal()
-                break
-            record.completed = True
-            completed_rungs.append(record.rung_epoch)
-            remaining = remaining[1:]
-            keep = remaining[0].num_trials if remaining else len(alive)
-            survivors = select_survivors(alive, record.rung_epoch, keep)
-            for t in alive:
-                if t in survivors:
-                    t.status = "paused" if remaining else "completed"
-                elif t.status not in ("failed", "diverged"):
-                    t.status = "eliminated"
-            alive = survivors
-            prev_rung, prev_w = record.rung_epoch, record.world_size
-            self._tensorboard_round(record, alive)
-            self._event(
-                f"round {record.index} done: rung {record.rung_epoch} epochs, "
-                f"{len(alive)} survive" + ("" if remaining else " (final)")
-            )
-            if not alive:
-                self.stop_reason = "no trial has a valid result at the last rung"
-                break
-        if self.stop_reason is None and truncated is not None:
-            self.stop_reason = truncated
-        for t in self.trials:
-            if t.status == "paused":
-                t.status = "stopped"
-
-    def _run_round(self, record: RoundRecord, trials: list[Trial]) -> list[float]:
-        """Train every trial to the round's rung; returns each job's launch overhead (s)."""
-        w = record.world_size
-        queue = list(trials)
-        running = self._running
-        overheads: list[float] = []
-        while queue or running:
-            for tid, (handle, trial) in list(running.items()):
-                res = self.backend.poll(handle)
-                if res is not None:
-                    del running[tid]
-                    self.meter.bill(res)
-                    ov = self._job_done(trial, res, record.rung_epoch)
-                    if ov is not None:
-                        overheads.append(ov)
-                    self._journal()
-            # Hard limits: the deadline, and the money meter with what is running now.
-            reason = self._over_budget([(h.start_s, h.spec.world_size) for h, _ in running.values()])
-            over_time, over_money = reason == "deadline reached", reason == "money budget reached"
-            if running and reason:
-                self.stop_reason = reason
-                self._event(f"{self.stop_reason}: stopping {len(running)} running job(s)")
-                self._stop_running()
-                self._journal()
-                return overheads
-            free = self.backend.num_slots - sum(h.spec.world_size for h, _ in running.values())
-            launched = False
-            while queue and free >= w and not (over_time or over_money):
-                trial = queue.pop(0)
-                spec = JobSpec(trial.trial_id, self.run_dir / "trials" / trial.trial_id, w, record.rung_epoch)
-                handle = self.backend.launch(spec)
-                trial.status = "running"
-                trial.world_sizes.append(w)
-                running[trial.trial_id] = (handle, trial)
-                free -= w
-                launched = True
-                self._event(f"launched {trial.trial_id} at W={w} until epoch {record.rung_epoch}")
-            if launched:
-                self._journal()  # the journal shows which trials are running
-            if (over_time or over_money) and queue and not running:
-                self.stop_reason = "deadline reached" if over_time else "money budget reached"
-                return overheads
-            self.clock.sleep(POLL_S)
-        return overheads
-
-    def _over_budget(self, held: list[tuple[float, int]]) -> str | None:
-        """Whether a hard limit is reached, given the jobs held (``(start_s, world_size)``):
-        the deadline less the grace to write the answer, or the money meter plus what the held
-        slots will cost until the next poll and their stop."""
+    def _over_budget_with(self, held: list[tuple[float, int]]) -> str | None:
+        """The hard limits while profiling (the probe jobs are not trials)."""
         budget = self.exp.budget
         if self.meter.elapsed_s() >= budget.time_budget_s - FINAL_GRACE_S:
             return "deadline reached"
-        margin_usd = sum(w for _, w in held) * (POLL_S + 1.0) * budget.price_usd_per_slot_hour / 3600
-        if self.meter.cost_usd(held) + margin_usd >= budget.money_budget_usd:
+        if self.meter.cost_usd(held, at_s=self.clock.now() + POLL_S + STOP_MARGIN_S) >= budget.money_budget_usd:
             return "money budget reached"
         return None
 
-    def _job_done(self, trial: Trial, res: JobResult, rung_epoch: int) -> float | None:
-        """Read the trial's files after its job ended; return the job's overhead in seconds."""
-        d = res.spec.trial_dir
-        rows = read_metrics(d / "metrics.jsonl")
-        prev_epochs = trial.epochs
-        new_rows = [r for r in rows if r.get("epoch", 0) > prev_epochs]
-        if any(r.get("diverged") for r in rows):
-            trial.status = "diverged"
-            trial.error = "training loss became NaN or infinite"
-            trial.val_accuracy = None
-            return None
-        if rows:
-            last = rows[-1]
-            trial.epochs = int(last["epoch"])
-            trial.val_accuracy = last.get("val_accuracy")
-            for r in rows:
-                if r.get("val_accuracy") is not None:
-                    trial.rung_val_accuracy[int(r["epoch"])] = float(r["val_accuracy"])
-                if r.get("test_accuracy") is not None:
-                    trial.test_accuracy_by_epoch[int(r["epoch"])] = float(r["test_accuracy"])
-        # Only rung epochs count for elimination; drop the in-between ones.
-        trial.rung_val_accuracy = {
-            e: v for e, v in trial.rung_val_accuracy.items() if e in {r.rung_epoch for r in self.rounds}
-        }
-        if res.stopped:
-            return None
-        if res.returncode != 0 or trial.epochs < rung_epoch:
-            trial.status = "failed"
-            trial.error = job_error_text(res)
-            self._event(f"{trial.trial_id} failed: {trial.error}")
-            return None
-        trial.status = "paused"
-        for r in new_rows:
-            if r.get("epoch_time_s") and r.get("world_size"):
-                s = self.profile.scaling.speedup_at(int(r["world_size"])) if self.profile else 1.0
-                trial.epoch_time_per_worker_s.append(float(r["epoch_time_s"]) * s)
-        trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
-        return max(0.0, res.duration_s - trained_s)
+    # ------------------------------------------------------------------ the journal and resume
+    def _job_row(self, t: Trial) -> dict[str, Any]:
+        return {"trial_id": t.trial_id, "world_size": t.handle.spec.world_size,
+                "until_epoch": t.handle.spec.until_epoch, "round_index": t.round_index}
 
-    def _measured_epoch_time_s(self, alive: list[Trial]) -> float | None:
-        """tau for re-planning: the slowest survivor's median measured epoch time per worker."""
-        per_trial = [statistics.median(t.epoch_time_per_worker_s) for t in alive if t.epoch_time_per_worker_s]
-        return max(per_trial) if per_trial else None
+    def _log_decide(self, snap: Snapshot, decisions) -> None:
+        """Append one decision to ``decisions.jsonl``: the snapshot (trial views that changed
+        since the previous line only) and what the policy decided. ``seer resume`` replays the
+        policy through these lines to bring it back to where it was (policies are pure and
+        deterministic)."""
+        self._decide_calls += 1
+        if self.run_dir is None:
+            return
+        changed = [view_to_dict(v) for tid, v in snap.trials.items() if self._logged_views.get(tid) != v]
+        self._logged_views = dict(snap.trials)
+        line = {
+            "i": self._decide_calls,
+            "snapshot": {
+                "now_s": snap.now_s, "time_left_s": snap.time_left_s, "money_left_usd": snap.money_left_usd,
+                "num_slots": snap.num_slots, "free_slots": snap.free_slots, "epoch_time_s": snap.epoch_time_s,
+                "job_overhead_s": snap.job_overhead_s, "events": [dataclasses.asdict(e) for e in snap.events],
+                "changed": changed,
+            },
+            "decisions": [decision_to_dict(d) for d in decisions],
+        }
+        with open(self.run_dir / DECISIONS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: Path,
+        backend: Backend,
+        clock: Clock | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> "Tuner":
+        """A tuner that continues the run journaled in ``run_dir``; call ``run(resume=True)``.
+
+        What resuming does (``seer resume RUN_DIR``):
+
+        - the experiment, profile, policy, trials (status, epochs, failures, world sizes), spend
+          and time are read back from ``experiment.toml`` and ``state.json`` (or
+          ``state.prev.json`` when ``state.json`` is unreadable);
+        - the policy is rebuilt by replaying the decisions it made (``decisions.jsonl``, up to
+          the last one the journal reflects); a policy that decides differently on replay is an
+          error, never silently ignored;
+        - jobs the dead tuner left running are stopped and billed from their launch to now;
+          trials that were running go on from their checkpoints (what they trained before the
+          last checkpoint is never trained again), and those that had reached their target
+          report it to the policy;
+        - eliminated trials stay eliminated; finished and failed ones stay so.
+
+        Time while the tuner was down counts against the deadline: the deadline is a
+        wall-clock promise (``time_used_s`` = journaled time + the downtime, from the
+        journal's wall-clock stamp). The plan adapts at its next decision: SEER re-plans at the
+        next rung boundary with the budget actually left, and the hard limits stop jobs at the
+        deadline as always.
+
+        Raises:
+            ConfigError: ``run_dir`` holds no resumable run (missing or unreadable journal, or
+                a run that finished).
+        """
+        from seer_torch.config import load_experiment
+        from seer_torch.scaling.profile import parse_profile
+        from seer_torch.simulate import make_policy
+
+        run_dir = Path(run_dir)
+        state = read_journal(run_dir)
+        if state.get("status") == "finished":
+            raise ConfigError("RUN_DIR", str(run_dir), "a run that did not finish (this one finished: "
+                              f"{state.get('stop_reason') or 'its answer is in results.json'})")
+        if state.get("setup_budgets") is None or not state.get("profile"):
+            raise ConfigError("RUN_DIR", str(run_dir), "a run that got past profiling and planning (start it again)")
+        exp = load_experiment(run_dir / "experiment.toml")
+        tuner = cls(exp, run_dir, backend, clock=clock, on_event=on_event,
+                    policy=make_policy(state.get("policy", "seer")), profile=parse_profile(state["profile"]))
+        tuner._state = state
+        return tuner
+
+    def _restore(self) -> list[JobEvent]:
+        """Bring back a journaled run (see :meth:`resume`); returns the events to tell the policy."""
+        assert self.run_dir is not None and self.profile is not None
+        state = self._state
+        downtime_s = max(0.0, time.time() - float(state["journal_unix_s"]))
+        elapsed_s = float(state["time_used_s"]) + downtime_s
+        self.meter.start_s = self.clock.now() - elapsed_s
+        m = state["meter"]
+        self.meter.finished_usd = float(m["finished_usd"])
+        self.meter.finished_slot_s = float(m["finished_slot_s"])
+        self.start_unix_s = float(state.get("start_unix_s", self.start_unix_s))
+        self.stop_reason = None
+        self._event(f"resuming {self.run_dir.name}: {elapsed_s:.1f} s used ({downtime_s:.1f} s down), "
+                    f"{self.meter.cost_usd():.4f} USD spent")
+        for raw in state["trials"]:
+            t = Trial(trial_id=raw["trial_id"], config=raw["config"], index=int(raw["index"]))
+            t.status = {"running": "paused", "stopped": "paused", "completed": "paused"}.get(raw["status"], raw["status"])
+            t.epochs = int(raw["epochs"])
+            t.val_by_epoch = {int(k): float(v) for k, v in raw.get("val_accuracy_by_epoch", {}).items()}
+            t.test_accuracy_by_epoch = {int(k): float(v) for k, v in raw.get("test_accuracy_by_epoch", {}).items()}
+            t.world_sizes = list(raw.get("world_sizes", []))
+            t.failures = int(raw.get("failures", 0))
+            t.round_index = int(raw.get("round_index", 0))
+            t.error = raw.get("error")
+            self.trials[t.trial_id] = t
+            self.trials_by_index[t.index] = t
+        for raw in state.get("round_records", []):
+            rec = RoundRecord(**{k: raw[k] for k in ("index", "rung_epoch", "world_size", "num_trials", "start_s",
+                                                        "end_s", "cost_usd", "running")})
+            self.rounds[rec.index] = rec
+        self._overheads.extend(state.get("measured", {}).get("overheads_s", []))
+        self._tau.update(state.get("measured", {}).get("tau_s", {}))
+        # The policy, as it was: set up with the same inputs, then fed the same snapshots.
+        time_left, money_left = state["setup_budgets"]
+        self.policy.setup(policy_context(self.exp, self.profile, num_slots=self.backend.num_slots,
+                                         time_left_s=time_left, money_left_usd=money_left))
+        self._setup_budgets = (time_left, money_left)
+        if m.get("reserved_slots"):
+            self._slots = int(m["reserved_slots"])
+            self.meter.reserved = (self._slots, self.meter.start_s + float(m["reserved_since_s"]))
+        running, eliminated = self._replay(int(state.get("decide_calls", 0)))
+        for tid in eliminated:  # decided, perhaps not carried out before the tuner died
+            t = self.trials.get(tid)
+            if t is not None and t.status not in ("failed", "diverged"):
+                t.status, t.eliminating = "eliminated", True
+        # Jobs the policy believes running: launched and not yet reported to it. Some ran when
+        # the tuner died, some had ended unreported, some were decided and never launched.
+        events: list[JobEvent] = []
+        kill = getattr(self.backend, "kill_leftover", None)
+        for index, job in sorted(running.items()):
+            t = self.trials_by_index.get(index)
+            if t is None or t.round_index != int(job.get("round_index", 0)) or not t.world_sizes:
+                # Decided, never launched: launch it now, as the policy asked.
+                self._launch(Launch(index, int(job["world_size"]), int(job["until_epoch"]), int(job.get("round_index", 0))))
+                if self.stop_reason is not None:
+                    break
+                continue
+            if t.status in ("eliminated", "failed", "diverged"):
+                continue
+            spec = JobSpec(t.trial_id, self.run_dir / "trials" / t.trial_id, int(job["world_size"]),
+                           int(job["until_epoch"]), configuration=t.config, config_index=t.index)
+            info = kill(spec.trial_dir) if kill is not None else None
+            if info is not None:  # it ran, unbilled, from its launch until now
+                held_s = max(0.0, float(info["end_unix_s"]) - float(info["launch_unix_s"]))
+                self.meter.finished_slot_s += held_s * spec.world_size
+                if self.meter.reserved is None:
+                    self.meter.finished_usd += self.meter.billing.job_cost_usd(spec.world_size, held_s)
+                self._event(f"{t.trial_id}: stopped the job the previous tuner left running ({held_s:.1f} s billed)")
+            rows = self._metrics(spec)
+            self._update_from_rows(t, rows)
+            t.round_index = int(job.get("round_index", 0))
+            if t.epochs >= spec.until_epoch:
+                t.status = "paused"
+                self._touch(t)
+                events.append(JobEvent(t.trial_id, t.index, "reached", t.epochs, spec.until_epoch, spec.world_size))
+                continue
+            if self._over_budget(extra=self._new_job(spec.world_size)):
+                self.stop_reason = self._over_budget(extra=self._new_job(spec.world_size))
+                break
+            t.handle = self.backend.launch(spec)
+            t.status = "running"
+            self._running[t.trial_id] = t
+            rec = self.rounds.get(t.round_index)
+            if rec is not None:
+                rec.running = sum(1 for x in self._running.values() if x.round_index == t.round_index)
+            self._touch(t)
+            self._event(f"{t.trial_id}: relaunched from its checkpoint at epoch {t.epochs}, W={spec.world_size}, "
+                        f"until epoch {spec.until_epoch}")
+        for t in self.trials.values():
+            self._touch(t)
+        self._logged_views = {}
+        self._journal()
+        return events
+
+    def _replay(self, calls: int) -> tuple[dict[int, dict[str, Any]], set[str]]:
+        """Feed the policy the snapshots it saw before, checking that it decides the same.
+
+        Returns the jobs the policy believes running at the end (trial index -> launch) and
+        the trials it eliminated."""
+        assert self.run_dir is not None
+        views: dict[str, TrialView] = {}
+        running: dict[int, dict[str, Any]] = {}
+        eliminated: set[str] = set()
+        path = self.run_dir / DECISIONS_FILE
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        done = 0
+        for text in lines[:calls]:
+            try:
+                line = json.loads(text)
+            except json.JSONDecodeError:
+                break  # a torn last line: the journal does not count it either
+            snap = line["snapshot"]
+            for raw in snap["changed"]:
+                v = view_from_dict(raw)
+                views[v.trial_id] = v
+            decisions = self.policy.decide(Snapshot(
+                now_s=snap["now_s"], time_left_s=snap["time_left_s"], money_left_usd=snap["money_left_usd"],
+                num_slots=snap["num_slots"], free_slots=snap["free_slots"], trials=dict(views),
+                events=tuple(JobEvent(**e) for e in snap["events"]), epoch_time_s=snap["epoch_time_s"],
+                job_overhead_s=snap["job_overhead_s"],
+            ))
+            got = [decision_to_dict(d) for d in decisions]
+            for e in snap["events"]:
+                running.pop(int(e["index"]), None)
+            for d in line["decisions"]:
+                if d["type"] == "Launch":
+                    running[int(d["trial_index"])] = d
+                elif d["type"] in ("Eliminate", "Stop"):
+                    if d["type"] == "Eliminate":
+                        eliminated.add(d["trial_id"])
+                    t = self.trials.get(d["trial_id"])
+                    if t is not None:
+                        running.pop(t.index, None)
+            if got != line["decisions"]:
+                raise SeerError(
+                    f"resume: policy {self.policy.name} decided differently on replay at decision {line['i']} "
+                    f"({got[:3]} vs {line['decisions'][:3]}); the run cannot be resumed safely"
+                )
+            done += 1
+        if done < calls:
+            raise SeerError(f"resume: {DECISIONS_FILE} holds {done} complete decisions, the journal {calls}")
+        # Lines past the journal's count were never reflected in it: drop them.
+        if len(lines) > calls:
+            atomic_write_text(path, "".join(t + "\n" for t in lines[:calls]))
+        self._decide_calls = calls
+        return running, eliminated
+
+    def _update_from_rows(self, trial: Trial, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            e = int(r.get("epoch", 0))
+            if r.get("diverged"):
+                trial.status = "diverged"
+                trial.error = "training loss became NaN or infinite"
+            if r.get("val_accuracy") is not None:
+                trial.val_by_epoch[e] = float(r["val_accuracy"])
+            if r.get("test_accuracy") is not None:
+                trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
+        if rows:
+            trial.epochs = int(rows[-1]["epoch"])
 
     # ------------------------------------------------------------------ reporting
     def status(self) -> dict[str, Any]:
         b = self.exp.budget
+        report_rounds = self._policy_rounds()
         return {
             "round": len(self.rounds),
-            "rounds_planned": len(self.initial_plan.rounds) if self.initial_plan else None,
+            "rounds_planned": len(report_rounds) if report_rounds else None,
             "trials": len(self.trials),
-            "trials_alive": sum(t.status in ("pending", "running", "paused", "completed") for t in self.trials),
-            "running": sum(t.status == "running" for t in self.trials),
+            "trials_alive": sum(t.status in ("pending", "running", "paused", "completed") for t in self.trials.values()),
+            "running": len(self._running),
             "time_used_s": self.meter.elapsed_s(),
             "time_budget_s": b.time_budget_s,
-            "cost_usd": self.meter.cost_usd(),
+            "cost_usd": self.meter.cost_usd(self._held()),
             "money_budget_usd": b.money_budget_usd,
         }
 
+    def _policy_rounds(self) -> list[dict[str, Any]]:
+        try:
+            plan = self.policy.report().get("plan") or {}
+        except Exception:
+            return []
+        return list(plan.get("rounds") or [])
+
     def _event(self, msg: str) -> None:
-        self.on_event(msg, self.status())
+        if self.on_event is not None:
+            self.on_event(msg, self.status())
 
     def _journal(self, status: str = "running") -> None:
+        assert self.run_dir is not None
         atomic_write_json(
             self.run_dir / "state.json",
             {
                 "status": status,
                 "experiment": self.exp.name,
+                "policy": self.policy.name,
                 "start_unix_s": self.start_unix_s,
                 "time_used_s": self.meter.elapsed_s(),
-                "cost_usd": self.meter.cost_usd(),
+                "cost_usd": self.meter.cost_usd(self._held()),
                 "slot_seconds": self.meter.finished_slot_s,
                 "stop_reason": self.stop_reason,
                 "profile": self.profile.to_dict() if self.profile else None,
-                "plans": self.plans,
-                "rounds": [r.to_dict() for r in self.rounds],
-                "trials": [t.to_dict() for t in self.trials],
+                "policy_report": self._safe_report(),
+                "rounds": self._round_rows(),
+                "running": [self._job_row(t) for t in self._running.values()] or getattr(self, "_interrupted", []),
+                "trials": [t.to_dict() for t in self.trials.values()],
+                # What `seer resume` needs (see Tuner.resume).
+                "journal_unix_s": time.time(),
+                "decide_calls": self._decide_calls,
+                "setup_budgets": list(self._setup_budgets) if self._setup_budgets else None,
+                "meter": {
+                    "finished_usd": self.meter.finished_usd,
+                    "finished_slot_s": self.meter.finished_slot_s,
+                    "reserved_slots": self.meter.reserved[0] if self.meter.reserved else None,
+                    "reserved_since_s": self.meter.reserved[1] - self.meter.start_s if self.meter.reserved else None,
+                },
+                "round_records": [dict(r.__dict__) for r in self.rounds.values()],
+                "measured": {"overheads_s": list(self._overheads), "tau_s": dict(self._tau)},
             },
+            keep_previous=True,
         )
 
-    def _tensorboard_round(self, record: RoundRecord, alive: list[Trial]) -> None:
+    def _safe_report(self) -> dict[str, Any]:
+        try:
+            return self.policy.report()
+        except Exception:  # before set-up
+            return {}
+
+    def _round_rows(self) -> list[dict[str, Any]]:
+        """Rounds as the policy planned them, with what the executor measured of each."""
+        reported = {int(r["index"]): r for r in self._safe_report().get("rounds", []) or []}
+        rows = []
+        for index in sorted(set(reported) | set(self.rounds)):
+            rec = self.rounds.get(index)
+            rep = reported.get(index, {})
+            row = {
+                "index": index,
+                "rung_epoch": rep.get("rung_epoch", rec.rung_epoch if rec else None),
+                "num_trials": rep.get("num_trials", rec.num_trials if rec else 0),
+                "world_size": rep.get("world_size", rec.world_size if rec else None),
+                "start_s": rec.start_s if rec else None,
+                "end_s": rec.end_s if rec else None,
+                "cost_usd": rec.cost_usd if rec else 0.0,
+                "completed": bool(rep.get("completed", rec is not None and rec.running == 0)),
+                "predicted_duration_s": rep.get("predicted_duration_s"),
+                "predicted_cost_usd": rep.get("predicted_cost_usd"),
+            }
+            if rec is None and not row["completed"]:
+                continue  # planned but never started
+            rows.append(row)
+        return rows
+
+    def _tensorboard_rounds(self) -> None:
+        """The experiment's own TensorBoard panels: one point per completed round."""
+        if self.run_dir is None:
+            return
+        done = [r for r in self._round_rows() if r["completed"]]
+        if len(done) <= self._tb_rounds:
+            return
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / "experiment"))
-        step = record.index
-        self._tb.add_scalar("experiment/time_used_s", self.meter.elapsed_s(), step)
-        self._tb.add_scalar("experiment/cost_usd", self.meter.cost_usd(), step)
-        self._tb.add_scalar("experiment/trials_alive", len(alive), step)
-        self._tb.add_scalar("experiment/world_size", record.world_size, step)
-        self._tb.add_scalar("experiment/rung_epoch", record.rung_epoch, step)
-        if alive:
-            self._tb.add_scalar("experiment/best_val_accuracy", alive[0].rung_val_accuracy[record.rung_epoch], step)
+        alive = [t for t in self.trials.values() if t.status not in ("eliminated", "failed", "diverged")]
+        for r in done[self._tb_rounds:]:
+            step = r["index"]
+            self._tb.add_scalar("experiment/time_used_s", self.meter.elapsed_s(), step)
+            self._tb.add_scalar("experiment/cost_usd", self.meter.cost_usd(self._held()), step)
+            self._tb.add_scalar("experiment/trials_alive", len(alive), step)
+            self._tb.add_scalar("experiment/world_size", r["world_size"], step)
+            self._tb.add_scalar("experiment/rung_epoch", r["rung_epoch"], step)
+            vals = [t.val_by_epoch[r["rung_epoch"]] for t in alive if r["rung_epoch"] in t.val_by_epoch]
+            if vals:
+                self._tb.add_scalar("experiment/best_val_accuracy", max(vals), step)
         self._tb.flush()
+        self._tb_rounds = len(done)
+
+    def answer(self) -> tuple[Trial, int] | None:
+        """The policy's answer as ``(trial, epoch)``; when the policy has none (a hard limit
+        stopped the run before any rung was complete), the best trial at the most epochs any
+        trial reached (:func:`~seer_torch.policies.base.best_at_rungs` over every epoch
+        reported; ``results.json`` marks it ``"partial": true``). ``None`` when no trial
+        reported a valid epoch."""
+        snap = self._snapshot([])
+        try:
+            ans = self.policy.answer(snap)
+        except Exception:
+            ans = None
+        self._partial_answer = False
+        if ans is None:
+            epochs = {e for t in snap.trials.values() for e in t.val_accuracy}
+            ans = best_at_rungs(snap.trials, sorted(epochs))
+            self._partial_answer = ans is not None
+        if ans is None:
+            return None
+        tid, epoch = ans
+        return self.trials[tid], epoch
 
     def _results(self) -> dict[str, Any]:
         b = self.exp.budget
-        answer = best_trial(self.trials, self.completed_rungs)
-        best, best_rung = answer if answer else (None, 0)
-        plan = self.initial_plan
+        answer = self.answer()
+        best, best_epoch = answer if answer else (None, 0)
+        report = self._safe_report()
         return {
-            "policy": "seer",
+            "policy": self.policy.name,
             "experiment": self.exp.name,
             "best": None
             if best is None
             else {
                 "trial_id": best.trial_id,
                 "config": best.config,
-                "val_accuracy": best.rung_val_accuracy[best_rung],
-                "test_accuracy": best.test_accuracy_by_epoch.get(best_rung),
-                "epochs": best_rung,
+                "val_accuracy": best.val_by_epoch.get(best_epoch),
+                "test_accuracy": best.test_accuracy_by_epoch.get(best_epoch),
+                "epochs": best_epoch,
                 "world_sizes": best.world_sizes,
+                "partial": self._partial_answer,
             },
             "budget": {
                 "time_budget_s": b.time_budget_s,
                 "money_budget_usd": b.money_budget_usd,
                 "price_usd_per_slot_hour": b.price_usd_per_slot_hour,
                 "time_used_s": self.meter.elapsed_s(),
-                "cost_usd": self.meter.cost_usd(),
+                "cost_usd": self.meter.cost_usd(self._held()),
             },
             "stop_reason": self.stop_reason,
             "num_slots": self.backend.num_slots,
-            "rounds": [
-                {
-                    "index": r.index,
-                    "rung_epoch": r.rung_epoch,
-                    "num_trials": r.num_trials,
-                    "world_size": r.world_size,
-                    "start_s": r.start_s,
-                    "end_s": r.end_s,
-                    "cost_usd": r.cost_usd,
-                    "completed": r.completed,
-                    "predicted_duration_s": r.predicted_duration_s,
-                    "predicted_cost_usd": r.predicted_cost_usd,
-                }
-                for r in self.rounds
-            ],
+            "reserved_slots": self.meter.reserved[0] if self.meter.reserved else None,
+            "rounds": self._round_rows(),
             "trials": [
                 {
                     "trial_id": t.trial_id,
@@ -639,10 +1323,12 @@ class Tuner:
                     "val_accuracy": t.val_accuracy,
                     "world_sizes": t.world_sizes,
                     "error": t.error,
+                    "failures": t.failures,
                 }
-                for t in self.trials
+                for t in self.trials.values()
             ],
             "profile": self.profile.to_dict() if self.profile else None,
-            "plan": plan.to_dict() if plan else None,
-            "replans": self.plans[1:],
+            "plan": report.get("plan"),
+            "replans": report.get("replans", []),
+            "policy_report": {k: v for k, v in report.items() if k not in ("plan", "replans")},
         }

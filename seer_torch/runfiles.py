@@ -44,8 +44,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write(path, lambda f: f.write(text))
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically. NaN and infinities are written as null."""
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, keep_previous: bool = False) -> None:
+    """Write ``obj`` as indented JSON, atomically. NaN and infinities are written as null.
+
+    ``keep_previous``: the file being replaced is kept as ``NAME.prev.EXT`` (``state.json`` ->
+    ``state.prev.json``), so a reader that finds the new one damaged can fall back to it. The
+    current file never goes missing: the previous one is linked, not moved.
+    """
+    path = Path(path)
+    if keep_previous and path.exists():
+        prev = path.with_name(f"{path.stem}.prev{path.suffix}")
+        tmp = path.with_name(f".{path.name}.prevlink")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(path, tmp)
+            os.replace(tmp, prev)
+        except OSError:
+            pass
     atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False) + "\n")
 
 

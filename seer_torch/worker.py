@@ -16,6 +16,9 @@ The worker talks to the executor only through files in the trial directory ``DIR
      "global_batch": 64, "micro_batch_max": 64, "max_epochs": 27, "seed": 0,
      "tensorboard_dir": "/abs/path/run/tensorboard/t0003"}
 
+  Optional: ``"test_every_epoch": true`` evaluates the test split after every epoch, not only
+  at a launch's last one (``seer bench record`` uses it to record test curves); default false.
+
   Training hyperparameters in ``configuration`` and their units:
 
   - ``lr``: peak learning rate of SGD, applied to the gradient of the loss averaged over the
@@ -41,7 +44,8 @@ last step), ``train_loss`` (mean over the epoch's global batches), ``val_accurac
 ``val_samples``, ``epoch_time_s`` (training + validation), ``throughput_samples_per_s``
 (training samples per training second, the first :data:`WARMUP_STEPS` steps of a launch
 excluded), ``train_start_unix_s`` (when this launch began its first step), ``time_unix_s``,
-and on the launch's last epoch ``test_accuracy`` and ``test_samples``. A diverged run (loss NaN
+and on the launch's last epoch (on every epoch with ``test_every_epoch``) ``test_accuracy`` and
+``test_samples``. A diverged run (loss NaN
 or infinite) ends with one line ``{"epoch": <the epoch in progress>, "diverged": true,
 "train_loss": null, "val_accuracy": null, ...}``, saves no checkpoint and exits 0.
 
@@ -52,6 +56,14 @@ prefixes), ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``samples_seen``, 
 ``trial_id``, ``global_batch``. Nothing in it depends on ``W``. A launch that finds it resumes
 at ``epoch + 1`` (or exits 0 at once when ``--until-epoch`` is not beyond it) and first cuts
 ``metrics.jsonl`` back to the lines of epochs ``<= epoch`` (lines of a crashed launch go).
+
+``checkpoint.prev.pt``: the checkpoint before the current one (each save first moves the one
+it resumed from there, by a hard link and ``os.replace``, so ``checkpoint.pt`` never goes
+missing). A ``checkpoint.pt`` that does not load with ``weights_only=True`` (truncated,
+corrupt) or is not whole (missing keys, counters that disagree) is passed over for this one,
+with a line on stderr; metrics and TensorBoard are cut back to the epoch and step of the
+checkpoint actually loaded and the epochs after it are trained again. If neither is usable
+the launch fails with :class:`~seer_torch.errors.CheckpointError` naming both files.
 
 Invariants (see DESIGN.md, "Training invariants"): ``W * micro_batch * accum_steps ==
 global_batch``; one permutation of the training set per ``(seed, epoch)``
@@ -125,13 +137,17 @@ from seer_torch.data import (
     plan_batch,
     rank_slice,
 )
-from seer_torch.errors import ConfigError
+from seer_torch.errors import CheckpointError, ConfigError
 from seer_torch.runfiles import atomic_write, atomic_write_text
 from seer_torch.models import build_model, model_hparam_names, validate_model_hparams
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+HEARTBEAT_FILE = "heartbeat"  # rank 0 rewrites it at least every HEARTBEAT_S while training
+HEARTBEAT_S = 10.0
 CHECKPOINT_FILE = "checkpoint.pt"
+#: The checkpoint before the current one, kept as a fallback for a corrupt or truncated one.
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 #: Optimizer steps at the start of each launch left out of throughput measurements.
 WARMUP_STEPS = 3
 #: Version of the checkpoint layout.
@@ -175,6 +191,7 @@ class TrialConfig:
         seed: experiment seed (weights, data order, dropout, augmentation).
         tensorboard_dir: where rank 0 writes TensorBoard events, or ``None`` for nowhere.
         configuration: the configuration as given (stored in the checkpoint).
+        test_every_epoch: evaluate the test split after every epoch, not only the launch's last.
     """
 
     trial_id: str
@@ -191,6 +208,7 @@ class TrialConfig:
     seed: int
     tensorboard_dir: str | None
     configuration: Mapping[str, Any]
+    test_every_epoch: bool = False
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrialConfig:
@@ -230,6 +248,9 @@ class TrialConfig:
         data_dir = raw.get("data_dir")
         if data_dir is not None and not isinstance(data_dir, str):
             raise ConfigError("data_dir", data_dir, "a path or null")
+        test_every_epoch = raw.get("test_every_epoch", False)
+        if not isinstance(test_every_epoch, bool):
+            raise ConfigError("test_every_epoch", test_every_epoch, "true or false")
         dataset = raw.get("dataset")
         if not isinstance(dataset, str):
             raise ConfigError("dataset", dataset, "a dataset name such as 'digits' or 'cifar10'")
@@ -248,6 +269,7 @@ class TrialConfig:
             seed=_int("seed", raw.get("seed", 0), 0),
             tensorboard_dir=tensorboard_dir,
             configuration=MappingProxyType(dict(configuration)),
+            test_every_epoch=test_every_epoch,
         )
 
     @classmethod
@@ -547,16 +569,142 @@ def _append_line(path: str, record_: dict[str, Any]) -> None:
         file.flush()
 
 
-def save_checkpoint(path: str, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``."""
-    atomic_write(path, lambda f: torch.save(state, f), binary=True)
+def previous_checkpoint_path(path: str) -> str:
+    """Where the checkpoint before the one at ``path`` is kept (``checkpoint.prev.pt``)."""
+    return os.path.join(os.path.dirname(path), PREVIOUS_CHECKPOINT_FILE)
+
+
+def save_checkpoint(path: str, state: dict[str, Any], *, rotate: bool = True) -> None:
+    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``.
+
+    With ``rotate`` (the default) the checkpoint now at ``path`` first becomes the previous
+    one, ``checkpoint.prev.pt`` (a hard link moved in with ``os.replace``, so ``path`` is never
+    missing, not even for a moment); when there is none at ``path`` (a fresh trial) a stale
+    previous one is removed, so the previous one is always the checkpoint the current one
+    followed. ``rotate=False`` leaves the previous one alone: the launch resumed from it
+    because the one at ``path`` was corrupt, which must not become the fallback.
+    """
+    previous = previous_checkpoint_path(path)
+    if rotate:
+        if os.path.exists(path):
+            tmp = f"{previous}.{os.getpid()}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            try:
+                os.link(path, tmp)
+            except OSError:  # a file system without hard links
+                import shutil
+
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, previous)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(previous)
+    delay_s = float(os.environ.get("SEER_DEBUG_SAVE_DELAY_S") or 0.0)  # fault injection (tests)
+
+    def write(f: Any) -> None:
+        torch.save(state, f)
+        if delay_s > 0:  # the checkpoint is half-way: written to its temporary file, not in place
+            f.flush()
+            time.sleep(delay_s)
+
+    atomic_write(path, write, binary=True)
+
+
+_CHECKPOINT_KEYS = ("format", "model", "optimizer", "scheduler", "epoch", "step", "samples_seen", "rng",
+                    "configuration", "trial_id", "global_batch")
+
+
+def checkpoint_problem(state: Any) -> str:
+    """What is wrong with a loaded checkpoint (missing keys, counters that do not agree), or
+    ``""`` when it looks whole. The counters must satisfy ``step = epoch x steps_per_epoch``,
+    ``samples_seen = step x global_batch`` and the scheduler's step equals ``step``."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a checkpoint dictionary"
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing:
+        return "missing " + ", ".join(missing)
+    if state["format"] != CHECKPOINT_FORMAT:
+        return f"checkpoint format {state['format']!r}, this worker reads {CHECKPOINT_FORMAT}"
+    counters = {key: state[key] for key in ("epoch", "step", "samples_seen", "global_batch")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counters.values()):
+        return f"counters that are not integers: {counters}"
+    epoch, step = counters["epoch"], counters["step"]
+    if epoch < 1 or counters["global_batch"] < 1 or step < epoch or step % epoch:
+        return f"inconsistent counters: {counters}"
+    if counters["samples_seen"] != step * counters["global_batch"]:
+        return f"inconsistent counters: {counters} (samples_seen is not step x global_batch)"
+    scheduler = state["scheduler"]
+    if not isinstance(scheduler, dict) or scheduler.get("last_epoch") != step:
+        last = scheduler.get("last_epoch") if isinstance(scheduler, dict) else scheduler
+        return f"the scheduler is at step {last!r}, the checkpoint at step {step}"
+    model = state["model"]
+    if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        return "the model state is not a dictionary of tensors"
+    optimizer = state["optimizer"]
+    if not isinstance(optimizer, dict) or "state" not in optimizer or "param_groups" not in optimizer:
+        return "the optimizer state lacks state or param_groups"
+    rng = state["rng"]
+    if not isinstance(rng, dict) or not isinstance(rng.get("torch_cpu"), torch.Tensor) or "python" not in rng:
+        return "the RNG state is incomplete"
+    return ""
+
+
+def _read_checkpoint(path: str, device: torch.device) -> tuple[dict[str, Any] | None, str]:
+    """``(state, "")``, or ``(None, why)`` for a file that does not load or is not whole."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)  # never weights_only=False
+    except Exception as error:  # a truncated zip, garbage bytes, a pickle weights_only refuses, ...
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        return None, f"it does not load: {type(error).__name__}: {first}"
+    problem = checkpoint_problem(state)
+    return (None, problem) if problem else (state, "")
+
+
+def resume_checkpoint(path: str, device: torch.device, *, log: bool = True) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint to resume from and the file it came from, or ``(None, None)`` when there
+    is no checkpoint at ``path`` (a fresh trial; a ``checkpoint.prev.pt`` without a current one
+    is stale and ignored).
+
+    A checkpoint at ``path`` that does not load (truncated, corrupt, ``weights_only=True``
+    refuses it) or is not whole (:func:`checkpoint_problem`) is passed over for the previous
+    one, ``checkpoint.prev.pt``, with one line on stderr when ``log``; the epochs after it are
+    trained again.
+
+    Raises:
+        CheckpointError: neither file gives a usable checkpoint; the message names both files
+            and what is wrong with each.
+    """
+    if not os.path.exists(path):
+        return None, None
+    state, why = _read_checkpoint(path, device)
+    if state is not None:
+        return state, path
+    previous = previous_checkpoint_path(path)
+    if not os.path.exists(previous):
+        raise CheckpointError(
+            f"no usable checkpoint: {path} is unusable ({why}) and there is no previous checkpoint {previous}; "
+            f"remove {path} to restart the trial from scratch"
+        )
+    state, previous_why = _read_checkpoint(previous, device)
+    if state is None:
+        raise CheckpointError(
+            f"no usable checkpoint: {path} is unusable ({why}), and so is the previous checkpoint {previous} "
+            f"({previous_why}); remove both to restart the trial from scratch"
+        )
+    if log:
+        print(
+            f"seer worker: checkpoint {path} is unusable ({why}); resuming from the previous checkpoint "
+            f"{previous} at epoch {state['epoch']} (step {state['step']}); the epochs after it are trained again",
+            file=sys.stderr, flush=True,
+        )
+    return state, previous
 
 
 def load_checkpoint(path: str, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (``weights_only=True``, tensors on ``device``), or ``None``."""
-    if not os.path.exists(path):
-        return None
-    return torch.load(path, map_location=device, weights_only=True)
+    """The checkpoint to resume from (``weights_only=True``, tensors on ``device``), or ``None``;
+    falls back to the previous one as :func:`resume_checkpoint` does."""
+    return resume_checkpoint(path, device)[0]
 
 
 def truncate_metrics(path: str, keep_through_epoch: int) -> None:
@@ -609,7 +757,9 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
         raise ConfigError("--until-epoch", until_epoch, f"an epoch <= max_epochs={config.max_epochs}")
     checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE)
     metrics_path = os.path.join(trial_dir, METRICS_FILE)
-    checkpoint = load_checkpoint(checkpoint_path, env.device)
+    # A corrupt or truncated checkpoint.pt falls back to checkpoint.prev.pt; metrics and
+    # TensorBoard are cut back to the checkpoint actually loaded (start_epoch, trainer.step).
+    checkpoint, resumed_from = resume_checkpoint(checkpoint_path, env.device, log=env.is_main)
     start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
     if until_epoch <= start_epoch:
         return
@@ -633,6 +783,7 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
     try:
         trainer.model.train()
         train_start_unix_s = time.time()
+        heartbeat_unix_s = _heartbeat(trial_dir) if env.is_main else 0.0
         launch_steps = 0
         for epoch in range(start_epoch + 1, until_epoch + 1):
             _seed_epoch(config, env, epoch)
@@ -648,6 +799,8 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
                 loss = float(trainer.train_step(epoch, step_in_epoch, permutation).item())
                 launch_steps += 1
                 measured_steps += 1
+                if env.is_main and time.time() - heartbeat_unix_s > HEARTBEAT_S:
+                    heartbeat_unix_s = _heartbeat(trial_dir)
                 if step_delay_s > 0:
                     time.sleep(step_delay_s)
                 if not math.isfinite(loss):
@@ -684,7 +837,7 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
                 "throughput_samples_per_s": throughput,
                 "train_start_unix_s": train_start_unix_s,
             }
-            if epoch == until_epoch:
+            if epoch == until_epoch or config.test_every_epoch:
                 test_accuracy, test_samples = trainer.evaluate(trainer.splits.test_x, trainer.splits.test_y)
                 line["test_accuracy"] = test_accuracy
                 line["test_samples"] = test_samples
@@ -700,12 +853,26 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
                         writer.add_scalar("test/accuracy", line["test_accuracy"], trainer.step)
                     writer.flush()
         if env.is_main:
-            save_checkpoint(checkpoint_path, trainer.state_dict())
+            # Keep the checkpoint resumed from as the previous one, unless it is already the
+            # previous one (the current one was unusable and must not become the fallback).
+            save_checkpoint(checkpoint_path, trainer.state_dict(),
+                            rotate=resumed_from != previous_checkpoint_path(checkpoint_path))
     finally:
         if writer is not None:
             writer.close()
         if trainer.sample_log is not None:
             trainer.sample_log.close()
+
+
+def _heartbeat(trial_dir: str) -> float:
+    """Touch ``TRIAL_DIR/heartbeat`` (the executor's hang detection reads its time); returns now."""
+    now = time.time()
+    try:
+        with open(os.path.join(trial_dir, HEARTBEAT_FILE), "w", encoding="utf-8") as f:
+            f.write(f"{now:.3f}\n")
+    except OSError:
+        pass
+    return now
 
 
 def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> dict[str, Any]:

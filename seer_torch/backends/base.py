@@ -19,9 +19,10 @@ Contract:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class JobSpec:
     # Profile jobs: measure throughput for this many steps instead of training to a rung.
     profile_steps: int | None = None
     profile_out: Path | None = None
+    # The trial's configuration and its index in the draw order (what config.json holds); the
+    # simulated backend reads them here, real backends read config.json.
+    configuration: Mapping[str, Any] | None = field(default=None, compare=False)
+    config_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class JobResult:
     end_s: float
     launch_unix_s: float
     stopped: bool = False
+    error: str | None = None  # why it failed, when the backend knows without files (simulated)
 
     @property
     def duration_s(self) -> float:
@@ -72,6 +78,10 @@ class Backend(Protocol):
 
     def stop(self, handle: JobHandle) -> JobResult: ...
 
+    def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
+        """The trial's complete ``metrics.jsonl`` lines (one dict per epoch), oldest first."""
+        ...
+
 
 def job_error_text(res: JobResult) -> str:
     """One line saying why a job failed: the worker's own error from torchrun's error file
@@ -80,6 +90,8 @@ def job_error_text(res: JobResult) -> str:
     err = trial_dir / "error.json"
     if res.stopped:
         return "stopped"
+    if res.error:
+        return res.error
     try:
         msg = json.loads(err.read_text()).get("message")
         if isinstance(msg, dict):

@@ -11,17 +11,68 @@ host never share a port. stdout and stderr are appended to ``DIR/stdout.log`` an
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.clock import Clock, RealClock
+from seer_torch.runfiles import atomic_write_json, read_metrics
 
 STOP_GRACE_S = 5.0  # between TERM and KILL
+JOB_FILE = "job.json"  # TRIAL_DIR/job.json: the running job's torchrun pid, while it runs
+
+
+def _forget(spec: JobSpec) -> None:
+    try:
+        os.unlink(spec.trial_dir / JOB_FILE)
+    except OSError:
+        pass
+
+
+def kill_leftover_job(trial_dir: Path) -> dict | None:
+    """Stop a job a dead tuner left running in ``trial_dir`` (from its ``job.json``): the torchrun
+    agent's process group, then every descendant (workers live in sessions of their own).
+
+    Returns the ``job.json`` content (``pid``, ``launch_unix_s``, ``world_size``,
+    ``until_epoch``) with ``"alive"`` (whether anything was still running) and ``"end_unix_s"``,
+    or ``None`` when the trial has no such file. A pid reused by an unrelated process (its
+    command line is not torchrun's for this trial) is left alone.
+    """
+    path = Path(trial_dir) / JOB_FILE
+    try:
+        info = json.loads(path.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    alive = False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        cmdline = ""
+    if "torch.distributed.run" in cmdline and str(trial_dir) in cmdline:
+        alive = True
+        descendants = descendant_pids(pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pid, sig)
+            except OSError:
+                pass
+            deadline = time.monotonic() + STOP_GRACE_S
+            while _group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _group_alive(pid):
+                break
+        _kill_survivors(descendants)
+    info["alive"] = alive
+    info["end_unix_s"] = time.time()
+    path.unlink(missing_ok=True)
+    return info
 
 
 @dataclass
@@ -98,6 +149,12 @@ class LocalBackend:
             )
         job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc)
         self._jobs.append(job)
+        # So that a tuner that died without stopping it (SIGKILL, a reboot of its host) can find
+        # and stop it on resume (`kill_leftover_job`).
+        atomic_write_json(spec.trial_dir / JOB_FILE, {
+            "pid": proc.pid, "launch_unix_s": launch_unix_s, "world_size": spec.world_size,
+            "until_epoch": spec.until_epoch,
+        })
         return job
 
     def poll(self, handle: LocalJob) -> JobResult | None:
@@ -108,6 +165,7 @@ class LocalBackend:
             return None
         self._reap_group(handle)
         handle.result = JobResult(handle.spec, rc, handle.start_s, self.clock.now(), handle.launch_unix_s)
+        _forget(handle.spec)
         return handle.result
 
     def stop(self, handle: LocalJob) -> JobResult:
@@ -127,7 +185,28 @@ class LocalBackend:
         handle.result = JobResult(
             handle.spec, handle.process.returncode, handle.start_s, self.clock.now(), handle.launch_unix_s, stopped=True
         )
+        _forget(handle.spec)
         return handle.result
+
+    def seconds_since_progress(self, handle: LocalJob) -> float:
+        """Seconds since the job last showed progress: its launch, or the last write to the
+        trial's ``heartbeat`` (rank 0 rewrites it every few seconds while training),
+        ``metrics.jsonl``, ``stdout.log`` or ``stderr.log`` (wall clock)."""
+        last = handle.launch_unix_s
+        for name in ("heartbeat", "metrics.jsonl", "stdout.log", "stderr.log"):
+            try:
+                last = max(last, os.stat(handle.spec.trial_dir / name).st_mtime)
+            except OSError:
+                pass
+        return time.time() - last
+
+    def kill_leftover(self, trial_dir: Path) -> dict | None:
+        """:func:`kill_leftover_job` (for ``seer resume``)."""
+        return kill_leftover_job(Path(trial_dir))
+
+    def read_metrics(self, spec: JobSpec) -> list[dict]:
+        """The trial's complete ``metrics.jsonl`` lines, oldest first."""
+        return read_metrics(spec.trial_dir / "metrics.jsonl")
 
     def stop_all(self) -> None:
         """Stop every job still running (used on the way out, whatever happened)."""

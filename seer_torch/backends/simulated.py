@@ -1,11 +1,19 @@
 """The simulated backend: jobs advance on a simulated clock instead of running.
 
-A job at world size ``W`` from epoch ``e0`` to ``e1`` takes ``startup_s + (e1 - e0) *
-epoch_time_s / s(W)`` simulated seconds (the planner's own cost model, DESIGN.md). When it
-ends, the backend writes the trial's ``metrics.jsonl`` lines as the real worker would, with
-``val_accuracy = curve(configuration, epoch)``, so the executor reads results the same way on
-both backends. Stopping a job keeps the epochs it completed. Used by tests and, later, by
-``seer simulate``; the executor and the policy are the same objects that drive real jobs.
+A job of a trial at world size ``W`` from epoch ``e0`` to ``e1`` takes ``overhead + (e1 - e0)
+* epoch_time_s / s(W)`` simulated seconds, where ``overhead`` is ``startup_s`` for the trial's
+first job, ``relaunch_s`` for a later job at the same ``W`` and ``resize_s`` at a different
+``W`` (the planner's own cost model, DESIGN.md). What the job reports is what the real worker
+writes to ``metrics.jsonl`` (one line per epoch: ``epoch``, ``world_size``, ``val_accuracy``,
+``epoch_time_s``; ``test_accuracy`` on the job's last epoch), with ``val_accuracy =
+curve(configuration, epoch)`` or ``val_at(config_index, epoch)`` from a learning-curve table.
+A NaN accuracy means the trial diverged at that epoch: the job ends there with a ``diverged``
+line, as the worker does. Stopping a job keeps the epochs it completed.
+
+Discrete events: :meth:`SimulatedBackend.next_event_s` says when the next running job ends, so
+the executor jumps the clock there instead of polling; nothing is written to disk (the
+executor reads results through :meth:`SimulatedBackend.read_metrics`). The executor and the
+policies are the same objects that drive real jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from seer_torch.backends.base import JobResult, JobSpec
-from seer_torch.runfiles import read_metrics
 
 
 class SimulatedClock:
@@ -38,7 +45,12 @@ class SimulatedJob:
     start_s: float
     first_epoch: int
     configuration: dict[str, Any]
+    overhead_s: float
+    epoch_s: float
+    last_epoch: int  # the epoch the job ends at (until_epoch, or where it diverges)
+    end_s: float
     result: JobResult | None = None
+    fault: tuple[str, int, str] | None = None  # ("crash" | "hang", epochs done first, error text)
 
 
 class SimulatedBackend:
@@ -47,11 +59,21 @@ class SimulatedBackend:
     Args:
         num_slots: slots in the simulated cluster.
         clock: the simulated clock the executor also reads.
-        epoch_time_s: one epoch on one worker, seconds.
+        epoch_time_s: one epoch on one worker, seconds (default for every configuration).
         speedup: ``s(W)``, throughput(W) / throughput(1).
-        startup_s: fixed cost of every job, seconds.
-        curve: validation accuracy of a configuration after ``epoch`` epochs; NaN means the
-            trial diverged at that epoch.
+        startup_s: overhead of a trial's first job, seconds.
+        curve: validation accuracy of a configuration (dict) after ``epoch`` epochs; NaN
+            means the trial diverged at that epoch. Or give ``val_at`` instead.
+        relaunch_s: overhead of a later job at the same ``W`` (default ``startup_s``).
+        resize_s: overhead of a later job at a different ``W`` (default ``startup_s``).
+        val_at: ``(config_index, epoch) -> val_accuracy`` (a learning-curve table).
+        test_at: ``(config_index, epoch) -> test_accuracy`` (default: the validation value).
+        epoch_time_at: ``config_index -> seconds`` of one epoch on one worker (default
+            ``epoch_time_s``).
+        faults: fault injection: ``(trial_id, attempt) -> None`` or ``(kind, epochs, error)``
+            where ``attempt`` counts the trial's jobs from 0, ``kind`` is ``"crash"`` (the job
+            exits 1 with ``error`` after ``epochs`` of its epochs) or ``"hang"`` (it makes no
+            progress after ``epochs`` epochs and never ends by itself).
     """
 
     def __init__(
@@ -62,61 +84,150 @@ class SimulatedBackend:
         epoch_time_s: float,
         speedup: Callable[[int], float],
         startup_s: float,
-        curve: Callable[[dict[str, Any], int], float],
+        curve: Callable[[dict[str, Any], int], float] | None = None,
+        relaunch_s: float | None = None,
+        resize_s: float | None = None,
+        val_at: Callable[[int, int], float] | None = None,
+        test_at: Callable[[int, int], float] | None = None,
+        epoch_time_at: Callable[[int], float] | None = None,
+        faults: Callable[[str, int], tuple[str, int, str] | None] | None = None,
     ) -> None:
+        if curve is None and val_at is None:
+            raise ValueError("SimulatedBackend needs curve or val_at")
         self.num_slots = num_slots
         self.clock = clock
         self.epoch_time_s = epoch_time_s
         self.speedup = speedup
         self.startup_s = startup_s
+        self.relaunch_s = startup_s if relaunch_s is None else relaunch_s
+        self.resize_s = startup_s if resize_s is None else resize_s
         self.curve = curve
+        self.val_at = val_at
+        self.test_at = test_at
+        self.epoch_time_at = epoch_time_at
+        self.faults = faults
+        self.can_hang = faults is not None  # the executor looks for hangs only then
         self.launches: list[SimulatedJob] = []
+        self._attempts: dict[str, int] = {}
         self._busy = 0
+        self._running: dict[int, SimulatedJob] = {}
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._last_w: dict[str, int] = {}
 
+    # -- what a configuration does ------------------------------------------------------------
+    def _val(self, job: SimulatedJob, epoch: int) -> float:
+        if self.val_at is not None and job.spec.config_index is not None:
+            return float(self.val_at(job.spec.config_index, epoch))
+        assert self.curve is not None
+        return float(self.curve(job.configuration, epoch))
+
+    def _test(self, job: SimulatedJob, epoch: int, val: float) -> float:
+        if self.test_at is not None and job.spec.config_index is not None:
+            return float(self.test_at(job.spec.config_index, epoch))
+        return val
+
+    # -- the backend interface ----------------------------------------------------------------
     def launch(self, spec: JobSpec) -> SimulatedJob:
         if spec.profile_steps is not None:
             raise ValueError("the simulated backend takes its profile as given; it runs no probes")
         if self._busy + spec.world_size > self.num_slots:
             raise RuntimeError(f"over-asked slots: {self._busy} busy + W={spec.world_size} > {self.num_slots}")
-        config = json.loads((spec.trial_dir / "config.json").read_text())
-        rows = read_metrics(spec.trial_dir / "metrics.jsonl")
-        job = SimulatedJob(spec, self.clock.now(), rows[-1]["epoch"] if rows else 0, config["configuration"])
+        if spec.configuration is not None:
+            configuration = dict(spec.configuration)
+        else:
+            configuration = json.loads((spec.trial_dir / "config.json").read_text())["configuration"]
+        rows = self._rows.setdefault(spec.trial_id, [])
+        first = rows[-1]["epoch"] if rows else 0
+        last_w = self._last_w.get(spec.trial_id)
+        overhead = self.startup_s if last_w is None else (self.relaunch_s if last_w == spec.world_size else self.resize_s)
+        base = self.epoch_time_s
+        if self.epoch_time_at is not None and spec.config_index is not None:
+            base = float(self.epoch_time_at(spec.config_index))
+        epoch_s = base / self.speedup(spec.world_size)
+        now = self.clock.now()
+        job = SimulatedJob(spec, now, first, configuration, overhead, epoch_s, spec.until_epoch, 0.0)
+        for e in range(first + 1, spec.until_epoch + 1):  # where does it diverge, if it does?
+            if not math.isfinite(self._val(job, e)):
+                job.last_epoch = e
+                break
+        job.end_s = now + overhead + (job.last_epoch - first) * epoch_s
+        attempt = self._attempts.get(spec.trial_id, 0)
+        self._attempts[spec.trial_id] = attempt + 1
+        fault = self.faults(spec.trial_id, attempt) if self.faults is not None else None
+        if fault is not None:
+            kind, done, error = fault
+            job.fault = fault
+            job.last_epoch = min(job.last_epoch, first + done)
+            job.end_s = now + overhead + (job.last_epoch - first) * epoch_s if kind == "crash" else math.inf
         self._busy += spec.world_size
+        self._last_w[spec.trial_id] = spec.world_size
+        self._running[id(job)] = job
         self.launches.append(job)
         return job
 
-    def _epoch_end_s(self, job: SimulatedJob, epoch: int) -> float:
-        per_epoch = self.epoch_time_s / self.speedup(job.spec.world_size)
-        return job.start_s + self.startup_s + (epoch - job.first_epoch) * per_epoch
-
     def _finish(self, job: SimulatedJob, last_epoch: int, end_s: float, stopped: bool) -> JobResult:
-        per_epoch = self.epoch_time_s / self.speedup(job.spec.world_size)
-        with open(job.spec.trial_dir / "metrics.jsonl", "a") as f:
-            for epoch in range(job.first_epoch + 1, last_epoch + 1):
-                val = self.curve(job.configuration, epoch)
-                if not math.isfinite(val):
-                    f.write(json.dumps({"epoch": epoch, "diverged": True, "train_loss": None, "val_accuracy": None}) + "\n")
-                    break
-                row = {"epoch": epoch, "world_size": job.spec.world_size, "val_accuracy": val, "epoch_time_s": per_epoch}
-                if epoch == job.spec.until_epoch:
-                    row["test_accuracy"] = val
-                f.write(json.dumps(row) + "\n")
+        rows = self._rows[job.spec.trial_id]
+        for epoch in range(job.first_epoch + 1, last_epoch + 1):
+            val = self._val(job, epoch)
+            if not math.isfinite(val):
+                rows.append({"epoch": epoch, "diverged": True, "train_loss": None, "val_accuracy": None})
+                break
+            row = {"epoch": epoch, "world_size": job.spec.world_size, "val_accuracy": val,
+                   "epoch_time_s": job.epoch_s}
+            if epoch == last_epoch and not stopped:
+                row["test_accuracy"] = self._test(job, epoch, val)
+            rows.append(row)
         self._busy -= job.spec.world_size
-        job.result = JobResult(job.spec, 0, job.start_s, end_s, 0.0, stopped=stopped)
+        del self._running[id(job)]
+        crashed = job.fault is not None and job.fault[0] == "crash" and not stopped
+        job.result = JobResult(job.spec, 1 if crashed else 0, job.start_s, end_s, 0.0, stopped=stopped,
+                               error=job.fault[2] if crashed else None)
         return job.result
 
     def poll(self, handle: SimulatedJob) -> JobResult | None:
         if handle.result is not None:
             return handle.result
-        end_s = self._epoch_end_s(handle, handle.spec.until_epoch)
-        if self.clock.now() < end_s:
+        if self.clock.now() < handle.end_s:
             return None
-        return self._finish(handle, handle.spec.until_epoch, end_s, stopped=False)
+        return self._finish(handle, handle.last_epoch, handle.end_s, stopped=False)
 
     def stop(self, handle: SimulatedJob) -> JobResult:
         if handle.result is not None:
             return handle.result
+        now = self.clock.now()
+        if now >= handle.end_s:
+            return self._finish(handle, handle.last_epoch, handle.end_s, stopped=False)
+        return self._finish(handle, self._epochs_done(handle, now), now, stopped=True)
+
+    def seconds_since_progress(self, handle: SimulatedJob) -> float:
+        """Simulated seconds since the job's last completed epoch (or its launch)."""
+        now = self.clock.now()
+        done = self._epochs_done(handle, now)
+        last = handle.start_s if done == handle.first_epoch else (
+            handle.start_s + handle.overhead_s + (done - handle.first_epoch) * handle.epoch_s)
+        return now - last
+
+    def _epochs_done(self, handle: SimulatedJob, now: float) -> int:
         done = handle.first_epoch
-        while done < handle.spec.until_epoch and self._epoch_end_s(handle, done + 1) <= self.clock.now():
-            done += 1
-        return self._finish(handle, done, self.clock.now(), stopped=True)
+        if handle.epoch_s > 0:
+            done += int(max(0.0, now - handle.start_s - handle.overhead_s) // handle.epoch_s)
+        return min(done, handle.last_epoch)
+
+    def kill_leftover(self, trial_dir: Any) -> dict[str, Any] | None:
+        """Stop a job of the trial in ``trial_dir`` that a crashed tuner left running (the
+        simulated twin of :func:`seer_torch.backends.local.kill_leftover_job`); ``launch_unix_s``
+        and ``end_unix_s`` are on the simulated clock."""
+        name = getattr(trial_dir, "name", str(trial_dir))
+        for job in list(self._running.values()):
+            if job.spec.trial_id == name:
+                res = self.stop(job)
+                return {"launch_unix_s": res.start_s, "end_unix_s": res.end_s, "world_size": job.spec.world_size,
+                        "until_epoch": job.spec.until_epoch, "alive": True}
+        return None
+
+    def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
+        return list(self._rows.get(spec.trial_id, ()))
+
+    def next_event_s(self) -> float:
+        """When the next running job ends (simulated seconds; ``inf`` when none runs)."""
+        return min((j.end_s for j in self._running.values()), default=math.inf)

@@ -12,6 +12,7 @@ beyond what the caller hands in.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,20 +67,22 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         or ws[0] != 1
     ):
         raise ConfigError(f"{where}.world_sizes", ws, "a strictly increasing list of positive integers starting at 1")
-    if not isinstance(sp, list) or len(sp) != len(ws) or not all(isinstance(s, (int, float)) and s > 0 for s in sp):
+    if not isinstance(sp, list) or len(sp) != len(ws) or not all(_finite(s) and s > 0 for s in sp):
         raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
     values = {}
     for key in ("epoch_time_s", "startup_s"):
         v = need(key)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise ConfigError(f"{where}.{key}", v, "a number of seconds >= 0")
+        if not _finite(v) or v < 0:
+            raise ConfigError(f"{where}.{key}", v, "a finite number of seconds >= 0")
         values[key] = float(v)
     if values["epoch_time_s"] <= 0:
         raise ConfigError(f"{where}.epoch_time_s", values["epoch_time_s"], "a positive number of seconds")
     resize = raw.get("resize_s", values["startup_s"])
-    if not isinstance(resize, (int, float)) or resize < 0:
-        raise ConfigError(f"{where}.resize_s", resize, "a number of seconds >= 0")
+    if not _finite(resize) or resize < 0:
+        raise ConfigError(f"{where}.resize_s", resize, "a finite number of seconds >= 0")
     thr = raw.get("throughput_samples_per_s") or []
+    if not isinstance(thr, list) or not all(_finite(t) and t > 0 for t in thr):
+        raise ConfigError(f"{where}.throughput_samples_per_s", thr, "a list of positive numbers (samples/s), or absent")
     return Profile(
         name=str(raw.get("name", "profile")),
         world_sizes=tuple(ws),
@@ -90,6 +93,10 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         throughput_samples_per_s=tuple(float(t) for t in thr),
         source=str(raw.get("source", "")),
     )
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def load_profile(path: str | Path) -> Profile:

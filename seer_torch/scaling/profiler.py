@@ -11,7 +11,17 @@ the measurement is not disturbed by other jobs. From the probes:
   which every launch pays;
 - ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1.
 
-Effects live here (jobs are launched); the arithmetic is in :func:`profile_from_probes`.
+Resize seconds are measured by relaunching (:func:`measure_relaunches`, used by
+``seer profile`` and ``scripts/bench_cifar.py``): one trial trains epoch 1 at the first ``W``
+from scratch and is relaunched from its checkpoint at each next ``W`` for one more epoch. A
+launch's overhead is its job's duration minus the time from its first step to its last
+metrics line (torch imported, data and model built, checkpoint loaded, process group formed,
+DDP wrapped, checkpoint saved, exit); ``resize_s`` is the largest overhead of a relaunch
+(:func:`resize_s_from_launches`), which :func:`profile_from_probes` takes instead of the probes'
+start-up.
+
+Effects live here (jobs are launched); the arithmetic is in :func:`profile_from_probes`,
+:func:`launch_overhead_s` and :func:`resize_s_from_launches`.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from typing import Any, Callable, Sequence
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock
 from seer_torch.errors import BudgetExhausted, WorkerError
+from seer_torch.runfiles import read_metrics
 from seer_torch.scaling.profile import Profile
 
 PROFILE_STEPS = 20
@@ -35,6 +46,20 @@ def probe_startup_s(probe: dict[str, Any], duration_s: float) -> float:
     return max(0.0, duration_s - working_s)
 
 
+def probe_configuration(exp: Any) -> dict[str, Any]:
+    """The configuration a profile measures: the experiment's configuration 0 with every
+    ``choices`` hyperparameter at its last listed value (list model-size choices in ascending
+    order and the profile is the conservative one). Pure; ``exp`` is a
+    :class:`seer_torch.config.Experiment`."""
+    from seer_torch.config import sample_configurations
+
+    conf = dict(sample_configurations(exp, 1)[0])
+    for p in exp.search_space:
+        if p.kind == "choice":
+            conf[p.name] = p.choices[-1]
+    return conf
+
+
 def wait_job(backend: Backend, clock: Clock, handle: Any, timeout_s: float, poll_s: float = 0.1) -> JobResult:
     """Poll ``handle`` until its job ends, or stop it after ``timeout_s`` (then ``stopped``)."""
     while (res := backend.poll(handle)) is None:
@@ -44,18 +69,39 @@ def wait_job(backend: Backend, clock: Clock, handle: Any, timeout_s: float, poll
     return res
 
 
+def launch_overhead_s(line: dict[str, Any], duration_s: float) -> float:
+    """A training launch's fixed cost: its job's duration minus the time from its first step
+    (``train_start_unix_s``) to its last metrics line (``time_unix_s``), at least 0."""
+    in_epochs_s = float(line["time_unix_s"]) - float(line["train_start_unix_s"])
+    return max(0.0, duration_s - in_epochs_s)
+
+
+def resize_s_from_launches(launches: Sequence[dict[str, Any]]) -> float | None:
+    """The resize seconds: the largest overhead of a launch from a checkpoint written at
+    another (or, for a one-``W`` sequence, the same) world size; ``None`` without one."""
+    overheads = [float(x["overhead_s"]) for x in launches if x.get("resized_from") is not None]
+    return max(overheads) if overheads else None
+
+
 def profile_from_probes(
-    name: str, probes: Sequence[tuple[dict[str, Any], float, float]], source: str
+    name: str,
+    probes: Sequence[tuple[dict[str, Any], float, float]],
+    source: str,
+    resize_s: float | None = None,
 ) -> Profile:
     """Build a profile from probe outputs.
 
     Args:
         probes: ``(probe_json, launch_unix_s, job_duration_s)`` per world size. ``probe_json``
             is what the worker wrote with ``--profile-out``.
+        resize_s: measured relaunch seconds (:func:`resize_s_from_launches`); without it the
+            resize cost is estimated by the probes' start-up (the largest over ``W``).
 
     Raises:
-        ValueError: no W=1 probe.
+        ValueError: no W=1 probe, or a negative ``resize_s``.
     """
+    if resize_s is not None and not resize_s >= 0:
+        raise ValueError(f"resize_s: got {resize_s!r}; allowed: seconds >= 0")
     by_w = {int(p["world_size"]): (p, launch, duration) for p, launch, duration in probes}
     if 1 not in by_w:
         raise ValueError("a profile needs a W=1 probe")
@@ -71,7 +117,7 @@ def profile_from_probes(
         speedup=tuple(t / thr1 for t in throughput),
         epoch_time_s=epoch_time_s,
         startup_s=max(startups),
-        resize_s=max(startups),
+        resize_s=max(startups) if resize_s is None else float(resize_s),
         throughput_samples_per_s=tuple(throughput),
         source=source,
     )
@@ -107,20 +153,119 @@ def run_probes(
         out = d / "profile.json"
         spec = JobSpec(trial_id=f"profile-w{w}", trial_dir=d, world_size=w, until_epoch=1,
                        profile_steps=profile_steps, profile_out=out)
-        if reason := over_budget([]):
-            raise BudgetExhausted(f"{reason} before profiling at W={w}; no plan, no answer")
-        handle = backend.launch(spec)
-        reason = None
-        while (res := backend.poll(handle)) is None:
-            reason = over_budget([(handle.start_s, w)])
-            if reason or clock.now() - handle.start_s > timeout_s:
-                res = backend.stop(handle)
-                break
-            clock.sleep(0.1)
-        on_job_end(res)
-        if reason:
-            raise BudgetExhausted(f"{reason} while profiling at W={w}; no plan, no answer")
-        if res.returncode != 0 or not out.exists():
+        for stale in (out, d / "error.json"):
+            stale.unlink(missing_ok=True)
+        res = _run_alone(backend, clock, spec, f"profiling at W={w}", f"profile probe at W={w}",
+                         on_job_end, over_budget, timeout_s)
+        if not out.exists():
             raise WorkerError(f"profile probe at W={w} failed: {job_error_text(res)}")
         results.append((json.loads(out.read_text()), res.launch_unix_s, res.duration_s))
     return results
+
+
+def _run_alone(
+    backend: Backend,
+    clock: Clock,
+    spec: JobSpec,
+    doing: str,
+    job: str,
+    on_job_end: Callable[[JobResult], None],
+    over_budget: Callable[[list[tuple[float, int]]], str | None],
+    timeout_s: float,
+) -> JobResult:
+    """Run one job alone until it ends; bill it with ``on_job_end``. ``doing`` names the
+    activity in budget messages ("profiling at W=2"), ``job`` the job in failure messages.
+
+    Raises:
+        BudgetExhausted: ``over_budget`` named a reached limit (the job is stopped).
+        WorkerError: the job failed or ran past ``timeout_s`` (with the worker's error).
+    """
+    if reason := over_budget([]):
+        raise BudgetExhausted(f"{reason} before {doing}; no plan, no answer")
+    handle = backend.launch(spec)
+    reason = None
+    timed_out = False
+    while (res := backend.poll(handle)) is None:
+        reason = over_budget([(handle.start_s, spec.world_size)])
+        timed_out = clock.now() - handle.start_s > timeout_s
+        if reason or timed_out:
+            res = backend.stop(handle)
+            break
+        clock.sleep(0.1)
+    on_job_end(res)
+    if reason:
+        raise BudgetExhausted(f"{reason} while {doing}; no plan, no answer")
+    if timed_out:
+        raise WorkerError(f"{job} failed: still running after {timeout_s:g} s, stopped")
+    if res.returncode != 0:
+        raise WorkerError(f"{job} failed: {job_error_text(res)}")
+    return res
+
+
+def measure_relaunches(
+    backend: Backend,
+    clock: Clock,
+    trial_dir: Path,
+    trial_config: dict[str, Any],
+    sequence: Sequence[int],
+    on_job_end: Callable[[JobResult], None] = lambda r: None,
+    over_budget: Callable[[list[tuple[float, int]]], str | None] = lambda held: None,
+    timeout_s: float = 300.0,
+) -> list[dict[str, Any]]:
+    """Train one trial one epoch per launch: epoch 1 at ``sequence[0]`` from scratch, then
+    relaunched from its checkpoint at each next ``W`` of ``sequence`` for one more epoch.
+
+    ``trial_dir`` gets ``config.json`` (``trial_config`` without TensorBoard, ``max_epochs`` at
+    least ``len(sequence)``); a checkpoint, metrics or error file already there is removed
+    first. Returns one record per launch: ``world_size``, ``epoch``, ``kind`` (``"fresh
+    start"``, ``"resize A->B"`` or ``"relaunch A->A"``), ``resized_from`` (``None`` for the
+    first), ``job_s``, ``overhead_s`` (:func:`launch_overhead_s`),
+    ``train_throughput_samples_per_s``, ``epoch_time_s``, ``train_loss``, ``val_accuracy``,
+    ``val_samples``. ``on_job_end`` and ``over_budget`` are as in :func:`run_probes`.
+
+    Raises:
+        ValueError: an empty ``sequence`` or a world size < 1.
+        WorkerError: a launch failed, ran past ``timeout_s``, or wrote no metrics line for
+            its epoch (with the worker's error).
+        BudgetExhausted: a hard limit was reached.
+    """
+    sequence = [int(w) for w in sequence]
+    if not sequence or min(sequence) < 1:
+        raise ValueError(f"sequence: got {sequence!r}; allowed: one or more world sizes >= 1")
+    trial_dir = Path(trial_dir)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("checkpoint.pt", "metrics.jsonl", "error.json"):
+        (trial_dir / stale).unlink(missing_ok=True)
+    config = {**trial_config, "tensorboard_dir": None,
+              "max_epochs": max(int(trial_config.get("max_epochs", 1)), len(sequence))}
+    (trial_dir / "config.json").write_text(json.dumps(config, indent=2))
+    trial_id = str(config.get("trial_id", trial_dir.name))
+    launches: list[dict[str, Any]] = []
+    previous_w: int | None = None
+    for epoch, w in enumerate(sequence, start=1):
+        kind = "fresh start" if previous_w is None else f"{'resize' if previous_w != w else 'relaunch'} {previous_w}->{w}"
+        spec = JobSpec(trial_id=trial_id, trial_dir=trial_dir, world_size=w, until_epoch=epoch)
+        res = _run_alone(backend, clock, spec, f"measuring the {kind} at W={w}", f"{kind} at W={w} (epoch {epoch})",
+                         on_job_end, over_budget, timeout_s)
+        lines = [x for x in read_metrics(trial_dir / "metrics.jsonl") if x.get("epoch") == epoch]
+        if not lines or lines[-1].get("diverged") or "train_start_unix_s" not in lines[-1]:
+            raise WorkerError(
+                f"{kind} at W={w} (epoch {epoch}) wrote no metrics line for its epoch "
+                f"(diverged, or see {trial_dir / 'stderr.log'})"
+            )
+        line = lines[-1]
+        launches.append({
+            "world_size": w,
+            "epoch": epoch,
+            "kind": kind,
+            "resized_from": previous_w,
+            "job_s": res.duration_s,
+            "overhead_s": launch_overhead_s(line, res.duration_s),
+            "train_throughput_samples_per_s": float(line["throughput_samples_per_s"]),
+            "epoch_time_s": float(line["epoch_time_s"]),
+            "train_loss": line["train_loss"],
+            "val_accuracy": line["val_accuracy"],
+            "val_samples": line["val_samples"],
+        })
+        previous_w = w
+    return launches

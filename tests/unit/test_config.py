@@ -81,3 +81,69 @@ def test_to_toml_round_trips():
     assert again.budget == exp.budget
     assert again.search_space == exp.search_space
     assert again.resources == exp.resources
+
+
+def test_eta_and_min_epochs_omitted_or_auto_are_left_to_the_planner():
+    omitted = parse_experiment({"search_space": SPACE})
+    assert omitted.training.eta is None and omitted.training.min_epochs is None
+    auto = parse_experiment({"training": {"eta": "auto", "min_epochs": "auto"}, "search_space": SPACE})
+    assert auto.training == omitted.training
+    given = parse_experiment({"training": {"eta": 4, "min_epochs": 2}, "search_space": SPACE})
+    assert (given.training.eta, given.training.min_epochs) == (4, 2)
+
+
+def test_planner_and_billing_fields_have_defaults_that_keep_the_old_behaviour():
+    exp = parse_experiment({"search_space": SPACE})
+    assert exp.planner.num_finalists == 1 and exp.planner.max_world_size is None
+    assert exp.budget.billing_granularity_s == 0.0 and exp.budget.billing_minimum_s == 0.0
+    exp = parse_experiment({
+        "planner": {"num_finalists": "auto", "max_world_size": 2},
+        "budget": {"billing_granularity_s": 60, "billing_minimum_s": 60.0},
+        "resources": {"num_slots": 8, "world_size_ladder": [1, 2, 4, 8]},
+        "search_space": SPACE,
+    })
+    assert exp.planner.num_finalists is None and exp.planner.max_world_size == 2
+    assert exp.budget.billing_granularity_s == 60.0 and exp.budget.billing_minimum_s == 60.0
+    assert exp.usable_world_sizes() == (1, 2)  # max_world_size caps the ladder
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("training", "eta", "fast"),
+        ("training", "eta", 1),
+        ("training", "min_epochs", 0),
+        ("training", "min_epochs", "Auto"),
+        ("planner", "num_finalists", 0),
+        ("planner", "num_finalists", 2.5),
+        ("planner", "max_world_size", 0),
+        ("planner", "max_world_size", "auto"),
+        ("budget", "billing_granularity_s", -1),
+        ("budget", "billing_minimum_s", "60"),
+        ("budget", "billing_minimum_s", float("inf")),
+    ],
+)
+def test_new_fields_reject_bad_values_naming_the_field(section, key, value):
+    with pytest.raises(ConfigError) as ei:
+        parse_experiment({section: {key: value}, "search_space": SPACE})
+    field = f"{section}.{key}"
+    assert ei.value.field == field and ei.value.value == value
+    msg = str(ei.value)
+    assert msg.startswith(field + ":") and "allowed:" in msg
+    if key in ("eta", "min_epochs", "num_finalists"):
+        assert '"auto"' in msg
+
+
+def test_to_toml_round_trips_auto_and_new_fields():
+    import tomllib
+
+    exp = parse_experiment({
+        "training": {"eta": "auto", "max_epochs": 9},
+        "planner": {"num_finalists": "auto", "max_world_size": 4},
+        "budget": {"billing_granularity_s": 3600, "billing_minimum_s": 60},
+        "search_space": SPACE,
+    })
+    text = exp.to_toml()
+    assert 'eta = "auto"' in text and 'num_finalists = "auto"' in text
+    again = parse_experiment(tomllib.loads(text))
+    assert (again.training, again.budget, again.planner) == (exp.training, exp.budget, exp.planner)

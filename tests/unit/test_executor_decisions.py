@@ -1,21 +1,24 @@
-"""The executor's pure decisions: who survives a rung, which trial is the answer, the meter."""
+"""The pure decisions behind SEER's rounds (who survives a rung, which trial is the answer) and
+the executor's meter."""
 
 from __future__ import annotations
 
 import math
 
 from seer_torch.backends.base import JobResult, JobSpec
-from seer_torch.executor import Meter, Trial, best_trial, select_survivors
+from seer_torch.executor import Meter
+from seer_torch.policies.base import TrialView, best_at_rungs
+from seer_torch.policies.billing import Billing
+from seer_torch.policies.seer_policy import select_survivors
 
 
-def _trial(tid, **rungs):
-    t = Trial(trial_id=tid, config={})
-    t.rung_val_accuracy = {int(k[1:]): v for k, v in rungs.items()}
-    return t
+def _trial(tid, status="paused", **rungs):
+    return TrialView(tid, 0, status, 0, None, None, {int(k[1:]): v for k, v in rungs.items()})
 
 
 def test_survivors_are_the_best_at_the_rung_failed_and_nan_last():
-    ts = [_trial("a", e1=0.5), _trial("b", e1=0.9), _trial("c", e1=float("nan")), _trial("d"), _trial("e", e1=0.7)]
+    ts = [_trial("a", e1=0.5), _trial("b", e1=0.9), _trial("c", e1=float("nan")), _trial("d"), _trial("e", e1=0.7),
+          _trial("f", status="failed", e1=0.95)]
     assert [t.trial_id for t in select_survivors(ts, 1, 2)] == ["b", "e"]
     # Never more than the eligible ones, never a trial without a valid result.
     assert [t.trial_id for t in select_survivors(ts, 1, 10)] == ["b", "e", "a"]
@@ -28,12 +31,11 @@ def test_survivor_ties_break_by_trial_id():
 
 def test_answer_falls_back_when_the_finalist_diverged():
     a = _trial("a", e1=0.8, e3=0.9)
-    b = _trial("b", e1=0.85, e3=0.88, e9=0.97)
-    b.status = "diverged"  # looked best, then diverged before max_epochs
-    assert best_trial([a, b], [1, 3, 9]) == (a, 3)
-    b.status = "completed"
-    assert best_trial([a, b], [1, 3, 9]) == (b, 9)
-    assert best_trial([a, b], []) is None
+    b = _trial("b", "diverged", e1=0.85, e3=0.88, e9=0.97)  # looked best, then diverged
+    assert best_at_rungs({"a": a, "b": b}, [1, 3, 9]) == ("a", 3)
+    b = _trial("b", "paused", e1=0.85, e3=0.88, e9=0.97)
+    assert best_at_rungs({"a": a, "b": b}, [1, 3, 9]) == ("b", 9)
+    assert best_at_rungs({"a": a, "b": b}, []) is None
 
 
 class FakeClock:
@@ -61,3 +63,21 @@ def test_meter_bills_slot_seconds_at_the_price():
     # A W=2 job running for 5 s adds 10 slot-seconds while it runs.
     clock.t = 120.0
     assert math.isclose(m.cost_usd([(115.0, 2)]), 0.07)
+
+
+def test_meter_rounds_each_job_up_to_the_billing_granularity_and_minimum():
+    clock = FakeClock()
+    m = Meter(clock, billing=Billing(3.6, granularity_s=60.0, minimum_s=120.0))
+    m.bill(JobResult(JobSpec("a", None, 2, 1), 0, 100.0, 110.0, 0.0))  # 10 s -> minimum 120 s, x2 slots
+    m.bill(JobResult(JobSpec("b", None, 1, 1), 0, 100.0, 190.0, 0.0))  # 90 s -> 120 s
+    m.bill(JobResult(JobSpec("c", None, 1, 1), 0, 100.0, 280.0, 0.0))  # 180 s -> 180 s
+    assert math.isclose(m.cost_usd(), (240 + 120 + 180) * 3.6 / 3600)
+
+
+def test_a_reserved_cluster_is_billed_for_its_slots_whatever_runs():
+    clock = FakeClock()
+    m = Meter(clock, price_usd_per_slot_hour=3.6)
+    m.reserve(4)
+    clock.t = 150.0
+    m.bill(JobResult(JobSpec("a", None, 1, 1), 0, 100.0, 110.0, 0.0))  # inside the cluster: no extra
+    assert math.isclose(m.cost_usd(), 4 * 50 * 3.6 / 3600)

@@ -149,3 +149,45 @@ def test_bad_throughput_and_queries_raise_config_error():
     with pytest.raises(ConfigError) as info:
         model.speedup_at(0)
     assert info.value.field == "world_size"
+
+
+def _shared_profiles():
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    # the shared folder next to the checkout, or inside it (a copy of the working tree)
+    for root in (here.parents[3], here.parents[2]):
+        path = root / "shared" / "data" / "scaling_profiles.json"
+        if path.exists():
+            return json.loads(path.read_text())["profiles"]
+    pytest.skip("no shared/data/scaling_profiles.json next to or inside the checkout")
+
+
+def test_every_shared_profile_is_monotone_and_never_superlinear():
+    profiles = _shared_profiles()
+    assert len(profiles) >= 6
+    for raw in profiles:
+        model = ScalingModel.from_profile(raw)
+        assert not model.used_prior, raw["name"]  # clean measurements: no prior needed
+        for w, s in zip(raw["world_sizes"], raw["speedup"]):
+            assert model.speedup_at(w) == pytest.approx(s), raw["name"]  # the table is reproduced
+        ws = [*range(1, 9), 16, 64]
+        values = [model.speedup_at(w) for w in ws]
+        assert all(math.isfinite(v) and 1.0 <= v <= w for v, w in zip(values, ws)), (raw["name"], values)
+        assert all(b >= a for a, b in zip(values, values[1:])), (raw["name"], values)
+        assert values[ws.index(16)] < 16 and values[ws.index(64)] < 64  # sublinear beyond the table
+        assert values[ws.index(64)] <= 1 / model.serial_fraction  # Amdahl's ceiling
+
+
+def test_case17_noisy_points_are_never_more_optimistic_than_the_prior():
+    # W=4 dips below W=2 and W=8 is superlinear: cleaned, then bounded by the prior beyond W=8
+    model = ScalingModel.from_throughput([1, 2, 4, 8], [100.0, 190.0, 170.0, 900.0])
+    assert model.used_prior and model.serial_fraction >= PRIOR_SERIAL_FRACTION
+    assert model.throughput_at(8) <= 800.0
+    prior = ScalingModel.prior()
+    for w in (16, 32, 64, 256):
+        s = model.speedup_at(w)
+        assert s <= w
+        # growth past the last point is at most the prior's growth
+        assert s / model.speedup_at(8) <= prior.speedup_at(w) / prior.speedup_at(8) + 1e-12

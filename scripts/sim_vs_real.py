@@ -1,0 +1,114 @@
+#!/usr/bin/env python
+"""Does the simulator agree with reality? Replays a real ``seer tune`` run in the simulator.
+
+::
+
+    python scripts/sim_vs_real.py RUN_DIR [--out sim_vs_real.json]
+
+From the run directory of a real ``seer tune`` run: its experiment, the scaling profile it
+measured (``profile.json``) and the validation accuracy every trial reported (``metrics.jsonl``)
+become a learning-curve table, and the same executor and SEER policy run on the simulated
+backend with the budgets that were left when the real run finished profiling. Because the
+curves are the real ones, the simulator eliminates the same trials; what differs is only the
+time and money model. Printed per round: real and simulated duration and cost, and their
+relative difference (target: within 15%).
+
+Two simulations are reported:
+
+- ``profile``: every trial's epoch takes the profile's ``epoch_time_s`` (measured on the probe
+  configuration, the widest model), every job pays ``startup_s``/``resize_s`` from the profile:
+  exactly what the simulator knows before the run;
+- ``per-trial``: each trial's epoch time is the one it measured at W = 1 in the real run (the
+  search space mixes model widths), overheads from the profile: how much of the gap the
+  per-configuration epoch time explains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+from seer_torch.config import load_experiment
+from seer_torch.executor import Tuner
+from seer_torch.runfiles import read_metrics
+from seer_torch.scaling.profile import load_profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", default=None, help="JSON output (default RUN_DIR/sim_vs_real.json)")
+    ap.add_argument("--tolerance", type=float, default=0.15)
+    args = ap.parse_args(argv)
+    run = Path(args.run_dir)
+    real = json.loads((run / "results.json").read_text())
+    exp = load_experiment(run / "experiment.toml")
+    profile = load_profile(run / "profile.json")
+    rounds = [r for r in real["rounds"] if r.get("completed")]
+    if not rounds:
+        print("the run completed no round", file=sys.stderr)
+        return 1
+    # What was left when the rounds started (profiling came first, and is not simulated).
+    start_s = rounds[0]["start_s"]
+    spent_before = real["budget"]["cost_usd"] - sum(r["cost_usd"] for r in real["rounds"])
+    sim_exp = exp.with_overrides(time_budget_s=exp.budget.time_budget_s - start_s,
+                                 money_budget_usd=exp.budget.money_budget_usd - spent_before)
+    val: dict[int, dict[int, float]] = {}
+    own_epoch_s: dict[int, float] = {}
+    for t in real["trials"]:
+        index = int(t["trial_id"][1:])
+        rows = read_metrics(run / "trials" / t["trial_id"] / "metrics.jsonl")
+        val[index] = {int(r["epoch"]): r["val_accuracy"] for r in rows if r.get("val_accuracy") is not None}
+        w1 = [r["epoch_time_s"] for r in rows if r.get("world_size") == 1 and r.get("epoch_time_s")]
+        if w1:
+            own_epoch_s[index] = statistics.median(w1)
+
+    def val_at(i: int, e: int) -> float:
+        curve = val.get(i, {})
+        if e in curve:
+            return curve[e]
+        below = [k for k in curve if k < e]
+        return curve[max(below)] if below else 0.0
+
+    report = {"run_dir": str(run), "profile": profile.to_dict(), "simulations": {}}
+    for mode in ("profile", "per-trial"):
+        clock = SimulatedClock()
+        backend = SimulatedBackend(
+            exp.resources.num_slots, clock, epoch_time_s=profile.epoch_time_s, speedup=profile.scaling.speedup_at,
+            startup_s=profile.startup_s, relaunch_s=profile.resize_s, resize_s=profile.resize_s,
+            val_at=val_at, epoch_time_at=(lambda i: own_epoch_s.get(i, profile.epoch_time_s)) if mode == "per-trial" else None,
+        )
+        sim = Tuner(sim_exp, None, backend, clock=clock, profile=profile).run()
+        rows = []
+        for r, s in zip(rounds, sim["rounds"]):
+            real_d, sim_d = r["end_s"] - r["start_s"], s["end_s"] - s["start_s"]
+            rows.append({
+                "round": r["index"], "rung_epoch": r["rung_epoch"], "num_trials": r["num_trials"],
+                "world_size": r["world_size"], "sim_num_trials": s["num_trials"], "sim_world_size": s["world_size"],
+                "real_s": real_d, "sim_s": sim_d, "time_diff": (sim_d - real_d) / real_d,
+                "real_usd": r["cost_usd"], "sim_usd": s["cost_usd"], "money_diff": (s["cost_usd"] - r["cost_usd"]) / r["cost_usd"],
+            })
+        within = all(abs(x["time_diff"]) <= args.tolerance and abs(x["money_diff"]) <= args.tolerance for x in rows)
+        same_shape = [(x["num_trials"], x["world_size"]) for x in rows] == [(x["sim_num_trials"], x["sim_world_size"]) for x in rows]
+        report["simulations"][mode] = {"rounds": rows, "within_tolerance": within, "same_rounds": same_shape,
+                                       "sim_best": sim["best"] and sim["best"]["trial_id"],
+                                       "real_best": real["best"] and real["best"]["trial_id"]}
+        print(f"\n{mode}: {'ALL WITHIN' if within else 'NOT ALL WITHIN'} {args.tolerance:.0%}; same rounds: {same_shape}; "
+              f"best real {report['simulations'][mode]['real_best']}, simulated {report['simulations'][mode]['sim_best']}")
+        print(f"{'round':>5} {'rung':>4} {'n':>3} {'W':>2} {'real s':>8} {'sim s':>8} {'diff':>7} {'real USD':>9} {'sim USD':>9} {'diff':>7}")
+        for x in rows:
+            print(f"{x['round']:>5} {x['rung_epoch']:>4} {x['num_trials']:>3} {x['world_size']:>2} {x['real_s']:>8.1f} "
+                  f"{x['sim_s']:>8.1f} {x['time_diff']:>+7.1%} {x['real_usd']:>9.4f} {x['sim_usd']:>9.4f} {x['money_diff']:>+7.1%}")
+    out = Path(args.out) if args.out else run / "sim_vs_real.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

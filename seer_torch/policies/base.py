@@ -1,0 +1,297 @@
+"""The policy interface: one for SEER and every baseline. Pure: no clock, files or processes.
+
+A policy decides; the executor (:mod:`seer_torch.executor`) acts. The executor calls
+:meth:`Policy.setup` once with a :class:`PolicyContext` (the experiment's static facts, the
+scaling profile and the budgets), then :meth:`Policy.decide` at the start and after every
+event (a job ended, failed, or was stopped) with an immutable :class:`Snapshot`, and carries
+out the decisions it returns, in order:
+
+- :class:`Launch` ``(trial_index, world_size, until_epoch)``: train configuration number
+  ``trial_index`` (the ``trial_index``-th draw of the search space; the trial is created on its
+  first launch) from its checkpoint to ``until_epoch`` with ``world_size`` workers. The policy
+  must only launch into free slots (``Snapshot.free_slots``); the executor refuses otherwise.
+  A trial that is running cannot be launched again.
+- :class:`Eliminate` ``(trial_id)``: the trial is out (its job is stopped if running).
+- :class:`Stop` ``(trial_id)``: stop a running job now, keeping its checkpoint (paused).
+- :class:`Finish` ``(reason)``: the policy is done; the executor stops what runs and reports
+  :meth:`Policy.answer`.
+
+Hard budgets are the executor's, not the policy's: at the deadline or the money limit it stops
+every job whatever the policy says. Planned resizes are a Launch at a new ``world_size``.
+
+The same policy object runs against the simulated backend and against real torchrun jobs
+(DESIGN.md, "Layers"), so a result in simulation is a result of the shipped code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+from seer_torch.policies.billing import Billing
+from seer_torch.scaling.model import ScalingModel
+
+__all__ = [
+    "Decision", "Eliminate", "Finish", "JobEvent", "Launch", "Policy", "PolicyContext", "Snapshot",
+    "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots",
+]
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy knows before the first decision. Times in seconds, money in USD.
+
+    Attributes:
+        max_epochs: epochs of a fully trained configuration.
+        min_epochs: the smallest first rung the experiment allows.
+        eta: reduction factor between rungs (``None``: the policy chooses).
+        max_configurations: configurations the policy may draw (``trial_index < this``).
+        num_slots: slots available (GPUs, or CPU processes locally).
+        world_size_ladder: allowed world sizes, ascending, each ``<= num_slots``.
+        max_world_size: the most workers one trial may get.
+        epoch_time_s: one epoch (training + validation) on one worker, from the profile.
+        scaling: ``s(W)``, the speedup model.
+        startup_s: overhead of a trial's first job (launch to first step, plus exit).
+        relaunch_s: overhead of a later job at the same ``W``.
+        resize_s: overhead of a later job at a different ``W``.
+        time_budget_s: the deadline, seconds from the start of the run (what is left after
+            profiling when the profile was measured by the run).
+        money_budget_usd: the money budget left.
+        billing: price and rounding (:mod:`seer_torch.policies.billing`).
+        safety_fraction: plans may predict this fraction of each budget.
+        seed: the experiment's seed (policies that randomise use it, never global state).
+        oracle_index: for the ``oracle`` policy only: the configuration known to be best
+            (the simulator knows it from its table); ``None`` elsewhere.
+        num_finalists: trials SEER carries to the last rung (``None``: the planner chooses).
+        min_configurations: configurations SEER explores before insisting on ``max_epochs``
+            (``None``: ``eta**2``).
+    """
+
+    max_epochs: int
+    min_epochs: int
+    eta: int | None
+    max_configurations: int
+    num_slots: int
+    world_size_ladder: tuple[int, ...]
+    max_world_size: int
+    epoch_time_s: float
+    scaling: ScalingModel
+    startup_s: float
+    relaunch_s: float
+    resize_s: float
+    time_budget_s: float
+    money_budget_usd: float
+    billing: Billing
+    safety_fraction: float = 0.9
+    seed: int = 0
+    oracle_index: int | None = None
+    num_finalists: int | None = 1
+    min_configurations: int | None = None
+
+    @property
+    def usable_world_sizes(self) -> tuple[int, ...]:
+        """Ladder sizes ``<= min(num_slots, max_world_size)``, ascending (never empty: 1 is
+        always allowed)."""
+        cap = min(self.num_slots, self.max_world_size)
+        sizes = tuple(sorted({w for w in self.world_size_ladder if w <= cap}))
+        return sizes or (1,)
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as a policy sees it.
+
+    Attributes:
+        trial_id: the executor's id (``t000``...).
+        index: the configuration's index in the draw order (what :class:`Launch` names).
+        status: ``running``, ``paused`` (checkpointed, not running), ``eliminated``,
+            ``failed`` or ``diverged``.
+        epochs: epochs completed and checkpointed.
+        world_size: the running job's ``W`` (``None`` when not running).
+        until_epoch: the running job's target epoch (``None`` when not running).
+        val_accuracy: validation accuracy by epoch, for every epoch the trial reported.
+        world_sizes: ``W`` of each job the trial ran, in order.
+    """
+
+    trial_id: str
+    index: int
+    status: str
+    epochs: int
+    world_size: int | None
+    until_epoch: int | None
+    val_accuracy: Mapping[int, float]
+    world_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """A job that ended since the previous :meth:`Policy.decide`.
+
+    ``outcome``: ``"reached"`` (trained to ``until_epoch``), ``"stopped"`` (by a Stop or an
+    Eliminate), ``"failed"`` (crashed, out of retries: the trial is failed) or ``"diverged"``
+    (loss NaN or infinite: the trial is diverged). ``epochs`` is where the trial is now.
+    """
+
+    trial_id: str
+    index: int
+    outcome: str
+    epochs: int
+    until_epoch: int
+    world_size: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The state of the run at one decision point. Times in seconds, money in USD.
+
+    Attributes:
+        now_s: seconds since the run started (the injected clock).
+        time_left_s: deadline left, less the executor's grace for the final answer.
+        money_left_usd: money budget left (running jobs billed to now).
+        num_slots: slots the policy may use (a fixed cluster's size when it reserved one).
+        free_slots: slots not held by a running job.
+        trials: every trial created so far, by ``trial_id``.
+        events: jobs that ended since the previous decision, in the order they ended.
+        epoch_time_s: measured one-epoch time on one worker (median over recent jobs), or
+            ``None`` before any job reported.
+        job_overhead_s: measured fixed cost of a job (launch, start-up, exit), or ``None``.
+    """
+
+    now_s: float
+    time_left_s: float
+    money_left_usd: float
+    num_slots: int
+    free_slots: int
+    trials: Mapping[str, TrialView]
+    events: tuple[JobEvent, ...] = ()
+    epoch_time_s: float | None = None
+    job_overhead_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Launch:
+    trial_index: int
+    world_size: int
+    until_epoch: int
+    round_index: int = 0  # which round (or rung level) the job belongs to, for the report
+
+
+@dataclass(frozen=True)
+class Stop:
+    trial_id: str
+
+
+@dataclass(frozen=True)
+class Eliminate:
+    trial_id: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str = ""
+
+
+Decision = Union[Launch, Stop, Eliminate, Finish]
+
+
+class Policy(Protocol):
+    """What every policy implements. See the module docstring for the protocol."""
+
+    name: str
+
+    def setup(self, context: PolicyContext) -> None:
+        """Called once before the first :meth:`decide`."""
+
+    @property
+    def reserved_slots(self) -> int | None:
+        """Slots rented for the whole run (a fixed cluster: billed ``reserved x elapsed``),
+        or ``None`` when only held slots are billed (elastic). Read after :meth:`setup`."""
+
+    @property
+    def schedule_epochs(self) -> int:
+        """The learning-rate schedule's horizon for new trials (epochs; normally
+        ``max_epochs``). Read after :meth:`setup`."""
+
+    def decide(self, snapshot: Snapshot) -> Sequence[Decision]:
+        """Decisions for this snapshot (possibly none)."""
+
+    def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
+        """``(trial_id, epoch)`` of the configuration the policy returns and the epoch its
+        score is read at, or ``None`` when it has none."""
+
+    def report(self) -> dict[str, Any]:
+        """JSON-able facts for ``results.json`` (``plan``, predictions...)."""
+
+
+def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tuple[str, int] | None:
+    """The best trial at the highest rung any non-diverged trial reported a finite accuracy at.
+
+    Walks ``rungs`` from the highest down, so a finalist that diverged is never the answer.
+    Ties break by ``trial_id``. Returns ``(trial_id, rung)`` or ``None``.
+    """
+    for rung in sorted(set(rungs), reverse=True):
+        best: tuple[float, str] | None = None
+        for t in trials.values():
+            if t.status == "diverged":
+                continue
+            v = t.val_accuracy.get(rung)
+            if v is None or not math.isfinite(v):
+                continue
+            key = (-v, t.trial_id)
+            if best is None or key < best:
+                best = key
+        if best is not None:
+            return best[1], rung
+    return None
+
+
+def fixed_cluster_slots(context: PolicyContext) -> int:
+    """The fixed-cluster baselines' size ``G``: the largest ``G <= num_slots`` whose rent for
+    the whole deadline fits the money budget (DESIGN.md, "Baselines"), at least 1.
+
+    ``G = floor(money_budget_usd / (price_usd_per_slot_hour / 3600 * billed(time_budget_s)))``.
+    """
+    if not math.isfinite(context.money_budget_usd):
+        return context.num_slots
+    per_slot = context.billing.job_cost_usd(1, context.time_budget_s) if math.isfinite(context.time_budget_s) else math.inf
+    if per_slot <= 0:
+        return context.num_slots
+    if not math.isfinite(per_slot):
+        return 1
+    return max(1, min(context.num_slots, int(context.money_budget_usd / per_slot + 1e-9)))
+
+
+@dataclass
+class RoundTracker:
+    """Bookkeeping shared by round-synchronous policies: which trials of the current round
+    are still to launch, running, or done. Mutable, but owned by one policy; pure."""
+
+    round_index: int = 0
+    rung_epoch: int = 0
+    world_size: int = 1
+    queue: list[int] = field(default_factory=list)  # trial indexes still to launch
+    running: set[int] = field(default_factory=set)
+
+    def start(self, round_index: int, rung_epoch: int, world_size: int, indexes: Sequence[int]) -> None:
+        self.round_index, self.rung_epoch, self.world_size = round_index, rung_epoch, world_size
+        self.queue = list(indexes)
+        self.running = set()
+
+    def launches(self, free_slots: int) -> list[Launch]:
+        """Launch queued trials while ``world_size`` slots are free."""
+        out = []
+        while self.queue and free_slots >= self.world_size:
+            i = self.queue.pop(0)
+            self.running.add(i)
+            free_slots -= self.world_size
+            out.append(Launch(i, self.world_size, self.rung_epoch, self.round_index))
+        return out
+
+    def ended(self, index: int) -> None:
+        self.running.discard(index)
+
+    @property
+    def done(self) -> bool:
+        return not self.queue and not self.running

@@ -1,0 +1,223 @@
+"""SEER as a policy: the planner (:mod:`seer_torch.policies.seer`) driven round by round.
+
+Round ``k`` launches every survivor to rung ``r_k`` at ``W_k`` workers as slots free up (never
+more workers than slots: trials beyond ``num_slots // W_k`` wait, in waves). When every trial
+of the round has ended (reached the rung, failed or diverged), the best ``n_{k+1}`` by
+validation accuracy at the rung survive (failed and diverged trials rank last and never
+survive; ties break by trial id) and the others are eliminated. Before each later round the
+remaining rounds' world sizes are re-planned (:func:`~seer_torch.policies.seer.replan`) with
+the epoch time and job overhead measured so far and the budget actually left; a round that the
+re-plan cannot fit is never started.
+
+The answer is the best trial of the last *completed* round's rung that has a valid result,
+walking back through completed rungs (DESIGN.md: a finalist that diverged is never the answer).
+Pure: no clock, files or processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from seer_torch.policies import seer as planner
+from seer_torch.policies.base import (
+    Decision,
+    Eliminate,
+    Finish,
+    PolicyContext,
+    RoundTracker,
+    Snapshot,
+    TrialView,
+    best_at_rungs,
+)
+
+__all__ = ["SeerPolicy", "planner_inputs_from_context"]
+
+
+def planner_inputs_from_context(
+    ctx: PolicyContext,
+    *,
+    time_left_s: float | None = None,
+    money_left_usd: float | None = None,
+    epoch_time_s: float | None = None,
+    overhead_s: float | None = None,
+    **overrides: Any,
+) -> planner.PlannerInputs:
+    """The planner's inputs from a policy context, with the budgets left and measured values
+    (seconds, USD) when given. Fields the planner does not know are left out. Pure."""
+    values: dict[str, Any] = dict(
+        max_epochs=ctx.max_epochs,
+        min_epochs=ctx.min_epochs,
+        eta=ctx.eta,
+        max_configurations=ctx.max_configurations,
+        num_slots=ctx.num_slots,
+        world_size_ladder=ctx.world_size_ladder,
+        epoch_time_s=epoch_time_s if epoch_time_s is not None else ctx.epoch_time_s,
+        scaling=ctx.scaling,
+        startup_s=ctx.startup_s,
+        relaunch_s=overhead_s if overhead_s is not None else ctx.relaunch_s,
+        resize_s=overhead_s if overhead_s is not None else ctx.resize_s,
+        time_budget_s=max(0.0, ctx.time_budget_s if time_left_s is None else time_left_s),
+        money_budget_usd=max(0.0, ctx.money_budget_usd if money_left_usd is None else money_left_usd),
+        price_usd_per_slot_hour=ctx.billing.price_usd_per_slot_hour,
+        safety_fraction=ctx.safety_fraction,
+        max_world_size=ctx.max_world_size,
+        billing_granularity_s=ctx.billing.granularity_s,
+        billing_minimum_s=ctx.billing.minimum_s,
+        num_finalists=ctx.num_finalists,
+        min_configurations=ctx.min_configurations,
+    )
+    values.update(overrides)
+    known = {f.name for f in dataclasses.fields(planner.PlannerInputs)}
+    return planner.PlannerInputs(**{k: v for k, v in values.items() if k in known})
+
+
+class SeerPolicy:
+    """SEER (Sequential Elimination with Elastic Resources, ACM SoCC 2021) as a policy.
+
+    See the module docstring; the plan and its objective are in :mod:`seer_torch.policies.seer`.
+    """
+
+    name = "seer"
+    reserved_slots = None  # elastic: only held slots are billed
+
+    def __init__(self) -> None:
+        self.ctx: PolicyContext | None = None
+        self.plan: planner.Plan | None = None
+        self.replans: list[dict[str, Any]] = []
+        self.remaining: list[planner.RoundPlan] = []
+        self.round: RoundTracker = RoundTracker()
+        self.current: planner.RoundPlan | None = None
+        self.members: list[int] = []  # trial indexes of the current round
+        self.completed_rungs: list[int] = []
+        self.round_records: list[dict[str, Any]] = []
+        self.finished: str | None = None  # why the policy finished ("" = its plan ran to the end)
+        self._truncated: str | None = None  # a re-plan cut the remaining rounds short
+        self._started = False
+
+    # -- Policy protocol ----------------------------------------------------------------------
+    def setup(self, context: PolicyContext) -> None:
+        self.ctx = context
+        self.plan = planner.plan(planner_inputs_from_context(context))
+        self.remaining = list(self.plan.rounds)
+
+    @property
+    def schedule_epochs(self) -> int:
+        assert self.ctx is not None
+        if self.plan is not None and self.plan.rounds:
+            return self.plan.target_epochs
+        return self.ctx.max_epochs
+
+    def decide(self, snapshot: Snapshot) -> Sequence[Decision]:
+        assert self.ctx is not None and self.plan is not None
+        if self.finished is not None:
+            return [Finish(self.finished)]
+        for ev in snapshot.events:
+            self.round.ended(ev.index)
+        out: list[Decision] = []
+        if not self._started:
+            self._started = True
+            if not self.remaining:
+                return self._finish(self.plan.message)
+            self._start_round(self.remaining.pop(0), list(range(self.plan.num_configurations)))
+        elif self.round.done:
+            out += self._end_round(snapshot)
+            if self.finished is not None:
+                return out + [Finish(self.finished)]
+        out += self.round.launches(snapshot.free_slots)
+        return out
+
+    def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
+        return best_at_rungs(snapshot.trials, self.completed_rungs)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "plan": self.plan.to_dict() if self.plan else None,
+            "replans": self.replans,
+            "rounds": self.round_records,
+            "completed_rungs": list(self.completed_rungs),
+        }
+
+    # -- rounds -------------------------------------------------------------------------------
+    def _finish(self, reason: str) -> list[Decision]:
+        self.finished = reason
+        return [Finish(reason)]
+
+    def _start_round(self, rp: planner.RoundPlan, indexes: list[int]) -> None:
+        self.current = rp
+        self.members = list(indexes)
+        self.round.start(rp.index, rp.rung_epoch, rp.world_size, indexes)
+        self.round_records.append({
+            "index": rp.index, "rung_epoch": rp.rung_epoch, "num_trials": len(indexes),
+            "world_size": rp.world_size, "predicted_duration_s": rp.predicted_duration_s,
+            "predicted_cost_usd": rp.predicted_cost_usd, "completed": False,
+        })
+
+    def _end_round(self, snap: Snapshot) -> list[Decision]:
+        """The current round ended: eliminate, re-plan, start the next round (or finish)."""
+        assert self.current is not None and self.ctx is not None
+        rung = self.current.rung_epoch
+        self.round_records[-1]["completed"] = True
+        self.completed_rungs.append(rung)
+        by_index = {t.index: t for t in snap.trials.values()}
+        members = [by_index[i] for i in self.members if i in by_index]
+        keep = self.remaining[0].num_trials if self.remaining else len(members)
+        survivors = select_survivors(members, rung, keep)
+        kept = {t.trial_id for t in survivors}
+        out: list[Decision] = [
+            Eliminate(t.trial_id) for t in members if t.trial_id not in kept and t.status not in ("failed", "diverged")
+        ]
+        if not survivors:
+            self.finished = "no trial has a valid result at the last rung"
+            return out
+        if not self.remaining:
+            self.finished = self._truncated or ""  # "": the plan ran to its end
+            return out
+        rungs = tuple(r.rung_epoch for r in self.remaining)
+        counts = tuple(min(r.num_trials, len(survivors)) for r in self.remaining)
+        new = planner.replan(
+            planner_inputs_from_context(
+                self.ctx,
+                time_left_s=snap.time_left_s,
+                money_left_usd=snap.money_left_usd,
+                epoch_time_s=snap.epoch_time_s,
+                overhead_s=snap.job_overhead_s,
+                # the plan's choices when the experiment left them to the planner ("auto"):
+                # a re-plan keeps the rungs and counts and records them
+                eta=self.plan.eta,
+                num_finalists=self.plan.num_finalists,
+            ),
+            rungs=rungs,
+            survivors=counts,
+            current_epoch=rung,
+            current_world_size=self.current.world_size,
+            first_round_index=self.current.index + 1,
+            planned_world_sizes=tuple(r.world_size for r in self.remaining),
+        )
+        self.replans.append({"at_s": snap.now_s, "plan": new.to_dict()})
+        if not new.rounds:
+            self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
+            return out
+        if not new.feasible:
+            self._truncated = new.message
+        self.remaining = list(new.rounds)
+        self._start_round(self.remaining.pop(0), [t.index for t in survivors])
+        return out
+
+
+def select_survivors(trials: Sequence[TrialView], rung_epoch: int, keep: int) -> list[TrialView]:
+    """The ``keep`` best trials by validation accuracy at ``rung_epoch``.
+
+    Only trials that reached the rung with a finite accuracy and are neither failed nor
+    diverged are eligible. Ties break by trial id. Pure.
+    """
+    eligible = [
+        t for t in trials
+        if t.status not in ("failed", "diverged")
+        and rung_epoch in t.val_accuracy and math.isfinite(t.val_accuracy[rung_epoch])
+    ]
+    eligible.sort(key=lambda t: (-t.val_accuracy[rung_epoch], t.trial_id))
+    return eligible[:keep]

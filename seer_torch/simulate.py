@@ -1,0 +1,320 @@
+"""Simulation: any policy on the simulated backend, driven by a learning-curve table.
+
+One simulated run (:func:`simulate_run`) is a real :class:`~seer_torch.executor.Tuner` (the
+same executor and the same policy objects that drive torchrun jobs) on a
+:class:`~seer_torch.backends.simulated.SimulatedBackend` whose jobs take the time the scaling
+profile says and report the accuracies a learning-curve table holds
+(:mod:`seer_torch.curves`). Nothing is written to disk.
+
+Seeds: seed ``s`` presents the table's configurations in the order of a permutation drawn
+from ``random.Random(s)``, so configuration index ``i`` of the policy is table row
+``order[i]`` (a tuner drawing ``n`` configurations sees a different sample for each seed).
+
+What a run scores (:class:`RunSummary`): the configuration the policy returns is read from the
+table at the epochs that trial actually reached (its ``test`` curve, or ``val`` where the table
+has none); a policy with no answer scores ``None``. Budget violations: time used above the
+deadline, or money above the budget by more than :func:`money_slack_usd` (float round-off
+only: billing rounding is metered, so it is part of the spend, never slack).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Sequence
+
+from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+from seer_torch.config import Experiment, parse_experiment
+from seer_torch.curves import LearningCurveTable
+from seer_torch.errors import ConfigError
+from seer_torch.executor import Tuner
+from seer_torch.policies.base import Policy
+from seer_torch.scaling.profile import Profile
+
+__all__ = [
+    "POLICY_NAMES", "RunSummary", "SimulationCase", "make_policy", "simulate_run", "summarize",
+]
+
+POLICY_NAMES = ("seer", "sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle")
+
+
+def make_policy(name: str) -> Policy:
+    """A fresh policy object by name (one of :data:`POLICY_NAMES`).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name == "seer":
+        from seer_torch.policies.seer_policy import SeerPolicy
+
+        return SeerPolicy()
+    from seer_torch.policies.registry import POLICIES
+
+    if name not in POLICIES:
+        raise ConfigError("policies", name, f"one of {', '.join(POLICY_NAMES)}")
+    return POLICIES[name]()
+
+
+@dataclass(frozen=True)
+class SimulationCase:
+    """One simulated tuning problem. Seconds, USD.
+
+    Attributes:
+        table: the learning curves (the configurations, their epochs and epoch time).
+        profile: the scaling profile (``speedup``, ``startup_s``, ``resize_s``); its
+            ``epoch_time_s`` is replaced by the table's.
+        time_budget_s: the deadline.
+        money_budget_usd: the money budget.
+        num_slots: slots of the simulated cluster.
+        price_usd_per_slot_hour: price of one slot-hour.
+        eta: elimination rate (``None``: the policy chooses where it can).
+        min_epochs: the smallest first rung.
+        world_size_ladder: world sizes a trial may get.
+        billing_granularity_s / billing_minimum_s: billing rounding (0 = exact).
+        safety_fraction: fraction of each budget plans may predict.
+        max_configurations: cap on configurations (default: the table's size).
+    """
+
+    table: LearningCurveTable
+    profile: Profile
+    time_budget_s: float
+    money_budget_usd: float
+    num_slots: int = 8
+    price_usd_per_slot_hour: float = 3.06
+    eta: int | None = 3
+    min_epochs: int | None = 1
+    world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
+    billing_granularity_s: float = 0.0
+    billing_minimum_s: float = 0.0
+    safety_fraction: float = 0.9
+    max_configurations: int | None = None
+
+    def experiment(self, seed: int) -> Experiment:
+        """The experiment a simulated run uses (validated like a user's file)."""
+        ladder = sorted({w for w in self.world_size_ladder if w <= self.num_slots} | {1})
+        global_batch = math.lcm(*ladder) * 8  # every ladder size divides it
+        budget: dict[str, Any] = {
+            "time_budget_s": self.time_budget_s,
+            "money_budget_usd": self.money_budget_usd,
+            "price_usd_per_slot_hour": self.price_usd_per_slot_hour,
+        }
+        if self.billing_granularity_s or self.billing_minimum_s:
+            budget["billing_granularity_s"] = self.billing_granularity_s
+            budget["billing_minimum_s"] = self.billing_minimum_s
+        training: dict[str, Any] = {
+            "max_epochs": self.table.max_epochs,
+            "global_batch": global_batch,
+            "micro_batch_max": global_batch,
+        }
+        if self.eta is not None:
+            training["eta"] = self.eta
+        if self.min_epochs is not None:
+            training["min_epochs"] = self.min_epochs
+        return parse_experiment({
+            "name": f"sim-{self.table.name}",
+            "seed": seed,
+            "training": training,
+            "budget": budget,
+            "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder},
+            "search": {"max_configurations": self.max_configurations or len(self.table)},
+            "planner": {"safety_fraction": self.safety_fraction},
+            "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
+        })
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one simulated run achieved. Seconds, USD; accuracies in [0, 1]."""
+
+    policy: str
+    seed: int
+    final_accuracy: float | None  # the returned configuration, at the epochs it reached
+    answer_id: str | None  # the table row's id
+    answer_epochs: int
+    time_used_s: float
+    cost_usd: float
+    time_violation: bool
+    money_violation: bool
+    num_configurations: int
+    stop_reason: str | None
+    oracle_accuracy: float  # the best configuration of the table, fully trained
+    all_diverged: bool = False  # every trial that ran diverged or failed (no valid result exists)
+
+    @property
+    def regret(self) -> float | None:
+        return None if self.final_accuracy is None else self.oracle_accuracy - self.final_accuracy
+
+
+def money_slack_usd(money_budget_usd: float) -> float:
+    """Float round-off allowed on the money check: 1e-9 of the budget (at least 1e-12 USD)."""
+    return max(1e-12, 1e-9 * money_budget_usd)
+
+
+def simulate_run(case: SimulationCase, policy: str, seed: int) -> RunSummary:
+    """Run ``policy`` once on ``case`` with ``seed`` (see the module docstring). Pure apart
+    from the simulation itself: no files, no clock, no processes."""
+    table = case.table
+    n = len(table)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    best_row = table.best_index()
+    oracle_accuracy = table.test_at(best_row, table.max_epochs)
+    exp = case.experiment(seed)
+    clock = SimulatedClock()
+    prof = replace(case.profile, epoch_time_s=table.epoch_time_s)
+    scaling = prof.scaling
+    backend = SimulatedBackend(
+        case.num_slots, clock,
+        epoch_time_s=table.epoch_time_s,
+        speedup=scaling.speedup_at,
+        startup_s=prof.startup_s,
+        relaunch_s=prof.resize_s,
+        resize_s=prof.resize_s,
+        val_at=lambda i, e: table.val_at(order[i], e),
+        test_at=lambda i, e: table.test_at(order[i], e),
+        epoch_time_at=lambda i: table.epoch_time_at(order[i]),
+    )
+    tuner = Tuner(
+        exp, None, backend, clock=clock, policy=make_policy(policy), profile=prof,
+        oracle_index=order.index(best_row),
+        configurations=[dict(table.configs[order[i]].config) for i in range(exp.search.max_configurations)],
+    )
+    res = tuner.run()
+    answer = tuner.answer()
+    final, answer_id, answer_epochs = None, None, 0
+    if answer is not None:
+        trial, _ = answer
+        row = order[trial.index]
+        answer_id, answer_epochs = table.configs[row].id, trial.epochs
+        final = table.test_at(row, trial.epochs) if trial.epochs >= 1 else None
+        if final is not None and not math.isfinite(final):
+            final = None
+    b = res["budget"]
+    return RunSummary(
+        policy=policy,
+        seed=seed,
+        final_accuracy=final,
+        answer_id=answer_id,
+        answer_epochs=answer_epochs,
+        time_used_s=b["time_used_s"],
+        cost_usd=b["cost_usd"],
+        time_violation=b["time_used_s"] > case.time_budget_s + 1e-9 * max(1.0, case.time_budget_s),
+        money_violation=b["cost_usd"] > case.money_budget_usd + money_slack_usd(case.money_budget_usd),
+        num_configurations=len(res["trials"]),
+        stop_reason=res["stop_reason"],
+        oracle_accuracy=oracle_accuracy,
+        all_diverged=bool(res["trials"]) and all(t["status"] in ("diverged", "failed") for t in res["trials"]),
+    )
+
+
+def _stats(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarize(runs: Sequence[RunSummary]) -> dict[str, Any]:
+    """Mean and spread over seeds for one policy's runs. A run without an answer scores 0
+    accuracy in the mean (and is counted in ``no_answer``)."""
+    acc = [r.final_accuracy if r.final_accuracy is not None else 0.0 for r in runs]
+    return {
+        "policy": runs[0].policy if runs else None,
+        "runs": len(runs),
+        "final_accuracy": _stats(acc),
+        "regret": _stats([r.oracle_accuracy - a for r, a in zip(runs, acc)]),
+        "time_used_s": _stats([r.time_used_s for r in runs]),
+        "cost_usd": _stats([r.cost_usd for r in runs]),
+        "budget_violations": sum(r.time_violation or r.money_violation for r in runs),
+        "no_answer": sum(r.final_accuracy is None for r in runs),
+        "num_configurations": _stats([float(r.num_configurations) for r in runs]),
+        "answer_epochs": _stats([float(r.answer_epochs) for r in runs]),
+    }
+
+
+def simulate(case: SimulationCase, policies: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
+    """Every policy over every seed; returns ``{"policies": {name: summarize(...)}, "runs": [...]}``."""
+    out: dict[str, Any] = {"policies": {}, "runs": []}
+    for name in policies:
+        runs = [simulate_run(case, name, s) for s in seeds]
+        out["policies"][name] = summarize(runs)
+        out["runs"] += [asdict(r) for r in runs]
+    return out
+
+
+def load_profile_for_simulation(spec: str, *, startup_s: float | None = None, resize_s: float | None = None) -> Profile:
+    """A scaling profile from ``FILE`` (the DESIGN.md profile format) or ``FILE:NAME`` (a file
+    holding ``{"profiles": [...]}`` such as ``shared/data/scaling_profiles.json``; ``NAME`` picks
+    one). Measured public profiles carry no overheads: ``startup_s``/``resize_s`` fill them
+    (seconds), and override the file's when given. ``epoch_time_s`` comes from the table.
+
+    Raises:
+        ConfigError: the file is missing or malformed, the name unknown, or no start-up given.
+    """
+    import json
+    from pathlib import Path
+
+    from seer_torch.scaling.profile import parse_profile
+
+    path, _, name = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError("--profile", spec, "an existing profile JSON file, or FILE:NAME") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError("--profile", spec, f"valid JSON ({e})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("profiles"), list):
+        names = [str(p.get("name")) for p in raw["profiles"] if isinstance(p, dict)]
+        if not name:
+            raise ConfigError("--profile", spec, f"FILE:NAME with NAME one of {', '.join(names)}")
+        found = [p for p in raw["profiles"] if isinstance(p, dict) and p.get("name") == name]
+        if not found:
+            raise ConfigError("--profile", spec, f"a profile name in {path}: {', '.join(names)}")
+        raw = dict(found[0])
+    if not isinstance(raw, dict):
+        raise ConfigError("--profile", spec, "a JSON object in the scaling-profile format")
+    raw = dict(raw)
+    raw.setdefault("epoch_time_s", 1.0)  # replaced by the table's
+    if startup_s is not None:
+        raw["startup_s"] = startup_s
+    if resize_s is not None:
+        raw["resize_s"] = resize_s
+    if "startup_s" not in raw:
+        raise ConfigError("--startup-s", None, f"seconds of start-up per job (profile {spec} has none)")
+    return parse_profile(raw, where=f"profile {spec}")
+
+
+def shipped_table_path() -> str | None:
+    """The learning-curve table shipped with the package (recorded on the digits default)."""
+    from importlib import resources
+
+    folder = resources.files("seer_torch") / "tables"
+    if not folder.is_dir():
+        return None
+    files = sorted(str(p) for p in folder.iterdir() if str(p).endswith(".json"))
+    return files[0] if files else None
+
+
+def format_report(result: dict[str, Any], case: SimulationCase) -> list[tuple[str, ...]]:
+    """Rows for the printed table: policy, accuracy mean +- std, regret, time, money,
+    violations, configurations, no-answer runs."""
+    rows = []
+    for name, s in result["policies"].items():
+        a, t, c = s["final_accuracy"], s["time_used_s"], s["cost_usd"]
+        rows.append((
+            name,
+            f"{a['mean']:.4f} ± {a['std']:.4f}",
+            f"{s['regret']['mean']:.4f}",
+            f"{t['mean']:.0f} (max {t['max']:.0f})",
+            f"{c['mean']:.2f} (max {c['max']:.2f})",
+            str(s["budget_violations"]),
+            f"{s['num_configurations']['mean']:.1f}",
+            str(s["no_answer"]),
+        ))
+    return rows

@@ -1,0 +1,75 @@
+"""Suite-wide checks.
+
+After every test, no child process of the test is alive: whatever a test starts (torchrun
+agents, workers, their DataLoader workers, a ``seer`` subprocess) must be gone once the test
+and its fixtures are done. A killed process may take a moment to be reaped, so the check polls
+for up to :data:`GRACE_S` seconds; what is still alive then fails the test (an error at
+teardown naming each process's pid and command line) and is killed, so that one leak does
+not fail every later test too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from seer_torch.backends.local import descendant_pids
+
+GRACE_S = 5.0
+
+# Helpers of the Python interpreter itself, shared by every test of the session and ended with
+# it: multiprocessing's resource tracker (started by the first semaphore, for example
+# torch.multiprocessing.spawn's error queues) and its fork server. Not a test's children.
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _cmdline(pid: int) -> str | None:
+    """The command line of ``pid``, or ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip() or "[no command line]"
+    except OSError:
+        return None
+
+
+def leftover_processes() -> list[tuple[int, str]]:
+    """Live descendants of this (pytest) process, interpreter helpers excepted: (pid, cmdline)."""
+    found = []
+    for pid in descendant_pids(os.getpid()):
+        cmd = _cmdline(pid)
+        if cmd is not None and not any(helper in cmd for helper in _INTERPRETER_HELPERS):
+            found.append((pid, cmd))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(p in descendant_pids(os.getpid()) for p in pids):
+            time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_child_process_left():
+    """Fails the test if a process it started is still alive after it (and its fixtures) ended."""
+    yield
+    deadline = time.monotonic() + GRACE_S
+    left = leftover_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = leftover_processes()
+    if left:
+        _kill([pid for pid, _ in left])
+        pytest.fail(
+            f"{len(left)} child process(es) still alive {GRACE_S:g} s after the test: "
+            + "; ".join(f"pid {pid}: {cmd[:300]}" for pid, cmd in left),
+            pytrace=False,
+        )

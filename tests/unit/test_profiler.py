@@ -1,0 +1,247 @@
+"""The profiler's orchestration and arithmetic, and `seer profile`, on a fake backend (no processes)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from seer_torch.backends.base import JobResult, JobSpec
+from seer_torch.cli import main
+from seer_torch.config import parse_experiment
+from seer_torch.errors import WorkerError
+from seer_torch.scaling import profiler
+from seer_torch.scaling.profile import load_profile
+
+STARTUP_S = 4.0  # the fake's fixed cost of a fresh job
+RESIZE_S = 6.0  # ... and of a job that loads a checkpoint
+EPOCH_S = 1.0  # the fake's time from first step to last metrics line
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@dataclass
+class FakeHandle:
+    spec: JobSpec
+    start_s: float
+    result: JobResult
+
+
+class FakeBackend:
+    """Ends every job at once, writing what the worker would: the probe JSON (throughput
+    ``100 * W**0.8``), or one metrics line and a checkpoint. ``fail_at`` makes jobs at that W
+    exit 1 with torchrun's error file; ``hang_at`` makes them run until stopped."""
+
+    def __init__(self, num_slots: int = 8, clock: FakeClock | None = None, fail_at: int | None = None,
+                 hang_at: int | None = None) -> None:
+        self.num_slots = num_slots
+        self.clock = clock or FakeClock()
+        self.fail_at = fail_at
+        self.hang_at = hang_at
+        self.launched: list[JobSpec] = []
+        self.stopped_all = False
+
+    def launch(self, spec: JobSpec) -> FakeHandle:
+        self.launched.append(spec)
+        start = self.clock.now()
+        d = spec.trial_dir
+        if spec.world_size == self.fail_at:
+            (d / "error.json").write_text(json.dumps({"message": {"message": "Traceback...\nRuntimeError: boom"}}))
+            return FakeHandle(spec, start, JobResult(spec, 1, start, start + 2.0, 1000.0 + start))
+        if spec.world_size == self.hang_at:
+            return FakeHandle(spec, start, None)  # type: ignore[arg-type]
+        w = spec.world_size
+        if spec.profile_steps is not None:
+            thr = 100.0 * w**0.8
+            step_s = 64 / thr
+            probe = {"world_size": w, "throughput_samples_per_s": thr, "step_time_s": step_s, "eval_time_s": 0.5,
+                     "measured_steps": spec.profile_steps, "num_train_samples": 1000, "warmup_steps": 3,
+                     "device": "cpu"}
+            Path(spec.profile_out).write_text(json.dumps(probe))
+            duration = STARTUP_S + spec.profile_steps * step_s + 0.5
+        else:
+            resumed = (d / "checkpoint.pt").exists()
+            duration = (RESIZE_S if resumed else STARTUP_S) + EPOCH_S
+            t0 = 1000.0 + start + (RESIZE_S if resumed else STARTUP_S)
+            line = {"epoch": spec.until_epoch, "world_size": w, "train_start_unix_s": t0, "time_unix_s": t0 + EPOCH_S,
+                    "throughput_samples_per_s": 100.0 * w, "epoch_time_s": EPOCH_S, "train_loss": 1.0,
+                    "val_accuracy": 0.5, "val_samples": 100}
+            with open(d / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            (d / "checkpoint.pt").write_text("x")
+        return FakeHandle(spec, start, JobResult(spec, 0, start, start + duration, 1000.0 + start))
+
+    def poll(self, handle: FakeHandle) -> JobResult | None:
+        if handle.result is None:
+            return None
+        self.clock.t = max(self.clock.t, handle.result.end_s)
+        return handle.result
+
+    def stop(self, handle: FakeHandle) -> JobResult:
+        if handle.result is None:
+            t = self.clock.now()
+            handle.result = JobResult(handle.spec, -15, handle.start_s, t, 1000.0 + handle.start_s, stopped=True)
+        return handle.result
+
+    def stop_all(self) -> None:
+        self.stopped_all = True
+
+
+CONFIG = {"trial_id": "profile", "configuration": {"lr": 0.1}, "model": "digits_cnn", "dataset": "digits",
+          "data_dir": None, "global_batch": 64, "micro_batch_max": 64, "max_epochs": 1, "seed": 0,
+          "tensorboard_dir": "/somewhere"}
+
+
+def test_launch_overhead_and_resize_seconds():
+    assert profiler.launch_overhead_s({"train_start_unix_s": 10.0, "time_unix_s": 12.5}, 9.0) == pytest.approx(6.5)
+    assert profiler.launch_overhead_s({"train_start_unix_s": 10.0, "time_unix_s": 20.0}, 9.0) == 0.0
+    launches = [{"resized_from": None, "overhead_s": 9.0}, {"resized_from": 1, "overhead_s": 5.0},
+                {"resized_from": 2, "overhead_s": 7.0}]
+    assert profiler.resize_s_from_launches(launches) == 7.0
+    assert profiler.resize_s_from_launches(launches[:1]) is None
+    assert profiler.resize_s_from_launches([]) is None
+
+
+def _probe(w, thr, step_s, eval_s, steps=12, n_train=1257):
+    return {"world_size": w, "throughput_samples_per_s": thr, "step_time_s": step_s, "eval_time_s": eval_s,
+            "measured_steps": steps, "num_train_samples": n_train}
+
+
+def test_profile_from_probes_takes_a_measured_resize():
+    probes = [(_probe(1, 640.0, 0.1, 0.2), 0.0, 11.4), (_probe(2, 1152.0, 0.055, 0.1), 0.0, 12.76)]
+    assert profiler.profile_from_probes("x", probes, "t").resize_s == pytest.approx(12.0)  # default: start-up
+    p = profiler.profile_from_probes("x", probes, "t", resize_s=15.5)
+    assert p.resize_s == 15.5 and p.startup_s == pytest.approx(12.0)
+    with pytest.raises(ValueError, match="resize_s"):
+        profiler.profile_from_probes("x", probes, "t", resize_s=-1.0)
+
+
+def test_probe_configuration_takes_the_last_choice():
+    exp = parse_experiment({"search_space": {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0},
+                                             "width": {"choices": [16, 32, 64]}, "dropout": 0.1}})
+    conf = profiler.probe_configuration(exp)
+    assert conf["width"] == 64 and conf["dropout"] == 0.1 and 0.01 <= conf["lr"] <= 1.0
+    assert profiler.probe_configuration(exp) == conf  # deterministic (the experiment's seed)
+
+
+def test_measure_relaunches_fresh_start_then_resize(tmp_path):
+    backend = FakeBackend()
+    d = tmp_path / "relaunch"
+    d.mkdir()
+    (d / "checkpoint.pt").write_text("stale")  # from an earlier run: removed first
+    (d / "error.json").write_text("{}")
+    billed = []
+    launches = profiler.measure_relaunches(backend, backend.clock, d, CONFIG, [1, 4, 4], on_job_end=billed.append)
+    assert [x["kind"] for x in launches] == ["fresh start", "resize 1->4", "relaunch 4->4"]
+    assert [x["resized_from"] for x in launches] == [None, 1, 4]
+    assert [x["epoch"] for x in launches] == [1, 2, 3]
+    assert launches[0]["overhead_s"] == pytest.approx(STARTUP_S)
+    assert launches[1]["overhead_s"] == pytest.approx(RESIZE_S)
+    assert profiler.resize_s_from_launches(launches) == pytest.approx(RESIZE_S)
+    assert [(s.world_size, s.until_epoch) for s in backend.launched] == [(1, 1), (4, 2), (4, 3)]
+    assert len(billed) == 3
+    written = json.loads((d / "config.json").read_text())
+    assert written["tensorboard_dir"] is None and written["max_epochs"] == 3  # room for every launch
+    assert not (d / "error.json").exists()
+
+
+def test_measure_relaunches_failures_name_the_launch_and_the_worker_error(tmp_path):
+    backend = FakeBackend(fail_at=2)
+    with pytest.raises(WorkerError, match=r"resize 1->2 at W=2 \(epoch 2\) failed: RuntimeError: boom"):
+        profiler.measure_relaunches(backend, backend.clock, tmp_path / "r", CONFIG, [1, 2])
+    backend = FakeBackend(hang_at=1)
+    with pytest.raises(WorkerError, match="still running after 5 s"):
+        profiler.measure_relaunches(backend, backend.clock, tmp_path / "h", CONFIG, [1, 2], timeout_s=5.0)
+    with pytest.raises(ValueError, match="sequence"):
+        profiler.measure_relaunches(backend, backend.clock, tmp_path / "e", CONFIG, [])
+
+
+def test_run_probes_keeps_its_messages(tmp_path):
+    backend = FakeBackend(fail_at=2)
+    with pytest.raises(WorkerError, match=r"^profile probe at W=2 failed: RuntimeError: boom$"):
+        profiler.run_probes(backend, backend.clock, tmp_path, CONFIG, [1, 2], profile_steps=5)
+    ok = profiler.run_probes(FakeBackend(), FakeClock(), tmp_path / "ok", CONFIG, [1, 2], profile_steps=5)
+    assert [p["world_size"] for p, _, _ in ok] == [1, 2]
+
+
+# ------------------------------------------------------------------ seer profile, on the fake backend
+@pytest.fixture
+def fake_local(monkeypatch):
+    made = []
+
+    def factory(**kwargs):
+        def make(num_slots, clock=None):
+            made.append(FakeBackend(num_slots, **kwargs))
+            return made[-1]
+        monkeypatch.setattr("seer_torch.backends.local.LocalBackend", make)
+        monkeypatch.setattr("seer_torch.clock.RealClock", lambda: made[-1].clock if made else FakeClock())
+        return made
+
+    return factory
+
+
+def test_seer_profile_writes_a_profile_plan_accepts(tmp_path, fake_local, capsys):
+    made = fake_local()
+    out = tmp_path / "p.json"
+    assert main(["profile", "--slots", "4", "--steps", "5", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for word in ("samples/s", "speedup", "efficiency", "resize"):
+        assert word in text
+    prof = load_profile(out)
+    assert prof.world_sizes == (1, 2, 4)  # the default ladder up to the slots
+    assert prof.speedup[1] == pytest.approx(2**0.8)
+    assert prof.resize_s == pytest.approx(RESIZE_S)
+    assert prof.startup_s >= STARTUP_S
+    assert prof.name == "digits_cnn-digits-cpu" and "seer profile" in prof.source
+    assert [(s.world_size, s.until_epoch) for s in made[0].launched if s.profile_steps is None] == [(1, 1), (4, 2)]
+    assert made[0].num_slots == 4
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+    assert main(["plan", "--profile", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["profile", "--slots", "2", "--steps", "3", "--out", str(out), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["profile"]["world_sizes"] == [1, 2] and len(shown["launches"]) == 2
+    assert load_profile(out).world_sizes == (1, 2)
+
+
+def test_seer_profile_failed_probe_exits_1_with_the_worker_error(tmp_path, fake_local, capsys):
+    fake_local(fail_at=2)
+    out = tmp_path / "p.json"
+    assert main(["profile", "--slots", "2", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "profile probe at W=2 failed: RuntimeError: boom" in err
+    assert "kept in" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--slots", "0"], "num_slots"),
+        (["--steps", "0"], "--steps"),
+        (["--out", "/no/such/folder/p.json"], "does not exist"),
+        (["--out", "."], "not a folder"),
+    ],
+)
+def test_seer_profile_bad_input_exits_2(argv, words, fake_local, capsys):
+    made = fake_local()
+    assert main(["profile", *argv]) == 2
+    assert words in capsys.readouterr().err
+    assert not made  # nothing launched
+
+
+def test_seer_profile_unknown_flag_value_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["profile", "--steps", "many"])
+    assert info.value.code == 2
