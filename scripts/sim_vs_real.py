@@ -29,7 +29,6 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock

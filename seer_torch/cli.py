@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -32,7 +33,7 @@ from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
 PROFILE_LAUNCHES = 2
-PROFILE_EXTRA_S = 3.0  # the measured steps and one validation pass of a probe
+PROFILE_EXTRA_S = 5.0  # the measured steps (60) and one validation pass of a probe
 PROFILE_SLOTS = 1.5  # mean slots a probe holds (W=1, then W=2)
 
 
@@ -90,6 +91,22 @@ def _build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--quiet", action="store_true", help="print only the final summary")
     resume.set_defaults(func=cmd_resume)
     return parser
+
+
+def _output_file(path: str) -> Path:
+    """``--out``: a file path in an existing folder this user can write.
+
+    Raises:
+        ConfigError: a folder, a missing folder, or one that is not writable.
+    """
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise ConfigError("--out", str(out), "a file path, not a folder")
+    if not out.parent.is_dir():
+        raise ConfigError("--out", str(out), f"a file in an existing folder ({out.parent} does not exist)")
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError("--out", str(out), f"a file in a folder you can write ({out.parent} is not writable)")
+    return out
 
 
 def _experiment(args: argparse.Namespace) -> Experiment:
@@ -211,7 +228,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     an epoch at the smallest W and relaunched from its checkpoint at the largest (resize
     seconds). Writes the profile atomically (DESIGN.md "Formats") and prints a table.
     Job folders live in a temporary folder, kept (and named) only when a job fails."""
-    import os
     import platform
     import shutil
     import tempfile
@@ -229,13 +245,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     steps = profiler.PROFILE_STEPS if args.steps is None else args.steps
     if steps < 1:
         raise ConfigError("--steps", steps, "an integer >= 1 (timed optimizer steps per probe)")
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise ConfigError("--out", str(out), "a file path, not a folder")
-    if not out.parent.is_dir():
-        raise ConfigError("--out", str(out), f"a file in an existing folder ({out.parent} does not exist)")
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError("--out", str(out), f"a file in a folder you can write ({out.parent} is not writable)")
+    out = _output_file(args.out)
     check_before_launch(exp)
     sizes = exp.usable_world_sizes()  # the ladder's W that fit the slots and divide the global batch
     sequence = [sizes[0], sizes[-1]]  # the relaunch whose cost is measured: smallest W -> largest
@@ -326,7 +336,6 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
     """Record a learning-curve table through the real worker (see :mod:`seer_torch.recording`):
     N configurations, each one torchrun job at W=1 to E epochs, S jobs at a time. Resumable:
     run it again with the same --run-dir and the completed trials are kept."""
-    import os
     import statistics
 
     from seer_torch.backends.local import LocalBackend
@@ -335,13 +344,7 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
     for flag, value in (("--configurations", args.configurations), ("--epochs", args.epochs), ("--slots", args.slots)):
         if value is not None and value < 1:
             raise ConfigError(flag, value, "an integer >= 1")
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        raise ConfigError("--out", str(out), "a file path, not a folder")
-    if not out.parent.is_dir():
-        raise ConfigError("--out", str(out), f"a file in an existing folder ({out.parent} does not exist)")
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError("--out", str(out), f"a file in a folder you can write ({out.parent} is not writable)")
+    out = _output_file(args.out)
     exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"record-{exp.name}-{args.configurations}x{args.epochs}"
     if run_dir.exists() and not run_dir.is_dir():

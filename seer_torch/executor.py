@@ -185,6 +185,7 @@ class Trial:
             until_epoch=self.handle.spec.until_epoch if running else None,
             val_accuracy=dict(self.val_by_epoch),
             world_sizes=tuple(self.world_sizes),
+            epoch_time_s=statistics.median(self.epoch_time_per_worker_s[-8:]) if self.epoch_time_per_worker_s else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -782,14 +783,7 @@ class Tuner:
             trial.status = "diverged"
             trial.error = "training loss became NaN or infinite"
             return "diverged"
-        for r in rows:
-            e = int(r.get("epoch", 0))
-            if r.get("val_accuracy") is not None:
-                trial.val_by_epoch[e] = float(r["val_accuracy"])
-            if r.get("test_accuracy") is not None:
-                trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
-        if rows:
-            trial.epochs = int(rows[-1]["epoch"])
+        self._update_from_rows(trial, rows)
         if res.stopped and not trial.hung:
             trial.status = "eliminated" if trial.eliminating else "paused"
             return "stopped"
@@ -1134,7 +1128,10 @@ class Tuner:
         self._decide_calls = calls
         return running, eliminated
 
-    def _update_from_rows(self, trial: Trial, rows: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def _update_from_rows(trial: Trial, rows: list[dict[str, Any]]) -> None:
+        """A trial's accuracies by epoch and the epochs it reached, from its metrics lines; a
+        ``diverged`` line makes it diverged."""
         for r in rows:
             e = int(r.get("epoch", 0))
             if r.get("diverged"):

@@ -113,6 +113,8 @@ class TrialView:
         until_epoch: the running job's target epoch (``None`` when not running).
         val_accuracy: validation accuracy by epoch, for every epoch the trial reported.
         world_sizes: ``W`` of each job the trial ran, in order.
+        epoch_time_s: one epoch of this trial on one worker, measured (median of its recent
+            epochs, scaled to W=1 by the profile's speedup); ``None`` before it reported.
     """
 
     trial_id: str
@@ -123,6 +125,7 @@ class TrialView:
     until_epoch: int | None
     val_accuracy: Mapping[int, float]
     world_sizes: tuple[int, ...] = ()
+    epoch_time_s: float | None = None  # its measured epoch on one worker (median, seconds)
 
 
 @dataclass(frozen=True)

@@ -178,25 +178,47 @@ class SeerPolicy:
             return out
         rungs = tuple(r.rung_epoch for r in self.remaining)
         counts = tuple(min(r.num_trials, len(survivors)) for r in self.remaining)
-        new = planner.replan(
-            planner_inputs_from_context(
-                self.ctx,
-                time_left_s=snap.time_left_s,
-                money_left_usd=snap.money_left_usd,
-                epoch_time_s=snap.epoch_time_s,
-                overhead_s=snap.job_overhead_s,
-                # the plan's choices when the experiment left them to the planner ("auto"):
-                # a re-plan keeps the rungs and counts and records them
-                eta=self.plan.eta,
-                num_finalists=self.plan.num_finalists,
-            ),
-            rungs=rungs,
-            survivors=counts,
-            current_epoch=rung,
-            current_world_size=self.current.world_size,
-            first_round_index=self.current.index + 1,
-            planned_world_sizes=tuple(r.world_size for r in self.remaining),
+        # The rounds left train the survivors only: plan with their mean measured epoch (what
+        # the money is spent on), not with the slowest of all the trials of the round.
+        measured = [t.epoch_time_s for t in survivors if t.epoch_time_s is not None]
+        tau = sum(measured) / len(measured) if measured else snap.epoch_time_s
+        inputs = planner_inputs_from_context(
+            self.ctx,
+            time_left_s=snap.time_left_s,
+            money_left_usd=snap.money_left_usd,
+            epoch_time_s=tau,
+            overhead_s=snap.job_overhead_s,
+            eta=self.plan.eta,  # what the plan chose, when the experiment left it open
+            num_finalists=self.plan.num_finalists,
         )
+
+        def replan(survivor_counts: tuple[int, ...]) -> planner.Plan:
+            return planner.replan(
+                inputs,
+                rungs=rungs,
+                survivors=survivor_counts,
+                current_epoch=rung,
+                current_world_size=self.current.world_size,
+                first_round_index=self.current.index + 1,
+                planned_world_sizes=tuple(r.world_size for r in self.remaining),
+            )
+
+        new = replan(counts)
+        if not new.feasible:
+            # The rounds left no longer fit as planned (epochs took longer, overheads were
+            # larger): carry fewer survivors to the target rather than stop short of it.
+            for f in (0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.0):
+                fewer = tuple(max(1, min(c, math.ceil(c * f))) for c in counts)
+                if fewer == counts:
+                    continue
+                candidate = replan(fewer)
+                if candidate.feasible:
+                    new = candidate
+                    survivors = survivors[: fewer[0]]
+                    kept = {t.trial_id for t in survivors}
+                    out = [Eliminate(t.trial_id) for t in members
+                           if t.trial_id not in kept and t.status not in ("failed", "diverged")]
+                    break
         self.replans.append({"at_s": snap.now_s, "plan": new.to_dict()})
         if not new.rounds:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"

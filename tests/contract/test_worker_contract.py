@@ -14,8 +14,6 @@ statistics. Every launch runs once per module (module-scoped fixture); the asser
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
