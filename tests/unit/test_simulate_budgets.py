@@ -28,7 +28,8 @@ from seer_torch.policies.billing import billed_seconds
 from seer_torch.scaling.profile import parse_profile
 from seer_torch.simulate import POLICY_NAMES, SimulationCase, money_slack_usd, simulate_run
 
-SHARED_PROFILES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "scaling_profiles.json"
+# The measured public profiles (../shared/data/scaling_profiles.json, copied into tests/data).
+SHARED_PROFILES = Path(__file__).resolve().parents[1] / "data" / "scaling_profiles.json"
 NUM_CASES = 2000
 _TABLES: dict[tuple[int, int, int], object] = {}
 
@@ -44,9 +45,7 @@ def _table(n: int, epochs: int, seed: int, epoch_time_s: float):
 
 
 def _profiles(rng: random.Random) -> list[dict]:
-    out = []
-    if SHARED_PROFILES.exists():
-        out = [dict(p) for p in json.loads(SHARED_PROFILES.read_text())["profiles"]]
+    out = [dict(p) for p in json.loads(SHARED_PROFILES.read_text())["profiles"]]
     # Random sublinear profiles (Amdahl with a random serial fraction), and a flat one.
     for f in (0.0, 0.05, 0.2, 0.6, 1.0):
         out.append({"name": f"amdahl-{f}", "world_sizes": [1, 2, 4, 8],
