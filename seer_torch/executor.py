@@ -1048,7 +1048,9 @@ class Tuner:
                 self.meter.finished_slot_s += held_s * spec.world_size
                 if self.meter.reserved is None:
                     self.meter.finished_usd += self.meter.billing.job_cost_usd(spec.world_size, held_s)
-                self._event(f"{t.trial_id}: stopped the job the previous tuner left running ({held_s:.1f} s billed)")
+                what = "stopped the job the previous tuner left running" if info.get("alive") else \
+                    "the job the previous tuner left had ended by itself"
+                self._event(f"{t.trial_id}: {what} ({held_s:.1f} s billed)")
             rows = self._metrics(spec)
             self._update_from_rows(t, rows)
             t.round_index = int(job.get("round_index", 0))

@@ -40,7 +40,8 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
     agent's process group, then every descendant (workers live in sessions of their own).
 
     Returns the ``job.json`` content (``pid``, ``launch_unix_s``, ``world_size``,
-    ``until_epoch``) with ``"alive"`` (whether anything was still running) and ``"end_unix_s"``,
+    ``until_epoch``) with ``"alive"`` (whether anything was still running) and ``"end_unix_s"``
+    (now when it was stopped; else about when it ended by itself: its trial's last write),
     or ``None`` when the trial has no such file. A pid reused by an unrelated process (its
     command line is not torchrun's for this trial) is left alone.
     """
@@ -70,7 +71,16 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
                 break
         _kill_survivors(descendants)
     info["alive"] = alive
-    info["end_unix_s"] = time.time()
+    if alive:
+        info["end_unix_s"] = time.time()
+    else:  # it ended by itself after the tuner died: about when it last wrote anything
+        last = float(info.get("launch_unix_s", time.time()))
+        for name in ("heartbeat", "metrics.jsonl", "stdout.log", "stderr.log", "checkpoint.pt"):
+            try:
+                last = max(last, os.stat(Path(trial_dir) / name).st_mtime)
+            except OSError:
+                pass
+        info["end_unix_s"] = min(time.time(), last)
     path.unlink(missing_ok=True)
     return info
 
