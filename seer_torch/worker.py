@@ -95,6 +95,9 @@ Debugging hooks (environment variables, off by default; the contract tests use t
   (the training-set indices this rank trained on, in order).
 - ``SEER_DEBUG_STEP_DELAY_S=SECONDS``: sleep that long after every optimizer step (lets a test
   kill a job mid-epoch).
+- ``SEER_DEBUG_SAVE_DELAY_S=SECONDS``: hold every checkpoint write that long after the bytes are
+  in the temporary file and before it is moved into place (lets a test kill everything while a
+  checkpoint is half-written).
 
 Launch cost: at ``W = 1`` there is no process group and no DDP wrapper, so the worker also runs
 without torchrun (``python -m seer_torch.worker ...``, about 3.5 s sooner on a small machine);

@@ -134,6 +134,7 @@ nothing running and no free slot for what it must launch). :meth:`answer` is
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -393,7 +394,24 @@ class _Bracket:
         }
 
 
-class _RoundPolicy:
+class _PolicyBase:
+    """What every baseline shares: the set-up guard and the schedule's horizon (the policy's
+    target epoch, once set up; ``max_epochs`` before it chose one)."""
+
+    _ctx: PolicyContext | None
+    _target: int
+
+    def _require_setup(self) -> None:
+        if self._ctx is None:
+            raise RuntimeError(f"{type(self).__name__}.setup(context) must be called first")
+
+    @property
+    def schedule_epochs(self) -> int:
+        self._require_setup()
+        return self._target or self._ctx.max_epochs  # type: ignore[union-attr]
+
+
+class _RoundPolicy(_PolicyBase, ABC):
     """Shared engine of the round-synchronous policies: brackets of rounds, one after another.
 
     Subclasses set ``name`` and ``fixed_cluster`` and implement :meth:`_plan` (which may set
@@ -409,10 +427,10 @@ class _RoundPolicy:
 
     # -- planning (subclasses) ---------------------------------------------------------------
 
+    @abstractmethod
     def _plan(self, context: PolicyContext) -> tuple[list[_Bracket], dict[str, Any]]:
         """The brackets to run (empty: nothing fits) and the report's facts about the choice
-        (``feasible`` and ``message`` at least)."""
-        raise NotImplementedError
+        (``feasible`` and ``message`` at least); every round-by-round baseline defines it."""
 
     def _round_world_size(self, bracket: _Bracket, k: int, num_trials: int, snapshot: Snapshot | None) -> int:
         """``W`` of round ``k`` of ``bracket`` when it starts with ``num_trials`` survivors."""
@@ -452,11 +470,6 @@ class _RoundPolicy:
     def reserved_slots(self) -> int | None:
         self._require_setup()
         return self._G if self.fixed_cluster and self._brackets else None
-
-    @property
-    def schedule_epochs(self) -> int:
-        self._require_setup()
-        return self._target
 
     def decide(self, snapshot: Snapshot) -> list[Decision]:
         self._require_setup()
@@ -545,10 +558,6 @@ class _RoundPolicy:
         }
 
     # -- the engine --------------------------------------------------------------------------
-
-    def _require_setup(self) -> None:
-        if self._ctx is None:
-            raise RuntimeError(f"{type(self).__name__}.setup(context) must be called first")
 
     def _finish(self, reason: str) -> None:
         self._finished = True
@@ -1000,7 +1009,7 @@ class HyperbandPolicy(_RoundPolicy):
 # -- asynchronous successive halving -------------------------------------------------------------
 
 
-class AshaPolicy:
+class AshaPolicy(_PolicyBase):
     """Asynchronous successive halving (Li et al. 2020) on a fixed cluster of ``g`` slots, ``W = 1``.
 
     Rungs ``rung_schedule(min(min_epochs, target), target, eta)``. Whenever a slot is free:
@@ -1081,15 +1090,6 @@ class AshaPolicy:
     def reserved_slots(self) -> int | None:
         self._require_setup()
         return self._G if self._rungs else None
-
-    @property
-    def schedule_epochs(self) -> int:
-        self._require_setup()
-        return self._target or self._ctx.max_epochs  # type: ignore[union-attr]
-
-    def _require_setup(self) -> None:
-        if self._ctx is None:
-            raise RuntimeError("AshaPolicy.setup(context) must be called first")
 
     def decide(self, snapshot: Snapshot) -> list[Decision]:
         self._require_setup()
@@ -1277,7 +1277,7 @@ class AshaPolicy:
 # -- the oracle ----------------------------------------------------------------------------------
 
 
-class OraclePolicy:
+class OraclePolicy(_PolicyBase):
     """The best configuration (``context.oracle_index``) trained alone in one job.
 
     ``W`` = the smallest usable world size whose job to ``max_epochs`` (``startup_s + max_epochs
@@ -1336,15 +1336,6 @@ class OraclePolicy:
     def reserved_slots(self) -> int | None:
         self._require_setup()
         return None
-
-    @property
-    def schedule_epochs(self) -> int:
-        self._require_setup()
-        return self._target or self._ctx.max_epochs  # type: ignore[union-attr]
-
-    def _require_setup(self) -> None:
-        if self._ctx is None:
-            raise RuntimeError("OraclePolicy.setup(context) must be called first")
 
     def _message(self) -> str:
         ctx = self._ctx
