@@ -587,6 +587,19 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------- seer simulate
+def _eta_or_auto(text: str) -> int | None:
+    """``--eta``: an integer >= 2, or ``auto`` (``None``: the planner chooses)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"--eta: got {text!r}; allowed: an integer >= 2, or \"auto\"")
+    return value
+
+
 def _add_simulate_parser(sub: Any) -> None:
     from seer_torch.simulate import POLICY_NAMES
 
@@ -599,7 +612,9 @@ def _add_simulate_parser(sub: Any) -> None:
     sim.add_argument("--policies", default=",".join(POLICY_NAMES), help=f"comma-separated, from {','.join(POLICY_NAMES)}")
     sim.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds 0..N-1 (default 5)")
     sim.add_argument("--slots", type=int, default=8, metavar="N", help="slots of the simulated cluster (default 8)")
-    sim.add_argument("--eta", type=int, default=3, help="elimination rate (default 3)")
+    sim.add_argument("--eta", type=_eta_or_auto, default=3,
+                     help='elimination rate, an integer >= 2, or "auto": SEER\'s planner chooses it '
+                          "(the baselines then use 3) (default 3)")
     sim.add_argument("--price", type=float, default=3.06, metavar="USD", help="price per slot-hour (default 3.06)")
     sim.add_argument("--startup-s", type=float, metavar="S", help="start-up seconds per job (profiles without one)")
     sim.add_argument("--resize-s", type=float, metavar="S", help="relaunch/resize seconds per job (default start-up)")

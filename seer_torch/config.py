@@ -101,7 +101,7 @@ class PlannerSpec:
 
     safety_fraction: float = 0.9
     profile: str | None = None  # a scaling profile JSON; None: measure one at the start
-    num_finalists: int | None = 1
+    num_finalists: int | None = None
     max_world_size: int | None = None
 
 
@@ -383,7 +383,7 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     planner = PlannerSpec(
         safety_fraction=float(safety),
         profile=profile,
-        num_finalists=_int_or_auto("planner.num_finalists", pl.get("num_finalists", 1), 1),
+        num_finalists=_int_or_auto("planner.num_finalists", pl.get("num_finalists", AUTO), 1),
         max_world_size=max_world_size,
     )
 

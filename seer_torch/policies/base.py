@@ -229,24 +229,42 @@ class Policy(Protocol):
 
 
 def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tuple[str, int] | None:
-    """The best trial at the highest rung any non-diverged trial reported a finite accuracy at.
+    """The answer: the best trial judged across the last two rungs that hold a valid result.
 
-    Walks ``rungs`` from the highest down, so a finalist that diverged is never the answer.
-    Ties break by ``trial_id``. Returns ``(trial_id, rung)`` or ``None``.
+    The top rung is the highest rung at which a trial that did not diverge reported a finite
+    validation accuracy. Candidates are every such trial at the top rung, and every trial whose
+    checkpoint sits at the rung below it (it stopped there: ``epochs`` equals that rung) with a
+    finite accuracy there. So a finalist that diverged is never the answer, and one that
+    collapsed after the previous rung (DESIGN.md, "Two traps") loses to the best trial kept at
+    that rung. Ties break by the higher rung, then ``trial_id``. Returns ``(trial_id, rung)``
+    or ``None``.
     """
-    for rung in sorted(set(rungs), reverse=True):
-        best: tuple[float, str] | None = None
+    levels = sorted(set(rungs), reverse=True)
+    for k, rung in enumerate(levels):
+        best: tuple[float, int, str] | None = None
         for t in trials.values():
             if t.status == "diverged":
                 continue
             v = t.val_accuracy.get(rung)
             if v is None or not math.isfinite(v):
                 continue
-            key = (-v, t.trial_id)
+            key = (-v, -rung, t.trial_id)
             if best is None or key < best:
                 best = key
-        if best is not None:
-            return best[1], rung
+        if best is None:
+            continue
+        if k + 1 < len(levels):
+            below = levels[k + 1]
+            for t in trials.values():
+                if t.status == "diverged" or t.epochs != below:
+                    continue
+                v = t.val_accuracy.get(below)
+                if v is None or not math.isfinite(v):
+                    continue
+                key = (-v, -below, t.trial_id)
+                if key < best:
+                    best = key
+        return best[2], -best[1]
     return None
 
 

@@ -52,20 +52,21 @@ and the number of finalists.
 - ``min_epochs=None``: every first rung the schedules allow, i.e. the schedules of
   ``min_epochs = 1`` (they contain those of every larger ``min_epochs``: a schedule is a
   suffix of ``max_epochs // eta**i``). The first rung chosen is ``Plan.rungs[0]``.
-- ``num_finalists=None``: searched in :data:`FINALIST_CHOICES` = (1, 2, 3). One finalist is
-  the cheapest and explores the most; carrying two or three to the target hedges against a
-  noisy ranking at the last rung (DESIGN.md). Rule: the most finalists (up to 3) that do not
-  reduce the number of configurations below what one finalist allows; among equal choices
-  the cheaper. Formally the objective gains a term between (b) and (c): the most trials in
-  the last round, capped at 3. More finalists never allow more configurations (survivor
-  counts only grow with ``num_finalists``), so (b) is decided as with one finalist.
+- ``num_finalists=None``: :data:`FINALIST_CHOICES` = (2, 1), in that order. One finalist is
+  the cheapest and explores the most; carrying two to the target hedges against a finalist
+  that diverges or collapses after its last rung, or was misranked there (DESIGN.md, "Two
+  traps"). Rule: the plan with two finalists when it is feasible (its finalists reach
+  ``max_epochs``) and still explores at least ``min_configurations``; otherwise the plan with
+  one. Measured on the policy sweep (``scripts/bench_policies.py``, 224 cells, 3 seeds):
+  SEER at least every baseline in 62.9 % of the cells with two finalists against 59.8 % with
+  one, 59.8 % with three; mean regret to the oracle 0.064 against 0.078.
 
 Objective and tie-breaks, in order:
 
 (a) the final survivor reaches the target (``max_epochs``) within both budgets;
 (b) the most configurations ``n_1`` (capped by ``max_configurations``);
-(b') with ``num_finalists=None``: the most trials in the last round, capped at 3 (with a fixed
-    ``num_finalists`` this term is the same for every plan of ``n_1`` configurations);
+(b') a term that is the same for every plan of a fixed ``num_finalists`` (the open choice is
+    made around the whole search, above): the most trials in the last round;
 (c) the least predicted cost (compared to 1e-9 USD);
 (d) deterministic tie-break: fewer rounds with a world size above the smallest usable one,
     then the smaller sum of ``W_k``, the shorter predicted time, fewer rounds, the
@@ -110,6 +111,7 @@ Everything here is pure and deterministic: no clock, no files, no processes, no 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -128,7 +130,7 @@ BINDING_VALUES = ("time", "money", "max_configurations", "none")
 ETA_CHOICES: tuple[int, ...] = (3, 2, 4)
 
 #: Numbers of finalists searched when ``PlannerInputs.num_finalists`` is ``None``.
-FINALIST_CHOICES: tuple[int, ...] = (1, 2, 3)
+FINALIST_CHOICES: tuple[int, ...] = (2, 1)
 
 # The eta whose square is the default min_configurations when eta is chosen by the planner.
 _DEFAULT_ETA = 3
@@ -180,8 +182,8 @@ class PlannerInputs:
             even that does not fit, warns of starved exploration); default ``eta**2`` (``9``
             when ``eta`` is ``None``) capped by ``max_configurations``.
         num_finalists: trials carried to the last rung when there are that many, ``>= 1``
-            (default 1); ``None``: the planner chooses from :data:`FINALIST_CHOICES` (the
-            choice is ``Plan.num_finalists``).
+            (default 1); ``None``: the planner chooses 2 or 1 (:data:`FINALIST_CHOICES`, module
+            notes; the choice is ``Plan.num_finalists``).
         max_world_size: the most workers one trial may get, ``>= 1``; ``None``: no cap beyond
             ``num_slots``.
         billing_granularity_s: billing increment in seconds, ``>= 0`` (0: exact); each job's
@@ -956,11 +958,11 @@ def _shape(rungs: Sequence[int], counts: Sequence[int], world_sizes: Sequence[in
     )
 
 
-def _choice_words(inputs: PlannerInputs, choice: _Choice) -> str:
+def _choice_words(inputs: PlannerInputs, choice: _Choice, finalists_chosen: bool) -> str:
     """``eta E, F finalist(s)``, each marked ``chosen`` when the planner chose it."""
     eta = f"eta {choice.eta}" + (" (chosen)" if inputs.eta is None else "")
     fin = f"{choice.finalists} finalist" + ("s" if choice.finalists != 1 else "")
-    fin += " (chosen)" if inputs.num_finalists is None else ""
+    fin += " (chosen)" if finalists_chosen or inputs.num_finalists is None else ""
     return f"{eta}, {fin}"
 
 
@@ -1008,6 +1010,20 @@ def plan(inputs: PlannerInputs) -> Plan:
     Raises:
         ConfigError: no world size of the ladder is ``<= num_slots`` (and ``<= max_world_size``).
     """
+    if inputs.num_finalists is None:
+        _usable_or_raise(inputs)
+        minimum = inputs.effective_min_configurations
+        for f in FINALIST_CHOICES[:-1]:
+            p = _plan(dataclasses.replace(inputs, num_finalists=f), True)
+            if p.num_configurations >= minimum:
+                return p
+        return _plan(dataclasses.replace(inputs, num_finalists=FINALIST_CHOICES[-1]), True)
+    return _plan(inputs, False)
+
+
+def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
+    """:func:`plan` for a fixed or open ``num_finalists``; ``finalists_chosen`` marks the
+    number of finalists as the planner's choice in the message."""
     usable = _usable_or_raise(inputs)
     model = _CostModel(inputs, usable)
     choice = _search(inputs, model, inputs.max_epochs)
@@ -1025,7 +1041,7 @@ def plan(inputs: PlannerInputs) -> Plan:
                 f"min_configurations={minimum} configurations with the best to max_epochs "
                 f"({inputs.max_epochs}); this plan explores {echoice.counts[0]} configurations and "
                 f"trains the best to {target} of {inputs.max_epochs} epochs "
-                f"({_choice_words(inputs, echoice)}; "
+                f"({_choice_words(inputs, echoice, finalists_chosen)}; "
                 f"{_shape(echoice.rungs, echoice.counts, echoice.world_sizes)}); "
                 f"{_summary(inputs, echoice.time_s, echoice.cost_usd)}."
             )
@@ -1035,7 +1051,7 @@ def plan(inputs: PlannerInputs) -> Plan:
         n = choice.counts[0]
         text = (
             f"SEER plan: {n} configurations in {len(choice.rungs)} rounds "
-            f"({_choice_words(inputs, choice)}; "
+            f"({_choice_words(inputs, choice, finalists_chosen)}; "
             f"{_shape(choice.rungs, choice.counts, choice.world_sizes)}), the best trained to "
             f"{inputs.max_epochs} epochs; {_summary(inputs, choice.time_s, choice.cost_usd)}; "
             f"more configurations are limited by {binding}."
@@ -1073,7 +1089,7 @@ def plan(inputs: PlannerInputs) -> Plan:
     text = (
         f"BEST EFFORT: {_budget_words(inputs, binding)} is too short for even one fully trained "
         f"configuration ({inputs.max_epochs} epochs); this plan trains {who} to only {lo} of "
-        f"{inputs.max_epochs} epochs ({_choice_words(inputs, choice)}; "
+        f"{inputs.max_epochs} epochs ({_choice_words(inputs, choice, finalists_chosen)}; "
         f"{_shape(choice.rungs, choice.counts, choice.world_sizes)}); "
         f"{_summary(inputs, choice.time_s, choice.cost_usd)}."
     )

@@ -9,9 +9,18 @@ remaining rounds' world sizes are re-planned (:func:`~seer_torch.policies.seer.r
 the epoch time and job overhead measured so far and the budget actually left; a round that the
 re-plan cannot fit is never started.
 
-The answer is the best trial of the last *completed* round's rung that has a valid result,
-walking back through completed rungs (DESIGN.md: a finalist that diverged is never the answer).
-Pure: no clock, files or processes.
+Replacements. A trial of the current round that diverges or fails (out of retries) is
+replaced at once, while the budget left pays for one more job of the round and the rounds
+after it as planned: in round 1 by the next configuration not yet drawn, later by the best
+trial not kept at the previous rung. So that one is there, the ``n_{k+1}`` next-best trials at
+each rung are held back (paused, checkpoints kept) and eliminated only when the next round
+ends. A high learning rate often ranks first early and then diverges (DESIGN.md, "Two traps");
+without a replacement the round would end with fewer trials than planned, or none.
+
+The answer is :func:`~seer_torch.policies.base.best_at_rungs` over the completed rungs: the best
+trial judged across the last two rungs that hold a valid result (DESIGN.md: a finalist that
+diverged is never the answer; one that collapsed loses to the best trial kept at the rung
+before). Pure: no clock, files or processes.
 """
 
 from __future__ import annotations
@@ -91,6 +100,8 @@ class SeerPolicy:
         self.round: RoundTracker = RoundTracker()
         self.current: planner.RoundPlan | None = None
         self.members: list[int] = []  # trial indexes of the current round
+        self.reserve: list[int] = []  # replacements for the current round, best first
+        self.replacements: list[dict[str, Any]] = []
         self.completed_rungs: list[int] = []
         self.round_records: list[dict[str, Any]] = []
         self.finished: str | None = None  # why the policy finished ("" = its plan ran to the end)
@@ -117,11 +128,16 @@ class SeerPolicy:
         for ev in snapshot.events:
             self.round.ended(ev.index)
         out: list[Decision] = []
+        for ev in snapshot.events:
+            if ev.outcome in ("diverged", "failed") and ev.index in self.members and self.current is not None:
+                self._replace(ev, snapshot)
         if not self._started:
             self._started = True
             if not self.remaining:
                 return self._finish(self.plan.message)
-            self._start_round(self.remaining.pop(0), list(range(self.plan.num_configurations)))
+            n1 = self.plan.num_configurations
+            self._start_round(self.remaining.pop(0), list(range(n1)))
+            self.reserve = list(range(n1, self.ctx.max_configurations))  # fresh configurations
         elif self.round.done:
             out += self._end_round(snapshot)
             if self.finished is not None:
@@ -137,11 +153,43 @@ class SeerPolicy:
             "policy": self.name,
             "plan": self.plan.to_dict() if self.plan else None,
             "replans": self.replans,
+            "replacements": self.replacements,
             "rounds": self.round_records,
             "completed_rungs": list(self.completed_rungs),
         }
 
     # -- rounds -------------------------------------------------------------------------------
+    def _replace(self, ev: Any, snap: Snapshot) -> None:
+        """A member of the current round diverged or failed: queue the best reserve trial in
+        its place when the budget left pays for its job and the rounds after as planned."""
+        assert self.current is not None
+        rp = self.current
+        by_index = {t.index: t for t in snap.trials.values()}
+        job_s = rp.job_duration_s
+        job_usd = rp.predicted_cost_usd / max(1, rp.num_trials)
+        later_s = sum(r.predicted_duration_s for r in self.remaining)
+        later_usd = sum(r.predicted_cost_usd for r in self.remaining)
+        while self.reserve:
+            i = self.reserve[0]
+            t = by_index.get(i)
+            if t is not None and (t.status in ("eliminated", "failed", "diverged", "running") or t.epochs >= rp.rung_epoch):
+                self.reserve.pop(0)  # no longer usable
+                continue
+            # When nothing valid is left in the round, the replacement alone must fit (the
+            # re-plan at the rung then trains it as far as the budget left allows).
+            alone = not any(
+                by_index[j].status not in ("failed", "diverged") for j in self.members if j in by_index
+            )
+            need_s, need_usd = (job_s, job_usd) if alone else (job_s + later_s, job_usd + later_usd)
+            if need_s > snap.time_left_s or need_usd > snap.money_left_usd:
+                return
+            self.reserve.pop(0)
+            self.members.append(i)
+            self.round.queue.append(i)
+            self.replacements.append({"at_s": snap.now_s, "round": rp.index, "replaced": ev.trial_id,
+                                      "outcome": ev.outcome, "by_index": i})
+            return
+
     def _finish(self, reason: str) -> list[Decision]:
         self.finished = reason
         return [Finish(reason)]
@@ -165,11 +213,20 @@ class SeerPolicy:
         by_index = {t.index: t for t in snap.trials.values()}
         members = [by_index[i] for i in self.members if i in by_index]
         keep = self.remaining[0].num_trials if self.remaining else len(members)
-        survivors = select_survivors(members, rung, keep)
+        ranked = select_survivors(members, rung, len(members))
+        survivors = ranked[:keep]
         kept = {t.trial_id for t in survivors}
+        # The next-best are held back to replace a survivor that diverges or fails in the next
+        # round; the previous round's reserve is no longer needed.
+        old_reserve = [by_index[i] for i in self.reserve if i in by_index]
+        self.reserve = [t.index for t in ranked[keep: 2 * keep]] if self.remaining else []
+        held = set(self.reserve)
         out: list[Decision] = [
-            Eliminate(t.trial_id) for t in members if t.trial_id not in kept and t.status not in ("failed", "diverged")
+            Eliminate(t.trial_id) for t in members
+            if t.trial_id not in kept and t.index not in held and t.status not in ("failed", "diverged")
         ]
+        out += [Eliminate(t.trial_id) for t in old_reserve
+                if t.index not in held and t.status not in ("failed", "diverged", "eliminated")]
         if not survivors:
             self.finished = "no trial has a valid result at the last rung"
             return out
@@ -192,18 +249,20 @@ class SeerPolicy:
             num_finalists=self.plan.num_finalists,
         )
 
-        def replan(survivor_counts: tuple[int, ...]) -> planner.Plan:
+        def replan(survivor_counts: tuple[int, ...], rung_list: tuple[int, ...] = rungs) -> planner.Plan:
+            planned = tuple(r.world_size for r in self.remaining)
             return planner.replan(
                 inputs,
-                rungs=rungs,
+                rungs=rung_list,
                 survivors=survivor_counts,
                 current_epoch=rung,
                 current_world_size=self.current.world_size,
                 first_round_index=self.current.index + 1,
-                planned_world_sizes=tuple(r.world_size for r in self.remaining),
+                planned_world_sizes=planned if rung_list == rungs else None,
             )
 
         new = replan(counts)
+        used = counts
         if not new.feasible:
             # The rounds left no longer fit as planned (epochs took longer, overheads were
             # larger): carry fewer survivors to the target rather than stop short of it.
@@ -213,12 +272,26 @@ class SeerPolicy:
                     continue
                 candidate = replan(fewer)
                 if candidate.feasible:
-                    new = candidate
+                    new, used = candidate, fewer
                     survivors = survivors[: fewer[0]]
                     kept = {t.trial_id for t in survivors}
+                    held = {t.index for t in ranked[fewer[0]: 2 * fewer[0]]}
+                    self.reserve = [t.index for t in ranked if t.index in held]
                     out = [Eliminate(t.trial_id) for t in members
-                           if t.trial_id not in kept and t.status not in ("failed", "diverged")]
+                           if t.trial_id not in kept and t.index not in held and t.status not in ("failed", "diverged")]
+                    out += [Eliminate(t.trial_id) for t in old_reserve
+                            if t.index not in held and t.status not in ("failed", "diverged", "eliminated")]
                     break
+        if not new.feasible:
+            # Not even one survivor reaches the next planned rung after the rounds that fit:
+            # train the best as far as the budget left allows rather than leave it unspent.
+            extended = self._extend_best_effort(new, rungs, used, rung, replan)
+            if extended is not None:
+                new = extended
+                if len(new.rounds) == 1 and len(survivors) > 1:
+                    # the others stay paused at this rung, first in line to replace it
+                    self.reserve = [t.index for t in survivors[1:]] + self.reserve
+                    survivors = survivors[:1]
         self.replans.append({"at_s": snap.now_s, "plan": new.to_dict()})
         if not new.rounds:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
@@ -228,6 +301,35 @@ class SeerPolicy:
         self.remaining = list(new.rounds)
         self._start_round(self.remaining.pop(0), [t.index for t in survivors])
         return out
+
+
+    @staticmethod
+    def _extend_best_effort(new: planner.Plan, rungs: tuple[int, ...], counts: tuple[int, ...], rung: int,
+                            replan: Any) -> planner.Plan | None:
+        """The plan ``new`` (a prefix of the remaining rounds) plus one more round that trains
+        one trial to the largest epoch short of the next rung that fits the budgets left, or
+        ``None`` when not one more epoch fits. Feasibility is monotone in that epoch (a longer
+        job costs more time and money), so the epoch is found by bisection."""
+        p = len(new.rounds)
+        if p >= len(rungs):
+            return None
+        lo, hi = (rungs[p - 1] if p else rung), rungs[p]
+        prefix_rungs, prefix_counts = rungs[:p], counts[:p]
+        best = None
+        a, b = lo + 1, hi - 1
+        while a <= b:
+            mid = (a + b) // 2
+            cand = replan(prefix_counts + (1,), prefix_rungs + (mid,))
+            if cand.feasible:
+                best, a = cand, mid + 1
+            else:
+                b = mid - 1
+        if best is None:
+            return None
+        target = best.rounds[-1].rung_epoch
+        msg = (f"BEST EFFORT: the budget left cannot carry a trial to epoch {hi}; the best is trained to "
+               f"epoch {target} instead. {best.message}")
+        return dataclasses.replace(best, feasible=False, message=msg)
 
 
 def select_survivors(trials: Sequence[TrialView], rung_epoch: int, keep: int) -> list[TrialView]:

@@ -53,6 +53,7 @@ world_size_ladder = [1, 2]
 max_configurations = 3
 [planner]
 profile = "profile.json"
+num_finalists = 1
 [search_space]
 lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
 weight_decay = 0.0005

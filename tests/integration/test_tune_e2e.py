@@ -111,7 +111,10 @@ def test_seer_plan_is_fast_and_launches_nothing(tmp_path: Path):
     out = json.loads(proc.stdout)
     assert out["plan"]["feasible"] is True
     assert out["plan"]["rounds"][-1]["rung_epoch"] == 81  # the default max_epochs
-    assert out["plan"]["rounds"][-1]["world_size"] == 2  # the deadline widens the final round
+    # two finalists (num_finalists "auto"), side by side on the two slots
+    last = out["plan"]["rounds"][-1]
+    assert out["plan"]["num_finalists"] == 2 and last["num_trials"] == 2
+    assert last["num_trials"] * last["world_size"] <= 2 and last["waves"] == 1
     assert out["plan"]["num_configurations"] >= 16
     assert elapsed < 5.0  # generous for a loaded CI machine; measured well under 2 s
     assert list(tmp_path.iterdir()) == []  # no run directory, nothing written

@@ -94,7 +94,9 @@ def test_eta_and_min_epochs_omitted_or_auto_are_left_to_the_planner():
 
 def test_planner_and_billing_fields_have_defaults_that_keep_the_old_behaviour():
     exp = parse_experiment({"search_space": SPACE})
-    assert exp.planner.num_finalists == 1 and exp.planner.max_world_size is None
+    # num_finalists defaults to "auto" (the planner carries two when that still explores
+    # min_configurations; see seer_torch.policies.seer)
+    assert exp.planner.num_finalists is None and exp.planner.max_world_size is None
     assert exp.budget.billing_granularity_s == 0.0 and exp.budget.billing_minimum_s == 0.0
     exp = parse_experiment({
         "planner": {"num_finalists": "auto", "max_world_size": 2},

@@ -38,6 +38,30 @@ def test_answer_falls_back_when_the_finalist_diverged():
     assert best_at_rungs({"a": a, "b": b}, []) is None
 
 
+def _at(tid, epochs, status="paused", **rungs):
+    return TrialView(tid, 0, status, epochs, None, None, {int(k[1:]): v for k, v in rungs.items()})
+
+
+def test_answer_is_judged_across_the_last_two_rungs():
+    # The finalist collapsed between rungs 9 and 27 (0.81 -> 0.41): the runner-up kept at
+    # rung 9 (its checkpoint is there) is the better answer.
+    finalist = _at("f", 27, e1=0.4, e3=0.6, e9=0.81, e27=0.41)
+    runner_up = _at("r", 9, "eliminated", e1=0.35, e3=0.55, e9=0.78)
+    early = _at("e", 3, "eliminated", e1=0.5, e3=0.9)  # better, but two rungs down: not a candidate
+    trials = {"f": finalist, "r": runner_up, "e": early}
+    assert best_at_rungs(trials, [1, 3, 9, 27]) == ("r", 9)
+    # A finalist that kept improving stays the answer.
+    trials["f"] = _at("f", 27, e1=0.4, e3=0.6, e9=0.81, e27=0.86)
+    assert best_at_rungs(trials, [1, 3, 9, 27]) == ("f", 27)
+    # A trial that went on past rung 9 is not judged at rung 9 (its checkpoint moved on).
+    trials["f"] = _at("f", 27, e1=0.4, e3=0.6, e9=0.95, e27=0.41)
+    trials["r"] = _at("r", 9, "eliminated", e9=0.30)
+    assert best_at_rungs(trials, [1, 3, 9, 27]) == ("f", 27)
+    # On an exact tie the higher rung wins.
+    trials["r"] = _at("r", 9, "eliminated", e9=0.41)
+    assert best_at_rungs(trials, [1, 3, 9, 27]) == ("f", 27)
+
+
 class FakeClock:
     def __init__(self):
         self.t = 100.0

@@ -25,7 +25,7 @@ def _run(tmp_path: Path, faults=None, *, max_failures=2, hang_timeout_s=600.0, t
         "budget": {"time_budget_s": time_s, "money_budget_usd": 1e6, "price_usd_per_slot_hour": 3.6},
         "resources": {"num_slots": 2, "world_size_ladder": [1]},
         "search": {"max_configurations": 9},
-        "planner": {"profile": str(profile)},
+        "planner": {"profile": str(profile), "num_finalists": 1},
         "failures": {"max_failures": max_failures, "hang_timeout_s": hang_timeout_s},
         "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
     })

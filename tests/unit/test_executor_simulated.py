@@ -30,7 +30,7 @@ def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, 
         "budget": {"time_budget_s": time_s, "money_budget_usd": money_usd, "price_usd_per_slot_hour": 3.6},
         "resources": {"num_slots": slots, "world_size_ladder": ladder},
         "search": {"max_configurations": max_configurations},
-        "planner": {"profile": str(profile)},
+        "planner": {"profile": str(profile), "num_finalists": 1},
         "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
     })
     clock = SimulatedClock()
@@ -102,7 +102,9 @@ def test_a_round_predicted_to_break_the_budget_is_not_started(tmp_path):
     assert b["time_used_s"] <= b["time_budget_s"]
     assert all(r["completed"] for r in res["rounds"])
     assert res["rounds"][-1]["rung_epoch"] < 9
-    assert res["stop_reason"] and "cannot fit" in res["stop_reason"]
+    # the rounds that no longer fit are not started; the best is trained as far as the
+    # budget left allows instead (a shortened last round), never past the deadline
+    assert res["stop_reason"] and res["stop_reason"].startswith("BEST EFFORT")
     assert res["best"]["epochs"] == res["rounds"][-1]["rung_epoch"]
 
 
@@ -122,8 +124,15 @@ def test_a_diverged_finalist_is_never_the_answer(tmp_path):
     assert [r["num_trials"] for r in res["rounds"]] == [9, 3, 1]
     diverged = [t for t in res["trials"] if t["status"] == "diverged"]
     assert [t["config"]["q"] for t in diverged] == [best_q[0]]
+    # The runner-up at rung 3 was held back and replaced the finalist when it diverged: it is
+    # trained to the target and is the answer.
+    at3 = sorted((t for t in res["trials"] if 3 in {r["epoch"] for r in t.get("history", [])} or t["epochs"] >= 3),
+                 key=lambda t: -t["config"]["q"])
+    runner_up = [t for t in at3 if t["config"]["q"] != best_q[0]][0]
     assert res["best"] is not None and res["best"]["config"]["q"] != best_q[0]
-    assert res["best"]["epochs"] == 3  # the best valid trial of the last rung with a valid result
+    assert res["best"]["epochs"] == 9 and res["best"]["trial_id"] == runner_up["trial_id"]
+    replacements = res["policy_report"]["replacements"]
+    assert [(r["round"], r["outcome"]) for r in replacements] == [(3, "diverged")]
 
 
 def test_exploration_first_when_money_buys_about_one_full_training(tmp_path):
@@ -139,3 +148,27 @@ def test_exploration_first_when_money_buys_about_one_full_training(tmp_path):
     assert res["budget"]["cost_usd"] <= 0.4
     cfg = json.loads((tmp_path / "run" / "trials" / res["trials"][0]["trial_id"] / "config.json").read_text())
     assert cfg["max_epochs"] == target
+
+
+def test_a_trial_that_diverges_in_round_1_is_replaced_by_a_fresh_configuration(tmp_path):
+    # The configuration drawn first diverges at its first epoch; SEER draws one more in its
+    # place, so round 1 still ranks 9 valid results and the rounds keep their planned sizes.
+    from seer_torch.config import sample_configurations
+
+    exp_probe = parse_experiment({"seed": 3, "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}}})
+    first_q = sample_configurations(exp_probe, 1)[0]["q"]
+
+    def curve(config, epoch):
+        return math.nan if config["q"] == first_q else _curve(config, epoch)
+
+    res, _ = _run(tmp_path, max_configurations=20, max_epochs=9, eta=3, slots=2, ladder=[1],
+                  time_s=1e6, money_usd=0.5, curve=curve)
+    n1 = res["plan"]["num_configurations"]
+    assert n1 == 17  # money for 17 (0.445 of the 0.45 USD the safety fraction allows)
+    replacements = res["policy_report"]["replacements"]
+    assert [(r["round"], r["replaced"], r["outcome"], r["by_index"]) for r in replacements] == [(1, "t000", "diverged", n1)]
+    assert len(res["trials"]) == n1 + 1
+    ranked_at_1 = [t for t in res["trials"] if t["status"] != "diverged" and t["epochs"] >= 1]
+    assert len(ranked_at_1) == n1
+    assert res["best"]["epochs"] == 9 and res["best"]["config"]["q"] != first_q
+    assert res["budget"]["cost_usd"] <= 0.5

@@ -106,6 +106,20 @@ def brute_force(inputs, target, with_hedge=False):
     return (-best[0], -best[1], best[2]) if with_hedge else (-best[0], best[2])
 
 
+def resolve_finalists(inputs: PlannerInputs) -> PlannerInputs:
+    """The documented rule for ``num_finalists=None``, by brute force: two finalists when some
+    target lets at least ``min_configurations`` configurations be explored with two, else
+    one. Returns the inputs with that number fixed."""
+    if inputs.num_finalists is not None:
+        return inputs
+    two = dataclasses.replace(inputs, num_finalists=2)
+    minimum = inputs.effective_min_configurations
+    targets = range(1, inputs.max_epochs + 1) if minimum > 1 else (1,)  # 1: anything fitting at all
+    if any((b := brute_force(two, t)) is not None and b[0] >= minimum for t in targets):
+        return two
+    return dataclasses.replace(inputs, num_finalists=1)
+
+
 def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
     usable = set(usable_sizes(inputs))
     assert p.binding in ("time", "money", "max_configurations", "none")
@@ -273,6 +287,8 @@ def test_plan_matches_brute_force_on_random_small_inputs():
         inputs = _random_inputs(rng, small=True)
         p = plan(inputs)
         check_plan_invariants(inputs, p)
+        inputs = resolve_finalists(inputs)
+        assert p.num_finalists == inputs.num_finalists
         expected = brute_force(inputs, inputs.max_epochs, with_hedge=True)
         if expected is not None:
             assert p.feasible
@@ -308,6 +324,8 @@ def test_exploration_first_matches_brute_force_on_random_small_inputs():
         minimum = inputs.effective_min_configurations
         p = plan(inputs)
         check_plan_invariants(inputs, p)
+        inputs = resolve_finalists(inputs)
+        assert p.num_finalists == inputs.num_finalists
         full = brute_force(inputs, inputs.max_epochs)
         if full is not None and full[0] >= minimum:
             assert p.feasible and p.num_configurations == full[0]
@@ -662,6 +680,7 @@ def test_plan_matches_brute_force_under_coarse_billing():
         )
         p = plan(inputs)
         check_plan_invariants(inputs, p)
+        inputs = resolve_finalists(inputs)
         expected = brute_force(inputs, inputs.max_epochs, with_hedge=True)
         if expected is None:
             assert not p.feasible
@@ -718,31 +737,40 @@ def test_min_epochs_open_is_every_first_rung():
     assert p9.rungs[0] >= 9 and p9.predicted_cost_usd > p_open.predicted_cost_usd
 
 
-def test_finalists_searched_hedge_when_money_allows():
-    # max_configurations binds: carrying 3 finalists costs no configuration
+def test_finalists_open_carries_two_when_that_still_explores_the_minimum():
     p = plan(make(num_finalists=None))
-    assert p.num_configurations == 64
-    assert p.num_finalists == 3 and p.survivors[-1] == 3
-    assert p.survivors == survivor_counts(64, len(p.rungs), 3, 3)
-    assert "3 finalists (chosen)" in p.message
-    one = plan(make())
-    assert one.survivors[-1] == 2 and p.predicted_cost_usd > one.predicted_cost_usd
+    assert p.num_configurations == 64 and p.feasible
+    assert p.num_finalists == 2 and p.survivors[-1] == 2
+    assert p.survivors == survivor_counts(64, len(p.rungs), 3, 2)
+    assert "2 finalists (chosen)" in p.message
+    assert p.rounds == plan(make(num_finalists=2)).rounds
 
 
-def test_finalists_searched_keep_one_when_more_would_cost_configurations():
-    # money for exactly the cheapest 64-configuration plan with one finalist
+def test_finalists_open_keeps_two_when_money_is_tight():
+    # money for exactly the cheapest 64-configuration plan with one finalist: the plan carries
+    # two, explores at least min_configurations (9) and stays within the money
     one = plan(make(num_finalists=1))
     tight = make(num_finalists=None, money_budget_usd=one.predicted_cost_usd / 0.9)
     p = plan(tight)
-    assert p.num_configurations == 64
-    assert p.num_finalists == 1 and p.survivors == one.survivors and p.rounds == one.rounds
-    assert plan(dataclasses.replace(tight, num_finalists=3)).num_configurations < 64
+    assert p.num_finalists == 2 and p.rounds == plan(dataclasses.replace(tight, num_finalists=2)).rounds
+    assert p.feasible and p.num_configurations >= 9 and p.survivors[-1] == 2
+    assert p.predicted_cost_usd <= tight.money_limit_usd * (1 + 1e-9)
+
+
+def test_finalists_open_falls_back_to_one_when_exploration_is_starved():
+    # Not even min_configurations for one epoch fit: exploration is starved either way, and
+    # one finalist is the cheaper plan of the few configurations that fit.
+    base = make(num_finalists=None, min_configurations=64, money_budget_usd=0.3)
+    p = plan(base)
+    assert p.num_configurations < 64
+    assert p.num_finalists == 1 and p.rounds == plan(dataclasses.replace(base, num_finalists=1)).rounds
+    assert "1 finalist (chosen)" in p.message
 
 
 def test_plan_round_trips_num_finalists_and_reads_old_dicts_as_one():
     p = plan(make(num_finalists=None))
     data = json.loads(json.dumps(p.to_dict()))
-    assert data["num_finalists"] == 3 and Plan.from_dict(data) == p
+    assert data["num_finalists"] == 2 and Plan.from_dict(data) == p
     del data["num_finalists"]
     assert Plan.from_dict(data).num_finalists == 1
 
@@ -838,7 +866,7 @@ def test_plan_matches_exhaustive_enumeration_including_tie_breaks():
             min_configurations=1,
         )
         p = plan(inputs)
-        expected = enumerate_best(inputs, inputs.max_epochs)
+        expected = enumerate_best(resolve_finalists(inputs), inputs.max_epochs)
         if expected is None:
             assert not p.feasible
             continue

@@ -1,0 +1,34 @@
+"""`seer simulate` from the command line (in-process through :func:`seer_torch.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seer_torch import cli
+
+PROFILES = Path(__file__).resolve().parents[1] / "data" / "scaling_profiles.json"
+
+
+def _args(*extra: str) -> list[str]:
+    return ["simulate", "--profile", f"{PROFILES}:cifar10-resnet18-v100", "--startup-s", "20",
+            "--time-budget", "600", "--money-budget", "2", "--seeds", "2", "--policies", "seer,asha", "--json", *extra]
+
+
+def test_simulate_with_eta_auto_lets_the_planner_choose(capsys):
+    assert cli.main(_args("--eta", "auto")) == 0
+    out = json.loads(capsys.readouterr().out)
+    seer = out["policies"]["seer"]
+    assert seer["runs"] == 2 and seer["budget_violations"] == 0 and seer["no_answer"] == 0
+    assert 0.9 < seer["final_accuracy"]["mean"] <= 1.0
+
+
+@pytest.mark.parametrize("value", ["1", "x", "2.5"])
+def test_simulate_rejects_a_bad_eta_naming_it(capsys, value):
+    with pytest.raises(SystemExit) as info:
+        cli.main(_args("--eta", value))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--eta" in err and repr(value) in err and "auto" in err
