@@ -302,7 +302,6 @@ class SeerPolicy:
         self._start_round(self.remaining.pop(0), [t.index for t in survivors])
         return out
 
-
     @staticmethod
     def _extend_best_effort(new: planner.Plan, rungs: tuple[int, ...], counts: tuple[int, ...], rung: int,
                             replan: Any) -> planner.Plan | None:
