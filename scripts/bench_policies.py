@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps({"report": report, "cells": cells}, indent=1))
     os.replace(tmp, out)
     _print_report(report)
-    _figure(cells, policies, moneys, args.figure)
-    print(f"wrote {out} and {args.figure} ({elapsed:.0f} s)")
+    drawn = _figure(cells, policies, moneys, args.figure)
+    print(f"wrote {out}" + (f" and {args.figure}" if drawn else "") + f" ({elapsed:.0f} s)")
     return 0
 
 
@@ -141,7 +141,8 @@ def _acc(cell: dict, p: str) -> float:
 
 def _cell_line(cell: dict, policies: list[str]) -> str:
     accs = " ".join(f"{p}={_acc(cell, p):.4f}" for p in policies)
-    return f"{cell['table']:>22} {cell['profile']:>24} T={cell['deadline_t1']:<4g} M={cell['money_c1']:<4g} {accs}"
+    return (f"{cell['table']:>22} {cell['profile']:>24} deadline={cell['deadline_t1']:<4g}xT1 "
+            f"money={cell['money_c1']:<4g}xC1 {accs}")
 
 
 def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
@@ -203,21 +204,21 @@ def _print_report(r: dict) -> None:
         print(f"  {p:>16}: mean accuracy {s['mean_accuracy']:.4f}, regret {s['mean_regret']:.4f}, "
               f"violations {s['budget_violations']}, runs without answer {s['no_answer_runs']}")
     for loss in r["losses"][:20]:
-        print(f"  LOSS {loss['table']} {loss['profile']} T={loss['deadline_t1']} M={loss['money_c1']}: "
+        print(f"  LOSS {loss['table']} {loss['profile']} deadline={loss['deadline_t1']}xT1 money={loss['money_c1']}xC1: "
               f"{loss['winner']} {loss['winner_accuracy']:.4f} vs seer {loss['seer_accuracy']:.4f} "
               f"(configs {loss['winner_configurations']:.0f} vs {loss['seer_configurations']:.0f}, "
               f"epochs {loss['winner_epochs']:.0f} vs {loss['seer_epochs']:.0f})")
 
 
-def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: str) -> None:
+def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: str) -> bool:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed (pip install matplotlib): no figure", file=sys.stderr)
-        return
+        print("matplotlib is not installed (pip install -e '.[bench]'): no figure", file=sys.stderr)
+        return False
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for p in policies:
         ys = [statistics.fmean(_acc(c, p) for c in cells if c["money_c1"] == m) for m in moneys]
@@ -232,6 +233,7 @@ def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: s
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return True
 
 
 if __name__ == "__main__":

@@ -596,7 +596,7 @@ def _eta_or_auto(text: str) -> int | None:
     except ValueError:
         value = 0
     if value < 2:
-        raise argparse.ArgumentTypeError(f"--eta: got {text!r}; allowed: an integer >= 2, or \"auto\"")
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer >= 2, or \"auto\"")
     return value
 
 

@@ -73,7 +73,8 @@ LIMIT_TOL_S = 1e-6  # simulated backends: how close to a hard limit the executor
 NEW_JOB_S = 1e-6  # a job about to start is billed as if it had run this long (its first increment)
 MAX_PORT_RETRIES = 5  # relaunches after "address already in use", per trial
 FINAL_GRACE_S = 3.0  # stop jobs this long before the deadline, to write the answer in time
-STOP_MARGIN_S = 1.0  # money check: what a stop takes after the check that orders it
+STOP_MARGIN_S = 1.0  # money check: what a stop takes after the check that orders it, at least
+# (a backend that says how long its stop can take, ``max_stop_s``, gets that instead)
 
 
 DECISIONS_FILE = "decisions.jsonl"
@@ -505,7 +506,7 @@ class Tuner:
             # Renting the cluster bills at least billing's minimum at once: refuse a
             # cluster whose rent would break the money budget before the next check.
             start = self.clock.now()
-            margin_s = 0.0 if self._jumps else POLL_S + STOP_MARGIN_S
+            margin_s = self._money_margin_s()
             if self.meter.cost_usd([(start - NEW_JOB_S, reserved)], at_s=start + margin_s) >= self.exp.budget.money_budget_usd:
                 raise BudgetExhausted(f"money budget reached: cannot rent a cluster of {reserved} slot(s)")
             self.meter.reserve(reserved)
@@ -716,7 +717,7 @@ class Tuner:
             return "deadline reached"
         # Real jobs: the money they will have cost by the next check and their stop. Simulated
         # ones stop at the instant they are told to, so no margin.
-        margin_s = 0.0 if self._jumps else POLL_S + STOP_MARGIN_S
+        margin_s = self._money_margin_s()
         if self.meter.cost_usd(self._held() + list(extra), at_s=now + margin_s) >= budget.money_budget_usd:
             return "money budget reached"
         return None
@@ -739,8 +740,15 @@ class Tuner:
         return lo
 
     def _stop_all(self) -> list[JobEvent]:
-        """Stop every running job, bill it and record what it completed."""
-        events = [self._job_ended(t, self.backend.stop(t.handle)) for t in list(self._running.values())]
+        """Stop every running job, bill it and record what it completed. A backend with
+        ``stop_many`` stops them all at once (the local one: SIGTERM to every job first)."""
+        trials = list(self._running.values())
+        stop_many = getattr(self.backend, "stop_many", None)
+        if stop_many is not None:
+            results = stop_many([t.handle for t in trials])
+        else:
+            results = [self.backend.stop(t.handle) for t in trials]
+        events = [self._job_ended(t, r) for t, r in zip(trials, results)]
         return [e for e in events if e is not None]
 
     def _free_slots(self) -> int:
@@ -891,12 +899,21 @@ class Tuner:
         atomic_write_json(self.run_dir / "profile.json", prof.to_dict())
         return prof
 
+    def _money_margin_s(self) -> float:
+        """Seconds of running jobs the money check bills ahead: to the next check and through
+        the stop it may order (the backend's ``max_stop_s``: the local backend's SIGTERM grace
+        plus a second), so the money budget holds even when a stop is slow. Simulated jobs stop
+        at the instant they are told to: no margin."""
+        if self._jumps:
+            return 0.0
+        return POLL_S + max(STOP_MARGIN_S, float(getattr(self.backend, "max_stop_s", STOP_MARGIN_S)))
+
     def _over_budget_with(self, held: list[tuple[float, int]]) -> str | None:
         """The hard limits while profiling (the probe jobs are not trials)."""
         budget = self.exp.budget
         if self.meter.elapsed_s() >= budget.time_budget_s - FINAL_GRACE_S:
             return "deadline reached"
-        if self.meter.cost_usd(held, at_s=self.clock.now() + POLL_S + STOP_MARGIN_S) >= budget.money_budget_usd:
+        if self.meter.cost_usd(held, at_s=self.clock.now() + self._money_margin_s()) >= budget.money_budget_usd:
             return "money budget reached"
         return None
 

@@ -70,6 +70,10 @@ class JobHandle(Protocol):
 
 
 class Backend(Protocol):
+    """What the executor drives. Optional: ``max_stop_s`` (the longest a :meth:`stop` can
+    hold a job's slots, seconds: the money check bills running jobs that far ahead),
+    ``stop_many(handles)`` (stop several jobs at once), ``stop_all()``."""
+
     num_slots: int
 
     def launch(self, spec: JobSpec) -> JobHandle: ...

@@ -130,6 +130,9 @@ class LocalBackend:
         self.num_slots = num_slots
         self.clock = clock or RealClock()
         self.python = python
+        # The longest a stop can hold its slots: SIGTERM, then SIGKILL after the grace, plus
+        # reaping (the executor's money check bills running jobs this far ahead).
+        self.max_stop_s = STOP_GRACE_S + 1.0
         self._jobs: list[LocalJob] = []
 
     def launch(self, spec: JobSpec) -> LocalJob:
@@ -179,24 +182,30 @@ class LocalBackend:
         return handle.result
 
     def stop(self, handle: LocalJob) -> JobResult:
-        if handle.result is not None:
-            return handle.result
+        return self.stop_many([handle])[0]
+
+    def stop_many(self, handles: list[LocalJob]) -> list[JobResult]:
+        """Stop several jobs at once: SIGTERM to every one first, then wait for each, SIGKILL
+        after :data:`STOP_GRACE_S` (from the first signal), so that stopping ``n`` jobs holds
+        their slots no longer than stopping one (``max_stop_s``)."""
+        pending = [h for h in handles if h.result is None]
         # torchrun starts each worker in a session of its own, so the agent's process group
         # does not hold them: remember every descendant now, and make sure none survives.
-        descendants = descendant_pids(handle.process.pid)
-        self._signal_group(handle, signal.SIGTERM)
-        try:
-            handle.process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            self._signal_group(handle, signal.SIGKILL)
-            handle.process.wait()
-        self._reap_group(handle)
-        _kill_survivors(descendants)
-        handle.result = JobResult(
-            handle.spec, handle.process.returncode, handle.start_s, self.clock.now(), handle.launch_unix_s, stopped=True
-        )
-        _forget(handle.spec)
-        return handle.result
+        descendants = {id(h): descendant_pids(h.process.pid) for h in pending}
+        for h in pending:
+            self._signal_group(h, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for h in pending:
+            try:
+                h.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal_group(h, signal.SIGKILL)
+                h.process.wait()
+            self._reap_group(h)
+            _kill_survivors(descendants[id(h)])
+            h.result = JobResult(h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True)
+            _forget(h.spec)
+        return [h.result for h in handles]
 
     def seconds_since_progress(self, handle: LocalJob) -> float:
         """Seconds since the job last showed progress: its launch, or the last write to the
@@ -220,9 +229,7 @@ class LocalBackend:
 
     def stop_all(self) -> None:
         """Stop every job still running (used on the way out, whatever happened)."""
-        for job in self._jobs:
-            if job.result is None:
-                self.stop(job)
+        self.stop_many([job for job in self._jobs if job.result is None])
 
     @staticmethod
     def _signal_group(handle: LocalJob, sig: int) -> None:

@@ -876,7 +876,8 @@ def _search(inputs: PlannerInputs, model: _CostModel, target: int) -> _Choice | 
     return best.choice
 
 
-def _explore_first(inputs: PlannerInputs, model: _CostModel, minimum: int) -> tuple[int, _Choice] | None:
+def _explore_first(inputs: PlannerInputs, model: _CostModel, minimum: int,
+                   target_floor: int = 1) -> tuple[int, _Choice] | None:
     """The largest target ``T < max_epochs`` at which ``minimum`` configurations fit, with the
     best plan for it; ``None`` when not even ``T = 1`` allows that many. Whether ``minimum``
     fit is not monotone in ``T`` (the rung schedules change with it), so a binary search finds
@@ -900,9 +901,19 @@ def _explore_first(inputs: PlannerInputs, model: _CostModel, minimum: int) -> tu
         if enough(t):
             target = t
             break
+    if target < target_floor:
+        return None  # too short to rank anything: explore fewer, train them longer
     found = _search(inputs, model, target)
     assert found is not None and found.counts[0] >= minimum
     return target, found
+
+
+def _explore_target_floor(inputs: PlannerInputs) -> int:
+    """The shortest target at which an exploration-first plan explores ``min_configurations``:
+    ``max_epochs // eta`` (the last rung but one of the full schedule), at least 1. Below it,
+    rankings are mostly noise and the answer is far from trained (measured on the policy
+    sweep: 9 configurations stopped at epoch 2 lost to 2-4 configurations trained to 20)."""
+    return max(1, inputs.max_epochs // (inputs.eta or _DEFAULT_ETA))
 
 
 def _one_fits(inputs: PlannerInputs, model: _CostModel, target: int) -> bool:
@@ -1028,16 +1039,21 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
     model = _CostModel(inputs, usable)
     choice = _search(inputs, model, inputs.max_epochs)
     minimum = inputs.effective_min_configurations
-    if choice is None or choice.counts[0] < minimum:
-        # Exploration first (DESIGN.md, "starved exploration"): rather than train one or two
-        # configurations fully, explore `minimum` and stop the best at the most epochs that
-        # allows.
-        explored = _explore_first(inputs, model, minimum)
+    # Exploration first (DESIGN.md, "starved exploration"): rather than train one or two
+    # configurations fully, explore `minimum` and stop the best at the most epochs that allows.
+    # When not even that many fit, the same with a smaller floor (`minimum // eta`, down to 2),
+    # unless the fully trained plan already explores that many.
+    floor = minimum
+    while choice is None or choice.counts[0] < floor:
+        # min_configurations stopped below max_epochs // eta is mostly noise: explore fewer
+        # and train them longer (the smaller floors accept any target).
+        explored = _explore_first(inputs, model, floor, _explore_target_floor(inputs) if floor == minimum else 1)
         if explored is not None:
             target, echoice = explored
             binding = _binding_for_target(inputs, model, target + 1)
             text = (
                 f"EXPLORATION FIRST: {_budget_words(inputs, binding)} cannot train "
+                f"{'' if floor == minimum else f'even {floor} of '}"
                 f"min_configurations={minimum} configurations with the best to max_epochs "
                 f"({inputs.max_epochs}); this plan explores {echoice.counts[0]} configurations and "
                 f"trains the best to {target} of {inputs.max_epochs} epochs "
@@ -1046,6 +1062,10 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
                 f"{_summary(inputs, echoice.time_s, echoice.cost_usd)}."
             )
             return _plan_from_choice(inputs, model, echoice, False, binding, text)
+        smaller = floor // (inputs.eta or _DEFAULT_ETA)
+        if smaller < 2:
+            break
+        floor = smaller
     if choice is not None:
         binding = _binding_for_more(inputs, model, choice)
         n = choice.counts[0]

@@ -113,6 +113,9 @@ class SeerPolicy:
         self.ctx = context
         self.plan = planner.plan(planner_inputs_from_context(context))
         self.remaining = list(self.plan.rounds)
+        if self.plan.rounds and not self.plan.feasible:
+            # EXPLORATION FIRST or BEST EFFORT: say so in the run's stop reason too
+            self._truncated = self.plan.message
 
     @property
     def schedule_epochs(self) -> int:
@@ -292,6 +295,8 @@ class SeerPolicy:
                     # the others stay paused at this rung, first in line to replace it
                     self.reserve = [t.index for t in survivors[1:]] + self.reserve
                     survivors = survivors[:1]
+        if new.rounds and new.num_finalists > new.rounds[-1].num_trials:
+            new = dataclasses.replace(new, num_finalists=new.rounds[-1].num_trials)  # fewer were carried
         self.replans.append({"at_s": snap.now_s, "plan": new.to_dict()})
         if not new.rounds:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"

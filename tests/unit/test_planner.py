@@ -107,17 +107,23 @@ def brute_force(inputs, target, with_hedge=False):
 
 
 def resolve_finalists(inputs: PlannerInputs) -> PlannerInputs:
-    """The documented rule for ``num_finalists=None``, by brute force: two finalists when some
-    target lets at least ``min_configurations`` configurations be explored with two, else
-    one. Returns the inputs with that number fixed."""
+    """The documented rule for ``num_finalists=None``, by brute force: two finalists when the
+    plan with two explores at least ``min_configurations`` configurations, else one. Returns
+    the inputs with that number fixed."""
     if inputs.num_finalists is not None:
         return inputs
     two = dataclasses.replace(inputs, num_finalists=2)
     minimum = inputs.effective_min_configurations
-    targets = range(1, inputs.max_epochs + 1) if minimum > 1 else (1,)  # 1: anything fitting at all
-    if any((b := brute_force(two, t)) is not None and b[0] >= minimum for t in targets):
+    full = brute_force(two, inputs.max_epochs)
+    if full is not None and full[0] >= minimum:
         return two
-    return dataclasses.replace(inputs, num_finalists=1)
+    kind, *rest = expected_unfeasible_plan(two)
+    if kind == "full":
+        n = rest[0]
+    else:
+        target = rest[-1]
+        n = brute_force(two, target)[0] if target else 0
+    return two if n >= minimum else dataclasses.replace(inputs, num_finalists=1)
 
 
 def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
@@ -162,7 +168,10 @@ def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
         assert p.target_epochs == rungs[-1] < inputs.max_epochs
         assert p.message.startswith(("BEST EFFORT", "EXPLORATION FIRST"))
         if p.message.startswith("EXPLORATION FIRST"):
-            assert p.num_configurations >= inputs.effective_min_configurations
+            if "cannot train even" in p.message:  # a smaller floor: min_configurations did not fit
+                assert 2 <= p.num_configurations
+            else:
+                assert p.num_configurations >= inputs.effective_min_configurations
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -314,11 +323,40 @@ def test_invariants_on_random_inputs():
         check_plan_invariants(inputs, plan(inputs))
 
 
+def expected_unfeasible_plan(inputs: PlannerInputs):
+    """The documented fallbacks when fewer than ``min_configurations`` fit at ``max_epochs``, by
+    brute force: ``("explore", floor, target)``, ``("full", n)`` or ``("best effort", target)``.
+
+    Floors ``m = min_configurations, m // eta, ...`` (down to 2): the fully trained plan when
+    it explores at least ``m``; else exploration first with ``m`` at the largest target that
+    allows (for ``m = min_configurations`` only when that target is at least
+    ``max_epochs // eta``); then the fully trained plan with fewer; then best effort."""
+    eta = inputs.eta or 3
+    full = brute_force(inputs, inputs.max_epochs)
+    floor = minimum = inputs.effective_min_configurations
+    while True:
+        if full is not None and full[0] >= floor:
+            return ("full", full[0])
+        targets = [t for t in range(1, inputs.max_epochs)
+                   if (b := brute_force(inputs, t)) is not None and b[0] >= floor]
+        least = max(1, inputs.max_epochs // eta) if floor == minimum else 1
+        if targets and max(targets) >= least:
+            return ("explore", floor, max(targets))
+        if floor // eta < 2:
+            break
+        floor //= eta
+    if full is not None:
+        return ("full", full[0])
+    reachable = [t for t in range(1, inputs.max_epochs) if brute_force(inputs, t) is not None]
+    return ("best effort", max(reachable) if reachable else 0)
+
+
 def test_exploration_first_matches_brute_force_on_random_small_inputs():
     # With min_configurations = eta**2: when fewer fit at max_epochs, the plan explores at
-    # least that many and trains the best to the largest target that allows.
+    # least that many and trains the best to the largest target that allows; or explores
+    # fewer (min_configurations // eta...) when that target would be too short or none fits.
     rng = random.Random(11)
-    explored = 0
+    kinds: dict[str, int] = {}
     for _ in range(150):
         inputs = _random_inputs(rng, small=True, min_configurations=None)
         minimum = inputs.effective_min_configurations
@@ -330,14 +368,17 @@ def test_exploration_first_matches_brute_force_on_random_small_inputs():
         if full is not None and full[0] >= minimum:
             assert p.feasible and p.num_configurations == full[0]
             continue
-        targets = [t for t in range(1, inputs.max_epochs)
-                   if (b := brute_force(inputs, t)) is not None and b[0] >= minimum]
-        if targets:
+        expected = expected_unfeasible_plan(inputs)
+        kinds[expected[0]] = kinds.get(expected[0], 0) + 1
+        if expected[0] == "explore":
+            _, floor, target = expected
             assert not p.feasible and p.message.startswith("EXPLORATION FIRST")
-            assert p.target_epochs == max(targets)
-            assert p.num_configurations >= minimum
-            explored += 1
-    assert explored > 5
+            assert p.target_epochs == target and p.num_configurations >= floor
+        elif expected[0] == "full":
+            assert p.feasible and p.num_configurations == expected[1] < minimum
+        else:
+            assert not p.feasible and p.target_epochs == expected[1]
+    assert kinds.get("explore", 0) > 5 and kinds.get("full", 0) + kinds.get("best effort", 0) > 3
 
 
 def _random_inputs(
@@ -395,7 +436,7 @@ def _open_choices(rng: random.Random, small: bool, smallest_size: int) -> dict:
 
 def test_infeasible_deadline_returns_best_effort_and_does_not_raise():
     # one slot, W=1: 5 + 10 T <= 0.9 x 100 reaches T = 8 of 27 epochs
-    inputs = make(num_slots=1, world_size_ladder=(1,), time_budget_s=100.0)
+    inputs = make(num_slots=1, world_size_ladder=(1,), time_budget_s=100.0, min_configurations=1)
     p = plan(inputs)
     assert not p.feasible
     assert p.target_epochs == 8
@@ -410,11 +451,23 @@ def test_infeasible_deadline_returns_best_effort_and_does_not_raise():
 
 def test_infeasible_money_names_money():
     # 0.001 USD/s: 5 + 10 T seconds cost <= 0.9 x 0.1 USD -> T = 8
-    p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.1))
+    p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.1, min_configurations=1))
     assert not p.feasible
     assert p.target_epochs == 8
     assert p.binding == "money"
     assert "money budget" in p.message
+
+
+def test_exploration_first_with_a_smaller_floor_before_one_configuration():
+    # The budget of the test above, with min_configurations = 9: nine do not fit even for one
+    # epoch (9 x 15 s > 90 s), so the plan explores 9 // eta = 3 and trains the best as far
+    # as that allows, rather than train a single configuration to epoch 8.
+    p = plan(make(num_slots=1, world_size_ladder=(1,), time_budget_s=100.0))
+    assert not p.feasible and p.message.startswith("EXPLORATION FIRST")
+    assert "cannot train even 3 of min_configurations=9" in p.message
+    assert p.num_configurations == 3 and p.target_epochs == 5
+    assert p.survivors == (3, 1) and p.rungs == (1, 5)
+    assert p.predicted_time_s == pytest.approx(3 * 15.0 + 5 + 4 * 10.0)
 
 
 def test_nothing_fits_gives_an_empty_plan():
