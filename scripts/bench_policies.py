@@ -145,6 +145,23 @@ def _cell_line(cell: dict, policies: list[str]) -> str:
             f"money={cell['money_c1']:<4g}xC1 {accs}")
 
 
+def _why(cell: dict, winner: str) -> str:
+    """Why SEER lost this cell, read from the two policies' means (a heuristic label)."""
+    s, w = cell["policies"]["seer"], cell["policies"][winner]
+    gap = w["final_accuracy"]["mean"] - s["final_accuracy"]["mean"]
+    se, we = s["answer_epochs"]["mean"], w["answer_epochs"]["mean"]
+    sc, wc = s["num_configurations"]["mean"], w["num_configurations"]["mean"]
+    if gap <= cell.get("resolution", 0.0) + 1e-12:
+        return f"noise: {gap:.4f} is within one step of the table's resolution"
+    if we > se + 0.5:
+        return f"{winner} trained its answer longer ({we:.0f} vs {se:.0f} epochs)"
+    if wc > sc + 0.5:
+        return f"{winner} explored more configurations ({wc:.0f} vs {sc:.0f})"
+    if wc < sc - 0.5:
+        return f"{winner} explored fewer configurations ({wc:.0f} vs {sc:.0f}) at the same depth: rankings at early rungs misled SEER"
+    return "same breadth and depth: a different ranking of the same draws"
+
+
 def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
     baselines = [p for p in BASELINES if p in policies]
     wins, losses = 0, []
@@ -164,6 +181,7 @@ def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
         else:
             s, b = c["policies"]["seer"], c["policies"][best_base]
             losses.append({
+                "why": _why(c, best_base),
                 "table": c["table"], "profile": c["profile"], "deadline_t1": c["deadline_t1"], "money_c1": c["money_c1"],
                 "winner": best_base, "seer_accuracy": seer, "winner_accuracy": _acc(c, best_base),
                 "seer_configurations": s["num_configurations"]["mean"], "winner_configurations": b["num_configurations"]["mean"],
@@ -203,11 +221,16 @@ def _print_report(r: dict) -> None:
     for p, s in r["per_policy"].items():
         print(f"  {p:>16}: mean accuracy {s['mean_accuracy']:.4f}, regret {s['mean_regret']:.4f}, "
               f"violations {s['budget_violations']}, runs without answer {s['no_answer_runs']}")
+    reasons: dict[str, int] = {}
+    for loss in r["losses"]:
+        key = loss["why"].split(":")[0].split(" (")[0].replace(loss["winner"] + " ", "the winner ")
+        reasons[key] = reasons.get(key, 0) + 1
+    print("  losses by reason: " + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
     for loss in r["losses"][:20]:
         print(f"  LOSS {loss['table']} {loss['profile']} deadline={loss['deadline_t1']}xT1 money={loss['money_c1']}xC1: "
               f"{loss['winner']} {loss['winner_accuracy']:.4f} vs seer {loss['seer_accuracy']:.4f} "
               f"(configs {loss['winner_configurations']:.0f} vs {loss['seer_configurations']:.0f}, "
-              f"epochs {loss['winner_epochs']:.0f} vs {loss['seer_epochs']:.0f})")
+              f"epochs {loss['winner_epochs']:.0f} vs {loss['seer_epochs']:.0f}): {loss['why']}")
 
 
 def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: str) -> bool:
