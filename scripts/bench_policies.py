@@ -64,8 +64,8 @@ def tables(quick: bool) -> list[LearningCurveTable]:
     shipped = shipped_table_path()
     if shipped:
         out.append(LearningCurveTable.load(shipped))
-    out.append(generate_table(200 if not quick else 81, 27, 0, epoch_time_s=30.0, epoch_time_spread=0.2,
-                              name="parametric-200x27"))
+    n = 200 if not quick else 81
+    out.append(generate_table(n, 27, 0, epoch_time_s=30.0, epoch_time_spread=0.2, name=f"parametric-{n}x27"))
     return out
 
 
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--money", default="2,4,8,16,32", help="money budgets in units of C1")
     ap.add_argument("--policies", default=",".join(POLICY_NAMES))
     ap.add_argument("--tie", type=float, default=1e-3, help="accuracy difference counted as a tie")
-    ap.add_argument("--quick", action="store_true", help="fewer tables/profiles (smoke run)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: a parametric table of 81 configurations and the first two public profiles only")
     ap.add_argument("--out", default="bench_out/policies.json")
     ap.add_argument("--figure", default="bench_out/policies.png")
     args = ap.parse_args(argv)
@@ -154,11 +155,12 @@ def _why(cell: dict, winner: str) -> str:
     if gap <= cell.get("resolution", 0.0) + 1e-12:
         return f"noise: {gap:.4f} is within one step of the table's resolution"
     if we > se + 0.5:
-        return f"{winner} trained its answer longer ({we:.0f} vs {se:.0f} epochs)"
+        return f"{winner} trained its answer longer ({we:.1f} vs {se:.1f} epochs, mean over seeds)"
     if wc > sc + 0.5:
-        return f"{winner} explored more configurations ({wc:.0f} vs {sc:.0f})"
+        return f"{winner} explored more configurations ({wc:.1f} vs {sc:.1f}, mean over seeds)"
     if wc < sc - 0.5:
-        return f"{winner} explored fewer configurations ({wc:.0f} vs {sc:.0f}) at the same depth: rankings at early rungs misled SEER"
+        return (f"{winner} explored fewer configurations ({wc:.0f} vs {sc:.0f}) and SEER trained its answer as "
+                f"long or longer: rankings at early rungs misled SEER")
     return "same breadth and depth: a different ranking of the same draws"
 
 
@@ -226,11 +228,14 @@ def _print_report(r: dict) -> None:
         key = loss["why"].split(":")[0].split(" (")[0].replace(loss["winner"] + " ", "the winner ")
         reasons[key] = reasons.get(key, 0) + 1
     print("  losses by reason: " + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
-    for loss in r["losses"][:20]:
+    shown = r["losses"][:20]
+    if len(r["losses"]) > len(shown):
+        print(f"  the first {len(shown)} of {len(r['losses'])} losses (all are in the JSON, report.losses):")
+    for loss in shown:
         print(f"  LOSS {loss['table']} {loss['profile']} deadline={loss['deadline_t1']}xT1 money={loss['money_c1']}xC1: "
               f"{loss['winner']} {loss['winner_accuracy']:.4f} vs seer {loss['seer_accuracy']:.4f} "
-              f"(configs {loss['winner_configurations']:.0f} vs {loss['seer_configurations']:.0f}, "
-              f"epochs {loss['winner_epochs']:.0f} vs {loss['seer_epochs']:.0f}): {loss['why']}")
+              f"(configs {loss['winner_configurations']:.1f} vs {loss['seer_configurations']:.1f}, "
+              f"epochs {loss['winner_epochs']:.1f} vs {loss['seer_epochs']:.1f}): {loss['why']}")
 
 
 def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: str) -> bool:

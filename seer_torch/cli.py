@@ -570,10 +570,11 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     if best is None:
         print("No trial completed a rung; no answer." + (f" ({results['stop_reason']})" if results["stop_reason"] else ""))
     else:
+        test = (f"test_accuracy {best['test_accuracy']:.4f}" if best.get("test_accuracy") is not None
+                else "test accuracy not measured (stopped before a rung)")
         print(
-            f"best: {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
-            f"{(best['test_accuracy'] or float('nan')):.4f} after {best['epochs']} epochs, "
-            f"world sizes {best['world_sizes']}"
+            f"best: {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} {test} after {best['epochs']} "
+            f"epochs, world sizes {best['world_sizes']}" + (" (partial: no rung was completed)" if best.get("partial") else "")
         )
         print("config: " + json.dumps(best["config"]))
     print(

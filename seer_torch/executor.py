@@ -851,7 +851,7 @@ class Tuner:
             self.profile,
             num_slots=self.backend.num_slots,
             time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
-            money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd(),
+            money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd() - self._money_reserve_usd(),
             oracle_index=self.oracle_index,
         )
 
@@ -860,7 +860,7 @@ class Tuner:
         return Snapshot(
             now_s=self.meter.elapsed_s(),
             time_left_s=max(0.0, b.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S),
-            money_left_usd=max(0.0, b.money_budget_usd - self.meter.cost_usd(self._held())),
+            money_left_usd=max(0.0, b.money_budget_usd - self.meter.cost_usd(self._held()) - self._money_reserve_usd()),
             num_slots=self._slots,
             free_slots=self._free_slots(),
             trials=dict(self._views),
@@ -907,6 +907,12 @@ class Tuner:
         if self._jumps:
             return 0.0
         return POLL_S + max(STOP_MARGIN_S, float(getattr(self.backend, "max_stop_s", STOP_MARGIN_S)))
+
+    def _money_reserve_usd(self) -> float:
+        """Money kept out of what policies plan with: what every slot costs over the money
+        check's margin (:meth:`_money_margin_s`), so that a plan that spends its whole share
+        is not stopped by the check before its last round ends. 0 on simulated backends."""
+        return self.exp.budget.price_usd_per_slot_hour / 3600.0 * self.backend.num_slots * self._money_margin_s()
 
     def _over_budget_with(self, held: list[tuple[float, int]]) -> str | None:
         """The hard limits while profiling (the probe jobs are not trials)."""

@@ -1053,9 +1053,12 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
             binding = _binding_for_target(inputs, model, target + 1)
             text = (
                 f"EXPLORATION FIRST: {_budget_words(inputs, binding)} cannot train "
-                f"{'' if floor == minimum else f'even {floor} of '}"
                 f"min_configurations={minimum} configurations with the best to max_epochs "
-                f"({inputs.max_epochs}); this plan explores {echoice.counts[0]} configurations and "
+                f"({inputs.max_epochs})"
+                + ("" if floor == minimum else
+                   f", nor explore them to {_explore_target_floor(inputs)} epochs (max_epochs // eta), "
+                   f"so it explores fewer")
+                + f"; this plan explores {echoice.counts[0]} configurations and "
                 f"trains the best to {target} of {inputs.max_epochs} epochs "
                 f"({_choice_words(inputs, echoice, finalists_chosen)}; "
                 f"{_shape(echoice.rungs, echoice.counts, echoice.world_sizes)}); "

@@ -168,7 +168,7 @@ def check_plan_invariants(inputs: PlannerInputs, p: Plan) -> None:
         assert p.target_epochs == rungs[-1] < inputs.max_epochs
         assert p.message.startswith(("BEST EFFORT", "EXPLORATION FIRST"))
         if p.message.startswith("EXPLORATION FIRST"):
-            if "cannot train even" in p.message:  # a smaller floor: min_configurations did not fit
+            if "so it explores fewer" in p.message:  # a smaller floor: min_configurations did not fit
                 assert 2 <= p.num_configurations
             else:
                 assert p.num_configurations >= inputs.effective_min_configurations
@@ -464,7 +464,7 @@ def test_exploration_first_with_a_smaller_floor_before_one_configuration():
     # as that allows, rather than train a single configuration to epoch 8.
     p = plan(make(num_slots=1, world_size_ladder=(1,), time_budget_s=100.0))
     assert not p.feasible and p.message.startswith("EXPLORATION FIRST")
-    assert "cannot train even 3 of min_configurations=9" in p.message
+    assert "nor explore them to 9 epochs (max_epochs // eta), so it explores fewer" in p.message
     assert p.num_configurations == 3 and p.target_epochs == 5
     assert p.survivors == (3, 1) and p.rungs == (1, 5)
     assert p.predicted_time_s == pytest.approx(3 * 15.0 + 5 + 4 * 10.0)
