@@ -152,7 +152,8 @@ class Snapshot:
     Attributes:
         now_s: seconds since the run started (the injected clock).
         time_left_s: deadline left, less the executor's grace for the final answer.
-        money_left_usd: money budget left (running jobs billed to now).
+        money_left_usd: money budget left (running jobs billed to now), less the executor's
+            reserve for stopping jobs (every slot over its money-check margin; 0 in simulation).
         num_slots: slots the policy may use (a fixed cluster's size when it reserved one).
         free_slots: slots not held by a running job.
         trials: every trial created so far, by ``trial_id``.
