@@ -410,6 +410,16 @@ class _PolicyBase:
         self._require_setup()
         return self._target or self._ctx.max_epochs  # type: ignore[union-attr]
 
+    def _cluster_report(self) -> dict[str, Any]:
+        """The first fields of a fixed-cluster baseline's report: name, eta and cluster sizes."""
+        return {
+            "policy": self.name,  # type: ignore[attr-defined]
+            "eta": self._eta,  # type: ignore[attr-defined]
+            "cluster_slots": self._G,  # type: ignore[attr-defined]
+            "affordable_slots": self._G_afford,  # type: ignore[attr-defined]
+            "reserved_slots": self.reserved_slots,  # type: ignore[attr-defined]
+        }
+
 
 class _RoundPolicy(_PolicyBase, ABC):
     """Shared engine of the round-synchronous policies: brackets of rounds, one after another.
@@ -546,11 +556,7 @@ class _RoundPolicy(_PolicyBase, ABC):
             "rounds": planned_rounds,
         }
         return {
-            "policy": self.name,
-            "eta": self._eta,
-            "cluster_slots": self._G,
-            "affordable_slots": self._G_afford,
-            "reserved_slots": self.reserved_slots,
+            **self._cluster_report(),
             "max_slots_held": self._cap,
             "plan": plan,
             "rounds": [dict(r) for r in self._rounds],
@@ -1259,11 +1265,7 @@ class AshaPolicy(_PolicyBase):
             if self._launches_per_level[level]
         ]
         return {
-            "policy": self.name,
-            "eta": self._eta,
-            "cluster_slots": self._G,
-            "affordable_slots": self._G_afford,
-            "reserved_slots": self.reserved_slots,
+            **self._cluster_report(),
             "num_configurations": self._next_index,
             "plan": plan,
             "rounds": rounds,

@@ -224,12 +224,14 @@ class SeerPolicy:
         old_reserve = [by_index[i] for i in self.reserve if i in by_index]
         self.reserve = [t.index for t in ranked[keep: 2 * keep]] if self.remaining else []
         held = set(self.reserve)
-        out: list[Decision] = [
-            Eliminate(t.trial_id) for t in members
-            if t.trial_id not in kept and t.index not in held and t.status not in ("failed", "diverged")
-        ]
-        out += [Eliminate(t.trial_id) for t in old_reserve
-                if t.index not in held and t.status not in ("failed", "diverged", "eliminated")]
+
+        def eliminations(kept: set[str], held: set[int]) -> list[Decision]:
+            """Every member neither kept nor held back, and the old reserve no longer held."""
+            done = ("failed", "diverged", "eliminated")
+            return [Eliminate(t.trial_id) for t in members + old_reserve
+                    if t.trial_id not in kept and t.index not in held and t.status not in done]
+
+        out = eliminations(kept, held)
         if not survivors:
             self.finished = "no trial has a valid result at the last rung"
             return out
@@ -280,10 +282,7 @@ class SeerPolicy:
                     kept = {t.trial_id for t in survivors}
                     held = {t.index for t in ranked[fewer[0]: 2 * fewer[0]]}
                     self.reserve = [t.index for t in ranked if t.index in held]
-                    out = [Eliminate(t.trial_id) for t in members
-                           if t.trial_id not in kept and t.index not in held and t.status not in ("failed", "diverged")]
-                    out += [Eliminate(t.trial_id) for t in old_reserve
-                            if t.index not in held and t.status not in ("failed", "diverged", "eliminated")]
+                    out = eliminations(kept, held)
                     break
         if not new.feasible:
             # Not even one survivor reaches the next planned rung after the rounds that fit:
