@@ -23,10 +23,14 @@ epoch (training + validation) on one worker, ``s(W)`` from the
   ``overhead_k`` is ``startup_s`` in the first round, ``relaunch_s`` when ``W_k == W_{k-1}``
   and ``resize_s`` otherwise (today every rung relaunches the job);
 - ``num_slots // W_k`` trials run at once, so the round takes ``waves_k = ceil(n_k /
-  (num_slots // W_k))`` waves and ``D_k = waves_k * J_k`` seconds of wall clock (waves are
-  synchronous: the round ends when its last trial reaches the rung);
+  (num_slots // W_k))`` waves and ``D_k = waves_k * J'_k`` seconds of wall clock (waves are
+  synchronous: the round ends when its last trial reaches the rung), where ``J'_k`` is
+  ``J_k`` with the *slowest* trial's epoch ``tau'`` (``wave_epoch_time_s``) in place of the
+  mean ``tau``: configurations differ in speed (a wider model is slower), and a round lasts as
+  long as its slowest job. A fresh plan knows one ``tau`` (``tau' = tau``); re-plans measure
+  both on the trials they carry;
 - only held slots are billed, each job as one rental of ``W_k`` slots:
-  ``C_k = price_usd_per_slot_hour / 3600 * n_k * W_k * billed(J_k)``, where
+  ``C_k = price_usd_per_slot_hour / 3600 * n_k * W_k * billed(J_k)`` (the mean ``tau``), where
   ``billed(J) = max(billing_minimum_s, ceil(J / billing_granularity_s) *
   billing_granularity_s)`` (:func:`~seer_torch.policies.billing.billed_seconds`; exact,
   ``billed(J) = J``, with both at 0, the default). Under per-hour billing a 10-minute job
@@ -189,6 +193,11 @@ class PlannerInputs:
         billing_granularity_s: billing increment in seconds, ``>= 0`` (0: exact); each job's
             held time is rounded up to a multiple of it.
         billing_minimum_s: the least billed per job (per rental), seconds, ``>= 0``.
+        wave_epoch_time_s: one epoch on one worker of the *slowest* trial, for wall clock
+            only (``> 0``): trials of a round run side by side and the round ends when its
+            slowest job does, so its duration follows the slowest trial while its cost
+            follows each trial's own time, whose mean is ``epoch_time_s``. ``None``: the same
+            as ``epoch_time_s`` (a fresh plan knows no spread; re-plans measure it).
 
     Raises:
         ConfigError: any field out of its range (the message names field, value and range).
@@ -214,6 +223,7 @@ class PlannerInputs:
     max_world_size: int | None = None
     billing_granularity_s: float = 0.0
     billing_minimum_s: float = 0.0
+    wave_epoch_time_s: float | None = None
 
     def __post_init__(self) -> None:
         for name, minimum, optional in (
@@ -244,6 +254,9 @@ class PlannerInputs:
         value = self.epoch_time_s
         if not _is_number(value) or not math.isfinite(value) or value <= 0:
             raise ConfigError("epoch_time_s", value, "a finite number of seconds > 0")
+        value = self.wave_epoch_time_s
+        if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
+            raise ConfigError("wave_epoch_time_s", value, "a finite number of seconds > 0, or None")
         for name in (
             "startup_s", "relaunch_s", "resize_s", "price_usd_per_slot_hour",
             "billing_granularity_s", "billing_minimum_s",
@@ -510,6 +523,7 @@ class _CostModel:
     def __init__(self, inputs: PlannerInputs, world_sizes: Sequence[int]) -> None:
         self.inputs = inputs
         self.tau = float(inputs.epoch_time_s)
+        self.wave_tau = float(inputs.wave_epoch_time_s or inputs.epoch_time_s)
         self.slots = inputs.num_slots
         self.sizes = tuple(world_sizes)
         self.price_per_slot_s = inputs.price_usd_per_slot_hour / 3600.0
@@ -531,8 +545,9 @@ class _CostModel:
         key = (epochs, overhead_s, w)
         got = self._jobs.get(key)
         if got is None:
-            job_s = overhead_s + epochs * self.tau / self.speed[w]
-            usd = self.price_per_slot_s * w * billed_seconds(job_s, self.granularity_s, self.minimum_s)
+            job_s = overhead_s + epochs * self.wave_tau / self.speed[w]  # wall clock: the slowest
+            mean_s = overhead_s + epochs * self.tau / self.speed[w]  # money: each its own time
+            usd = self.price_per_slot_s * w * billed_seconds(mean_s, self.granularity_s, self.minimum_s)
             got = self._jobs[key] = (job_s, usd)
         return got
 
@@ -1159,8 +1174,9 @@ def replan(
 
     Args:
         inputs: the planner inputs with the budgets *left* (``time_budget_s``,
-            ``money_budget_usd``, seconds and USD) and the latest measured ``epoch_time_s``,
-            scaling and overheads. Its ``max_epochs``, ``min_epochs``, ``max_configurations``
+            ``money_budget_usd``, seconds and USD) and the latest measured ``epoch_time_s``
+            (the mean over the trials carried; ``wave_epoch_time_s``, their slowest, for wall
+            clock), scaling and overheads. Its ``max_epochs``, ``min_epochs``, ``max_configurations``
             and ``min_configurations`` are not used; ``eta`` and ``num_finalists`` are only
             echoed in the result (``0`` for ``None``): pass the plan's to keep them on record.
         rungs: the remaining rungs, strictly increasing integers, all ``> current_epoch``.

@@ -5,17 +5,31 @@ more workers than slots: trials beyond ``num_slots // W_k`` wait, in waves). Whe
 of the round has ended (reached the rung, failed or diverged), the best ``n_{k+1}`` by
 validation accuracy at the rung survive (failed and diverged trials rank last and never
 survive; ties break by trial id) and the others are eliminated. Before each later round the
-remaining rounds' world sizes are re-planned (:func:`~seer_torch.policies.seer.replan`) with
-the epoch time and job overhead measured so far and the budget actually left; a round that the
-re-plan cannot fit is never started.
+remaining rounds are re-planned (:func:`~seer_torch.policies.seer.replan`) with the epoch times
+measured on the trials carried (their mean for money, their slowest for wall clock, since a
+round ends when its slowest job does), the measured job overhead and the budget actually left:
+
+- world sizes: chosen so that the slowest carried trial fits, when it can; else on the mean;
+- *carry more*: when the budgets left pay for more than planned (survivors train faster than
+  the profile said), more survivors go on to the next rung (and as many more at later rungs as
+  eta's cut keeps), as long as the rounds left fit with the slowest survivor's wall clock;
+- *carry fewer*: when the rounds left no longer fit, fewer survivors (never fewer than one)
+  rather than stopping short of the target;
+- *best effort*: when not one survivor reaches the next rung, the best is trained as far as
+  the budget left allows (``stop_reason`` starts with ``BEST EFFORT``).
+
+A round that no re-plan can fit is never started.
 
 Replacements. A trial of the current round that diverges or fails (out of retries) is
 replaced at once, while the budget left pays for one more job of the round and the rounds
 after it as planned: in round 1 by the next configuration not yet drawn, later by the best
 trial not kept at the previous rung. So that one is there, the ``n_{k+1}`` next-best trials at
 each rung are held back (paused, checkpoints kept) and eliminated only when the next round
-ends. A high learning rate often ranks first early and then diverges (DESIGN.md, "Two traps");
-without a replacement the round would end with fewer trials than planned, or none.
+ends; when a rung has fewer runners-up than that (one survivor left), the best held back at the
+rung below stay held, so a lone finalist that diverges can still be replaced (its replacement's
+job then trains the extra epochs, and the budget check counts them). A high learning rate
+often ranks first early and then diverges (DESIGN.md, "Two traps"); without a replacement the
+round would end with fewer trials than planned, or none.
 
 The answer is :func:`~seer_torch.policies.base.best_at_rungs` over the completed rungs: the best
 trial judged across the last two rungs that hold a valid result (DESIGN.md: a finalist that
@@ -183,7 +197,13 @@ class SeerPolicy:
             alone = not any(
                 by_index[j].status not in ("failed", "diverged") for j in self.members if j in by_index
             )
-            need_s, need_usd = (job_s, job_usd) if alone else (job_s + later_s, job_usd + later_usd)
+            # a trial held back at a lower rung trains more epochs than the round's own jobs
+            behind = (rp.rung_epoch - (t.epochs if t is not None else rp.start_epoch)) / max(
+                1, rp.rung_epoch - rp.start_epoch)
+            scale = max(1.0, behind)
+            need_s, need_usd = (job_s * scale, job_usd * scale)
+            if not alone:
+                need_s, need_usd = need_s + later_s, need_usd + later_usd
             if need_s > snap.time_left_s or need_usd > snap.money_left_usd:
                 return
             self.reserve.pop(0)
@@ -222,7 +242,20 @@ class SeerPolicy:
         # The next-best are held back to replace a survivor that diverges or fails in the next
         # round; the previous round's reserve is no longer needed.
         old_reserve = [by_index[i] for i in self.reserve if i in by_index]
-        self.reserve = [t.index for t in ranked[keep: 2 * keep]] if self.remaining else []
+
+        def hold_back(n: int) -> list[int]:
+            """The ``n`` next-best at this rung, best first; when this rung has fewer, the best
+            of the previous reserve (paused at the rung below) stay held to fill the gap, so that
+            a lone finalist that diverges can still be replaced."""
+            held_back = [t.index for t in ranked[n: 2 * n]]
+            for t in old_reserve:
+                if len(held_back) >= n:
+                    break
+                if t.status == "paused" and t.index not in held_back:
+                    held_back.append(t.index)
+            return held_back
+
+        self.reserve = hold_back(keep) if self.remaining else []
         held = set(self.reserve)
 
         def eliminations(kept: set[str], held: set[int]) -> list[Decision]:
@@ -240,24 +273,31 @@ class SeerPolicy:
             return out
         rungs = tuple(r.rung_epoch for r in self.remaining)
         counts = tuple(min(r.num_trials, len(survivors)) for r in self.remaining)
-        # The rounds left train the survivors only: plan with their mean measured epoch (what
-        # the money is spent on), not with the slowest of all the trials of the round.
-        measured = [t.epoch_time_s for t in survivors if t.epoch_time_s is not None]
-        tau = sum(measured) / len(measured) if measured else snap.epoch_time_s
-        inputs = planner_inputs_from_context(
+        # The rounds left train the survivors only: plan with the epoch times measured on the
+        # trials each candidate carries, the mean for money (each job is billed its own time)
+        # and the slowest for wall clock (a round ends when its slowest job does).
+        base_inputs = planner_inputs_from_context(
             self.ctx,
             time_left_s=snap.time_left_s,
             money_left_usd=snap.money_left_usd,
-            epoch_time_s=tau,
+            epoch_time_s=snap.epoch_time_s,
             overhead_s=snap.job_overhead_s,
             eta=self.plan.eta,  # what the plan chose, when the experiment left it open
             num_finalists=self.plan.num_finalists,
         )
 
-        def replan(survivor_counts: tuple[int, ...], rung_list: tuple[int, ...] = rungs) -> planner.Plan:
+        def inputs_for(carried: int, wave: bool) -> planner.PlannerInputs:
+            measured = [t.epoch_time_s for t in ranked[:carried] if t.epoch_time_s is not None]
+            if not measured:
+                return base_inputs
+            return dataclasses.replace(base_inputs, epoch_time_s=sum(measured) / len(measured),
+                                       wave_epoch_time_s=max(measured) if wave else None)
+
+        def replan(survivor_counts: tuple[int, ...], rung_list: tuple[int, ...] = rungs,
+                   wave: bool = False) -> planner.Plan:
             planned = tuple(r.world_size for r in self.remaining)
             return planner.replan(
-                inputs,
+                inputs_for(survivor_counts[0], wave),
                 rungs=rung_list,
                 survivors=survivor_counts,
                 current_epoch=rung,
@@ -266,8 +306,47 @@ class SeerPolicy:
                 planned_world_sizes=planned if rung_list == rungs else None,
             )
 
+        # World sizes for the rounds left: chosen so that even the slowest survivor's jobs fit
+        # (a round ends when its slowest job does) when that is possible; otherwise on the
+        # mean, which cuts no survivor that the budgets left can pay for.
         new = replan(counts)
         used = counts
+        slow = replan(counts, wave=True)
+        if slow.feasible:
+            new = slow
+        if new.feasible and self.plan.binding in ("time", "money"):
+            # A budget limited the plan, and the budgets left pay for more than planned
+            # (survivors train faster than the profile's epoch, or jobs started faster): carry
+            # more survivors to the next rung, and as many more at later rungs as eta's cut
+            # keeps, as long as the rounds left fit with the slowest survivor's wall clock.
+            # (When no budget limited the plan, the halving stands: ample budgets are not spent
+            # for their own sake.)
+            eta = max(2, self.plan.eta)
+
+            def grown(m: int) -> tuple[int, ...]:
+                out_counts, prev = [], m
+                for j, c in enumerate(counts):
+                    g = m if j == 0 else min(prev, max(c, prev // eta))
+                    out_counts.append(g)
+                    prev = g
+                return tuple(out_counts)
+
+            lo, hi = counts[0], len(ranked)
+            best_new = None
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                cand = replan(grown(mid), wave=True)
+                if cand.feasible:
+                    lo, best_new = mid, cand
+                else:
+                    hi = mid - 1
+            if best_new is not None and lo > counts[0]:
+                new, used = best_new, grown(lo)
+                survivors = ranked[:lo]
+                kept = {t.trial_id for t in survivors}
+                self.reserve = hold_back(lo)
+                held = set(self.reserve)
+                out = eliminations(kept, held)
         if not new.feasible:
             # The rounds left no longer fit as planned (epochs took longer, overheads were
             # larger): carry fewer survivors to the target rather than stop short of it.
@@ -280,8 +359,8 @@ class SeerPolicy:
                     new, used = candidate, fewer
                     survivors = survivors[: fewer[0]]
                     kept = {t.trial_id for t in survivors}
-                    held = {t.index for t in ranked[fewer[0]: 2 * fewer[0]]}
-                    self.reserve = [t.index for t in ranked if t.index in held]
+                    self.reserve = hold_back(fewer[0])
+                    held = set(self.reserve)
                     out = eliminations(kept, held)
                     break
         if not new.feasible:
@@ -296,7 +375,8 @@ class SeerPolicy:
                     survivors = survivors[:1]
         if new.rounds and new.num_finalists > new.rounds[-1].num_trials:
             new = dataclasses.replace(new, num_finalists=new.rounds[-1].num_trials)  # fewer were carried
-        self.replans.append({"at_s": snap.now_s, "plan": new.to_dict()})
+        self.replans.append({"at_s": snap.now_s, "planned_survivors": list(counts),
+                             "survivors": [r.num_trials for r in new.rounds], "plan": new.to_dict()})
         if not new.rounds:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
             return out

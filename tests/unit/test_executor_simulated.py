@@ -173,3 +173,50 @@ def test_a_trial_that_diverges_in_round_1_is_replaced_by_a_fresh_configuration(t
     assert len(ranked_at_1) == n1
     assert res["best"]["epochs"] == 9 and res["best"]["config"]["q"] != first_q
     assert res["budget"]["cost_usd"] <= 0.5
+
+
+def test_a_lone_finalist_that_diverges_is_replaced_by_the_runner_up_held_at_the_rung_below(tmp_path):
+    # Rounds 9, 3, 1, 1 (one finalist, rungs 1, 3, 9, 27). The best configuration is the only
+    # trial at rung 9, so that rung has no runner-up; it diverges after epoch 9. The runner-up
+    # at rung 3 stayed held back, replaces it and is trained from epoch 3 to 27: the answer.
+    from seer_torch.config import sample_configurations
+
+    exp_probe = parse_experiment({"seed": 3, "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}}})
+    qs = sorted((c["q"] for c in sample_configurations(exp_probe, 9)), reverse=True)
+
+    def curve(config, epoch):
+        if config["q"] == qs[0] and epoch > 9:
+            return math.nan
+        return _curve(config, epoch)
+
+    res, backend = _run(tmp_path, max_configurations=9, max_epochs=27, eta=3, slots=2, ladder=[1],
+                        time_s=1e6, money_usd=1e6, curve=curve)
+    assert [r["num_trials"] for r in res["rounds"]] == [9, 3, 1, 1]
+    replacements = res["policy_report"]["replacements"]
+    assert [(r["round"], r["outcome"]) for r in replacements] == [(4, "diverged")]
+    assert res["best"]["config"]["q"] == qs[1] and res["best"]["epochs"] == 27
+    jobs = [(j.first_epoch, j.spec.until_epoch) for j in backend.launches if j.spec.trial_id == res["best"]["trial_id"]]
+    assert jobs == [(0, 1), (1, 3), (3, 27)]  # paused at rung 3 until it was needed
+
+
+def test_when_survivors_train_faster_than_the_profile_the_money_saved_carries_more_of_them(tmp_path):
+    # The profile says 10 s an epoch; the trials take 5 s. The first plan is bound by money;
+    # at rung 1 the re-plan measures 5 s and carries more survivors than planned, and the run
+    # still ends within its budget.
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "same").mkdir()
+    res, _ = _run(tmp_path / "fast", max_configurations=64, max_epochs=9, eta=3, slots=2, ladder=[1],
+                  time_s=1e6, money_usd=0.5, backend_epoch_time_s=5.0)
+    plan = res["plan"]
+    assert plan["binding"] == "money"
+    planned = [r["num_trials"] for r in plan["rounds"]]
+    ran = [r["num_trials"] for r in res["rounds"]]
+    assert ran[0] == planned[0] and ran[1] > planned[1]
+    first = res["replans"][0]  # the re-plan at rung 1 says what it carried against the plan
+    assert first["planned_survivors"][0] == planned[1] and first["survivors"][0] == ran[1]
+    assert res["best"]["epochs"] == 9
+    assert res["budget"]["cost_usd"] <= 0.5
+    # the same run when the trials take what the profile says carries exactly the plan
+    same, _ = _run(tmp_path / "same", max_configurations=64, max_epochs=9, eta=3, slots=2, ladder=[1],
+                   time_s=1e6, money_usd=0.5)
+    assert [r["num_trials"] for r in same["rounds"]] == [r["num_trials"] for r in same["plan"]["rounds"]]

@@ -927,3 +927,24 @@ def test_plan_matches_exhaustive_enumeration_including_tie_breaks():
         assert (p.rungs, p.world_sizes, p.survivors, p.eta, p.num_finalists) == (rungs, ws, counts, eta, f)
         checked += 1
     assert checked > 40
+
+
+def test_wave_epoch_time_sets_the_wall_clock_and_the_mean_epoch_the_money():
+    # Three survivors whose epochs take 8, 10 and 12 s on one worker: a round lasts as long as
+    # the slowest (12 s) job, and costs each its own time (mean 10 s).
+    mean = make(epoch_time_s=10.0)
+    spread = make(epoch_time_s=10.0, wave_epoch_time_s=12.0)
+    a = replan(mean, rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1, planned_world_sizes=(1,))
+    b = replan(spread, rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1, planned_world_sizes=(1,))
+    assert a.rounds[0].predicted_duration_s == pytest.approx(5.0 + 6 * 10.0)
+    assert b.rounds[0].predicted_duration_s == pytest.approx(5.0 + 6 * 12.0)
+    assert b.rounds[0].predicted_cost_usd == pytest.approx(a.rounds[0].predicted_cost_usd)
+    assert b.rounds[0].predicted_cost_usd == pytest.approx(3 * (5.0 + 60.0) * 0.001)
+    # a deadline that the mean fits and the slowest does not: the planner widens the round
+    deadline = make(epoch_time_s=10.0, wave_epoch_time_s=12.0, time_budget_s=70.0 / 0.9)
+    c = replan(deadline, rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1)
+    assert c.feasible and c.world_sizes == (2,)
+    with pytest.raises(ConfigError, match="wave_epoch_time_s"):
+        make(wave_epoch_time_s=0.0)
+    with pytest.raises(ConfigError, match="wave_epoch_time_s"):
+        make(wave_epoch_time_s=math.inf)
