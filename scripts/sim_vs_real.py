@@ -13,7 +13,12 @@ curves are the real ones, the simulator eliminates the same trials; what differs
 time and money model. Printed per round: real and simulated duration and cost, and their
 relative difference (target: within 15%).
 
-Two simulations are reported:
+Each real round is replayed on the simulated backend: the same trials, launched at the same
+``W`` from where they stood to the same rung, round after round, through the same executor
+(:class:`ReplayPolicy`). So every row compares the same jobs, and what differs is only the time
+and money model. (SEER re-plans with the times it measures, so a SEER run in the simulator may
+carry other survivor counts than the real one; those are printed too, as ``SEER in the
+simulator would carry``.) Two models are reported:
 
 - ``profile``: every trial's epoch takes the profile's ``epoch_time_s`` (measured on the probe
   configuration, the widest model), every job pays ``startup_s``/``resize_s`` from the profile:
@@ -34,8 +39,65 @@ from pathlib import Path
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import load_experiment
 from seer_torch.executor import Tuner
+from seer_torch.policies.base import Finish, Launch, PolicyContext, RoundTracker, Snapshot
 from seer_torch.runfiles import read_metrics
 from seer_torch.scaling.profile import load_profile
+
+
+class ReplayPolicy:
+    """Launches given rounds, one after the other: ``(round_index, rung_epoch, world_size,
+    trial_indexes)``; a round starts when the one before has ended. Pure, like every policy."""
+
+    name = "replay"
+    reserved_slots = None
+
+    def __init__(self, rounds: list[tuple[int, int, int, list[int]]], max_epochs: int) -> None:
+        self.rounds = list(rounds)
+        self.max_epochs = max_epochs
+        self.round = RoundTracker()
+        self.started = False
+
+    def setup(self, context: PolicyContext) -> None:
+        pass
+
+    @property
+    def schedule_epochs(self) -> int:
+        return self.max_epochs
+
+    def decide(self, snapshot: Snapshot):
+        for ev in snapshot.events:
+            self.round.ended(ev.index)
+        if not self.started or self.round.done:
+            self.started = True
+            if not self.rounds:
+                return [Finish("replayed every round")]
+            self.round.start(*self.rounds.pop(0))
+        out: list[Launch | Finish] = []
+        out += self.round.launches(snapshot.free_slots)
+        return out
+
+    def answer(self, snapshot: Snapshot):
+        return None
+
+    def report(self) -> dict:
+        return {"policy": self.name}
+
+
+def round_members(results: dict) -> list[tuple[int, int, int, list[int]]]:
+    """``(round_index, rung_epoch, world_size, trial_indexes)`` of every completed round of a
+    run's ``results.json``: the trials that reached its rung, or ended in it (failed or diverged
+    between the rung before and this one). Trial ``tNNN`` is configuration index ``NNN``."""
+    members: list[tuple[int, int, int, list[int]]] = []
+    previous = 0
+    for r in results["rounds"]:
+        if not r.get("completed"):
+            break
+        idx = [int(t["trial_id"][1:]) for t in results["trials"]
+               if t["epochs"] >= r["rung_epoch"]
+               or (t["status"] in ("failed", "diverged") and previous <= t["epochs"] < r["rung_epoch"])]
+        members.append((r["index"], r["rung_epoch"], r["world_size"], sorted(idx)))
+        previous = r["rung_epoch"]
+    return members
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +136,25 @@ def main(argv: list[str] | None = None) -> int:
         below = [k for k in curve if k < e]
         return curve[max(below)] if below else 0.0
 
+    members = round_members(real)
+
     report = {"run_dir": str(run), "profile": profile.to_dict(), "simulations": {}}
     for mode in ("profile", "per-trial"):
+        def backend_for(clock: SimulatedClock) -> SimulatedBackend:
+            return SimulatedBackend(
+                exp.resources.num_slots, clock, epoch_time_s=profile.epoch_time_s, speedup=profile.scaling.speedup_at,
+                startup_s=profile.startup_s, relaunch_s=profile.resize_s, resize_s=profile.resize_s,
+                val_at=val_at,
+                epoch_time_at=(lambda i: own_epoch_s.get(i, profile.epoch_time_s)) if mode == "per-trial" else None,
+            )
+
         clock = SimulatedClock()
-        backend = SimulatedBackend(
-            exp.resources.num_slots, clock, epoch_time_s=profile.epoch_time_s, speedup=profile.scaling.speedup_at,
-            startup_s=profile.startup_s, relaunch_s=profile.resize_s, resize_s=profile.resize_s,
-            val_at=val_at, epoch_time_at=(lambda i: own_epoch_s.get(i, profile.epoch_time_s)) if mode == "per-trial" else None,
-        )
-        sim = Tuner(sim_exp, None, backend, clock=clock, profile=profile).run()
+        replay = Tuner(sim_exp.with_overrides(time_budget_s=1e9, money_budget_usd=1e9), None, backend_for(clock),
+                       clock=clock, profile=profile, policy=ReplayPolicy(members, exp.training.max_epochs)).run()
+        clock = SimulatedClock()
+        seer = Tuner(sim_exp, None, backend_for(clock), clock=clock, profile=profile).run()
         rows = []
-        for r, s in zip(rounds, sim["rounds"]):
+        for r, s in zip(rounds, replay["rounds"]):
             real_d, sim_d = r["end_s"] - r["start_s"], s["end_s"] - s["start_s"]
             rows.append({
                 "round": r["index"], "rung_epoch": r["rung_epoch"], "num_trials": r["num_trials"],
@@ -93,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
                 "real_usd": r["cost_usd"], "sim_usd": s["cost_usd"], "money_diff": (s["cost_usd"] - r["cost_usd"]) / r["cost_usd"],
             })
         within = all(abs(x["time_diff"]) <= args.tolerance and abs(x["money_diff"]) <= args.tolerance for x in rows)
-        same_shape = [(x["num_trials"], x["world_size"]) for x in rows] == [(x["sim_num_trials"], x["sim_world_size"]) for x in rows]
-        report["simulations"][mode] = {"rounds": rows, "within_tolerance": within, "same_rounds": same_shape,
-                                       "sim_best": sim["best"] and sim["best"]["trial_id"],
+        replayed = len(rows) == len(rounds) and all(x["num_trials"] == x["sim_num_trials"] for x in rows)
+        seer_shape = [(x["num_trials"], x["world_size"]) for x in seer["rounds"]]
+        report["simulations"][mode] = {"rounds": rows, "within_tolerance": within, "replayed_every_round": replayed,
+                                       "seer_in_simulator_rounds": seer_shape,
+                                       "seer_in_simulator_best": seer["best"] and seer["best"]["trial_id"],
                                        "real_best": real["best"] and real["best"]["trial_id"]}
-        print(f"\n{mode}: {'ALL WITHIN' if within else 'NOT ALL WITHIN'} {args.tolerance:.0%}; same rounds: {same_shape}; "
-              f"best real {report['simulations'][mode]['real_best']}, simulated {report['simulations'][mode]['sim_best']}")
+        print(f"\n{mode}: {'ALL WITHIN' if within else 'NOT ALL WITHIN'} {args.tolerance:.0%}"
+              f"{'' if replayed else ' (NOT every round replayed)'}; SEER in the simulator would carry "
+              f"{[n for n, _ in seer_shape]} at W {[w for _, w in seer_shape]}, real "
+              f"{[r['num_trials'] for r in rounds]}; best real {report['simulations'][mode]['real_best']}, "
+              f"SEER simulated {report['simulations'][mode]['seer_in_simulator_best']}")
         print(f"{'round':>5} {'rung':>4} {'n':>3} {'W':>2} {'real s':>8} {'sim s':>8} {'diff':>7} {'real USD':>9} {'sim USD':>9} {'diff':>7}")
         for x in rows:
             print(f"{x['round']:>5} {x['rung_epoch']:>4} {x['num_trials']:>3} {x['world_size']:>2} {x['real_s']:>8.1f} "
