@@ -144,6 +144,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from seer_torch.scaling.profile import load_profile
 
     exp = _experiment(args)
+    check_before_launch(exp, data=False)  # the model and the search space, as `seer tune` checks them
     profiling_s = 0.0
     if exp.planner.profile:
         prof_path, note = Path(exp.planner.profile), "given"
@@ -442,10 +443,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def check_before_launch(exp: Experiment) -> None:
+def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
     """What only the worker's side can check, checked before anything is launched: the model
-    name, the dataset folder, and every configuration the run may draw (names and values of
-    hyperparameters, exactly as the worker validates its ``config.json``).
+    name, the dataset folder (unless ``data`` is false: ``seer plan`` reads no data), and every
+    configuration the run may draw (names and values of hyperparameters, exactly as the worker
+    validates its ``config.json``).
 
     Raises:
         ConfigError: naming the experiment field (``model.name``, ``data.data_dir``,
@@ -462,7 +464,7 @@ def check_before_launch(exp: Experiment) -> None:
         )
     from seer_torch.data import check_cifar10_folder, num_train_samples
 
-    if exp.data.dataset == "cifar10":
+    if data and exp.data.dataset == "cifar10":
         check_cifar10_folder(exp.data.data_dir)
     n_train = num_train_samples(exp.data.dataset)
     if exp.training.global_batch > n_train:
@@ -582,7 +584,8 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
         f"{b['money_budget_usd']:g} USD; {len(results['trials'])} configurations, {len(results['rounds'])} rounds"
     )
     print(f"results: {run_dir / 'results.json'}")
-    print(f"tensorboard --logdir {run_dir / 'tensorboard'}")
+    if (run_dir / "tensorboard").is_dir():
+        print(f"tensorboard --logdir {run_dir / 'tensorboard'}")
 
 
 
@@ -635,8 +638,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if table_path is None:
         raise ConfigError("--table", None, "a learning-curve table JSON file (none is shipped in this install)")
     table = LearningCurveTable.load(table_path)
+    for flag, value in (("--startup-s", args.startup_s), ("--resize-s", args.resize_s)):
+        if value is not None and (not value >= 0 or value == float("inf")):
+            raise ConfigError(flag, value, "a finite number of seconds >= 0")
     profile = load_profile_for_simulation(args.profile, startup_s=args.startup_s, resize_s=args.resize_s)
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    if not policies:
+        raise ConfigError("--policies", args.policies, f"a comma-separated list of {', '.join(POLICY_NAMES)}")
     for p in policies:
         if p not in POLICY_NAMES:
             raise ConfigError("--policies", p, f"names from {', '.join(POLICY_NAMES)}")

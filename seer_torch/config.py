@@ -560,6 +560,11 @@ def _nonnegative_float(fld: str, v: Any) -> float:
 def _existing_file(fld: str, v: str) -> str:
     p = Path(v).expanduser()
     if not p.is_file():
+        head = v.rpartition(":")[0]
+        if head and Path(head).expanduser().is_file():
+            raise ConfigError(fld, v, "one profile of your model (from `seer profile` or a `seer tune` run); FILE:NAME "
+                                      "picks a public profile for `seer simulate` only: those carry no epoch time or "
+                                      "start-up of your model")
         raise ConfigError(fld, v, "an existing scaling-profile JSON file")
     return str(p.resolve())
 

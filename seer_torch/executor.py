@@ -919,8 +919,10 @@ class Tuner:
         budget = self.exp.budget
         if self.meter.elapsed_s() >= budget.time_budget_s - FINAL_GRACE_S:
             return "deadline reached"
-        if self.meter.cost_usd(held, at_s=self.clock.now() + self._money_margin_s()) >= budget.money_budget_usd:
-            return "money budget reached"
+        margin_s = self._money_margin_s()
+        if self.meter.cost_usd(held, at_s=self.clock.now() + margin_s) >= budget.money_budget_usd:
+            return (f"money budget reached (counting the probe job's rent for the {margin_s:g} s a stop may "
+                    "take, so that the budget is never overrun)")
         return None
 
     # ------------------------------------------------------------------ the journal and resume

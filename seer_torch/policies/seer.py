@@ -936,15 +936,16 @@ def _one_fits(inputs: PlannerInputs, model: _CostModel, target: int) -> bool:
     return _fits_somewhere(inputs, model, target, 1)
 
 
-def _binding_for_target(inputs: PlannerInputs, model: _CostModel, target: int) -> str:
-    """The budget that stops one configuration from reaching ``target`` epochs.
+def _binding_for_target(inputs: PlannerInputs, model: _CostModel, target: int, n: int = 1) -> str:
+    """The budget that stops ``n`` configurations (default one) from reaching ``target`` epochs.
 
     Takes the round sequence that comes closest (smallest worse overshoot) and names the
     budget it overshoots more.
     """
     best: list = []
-    for _, _, rungs in _groups(inputs, target):
-        model.closest(model.plan_table(rungs), (1,) * len(rungs), best)
+    finalists = inputs.finalist_choices[0]
+    for _, eta, rungs in _groups(inputs, target):
+        model.closest(model.plan_table(rungs), _counts(n, len(rungs), eta, finalists), best)
     if not best or max(best[0]) <= 1.0:
         return "none"
     return "time" if best[0][0] >= best[0][1] else "money"
@@ -1065,7 +1066,7 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
         explored = _explore_first(inputs, model, floor, _explore_target_floor(inputs) if floor == minimum else 1)
         if explored is not None:
             target, echoice = explored
-            binding = _binding_for_target(inputs, model, target + 1)
+            binding = _binding_for_target(inputs, model, target + 1, floor)
             text = (
                 f"EXPLORATION FIRST: {_budget_words(inputs, binding)} cannot train "
                 f"min_configurations={minimum} configurations with the best to max_epochs "
@@ -1088,7 +1089,8 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
         binding = _binding_for_more(inputs, model, choice)
         n = choice.counts[0]
         text = (
-            f"SEER plan: {n} configurations in {len(choice.rungs)} rounds "
+            f"SEER plan: {n} configuration{'' if n == 1 else 's'} in {len(choice.rungs)} "
+            f"round{'' if len(choice.rungs) == 1 else 's'} "
             f"({_choice_words(inputs, choice, finalists_chosen)}; "
             f"{_shape(choice.rungs, choice.counts, choice.world_sizes)}), the best trained to "
             f"{inputs.max_epochs} epochs; {_summary(inputs, choice.time_s, choice.cost_usd)}; "

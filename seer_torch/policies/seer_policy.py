@@ -109,6 +109,7 @@ class SeerPolicy:
     def __init__(self) -> None:
         self.ctx: PolicyContext | None = None
         self.plan: planner.Plan | None = None
+        self.plan_epoch_time_s = 0.0  # the profile's epoch the first plan assumed
         self.replans: list[dict[str, Any]] = []
         self.remaining: list[planner.RoundPlan] = []
         self.round: RoundTracker = RoundTracker()
@@ -126,6 +127,7 @@ class SeerPolicy:
     def setup(self, context: PolicyContext) -> None:
         self.ctx = context
         self.plan = planner.plan(planner_inputs_from_context(context))
+        self.plan_epoch_time_s = context.epoch_time_s
         self.remaining = list(self.plan.rounds)
         if self.plan.rounds and not self.plan.feasible:
             # EXPLORATION FIRST or BEST EFFORT: say so in the run's stop reason too
@@ -311,6 +313,8 @@ class SeerPolicy:
         # mean, which cuts no survivor that the budgets left can pay for.
         new = replan(counts)
         used = counts
+        as_planned = new
+        reason = "as planned"
         slow = replan(counts, wave=True)
         if slow.feasible:
             new = slow
@@ -342,6 +346,11 @@ class SeerPolicy:
                     hi = mid - 1
             if best_new is not None and lo > counts[0]:
                 new, used = best_new, grown(lo)
+                carried = inputs_for(lo, True)
+                reason = (f"carried more: the budgets left pay for {lo} survivors to epoch {rungs[0]} "
+                          f"(planned {counts[0]}); the trials carried measured {carried.epoch_time_s:.3g} s an "
+                          f"epoch on one worker (slowest {carried.wave_epoch_time_s or carried.epoch_time_s:.3g} s), "
+                          f"the plan assumed {self.plan_epoch_time_s:.3g} s")
                 survivors = ranked[:lo]
                 kept = {t.trial_id for t in survivors}
                 self.reserve = hold_back(lo)
@@ -357,6 +366,7 @@ class SeerPolicy:
                 candidate = replan(fewer)
                 if candidate.feasible:
                     new, used = candidate, fewer
+                    reason = f"carried fewer: the rounds left as planned no longer fit. {as_planned.message}"
                     survivors = survivors[: fewer[0]]
                     kept = {t.trial_id for t in survivors}
                     self.reserve = hold_back(fewer[0])
@@ -369,6 +379,7 @@ class SeerPolicy:
             extended = self._extend_best_effort(new, rungs, used, rung, replan)
             if extended is not None:
                 new = extended
+                reason = "best effort: " + as_planned.message
                 if len(new.rounds) == 1 and len(survivors) > 1:
                     # the others stay paused at this rung, first in line to replace it
                     self.reserve = [t.index for t in survivors[1:]] + self.reserve
@@ -376,7 +387,8 @@ class SeerPolicy:
         if new.rounds and new.num_finalists > new.rounds[-1].num_trials:
             new = dataclasses.replace(new, num_finalists=new.rounds[-1].num_trials)  # fewer were carried
         self.replans.append({"at_s": snap.now_s, "planned_survivors": list(counts),
-                             "survivors": [r.num_trials for r in new.rounds], "plan": new.to_dict()})
+                             "survivors": [r.num_trials for r in new.rounds], "reason": reason,
+                             "plan": new.to_dict()})
         if not new.rounds:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
             return out

@@ -106,6 +106,9 @@ def load_profile(path: str | Path) -> Profile:
         ConfigError: the file is missing, not JSON, or a field is invalid.
     """
     p = Path(path)
+    listed = ("one profile of your model (from `seer profile` or a `seer tune` run); files with a "
+              "'profiles' list, picked as FILE:NAME, are public profiles for `seer simulate` only: they "
+              "carry no epoch time or start-up of your model")
     try:
         raw = json.loads(p.read_text())
     except FileNotFoundError:
@@ -114,4 +117,6 @@ def load_profile(path: str | Path) -> Profile:
         raise ConfigError("planner.profile", str(p), f"valid JSON ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError("planner.profile", str(p), "a JSON object in the scaling-profile format")
+    if isinstance(raw.get("profiles"), list):
+        raise ConfigError("planner.profile", str(p), listed)
     return parse_profile(raw, where=f"profile {p.name}")

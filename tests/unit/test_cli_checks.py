@@ -62,3 +62,20 @@ def test_missing_cifar_folder_exits_2_naming_the_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "cifar-10-batches-py" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_seer_plan_checks_the_model_and_the_profile_as_tune_does(tmp_path, capsys):
+    from pathlib import Path
+
+    default = Path(__file__).resolve().parents[2] / "seer_torch" / "experiments" / "digits_default.toml"
+    bad = tmp_path / "bad.toml"
+    bad.write_text(default.read_text().replace('name = "digits_cnn"', 'name = "resnet50"', 1))
+    assert main(["plan", str(bad)]) == 2
+    assert "model.name: got 'resnet50'" in capsys.readouterr().err
+    # a public profile picked as FILE:NAME is for `seer simulate` only
+    public = Path(__file__).resolve().parents[1] / "data" / "scaling_profiles.json"
+    assert main(["plan", "--profile", f"{public}:cifar10-resnet18-v100"]) == 2
+    err = capsys.readouterr().err
+    assert "planner.profile" in err and "`seer simulate` only" in err
+    assert main(["plan", "--profile", str(public)]) == 2
+    assert "`seer simulate` only" in capsys.readouterr().err

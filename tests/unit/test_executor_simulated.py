@@ -214,6 +214,8 @@ def test_when_survivors_train_faster_than_the_profile_the_money_saved_carries_mo
     assert ran[0] == planned[0] and ran[1] > planned[1]
     first = res["replans"][0]  # the re-plan at rung 1 says what it carried against the plan
     assert first["planned_survivors"][0] == planned[1] and first["survivors"][0] == ran[1]
+    assert first["reason"].startswith("carried more") and "the plan assumed 10 s" in first["reason"]
+    assert all(r["reason"] == "as planned" for r in res["replans"][1:] if r["survivors"] == r["planned_survivors"])
     assert res["best"]["epochs"] == 9
     assert res["budget"]["cost_usd"] <= 0.5
     # the same run when the trials take what the profile says carries exactly the plan

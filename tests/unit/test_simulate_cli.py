@@ -32,3 +32,11 @@ def test_simulate_rejects_a_bad_eta_naming_it(capsys, value):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--eta" in err and repr(value) in err and "auto" in err
+
+
+@pytest.mark.parametrize("extra, flag", [(("--policies", ""), "--policies"), (("--startup-s", "-5"), "--startup-s"),
+                                         (("--resize-s", "nan"), "--resize-s")])
+def test_simulate_names_the_flag_a_bad_value_came_from(capsys, extra, flag):
+    assert cli.main(_args(*extra)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"seer: error: {flag}: got ")
