@@ -239,8 +239,6 @@ class SeerPolicy:
         members = [by_index[i] for i in self.members if i in by_index]
         keep = self.remaining[0].num_trials if self.remaining else len(members)
         ranked = select_survivors(members, rung, len(members))
-        survivors = ranked[:keep]
-        kept = {t.trial_id for t in survivors}
         # The next-best are held back to replace a survivor that diverges or fails in the next
         # round; the previous round's reserve is no longer needed.
         old_reserve = [by_index[i] for i in self.reserve if i in by_index]
@@ -257,16 +255,16 @@ class SeerPolicy:
                     held_back.append(t.index)
             return held_back
 
-        self.reserve = hold_back(keep) if self.remaining else []
-        held = set(self.reserve)
-
-        def eliminations(kept: set[str], held: set[int]) -> list[Decision]:
-            """Every member neither kept nor held back, and the old reserve no longer held."""
+        def carry(n: int) -> tuple[list[TrialView], list[Decision]]:
+            """Keep the best ``n``, hold back the next (``self.reserve``) while rounds are left,
+            and eliminate every other member and what the old reserve no longer needs."""
+            self.reserve = hold_back(n) if self.remaining else []
+            kept, held = {t.trial_id for t in ranked[:n]}, set(self.reserve)
             done = ("failed", "diverged", "eliminated")
-            return [Eliminate(t.trial_id) for t in members + old_reserve
-                    if t.trial_id not in kept and t.index not in held and t.status not in done]
+            return ranked[:n], [Eliminate(t.trial_id) for t in members + old_reserve
+                                if t.trial_id not in kept and t.index not in held and t.status not in done]
 
-        out = eliminations(kept, held)
+        survivors, out = carry(keep)
         if not survivors:
             self.finished = "no trial has a valid result at the last rung"
             return out
@@ -351,11 +349,7 @@ class SeerPolicy:
                           f"(planned {counts[0]}); the trials carried measured {carried.epoch_time_s:.3g} s an "
                           f"epoch on one worker (slowest {carried.wave_epoch_time_s or carried.epoch_time_s:.3g} s), "
                           f"the plan assumed {self.plan_epoch_time_s:.3g} s")
-                survivors = ranked[:lo]
-                kept = {t.trial_id for t in survivors}
-                self.reserve = hold_back(lo)
-                held = set(self.reserve)
-                out = eliminations(kept, held)
+                survivors, out = carry(lo)
         if not new.feasible:
             # The rounds left no longer fit as planned (epochs took longer, overheads were
             # larger): carry fewer survivors to the target rather than stop short of it.
@@ -367,11 +361,7 @@ class SeerPolicy:
                 if candidate.feasible:
                     new, used = candidate, fewer
                     reason = f"carried fewer: the rounds left as planned no longer fit. {as_planned.message}"
-                    survivors = survivors[: fewer[0]]
-                    kept = {t.trial_id for t in survivors}
-                    self.reserve = hold_back(fewer[0])
-                    held = set(self.reserve)
-                    out = eliminations(kept, held)
+                    survivors, out = carry(fewer[0])
                     break
         if not new.feasible:
             # Not even one survivor reaches the next planned rung after the rounds that fit:
