@@ -20,9 +20,11 @@ and money model. (SEER re-plans with the times it measures, so a SEER run in the
 carry other survivor counts than the real one; those are printed too, as ``SEER in the
 simulator would carry``.) Two models are reported:
 
-- ``profile``: every trial's epoch takes the profile's ``epoch_time_s`` (measured on the probe
-  configuration, the widest model), every job pays ``startup_s``/``resize_s`` from the profile:
-  exactly what the simulator knows before the run;
+- ``profile``: every trial's epoch time is predicted from the profile alone: the profile's
+  ``epoch_time_s`` (the probe configuration, the widest model), or, when the profile measured
+  configurations of different cost (``epoch_time_by_flops``), the prediction for the trial's
+  FLOPs per sample (:meth:`Profile.epoch_time_for`); every job pays ``startup_s``/``resize_s``
+  from the profile: exactly what the simulator knows before the run;
 - ``per-trial``: each trial's epoch time is the one it measured at W = 1 in the real run (the
   search space mixes model widths), overheads from the profile: how much of the gap the
   per-configuration epoch time explains.
@@ -121,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
                                  money_budget_usd=exp.budget.money_budget_usd - spent_before)
     val: dict[int, dict[int, float]] = {}
     own_epoch_s: dict[int, float] = {}
+    predicted_epoch_s: dict[int, float] = {}
+    if profile.epoch_time_by_flops:
+        from seer_torch.scaling.profiler import configurations_flops
+
+        flops = configurations_flops(exp, [t["config"] for t in real["trials"]])
+        predicted_epoch_s = {int(t["trial_id"][1:]): profile.epoch_time_for(f) for t, f in zip(real["trials"], flops)}
     for t in real["trials"]:
         index = int(t["trial_id"][1:])
         rows = read_metrics(run / "trials" / t["trial_id"] / "metrics.jsonl")
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 exp.resources.num_slots, clock, epoch_time_s=profile.epoch_time_s, speedup=profile.scaling.speedup_at,
                 startup_s=profile.startup_s, relaunch_s=profile.resize_s, resize_s=profile.resize_s,
                 val_at=val_at,
-                epoch_time_at=(lambda i: own_epoch_s.get(i, profile.epoch_time_s)) if mode == "per-trial" else None,
+                epoch_time_at=lambda i: (own_epoch_s if mode == "per-trial" else predicted_epoch_s).get(i, profile.epoch_time_s),
             )
 
         clock = SimulatedClock()

@@ -267,6 +267,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         config = trial_config(exp, "profile", conf, None)
         probes = profiler.run_probes(backend, clock, work / "probes", config, sizes,
                                      on_job_end=job_ended, profile_steps=steps, timeout_s=900.0)
+        probe_flops, cost_probes, cheapest = profiler.run_cost_probe(
+            backend, clock, work / "cheapest", exp, conf, lambda c: trial_config(exp, "profile-cheapest", c, None),
+            on_job_end=job_ended, profile_steps=steps, timeout_s=900.0)
         launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
                                                on_job_end=job_ended, timeout_s=3600.0)
     except BaseException as e:
@@ -286,12 +289,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     source = (
         f"measured by `seer profile` on {exp.name} ({time.strftime('%Y-%m-%d')}): {steps} steps after "
         f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
-        f"{json.dumps(conf, sort_keys=True)}; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
+        f"{json.dumps(conf, sort_keys=True)}"
+        + (f"; the cheapest configuration {json.dumps(cheapest, sort_keys=True)} at W=1 too" if cheapest else "")
+        + f"; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
         f"{platform.machine()} with {os.cpu_count()} cores, {device}/{'nccl' if device == 'cuda' else 'gloo'}, "
         f"torch {torch_version}"
     )
     prof = profiler.profile_from_probes(f"{exp.model.name}-{exp.data.dataset}-{device}", probes, source,
-                                        resize_s=resize_s)
+                                        resize_s=resize_s, probe_flops=probe_flops, cost_probes=cost_probes)
     parse_profile(prof.to_dict())  # what `seer plan --profile` will check
     atomic_write_json(out, prof.to_dict())
     model = prof.scaling
@@ -324,6 +329,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         + (f" (too few or noisy points: never below the prior's {PRIOR_SERIAL_FRACTION})" if model.used_prior else ""),
         markup=False,
     )
+    if prof.epoch_time_by_flops:
+        console.print("epoch at W=1 by cost: " + ", ".join(
+            f"{t:.2f} s at {f / 1e6:.1f} MFLOPs per sample" for f, t in prof.epoch_time_by_flops), markup=False)
     slower = [f"W={w} ({s:.2f})" for w, s in zip(prof.world_sizes, prof.speedup) if s < 1]
     if slower:
         console.print(f"note: speedup below 1 at {', '.join(slower)}: more workers were slower here (a shared or "

@@ -256,6 +256,20 @@ def num_train_samples(name: str) -> int:
     raise ConfigError("data.dataset", name, "digits or cifar10")
 
 
+def image_shape(name: str) -> tuple[int, int, int]:
+    """``(in_channels, image_size, num_classes)`` of dataset ``name``, without loading it
+    (``(1, 8, 10)`` for digits, ``(3, 32, 10)`` for CIFAR-10).
+
+    Raises:
+        ConfigError: unknown dataset.
+    """
+    if name == "digits":
+        return 1, 8, 10
+    if name == "cifar10":
+        return 3, 32, 10
+    raise ConfigError("data.dataset", name, "digits or cifar10")
+
+
 def digits_split_indices(num_samples: int = 1797) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Indices ``(train, val, test)`` into scikit-learn's digits arrays: disjoint, covering
     ``range(num_samples)``, drawn with :data:`DIGITS_SPLIT_SEED` (never the experiment seed).

@@ -305,6 +305,18 @@ def experiment_billing(exp: Experiment) -> Billing:
     )
 
 
+def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
+    """One epoch at W = 1 (seconds) of a configuration the run draws, on average: the mean of
+    :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when the
+    profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
+    counted on the ``meta`` device, which imports torch), else the profile's ``epoch_time_s``.
+    Pure and deterministic (the draws are the seeded ones the run launches)."""
+    if len(profile.epoch_time_by_flops) < 2:
+        return profile.epoch_time_s
+    drawn = sample_configurations(exp, exp.search.max_configurations)
+    return statistics.fmean(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
+
+
 def policy_context(
     exp: Experiment,
     profile: Profile,
@@ -314,7 +326,9 @@ def policy_context(
     money_left_usd: float,
     oracle_index: int | None = None,
 ) -> PolicyContext:
-    """A policy's static inputs from an experiment, a profile and the budgets left. Pure."""
+    """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
+    ``epoch_time_s`` is :func:`expected_epoch_time_s` (the profile's, or the mean over the
+    draws when the profile knows each configuration's cost)."""
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
     max_w = getattr(exp.planner, "max_world_size", None) or num_slots
@@ -326,7 +340,7 @@ def policy_context(
         num_slots=num_slots,
         world_size_ladder=tuple(sorted(set(ladder))),
         max_world_size=max_w,
-        epoch_time_s=profile.epoch_time_s,
+        epoch_time_s=expected_epoch_time_s(exp, profile),
         scaling=profile.scaling,
         startup_s=profile.startup_s,
         relaunch_s=profile.resize_s,
@@ -874,12 +888,7 @@ class Tuner:
             return load_profile(self.exp.planner.profile)
         if self.run_dir is None:
             raise ConfigError("planner.profile", None, "a scaling profile (a run without a directory cannot measure one)")
-        # Probe configuration 0 with every `choices` hyperparameter at its last listed value
-        # (list model-size choices in ascending order and the profile is the conservative one).
-        probe_conf = sample_configurations(self.exp, 1)[0]
-        for p in self.exp.search_space:
-            if p.kind == "choice":
-                probe_conf[p.name] = p.choices[-1]
+        probe_conf = profiler.probe_configuration(self.exp)
         sizes = [w for w in self.exp.usable_world_sizes() if w <= 2]
         probes = profiler.run_probes(
             self.backend,
@@ -890,11 +899,22 @@ class Tuner:
             on_job_end=self.meter.bill,
             over_budget=lambda held: self._over_budget_with(held),
         )
+        # Configurations of different cost (model widths): the cheapest one the run may draw is
+        # probed at W=1 too, so that each configuration's epoch time can be predicted.
+        probe_flops, cost_probes, _ = profiler.run_cost_probe(
+            self.backend, self.clock, self.run_dir / "profile" / "cheapest", self.exp, probe_conf,
+            lambda conf: trial_config(self.exp, "profile-cheapest", conf, None),
+            on_job_end=self.meter.bill, over_budget=lambda held: self._over_budget_with(held),
+        )
         prof = profiler.profile_from_probes(
             f"{self.exp.name}-measured",
             probes,
             source=f"measured by seer tune at the start of {self.run_dir.name}: "
-            f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size",
+            f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size"
+            + (f"; the cheapest configuration ({cost_probes[0][1] / probe_flops:.2f} of the probe's FLOPs) "
+               "at W=1 too" if cost_probes else ""),
+            probe_flops=probe_flops,
+            cost_probes=cost_probes,
         )
         atomic_write_json(self.run_dir / "profile.json", prof.to_dict())
         return prof

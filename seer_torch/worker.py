@@ -118,6 +118,7 @@ import math
 import numbers
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Mapping
@@ -153,6 +154,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.prev.pt"
 #: Optimizer steps at the start of each launch left out of throughput measurements.
 WARMUP_STEPS = 3
+#: Timed windows of a profile probe; its step time is their median (a shared machine's load
+#: bursts move one window, not the median).
+PROFILE_WINDOWS = 6
 #: Version of the checkpoint layout.
 CHECKPOINT_FORMAT = 1
 
@@ -899,8 +903,11 @@ def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> d
 
 def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> None:
     """Measure throughput at this world size: :data:`WARMUP_STEPS` warm-up steps, then
-    ``steps`` timed optimizer steps (wrapping around epochs), then one timed validation pass.
-    Rank 0 writes ``out_path`` (JSON). No checkpoint, metrics or TensorBoard."""
+    ``steps`` timed optimizer steps (wrapping around epochs) in :data:`PROFILE_WINDOWS`
+    windows, then one timed validation pass. ``step_time_s`` is the median over the windows of
+    their seconds per step, so that a burst of load on a shared machine during one window does
+    not move it (``step_time_windows_s`` lists them all). Rank 0 writes ``out_path`` (JSON). No
+    checkpoint, metrics or TensorBoard."""
     if steps < 1:
         raise ConfigError("--profile-steps", steps, "an integer >= 1")
     plan_batch(config.global_batch, env.world_size, config.micro_batch_max)  # fail before any set-up
@@ -908,8 +915,11 @@ def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> Non
     trainer = build_trainer(config, env, None)
     trainer.model.train()
     total = WARMUP_STEPS + steps
+    window = max(1, steps // PROFILE_WINDOWS)
     train_start_unix_s = time.time()
-    measure_start = time.perf_counter()
+    window_start, window_steps = time.perf_counter(), 0
+    windows: list[float] = []  # seconds per step of each timed window
+    train_s = 0.0  # all timed steps
     permutation, permutation_epoch = None, 0
     for index in range(total):
         epoch, step_in_epoch = 1 + index // trainer.steps_per_epoch, index % trainer.steps_per_epoch
@@ -918,10 +928,17 @@ def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> Non
             permutation, permutation_epoch = epoch_permutation(config.seed, epoch, trainer.splits.num_train), epoch
         if index == WARMUP_STEPS:
             _synchronize(env.device)
-            measure_start = time.perf_counter()
+            window_start, window_steps = time.perf_counter(), 0
         trainer.train_step(epoch, step_in_epoch, permutation)
-    _synchronize(env.device)
-    train_seconds = time.perf_counter() - measure_start
+        if index >= WARMUP_STEPS:
+            window_steps += 1
+            if window_steps == window or index == total - 1:
+                _synchronize(env.device)
+                now = time.perf_counter()
+                windows.append((now - window_start) / window_steps)
+                train_s += now - window_start
+                window_start, window_steps = now, 0
+    step_time_s = statistics.median(windows)
     eval_start = time.perf_counter()
     trainer.evaluate(trainer.splits.val_x, trainer.splits.val_y)
     _synchronize(env.device)
@@ -935,8 +952,10 @@ def profile(steps: int, out_path: str, config: TrialConfig, env: DistEnv) -> Non
             "global_batch": trainer.plan.global_batch,
             "micro_batch": trainer.plan.micro_batch,
             "accum_steps": trainer.plan.accum_steps,
-            "throughput_samples_per_s": steps * trainer.plan.global_batch / train_seconds,
-            "step_time_s": train_seconds / steps,
+            "throughput_samples_per_s": trainer.plan.global_batch / step_time_s,
+            "step_time_s": step_time_s,
+            "step_time_windows_s": windows,
+            "measured_train_s": train_s,
             "eval_time_s": eval_time_s,
             "train_start_unix_s": train_start_unix_s,
             "warmup_steps": WARMUP_STEPS,

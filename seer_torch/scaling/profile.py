@@ -7,6 +7,13 @@ planning it also needs ``epoch_time_s``: one epoch, training plus validation, on
 ``seer tune`` measures one at the start of a run (see :mod:`seer_torch.scaling.profiler`);
 ``seer plan`` and ``seer tune --profile FILE`` read one. Pure: parsing only, no I/O here
 beyond what the caller hands in.
+
+Configurations of one search space can differ in cost (a model width of 96 takes about twice
+the epoch time of 64). A profile may then hold ``epoch_time_by_flops``: epoch times at W = 1
+measured on configurations of different floating-point operations per sample (counted by
+:func:`seer_torch.models.flops_per_sample`), and :meth:`Profile.epoch_time_for` predicts any
+configuration's epoch time from its FLOPs (piecewise linear: a fixed per-step cost plus a
+cost per FLOP, which is what two probes of one model measure).
 """
 
 from __future__ import annotations
@@ -33,6 +40,32 @@ class Profile:
     resize_s: float
     throughput_samples_per_s: tuple[float, ...] = ()
     source: str = ""
+    #: ``((flops_per_sample, epoch_time_s at W=1), ...)`` measured on configurations of
+    #: different cost, sorted by FLOPs; empty when only one configuration was measured.
+    epoch_time_by_flops: tuple[tuple[float, float], ...] = ()
+
+    def epoch_time_for(self, flops_per_sample: float | None) -> float:
+        """One epoch at W = 1 (seconds) of a configuration of ``flops_per_sample`` FLOPs per
+        training sample: linear interpolation between the two measured points around it
+        (:attr:`epoch_time_by_flops`), linear extrapolation from the nearest two outside them,
+        but never below the nearest point scaled in proportion to the FLOPs (a line through
+        two noisy points must not predict a nearly free model) nor above it scaled likewise.
+        ``epoch_time_s`` when fewer than two points were measured or ``flops_per_sample`` is
+        ``None``."""
+        pts = self.epoch_time_by_flops
+        if flops_per_sample is None or len(pts) < 2 or not flops_per_sample > 0:
+            return self.epoch_time_s
+        f = float(flops_per_sample)
+        i = 0
+        while i < len(pts) - 2 and f > pts[i + 1][0]:
+            i += 1
+        (f0, t0), (f1, t1) = pts[i], pts[i + 1]
+        linear = t0 + (t1 - t0) * (f - f0) / (f1 - f0)
+        if f < f0:
+            return min(t0, max(linear, t0 * f / f0))
+        if f > f1:
+            return max(t1, min(linear, t1 * f / f1))
+        return linear
 
     @property
     def scaling(self) -> ScalingModel:
@@ -43,6 +76,9 @@ class Profile:
         d["world_sizes"] = list(self.world_sizes)
         d["speedup"] = list(self.speedup)
         d["throughput_samples_per_s"] = list(self.throughput_samples_per_s)
+        d["epoch_time_by_flops"] = [{"flops_per_sample": f, "epoch_time_s": t} for f, t in self.epoch_time_by_flops]
+        if not d["epoch_time_by_flops"]:
+            del d["epoch_time_by_flops"]
         return d
 
 
@@ -83,6 +119,19 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     thr = raw.get("throughput_samples_per_s") or []
     if not isinstance(thr, list) or not all(_finite(t) and t > 0 for t in thr):
         raise ConfigError(f"{where}.throughput_samples_per_s", thr, "a list of positive numbers (samples/s), or absent")
+    by_flops = raw.get("epoch_time_by_flops") or []
+    points = []
+    if isinstance(by_flops, list):
+        for item in by_flops:
+            if not (isinstance(item, dict) and _finite(item.get("flops_per_sample")) and item["flops_per_sample"] > 0
+                    and _finite(item.get("epoch_time_s")) and item["epoch_time_s"] > 0):
+                points = None
+                break
+            points.append((float(item["flops_per_sample"]), float(item["epoch_time_s"])))
+    if not isinstance(by_flops, list) or points is None or len({f for f, _ in points}) != len(points):
+        raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
+                          "a list of {flops_per_sample, epoch_time_s} objects with positive numbers and distinct "
+                          "flops_per_sample, or absent")
     return Profile(
         name=str(raw.get("name", "profile")),
         world_sizes=tuple(ws),
@@ -92,6 +141,7 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         resize_s=float(resize),
         throughput_samples_per_s=tuple(float(t) for t in thr),
         source=str(raw.get("source", "")),
+        epoch_time_by_flops=tuple(sorted(points)),
     )
 
 

@@ -11,6 +11,13 @@ the measurement is not disturbed by other jobs. From the probes:
   which every launch pays;
 - ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1.
 
+When the search space mixes configurations of different cost (model widths), one more probe
+at W=1 measures the cheapest configuration the run may draw (fewest FLOPs per sample,
+:func:`configuration_flops`), and the profile's ``epoch_time_by_flops`` holds both points, so
+that each configuration's epoch time can be predicted from its FLOPs
+(:meth:`seer_torch.scaling.profile.Profile.epoch_time_for`; :func:`cost_probe_configuration`
+says when the extra probe is worth its start-up).
+
 Resize seconds are measured by relaunching (:func:`measure_relaunches`, used by
 ``seer profile`` and ``scripts/bench_cifar.py``): one trial trains epoch 1 at the first ``W``
 from scratch and is relaunched from its checkpoint at each next ``W`` for one more epoch. A
@@ -45,7 +52,8 @@ PROFILE_STEPS = 60
 def probe_startup_s(probe: dict[str, Any], duration_s: float) -> float:
     """A probe job's fixed cost: its whole duration minus the measured steps and the timed
     validation pass (everything a launch pays before and after useful work)."""
-    working_s = float(probe["measured_steps"]) * float(probe["step_time_s"]) + float(probe["eval_time_s"])
+    train_s = probe.get("measured_train_s", float(probe["measured_steps"]) * float(probe["step_time_s"]))
+    working_s = float(train_s) + float(probe["eval_time_s"])
     return max(0.0, duration_s - working_s)
 
 
@@ -86,11 +94,71 @@ def resize_s_from_launches(launches: Sequence[dict[str, Any]]) -> float | None:
     return max(overheads) if overheads else None
 
 
+#: The extra W=1 probe of the cheapest configuration runs only when the probe configuration
+#: costs at least this many times its FLOPs per sample (else one epoch time serves all).
+COST_SPREAD = 1.25
+
+
+def configuration_flops(exp: Any, configuration: dict[str, Any]) -> float:
+    """FLOPs of one training sample (forward and backward) of ``configuration``'s model on
+    ``exp``'s dataset (:func:`seer_torch.models.flops_per_sample`; nothing is computed, the
+    model is built on the ``meta`` device). Imports torch.
+
+    Raises:
+        ConfigError: an unknown model, dataset or model hyperparameter value.
+    """
+    from seer_torch.data import image_shape
+    from seer_torch.models import flops_per_sample, model_hparam_names
+
+    in_channels, image_size, num_classes = image_shape(exp.data.dataset)
+    names = model_hparam_names(exp.model.name)
+    hparams = {k: v for k, v in configuration.items() if k in names}
+    return flops_per_sample(exp.model.name, num_classes=num_classes, in_channels=in_channels,
+                            image_size=image_size, **hparams)
+
+
+def configurations_flops(exp: Any, configurations: Sequence[dict[str, Any]]) -> list[float]:
+    """:func:`configuration_flops` of each configuration, counted once per distinct set of
+    model hyperparameters (the training ones, such as ``lr``, do not change the cost)."""
+    from seer_torch.models import model_hparam_names
+
+    names = model_hparam_names(exp.model.name)
+    counted: dict[str, float] = {}
+    out = []
+    for conf in configurations:
+        key = json.dumps({k: v for k, v in conf.items() if k in names}, sort_keys=True)
+        if key not in counted:
+            counted[key] = configuration_flops(exp, conf)
+        out.append(counted[key])
+    return out
+
+
+def cost_probe_configuration(
+    probe_flops: float, candidates: Sequence[tuple[dict[str, Any], float]]
+) -> tuple[dict[str, Any], float] | None:
+    """Which configuration the extra W=1 probe measures: of ``candidates`` (``(configuration,
+    flops_per_sample)``, the configurations the run may draw), the one with the fewest FLOPs,
+    when the probe configuration's ``probe_flops`` is at least :data:`COST_SPREAD` times its;
+    else ``None`` (every configuration costs about the probe's). Pure."""
+    if not candidates:
+        return None
+    cheapest = min(candidates, key=lambda c: c[1])
+    return cheapest if cheapest[1] > 0 and probe_flops >= COST_SPREAD * cheapest[1] else None
+
+
+def probe_epoch_time_s(probe: dict[str, Any]) -> float:
+    """One epoch at the probe's world size, seconds: train samples / measured throughput + the
+    timed validation pass."""
+    return float(probe["num_train_samples"]) / float(probe["throughput_samples_per_s"]) + float(probe["eval_time_s"])
+
+
 def profile_from_probes(
     name: str,
     probes: Sequence[tuple[dict[str, Any], float, float]],
     source: str,
     resize_s: float | None = None,
+    probe_flops: float | None = None,
+    cost_probes: Sequence[tuple[dict[str, Any], float]] = (),
 ) -> Profile:
     """Build a profile from probe outputs.
 
@@ -99,6 +167,9 @@ def profile_from_probes(
             is what the worker wrote with ``--profile-out``.
         resize_s: measured relaunch seconds (:func:`resize_s_from_launches`); without it the
             resize cost is estimated by the probes' start-up (the largest over ``W``).
+        probe_flops: FLOPs per sample of the probes' configuration.
+        cost_probes: ``(probe_json, flops_per_sample)`` of W=1 probes of other configurations;
+            with ``probe_flops`` they become ``epoch_time_by_flops``.
 
     Raises:
         ValueError: no W=1 probe, or a negative ``resize_s``.
@@ -113,7 +184,11 @@ def profile_from_probes(
     world_sizes = sorted(by_w)
     throughput = [float(by_w[w][0]["throughput_samples_per_s"]) for w in world_sizes]
     startups = [probe_startup_s(by_w[w][0], by_w[w][2]) for w in world_sizes]
-    epoch_time_s = float(p1["num_train_samples"]) / thr1 + float(p1["eval_time_s"])
+    epoch_time_s = probe_epoch_time_s(p1)
+    points: dict[float, float] = {}
+    if probe_flops is not None and cost_probes:
+        points = {float(f): probe_epoch_time_s(p) for p, f in cost_probes}
+        points[float(probe_flops)] = epoch_time_s
     return Profile(
         name=name,
         world_sizes=tuple(world_sizes),
@@ -123,6 +198,7 @@ def profile_from_probes(
         resize_s=max(startups) if resize_s is None else float(resize_s),
         throughput_samples_per_s=tuple(throughput),
         source=source,
+        epoch_time_by_flops=tuple(sorted(points.items())) if len(points) > 1 else (),
     )
 
 
@@ -164,6 +240,42 @@ def run_probes(
             raise WorkerError(f"profile probe at W={w} failed: {job_error_text(res)}")
         results.append((json.loads(out.read_text()), res.launch_unix_s, res.duration_s))
     return results
+
+
+def run_cost_probe(
+    backend: Backend,
+    clock: Clock,
+    probe_dir: Path,
+    exp: Any,
+    probe_conf: dict[str, Any],
+    make_config: Callable[[dict[str, Any]], dict[str, Any]],
+    on_job_end: Callable[[JobResult], None] = lambda r: None,
+    over_budget: Callable[[list[tuple[float, int]]], str | None] = lambda held: None,
+    profile_steps: int = PROFILE_STEPS,
+    timeout_s: float = 300.0,
+) -> tuple[float, list[tuple[dict[str, Any], float]], dict[str, Any] | None]:
+    """Probe the cheapest configuration ``exp`` may draw at W=1, when it is cheap enough to
+    matter (:func:`cost_probe_configuration` over the experiment's ``max_configurations``
+    draws). ``make_config`` turns a configuration into a trial's ``config.json`` content.
+
+    Returns:
+        ``(probe_flops, cost_probes, cheapest)``: the probe configuration's FLOPs per sample,
+        the arguments :func:`profile_from_probes` takes as ``cost_probes`` (empty when no
+        probe ran), and the configuration measured (or ``None``).
+
+    Raises:
+        as :func:`run_probes`.
+    """
+    from seer_torch.config import sample_configurations
+
+    drawn = sample_configurations(exp, exp.search.max_configurations)
+    probe_flops, *drawn_flops = configurations_flops(exp, [probe_conf, *drawn])
+    cheap = cost_probe_configuration(probe_flops, list(zip(drawn, drawn_flops)))
+    if cheap is None:
+        return probe_flops, [], None
+    probe = run_probes(backend, clock, probe_dir, make_config(cheap[0]), [1], on_job_end=on_job_end,
+                       over_budget=over_budget, profile_steps=profile_steps, timeout_s=timeout_s)[0][0]
+    return probe_flops, [(probe, cheap[1])], cheap[0]
 
 
 def _run_alone(

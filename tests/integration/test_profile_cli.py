@@ -36,7 +36,7 @@ max_configurations = 4
 [search_space]
 lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
 weight_decay = 0.0005
-width = { choices = [16] }
+width = { choices = [8, 16] }
 dropout = 0.0
 """
 
@@ -61,6 +61,17 @@ def test_seer_profile_two_slots_then_plan(tmp_path: Path):
         assert key in raw
     assert "W" in proc.stdout and "samples/s" in proc.stdout and "efficiency" in proc.stdout
     assert not list(tmp_path.glob(".profile.json.*"))  # the atomic write left no temporary file
+    # The search space mixes widths 8 and 16: the probes measure width 16 (the last choice), and
+    # one more W=1 probe the cheapest draw (width 8), at the FLOPs counted for each.
+    from seer_torch.config import load_experiment
+    from seer_torch.scaling.profiler import configuration_flops
+
+    exp = load_experiment(cfg)
+    flops = [configuration_flops(exp, {"width": w}) for w in (8, 16)]
+    assert [f for f, _ in prof.epoch_time_by_flops] == pytest.approx(flops)
+    assert prof.epoch_time_by_flops[1][1] == pytest.approx(prof.epoch_time_s)
+    assert prof.epoch_time_for(flops[1]) == pytest.approx(prof.epoch_time_s)
+    assert "epoch at W=1 by cost" in proc.stdout and '"width": 8' in raw["source"]
 
     plan = _seer("plan", str(cfg), "--slots", "2", "--profile", str(out), "--json", cwd=tmp_path)
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]

@@ -89,6 +89,18 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
         assert (run_dir / name).exists(), name
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished"
+    # The probe's step time is the median of its timed windows (a load burst moves one window).
+    import statistics
+
+    from seer_torch.scaling.profiler import PROFILE_STEPS
+    from seer_torch.worker import PROFILE_WINDOWS
+
+    probe = json.loads((run_dir / "profile" / "w1" / "profile.json").read_text())
+    windows = probe["step_time_windows_s"]
+    assert len(windows) == PROFILE_WINDOWS and probe["measured_steps"] == PROFILE_STEPS
+    assert probe["step_time_s"] == pytest.approx(statistics.median(windows))
+    assert probe["throughput_samples_per_s"] == pytest.approx(probe["global_batch"] / statistics.median(windows))
+    assert probe["measured_train_s"] == pytest.approx(sum(windows) * PROFILE_STEPS / PROFILE_WINDOWS)
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).

@@ -56,3 +56,57 @@ def test_shipped_profile_for_the_default_parses(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([1, 2]))
     with pytest.raises(ConfigError, match="JSON object"):
         load_profile(tmp_path / "list.json")
+
+
+def test_epoch_time_by_flops_predicts_each_configuration():
+    # Two probes: 1.0 s at 10 MFLOPs, 2.0 s at 30 MFLOPs -> 0.5 s fixed + 0.05 s per MFLOP.
+    probes = [(_probe(1, 1257 / 1.8, 0.1, 0.2), 0.0, 12.0)]  # the probe config: 1.8 + 0.2 = 2.0 s
+    cheap = _probe(1, 1257 / 0.9, 0.05, 0.1)  # 0.9 + 0.1 = 1.0 s
+    p = profile_from_probes("x", probes, source="t", probe_flops=30e6, cost_probes=[(cheap, 10e6)])
+    assert p.epoch_time_s == pytest.approx(2.0)
+    assert [x for pt in p.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.0, 30e6, 2.0])
+    assert p.epoch_time_for(20e6) == pytest.approx(1.5)  # between: the line
+    assert p.epoch_time_for(40e6) == pytest.approx(2.5)  # above: the line (under proportional 2.67)
+    assert p.epoch_time_for(2e6) == pytest.approx(0.6)   # below: the line (over proportional 0.2)
+    assert p.epoch_time_for(None) == p.epoch_time_for(0) == pytest.approx(2.0)
+    # A noisy pair whose line falls steeply is held between proportional and the nearest point.
+    steep = parse_profile({"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 4.0, "startup_s": 1.0,
+                           "epoch_time_by_flops": [{"flops_per_sample": 20e6, "epoch_time_s": 4.0},
+                                                   {"flops_per_sample": 10e6, "epoch_time_s": 0.5}]})
+    assert steep.epoch_time_for(5e6) == pytest.approx(0.25)  # line says -1.25: proportional 0.25
+    assert steep.epoch_time_for(40e6) == pytest.approx(8.0)  # line says 11: proportional 8
+    # Round trip through the file format; one configuration measured -> no points, one time.
+    assert parse_profile(p.to_dict()) == p
+    single = profile_from_probes("x", probes, source="t", probe_flops=30e6)
+    assert "epoch_time_by_flops" not in single.to_dict() and single.epoch_time_for(10e6) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("bad", [
+    [{"flops_per_sample": 1e6}],
+    [{"flops_per_sample": -1, "epoch_time_s": 1.0}],
+    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 1e6, "epoch_time_s": 2.0}],
+    "fast",
+])
+def test_epoch_time_by_flops_errors_name_the_field(bad):
+    raw = {"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.0, "startup_s": 1.0, "epoch_time_by_flops": bad}
+    with pytest.raises(ConfigError, match="epoch_time_by_flops"):
+        parse_profile(raw)
+
+
+def test_flops_of_a_configuration_are_the_conv_and_linear_arithmetic():
+    from seer_torch.scaling.profiler import configuration_flops, configurations_flops, cost_probe_configuration
+
+    from importlib import resources
+
+    exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
+    # digits_cnn, width 64 on 8x8x1 images: forward 2*Cin*Cout*9*H*W per conv (the first conv
+    # needs no input gradient: backward = forward; the others: backward = 2 x forward), linear
+    # 128 -> 10: 3 x 2560.
+    conv1, conv2, conv3 = 2 * 1 * 64 * 9 * 64, 2 * 64 * 64 * 9 * 64, 2 * 64 * 128 * 9 * 16
+    assert configuration_flops(exp, {"width": 64, "lr": 0.1}) == 2 * conv1 + 3 * conv2 + 3 * conv3 + 3 * 2560
+    f = configurations_flops(exp, [{"width": 96, "lr": 0.1}, {"width": 64, "lr": 0.2}, {"width": 96, "lr": 0.3}])
+    assert f[0] == f[2] and f[0] / f[1] == pytest.approx(2.2446, rel=1e-3)
+    confs = [({"width": 96}, f[0]), ({"width": 64}, f[1])]
+    assert cost_probe_configuration(f[0], confs) == ({"width": 64}, f[1])
+    assert cost_probe_configuration(f[0], confs[:1]) is None  # every draw costs the probe's
+    assert cost_probe_configuration(f[0], []) is None
