@@ -305,16 +305,17 @@ def experiment_billing(exp: Experiment) -> Billing:
     )
 
 
-def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
-    """One epoch at W = 1 (seconds) of a configuration the run draws, on average: the mean of
-    :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when the
-    profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
-    counted on the ``meta`` device, which imports torch), else the profile's ``epoch_time_s``.
-    Pure and deterministic (the draws are the seeded ones the run launches)."""
+def expected_epoch_times_s(exp: Experiment, profile: Profile) -> tuple[float, float | None]:
+    """One epoch at W = 1 (seconds) of the configurations the run draws: ``(mean, slowest)``
+    of :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when
+    the profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
+    counted on the ``meta`` device, which imports torch), else ``(epoch_time_s, None)``. Pure
+    and deterministic (the draws are the seeded ones the run launches)."""
     if len(profile.epoch_time_by_flops) < 2:
-        return profile.epoch_time_s
+        return profile.epoch_time_s, None
     drawn = sample_configurations(exp, exp.search.max_configurations)
-    return statistics.fmean(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
+    times = [profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn)]
+    return statistics.fmean(times), max(times)
 
 
 def policy_context(
@@ -327,8 +328,10 @@ def policy_context(
     oracle_index: int | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
-    ``epoch_time_s`` is :func:`expected_epoch_time_s` (the profile's, or the mean over the
-    draws when the profile knows each configuration's cost)."""
+    ``epoch_time_s`` and ``wave_epoch_time_s`` are :func:`expected_epoch_times_s` (the
+    profile's, or the mean and the slowest over the draws when the profile knows each
+    configuration's cost)."""
+    epoch_time_s, slowest_s = expected_epoch_times_s(exp, profile)
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
     max_w = getattr(exp.planner, "max_world_size", None) or num_slots
@@ -340,7 +343,7 @@ def policy_context(
         num_slots=num_slots,
         world_size_ladder=tuple(sorted(set(ladder))),
         max_world_size=max_w,
-        epoch_time_s=expected_epoch_time_s(exp, profile),
+        epoch_time_s=epoch_time_s,
         scaling=profile.scaling,
         startup_s=profile.startup_s,
         relaunch_s=profile.resize_s,
@@ -352,6 +355,7 @@ def policy_context(
         seed=exp.seed,
         oracle_index=oracle_index,
         num_finalists=getattr(exp.planner, "num_finalists", 1),
+        wave_epoch_time_s=slowest_s,
     )
 
 
@@ -368,7 +372,8 @@ def planner_inputs(
     """The SEER planner's inputs from an experiment, a profile and the budgets left (``seer
     plan`` uses it). ``epoch_time_s`` and ``relaunch_s`` override the profile's. Pure."""
     ctx = policy_context(exp, profile, num_slots=num_slots, time_left_s=time_left_s, money_left_usd=money_left_usd)
-    return planner_inputs_from_context(ctx, epoch_time_s=epoch_time_s, overhead_s=relaunch_s)
+    wave = ctx.wave_epoch_time_s if epoch_time_s is None else None
+    return planner_inputs_from_context(ctx, epoch_time_s=epoch_time_s, overhead_s=relaunch_s, wave_epoch_time_s=wave)
 
 
 class Tuner:

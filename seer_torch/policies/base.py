@@ -67,6 +67,9 @@ class PolicyContext:
         num_finalists: trials SEER carries to the last rung (``None``: the planner chooses).
         min_configurations: configurations SEER explores before insisting on ``max_epochs``
             (``None``: ``eta**2``).
+        wave_epoch_time_s: one epoch on one worker of the slowest configuration the run may
+            draw, when the profile tells configurations apart by cost (``epoch_time_s`` is then
+            the mean over the draws); ``None`` otherwise.
     """
 
     max_epochs: int
@@ -89,6 +92,7 @@ class PolicyContext:
     oracle_index: int | None = None
     num_finalists: int | None = 1
     min_configurations: int | None = None
+    wave_epoch_time_s: float | None = None
 
     @property
     def usable_world_sizes(self) -> tuple[int, ...]:

@@ -126,7 +126,8 @@ class SeerPolicy:
     # -- Policy protocol ----------------------------------------------------------------------
     def setup(self, context: PolicyContext) -> None:
         self.ctx = context
-        self.plan = planner.plan(planner_inputs_from_context(context))
+        # The first plan: the mean epoch over the draws for money, the slowest for wall clock.
+        self.plan = planner.plan(planner_inputs_from_context(context, wave_epoch_time_s=context.wave_epoch_time_s))
         self.plan_epoch_time_s = context.epoch_time_s
         self.remaining = list(self.plan.rounds)
         if self.plan.rounds and not self.plan.feasible:
