@@ -305,17 +305,21 @@ def experiment_billing(exp: Experiment) -> Billing:
     )
 
 
-def expected_epoch_times_s(exp: Experiment, profile: Profile) -> tuple[float, float | None]:
-    """One epoch at W = 1 (seconds) of the configurations the run draws: ``(mean, slowest)``
-    of :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when
-    the profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
-    counted on the ``meta`` device, which imports torch), else ``(epoch_time_s, None)``. Pure
-    and deterministic (the draws are the seeded ones the run launches)."""
+def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
+    """One epoch at W = 1 (seconds) of a configuration the run draws, on average: the mean of
+    :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when the
+    profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
+    counted on the ``meta`` device, which imports torch), else the profile's ``epoch_time_s``.
+    Pure and deterministic (the draws are the seeded ones the run launches).
+
+    The mean, not the slowest draw: round 1 launches its trials as slots free up, so its wall
+    clock follows the sum of its jobs. Planning round 1 on the slowest draw's epoch was
+    measured worse on the policy sweep (``scripts/bench_policies.py``, 10 seeds: SEER at least
+    every baseline in 240 of 350 cells, against 284 on the mean)."""
     if len(profile.epoch_time_by_flops) < 2:
-        return profile.epoch_time_s, None
+        return profile.epoch_time_s
     drawn = sample_configurations(exp, exp.search.max_configurations)
-    times = [profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn)]
-    return statistics.fmean(times), max(times)
+    return statistics.fmean(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
 
 
 def policy_context(
@@ -326,12 +330,17 @@ def policy_context(
     time_left_s: float,
     money_left_usd: float,
     oracle_index: int | None = None,
+    draw_epoch_times_s: list[float] | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
-    ``epoch_time_s`` and ``wave_epoch_time_s`` are :func:`expected_epoch_times_s` (the
-    profile's, or the mean and the slowest over the draws when the profile knows each
-    configuration's cost)."""
-    epoch_time_s, slowest_s = expected_epoch_times_s(exp, profile)
+    ``epoch_time_s`` is :func:`expected_epoch_time_s` (the profile's, or the mean over the
+    draws when the profile knows each configuration's cost), or the mean of
+    ``draw_epoch_times_s``, each draw's epoch at W = 1 when it is known in advance (the
+    simulator's learning-curve table)."""
+    if draw_epoch_times_s:
+        epoch_time_s = statistics.fmean(draw_epoch_times_s)
+    else:
+        epoch_time_s = expected_epoch_time_s(exp, profile)
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
     max_w = getattr(exp.planner, "max_world_size", None) or num_slots
@@ -355,7 +364,6 @@ def policy_context(
         seed=exp.seed,
         oracle_index=oracle_index,
         num_finalists=getattr(exp.planner, "num_finalists", 1),
-        wave_epoch_time_s=slowest_s,
     )
 
 
@@ -372,8 +380,7 @@ def planner_inputs(
     """The SEER planner's inputs from an experiment, a profile and the budgets left (``seer
     plan`` uses it). ``epoch_time_s`` and ``relaunch_s`` override the profile's. Pure."""
     ctx = policy_context(exp, profile, num_slots=num_slots, time_left_s=time_left_s, money_left_usd=money_left_usd)
-    wave = ctx.wave_epoch_time_s if epoch_time_s is None else None
-    return planner_inputs_from_context(ctx, epoch_time_s=epoch_time_s, overhead_s=relaunch_s, wave_epoch_time_s=wave)
+    return planner_inputs_from_context(ctx, epoch_time_s=epoch_time_s, overhead_s=relaunch_s)
 
 
 class Tuner:
@@ -391,6 +398,9 @@ class Tuner:
         oracle_index: passed to the policy context (the ``oracle`` baseline only).
         configurations: the configurations to use, by index, instead of draws from the search
             space (the simulator passes a learning-curve table's, in a seeded order).
+        draw_epoch_times_s: one epoch at W = 1 of each configuration the run may draw, seconds,
+            when known in advance (the simulator passes its table's): policies plan on their
+            mean (:func:`policy_context`).
     """
 
     def __init__(
@@ -404,6 +414,7 @@ class Tuner:
         profile: Profile | None = None,
         oracle_index: int | None = None,
         configurations: list[dict[str, Any]] | None = None,
+        draw_epoch_times_s: list[float] | None = None,
     ) -> None:
         self.exp = experiment
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -413,6 +424,7 @@ class Tuner:
         self.policy: Policy = policy if policy is not None else SeerPolicy()
         self.profile: Profile | None = profile
         self.oracle_index = oracle_index
+        self.draw_epoch_times_s = draw_epoch_times_s  # each draw's epoch at W=1, known in advance
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
         self.trials: dict[str, Trial] = {}
         self.trials_by_index: dict[int, Trial] = {}
@@ -872,6 +884,7 @@ class Tuner:
             time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
             money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd() - self._money_reserve_usd(),
             oracle_index=self.oracle_index,
+            draw_epoch_times_s=self.draw_epoch_times_s,
         )
 
     def _snapshot(self, events: list[JobEvent]) -> Snapshot:
@@ -1066,7 +1079,8 @@ class Tuner:
         # The policy, as it was: set up with the same inputs, then fed the same snapshots.
         time_left, money_left = state["setup_budgets"]
         self.policy.setup(policy_context(self.exp, self.profile, num_slots=self.backend.num_slots,
-                                         time_left_s=time_left, money_left_usd=money_left))
+                                         time_left_s=time_left, money_left_usd=money_left,
+                                         oracle_index=self.oracle_index, draw_epoch_times_s=self.draw_epoch_times_s))
         self._setup_budgets = (time_left, money_left)
         if m.get("reserved_slots"):
             self._slots = int(m["reserved_slots"])

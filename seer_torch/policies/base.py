@@ -51,7 +51,9 @@ class PolicyContext:
         num_slots: slots available (GPUs, or CPU processes locally).
         world_size_ladder: allowed world sizes, ascending, each ``<= num_slots``.
         max_world_size: the most workers one trial may get.
-        epoch_time_s: one epoch (training + validation) on one worker, from the profile.
+        epoch_time_s: one epoch (training + validation) on one worker, from the profile: the
+            mean over the configurations the run may draw when the profile tells them apart
+            by cost (``epoch_time_by_flops``).
         scaling: ``s(W)``, the speedup model.
         startup_s: overhead of a trial's first job (launch to first step, plus exit).
         relaunch_s: overhead of a later job at the same ``W``.
@@ -67,9 +69,6 @@ class PolicyContext:
         num_finalists: trials SEER carries to the last rung (``None``: the planner chooses).
         min_configurations: configurations SEER explores before insisting on ``max_epochs``
             (``None``: ``eta**2``).
-        wave_epoch_time_s: one epoch on one worker of the slowest configuration the run may
-            draw, when the profile tells configurations apart by cost (``epoch_time_s`` is then
-            the mean over the draws); ``None`` otherwise.
     """
 
     max_epochs: int
@@ -92,7 +91,6 @@ class PolicyContext:
     oracle_index: int | None = None
     num_finalists: int | None = 1
     min_configurations: int | None = None
-    wave_epoch_time_s: float | None = None
 
     @property
     def usable_world_sizes(self) -> tuple[int, ...]:

@@ -27,9 +27,8 @@ epoch (training + validation) on one worker, ``s(W)`` from the
   synchronous: the round ends when its last trial reaches the rung), where ``J'_k`` is
   ``J_k`` with the *slowest* trial's epoch ``tau'`` (``wave_epoch_time_s``) in place of the
   mean ``tau``: configurations differ in speed (a wider model is slower), and a round lasts as
-  long as its slowest job. A fresh plan knows both when the profile tells configurations apart
-  by cost (``epoch_time_by_flops``: ``tau`` the mean over the draws, ``tau'`` the slowest),
-  else one (``tau' = tau``); re-plans measure both on the trials they carry;
+  long as its slowest job. A fresh plan knows one ``tau`` (``tau' = tau``: the mean over
+  the configurations the run may draw); re-plans measure both on the trials they carry;
 - only held slots are billed, each job as one rental of ``W_k`` slots:
   ``C_k = price_usd_per_slot_hour / 3600 * n_k * W_k * billed(J_k)`` (the mean ``tau``), where
   ``billed(J) = max(billing_minimum_s, ceil(J / billing_granularity_s) *
@@ -198,8 +197,7 @@ class PlannerInputs:
             only (``> 0``): trials of a round run side by side and the round ends when its
             slowest job does, so its duration follows the slowest trial while its cost
             follows each trial's own time, whose mean is ``epoch_time_s``. ``None``: the same
-            as ``epoch_time_s`` (a fresh plan on a profile that tells no configurations apart
-            knows no spread; re-plans measure it).
+            as ``epoch_time_s`` (a fresh plan knows no spread; re-plans measure it).
 
     Raises:
         ConfigError: any field out of its range (the message names field, value and range).

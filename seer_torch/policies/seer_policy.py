@@ -126,8 +126,7 @@ class SeerPolicy:
     # -- Policy protocol ----------------------------------------------------------------------
     def setup(self, context: PolicyContext) -> None:
         self.ctx = context
-        # The first plan: the mean epoch over the draws for money, the slowest for wall clock.
-        self.plan = planner.plan(planner_inputs_from_context(context, wave_epoch_time_s=context.wave_epoch_time_s))
+        self.plan = planner.plan(planner_inputs_from_context(context))
         self.plan_epoch_time_s = context.epoch_time_s
         self.remaining = list(self.plan.rounds)
         if self.plan.rounds and not self.plan.feasible:

@@ -110,3 +110,35 @@ def test_flops_of_a_configuration_are_the_conv_and_linear_arithmetic():
     assert cost_probe_configuration(f[0], confs) == ({"width": 64}, f[1])
     assert cost_probe_configuration(f[0], confs[:1]) is None  # every draw costs the probe's
     assert cost_probe_configuration(f[0], []) is None
+
+
+def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
+    from importlib import resources
+
+    from seer_torch.config import sample_configurations
+    from seer_torch.executor import planner_inputs, policy_context
+    from seer_torch.policies import seer as planner
+
+    exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
+    # digits_cnn FLOPs per sample: width 64 -> 21388800, width 96 -> 48008448 (the arithmetic
+    # is checked above); measured: 0.6 s and 1.2 s an epoch.
+    prof = parse_profile({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0,
+                          "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                                                  {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]})
+    widths = [c["width"] for c in sample_configurations(exp, exp.search.max_configurations)]
+    assert 0 < widths.count(64) < len(widths)
+    mean = sum(0.6 if w == 64 else 1.2 for w in widths) / len(widths)
+    ctx = policy_context(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
+    assert ctx.epoch_time_s == pytest.approx(mean)
+    inputs = planner_inputs(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
+    assert inputs.epoch_time_s == pytest.approx(mean) and inputs.wave_epoch_time_s is None
+    first = planner.plan(inputs).rounds[0]
+    assert first.world_size == 1
+    assert first.predicted_duration_s == pytest.approx(first.waves * (8.0 + mean))
+    assert first.predicted_cost_usd == pytest.approx(3.06 / 3600 * first.num_trials * (8.0 + mean))
+    # Without epoch_time_by_flops every draw costs the profile's epoch.
+    flat = parse_profile({k: v for k, v in prof.to_dict().items() if k != "epoch_time_by_flops"})
+    assert policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0).epoch_time_s == 1.2
+    # Epoch times known in advance (the simulator's table) are used instead.
+    ctx = policy_context(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_epoch_times_s=[1.0, 3.0])
+    assert ctx.epoch_time_s == 2.0
