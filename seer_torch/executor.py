@@ -314,8 +314,9 @@ def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
 
     The mean, not the slowest draw: round 1 launches its trials as slots free up, so its wall
     clock follows the sum of its jobs. Planning round 1 on the slowest draw's epoch was
-    measured worse on the policy sweep (``scripts/bench_policies.py``, 10 seeds: SEER at least
-    every baseline in 240 of 350 cells, against 284 on the mean)."""
+    measured worse on the policy sweep (``scripts/bench_policies.py``, 10 seeds, the
+    simulator's policies given their table's epoch time of each draw: SEER at least every
+    baseline in 240 of 350 cells, against 284 on the mean)."""
     if len(profile.epoch_time_by_flops) < 2:
         return profile.epoch_time_s
     drawn = sample_configurations(exp, exp.search.max_configurations)
@@ -330,17 +331,11 @@ def policy_context(
     time_left_s: float,
     money_left_usd: float,
     oracle_index: int | None = None,
-    draw_epoch_times_s: list[float] | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
     ``epoch_time_s`` is :func:`expected_epoch_time_s` (the profile's, or the mean over the
-    draws when the profile knows each configuration's cost), or the mean of
-    ``draw_epoch_times_s``, each draw's epoch at W = 1 when it is known in advance (the
-    simulator's learning-curve table)."""
-    if draw_epoch_times_s:
-        epoch_time_s = statistics.fmean(draw_epoch_times_s)
-    else:
-        epoch_time_s = expected_epoch_time_s(exp, profile)
+    draws when the profile knows each configuration's cost)."""
+    epoch_time_s = expected_epoch_time_s(exp, profile)
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
     max_w = getattr(exp.planner, "max_world_size", None) or num_slots
@@ -398,9 +393,6 @@ class Tuner:
         oracle_index: passed to the policy context (the ``oracle`` baseline only).
         configurations: the configurations to use, by index, instead of draws from the search
             space (the simulator passes a learning-curve table's, in a seeded order).
-        draw_epoch_times_s: one epoch at W = 1 of each configuration the run may draw, seconds,
-            when known in advance (the simulator passes its table's): policies plan on their
-            mean (:func:`policy_context`).
     """
 
     def __init__(
@@ -414,7 +406,6 @@ class Tuner:
         profile: Profile | None = None,
         oracle_index: int | None = None,
         configurations: list[dict[str, Any]] | None = None,
-        draw_epoch_times_s: list[float] | None = None,
     ) -> None:
         self.exp = experiment
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -424,7 +415,6 @@ class Tuner:
         self.policy: Policy = policy if policy is not None else SeerPolicy()
         self.profile: Profile | None = profile
         self.oracle_index = oracle_index
-        self.draw_epoch_times_s = draw_epoch_times_s  # each draw's epoch at W=1, known in advance
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
         self.trials: dict[str, Trial] = {}
         self.trials_by_index: dict[int, Trial] = {}
@@ -884,7 +874,6 @@ class Tuner:
             time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
             money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd() - self._money_reserve_usd(),
             oracle_index=self.oracle_index,
-            draw_epoch_times_s=self.draw_epoch_times_s,
         )
 
     def _snapshot(self, events: list[JobEvent]) -> Snapshot:
@@ -1080,7 +1069,7 @@ class Tuner:
         time_left, money_left = state["setup_budgets"]
         self.policy.setup(policy_context(self.exp, self.profile, num_slots=self.backend.num_slots,
                                          time_left_s=time_left, money_left_usd=money_left,
-                                         oracle_index=self.oracle_index, draw_epoch_times_s=self.draw_epoch_times_s))
+                                         oracle_index=self.oracle_index))
         self._setup_budgets = (time_left, money_left)
         if m.get("reserved_slots"):
             self._slots = int(m["reserved_slots"])

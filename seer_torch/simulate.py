@@ -64,9 +64,8 @@ class SimulationCase:
     Attributes:
         table: the learning curves (the configurations, their epochs and epoch time).
         profile: the scaling profile (``speedup``, ``startup_s``, ``resize_s``); its
-            ``epoch_time_s`` is replaced by the table's (each configuration's own; policies
-            plan on their mean over the draws, as ``seer tune`` does with a profile that
-            tells configurations apart by cost).
+            ``epoch_time_s`` is replaced by the table's (the median over its configurations,
+            each of which trains at its own).
         time_budget_s: the deadline.
         money_budget_usd: the money budget.
         num_slots: slots of the simulated cluster.
@@ -182,7 +181,6 @@ def simulate_run(case: SimulationCase, policy: str, seed: int) -> RunSummary:
         exp, None, backend, clock=clock, policy=make_policy(policy), profile=prof,
         oracle_index=order.index(best_row),
         configurations=[dict(table.configs[order[i]].config) for i in range(exp.search.max_configurations)],
-        draw_epoch_times_s=[table.epoch_time_at(order[i]) for i in range(min(n, exp.search.max_configurations))],
     )
     res = tuner.run()
     answer = tuner.answer()

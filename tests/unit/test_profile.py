@@ -139,6 +139,3 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     # Without epoch_time_by_flops every draw costs the profile's epoch.
     flat = parse_profile({k: v for k, v in prof.to_dict().items() if k != "epoch_time_by_flops"})
     assert policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0).epoch_time_s == 1.2
-    # Epoch times known in advance (the simulator's table) are used instead.
-    ctx = policy_context(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_epoch_times_s=[1.0, 3.0])
-    assert ctx.epoch_time_s == 2.0
