@@ -305,22 +305,24 @@ def experiment_billing(exp: Experiment) -> Billing:
     )
 
 
+def draw_epoch_times_s(exp: Experiment, profile: Profile) -> tuple[float, ...]:
+    """One epoch at W = 1 (seconds) of each of the experiment's ``max_configurations`` draws,
+    predicted from its FLOPs (:meth:`Profile.epoch_time_for`), when the profile measured
+    configurations of different cost (``epoch_time_by_flops``; FLOPs are counted on the
+    ``meta`` device, which imports torch); else ``()``. Pure and deterministic (the draws are
+    the seeded ones the run launches)."""
+    if len(profile.epoch_time_by_flops) < 2:
+        return ()
+    drawn = sample_configurations(exp, exp.search.max_configurations)
+    return tuple(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
+
+
 def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
     """One epoch at W = 1 (seconds) of a configuration the run draws, on average: the mean of
-    :meth:`Profile.epoch_time_for` over the experiment's ``max_configurations`` draws when the
-    profile measured configurations of different cost (``epoch_time_by_flops``; FLOPs are
-    counted on the ``meta`` device, which imports torch), else the profile's ``epoch_time_s``.
-    Pure and deterministic (the draws are the seeded ones the run launches).
-
-    The mean, not the slowest draw: round 1 launches its trials as slots free up, so its wall
-    clock follows the sum of its jobs. Planning round 1 on the slowest draw's epoch was
-    measured worse on the policy sweep (``scripts/bench_policies.py``, 10 seeds, the
-    simulator's policies given their table's epoch time of each draw: SEER at least every
-    baseline in 240 of 350 cells, against 284 on the mean)."""
-    if len(profile.epoch_time_by_flops) < 2:
-        return profile.epoch_time_s
-    drawn = sample_configurations(exp, exp.search.max_configurations)
-    return statistics.fmean(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
+    :func:`draw_epoch_times_s` when the profile tells configurations apart by cost, else the
+    profile's ``epoch_time_s``."""
+    times = draw_epoch_times_s(exp, profile)
+    return statistics.fmean(times) if times else profile.epoch_time_s
 
 
 def policy_context(
@@ -331,11 +333,14 @@ def policy_context(
     time_left_s: float,
     money_left_usd: float,
     oracle_index: int | None = None,
+    draw_times_s: list[float] | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
-    ``epoch_time_s`` is :func:`expected_epoch_time_s` (the profile's, or the mean over the
-    draws when the profile knows each configuration's cost)."""
-    epoch_time_s = expected_epoch_time_s(exp, profile)
+    ``epoch_time_s`` is the profile's, or the mean over the draws when the profile knows each
+    configuration's cost; ``draw_epoch_times_s`` is :func:`draw_epoch_times_s`, or
+    ``draw_times_s`` when given (the simulator's table)."""
+    draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile)
+    epoch_time_s = profile.epoch_time_s if draw_times_s or not draws else statistics.fmean(draws)
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
     max_w = getattr(exp.planner, "max_world_size", None) or num_slots
@@ -359,6 +364,7 @@ def policy_context(
         seed=exp.seed,
         oracle_index=oracle_index,
         num_finalists=getattr(exp.planner, "num_finalists", 1),
+        draw_epoch_times_s=draws,
     )
 
 
@@ -393,6 +399,8 @@ class Tuner:
         oracle_index: passed to the policy context (the ``oracle`` baseline only).
         configurations: the configurations to use, by index, instead of draws from the search
             space (the simulator passes a learning-curve table's, in a seeded order).
+        draw_times_s: one epoch at W = 1 of each configuration, by index, known in advance
+            (the simulator passes its table's); SEER plans round 1 with them.
     """
 
     def __init__(
@@ -406,6 +414,7 @@ class Tuner:
         profile: Profile | None = None,
         oracle_index: int | None = None,
         configurations: list[dict[str, Any]] | None = None,
+        draw_times_s: list[float] | None = None,
     ) -> None:
         self.exp = experiment
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -415,6 +424,7 @@ class Tuner:
         self.policy: Policy = policy if policy is not None else SeerPolicy()
         self.profile: Profile | None = profile
         self.oracle_index = oracle_index
+        self.draw_times_s = draw_times_s
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
         self.trials: dict[str, Trial] = {}
         self.trials_by_index: dict[int, Trial] = {}
@@ -874,6 +884,7 @@ class Tuner:
             time_left_s=self.exp.budget.time_budget_s - self.meter.elapsed_s() - FINAL_GRACE_S,
             money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd() - self._money_reserve_usd(),
             oracle_index=self.oracle_index,
+            draw_times_s=self.draw_times_s,
         )
 
     def _snapshot(self, events: list[JobEvent]) -> Snapshot:
@@ -1069,7 +1080,7 @@ class Tuner:
         time_left, money_left = state["setup_budgets"]
         self.policy.setup(policy_context(self.exp, self.profile, num_slots=self.backend.num_slots,
                                          time_left_s=time_left, money_left_usd=money_left,
-                                         oracle_index=self.oracle_index))
+                                         oracle_index=self.oracle_index, draw_times_s=self.draw_times_s))
         self._setup_budgets = (time_left, money_left)
         if m.get("reserved_slots"):
             self._slots = int(m["reserved_slots"])

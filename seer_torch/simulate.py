@@ -181,6 +181,7 @@ def simulate_run(case: SimulationCase, policy: str, seed: int) -> RunSummary:
         exp, None, backend, clock=clock, policy=make_policy(policy), profile=prof,
         oracle_index=order.index(best_row),
         configurations=[dict(table.configs[order[i]].config) for i in range(exp.search.max_configurations)],
+        draw_times_s=[table.epoch_time_at(order[i]) for i in range(min(n, exp.search.max_configurations))],
     )
     res = tuner.run()
     answer = tuner.answer()

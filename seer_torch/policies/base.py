@@ -69,6 +69,9 @@ class PolicyContext:
         num_finalists: trials SEER carries to the last rung (``None``: the planner chooses).
         min_configurations: configurations SEER explores before insisting on ``max_epochs``
             (``None``: ``eta**2``).
+        draw_epoch_times_s: one epoch on one worker of each configuration the run may draw,
+            by index, when known before it runs (the simulator's learning-curve table; a
+            profile that tells configurations apart by FLOPs); empty otherwise.
     """
 
     max_epochs: int
@@ -91,6 +94,7 @@ class PolicyContext:
     oracle_index: int | None = None
     num_finalists: int | None = 1
     min_configurations: int | None = None
+    draw_epoch_times_s: tuple[float, ...] = ()
 
     @property
     def usable_world_sizes(self) -> tuple[int, ...]:

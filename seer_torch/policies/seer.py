@@ -28,7 +28,10 @@ epoch (training + validation) on one worker, ``s(W)`` from the
   ``J_k`` with the *slowest* trial's epoch ``tau'`` (``wave_epoch_time_s``) in place of the
   mean ``tau``: configurations differ in speed (a wider model is slower), and a round lasts as
   long as its slowest job. A fresh plan knows one ``tau`` (``tau' = tau``: the mean over
-  the configurations the run may draw); re-plans measure both on the trials they carry;
+  the configurations the run may draw), unless each draw's epoch is known in advance: then
+  SEER's first plan sets ``tau'`` from the makespan of the draws round 1 launches
+  (:meth:`~seer_torch.policies.seer_policy.SeerPolicy._first_plan`); re-plans measure both on
+  the trials they carry;
 - only held slots are billed, each job as one rental of ``W_k`` slots:
   ``C_k = price_usd_per_slot_hour / 3600 * n_k * W_k * billed(J_k)`` (the mean ``tau``), where
   ``billed(J) = max(billing_minimum_s, ceil(J / billing_granularity_s) *

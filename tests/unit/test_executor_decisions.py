@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.executor import Meter
 from seer_torch.policies.base import TrialView, best_at_rungs
@@ -105,3 +107,45 @@ def test_a_reserved_cluster_is_billed_for_its_slots_whatever_runs():
     clock.t = 150.0
     m.bill(JobResult(JobSpec("a", None, 1, 1), 0, 100.0, 110.0, 0.0))  # inside the cluster: no extra
     assert math.isclose(m.cost_usd(), 4 * 50 * 3.6 / 3600)
+
+
+def _list_schedule_s(job_s: list[float], lanes: int) -> float:
+    ends = [0.0] * lanes
+    for j in job_s:
+        i = ends.index(min(ends))
+        ends[i] += j
+    return max(ends)
+
+
+def test_seer_plans_round_1_on_the_draws_it_launches_when_their_epoch_times_are_known():
+    from dataclasses import replace
+
+    from seer_torch.policies.base import PolicyContext
+    from seer_torch.policies.seer_policy import SeerPolicy
+    from seer_torch.scaling.model import ScalingModel
+
+    # 8 slots; the first draw is a straggler (12 s an epoch against 2 s). Planned on the mean
+    # epoch alone, round 1 (one wave) is predicted far shorter than its straggler makes it.
+    times = (12.0,) + (2.0,) * 7
+    ctx = PolicyContext(
+        max_epochs=27, min_epochs=1, eta=3, max_configurations=8, num_slots=8, world_size_ladder=(1, 2, 4, 8),
+        max_world_size=8, epoch_time_s=2.0, scaling=ScalingModel(world_sizes=(1, 2, 4, 8), speedup=(1.0, 1.9, 3.6, 6.4)),
+        startup_s=5.0, relaunch_s=5.0, resize_s=5.0, time_budget_s=200.0, money_budget_usd=100.0,
+        billing=Billing(3.6), num_finalists=1,
+    )
+    blind, known = SeerPolicy(), SeerPolicy()
+    blind.setup(ctx)
+    known.setup(replace(ctx, draw_epoch_times_s=times))
+    for policy in (blind, known):
+        first = policy.plan.rounds[0]
+        n, w, epochs = first.num_trials, first.world_size, first.rung_epoch
+        speed = ctx.scaling.speedup_at(w)
+        makespan = _list_schedule_s([5.0 + epochs * t / speed for t in times[:n]], 8 // w)
+        if policy is blind:
+            assert first.predicted_duration_s < 0.8 * makespan  # the straggler is not foreseen
+        else:
+            assert first.predicted_duration_s == pytest.approx(makespan)  # it is
+            assert policy.plan.feasible and policy.plan.predicted_time_s <= 0.9 * 200.0
+            # Money stays on the typical epoch (the context's): the draws of later rounds are
+            # not known yet, and the first n's mean measured worse on the policy sweep.
+            assert first.predicted_cost_usd == pytest.approx(3.6 / 3600 * w * n * (5.0 + epochs * 2.0 / speed))

@@ -130,6 +130,8 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     mean = sum(0.6 if w == 64 else 1.2 for w in widths) / len(widths)
     ctx = policy_context(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
     assert ctx.epoch_time_s == pytest.approx(mean)
+    # and each draw's own, which SEER's first plan launches round 1 on
+    assert ctx.draw_epoch_times_s == pytest.approx([0.6 if w == 64 else 1.2 for w in widths])
     inputs = planner_inputs(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
     assert inputs.epoch_time_s == pytest.approx(mean) and inputs.wave_epoch_time_s is None
     first = planner.plan(inputs).rounds[0]
@@ -138,4 +140,9 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     assert first.predicted_cost_usd == pytest.approx(3.06 / 3600 * first.num_trials * (8.0 + mean))
     # Without epoch_time_by_flops every draw costs the profile's epoch.
     flat = parse_profile({k: v for k, v in prof.to_dict().items() if k != "epoch_time_by_flops"})
-    assert policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0).epoch_time_s == 1.2
+    ctx = policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
+    assert ctx.epoch_time_s == 1.2 and ctx.draw_epoch_times_s == ()
+    # Epoch times known in advance (the simulator's table) are passed through; the mean epoch
+    # stays the profile's (the simulator gives it the table's).
+    ctx = policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_times_s=[1.0, 3.0])
+    assert ctx.draw_epoch_times_s == (1.0, 3.0) and ctx.epoch_time_s == 1.2
