@@ -317,14 +317,6 @@ def draw_epoch_times_s(exp: Experiment, profile: Profile) -> tuple[float, ...]:
     return tuple(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
 
 
-def expected_epoch_time_s(exp: Experiment, profile: Profile) -> float:
-    """One epoch at W = 1 (seconds) of a configuration the run draws, on average: the mean of
-    :func:`draw_epoch_times_s` when the profile tells configurations apart by cost, else the
-    profile's ``epoch_time_s``."""
-    times = draw_epoch_times_s(exp, profile)
-    return statistics.fmean(times) if times else profile.epoch_time_s
-
-
 def policy_context(
     exp: Experiment,
     profile: Profile,
