@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     prof.add_argument("config", nargs="?", help="experiment TOML file (default: the embedded digits experiment)")
     prof.add_argument("--slots", type=int, metavar="N", help="largest world size to probe (default: the machine's cores)")
     prof.add_argument("--out", default="profile.json", metavar="PROFILE.json", help="where to write it (default profile.json)")
-    prof.add_argument("--steps", type=int, metavar="K", help="timed optimizer steps per probe, after the warm-up (default 20)")
+    prof.add_argument("--steps", type=int, metavar="K", help="timed optimizer steps per probe, after the warm-up (default 60, timed in 6 windows)")
     prof.add_argument("--json", action="store_true", help="print the profile and every measurement as JSON")
 
     bench = sub.add_parser("bench", help="benchmark tools: record learning-curve tables")
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- seer plan
 def cmd_plan(args: argparse.Namespace) -> int:
-    from seer_torch.executor import FINAL_GRACE_S, planner_inputs
-    from seer_torch.policies import seer as seer_policy
+    from seer_torch.executor import FINAL_GRACE_S, policy_context
+    from seer_torch.policies.seer_policy import SeerPolicy
     from seer_torch.scaling.profile import load_profile
 
     exp = _experiment(args)
@@ -162,14 +162,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not exp.planner.profile:
         profiling_s = PROFILE_LAUNCHES * (prof.startup_s + PROFILE_EXTRA_S)
     b = exp.budget
-    inputs = planner_inputs(
+    ctx = policy_context(
         exp,
         prof,
         num_slots=exp.resources.num_slots,
         time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
         money_left_usd=b.money_budget_usd - profiling_s * PROFILE_SLOTS * b.price_usd_per_slot_hour / 3600,
     )
-    plan = seer_policy.plan(inputs)
+    plan = SeerPolicy.first_plan(ctx)  # the plan `seer tune` starts from, with the same inputs
     if args.json:
         print(
             json.dumps(
@@ -196,7 +196,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"{exp.resources.num_slots} slots"
     )
     console.print(
-        f"profile: {prof_path} ({note}): epoch {prof.epoch_time_s:.2f} s on 1 worker, start-up "
+        f"profile: {prof_path} ({note}): epoch {ctx.epoch_time_s:.2f} s on 1 worker"
+        + (f" (the mean over the draws, {min(ctx.draw_epoch_times_s):.2f}-{max(ctx.draw_epoch_times_s):.2f} s "
+           "by their FLOPs)" if ctx.draw_epoch_times_s else "")
+        + ", start-up "
         f"{prof.startup_s:.1f} s, speedup "
         + ", ".join(f"W={w}: {s:.2f}" for w, s in zip(prof.world_sizes, prof.speedup))
     )
@@ -628,7 +631,7 @@ def _add_simulate_parser(sub: Any) -> None:
                      help='elimination rate, an integer >= 2, or "auto": SEER\'s planner chooses it '
                           "(the baselines then use 3) (default 3)")
     sim.add_argument("--price", type=float, default=3.06, metavar="USD", help="price per slot-hour (default 3.06)")
-    sim.add_argument("--startup-s", type=float, metavar="S", help="start-up seconds per job (profiles without one)")
+    sim.add_argument("--startup-s", type=float, metavar="S", help="start-up seconds per job (default: the profile's; public profiles carry none)")
     sim.add_argument("--resize-s", type=float, metavar="S", help="relaunch/resize seconds per job (default start-up)")
     sim.add_argument("--billing-granularity-s", type=float, default=0.0, metavar="S")
     sim.add_argument("--billing-minimum-s", type=float, default=0.0, metavar="S")

@@ -30,7 +30,7 @@ epoch (training + validation) on one worker, ``s(W)`` from the
   long as its slowest job. A fresh plan knows one ``tau`` (``tau' = tau``: the mean over
   the configurations the run may draw), unless each draw's epoch is known in advance: then
   SEER's first plan sets ``tau'`` from the makespan of the draws round 1 launches
-  (:meth:`~seer_torch.policies.seer_policy.SeerPolicy._first_plan`); re-plans measure both on
+  (:meth:`~seer_torch.policies.seer_policy.SeerPolicy.first_plan`); re-plans measure both on
   the trials they carry;
 - only held slots are billed, each job as one rental of ``W_k`` slots:
   ``C_k = price_usd_per_slot_hour / 3600 * n_k * W_k * billed(J_k)`` (the mean ``tau``), where

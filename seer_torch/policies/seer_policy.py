@@ -126,7 +126,7 @@ class SeerPolicy:
     # -- Policy protocol ----------------------------------------------------------------------
     def setup(self, context: PolicyContext) -> None:
         self.ctx = context
-        self.plan = self._first_plan(context)
+        self.plan = self.first_plan(context)
         self.plan_epoch_time_s = context.epoch_time_s
         self.remaining = list(self.plan.rounds)
         if self.plan.rounds and not self.plan.feasible:
@@ -134,7 +134,7 @@ class SeerPolicy:
             self._truncated = self.plan.message
 
     @staticmethod
-    def _first_plan(context: PolicyContext) -> planner.Plan:
+    def first_plan(context: PolicyContext) -> planner.Plan:
         """The first plan. When each draw's epoch time is known (``draw_epoch_times_s``: the
         simulator's table, or a profile that tells configurations apart by FLOPs), the wall
         clock of round 1 is planned on the draws it launches: ``wave_epoch_time_s`` is the
@@ -423,6 +423,8 @@ class SeerPolicy:
             return out
         if not new.feasible:
             self._truncated = new.message
+        elif self._truncated is not None:  # the run's stop reason names the rounds it ran last
+            self._truncated = f"{self._truncated.split(' Last re-plan: ')[0]} Last re-plan: {new.message}"
         self.remaining = list(new.rounds)
         self._start_round(self.remaining.pop(0), [t.index for t in survivors])
         return out

@@ -106,13 +106,11 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     if not isinstance(sp, list) or len(sp) != len(ws) or not all(_finite(s) and s > 0 for s in sp):
         raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
     values = {}
-    for key in ("epoch_time_s", "startup_s"):
+    for key, low in (("epoch_time_s", "> 0"), ("startup_s", ">= 0")):
         v = need(key)
-        if not _finite(v) or v < 0:
-            raise ConfigError(f"{where}.{key}", v, "a finite number of seconds >= 0")
+        if not _finite(v) or v < 0 or (low == "> 0" and v == 0):
+            raise ConfigError(f"{where}.{key}", v, f"a finite number of seconds {low}")
         values[key] = float(v)
-    if values["epoch_time_s"] <= 0:
-        raise ConfigError(f"{where}.epoch_time_s", values["epoch_time_s"], "a positive number of seconds")
     resize = raw.get("resize_s", values["startup_s"])
     if not _finite(resize) or resize < 0:
         raise ConfigError(f"{where}.resize_s", resize, "a finite number of seconds >= 0")
@@ -120,18 +118,27 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     if not isinstance(thr, list) or not all(_finite(t) and t > 0 for t in thr):
         raise ConfigError(f"{where}.throughput_samples_per_s", thr, "a list of positive numbers (samples/s), or absent")
     by_flops = raw.get("epoch_time_by_flops") or []
-    points = []
-    if isinstance(by_flops, list):
-        for item in by_flops:
-            if not (isinstance(item, dict) and _finite(item.get("flops_per_sample")) and item["flops_per_sample"] > 0
-                    and _finite(item.get("epoch_time_s")) and item["epoch_time_s"] > 0):
-                points = None
-                break
-            points.append((float(item["flops_per_sample"]), float(item["epoch_time_s"])))
-    if not isinstance(by_flops, list) or points is None or len({f for f, _ in points}) != len(points):
+    if not isinstance(by_flops, list):
         raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
-                          "a list of {flops_per_sample, epoch_time_s} objects with positive numbers and distinct "
-                          "flops_per_sample, or absent")
+                          "a list of {flops_per_sample, epoch_time_s} objects, or absent")
+    points = []
+    for i, item in enumerate(by_flops):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}.epoch_time_by_flops[{i}]", item, "an object {flops_per_sample, epoch_time_s}")
+        for key, what in (("flops_per_sample", "a finite number > 0 (FLOPs per training sample)"),
+                          ("epoch_time_s", "a finite number of seconds > 0 (one epoch at W=1)")):
+            if not (_finite(item.get(key)) and item[key] > 0):
+                raise ConfigError(f"{where}.epoch_time_by_flops[{i}].{key}", item.get(key), what)
+        if any(f == item["flops_per_sample"] for f, _ in points):
+            raise ConfigError(f"{where}.epoch_time_by_flops[{i}].flops_per_sample", item["flops_per_sample"],
+                              "a value no other point has")
+        points.append((float(item["flops_per_sample"]), float(item["epoch_time_s"])))
+    if len(points) >= 2:
+        lo, hi = min(t for _, t in points), max(t for _, t in points)
+        if not lo * 0.99 <= values["epoch_time_s"] <= hi * 1.01:
+            raise ConfigError(f"{where}.epoch_time_s", values["epoch_time_s"],
+                              f"within the epoch times of epoch_time_by_flops ({lo:g}-{hi:g} s): the probe "
+                              "configuration's epoch is one of its points")
     return Profile(
         name=str(raw.get("name", "profile")),
         world_sizes=tuple(ws),

@@ -142,7 +142,9 @@ def test_exploration_first_when_money_buys_about_one_full_training(tmp_path):
     res, _ = _run(tmp_path, max_configurations=64, max_epochs=27, eta=3, slots=2, ladder=[1],
                   time_s=1e6, money_usd=0.4)
     assert res["plan"]["message"].startswith("EXPLORATION FIRST")
-    assert res["stop_reason"] == res["plan"]["message"]  # said where the run's reason is read
+    # said where the run's reason is read, with the rounds the last re-plan kept
+    assert res["stop_reason"].startswith(res["plan"]["message"])
+    assert res["stop_reason"].endswith(f"Last re-plan: {res['replans'][-1]['plan']['message']}")
     assert len(res["trials"]) >= 9
     target = res["plan"]["target_epochs"]
     assert 1 <= target < 27 and res["best"]["epochs"] == target

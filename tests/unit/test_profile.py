@@ -146,3 +146,18 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     # stays the profile's (the simulator gives it the table's).
     ctx = policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_times_s=[1.0, 3.0])
     assert ctx.draw_epoch_times_s == (1.0, 3.0) and ctx.epoch_time_s == 1.2
+
+
+def test_epoch_time_by_flops_errors_point_at_the_entry_and_epoch_time_s_must_agree():
+    base = {"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.2, "startup_s": 1.0}
+    ok = [{"flops_per_sample": 2e7, "epoch_time_s": 0.6}, {"flops_per_sample": 5e7, "epoch_time_s": 1.2}]
+    assert parse_profile({**base, "epoch_time_by_flops": ok}).epoch_time_for(3.5e7) == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match=r"epoch_time_by_flops\[1\]\.epoch_time_s: got None"):
+        parse_profile({**base, "epoch_time_by_flops": [ok[0], {"flops_per_sample": 5e7}]})
+    with pytest.raises(ConfigError, match=r"epoch_time_by_flops\[1\]\.flops_per_sample: got 20000000"):
+        parse_profile({**base, "epoch_time_by_flops": [ok[0], {**ok[1], "flops_per_sample": 2e7}]})
+    # The probe's own epoch is one of the points: 50 s against points of 0.6-1.2 s is refused.
+    with pytest.raises(ConfigError, match=r"epoch_time_s: got 50.*0.6-1.2 s"):
+        parse_profile({**base, "epoch_time_s": 50.0, "epoch_time_by_flops": ok})
+    with pytest.raises(ConfigError, match=r"epoch_time_s: got 0; allowed: a finite number of seconds > 0"):
+        parse_profile({**base, "epoch_time_s": 0})
