@@ -79,3 +79,17 @@ def test_seer_plan_checks_the_model_and_the_profile_as_tune_does(tmp_path, capsy
     assert "planner.profile" in err and "`seer simulate` only" in err
     assert main(["plan", "--profile", str(public)]) == 2
     assert "`seer simulate` only" in capsys.readouterr().err
+
+
+def test_seer_plan_text_with_a_flops_profile_shows_the_epoch_it_plans_with(tmp_path, capsys):
+    import json
+
+    prof = tmp_path / "p.json"
+    prof.write_text(json.dumps({
+        "world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0, "resize_s": 8.0,
+        "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                                {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]}))
+    assert main(["plan", "--profile", str(prof)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(the mean over the draws, 0.60-1.20 s by their FLOPs)" in out
+    assert "binding:" in out and "SEER plan:" in out
