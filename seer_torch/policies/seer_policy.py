@@ -121,6 +121,7 @@ class SeerPolicy:
         self.round_records: list[dict[str, Any]] = []
         self.finished: str | None = None  # why the policy finished ("" = its plan ran to the end)
         self._truncated: str | None = None  # a re-plan cut the remaining rounds short
+        self._last_replan: str | None = None  # the message of a later, feasible re-plan of them
         self._started = False
 
     # -- Policy protocol ----------------------------------------------------------------------
@@ -308,7 +309,8 @@ class SeerPolicy:
             self.finished = "no trial has a valid result at the last rung"
             return out
         if not self.remaining:
-            self.finished = self._truncated or ""  # "": the plan ran to its end
+            # "": the plan ran to its end; a cut plan names the rounds its last re-plan kept
+            self.finished = (self._truncated or "") + (f" Last re-plan: {self._last_replan}" if self._last_replan else "")
             return out
         rungs = tuple(r.rung_epoch for r in self.remaining)
         counts = tuple(min(r.num_trials, len(survivors)) for r in self.remaining)
@@ -422,9 +424,9 @@ class SeerPolicy:
             self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
             return out
         if not new.feasible:
-            self._truncated = new.message
-        elif self._truncated is not None:  # the run's stop reason names the rounds it ran last
-            self._truncated = f"{self._truncated.split(' Last re-plan: ')[0]} Last re-plan: {new.message}"
+            self._truncated, self._last_replan = new.message, None
+        elif self._truncated is not None:
+            self._last_replan = new.message
         self.remaining = list(new.rounds)
         self._start_round(self.remaining.pop(0), [t.index for t in survivors])
         return out
