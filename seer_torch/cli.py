@@ -268,11 +268,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     backend, clock = LocalBackend(max(sizes)), RealClock()
     try:
         config = trial_config(exp, "profile", conf, None)
-        probes = profiler.run_probes(backend, clock, work / "probes", config, sizes,
-                                     on_job_end=job_ended, profile_steps=steps, timeout_s=900.0)
-        probe_flops, cost_probes, cheapest = profiler.run_cost_probe(
-            backend, clock, work / "cheapest", exp, conf, lambda c: trial_config(exp, "profile-cheapest", c, None),
+        measured = profiler.run_profile_probes(
+            backend, clock, work / "probes", exp, conf, sizes, lambda trial_id, c: trial_config(exp, trial_id, c, None),
             on_job_end=job_ended, profile_steps=steps, timeout_s=900.0)
+        probes, cheapest = measured.probes, measured.cheapest
         launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
                                                on_job_end=job_ended, timeout_s=3600.0)
     except BaseException as e:
@@ -294,12 +293,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
         f"{json.dumps(conf, sort_keys=True)}"
         + (f"; the cheapest configuration {json.dumps(cheapest, sort_keys=True)} at W=1 too" if cheapest else "")
+        + "; the W=1 probes twice, the faster counts"
         + f"; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
         f"{platform.machine()} with {os.cpu_count()} cores, {device}/{'nccl' if device == 'cuda' else 'gloo'}, "
         f"torch {torch_version}"
     )
     prof = profiler.profile_from_probes(f"{exp.model.name}-{exp.data.dataset}-{device}", probes, source,
-                                        resize_s=resize_s, probe_flops=probe_flops, cost_probes=cost_probes)
+                                        resize_s=resize_s, probe_flops=measured.probe_flops,
+                                        cost_probes=measured.cost_probes)
     parse_profile(prof.to_dict())  # what `seer plan --profile` will check
     atomic_write_json(out, prof.to_dict())
     model = prof.scaling
@@ -309,7 +310,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             "profile": prof.to_dict(),
             "serial_fraction": model.serial_fraction,
             "used_prior": model.used_prior,
-            "probes": [{**p, "job_s": d, "startup_s": profiler.probe_startup_s(p, d)} for p, _, d in probes],
+            "probes": measured.records,
             "launches": launches,
         }, indent=2))
         return 0
@@ -321,9 +322,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
                         f"global batch {exp.training.global_batch}")
     for col in ("W", "samples/s", "speedup", "efficiency", "start-up s"):
         table.add_column(col, justify="right")
-    for (p, _, d), w, thr, s in zip(sorted(probes, key=lambda x: int(x[0]["world_size"])),
-                                   prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
-        table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", f"{profiler.probe_startup_s(p, d):.2f}")
+    startups_by_w: dict[int, list[str]] = {}
+    for p, _, d in probes:  # W=1 was probed twice: both start-ups are shown
+        startups_by_w.setdefault(int(p["world_size"]), []).append(f"{profiler.probe_startup_s(p, d):.2f}")
+    for w, thr, s in zip(prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
+        table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", ", ".join(startups_by_w.get(w, [])))
     console.print(table)
     console.print(
         f"epoch at W=1: {prof.epoch_time_s:.2f} s; start-up: {prof.startup_s:.2f} s; resize "

@@ -900,31 +900,31 @@ class Tuner:
             raise ConfigError("planner.profile", None, "a scaling profile (a run without a directory cannot measure one)")
         probe_conf = profiler.probe_configuration(self.exp)
         sizes = [w for w in self.exp.usable_world_sizes() if w <= 2]
-        probes = profiler.run_probes(
+        # Configurations of different cost (model widths): the cheapest one the run may draw is
+        # probed at W=1 too, so that each configuration's epoch time can be predicted.
+        measured = profiler.run_profile_probes(
             self.backend,
             self.clock,
             self.run_dir / "profile",
-            trial_config(self.exp, "profile", probe_conf, self.run_dir / "tensorboard" / "profile"),
+            self.exp,
+            probe_conf,
             sizes,
+            lambda trial_id, conf: trial_config(self.exp, trial_id, conf, None),
             on_job_end=self.meter.bill,
             over_budget=lambda held: self._over_budget_with(held),
         )
-        # Configurations of different cost (model widths): the cheapest one the run may draw is
-        # probed at W=1 too, so that each configuration's epoch time can be predicted.
-        probe_flops, cost_probes, _ = profiler.run_cost_probe(
-            self.backend, self.clock, self.run_dir / "profile" / "cheapest", self.exp, probe_conf,
-            lambda conf: trial_config(self.exp, "profile-cheapest", conf, None),
-            on_job_end=self.meter.bill, over_budget=lambda held: self._over_budget_with(held),
-        )
+        cost_note = ""
+        if measured.cost_probes:
+            cost_note = (f"; the cheapest configuration ({measured.cost_probes[0][1] / measured.probe_flops:.2f} "
+                         "of the probe's FLOPs) at W=1 too")
         prof = profiler.profile_from_probes(
             f"{self.exp.name}-measured",
-            probes,
+            measured.probes,
             source=f"measured by seer tune at the start of {self.run_dir.name}: "
-            f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size"
-            + (f"; the cheapest configuration ({cost_probes[0][1] / probe_flops:.2f} of the probe's FLOPs) "
-               "at W=1 too" if cost_probes else ""),
-            probe_flops=probe_flops,
-            cost_probes=cost_probes,
+            f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size{cost_note}; "
+            "the W=1 probes twice, the faster counts",
+            probe_flops=measured.probe_flops,
+            cost_probes=measured.cost_probes,
         )
         atomic_write_json(self.run_dir / "profile.json", prof.to_dict())
         return prof

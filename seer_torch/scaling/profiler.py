@@ -5,10 +5,10 @@ synchronized before timers are read, one validation pass timed) alone on the bac
 the measurement is not disturbed by other jobs. From the probes:
 
 - ``speedup[W] = throughput(W) / throughput(1)``;
-- ``startup_s`` = the probe job's whole duration minus the time it spent in measured steps
-  and the validation pass: the fixed cost of one job (torch imported by the agent and each
-  worker, data and model built, the process group formed, warm-up steps, and torchrun's exit),
-  which every launch pays;
+- ``startup_s`` = the median over the probe jobs of a job's whole duration minus the time it
+  spent in measured steps and the validation pass: the fixed cost of one job (torch imported
+  by the agent and each worker, data and model built, the process group formed, warm-up
+  steps, and torchrun's exit), which every launch pays;
 - ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1.
 
 When the search space mixes configurations of different cost (model widths), one more probe
@@ -17,6 +17,9 @@ at W=1 measures the cheapest configuration the run may draw (fewest FLOPs per sa
 that each configuration's epoch time can be predicted from its FLOPs
 (:meth:`seer_torch.scaling.profile.Profile.epoch_time_for`; :func:`cost_probe_configuration`
 says when the extra probe is worth its start-up).
+
+The W=1 probes run twice, first and last, and the faster of each counts
+(:func:`run_profile_probes`): the first job after a pause can run far slower than the rest.
 
 Resize seconds are measured by relaunching (:func:`measure_relaunches`, used by
 ``seer profile`` and ``scripts/bench_cifar.py``): one trial trains epoch 1 at the first ``W``
@@ -34,13 +37,16 @@ Effects live here (jobs are launched); the arithmetic is in :func:`profile_from_
 from __future__ import annotations
 
 import json
+import math
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock
 from seer_torch.errors import BudgetExhausted, WorkerError
-from seer_torch.runfiles import read_metrics
+from seer_torch.runfiles import atomic_write_json, read_metrics
 from seer_torch.scaling.profile import Profile
 
 # Timed optimizer steps per probe. 20 were too few on a shared 2-core machine: the digits
@@ -163,39 +169,47 @@ def profile_from_probes(
     """Build a profile from probe outputs.
 
     Args:
-        probes: ``(probe_json, launch_unix_s, job_duration_s)`` per world size. ``probe_json``
-            is what the worker wrote with ``--profile-out``.
+        probes: ``(probe_json, launch_unix_s, job_duration_s)`` per world size; a world size
+            probed more than once counts at its fastest probe. ``probe_json`` is what the
+            worker wrote with ``--profile-out``. ``startup_s`` is the median of the probes'
+            start-ups (:func:`probe_startup_s`), so that one slow launch does not set it.
         resize_s: measured relaunch seconds (:func:`resize_s_from_launches`); without it the
-            resize cost is estimated by the probes' start-up (the largest over ``W``).
+            resize cost is estimated by ``startup_s``.
         probe_flops: FLOPs per sample of the probes' configuration.
-        cost_probes: ``(probe_json, flops_per_sample)`` of W=1 probes of other configurations;
-            with ``probe_flops`` they become ``epoch_time_by_flops``.
+        cost_probes: ``(probe_json, flops_per_sample)`` of W=1 probes of other configurations
+            (the fastest of each cost counts); with ``probe_flops`` they become
+            ``epoch_time_by_flops``.
 
     Raises:
         ValueError: no W=1 probe, or a negative ``resize_s``.
     """
     if resize_s is not None and not resize_s >= 0:
         raise ValueError(f"resize_s: got {resize_s!r}; allowed: seconds >= 0")
-    by_w = {int(p["world_size"]): (p, launch, duration) for p, launch, duration in probes}
+    by_w: dict[int, tuple[dict[str, Any], float, float]] = {}
+    for p, launch, duration in probes:  # the fastest probe of each world size
+        w = int(p["world_size"])
+        if w not in by_w or float(p["throughput_samples_per_s"]) > float(by_w[w][0]["throughput_samples_per_s"]):
+            by_w[w] = (p, launch, duration)
     if 1 not in by_w:
         raise ValueError("a profile needs a W=1 probe")
     p1 = by_w[1][0]
     thr1 = float(p1["throughput_samples_per_s"])
     world_sizes = sorted(by_w)
     throughput = [float(by_w[w][0]["throughput_samples_per_s"]) for w in world_sizes]
-    startups = [probe_startup_s(by_w[w][0], by_w[w][2]) for w in world_sizes]
+    startup_s = statistics.median(probe_startup_s(p, duration) for p, _, duration in probes)
     epoch_time_s = probe_epoch_time_s(p1)
     points: dict[float, float] = {}
     if probe_flops is not None and cost_probes:
-        points = {float(f): probe_epoch_time_s(p) for p, f in cost_probes}
+        for p, f in cost_probes:  # the fastest probe of each cost
+            points[float(f)] = min(points.get(float(f), math.inf), probe_epoch_time_s(p))
         points[float(probe_flops)] = epoch_time_s
     return Profile(
         name=name,
         world_sizes=tuple(world_sizes),
         speedup=tuple(t / thr1 for t in throughput),
         epoch_time_s=epoch_time_s,
-        startup_s=max(startups),
-        resize_s=max(startups) if resize_s is None else float(resize_s),
+        startup_s=startup_s,
+        resize_s=startup_s if resize_s is None else float(resize_s),
         throughput_samples_per_s=tuple(throughput),
         source=source,
         epoch_time_by_flops=tuple(sorted(points.items())) if len(points) > 1 else (),
@@ -227,13 +241,9 @@ def run_probes(
     results = []
     for w in world_sizes:
         d = probe_dir / f"w{w}"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "config.json").write_text(json.dumps({**trial_config, "tensorboard_dir": None}, indent=2))
-        out = d / "profile.json"
+        out = _prepare_probe_dir(d, trial_config)
         spec = JobSpec(trial_id=f"profile-w{w}", trial_dir=d, world_size=w, until_epoch=1,
                        profile_steps=profile_steps, profile_out=out)
-        for stale in (out, d / "error.json"):
-            stale.unlink(missing_ok=True)
         res = _run_alone(backend, clock, spec, f"profiling at W={w}", f"profile probe at W={w}",
                          on_job_end, over_budget, timeout_s)
         if not out.exists():
@@ -242,40 +252,115 @@ def run_probes(
     return results
 
 
-def run_cost_probe(
+@dataclass(frozen=True)
+class ProbeSet:
+    """What :func:`run_profile_probes` measured, in the arguments of :func:`profile_from_probes`.
+
+    Attributes:
+        probes: ``(probe_json, launch_unix_s, duration_s)`` of the probe configuration, one per
+            world size, and W=1 twice (first and last).
+        probe_flops: FLOPs per sample of the probe configuration.
+        cost_probes: ``(probe_json, flops_per_sample)`` of the cheapest configuration at W=1
+            (twice), or empty when the configurations cost about the same.
+        cheapest: the cheapest configuration measured, or ``None``.
+        records: one summary per probe job, as written to ``probes.json``.
+    """
+
+    probes: list[tuple[dict[str, Any], float, float]]
+    probe_flops: float
+    cost_probes: list[tuple[dict[str, Any], float]]
+    cheapest: dict[str, Any] | None
+    records: list[dict[str, Any]]
+
+
+def run_profile_probes(
     backend: Backend,
     clock: Clock,
     probe_dir: Path,
     exp: Any,
     probe_conf: dict[str, Any],
-    make_config: Callable[[dict[str, Any]], dict[str, Any]],
+    world_sizes: Sequence[int],
+    make_config: Callable[[str, dict[str, Any]], dict[str, Any]],
     on_job_end: Callable[[JobResult], None] = lambda r: None,
     over_budget: Callable[[list[tuple[float, int]]], str | None] = lambda held: None,
     profile_steps: int = PROFILE_STEPS,
     timeout_s: float = 300.0,
-) -> tuple[float, list[tuple[dict[str, Any], float]], dict[str, Any] | None]:
-    """Probe the cheapest configuration ``exp`` may draw at W=1, when it is cheap enough to
-    matter (:func:`cost_probe_configuration` over the experiment's ``max_configurations``
-    draws). ``make_config`` turns a configuration into a trial's ``config.json`` content.
-
-    Returns:
-        ``(probe_flops, cost_probes, cheapest)``: the probe configuration's FLOPs per sample,
-        the arguments :func:`profile_from_probes` takes as ``cost_probes`` (empty when no
-        probe ran), and the configuration measured (or ``None``).
+) -> ProbeSet:
+    """Every probe a profile takes, in this order: the probe configuration at each of
+    ``world_sizes`` (:func:`run_probes`); the cheapest configuration the run may draw at W=1
+    when it costs less (:func:`run_cost_probe`); then the W=1 probes again, side by side when
+    there are slots for them (``probe_dir/repeat/``). :func:`profile_from_probes` keeps the
+    faster of the two W=1 measurements of each configuration: on a shared or cloud machine, the
+    first job after a pause can run much slower (issue 4: the first W=1 probe of a run measured
+    1.82 s an epoch where every trial of the run took 1.2-1.4 s), and load only ever adds time,
+    so the faster repeat is the better estimate (the convention of Python's ``timeit``, which
+    reports the best of its repeats). ``make_config(trial_id, configuration)`` gives a probe's
+    ``config.json`` content. Writes ``probe_dir/probes.json`` (:attr:`ProbeSet.records`).
 
     Raises:
         as :func:`run_probes`.
     """
     from seer_torch.config import sample_configurations
 
+    probes = run_probes(backend, clock, probe_dir, make_config("profile", probe_conf), world_sizes,
+                        on_job_end=on_job_end, over_budget=over_budget, profile_steps=profile_steps,
+                        timeout_s=timeout_s)
+    records = [_probe_record("probe", p, duration) for p, _, duration in probes]
     drawn = sample_configurations(exp, exp.search.max_configurations)
     probe_flops, *drawn_flops = configurations_flops(exp, [probe_conf, *drawn])
     cheap = cost_probe_configuration(probe_flops, list(zip(drawn, drawn_flops)))
-    if cheap is None:
-        return probe_flops, [], None
-    probe = run_probes(backend, clock, probe_dir, make_config(cheap[0]), [1], on_job_end=on_job_end,
-                       over_budget=over_budget, profile_steps=profile_steps, timeout_s=timeout_s)[0][0]
-    return probe_flops, [(probe, cheap[1])], cheap[0]
+    cost_probes: list[tuple[dict[str, Any], float]] = []
+    if cheap is not None:
+        p, _, duration = run_probes(backend, clock, probe_dir / "cheapest", make_config("profile-cheapest", cheap[0]),
+                                    [1], on_job_end=on_job_end, over_budget=over_budget,
+                                    profile_steps=profile_steps, timeout_s=timeout_s)[0]
+        cost_probes.append((p, cheap[1]))
+        records.append(_probe_record("cheapest", p, duration))
+    # The W=1 probes again: (kind, configuration, FLOPs), side by side when the slots allow.
+    repeat = [("probe", probe_conf, probe_flops)] + ([("cheapest", *cheap)] if cheap is not None else [])
+    together = len(repeat) if backend.num_slots >= len(repeat) else 1
+    for first in range(0, len(repeat), together):
+        batch = repeat[first:first + together]
+        jobs = []
+        for kind, conf, _ in batch:
+            d = probe_dir / "repeat" / kind
+            out = _prepare_probe_dir(d, make_config("profile" if kind == "probe" else f"profile-{kind}", conf))
+            jobs.append((JobSpec(trial_id=f"profile-repeat-{kind}", trial_dir=d, world_size=1, until_epoch=1,
+                                 profile_steps=profile_steps, profile_out=out),
+                         f"repeated profile probe of the {kind} configuration at W=1"))
+        results = _run_side_by_side(backend, clock, jobs, "repeating the W=1 probes", on_job_end, over_budget,
+                                    timeout_s)
+        for (kind, _, flops), (spec, job), res in zip(batch, jobs, results):
+            if not Path(spec.profile_out).exists():
+                raise WorkerError(f"{job} failed: {job_error_text(res)}")
+            p = json.loads(Path(spec.profile_out).read_text())
+            records.append(_probe_record(f"{kind} (repeat)", p, res.duration_s))
+            if kind == "probe":
+                probes.append((p, res.launch_unix_s, res.duration_s))
+            else:
+                cost_probes.append((p, flops))
+    atomic_write_json(probe_dir / "probes.json", records)
+    cheapest = cheap[0] if cheap is not None else None
+    return ProbeSet(probes, probe_flops, cost_probes, cheapest, records)
+
+
+def _probe_record(kind: str, probe: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """One line of ``probes.json``: which probe, its world size, job seconds, start-up
+    (:func:`probe_startup_s`), step time and predicted epoch (:func:`probe_epoch_time_s`)."""
+    return {"probe": kind, "world_size": int(probe["world_size"]), "job_s": duration_s,
+            "startup_s": probe_startup_s(probe, duration_s), "step_time_s": float(probe["step_time_s"]),
+            "step_time_windows_s": probe.get("step_time_windows_s"), "epoch_time_s": probe_epoch_time_s(probe)}
+
+
+def _prepare_probe_dir(d: Path, config: dict[str, Any]) -> Path:
+    """Write a probe's ``config.json`` (without TensorBoard) in ``d`` and remove what an
+    earlier probe left; returns the probe JSON's path."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(json.dumps({**config, "tensorboard_dir": None}, indent=2))
+    out = d / "profile.json"
+    for stale in (out, d / "error.json"):
+        stale.unlink(missing_ok=True)
+    return out
 
 
 def _run_alone(
@@ -288,33 +373,59 @@ def _run_alone(
     over_budget: Callable[[list[tuple[float, int]]], str | None],
     timeout_s: float,
 ) -> JobResult:
-    """Run one job alone until it ends; bill it with ``on_job_end``. ``doing`` names the
-    activity in budget messages ("profiling at W=2"), ``job`` the job in failure messages.
+    """Run one job alone until it ends (:func:`_run_side_by_side` of one job)."""
+    return _run_side_by_side(backend, clock, [(spec, job)], doing, on_job_end, over_budget, timeout_s)[0]
+
+
+def _run_side_by_side(
+    backend: Backend,
+    clock: Clock,
+    jobs: Sequence[tuple[JobSpec, str]],
+    doing: str,
+    on_job_end: Callable[[JobResult], None],
+    over_budget: Callable[[list[tuple[float, int]]], str | None],
+    timeout_s: float,
+) -> list[JobResult]:
+    """Launch ``jobs`` (``(spec, name)``) together and wait until every one has ended; bill
+    each with ``on_job_end``. ``doing`` names the activity in budget messages ("profiling at
+    W=2"), each job's name its failure message. Returns the results in ``jobs``' order.
 
     Raises:
-        BudgetExhausted: ``over_budget`` named a reached limit (the job is stopped).
-        WorkerError: the job failed or ran past ``timeout_s`` (with the worker's error).
+        BudgetExhausted: ``over_budget`` named a reached limit (every job is stopped).
+        WorkerError: a job failed or ran past ``timeout_s`` (with the worker's error; the
+            first such job in ``jobs``' order; the others are stopped).
     """
     if reason := over_budget([]):
         raise BudgetExhausted(f"{reason} before {doing}; no plan, no answer")
-    handle = backend.launch(spec)
+    handles = [backend.launch(spec) for spec, _ in jobs]
+    results: list[JobResult | None] = [None] * len(jobs)
     reason = None
-    timed_out = False
-    while (res := backend.poll(handle)) is None:
-        reason = over_budget([(handle.start_s, spec.world_size)])
-        timed_out = clock.now() - handle.start_s > timeout_s
+    timed_out: set[int] = set()
+    while any(r is None for r in results):
+        for i, handle in enumerate(handles):
+            if results[i] is None and (res := backend.poll(handle)) is not None:
+                results[i] = res
+                on_job_end(res)
+        running = [i for i, r in enumerate(results) if r is None]
+        if not running:
+            break
+        reason = over_budget([(handles[i].start_s, jobs[i][0].world_size) for i in running])
+        timed_out = {i for i in running if clock.now() - handles[i].start_s > timeout_s}
         if reason or timed_out:
-            res = backend.stop(handle)
+            for i in running:
+                results[i] = backend.stop(handles[i])
+                on_job_end(results[i])
             break
         clock.sleep(0.1)
-    on_job_end(res)
+    done = [r for r in results if r is not None]
     if reason:
         raise BudgetExhausted(f"{reason} while {doing}; no plan, no answer")
-    if timed_out:
-        raise WorkerError(f"{job} failed: still running after {timeout_s:g} s, stopped")
-    if res.returncode != 0:
-        raise WorkerError(f"{job} failed: {job_error_text(res)}")
-    return res
+    for i, ((_, job), res) in enumerate(zip(jobs, done)):
+        if i in timed_out:
+            raise WorkerError(f"{job} failed: still running after {timeout_s:g} s, stopped")
+        if res.returncode != 0 and not res.stopped:
+            raise WorkerError(f"{job} failed: {job_error_text(res)}")
+    return done
 
 
 def measure_relaunches(

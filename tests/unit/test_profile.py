@@ -27,10 +27,27 @@ def test_profile_from_probes():
     assert p.world_sizes == (1, 2)
     assert p.speedup == pytest.approx((1.0, 1.8))
     assert p.epoch_time_s == pytest.approx(1257 / 640 + 0.2)
-    assert p.startup_s == pytest.approx(12.0)  # the larger fixed cost of the two
+    assert p.startup_s == pytest.approx(11.0)  # the median of the fixed costs 10 and 12
     assert p.scaling.speedup_at(2) == pytest.approx(1.8)
     with pytest.raises(ValueError):
         profile_from_probes("x", probes[1:], source="test")
+
+
+def test_profile_from_probes_keeps_the_faster_of_repeated_probes():
+    # W=1 probed twice: first at 400 samples/s with a slow launch (20 s fixed), then at 640.
+    slow_first = (_probe(1, 400.0, 0.16, 0.2), 1000.0, 22.12)  # 1.92 + 0.2 working, 20 s fixed
+    probes = [slow_first, (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76), (_probe(1, 640.0, 0.1, 0.2), 1040.0, 11.4)]
+    p = profile_from_probes("x", probes, source="test")
+    assert p.world_sizes == (1, 2)
+    assert p.throughput_samples_per_s == pytest.approx((640.0, 1152.0))  # the faster W=1 probe
+    assert p.speedup == pytest.approx((1.0, 1.8))
+    assert p.epoch_time_s == pytest.approx(1257 / 640 + 0.2)
+    assert p.startup_s == pytest.approx(12.0)  # median of 20, 12 and 10: the slow launch does not set it
+    assert p.resize_s == pytest.approx(12.0)
+    # The same for a cost probe taken twice: the faster point counts.
+    cheap_slow, cheap = _probe(1, 1257 / 1.6, 0.08, 0.1), _probe(1, 1257 / 0.9, 0.05, 0.1)
+    q = profile_from_probes("x", probes, source="t", probe_flops=30e6, cost_probes=[(cheap_slow, 10e6), (cheap, 10e6)])
+    assert [x for pt in q.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.0, 30e6, 1257 / 640 + 0.2])
 
 
 def test_parse_profile_errors_name_the_field():

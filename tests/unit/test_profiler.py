@@ -10,7 +10,7 @@ import pytest
 
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.cli import main
-from seer_torch.config import parse_experiment
+from seer_torch.config import load_experiment, parse_experiment
 from seer_torch.errors import WorkerError
 from seer_torch.scaling import profiler
 from seer_torch.scaling.profile import load_profile
@@ -120,9 +120,9 @@ def _probe(w, thr, step_s, eval_s, steps=12, n_train=1257):
 
 def test_profile_from_probes_takes_a_measured_resize():
     probes = [(_probe(1, 640.0, 0.1, 0.2), 0.0, 11.4), (_probe(2, 1152.0, 0.055, 0.1), 0.0, 12.76)]
-    assert profiler.profile_from_probes("x", probes, "t").resize_s == pytest.approx(12.0)  # default: start-up
+    assert profiler.profile_from_probes("x", probes, "t").resize_s == pytest.approx(11.0)  # default: start-up
     p = profiler.profile_from_probes("x", probes, "t", resize_s=15.5)
-    assert p.resize_s == 15.5 and p.startup_s == pytest.approx(12.0)
+    assert p.resize_s == 15.5 and p.startup_s == pytest.approx(11.0)
     with pytest.raises(ValueError, match="resize_s"):
         profiler.profile_from_probes("x", probes, "t", resize_s=-1.0)
 
@@ -173,6 +173,55 @@ def test_run_probes_keeps_its_messages(tmp_path):
         profiler.run_probes(backend, backend.clock, tmp_path, CONFIG, [1, 2], profile_steps=5)
     ok = profiler.run_probes(FakeBackend(), FakeClock(), tmp_path / "ok", CONFIG, [1, 2], profile_steps=5)
     assert [p["world_size"] for p, _, _ in ok] == [1, 2]
+
+
+def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
+    exp = load_experiment(None)  # the default: widths 64 and 96, so the cheapest width is probed too
+    conf = profiler.probe_configuration(exp)
+    backend = FakeBackend(num_slots=2)
+    billed = []
+    got = profiler.run_profile_probes(backend, backend.clock, tmp_path, exp, conf, [1, 2],
+                                      lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+                                      on_job_end=billed.append, profile_steps=5)
+    order = [(s.trial_id, s.world_size) for s in backend.launched]
+    assert order == [("profile-w1", 1), ("profile-w2", 2), ("profile-w1", 1),
+                     ("profile-repeat-probe", 1), ("profile-repeat-cheapest", 1)]
+    assert len(billed) == 5
+    repeat_starts = [r.start_s for r in billed[3:]]
+    assert repeat_starts[0] == repeat_starts[1]  # side by side: both launched before either ended
+    assert [int(p["world_size"]) for p, _, _ in got.probes] == [1, 2, 1]
+    assert got.cheapest is not None and got.cheapest["width"] == 64 and conf["width"] == 96
+    assert len(got.cost_probes) == 2 and got.cost_probes[0][1] == got.cost_probes[1][1] < got.probe_flops
+    written = json.loads((tmp_path / "probes.json").read_text())
+    assert [r["probe"] for r in written] == ["probe", "probe", "cheapest", "probe (repeat)", "cheapest (repeat)"]
+    assert written[0]["startup_s"] == pytest.approx(STARTUP_S)  # job minus 5 steps minus validation
+    assert json.loads((tmp_path / "repeat" / "cheapest" / "config.json").read_text())["configuration"]["width"] == 64
+    # One slot: the repeats run one after the other.
+    one = FakeBackend(num_slots=1)
+    profiler.run_profile_probes(one, one.clock, tmp_path / "one", exp, conf, [1],
+                                lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+                                profile_steps=5)
+    assert [s.trial_id for s in one.launched] == ["profile-w1", "profile-w1", "profile-repeat-probe",
+                                                  "profile-repeat-cheapest"]
+
+
+def test_run_profile_probes_failed_repeat_names_it(tmp_path):
+    backend = FakeBackend(num_slots=2)
+    exp = parse_experiment({"search_space": {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0}}})
+    real_launch = backend.launch
+
+    def launch(spec):
+        if spec.trial_id == "profile-repeat-probe":
+            backend.fail_at = 1
+        return real_launch(spec)
+
+    backend.launch = launch
+    with pytest.raises(WorkerError, match=r"^repeated profile probe of the probe configuration at W=1 failed: "
+                                          r"RuntimeError: boom$"):
+        profiler.run_profile_probes(backend, backend.clock, tmp_path, exp, profiler.probe_configuration(exp), [1, 2],
+                                    lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+                                    profile_steps=5)
+    assert [s.trial_id for s in backend.launched] == ["profile-w1", "profile-w2", "profile-repeat-probe"]
 
 
 # ------------------------------------------------------------------ seer profile, on the fake backend
