@@ -32,9 +32,7 @@ from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
 
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
-PROFILE_LAUNCHES = 2
 PROFILE_EXTRA_S = 5.0  # the measured steps (60) and one validation pass of a probe
-PROFILE_SLOTS = 1.5  # mean slots a probe holds (W=1, then W=2)
 
 
 def shipped_profile_path(exp: Experiment) -> Path | None:
@@ -139,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- seer plan
 def cmd_plan(args: argparse.Namespace) -> int:
-    from seer_torch.executor import FINAL_GRACE_S, policy_context
+    from seer_torch.executor import FINAL_GRACE_S, policy_context, tune_probe_world_sizes
     from seer_torch.policies.seer_policy import SeerPolicy
     from seer_torch.scaling.profile import load_profile
 
@@ -159,15 +157,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
         prof_path, note = shipped, "shipped estimate; seer tune measures its own first"
     prof = load_profile(prof_path)
+    profiling_slot_s = 0.0
     if not exp.planner.profile:
-        profiling_s = PROFILE_LAUNCHES * (prof.startup_s + PROFILE_EXTRA_S)
+        # `seer tune` measures its own profile first: one start-up and probe per batch of probes.
+        from seer_torch.scaling import profiler
+
+        cost_probe = profiler.cheapest_draw(exp, profiler.probe_configuration(exp))[1] is not None
+        batches = profiler.probe_schedule(tune_probe_world_sizes(exp), cost_probe, exp.resources.num_slots)
+        profiling_s = len(batches) * (prof.startup_s + PROFILE_EXTRA_S)
+        profiling_slot_s = sum(map(sum, batches)) * (prof.startup_s + PROFILE_EXTRA_S)
     b = exp.budget
     ctx = policy_context(
         exp,
         prof,
         num_slots=exp.resources.num_slots,
         time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
-        money_left_usd=b.money_budget_usd - profiling_s * PROFILE_SLOTS * b.price_usd_per_slot_hour / 3600,
+        money_left_usd=b.money_budget_usd - profiling_slot_s * b.price_usd_per_slot_hour / 3600,
     )
     plan = SeerPolicy.first_plan(ctx)  # the plan `seer tune` starts from, with the same inputs
     if args.json:

@@ -268,6 +268,12 @@ class Meter:
         return usd + sum(self.billing.job_cost_usd(w, now - s) for s, w in running)
 
 
+def tune_probe_world_sizes(exp: Experiment) -> list[int]:
+    """The world sizes ``seer tune`` probes when it measures its own profile: the usable ones up
+    to 2 (beyond, the scaling model extrapolates)."""
+    return [w for w in exp.usable_world_sizes() if w <= 2]
+
+
 def trial_config(
     exp: Experiment,
     trial_id: str,
@@ -899,7 +905,7 @@ class Tuner:
         if self.run_dir is None:
             raise ConfigError("planner.profile", None, "a scaling profile (a run without a directory cannot measure one)")
         probe_conf = profiler.probe_configuration(self.exp)
-        sizes = [w for w in self.exp.usable_world_sizes() if w <= 2]
+        sizes = tune_probe_world_sizes(self.exp)
         # Configurations of different cost (model widths): the cheapest one the run may draw is
         # probed at W=1 too, so that each configuration's epoch time can be predicted.
         measured = profiler.run_profile_probes(

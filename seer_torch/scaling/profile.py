@@ -125,6 +125,10 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     for i, item in enumerate(by_flops):
         if not isinstance(item, dict):
             raise ConfigError(f"{where}.epoch_time_by_flops[{i}]", item, "an object {flops_per_sample, epoch_time_s}")
+        extra = sorted(set(item) - {"flops_per_sample", "epoch_time_s"})
+        if extra:
+            raise ConfigError(f"{where}.epoch_time_by_flops[{i}].{extra[0]}", item[extra[0]],
+                              "only the keys flops_per_sample and epoch_time_s")
         for key, what in (("flops_per_sample", "a finite number > 0 (FLOPs per training sample)"),
                           ("epoch_time_s", "a finite number of seconds > 0 (one epoch at W=1)")):
             if not (_finite(item.get(key)) and item[key] > 0):
@@ -133,6 +137,9 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
             raise ConfigError(f"{where}.epoch_time_by_flops[{i}].flops_per_sample", item["flops_per_sample"],
                               "a value no other point has")
         points.append((float(item["flops_per_sample"]), float(item["epoch_time_s"])))
+    if len(points) == 1:
+        raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
+                          "two or more points (one point cannot tell configurations apart: leave the field out)")
     if len(points) >= 2:
         lo, hi = min(t for _, t in points), max(t for _, t in points)
         if not lo * 0.99 <= values["epoch_time_s"] <= hi * 1.01:

@@ -252,6 +252,34 @@ def run_probes(
     return results
 
 
+def cheapest_draw(exp: Any, probe_conf: dict[str, Any]) -> tuple[float, tuple[dict[str, Any], float] | None]:
+    """``(probe_flops, cheap)``: the FLOPs per sample of ``probe_conf`` and
+    :func:`cost_probe_configuration` over the ``max_configurations`` draws of ``exp`` (the
+    configuration a cost probe measures and its FLOPs, or ``None``). Imports torch.
+
+    Raises:
+        ConfigError: as :func:`configuration_flops`.
+    """
+    from seer_torch.config import sample_configurations
+
+    drawn = sample_configurations(exp, exp.search.max_configurations)
+    probe_flops, *drawn_flops = configurations_flops(exp, [probe_conf, *drawn])
+    return probe_flops, cost_probe_configuration(probe_flops, list(zip(drawn, drawn_flops)))
+
+
+def probe_schedule(world_sizes: Sequence[int], cost_probe: bool, num_slots: int) -> list[list[int]]:
+    """The world sizes of the probe jobs :func:`run_profile_probes` runs, in batches that run at
+    the same time: one batch per world size, the cost probe's ``[1]`` when ``cost_probe``, then
+    the repeated W=1 probes (``[1, 1]`` side by side when there are two and ``num_slots >= 2``).
+    Pure: ``seer plan`` estimates the profiling's seconds (one start-up and probe per batch) and
+    slot-seconds from it."""
+    batches = [[int(w)] for w in world_sizes]
+    repeats = 2 if cost_probe else 1
+    batches += [[1]] if cost_probe else []
+    batches += [[1] * repeats] if num_slots >= repeats else [[1]] * repeats
+    return batches
+
+
 @dataclass(frozen=True)
 class ProbeSet:
     """What :func:`run_profile_probes` measured, in the arguments of :func:`profile_from_probes`.
@@ -300,15 +328,11 @@ def run_profile_probes(
     Raises:
         as :func:`run_probes`.
     """
-    from seer_torch.config import sample_configurations
-
     probes = run_probes(backend, clock, probe_dir, make_config("profile", probe_conf), world_sizes,
                         on_job_end=on_job_end, over_budget=over_budget, profile_steps=profile_steps,
                         timeout_s=timeout_s)
     records = [_probe_record("probe", p, duration) for p, _, duration in probes]
-    drawn = sample_configurations(exp, exp.search.max_configurations)
-    probe_flops, *drawn_flops = configurations_flops(exp, [probe_conf, *drawn])
-    cheap = cost_probe_configuration(probe_flops, list(zip(drawn, drawn_flops)))
+    probe_flops, cheap = cheapest_draw(exp, probe_conf)
     cost_probes: list[tuple[dict[str, Any], float]] = []
     if cheap is not None:
         p, _, duration = run_probes(backend, clock, probe_dir / "cheapest", make_config("profile-cheapest", cheap[0]),
@@ -318,9 +342,9 @@ def run_profile_probes(
         records.append(_probe_record("cheapest", p, duration))
     # The W=1 probes again: (kind, configuration, FLOPs), side by side when the slots allow.
     repeat = [("probe", probe_conf, probe_flops)] + ([("cheapest", *cheap)] if cheap is not None else [])
-    together = len(repeat) if backend.num_slots >= len(repeat) else 1
-    for first in range(0, len(repeat), together):
-        batch = repeat[first:first + together]
+    first = 0
+    for sizes in probe_schedule(world_sizes, cheap is not None, backend.num_slots)[len(records):]:
+        batch, first = repeat[first:first + len(sizes)], first + len(sizes)
         jobs = []
         for kind, conf, _ in batch:
             d = probe_dir / "repeat" / kind

@@ -101,6 +101,13 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     assert probe["step_time_s"] == pytest.approx(statistics.median(windows))
     assert probe["throughput_samples_per_s"] == pytest.approx(probe["global_batch"] / statistics.median(windows))
     assert probe["measured_train_s"] == pytest.approx(sum(windows) * PROFILE_STEPS / PROFILE_WINDOWS)
+    # The W=1 probe ran again last; the faster of the two is the profile's.
+    records = json.loads((run_dir / "profile" / "probes.json").read_text())
+    assert records[-1]["probe"] == "probe (repeat)" and records[-1]["world_size"] == 1
+    again = json.loads((run_dir / "profile" / "repeat" / "probe" / "profile.json").read_text())
+    prof = json.loads((run_dir / "profile.json").read_text())
+    assert prof["throughput_samples_per_s"][0] == pytest.approx(
+        max(probe["throughput_samples_per_s"], again["throughput_samples_per_s"]))
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).

@@ -149,3 +149,13 @@ def test_seer_plans_round_1_on_the_draws_it_launches_when_their_epoch_times_are_
             # Money stays on the typical epoch (the context's): the draws of later rounds are
             # not known yet, and the first n's mean measured worse on the policy sweep.
             assert first.predicted_cost_usd == pytest.approx(3.6 / 3600 * w * n * (5.0 + epochs * 2.0 / speed))
+
+
+def test_list_scheduled_makespan():
+    from seer_torch.policies.seer_policy import list_scheduled_makespan_s
+
+    assert list_scheduled_makespan_s([2.0, 1.0, 1.0], 2) == 2.0  # 2 | 1+1
+    assert list_scheduled_makespan_s([1.0, 1.0, 2.0], 2) == 3.0  # 1+2 | 1
+    assert list_scheduled_makespan_s([1.58, 0.75], 2) == 1.58  # one wave: the slowest
+    assert list_scheduled_makespan_s([1.58, 0.75], 1) == pytest.approx(2.33)  # one lane: the sum
+    assert list_scheduled_makespan_s([], 2) == 0.0

@@ -20,7 +20,7 @@ def _curve(config, epoch):
 
 def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, time_s, money_usd,
          epoch_time_s=10.0, startup_s=5.0, speedup=(1.0, 1.8, 3.4, 5.4), curve=_curve,
-         backend_speedup=None, backend_epoch_time_s=None):
+         backend_speedup=None, backend_epoch_time_s=None, backend_epoch_time_at=None, num_finalists=1):
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"world_sizes": [1, 2, 4, 8][: len(speedup)], "speedup": list(speedup),
                                    "epoch_time_s": epoch_time_s, "startup_s": startup_s, "resize_s": startup_s}))
@@ -30,14 +30,14 @@ def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, 
         "budget": {"time_budget_s": time_s, "money_budget_usd": money_usd, "price_usd_per_slot_hour": 3.6},
         "resources": {"num_slots": slots, "world_size_ladder": ladder},
         "search": {"max_configurations": max_configurations},
-        "planner": {"profile": str(profile), "num_finalists": 1},
+        "planner": {"profile": str(profile), "num_finalists": num_finalists},
         "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
     })
     clock = SimulatedClock()
     ws = {w: s for w, s in zip([1, 2, 4, 8], backend_speedup or speedup)}
     backend = SimulatedBackend(slots, clock, epoch_time_s=backend_epoch_time_s or epoch_time_s,
                                speedup=lambda w: ws[w],
-                               startup_s=startup_s, curve=curve)
+                               startup_s=startup_s, curve=curve, epoch_time_at=backend_epoch_time_at)
     tuner = Tuner(exp, tmp_path / "run", backend, clock=clock)
     return tuner.run(), backend
 
@@ -224,3 +224,22 @@ def test_when_survivors_train_faster_than_the_profile_the_money_saved_carries_mo
     same, _ = _run(tmp_path / "same", max_configurations=64, max_epochs=9, eta=3, slots=2, ladder=[1],
                    time_s=1e6, money_usd=0.5)
     assert [r["num_trials"] for r in same["rounds"]] == [r["num_trials"] for r in same["plan"]["rounds"]]
+
+
+def test_a_round_whose_slowest_job_would_end_past_the_deadline_is_not_started(tmp_path):
+    # Two slots; odd configurations train twice as slow as even ones (the profile says 1.5 s).
+    # Over a range of deadlines, no re-plan starts a round whose slowest job cannot end in
+    # time. (Planned on the mean epoch of the trials carried, a final round of one slow and
+    # one fast finalist ran past the deadline in a real run, and the answer fell back to the
+    # rung before: issue 4.)
+    cut = []
+    for time_s in range(100, 121):  # planned on the mean, the deadline cut the final round at 109 s
+        d = tmp_path / str(time_s)
+        d.mkdir()
+        res, _ = _run(d, max_configurations=16, max_epochs=27, eta=3, slots=2, ladder=[1, 2], time_s=float(time_s),
+                      money_usd=100.0, epoch_time_s=1.5, startup_s=5.0, speedup=(1.0, 1.6),
+                      backend_epoch_time_at=lambda i: 1.0 if i % 2 == 0 else 2.0, num_finalists=2)
+        assert res["budget"]["time_used_s"] <= time_s and res["best"] is not None
+        if any(not r["completed"] for r in res["rounds"]):
+            cut.append(time_s)
+    assert cut == []

@@ -103,6 +103,8 @@ def test_epoch_time_by_flops_predicts_each_configuration():
     [{"flops_per_sample": -1, "epoch_time_s": 1.0}],
     [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 1e6, "epoch_time_s": 2.0}],
     "fast",
+    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}],  # one point tells nothing apart
+    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 2e6, "epoch_time_s": 1.0, "w": 1}],
 ])
 def test_epoch_time_by_flops_errors_name_the_field(bad):
     raw = {"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.0, "startup_s": 1.0, "epoch_time_by_flops": bad}

@@ -189,6 +189,10 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
     assert len(billed) == 5
     repeat_starts = [r.start_s for r in billed[3:]]
     assert repeat_starts[0] == repeat_starts[1]  # side by side: both launched before either ended
+    batches: dict[float, list[int]] = {}
+    for r in billed:
+        batches.setdefault(r.start_s, []).append(r.spec.world_size)
+    assert list(batches.values()) == profiler.probe_schedule([1, 2], True, 2) == [[1], [2], [1], [1, 1]]
     assert [int(p["world_size"]) for p, _, _ in got.probes] == [1, 2, 1]
     assert got.cheapest is not None and got.cheapest["width"] == 64 and conf["width"] == 96
     assert len(got.cost_probes) == 2 and got.cost_probes[0][1] == got.cost_probes[1][1] < got.probe_flops
@@ -203,6 +207,25 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
                                 profile_steps=5)
     assert [s.trial_id for s in one.launched] == ["profile-w1", "profile-w1", "profile-repeat-probe",
                                                   "profile-repeat-cheapest"]
+
+
+def test_probe_schedule_is_what_seer_plan_counts():
+    assert profiler.probe_schedule([1, 2], False, 2) == [[1], [2], [1]]
+    assert profiler.probe_schedule([1], True, 1) == [[1], [1], [1], [1]]  # one slot: nothing side by side
+    assert profiler.probe_schedule([1, 2], True, 4) == [[1], [2], [1], [1, 1]]
+
+
+def test_seer_plan_leaves_out_the_profiling_seer_tune_does_first(capsys):
+    from seer_torch.cli import PROFILE_EXTRA_S, shipped_profile_path
+
+    assert main(["plan", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    startup_s = load_profile(shipped_profile_path(load_experiment(None))).startup_s
+    # The default on 2 slots: W=1, W=2, the cheapest width at W=1, then both W=1 probes again side by side.
+    assert out["profiling_s"] == pytest.approx(4 * (startup_s + PROFILE_EXTRA_S))
+    assert main(["plan", "--json", "--slots", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["profiling_s"] == pytest.approx(4 * (startup_s + PROFILE_EXTRA_S))  # W=1, cheapest, both again
 
 
 def test_run_profile_probes_failed_repeat_names_it(tmp_path):
@@ -261,6 +284,8 @@ def test_seer_profile_writes_a_profile_plan_accepts(tmp_path, fake_local, capsys
     assert main(["profile", "--slots", "2", "--steps", "3", "--out", str(out), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["profile"]["world_sizes"] == [1, 2] and len(shown["launches"]) == 2
+    assert [(r["probe"], r["world_size"]) for r in shown["probes"]] == [
+        ("probe", 1), ("probe", 2), ("cheapest", 1), ("probe (repeat)", 1), ("cheapest (repeat)", 1)]
     assert load_profile(out).world_sizes == (1, 2)
 
 
