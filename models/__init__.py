@@ -32,12 +32,14 @@ class _ModelSpec:
     build: Callable[..., nn.Module]
     defaults: MappingProxyType
     min_image_size: int
+    cost_hparams: frozenset[str]  # the hyperparameters that change the model's FLOPs
 
 
 _REGISTRY: dict[str, _ModelSpec] = {
-    "digits_cnn": _ModelSpec(digits_cnn.build, MappingProxyType(dict(digits_cnn.HPARAMS)), 2),
-    "digits_mlp": _ModelSpec(digits_mlp.build, MappingProxyType(dict(digits_mlp.HPARAMS)), 1),
-    "resnet18_cifar": _ModelSpec(resnet_cifar.build, MappingProxyType(dict(resnet_cifar.HPARAMS)), 8),
+    "digits_cnn": _ModelSpec(digits_cnn.build, MappingProxyType(dict(digits_cnn.HPARAMS)), 2, frozenset({"width"})),
+    "digits_mlp": _ModelSpec(digits_mlp.build, MappingProxyType(dict(digits_mlp.HPARAMS)), 1, frozenset({"width"})),
+    "resnet18_cifar": _ModelSpec(resnet_cifar.build, MappingProxyType(dict(resnet_cifar.HPARAMS)), 8,
+                                 frozenset({"width"})),
 }
 
 #: Names :func:`build_model` accepts, sorted.
@@ -57,6 +59,16 @@ def model_hparam_names(name: str) -> frozenset[str]:
         ConfigError: ``name`` is not in :data:`MODEL_NAMES`.
     """
     return frozenset(_spec(name).defaults)
+
+
+def model_cost_hparam_names(name: str) -> frozenset[str]:
+    """The hyperparameters of model ``name`` that change its FLOPs per sample (``width``;
+    ``dropout`` does not), so that a cost is counted once per distinct value of these.
+
+    Raises:
+        ConfigError: ``name`` is not in :data:`MODEL_NAMES`.
+    """
+    return _spec(name).cost_hparams
 
 
 def model_hparam_defaults(name: str) -> dict[str, object]:

@@ -124,11 +124,12 @@ def configuration_flops(exp: Any, configuration: dict[str, Any]) -> float:
 
 
 def configurations_flops(exp: Any, configurations: Sequence[dict[str, Any]]) -> list[float]:
-    """:func:`configuration_flops` of each configuration, counted once per distinct set of
-    model hyperparameters (the training ones, such as ``lr``, do not change the cost)."""
-    from seer_torch.models import model_hparam_names
+    """:func:`configuration_flops` of each configuration, counted once per distinct value of
+    the model hyperparameters that change the cost (:func:`seer_torch.models.model_cost_hparam_names`:
+    ``width``; neither ``dropout`` nor the training ones, such as ``lr``)."""
+    from seer_torch.models import model_cost_hparam_names
 
-    names = model_hparam_names(exp.model.name)
+    names = model_cost_hparam_names(exp.model.name)
     counted: dict[str, float] = {}
     out = []
     for conf in configurations:
