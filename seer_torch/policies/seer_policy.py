@@ -43,6 +43,7 @@ before). Pure: no clock, files or processes.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -104,10 +105,12 @@ def list_scheduled_makespan_s(job_s: Sequence[float], num_lanes: int) -> float:
     """Wall clock of jobs of ``job_s`` seconds each, launched in that order on ``num_lanes``
     lanes (``num_slots // W``) as lanes free up (list scheduling): the busiest lane's seconds;
     0 for no jobs. Pure."""
-    lanes = [0.0] * max(1, num_lanes)
+    job_s = list(job_s)
+    if len(job_s) <= num_lanes:
+        return max(job_s, default=0.0)
+    lanes = [0.0] * max(1, num_lanes)  # a heap: the lane that frees up first is on top
     for d in job_s:
-        i = lanes.index(min(lanes))
-        lanes[i] += d
+        heapq.heapreplace(lanes, lanes[0] + d)
     return max(lanes)
 
 
