@@ -407,6 +407,7 @@ class SeerPolicy:
                           f"epoch on one worker (slowest {carried.wave_epoch_time_s or carried.epoch_time_s:.3g} s), "
                           f"the plan assumed {self.plan_epoch_time_s:.3g} s")
                 survivors, out = carry(lo)
+
         def overruns(plan: planner.Plan) -> bool:
             """The plan's next round would end past the deadline (with the rounds after it as
             predicted): its members' jobs, each at its own measured epoch, list-scheduled on

@@ -317,7 +317,7 @@ def run_profile_probes(
 ) -> ProbeSet:
     """Every probe a profile takes, in this order: the probe configuration at each of
     ``world_sizes`` (:func:`run_probes`); the cheapest configuration the run may draw at W=1
-    when it costs less (:func:`run_cost_probe`); then the W=1 probes again, side by side when
+    when it costs less (:func:`cheapest_draw`); then the W=1 probes again, side by side when
     there are slots for them (``probe_dir/repeat/``). :func:`profile_from_probes` keeps the
     faster of the two W=1 measurements of each configuration: on a shared or cloud machine, the
     first job after a pause can run much slower (issue 4: the first W=1 probe of a run measured
@@ -343,7 +343,7 @@ def run_profile_probes(
         records.append(_probe_record("cheapest", p, duration))
     # The W=1 probes again: (kind, configuration, FLOPs), side by side when the slots allow.
     repeat = [("probe", probe_conf, probe_flops)] + ([("cheapest", *cheap)] if cheap is not None else [])
-    first = 0
+    first = 0  # the batches after those run so far (one per record)
     for sizes in probe_schedule(world_sizes, cheap is not None, backend.num_slots)[len(records):]:
         batch, first = repeat[first:first + len(sizes)], first + len(sizes)
         jobs = []
