@@ -3,7 +3,7 @@
 
 ::
 
-    python scripts/sim_vs_real.py RUN_DIR [--out sim_vs_real.json] [--profile OTHER_PROFILE.json]
+    python scripts/sim_vs_real.py RUN_DIR [--out sim_vs_real.json]
 
 From the run directory of a real ``seer tune`` run: its experiment, the scaling profile it
 measured (``profile.json``) and the validation accuracy every trial reported (``metrics.jsonl``)
@@ -107,13 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--out", default=None, help="JSON output (default RUN_DIR/sim_vs_real.json)")
     ap.add_argument("--tolerance", type=float, default=0.15)
-    ap.add_argument("--profile", default=None,
-                    help="replay with this profile instead of the run's own profile.json (what-if: another estimate)")
     args = ap.parse_args(argv)
     run = Path(args.run_dir)
     real = json.loads((run / "results.json").read_text())
     exp = load_experiment(run / "experiment.toml")
-    profile = load_profile(args.profile or run / "profile.json")
+    profile = load_profile(run / "profile.json")
     rounds = [r for r in real["rounds"] if r.get("completed")]
     if not rounds:
         print("the run completed no round", file=sys.stderr)
