@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,11 +29,17 @@ STOP_GRACE_S = 5.0  # between TERM and KILL
 JOB_FILE = "job.json"  # TRIAL_DIR/job.json: the running job's torchrun pid, while it runs
 
 
+#: torchrun's log folder for a job, inside its trial folder (by default torchrun leaves one
+#: ``/tmp/torchelastic_*`` folder per job behind); removed when the job has ended.
+TORCHRUN_LOG_DIR = "torchrun_logs"
+
+
 def _forget(spec: JobSpec) -> None:
     try:
         os.unlink(spec.trial_dir / JOB_FILE)
     except OSError:
         pass
+    shutil.rmtree(spec.trial_dir / TORCHRUN_LOG_DIR, ignore_errors=True)
 
 
 def kill_leftover_job(trial_dir: Path) -> dict | None:
@@ -109,6 +116,8 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
         "0",
         "--monitor-interval",
         "0.1",
+        "--log-dir",
+        str(spec.trial_dir / TORCHRUN_LOG_DIR),
         "-m",
         "seer_torch.worker",
         "--trial-dir",

@@ -297,6 +297,12 @@ def test_seer_profile_failed_probe_exits_1_with_the_worker_error(tmp_path, fake_
     assert "profile probe at W=2 failed: RuntimeError: boom" in err
     assert "kept in" in err
     assert not out.exists()
+    import re
+    import shutil
+
+    kept = Path(re.search(r"kept in (\S+)", err).group(1))
+    assert (kept / "probes").is_dir()  # the job folders, for the user to read
+    shutil.rmtree(kept)
 
 
 @pytest.mark.parametrize(
