@@ -73,7 +73,9 @@ def copy_trial(src: Path, dst: Path) -> Path:
 
 
 def _worker_args(trial_dir: Path, until_epoch: int) -> list[str]:
-    return ["-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch)]
+    # torchrun's logs beside the trial (under the test's tmp_path), not a /tmp/torchelastic_* folder per launch
+    return ["--log-dir", str(Path(trial_dir).parent / "torchrun_logs"),
+            "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch)]
 
 
 def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int) -> list[str]:

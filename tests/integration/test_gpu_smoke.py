@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +31,7 @@ LAUNCH_TIMEOUT_S = 300
 def _torchrun(trial_dir, world_size: int, *worker_args: str) -> None:
     argv = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
-        "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), *worker_args,
+        "--log-dir", str(Path(trial_dir).parent / "torchrun_logs"), "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), *worker_args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)

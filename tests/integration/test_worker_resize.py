@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,7 +32,7 @@ def _env() -> dict[str, str]:
 def _torchrun(trial_dir, world_size: int, until_epoch: int) -> subprocess.CompletedProcess:
     argv = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
-        "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch),
+        "--log-dir", str(Path(trial_dir).parent / "torchrun_logs"), "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch),
     ]
     result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     assert result.returncode == 0, f"W={world_size} until {until_epoch} failed:\n{result.stdout}\n{result.stderr}"
