@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from seer_torch.executor import FINAL_GRACE_S, policy_context, tune_probe_world_sizes
     from seer_torch.policies.seer_policy import SeerPolicy
+    from seer_torch.scaling import profiler
     from seer_torch.scaling.profile import load_profile
 
     exp = _experiment(args)
@@ -158,11 +159,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         prof_path, note = shipped, "shipped estimate; seer tune measures its own first"
     prof = load_profile(prof_path)
     profiling_slot_s = 0.0
+    costs = None
+    if not exp.planner.profile or len(prof.epoch_time_by_flops) >= 2:
+        costs = profiler.count_draw_costs(exp, profiler.probe_configuration(exp))  # counted once
     if not exp.planner.profile:
         # `seer tune` measures its own profile first: one start-up and probe per batch of probes.
-        from seer_torch.scaling import profiler
-
-        cost_probe = profiler.cheapest_draw(exp, profiler.probe_configuration(exp))[1] is not None
+        cost_probe = costs is not None and costs.cheapest() is not None
         batches = profiler.probe_schedule(tune_probe_world_sizes(exp), cost_probe, exp.resources.num_slots)
         profiling_s = len(batches) * (prof.startup_s + PROFILE_EXTRA_S)
         profiling_slot_s = sum(map(sum, batches)) * (prof.startup_s + PROFILE_EXTRA_S)
@@ -173,6 +175,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         num_slots=exp.resources.num_slots,
         time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
         money_left_usd=b.money_budget_usd - profiling_slot_s * b.price_usd_per_slot_hour / 3600,
+        draw_costs=costs,
     )
     plan = SeerPolicy.first_plan(ctx)  # the plan `seer tune` starts from, with the same inputs
     if args.json:
@@ -298,7 +301,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
         f"{json.dumps(conf, sort_keys=True)}"
         + (f"; the cheapest configuration {json.dumps(cheapest, sort_keys=True)} at W=1 too" if cheapest else "")
-        + "; the W=1 probes twice, the faster counts"
+        + "; the W=1 probes twice, their mean counts"
         + f"; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
         f"{platform.machine()} with {os.cpu_count()} cores, {device}/{'nccl' if device == 'cuda' else 'gloo'}, "
         f"torch {torch_version}"

@@ -311,16 +311,18 @@ def experiment_billing(exp: Experiment) -> Billing:
     )
 
 
-def draw_epoch_times_s(exp: Experiment, profile: Profile) -> tuple[float, ...]:
+def draw_epoch_times_s(exp: Experiment, profile: Profile,
+                       costs: profiler.DrawCosts | None = None) -> tuple[float, ...]:
     """One epoch at W = 1 (seconds) of each of the experiment's ``max_configurations`` draws,
     predicted from its FLOPs (:meth:`Profile.epoch_time_for`), when the profile measured
-    configurations of different cost (``epoch_time_by_flops``; FLOPs are counted on the
-    ``meta`` device, which imports torch); else ``()``. Pure and deterministic (the draws are
-    the seeded ones the run launches)."""
+    configurations of different cost (``epoch_time_by_flops``); else ``()``. The FLOPs are
+    ``costs``' (:func:`profiler.count_draw_costs`), or counted here on the ``meta`` device
+    (imports torch). Deterministic (the draws are the seeded ones the run launches)."""
     if len(profile.epoch_time_by_flops) < 2:
         return ()
-    drawn = sample_configurations(exp, exp.search.max_configurations)
-    return tuple(profile.epoch_time_for(f) for f in profiler.configurations_flops(exp, drawn))
+    if costs is None:
+        costs = profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
+    return tuple(profile.epoch_time_for(f) for f in costs.draw_flops)
 
 
 def policy_context(
@@ -332,12 +334,13 @@ def policy_context(
     money_left_usd: float,
     oracle_index: int | None = None,
     draw_times_s: list[float] | None = None,
+    draw_costs: profiler.DrawCosts | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
     ``epoch_time_s`` is the profile's, or the mean over the draws when the profile knows each
-    configuration's cost; ``draw_epoch_times_s`` is :func:`draw_epoch_times_s`, or
-    ``draw_times_s`` when given (the simulator's table)."""
-    draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile)
+    configuration's cost; ``draw_epoch_times_s`` is :func:`draw_epoch_times_s` (of
+    ``draw_costs`` when given), or ``draw_times_s`` when given (the simulator's table)."""
+    draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile, draw_costs)
     epoch_time_s = profile.epoch_time_s if draw_times_s or not draws else statistics.fmean(draws)
     t = exp.training
     ladder = exp.usable_world_sizes() or (1,)
@@ -423,6 +426,7 @@ class Tuner:
         self.profile: Profile | None = profile
         self.oracle_index = oracle_index
         self.draw_times_s = draw_times_s
+        self._draw_costs: profiler.DrawCosts | None = None
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
         self.trials: dict[str, Trial] = {}
         self.trials_by_index: dict[int, Trial] = {}
@@ -475,6 +479,7 @@ class Tuner:
             if resume:
                 self._drive(self._restore())
             else:
+                self._before_clock()
                 self._start()
                 self._drive()
             status = "finished"
@@ -519,10 +524,24 @@ class Tuner:
         self._event(status + (f": {self.stop_reason}" if self.stop_reason else ""))
         return results
 
+    def _before_clock(self) -> None:
+        """What a new run does before its clock (and so its deadline) starts: read the given
+        profile file, and count the FLOPs of the draws when the profile will predict each
+        draw's epoch from them (:func:`profiler.count_draw_costs`: seconds of one CPU, no slot;
+        counted on the clock, a FLOPs profile and ``--time-budget 1`` used 2.5 s)."""
+        if self.profile is None and self.exp.planner.profile is not None:
+            self._event("reading profile")
+            self.profile = load_profile(self.exp.planner.profile)
+        measured = self.profile is None and self.run_dir is not None  # the probes use the costs
+        if not self.draw_times_s and (measured or (self.profile is not None
+                                                   and len(self.profile.epoch_time_by_flops) >= 2)):
+            self._draw_costs = profiler.count_draw_costs(self.exp, profiler.probe_configuration(self.exp))
+        self.meter.start_s = self.clock.now()
+
     def _start(self) -> None:
-        """Profile (or read the profile), set the policy up, rent a fixed cluster if it asks."""
+        """Profile (unless read before the clock), set the policy up, rent a fixed cluster if it asks."""
         if self.profile is None:
-            self._event("profiling" if self.exp.planner.profile is None else "reading profile")
+            self._event("profiling")
             self.profile = self._get_profile()
         context = self._context()
         self._setup_budgets = (context.time_budget_s, context.money_budget_usd)
@@ -883,6 +902,7 @@ class Tuner:
             money_left_usd=self.exp.budget.money_budget_usd - self.meter.cost_usd() - self._money_reserve_usd(),
             oracle_index=self.oracle_index,
             draw_times_s=self.draw_times_s,
+            draw_costs=self._draw_costs,
         )
 
     def _snapshot(self, events: list[JobEvent]) -> Snapshot:
@@ -900,8 +920,6 @@ class Tuner:
         )
 
     def _get_profile(self) -> Profile:
-        if self.exp.planner.profile is not None:
-            return load_profile(self.exp.planner.profile)
         if self.run_dir is None:
             raise ConfigError("planner.profile", None, "a scaling profile (a run without a directory cannot measure one)")
         probe_conf = profiler.probe_configuration(self.exp)
@@ -918,6 +936,7 @@ class Tuner:
             lambda trial_id, conf: trial_config(self.exp, trial_id, conf, None),
             on_job_end=self.meter.bill,
             over_budget=lambda held: self._over_budget_with(held),
+            costs=self._draw_costs,
         )
         cost_note = ""
         if measured.cost_probes:
@@ -928,7 +947,7 @@ class Tuner:
             measured.probes,
             source=f"measured by seer tune at the start of {self.run_dir.name}: "
             f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size{cost_note}; "
-            "the W=1 probes twice, the faster counts",
+            "the W=1 probes twice, their mean counts",
             probe_flops=measured.probe_flops,
             cost_probes=measured.cost_probes,
         )

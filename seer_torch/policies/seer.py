@@ -1165,6 +1165,15 @@ def _plan_from_choice(
 # -- re-planning a run in progress ---------------------------------------------------------------
 
 
+def first_round_overhead_s(inputs: PlannerInputs, world_size: int, previous_world_size: int | None) -> float:
+    """``overhead_k`` (seconds) of the first round a plan or re-plan launches at ``world_size``
+    (module notes, cost model): ``startup_s`` when no job has run (``previous_world_size``
+    ``None`` or 0), ``relaunch_s`` at the previous round's ``W``, ``resize_s`` at another."""
+    if not previous_world_size:
+        return inputs.startup_s
+    return inputs.relaunch_s if world_size == previous_world_size else inputs.resize_s
+
+
 def replan(
     inputs: PlannerInputs,
     rungs: Sequence[int],
@@ -1245,9 +1254,7 @@ def replan(
     previous_w: int | None = current_world_size or None
 
     def first_overhead(w: int) -> float:
-        if previous_w is None:
-            return inputs.startup_s
-        return inputs.relaunch_s if w == previous_w else inputs.resize_s
+        return first_round_overhead_s(inputs, w, previous_w)
 
     firsts = tuple(first_overhead(w) for w in candidates)
 

@@ -275,13 +275,16 @@ class SeerPolicy:
         self.finished = reason
         return [Finish(reason)]
 
-    def _start_round(self, rp: planner.RoundPlan, indexes: list[int]) -> None:
+    def _start_round(self, rp: planner.RoundPlan, indexes: list[int], predicted_s: float | None = None) -> None:
+        """Launch round ``rp`` with the trials ``indexes`` and record it; ``predicted_s``, when
+        given, is the recorded prediction of its wall clock (else the plan's)."""
         self.current = rp
         self.members = list(indexes)
         self.round.start(rp.index, rp.rung_epoch, rp.world_size, indexes)
         self.round_records.append({
             "index": rp.index, "rung_epoch": rp.rung_epoch, "num_trials": len(indexes),
-            "world_size": rp.world_size, "predicted_duration_s": rp.predicted_duration_s,
+            "world_size": rp.world_size,
+            "predicted_duration_s": rp.predicted_duration_s if predicted_s is None else predicted_s,
             "predicted_cost_usd": rp.predicted_cost_usd, "completed": False,
         })
 
@@ -408,24 +411,28 @@ class SeerPolicy:
                           f"the plan assumed {self.plan_epoch_time_s:.3g} s")
                 survivors, out = carry(lo)
 
-        def overruns(plan: planner.Plan) -> bool:
-            """The plan's next round would end past the deadline (with the rounds after it as
-            predicted): its members' jobs, each at its own measured epoch, list-scheduled on
-            the slots. (On the mean alone, a final round of one slow and one fast finalist was
-            predicted to fit and ran past the deadline in a real run: issue 4.)"""
-            if not plan.rounds:
-                return False
+        def next_round_s(plan: planner.Plan) -> float:
+            """Wall clock of the plan's next round (it has one): its members' jobs, each at its
+            own trial's measured epoch, list-scheduled on the slots."""
             rp = plan.rounds[0]
             speed = self.ctx.scaling.speedup_at(rp.world_size)
-            same = self.current is not None and rp.world_size == self.current.world_size
-            overhead_s = base_inputs.relaunch_s if same else base_inputs.resize_s
+            overhead_s = planner.first_round_overhead_s(base_inputs, rp.world_size, self.current.world_size)
             jobs_s = [overhead_s + (rp.rung_epoch - rp.start_epoch) * (t.epoch_time_s or base_inputs.epoch_time_s)
                       / speed for t in ranked[:rp.num_trials]]
+            return list_scheduled_makespan_s(jobs_s, self.ctx.num_slots // rp.world_size)
+
+        def overruns(plan: planner.Plan) -> bool:
+            """The plan's next round (:func:`next_round_s`) would end past the deadline, with
+            the rounds after it as predicted. (On the mean alone, a final round of one slow and
+            one fast finalist was predicted to fit and ran past the deadline in a real run:
+            issue 4.)"""
+            if not plan.rounds:
+                return False
             later_s = sum(r.predicted_duration_s for r in plan.rounds[1:])
             # Against the deadline itself, not its safety fraction: checked at 0.9 of it, SEER
             # carried fewer than it could and met every baseline in 290 cells of the policy
             # sweep (10 seeds) against 296 at 1.0 and without the check.
-            return list_scheduled_makespan_s(jobs_s, self.ctx.num_slots // rp.world_size) + later_s >= snap.time_left_s
+            return next_round_s(plan) + later_s >= snap.time_left_s
 
         if new.feasible and overruns(new):
             new = dataclasses.replace(new, feasible=False)
@@ -466,7 +473,9 @@ class SeerPolicy:
         elif self._truncated is not None:
             self._last_replan = new.message
         self.remaining = list(new.rounds)
-        self._start_round(self.remaining.pop(0), [t.index for t in survivors])
+        # The round's record predicts what its jobs at their own measured epochs take, not the
+        # plan's mean (a plan on the mean recorded 88.7 s for a round that took 107 s).
+        self._start_round(self.remaining.pop(0), [t.index for t in survivors], predicted_s=next_round_s(new))
         return out
 
     @staticmethod

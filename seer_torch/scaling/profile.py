@@ -82,17 +82,27 @@ class Profile:
         return d
 
 
+#: The fields of a scaling profile (DESIGN.md "Formats", plus ``epoch_time_s`` and
+#: ``epoch_time_by_flops`` for planning); any other is refused as a likely typo.
+PROFILE_KEYS = frozenset({"name", "world_sizes", "speedup", "throughput_samples_per_s", "epoch_time_s",
+                          "startup_s", "resize_s", "source", "epoch_time_by_flops"})
+
+
 def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     """Validate a profile mapping.
 
     Raises:
-        ConfigError: a field is missing or out of range (the message names it).
+        ConfigError: a field is missing, unknown or out of range (the message names it).
     """
     def need(key: str) -> Any:
         if key not in raw:
             raise ConfigError(f"{where}.{key}", None, f"required in a scaling profile used for planning")
         return raw[key]
 
+    unknown = sorted(set(raw) - PROFILE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", raw[unknown[0]],
+                          f"no such field in a scaling profile (the fields: {', '.join(sorted(PROFILE_KEYS))})")
     ws = need("world_sizes")
     sp = need("speedup")
     if (
@@ -105,6 +115,10 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         raise ConfigError(f"{where}.world_sizes", ws, "a strictly increasing list of positive integers starting at 1")
     if not isinstance(sp, list) or len(sp) != len(ws) or not all(_finite(s) and s > 0 for s in sp):
         raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
+    try:
+        ScalingModel(world_sizes=tuple(ws), speedup=tuple(sp))  # its own checks (speedup 1 at W=1)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e.field.split('.', 1)[-1]}", e.value, e.allowed) from None
     values = {}
     for key, low in (("epoch_time_s", "> 0"), ("startup_s", ">= 0")):
         v = need(key)
@@ -117,10 +131,10 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     thr = raw.get("throughput_samples_per_s") or []
     if not isinstance(thr, list) or not all(_finite(t) and t > 0 for t in thr):
         raise ConfigError(f"{where}.throughput_samples_per_s", thr, "a list of positive numbers (samples/s), or absent")
-    by_flops = raw.get("epoch_time_by_flops") or []
-    if not isinstance(by_flops, list):
+    by_flops = raw.get("epoch_time_by_flops", [])
+    if not isinstance(by_flops, list) or ("epoch_time_by_flops" in raw and not by_flops):
         raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
-                          "a list of {flops_per_sample, epoch_time_s} objects, or absent")
+                          "a list of two or more {flops_per_sample, epoch_time_s} objects, or the field left out")
     points = []
     for i, item in enumerate(by_flops):
         if not isinstance(item, dict):

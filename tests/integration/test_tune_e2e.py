@@ -101,13 +101,15 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     assert probe["step_time_s"] == pytest.approx(statistics.median(windows))
     assert probe["throughput_samples_per_s"] == pytest.approx(probe["global_batch"] / statistics.median(windows))
     assert probe["measured_train_s"] == pytest.approx(sum(windows) * PROFILE_STEPS / PROFILE_WINDOWS)
-    # The W=1 probe ran again last; the faster of the two is the profile's.
+    # The W=1 probe ran again last; the profile's epoch is the mean of the two.
     records = json.loads((run_dir / "profile" / "probes.json").read_text())
     assert records[-1]["probe"] == "probe (repeat)" and records[-1]["world_size"] == 1
     again = json.loads((run_dir / "profile" / "repeat" / "probe" / "profile.json").read_text())
     prof = json.loads((run_dir / "profile.json").read_text())
-    assert prof["throughput_samples_per_s"][0] == pytest.approx(
-        max(probe["throughput_samples_per_s"], again["throughput_samples_per_s"]))
+    epochs = [p["num_train_samples"] / p["throughput_samples_per_s"] + p["eval_time_s"] for p in (probe, again)]
+    assert prof["epoch_time_s"] == pytest.approx(statistics.fmean(epochs))
+    assert [r["epoch_time_s"] for r in records if r["probe"].startswith("probe") and r["world_size"] == 1] == \
+        pytest.approx(epochs)
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).
@@ -192,9 +194,12 @@ def test_sigterm_stops_every_job_and_keeps_what_was_done(tmp_path: Path):
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
+    prof = tmp_path / "profile.json"  # given, so that no probe job runs before round 1
+    prof.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 0.5,
+                                "startup_s": 8.0, "resize_s": 8.0}))
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir)],
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--profile", str(prof)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

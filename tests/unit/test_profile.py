@@ -33,21 +33,25 @@ def test_profile_from_probes():
         profile_from_probes("x", probes[1:], source="test")
 
 
-def test_profile_from_probes_keeps_the_faster_of_repeated_probes():
+def test_profile_from_probes_takes_the_mean_of_repeated_probes():
     # W=1 probed twice: first at 400 samples/s with a slow launch (20 s fixed), then at 640.
-    slow_first = (_probe(1, 400.0, 0.16, 0.2), 1000.0, 22.12)  # 1.92 + 0.2 working, 20 s fixed
-    probes = [slow_first, (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76), (_probe(1, 640.0, 0.1, 0.2), 1040.0, 11.4)]
+    slow_first = (_probe(1, 400.0, 0.16, 0.3), 1000.0, 22.22)  # 1.92 + 0.3 working, 20 s fixed
+    probes = [slow_first, (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76), (_probe(1, 640.0, 0.1, 0.1), 1040.0, 11.3)]
     p = profile_from_probes("x", probes, source="test")
     assert p.world_sizes == (1, 2)
-    assert p.throughput_samples_per_s == pytest.approx((640.0, 1152.0))  # the faster W=1 probe
-    assert p.speedup == pytest.approx((1.0, 1.8))
-    assert p.epoch_time_s == pytest.approx(1257 / 640 + 0.2)
+    # The mean epoch: (1257/400 + 0.3 + 1257/640 + 0.1) / 2, so the throughput is the
+    # harmonic mean 2 / (1/400 + 1/640) = 492.3 samples/s, not the arithmetic 520.
+    assert p.epoch_time_s == pytest.approx((1257 / 400 + 0.3 + 1257 / 640 + 0.1) / 2)
+    assert p.throughput_samples_per_s == pytest.approx((2 / (1 / 400 + 1 / 640), 1152.0))
+    assert p.speedup == pytest.approx((1.0, 1152.0 / (2 / (1 / 400 + 1 / 640))))
     assert p.startup_s == pytest.approx(12.0)  # median of 20, 12 and 10: the slow launch does not set it
     assert p.resize_s == pytest.approx(12.0)
-    # The same for a cost probe taken twice: the faster point counts.
-    cheap_slow, cheap = _probe(1, 1257 / 1.6, 0.08, 0.1), _probe(1, 1257 / 0.9, 0.05, 0.1)
+    # The same for a cost probe taken twice: its mean epoch is the point.
+    cheap_slow, cheap = _probe(1, 1257 / 1.5, 0.08, 0.1), _probe(1, 1257 / 0.9, 0.05, 0.1)
     q = profile_from_probes("x", probes, source="t", probe_flops=30e6, cost_probes=[(cheap_slow, 10e6), (cheap, 10e6)])
-    assert [x for pt in q.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.0, 30e6, 1257 / 640 + 0.2])
+    assert [x for pt in q.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.3, 30e6, p.epoch_time_s])
+    # One probe of a world size is taken as it is.
+    assert profile_from_probes("x", probes[1:], source="t").epoch_time_s == pytest.approx(1257 / 640 + 0.1)
 
 
 def test_parse_profile_errors_name_the_field():
@@ -105,11 +109,22 @@ def test_epoch_time_by_flops_predicts_each_configuration():
     "fast",
     [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}],  # one point tells nothing apart
     [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 2e6, "epoch_time_s": 1.0, "w": 1}],
+    [],  # present but empty: leave the field out instead
+    None,
 ])
 def test_epoch_time_by_flops_errors_name_the_field(bad):
     raw = {"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.0, "startup_s": 1.0, "epoch_time_by_flops": bad}
     with pytest.raises(ConfigError, match="epoch_time_by_flops"):
         parse_profile(raw)
+
+
+def test_profile_errors_name_the_field_as_the_file_spells_it():
+    raw = {"world_sizes": [1, 2], "speedup": [1.0, 1.6], "epoch_time_s": 1.0, "startup_s": 1.0}
+    assert parse_profile(raw).speedup == (1.0, 1.6)
+    with pytest.raises(ConfigError, match=r"^profile\.startup: got 1\.0; allowed: no such field .*startup_s"):
+        parse_profile({**raw, "startup": 1.0})  # a typo of startup_s, which would be ignored
+    with pytest.raises(ConfigError, match=r"^profile\.speedup: got \[1\.2, 1\.6\]; allowed: 1\.0 at world size 1"):
+        parse_profile({**raw, "speedup": [1.2, 1.6]})  # named as in the file, not as scaling.speedup
 
 
 def test_flops_of_a_configuration_are_the_conv_and_linear_arithmetic():
@@ -165,6 +180,39 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     # stays the profile's (the simulator gives it the table's).
     ctx = policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_times_s=[1.0, 3.0])
     assert ctx.draw_epoch_times_s == (1.0, 3.0) and ctx.epoch_time_s == 1.2
+
+
+def test_seer_tune_counts_the_draws_flops_once_and_before_its_clock_starts(tmp_path, monkeypatch):
+    # Issue 4: with a FLOPs profile, `--time-budget 1` used 2.5 of 1 s, because the first
+    # FlopCounterMode use (seconds) ran on the tuner's clock, and the draws were counted twice.
+    from importlib import resources
+
+    from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+    from seer_torch.executor import Tuner
+    from seer_torch.scaling import profiler
+
+    prof = tmp_path / "profile.json"
+    prof.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0,
+                                "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                                                        {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]}))
+    exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
+    exp = exp.with_overrides(time_budget_s=120.0, num_slots=2, profile=str(prof))
+    clock = SimulatedClock()
+    counts = []
+    real = profiler.configurations_flops
+
+    def slow_count(e, confs):
+        counts.append(len(confs))
+        clock.sleep(30.0)  # a slow first count, on the same clock the tuner reads
+        return real(e, confs)
+
+    monkeypatch.setattr(profiler, "configurations_flops", slow_count)
+    backend = SimulatedBackend(2, clock, epoch_time_s=1.0, speedup=lambda w: 1.5 ** (w > 1), startup_s=8.0,
+                               curve=lambda c, e: c["lr"] * (1 - 0.5 / e))
+    res = Tuner(exp, tmp_path / "run", backend, clock=clock).run()
+    assert counts == [1 + exp.search.max_configurations]  # the probe configuration and the draws, once
+    assert res["rounds"][0]["start_s"] < 1.0  # not 30 s in: the count ran before the clock started
+    assert res["budget"]["time_used_s"] <= 120.0 and res["best"] is not None
 
 
 def test_epoch_time_by_flops_errors_point_at_the_entry_and_epoch_time_s_must_agree():
