@@ -168,9 +168,9 @@ def mean_probe(probes: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Why the mean, not the fastest (Python ``timeit``'s best-of convention, which estimates the
     code's own cost): a profile predicts what the run's jobs will take on this machine, and
     they see the same drift of its speed as the probes. Issue 4 replayed 9 real runs of the
-    default in the simulator with each rule: on the mean, every round of 8 runs was within 15 %
-    (worst 16.1 %, mean error 5.8 %, bias -0.7 %); on the faster probe, 7 runs (worst 17.6 %,
-    mean error 7.2 %, every run's epochs predicted 3.7 % short on average).
+    default in the simulator with each rule: on the mean, every round was within 15 % in 8 of
+    the runs (worst round 16.1 %; rounds' mean |error| 5.8 %, mean error -0.7 %); on the faster
+    probe, in 7 (worst 17.6 %; 7.2 %, -3.7 %: the faster probe predicts the epochs short).
     """
     if len(probes) == 1:
         return probes[0]
