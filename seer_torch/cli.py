@@ -226,7 +226,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(
         f"total: {plan.predicted_time_s:.1f} s of {ctx.time_budget_s:.0f} s left, "
-        f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD; binding: {plan.binding}"
+        f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "
+        f"safety_fraction {ctx.safety_fraction:g} of each); binding: {plan.binding}"
     )
     style = "bold green" if plan.feasible else "bold red"
     console.print(f"[{style}]{plan.message}[/]")

@@ -93,3 +93,4 @@ def test_seer_plan_text_with_a_flops_profile_shows_the_epoch_it_plans_with(tmp_p
     out = " ".join(capsys.readouterr().out.split())
     assert "(the mean over the draws, 0.60-1.20 s by their FLOPs)" in out
     assert "binding:" in out and "SEER plan:" in out
+    assert "(plans may use safety_fraction 0.9 of each)" in out  # why the message's caps are smaller
