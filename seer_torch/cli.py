@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- seer plan
 def cmd_plan(args: argparse.Namespace) -> int:
-    from seer_torch.executor import FINAL_GRACE_S, policy_context, tune_probe_world_sizes
+    from seer_torch.executor import FINAL_GRACE_S, draw_costs_needed, policy_context, tune_probe_world_sizes
     from seer_torch.policies.seer_policy import SeerPolicy
     from seer_torch.scaling import profiler
     from seer_torch.scaling.profile import load_profile
@@ -159,9 +159,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         prof_path, note = shipped, "shipped estimate; seer tune measures its own first"
     prof = load_profile(prof_path)
     profiling_slot_s = 0.0
-    costs = None
-    if not exp.planner.profile or len(prof.epoch_time_by_flops) >= 2:
-        costs = profiler.count_draw_costs(exp, profiler.probe_configuration(exp))  # counted once
+    costs = draw_costs_needed(exp, prof if exp.planner.profile else None)  # counted once
     if not exp.planner.profile:
         # `seer tune` measures its own profile first: one start-up and probe per batch of probes.
         cost_probe = costs is not None and costs.cheapest() is not None

@@ -325,6 +325,19 @@ def draw_epoch_times_s(exp: Experiment, profile: Profile,
     return tuple(profile.epoch_time_for(f) for f in costs.draw_flops)
 
 
+def draw_costs_needed(exp: Experiment, profile: Profile | None) -> profiler.DrawCosts | None:
+    """:func:`profiler.count_draw_costs` of ``exp`` when a run will use them: its profile is
+    still to be measured (``None``: the cost probe is chosen from them), or it predicts each
+    draw's epoch from its FLOPs (``epoch_time_by_flops``); else ``None``. Imports torch then.
+
+    Raises:
+        ConfigError: as :func:`profiler.configuration_flops`.
+    """
+    if profile is not None and len(profile.epoch_time_by_flops) < 2:
+        return None
+    return profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
+
+
 def policy_context(
     exp: Experiment,
     profile: Profile,
@@ -526,16 +539,15 @@ class Tuner:
 
     def _before_clock(self) -> None:
         """What a new run does before its clock (and so its deadline) starts: read the given
-        profile file, and count the FLOPs of the draws when the profile will predict each
-        draw's epoch from them (:func:`profiler.count_draw_costs`: seconds of one CPU, no slot;
-        counted on the clock, a FLOPs profile and ``--time-budget 1`` used 2.5 s)."""
+        profile file, and count the FLOPs of the draws when the run will use them
+        (:func:`draw_costs_needed`: seconds of one CPU, no slot; counted on the clock, a FLOPs
+        profile and ``--time-budget 1`` used 2.5 s). A run without a directory cannot measure
+        a profile, so it counts nothing for one (it stops with an error at profiling)."""
         if self.profile is None and self.exp.planner.profile is not None:
             self._event("reading profile")
             self.profile = load_profile(self.exp.planner.profile)
-        measured = self.profile is None and self.run_dir is not None  # the probes use the costs
-        if not self.draw_times_s and (measured or (self.profile is not None
-                                                   and len(self.profile.epoch_time_by_flops) >= 2)):
-            self._draw_costs = profiler.count_draw_costs(self.exp, profiler.probe_configuration(self.exp))
+        if not self.draw_times_s and (self.profile is not None or self.run_dir is not None):
+            self._draw_costs = draw_costs_needed(self.exp, self.profile)
         self.meter.start_s = self.clock.now()
 
     def _start(self) -> None:

@@ -1253,10 +1253,7 @@ def replan(
     candidates = tuple(w for w in usable if w >= current_world_size) or usable
     previous_w: int | None = current_world_size or None
 
-    def first_overhead(w: int) -> float:
-        return first_round_overhead_s(inputs, w, previous_w)
-
-    firsts = tuple(first_overhead(w) for w in candidates)
+    firsts = tuple(first_round_overhead_s(inputs, w, previous_w) for w in candidates)
 
     def best_prefix(length: int) -> _Choice | None:
         sub_rungs, sub_counts = rungs[:length], survivors[:length]
@@ -1280,7 +1277,7 @@ def replan(
             raise ConfigError(
                 "planned_world_sizes", list(ws), f"{len(rungs)} non-decreasing world sizes from {list(usable)}"
             )
-        rows = model.prepare(rungs, ws, current_epoch, first_overhead(ws[0]), previous_w)
+        rows = model.prepare(rungs, ws, current_epoch, first_round_overhead_s(inputs, ws[0], previous_w), previous_w)
         time_s, cost_usd = model.totals(rows, survivors)
         if model.fits(time_s, cost_usd):
             choice = _Choice(rungs, ws, survivors, time_s, cost_usd, eta_echo, finalists_echo)
@@ -1311,7 +1308,7 @@ def replan(
         choice.world_sizes,
         choice.counts,
         current_epoch,
-        first_overhead(choice.world_sizes[0]),
+        first_round_overhead_s(inputs, choice.world_sizes[0], previous_w),
         previous_w,
         first_index=first_round_index,
     )
