@@ -18,7 +18,7 @@
 #   launch/run_trial.sh runs/t1 1 15    # epochs 10-15 on one worker again
 #
 # NPROC must divide the configuration's global_batch (into micro-batches of at most
-# micro_batch_max, with gradient accumulation); the worker says so otherwise.
+# micro_batch_max, with gradient accumulation); the script says so before it launches anything.
 # Set PYTHON to choose the interpreter (default: the repository's .venv if present, else python3).
 set -euo pipefail
 
@@ -41,7 +41,30 @@ fi
 # One thread per worker: a CPU slot is one process with one thread.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
-"$PYTHON" -m seer_torch.worker --trial-dir "$trial_dir" --write-default-config
+# Write the default configuration if there is none, then check what the workers would reject
+# (config.json, NPROC against the global batch, UNTIL_EPOCH, the data folder) before torchrun
+# starts: one clear line and exit 2, not a traceback per rank.
+"$PYTHON" - "$trial_dir" "$nproc" "$until_epoch" <<'PY' || exit $?
+import sys
+from seer_torch.data import check_cifar10_integrity, plan_batch
+from seer_torch.errors import ConfigError, DatasetNotFoundError
+from seer_torch.worker import TrialConfig, write_default_config
+trial_dir, nproc, until_epoch = sys.argv[1:]
+try:
+    write_default_config(trial_dir)
+    config = TrialConfig.load(trial_dir)
+    for name, text in (("NPROC", nproc), ("UNTIL_EPOCH", until_epoch)):
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(name, text, "an integer >= 1")
+    plan_batch(config.global_batch, int(nproc), config.micro_batch_max)
+    if int(until_epoch) > config.max_epochs:
+        raise ConfigError("UNTIL_EPOCH", int(until_epoch), f"an epoch <= max_epochs={config.max_epochs} of config.json")
+    if config.dataset == "cifar10":
+        check_cifar10_integrity(config.data_dir)
+except (ConfigError, DatasetNotFoundError) as error:
+    print(f"run_trial.sh: error: {error}", file=sys.stderr)
+    sys.exit(2)
+PY
 
 # torchrun from the same interpreter; `python -m torch.distributed.run` is torchrun and works
 # even where the torchrun script is not on PATH.
@@ -49,7 +72,11 @@ launcher=("$PYTHON" -m torch.distributed.run)
 if command -v torchrun >/dev/null 2>&1 && [[ "$(command -v torchrun)" == "$(dirname "$PYTHON")/torchrun" ]]; then
     launcher=(torchrun)
 fi
-"${launcher[@]}" --standalone --nproc-per-node "$nproc" \
+# torchrun's own logs go under the trial folder (by default it leaves a torchelastic_* folder in
+# the system's temporary folder per launch) and are removed when it ends, as seer's jobs do.
+log_dir="$trial_dir/torchrun_logs"
+trap 'rm -rf "$log_dir"' EXIT
+"${launcher[@]}" --standalone --nproc-per-node "$nproc" --log-dir "$log_dir" \
     -m seer_torch.worker --trial-dir "$trial_dir" --until-epoch "$until_epoch"
 # Say where the trial stands (the last line of metrics.jsonl).
 "$PYTHON" - "$trial_dir" "$until_epoch" <<'PY'

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Check a run's TensorBoard logs: per trial and tag, the steps must strictly increase.
+"""Check a run's TensorBoard logs: per run and tag, the steps must strictly increase.
 
-    python scripts/check_tensorboard.py RUN_DIR [TRIAL_ID ...]
+    python scripts/check_tensorboard.py RUN_DIR [RUN ...]
 
-Prints one line per trial and tag (points, first and last step, and where the world size
-changed) and exits 1 if any tag repeats a step or goes backwards, which is what a resize or a
-resume must never cause (DESIGN.md, training invariants).
+Checks every run under ``RUN_DIR/tensorboard`` (each trial's, and ``experiment/``, the
+experiment's own panels, one point per round), or the runs named. Prints one line per run and
+tag (points, first and last step, and where the world size changed) and exits 1 if any tag
+repeats a step or goes backwards, which is what a resize or a resume must never cause
+(DESIGN.md, training invariants). Events a writer hid with ``purge_step`` do not count (as in
+TensorBoard).
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ def main(argv: list[str]) -> int:
     if not tb.is_dir():
         print(f"{tb}: no tensorboard folder", file=sys.stderr)
         return 2
-    trials = argv[1:] or sorted(p.name for p in tb.iterdir() if p.is_dir() and p.name != "experiment")
-    ok = all([check_trial(tb / t) for t in trials])
+    runs = argv[1:] or sorted(p.name for p in tb.iterdir() if p.is_dir())
+    ok = all([check_trial(tb / t) for t in runs])
     return 0 if ok else 1
 
 

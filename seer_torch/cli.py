@@ -10,8 +10,9 @@
 
 With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done
 (for ``tune``: with an answer), 1 no answer or another error, 2 bad input (the message names
-the field, the value and what is allowed), 130 interrupted (SIGINT, SIGTERM or SIGHUP; running
-jobs are stopped and what was completed is written).
+the field, the value and what is allowed) or a run directory another seer process holds
+(:mod:`seer_torch.run_lock`), 130 interrupted (SIGINT, SIGTERM or SIGHUP, unless ignored at
+start as under ``nohup``; running jobs are stopped and what was completed is written).
 ``seer plan`` imports no torch and launches nothing.
 """
 
@@ -25,10 +26,11 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from seer_torch.config import Experiment, load_experiment
 from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
+from seer_torch.run_lock import LOCK_FILE, lock_run_dir
 
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
@@ -118,12 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if getattr(args, "func", None) is not None:
-            return args.func(args)
-        if args.command == "plan":
-            return cmd_plan(args)
-        if args.command == "profile":
-            return cmd_profile(args)
-        return cmd_tune(args)
+            code = args.func(args)
+        elif args.command == "plan":
+            code = cmd_plan(args)
+        elif args.command == "profile":
+            code = cmd_profile(args)
+        else:
+            code = cmd_tune(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`seer plan --json | head`): stop quietly, as the Python docs
+        # recommend (signal module, "Note on SIGPIPE"): what is still buffered goes to devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (ConfigError, DatasetNotFoundError) as e:
         print(f"seer: error: {e}", file=sys.stderr)
         return 2
@@ -269,8 +280,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         kind = "probe" if res.spec.profile_steps is not None else f"epoch {res.spec.until_epoch}"
         print(f"  W={res.spec.world_size} {kind}: {res.duration_s:.1f} s, exit {res.returncode}", file=log, flush=True)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
+    _stop_on_signals()
     work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
     backend, clock = LocalBackend(max(sizes)), RealClock()
     try:
@@ -372,18 +382,19 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError("--run-dir", str(run_dir), "a folder (this is a file)")
     check_before_launch(exp)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
     t0 = time.monotonic()
-    try:
-        table = record_table(
-            exp, LocalBackend(exp.resources.num_slots), num_configurations=args.configurations, epochs=args.epochs,
-            run_dir=run_dir, out=out, on_event=lambda msg: print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True),
-        )
-    except KeyboardInterrupt:
-        print(f"seer: interrupted; completed trials are kept in {run_dir}: run the same command to resume",
-              file=sys.stderr)
-        return 130
+    with lock_run_dir(run_dir, create=True):  # one recording per folder at a time
+        _stop_on_signals()
+        try:
+            table = record_table(
+                exp, LocalBackend(exp.resources.num_slots), num_configurations=args.configurations, epochs=args.epochs,
+                run_dir=run_dir, out=out,
+                on_event=lambda msg: print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True),
+            )
+        except KeyboardInterrupt:
+            print(f"seer: interrupted; completed trials are kept in {run_dir}: run the same command to resume",
+                  file=sys.stderr)
+            return 130
     finals = sorted(v for c in table.configs if (v := c.val[-1]) == v)
     if not finals:
         print(f"wrote {out}: {len(table)} configurations x {table.max_epochs} epochs; every one diverged")
@@ -412,21 +423,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
         from seer_torch.scaling.profile import load_profile
 
         load_profile(exp.planner.profile)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise ConfigError("--run-dir", str(run_dir), "a new or empty directory (this one is a file or holds files)")
-    backend = LocalBackend(exp.resources.num_slots)
-    status = _LiveStatus(quiet=args.quiet)
-    tuner = Tuner(exp, run_dir, backend, on_event=status.event)
-    # SIGTERM and SIGHUP (a scheduler, `timeout`, a closed terminal) end the run like Ctrl-C:
-    # running jobs are stopped and billed, results.json and state.json keep what was completed.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    try:
-        with status:
-            results = tuner.run()
-    except KeyboardInterrupt:
-        print(f"seer: interrupted; what was completed is in {run_dir / 'results.json'}", file=sys.stderr)
-        return 130
+    _check_new_run_dir(run_dir)
+    # One seer process per run directory, for as long as it runs (made here if new; a folder
+    # that cannot be made or written is bad input too).
+    with lock_run_dir(run_dir, create=True):
+        _check_new_run_dir(run_dir)  # nothing came in between
+        backend = LocalBackend(exp.resources.num_slots)
+        status = _LiveStatus(quiet=args.quiet)
+        tuner = Tuner(exp, run_dir, backend, on_event=status.event)
+        _stop_on_signals()
+        try:
+            with status:
+                results = tuner.run()
+        except KeyboardInterrupt:
+            print(f"seer: interrupted; what was completed is in {run_dir / 'results.json'}", file=sys.stderr)
+            return 130
     _print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1
 
@@ -442,20 +453,21 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "experiment.toml").is_file():
         raise ConfigError("RUN_DIR", str(run_dir), "a run directory made by `seer tune` (it has no experiment.toml)")
-    exp = load_experiment(run_dir / "experiment.toml")
-    slots = exp.resources.num_slots if args.slots is None else args.slots
-    if slots < 1:
-        raise ConfigError("--slots", slots, "an integer >= 1")
-    status = _LiveStatus(quiet=args.quiet)
-    tuner = Tuner.resume(run_dir, LocalBackend(slots), on_event=status.event)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    try:
-        with status:
-            results = tuner.run(resume=True)
-    except KeyboardInterrupt:
-        print(f"seer: interrupted; resume again with `seer resume {run_dir}`", file=sys.stderr)
-        return 130
+    if args.slots is not None and args.slots < 1:
+        raise ConfigError("--slots", args.slots, "an integer >= 1")
+    # Before the journal is read or a leftover job stopped: a tuner still alive keeps its run.
+    with lock_run_dir(run_dir, field="RUN_DIR"):
+        exp = load_experiment(run_dir / "experiment.toml")
+        slots = exp.resources.num_slots if args.slots is None else args.slots
+        status = _LiveStatus(quiet=args.quiet)
+        tuner = Tuner.resume(run_dir, LocalBackend(slots), on_event=status.event)
+        _stop_on_signals()
+        try:
+            with status:
+                results = tuner.run(resume=True)
+        except KeyboardInterrupt:
+            print(f"seer: interrupted; resume again with `seer resume {run_dir}`", file=sys.stderr)
+            return 130
     _print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1
 
@@ -464,15 +476,39 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
-    """What only the worker's side can check, checked before anything is launched: the model
-    name, the dataset folder (unless ``data`` is false: ``seer plan`` reads no data), and every
-    configuration the run may draw (names and values of hyperparameters, exactly as the worker
-    validates its ``config.json``).
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a scheduler, `timeout`, a closed terminal) end the command like
+    Ctrl-C: running jobs are stopped and billed, and what was completed is written. A signal
+    ignored when seer started stays ignored, as Python does for SIGINT: under ``nohup`` a
+    closed terminal does not stop the run."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, _interrupt)
+
+
+def _check_new_run_dir(run_dir: Path) -> None:
+    """``--run-dir`` of ``seer tune``: a new folder, or an empty one (its lock file aside).
 
     Raises:
-        ConfigError: naming the experiment field (``model.name``, ``data.data_dir``,
-            ``search_space.NAME``, ...).
+        ConfigError: a file, or a folder that holds files.
+    """
+    if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())):
+        held = "holds a run: continue it with `seer resume " + str(run_dir) + "`" \
+            if (run_dir / "experiment.toml").is_file() else "is a file or holds files"
+        raise ConfigError("--run-dir", str(run_dir), f"a new or empty directory (this one {held})")
+
+
+def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
+    """What only the worker's side can check, checked before anything is launched: the model
+    name, the dataset folder and its files' integrity, as the loader checks it (unless ``data``
+    is false: ``seer plan`` reads no data), the search space's bounds (each end of a range,
+    each choice) and every configuration the run may draw (names and values of
+    hyperparameters, exactly as the worker validates its ``config.json``).
+
+    Raises:
+        ConfigError: naming the experiment field (``model.name``, ``search_space.NAME.low``,
+            ``search_space.NAME.high``, ``search_space.NAME``, ...).
+        DatasetNotFoundError: the CIFAR-10 folder is incomplete or fails the integrity check.
     """
     from seer_torch.config import did_you_mean, sample_configurations
     from seer_torch.executor import trial_config
@@ -483,10 +519,10 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
         raise ConfigError(
             "model.name", exp.model.name, f"one of {', '.join(sorted(MODEL_NAMES))}" + did_you_mean(exp.model.name, MODEL_NAMES)
         )
-    from seer_torch.data import check_cifar10_folder, num_train_samples
+    from seer_torch.data import check_cifar10_integrity, num_train_samples
 
     if data and exp.data.dataset == "cifar10":
-        check_cifar10_folder(exp.data.data_dir)
+        check_cifar10_integrity(exp.data.data_dir)  # the check the loader runs, before any job does
     n_train = num_train_samples(exp.data.dataset)
     if exp.training.global_batch > n_train:
         raise ConfigError(
@@ -502,54 +538,90 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
                 f"training hyperparameters {', '.join(sorted(_TRAINING_HPARAMS))} or hyperparameters of model "
                 f"{exp.model.name!r}: {', '.join(sorted(model_hparam_names(exp.model.name)))}" + did_you_mean(p.name, known),
             )
-    # Every configuration the run may draw, and every value the search space can produce at its
-    # ends (each choice, low and high) even when no draw hit it: the profile probe and later
-    # draws use them too.
+    # The search space's own bounds first (each end of a range, each choice, a fixed value), one
+    # hyperparameter at a time, so that the message names the bound whatever the draws; then
+    # every configuration the run may draw (the profile probe and later draws use them too).
+    # The rules are intervals, so a range whose two ends pass holds no value the worker rejects;
+    # global_batch must also divide by every planned W, which int_uniform's every integer must do.
     sampled = sample_configurations(exp, exp.search.max_configurations)
-    candidates = [(conf, f"configuration {i} drawn from the search space") for i, conf in enumerate(sampled)]
-    for p in exp.search_space:
-        if p.kind == "choice":
-            ends = list(p.choices)
-        elif p.kind == "int_uniform":
-            ends = [int(p.low), int(p.high)]
-        elif p.kind in ("uniform", "loguniform"):
-            ends = [float(p.low), float(p.high)]
-        else:
-            continue
-        for v in ends:
-            candidates.append(({**sampled[0], p.name: v}, f"a value search_space.{p.name} can take"))
     usable = exp.usable_world_sizes()
-    for conf, where in candidates:
+
+    def bad_global_batch(gb: Any) -> bool:
+        return gb > n_train or any(gb % w for w in usable)
+
+    gb_allowed = (f"a multiple of every planned world size {list(usable)} and at most the {n_train} training "
+                  f"samples of {exp.data.dataset}")
+    for p in exp.search_space:
+        fld = f"search_space.{p.name}"
+        if p.kind == "choice":
+            bounds = [(fld, c) for c in p.choices]
+        elif p.kind == "int_uniform":
+            bounds = [(f"{fld}.low", int(p.low)), (f"{fld}.high", int(p.high))]
+        elif p.kind in ("uniform", "loguniform"):
+            bounds = [(f"{fld}.low", float(p.low)), (f"{fld}.high", float(p.high))]
+        else:
+            bounds = [(fld, p.value)]
+        for bound, v in bounds:
+            try:
+                TrialConfig.from_dict(trial_config(exp, "check", {**sampled[0], p.name: v}, None))
+            except ConfigError as e:
+                if e.field == f"configuration.{p.name}":  # another hyperparameter's draw: checked below
+                    raise ConfigError(bound, v, e.allowed) from None
+            if p.name == "global_batch" and bad_global_batch(v):
+                raise ConfigError(bound, v, gb_allowed)
+        if p.name == "global_batch" and p.kind == "int_uniform":
+            bad = next((g for g in range(int(p.low), int(p.high) + 1) if bad_global_batch(g)), None)
+            if bad is not None:
+                raise ConfigError(fld, bad, f"{gb_allowed} (int_uniform draws every integer from low to high; "
+                                            "list the multiples with choices = [...])")
+    for i, conf in enumerate(sampled):
+        where = f"configuration {i} drawn from the search space"
         try:
             TrialConfig.from_dict(trial_config(exp, "check", conf, None))
         except ConfigError as e:
             fld = e.field.replace("configuration.", "search_space.", 1)
             raise ConfigError(fld, e.value, e.allowed + f" ({where})") from None
         gb = conf.get("global_batch")
-        if gb is not None and (gb > n_train or any(gb % w for w in usable)):
-            raise ConfigError(
-                "search_space.global_batch", gb,
-                f"a multiple of every planned world size {list(usable)} and at most the {n_train} training "
-                f"samples of {exp.data.dataset} ({where})",
-            )
-
+        if gb is not None and bad_global_batch(gb):
+            raise ConfigError("search_space.global_batch", gb, f"{gb_allowed} ({where})")
 
 class _LiveStatus:
-    """Live status while `seer tune` runs: a rich panel on a terminal, plain lines otherwise."""
+    """Live status while `seer tune` runs: a rich panel on a terminal, plain lines otherwise.
 
-    def __init__(self, quiet: bool = False) -> None:
+    Each event is printed once as a line (on a terminal above the panel; ``launched ...``
+    events only update the panel). The panel is two status lines and the last event, each cut
+    to the terminal's width, never wrapped; it is redrawn four times a second and computes the
+    time it shows when drawn (the last event's ``time_used_s`` plus the seconds since), so the
+    time ticks during profiling and between launches. It is removed at the end: the event lines
+    and the summary stay. An event that only repeats the previous one's reason says its head
+    (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``); how a run
+    that did not finish ended (``interrupted``, ``failed``) is said by the command itself, on
+    stderr with where its files are, so the status leaves it out.
+
+    Args:
+        quiet: print nothing.
+        clock: monotonic seconds (``time.monotonic``), read when the panel is drawn.
+    """
+
+    _SAID_BY_THE_COMMAND = ("interrupted", "failed")
+
+    def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=False)
         self.quiet = quiet
         self.live = None
-        self.t0 = time.monotonic()
+        self._clock = clock
+        self._msg = "starting"
+        self._st: dict[str, Any] = {}
+        self._st_at_s = clock()
+        self._last_reason = ""
 
     def __enter__(self) -> "_LiveStatus":
         if self.console.is_terminal and not self.quiet:
             from rich.live import Live
 
-            self.live = Live(self._render("starting", {}), console=self.console, refresh_per_second=4)
+            self.live = Live(self, console=self.console, refresh_per_second=4, transient=True)
             self.live.__enter__()
         return self
 
@@ -557,27 +629,43 @@ class _LiveStatus:
         if self.live is not None:
             self.live.__exit__(*exc)
 
-    def _render(self, msg: str, st: dict[str, Any]):
-        from rich.table import Table
+    def __rich__(self) -> Any:
+        """The panel as it is now (rich calls this at each redraw)."""
+        from rich.console import Group
+        from rich.text import Text
 
-        t = Table.grid(padding=(0, 2))
+        def line(text: str) -> Text:
+            return Text(text, no_wrap=True, overflow="ellipsis")
+
+        lines = []
+        st = self._st
         if st:
-            t.add_row(
-                f"round {st['round']}" + (f"/{st['rounds_planned']}" if st.get("rounds_planned") else ""),
-                f"trials alive {st['trials_alive']}/{st['trials']} ({st['running']} running)",
-                f"time {st['time_used_s']:.0f}/{st['time_budget_s']:.0f} s",
-                f"money {st['cost_usd']:.3f}/{st['money_budget_usd']:.2f} USD",
-            )
-        t.add_row(msg)
-        return t
+            time_s = st["time_used_s"] + self._clock() - self._st_at_s
+            lines.append(line(
+                f"round {st['round']}" + (f"/{st['rounds_planned']}" if st.get("rounds_planned") else "")
+                + f"   trials alive {st['trials_alive']}/{st['trials']} ({st['running']} running)"))
+            lines.append(line(f"time {time_s:.0f}/{st['time_budget_s']:.0f} s   "
+                              f"money {st['cost_usd']:.3f}/{st['money_budget_usd']:.2f} USD"))
+        lines.append(line(self._msg))
+        return Group(*lines)
 
     def event(self, msg: str, st: dict[str, Any]) -> None:
+        """Show event ``msg`` with the run's status ``st`` (:meth:`Tuner.status`)."""
         if self.quiet:
             return
+        head, _, reason = msg.partition(": ")
+        if reason and reason in (head, self._last_reason):
+            msg = head
+        self._last_reason = reason
+        self._msg, self._st, self._st_at_s = msg, dict(st), self._clock()
+        if msg in self._SAID_BY_THE_COMMAND or head in self._SAID_BY_THE_COMMAND:
+            return
         if self.live is not None:
-            self.live.update(self._render(msg, st))
+            self.live.refresh()
             if not msg.startswith("launched"):
-                self.live.console.print(f"[dim]{st.get('time_used_s', 0):6.1f}s[/] {msg}")
+                from rich.text import Text
+
+                self.live.console.print(Text.assemble((f"{st.get('time_used_s', 0):6.1f}s", "dim"), " ", msg))
         else:
             print(
                 f"[{st.get('time_used_s', 0):6.1f}s | round {st.get('round')} | alive {st.get('trials_alive')}"
@@ -595,11 +683,12 @@ def _print_summary(results: dict[str, Any], run_dir: Path) -> None:
     else:
         test = (f"test_accuracy {best['test_accuracy']:.4f}" if best.get("test_accuracy") is not None
                 else "test accuracy not measured (stopped before a rung)")
-        print(
-            f"best: {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} {test} after {best['epochs']} "
-            f"epochs, world sizes {best['world_sizes']}" + (" (partial: no rung was completed)" if best.get("partial") else "")
-        )
-        print("config: " + json.dumps(best["config"]))
+        # Short lines (a terminal of 80 columns): the answer, its accuracies, its configuration.
+        print(f"best: {best['trial_id']} after {best['epochs']} epochs, world sizes {best['world_sizes']}")
+        print(f"  val_accuracy {best['val_accuracy']:.4f}, {test}")
+        if best.get("partial"):
+            print(f"  partial: its learning-rate schedule runs to epoch {best.get('schedule_epochs')}")
+        print("config: " + json.dumps(best["config"], indent=2))
     print(
         f"used {b['time_used_s']:.1f} of {b['time_budget_s']:g} s and {b['cost_usd']:.4f} of "
         f"{b['money_budget_usd']:g} USD; {len(results['trials'])} configurations, {len(results['rounds'])} rounds"

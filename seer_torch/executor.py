@@ -27,8 +27,9 @@ job end or to the moment a hard limit would be reached, whichever is first; othe
 every :data:`POLL_S` seconds.
 
 Files (only when ``run_dir`` is given; a simulation may run without any):
-``state.json`` is rewritten atomically at every event, ``results.json`` at the end, whatever
-ended the run (answer, budget, interrupt, error).
+``state.json`` is rewritten atomically at every event (from before profiling on, so that a run
+stopped while it profiles can be resumed), ``results.json`` at the end, whatever ended the run
+(answer, budget, interrupt, error; not a resume whose replay failed: that writes nothing).
 """
 
 from __future__ import annotations
@@ -63,7 +64,13 @@ from seer_torch.policies.base import (
 )
 from seer_torch.policies.billing import Billing
 from seer_torch.policies.seer_policy import SeerPolicy, planner_inputs_from_context
-from seer_torch.runfiles import atomic_write_json, atomic_write_text, read_metrics
+from seer_torch.run_lock import LOCK_FILE
+from seer_torch.runfiles import (
+    atomic_write_json,
+    atomic_write_text,
+    read_durable_metrics,
+    remove_worker_temporaries,
+)
 from seer_torch.scaling import profiler
 from seer_torch.scaling.profile import Profile, load_profile
 
@@ -169,6 +176,7 @@ class Trial:
     failures: int = 0  # crashes and hangs retried so far (planned resizes never count)
     port_retries: int = 0  # relaunches after a rendezvous-port clash (never count as failures)
     hung: bool = False  # the running job was killed for making no progress
+    schedule_epochs: int = 0  # the learning-rate schedule's horizon at its last launch (0: never launched)
 
     @property
     def val_accuracy(self) -> float | None:
@@ -203,6 +211,7 @@ class Trial:
             "error": self.error,
             "failures": self.failures,
             "round_index": self.round_index,
+            "schedule_epochs": self.schedule_epochs,
         }
 
 
@@ -284,8 +293,11 @@ def trial_config(
     """A trial's ``config.json`` content: what the worker reads. Pure.
 
     ``schedule_epochs`` is the horizon of the learning-rate schedule (the worker's
-    ``max_epochs``): the policy's target, which is ``training.max_epochs`` unless SEER explores
-    first and stops the best configuration earlier.
+    ``max_epochs``): the policy's target when the trial is launched, which is
+    ``training.max_epochs`` unless SEER explores first or a re-plan lowers it (the tuner
+    writes it again at every launch; the worker re-anchors its schedule when it changed).
+    Every trial trains towards the target, finalist or not: one eliminated at a rung never
+    finishes its schedule; the answer's finishes when it is trained to the target.
     """
     return {
         "trial_id": trial_id,
@@ -460,6 +472,7 @@ class Tuner:
         self._decide_calls = 0
         self._logged_views: dict[str, TrialView] = {}
         self._setup_budgets: tuple[float, float] | None = None
+        self._setup_slots = backend.num_slots  # the slots the policy is set up with (journaled)
         self._interrupted: list[dict[str, Any]] = []
         self._read = getattr(backend, "read_metrics", None)
         # Hang detection, where the backend can tell progress (a simulated one only with faults).
@@ -483,16 +496,20 @@ class Tuner:
             KeyboardInterrupt: interrupted (SIGINT, or SIGTERM/SIGHUP through the CLI).
         """
         if self.run_dir is not None and not resume:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if self.run_dir.exists() and any(f.name != LOCK_FILE for f in self.run_dir.iterdir()):
                 raise ConfigError("--run-dir", str(self.run_dir), "a new or empty directory (this one holds files)")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "experiment.toml", self.exp.to_toml())
         status = "interrupted"
+        if resume:
+            self._restore_journal()  # reads and replays only: a resume that fails here writes nothing
         try:
             if resume:
                 self._drive(self._restore())
             else:
                 self._before_clock()
+                if self.run_dir is not None:
+                    self._journal()  # from now on the run can be resumed, even while it profiles
                 self._start()
                 self._drive()
             status = "finished"
@@ -662,6 +679,14 @@ class Tuner:
                 f"from epoch {trial.epochs} (max_epochs {self.exp.training.max_epochs})"
             )
         trial_dir = self.run_dir / "trials" / trial.trial_id if self.run_dir is not None else Path(trial.trial_id)
+        # The schedule's horizon is the policy's target at this launch, written at every launch:
+        # a re-plan that lowered or raised the target moves it, and the worker re-anchors its
+        # schedule at its checkpoint's step (worker.LrSchedule), so it ends where the trial will.
+        trial.schedule_epochs = self.policy.schedule_epochs
+        if self.run_dir is not None:
+            atomic_write_json(trial_dir / "config.json", trial_config(
+                self.exp, trial.trial_id, trial.config, self.run_dir / "tensorboard" / trial.trial_id,
+                trial.schedule_epochs))
         spec = JobSpec(trial.trial_id, trial_dir, d.world_size, d.until_epoch,
                        configuration=trial.config, config_index=trial.index)
         trial.handle = self.backend.launch(spec)
@@ -686,11 +711,8 @@ class Tuner:
             self._configs = sample_configurations(self.exp, max(index + 1, 2 * len(self._configs)))
         tid = f"t{index:0{self._id_width}d}"
         trial = Trial(trial_id=tid, config=self._configs[index], index=index)
-        if self.run_dir is not None:
-            d = self.run_dir / "trials" / tid
-            d.mkdir(parents=True, exist_ok=True)
-            tb = self.run_dir / "tensorboard" / tid
-            atomic_write_json(d / "config.json", trial_config(self.exp, tid, trial.config, tb, self.policy.schedule_epochs))
+        if self.run_dir is not None:  # its config.json is written at each launch (_launch)
+            (self.run_dir / "trials" / tid).mkdir(parents=True, exist_ok=True)
         self.trials[tid] = trial
         self.trials_by_index[index] = trial
         return trial
@@ -818,7 +840,7 @@ class Tuner:
     def _metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
         if self._read is not None:
             return self._read(spec)
-        return read_metrics(spec.trial_dir / "metrics.jsonl")
+        return read_durable_metrics(spec.trial_dir)
 
     def _job_ended(self, trial: Trial, res: JobResult) -> JobEvent | None:
         """Bill a job that ended, read what its trial reported, and say how it ended; ``None``
@@ -946,7 +968,7 @@ class Tuner:
             probe_conf,
             sizes,
             lambda trial_id, conf: trial_config(self.exp, trial_id, conf, None),
-            on_job_end=self.meter.bill,
+            on_job_end=self._probe_ended,
             over_budget=lambda held: self._over_budget_with(held),
             costs=self._draw_costs,
         )
@@ -965,6 +987,11 @@ class Tuner:
         )
         atomic_write_json(self.run_dir / "profile.json", prof.to_dict())
         return prof
+
+    def _probe_ended(self, res: JobResult) -> None:
+        """Bill a profile probe job that ended, and journal it (a resume keeps what it cost)."""
+        self.meter.bill(res)
+        self._journal()
 
     def _money_margin_s(self) -> float:
         """Seconds of running jobs the money check bills ahead: to the next check and through
@@ -1038,13 +1065,24 @@ class Tuner:
           and time are read back from ``experiment.toml`` and ``state.json`` (or
           ``state.prev.json`` when ``state.json`` is unreadable);
         - the policy is rebuilt by replaying the decisions it made (``decisions.jsonl``, up to
-          the last one the journal reflects); a policy that decides differently on replay is an
-          error, never silently ignored;
-        - jobs the dead tuner left running are stopped and billed from their launch to now;
-          trials that were running go on from their checkpoints (what they trained before the
-          last checkpoint is never trained again), and those that had reached their target
-          report it to the policy;
-        - eliminated trials stay eliminated; finished and failed ones stay so.
+          the last one the journal reflects), set up with the slots it was set up with
+          (``setup_num_slots``) and fed the snapshots it saw; a policy that decides differently
+          on replay is an error, never silently ignored. Until the replay succeeded nothing is
+          written, started or stopped: a resume that fails leaves ``state.json``,
+          ``state.prev.json`` and ``decisions.jsonl`` byte for byte as it found them;
+        - the backend's slots may differ from the run's (``seer resume --slots N``): they apply
+          from the next decision on (SEER plans with them); a job the policy believes running
+          whose ``W`` the free slots cannot hold is not launched but reported to the policy as
+          stopped at its trial's checkpoint, and the policy decides again;
+        - jobs the dead tuner left running (trials' and profile probes') are stopped and billed
+          from their launch to now, and temporary files its killed writers left are removed;
+          trials that were running go on from their checkpoints: a trial's progress is what its
+          durable checkpoint holds (``checkpoint.json``), metrics lines past it are not counted
+          and those epochs are trained again; those that had reached their target report it
+          to the policy;
+        - eliminated trials stay eliminated; finished and failed ones stay so;
+        - a run stopped before its plan (while it measured its profile) profiles again and
+          plans with the budgets left.
 
         Time while the tuner was down counts against the deadline: the deadline is a
         wall-clock promise (``time_used_s`` = journaled time + the downtime, from the
@@ -1055,6 +1093,7 @@ class Tuner:
         Raises:
             ConfigError: ``run_dir`` holds no resumable run (missing or unreadable journal, or
                 a run that finished).
+            SeerError: from ``run(resume=True)``: the replay disagrees with the journal.
         """
         from seer_torch.config import load_experiment
         from seer_torch.scaling.profile import parse_profile
@@ -1065,17 +1104,21 @@ class Tuner:
         if state.get("status") == "finished":
             raise ConfigError("RUN_DIR", str(run_dir), "a run that did not finish (this one finished: "
                               f"{state.get('stop_reason') or 'its answer is in results.json'})")
-        if state.get("setup_budgets") is None or not state.get("profile"):
-            raise ConfigError("RUN_DIR", str(run_dir), "a run that got past profiling and planning (start it again)")
+        if state.get("setup_budgets") is not None and not state.get("profile"):
+            raise ConfigError("RUN_DIR", str(run_dir), "a journal with the profile its plan was made with")
         exp = load_experiment(run_dir / "experiment.toml")
+        profile = parse_profile(state["profile"]) if state.get("profile") else None
         tuner = cls(exp, run_dir, backend, clock=clock, on_event=on_event,
-                    policy=make_policy(state.get("policy", "seer")), profile=parse_profile(state["profile"]))
+                    policy=make_policy(state.get("policy", "seer")), profile=profile)
         tuner._state = state
         return tuner
 
-    def _restore(self) -> list[JobEvent]:
-        """Bring back a journaled run (see :meth:`resume`); returns the events to tell the policy."""
-        assert self.run_dir is not None and self.profile is not None
+    def _restore_journal(self) -> None:
+        """The first half of a resume (see :meth:`resume`): bring the run back in memory from
+        its journal (time, money, trials, rounds, measurements) and the policy by replaying its
+        decisions, with the slots it made them with. Writes nothing, starts and stops nothing:
+        a resume that fails here leaves the run directory exactly as it found it."""
+        assert self.run_dir is not None
         state = self._state
         downtime_s = max(0.0, time.time() - float(state["journal_unix_s"]))
         elapsed_s = float(state["time_used_s"]) + downtime_s
@@ -1085,6 +1128,7 @@ class Tuner:
         self.meter.finished_slot_s = float(m["finished_slot_s"])
         self.start_unix_s = float(state.get("start_unix_s", self.start_unix_s))
         self.stop_reason = None
+        self._tb_rounds = int(state.get("tensorboard_rounds", 0))
         self._event(f"resuming {self.run_dir.name}: {elapsed_s:.1f} s used ({downtime_s:.1f} s down), "
                     f"{self.meter.cost_usd():.4f} USD spent")
         for raw in state["trials"]:
@@ -1096,6 +1140,7 @@ class Tuner:
             t.world_sizes = list(raw.get("world_sizes", []))
             t.failures = int(raw.get("failures", 0))
             t.round_index = int(raw.get("round_index", 0))
+            t.schedule_epochs = int(raw.get("schedule_epochs", 0))
             t.error = raw.get("error")
             self.trials[t.trial_id] = t
             self.trials_by_index[t.index] = t
@@ -1105,16 +1150,46 @@ class Tuner:
             self.rounds[rec.index] = rec
         self._overheads.extend(state.get("measured", {}).get("overheads_s", []))
         self._tau.update(state.get("measured", {}).get("tau_s", {}))
-        # The policy, as it was: set up with the same inputs, then fed the same snapshots.
+        # The slots the policy was set up with (a journal older than the field: the experiment's).
+        self._setup_slots = int(state.get("setup_num_slots") or self.exp.resources.num_slots)
+        if state.get("setup_budgets") is None:  # stopped before the policy was set up: profiling
+            return
+        # The policy, as it was: set up with the same inputs (the slots included), then fed the
+        # same snapshots. New slots apply from the next decision on (snapshots carry them).
         time_left, money_left = state["setup_budgets"]
-        self.policy.setup(policy_context(self.exp, self.profile, num_slots=self.backend.num_slots,
+        self.policy.setup(policy_context(self.exp, self.profile, num_slots=self._setup_slots,
                                          time_left_s=time_left, money_left_usd=money_left,
                                          oracle_index=self.oracle_index, draw_times_s=self.draw_times_s))
         self._setup_budgets = (time_left, money_left)
         if m.get("reserved_slots"):
-            self._slots = int(m["reserved_slots"])
-            self.meter.reserved = (self._slots, self.meter.start_s + float(m["reserved_since_s"]))
-        running, eliminated = self._replay(int(state.get("decide_calls", 0)))
+            # A rented cluster is billed as rented; jobs run on the slots there are now.
+            self._slots = min(int(m["reserved_slots"]), self.backend.num_slots)
+            self.meter.reserved = (int(m["reserved_slots"]), self.meter.start_s + float(m["reserved_since_s"]))
+        self._replayed = self._replay(int(state.get("decide_calls", 0)))
+
+    def _restore(self) -> list[JobEvent]:
+        """The second half of a resume (see :meth:`resume`), after :meth:`_restore_journal`:
+        stop and bill what the dead tuner left running, clean its temporary files, and carry
+        out the jobs the policy believes running; returns the events to tell the policy. A run
+        stopped before its plan (while profiling) profiles again and plans with the budget left."""
+        assert self.run_dir is not None
+        self._stop_leftovers()
+        if self._setup_budgets is None:
+            if self.profile is None and self.exp.planner.profile is not None:
+                self.profile = load_profile(self.exp.planner.profile)
+            if not self.draw_times_s:
+                self._draw_costs = draw_costs_needed(self.exp, self.profile)
+            self._event("the run stopped before its plan: starting again from profiling, with the budget left")
+            (self.run_dir / DECISIONS_FILE).unlink(missing_ok=True)
+            self._setup_slots = self.backend.num_slots  # the policy is set up now, on these slots
+            self._journal()
+            self._start()
+            return []
+        running, eliminated, lines = self._replayed
+        path = self.run_dir / DECISIONS_FILE
+        if path.exists() and path.read_text(encoding="utf-8").splitlines() != lines:
+            # Lines past the journal's count were never reflected in it: drop them.
+            atomic_write_text(path, "".join(t + "\n" for t in lines))
         for tid in eliminated:  # decided, perhaps not carried out before the tuner died
             t = self.trials.get(tid)
             if t is not None and t.status not in ("failed", "diverged"):
@@ -1122,59 +1197,82 @@ class Tuner:
         # Jobs the policy believes running: launched and not yet reported to it. Some ran when
         # the tuner died, some had ended unreported, some were decided and never launched.
         events: list[JobEvent] = []
-        kill = getattr(self.backend, "kill_leftover", None)
         for index, job in sorted(running.items()):
+            w, until, round_index = int(job["world_size"]), int(job["until_epoch"]), int(job.get("round_index", 0))
             t = self.trials_by_index.get(index)
-            if t is None or t.round_index != int(job.get("round_index", 0)) or not t.world_sizes:
+            launched = t is not None and t.round_index == round_index and bool(t.world_sizes)
+            if launched and t.status in ("eliminated", "failed", "diverged"):
+                continue
+            if launched:
+                # Its progress is what its checkpoint holds (lines past it are not progress).
+                spec = JobSpec(t.trial_id, self.run_dir / "trials" / t.trial_id, w, until,
+                               configuration=t.config, config_index=t.index)
+                self._update_from_rows(t, self._metrics(spec))
+                if t.epochs >= until:
+                    t.status = "paused"
+                    self._touch(t)
+                    events.append(JobEvent(t.trial_id, t.index, "reached", t.epochs, until, w))
+                    continue
+            if w > self._free_slots():
+                # Decided with more slots than this resume has: the policy decides again, with
+                # the slots there are now (the trial stays where its checkpoint is).
+                t = t if t is not None else self._create_trial(index)
+                t.status, t.round_index = "paused", round_index
+                self._touch(t)
+                events.append(JobEvent(t.trial_id, t.index, "stopped", t.epochs, until, w))
+                self._event(f"{t.trial_id}: its job at W={w} does not fit the {self._free_slots()} free slot(s) "
+                            f"of this resume; back to the policy at epoch {t.epochs}")
+                continue
+            if not launched:
                 # Decided, never launched: launch it now, as the policy asked.
-                self._launch(Launch(index, int(job["world_size"]), int(job["until_epoch"]), int(job.get("round_index", 0))))
+                self._launch(Launch(index, w, until, round_index))
                 if self.stop_reason is not None:
                     break
                 continue
-            if t.status in ("eliminated", "failed", "diverged"):
-                continue
-            spec = JobSpec(t.trial_id, self.run_dir / "trials" / t.trial_id, int(job["world_size"]),
-                           int(job["until_epoch"]), configuration=t.config, config_index=t.index)
-            info = kill(spec.trial_dir) if kill is not None else None
-            if info is not None:  # it ran, unbilled, from its launch until now
-                held_s = max(0.0, float(info["end_unix_s"]) - float(info["launch_unix_s"]))
-                self.meter.finished_slot_s += held_s * spec.world_size
-                if self.meter.reserved is None:
-                    self.meter.finished_usd += self.meter.billing.job_cost_usd(spec.world_size, held_s)
-                what = "stopped the job the previous tuner left running" if info.get("alive") else \
-                    "the job the previous tuner left had ended by itself"
-                self._event(f"{t.trial_id}: {what} ({held_s:.1f} s billed)")
-            rows = self._metrics(spec)
-            self._update_from_rows(t, rows)
-            t.round_index = int(job.get("round_index", 0))
-            if t.epochs >= spec.until_epoch:
-                t.status = "paused"
-                self._touch(t)
-                events.append(JobEvent(t.trial_id, t.index, "reached", t.epochs, spec.until_epoch, spec.world_size))
-                continue
-            if self._over_budget(extra=self._new_job(spec.world_size)):
-                self.stop_reason = self._over_budget(extra=self._new_job(spec.world_size))
+            reason = self._over_budget(extra=self._new_job(w))
+            if reason:
+                self.stop_reason = reason
                 break
             t.handle = self.backend.launch(spec)
             t.status = "running"
             self._running[t.trial_id] = t
-            rec = self.rounds.get(t.round_index)
-            if rec is not None:
-                rec.running = sum(1 for x in self._running.values() if x.round_index == t.round_index)
-            self._touch(t)
-            self._event(f"{t.trial_id}: relaunched from its checkpoint at epoch {t.epochs}, W={spec.world_size}, "
-                        f"until epoch {spec.until_epoch}")
+            where = f"from its checkpoint at epoch {t.epochs}" if t.epochs else "from the start (it had no checkpoint)"
+            self._event(f"{t.trial_id}: relaunched {where}, W={w}, until epoch {until}")
+        for rec in self.rounds.values():
+            rec.running = sum(1 for x in self._running.values() if x.round_index == rec.index)
         for t in self.trials.values():
             self._touch(t)
         self._logged_views = {}
         self._journal()
         return events
 
-    def _replay(self, calls: int) -> tuple[dict[int, dict[str, Any]], set[str]]:
-        """Feed the policy the snapshots it saw before, checking that it decides the same.
+    def _stop_leftovers(self) -> None:
+        """Stop and bill every job the dead tuner left (trials' and profile probes'), then
+        remove the temporary files its killed writers left in the trial folders."""
+        assert self.run_dir is not None
+        kill = getattr(self.backend, "kill_leftover", None)
+        trial_dirs = sorted(d for d in (self.run_dir / "trials").glob("*") if d.is_dir())
+        probe_dirs = sorted(d for d in (self.run_dir / "profile").rglob("*") if d.is_dir())
+        for d in trial_dirs + probe_dirs:
+            info = kill(d) if kill is not None else None
+            if info is not None:  # it ran, unbilled, from its launch until now
+                w = int(info.get("world_size") or 1)
+                held_s = max(0.0, float(info["end_unix_s"]) - float(info["launch_unix_s"]))
+                self.meter.finished_slot_s += held_s * w
+                if self.meter.reserved is None:
+                    self.meter.finished_usd += self.meter.billing.job_cost_usd(w, held_s)
+                what = "stopped the job the previous tuner left running" if info.get("alive") else \
+                    "the job the previous tuner left had ended by itself"
+                self._event(f"{d.relative_to(self.run_dir)}: {what} ({held_s:.1f} s billed)")
+        for d in trial_dirs:
+            remove_worker_temporaries(d)
 
-        Returns the jobs the policy believes running at the end (trial index -> launch) and
-        the trials it eliminated."""
+    def _replay(self, calls: int) -> tuple[dict[int, dict[str, Any]], set[str], list[str]]:
+        """Feed the policy the snapshots it saw before, checking that it decides the same.
+        Reads only (a mismatch raises with nothing written).
+
+        Returns the jobs the policy believes running at the end (trial index -> launch), the
+        trials it eliminated, and the ``decisions.jsonl`` lines the journal reflects."""
         assert self.run_dir is not None
         views: dict[str, TrialView] = {}
         running: dict[int, dict[str, Any]] = {}
@@ -1217,16 +1315,20 @@ class Tuner:
             done += 1
         if done < calls:
             raise SeerError(f"resume: {DECISIONS_FILE} holds {done} complete decisions, the journal {calls}")
-        # Lines past the journal's count were never reflected in it: drop them.
-        if len(lines) > calls:
-            atomic_write_text(path, "".join(t + "\n" for t in lines[:calls]))
         self._decide_calls = calls
-        return running, eliminated
+        return running, eliminated, lines[:calls]
 
     @staticmethod
     def _update_from_rows(trial: Trial, rows: list[dict[str, Any]]) -> None:
-        """A trial's accuracies by epoch and the epochs it reached, from its metrics lines; a
-        ``diverged`` line makes it diverged."""
+        """A trial's accuracies by epoch and the epochs it reached, from its durable metrics
+        lines (the backend's ``read_metrics``: the epochs its checkpoint holds, and a last
+        ``diverged`` line, which makes it diverged). Its progress is the last line's epoch (0
+        without any): accuracies of later epochs, read before from lines that turned out not
+        to be durable (a job stopped or killed before its checkpoint), are dropped; the next
+        launch trains those epochs again."""
+        durable = int(rows[-1]["epoch"]) if rows else 0
+        trial.val_by_epoch = {e: v for e, v in trial.val_by_epoch.items() if e <= durable}
+        trial.test_accuracy_by_epoch = {e: v for e, v in trial.test_accuracy_by_epoch.items() if e <= durable}
         for r in rows:
             e = int(r.get("epoch", 0))
             if r.get("diverged"):
@@ -1236,8 +1338,7 @@ class Tuner:
                 trial.val_by_epoch[e] = float(r["val_accuracy"])
             if r.get("test_accuracy") is not None:
                 trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
-        if rows:
-            trial.epochs = int(rows[-1]["epoch"])
+        trial.epochs = durable
 
     # ------------------------------------------------------------------ reporting
     def status(self) -> dict[str, Any]:
@@ -1288,6 +1389,8 @@ class Tuner:
                 "journal_unix_s": time.time(),
                 "decide_calls": self._decide_calls,
                 "setup_budgets": list(self._setup_budgets) if self._setup_budgets else None,
+                "setup_num_slots": self._setup_slots,
+                "tensorboard_rounds": self._tb_rounds,
                 "meter": {
                     "finished_usd": self.meter.finished_usd,
                     "finished_slot_s": self.meter.finished_slot_s,
@@ -1331,7 +1434,10 @@ class Tuner:
         return rows
 
     def _tensorboard_rounds(self) -> None:
-        """The experiment's own TensorBoard panels: one point per completed round."""
+        """The experiment's own TensorBoard panels: one point per completed round, its index the
+        step. ``_tb_rounds`` (journaled) counts the rounds logged; a resumed tuner opens the
+        writer with ``purge_step`` at the first round it logs, so points a killed tuner logged
+        after its last journal are hidden, not repeated: no tag ever repeats a step."""
         if self.run_dir is None:
             return
         done = [r for r in self._round_rows() if r["completed"]]
@@ -1340,7 +1446,8 @@ class Tuner:
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / "experiment"))
+            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard" / "experiment"),
+                                     purge_step=done[self._tb_rounds]["index"])
         alive = [t for t in self.trials.values() if t.status not in ("eliminated", "failed", "diverged")]
         for r in done[self._tb_rounds:]:
             step = r["index"]
@@ -1359,8 +1466,12 @@ class Tuner:
         """The policy's answer as ``(trial, epoch)``; when the policy has none (a hard limit
         stopped the run before any rung was complete), the best trial at the most epochs any
         trial reached (:func:`~seer_torch.policies.base.best_at_rungs` over every epoch
-        reported; ``results.json`` marks it ``"partial": true``). ``None`` when no trial
-        reported a valid epoch."""
+        reported). ``None`` when no trial reported a valid epoch.
+
+        ``results.json`` marks the answer ``"partial": true`` when its learning-rate schedule did
+        not finish: it is read at fewer epochs than the horizon of its trial's last launch
+        (``Trial.schedule_epochs``: a deadline stopped the final round, or the answer is a
+        trial kept at an earlier rung), and when the policy had no answer."""
         snap = self._snapshot([])
         try:
             ans = self.policy.answer(snap)
@@ -1374,7 +1485,9 @@ class Tuner:
         if ans is None:
             return None
         tid, epoch = ans
-        return self.trials[tid], epoch
+        trial = self.trials[tid]
+        self._partial_answer = self._partial_answer or epoch < (trial.schedule_epochs or self.exp.training.max_epochs)
+        return trial, epoch
 
     def _results(self) -> dict[str, Any]:
         b = self.exp.budget
@@ -1393,6 +1506,7 @@ class Tuner:
                 "test_accuracy": best.test_accuracy_by_epoch.get(best_epoch),
                 "epochs": best_epoch,
                 "world_sizes": best.world_sizes,
+                "schedule_epochs": best.schedule_epochs or self.exp.training.max_epochs,
                 "partial": self._partial_answer,
             },
             "budget": {

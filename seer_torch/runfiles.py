@@ -59,9 +59,69 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, keep_previous: boo
             tmp.unlink(missing_ok=True)
             os.link(path, tmp)
             os.replace(tmp, prev)
+            # When prev already was a link to path's file, the rename did nothing: drop the link.
+            tmp.unlink(missing_ok=True)
         except OSError:
             pass
     atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False) + "\n")
+
+
+#: ``TRIAL_DIR/checkpoint.json``: ``{"epoch": E, "step": S}`` of the checkpoint a relaunch resumes
+#: from, written atomically by the worker right after the checkpoint is moved into place (and
+#: at the start of each launch, from the checkpoint it loaded). ``metrics.jsonl`` lines of
+#: epochs after ``E`` are not durable: a killed or stopped job wrote them past its last
+#: checkpoint, and the next launch trains those epochs again.
+DURABLE_FILE = "checkpoint.json"
+
+#: Temporary files of the worker's writes in a trial folder (:func:`atomic_write`'s
+#: ``.NAME.*.tmp``, and ``checkpoint.prev.pt.<pid>.tmp`` of the checkpoint's rotation).
+_WORKER_TEMPORARIES = (".checkpoint.pt.*.tmp", "checkpoint.prev.pt.*.tmp", ".checkpoint.json.*.tmp",
+                       ".metrics.jsonl.*.tmp")
+
+
+def write_durable_epoch(trial_dir: str | os.PathLike[str], epoch: int, step: int) -> None:
+    """Write :data:`DURABLE_FILE` (atomically): the checkpoint in ``trial_dir`` holds ``epoch``
+    epochs and ``step`` optimizer steps (0 and 0: no checkpoint)."""
+    atomic_write_text(Path(trial_dir) / DURABLE_FILE, json.dumps({"epoch": int(epoch), "step": int(step)}) + "\n")
+
+
+def durable_epoch(trial_dir: str | os.PathLike[str]) -> int | None:
+    """The epochs the trial's durable checkpoint holds: :data:`DURABLE_FILE`'s ``epoch``; 0 when
+    the trial has no ``checkpoint.pt`` (nothing it trained is kept); ``None`` when it has a
+    ``checkpoint.pt`` but no readable :data:`DURABLE_FILE` (a worker older than the file: its
+    metrics lines are taken as they are)."""
+    trial_dir = Path(trial_dir)
+    try:
+        return int(json.loads((trial_dir / DURABLE_FILE).read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None if (trial_dir / "checkpoint.pt").exists() else 0
+
+
+def read_durable_metrics(trial_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The complete ``metrics.jsonl`` lines of the epochs the trial's durable checkpoint holds
+    (:func:`durable_epoch`), oldest first, and a last ``diverged`` line if there is one (a
+    diverged job saves no checkpoint; the trial ends there). Lines past the checkpoint are
+    left out: they are not progress."""
+    rows = read_metrics(Path(trial_dir) / "metrics.jsonl")
+    epoch = durable_epoch(trial_dir)
+    if epoch is None:
+        return rows
+    return [r for r in rows if int(r.get("epoch", 0)) <= epoch or r.get("diverged")]
+
+
+def remove_worker_temporaries(trial_dir: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files a killed worker left in ``trial_dir`` (a half-written
+    checkpoint, its rotation's link, a half-written ``checkpoint.json`` or ``metrics.jsonl``).
+    Only while no job of the trial writes. Returns the names removed."""
+    removed = []
+    for pattern in _WORKER_TEMPORARIES:
+        for f in Path(trial_dir).glob(pattern):
+            try:
+                f.unlink()
+                removed.append(f.name)
+            except FileNotFoundError:
+                pass
+    return sorted(removed)
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

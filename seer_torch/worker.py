@@ -23,8 +23,12 @@ The worker talks to the executor only through files in the trial directory ``DIR
 
   - ``lr``: peak learning rate of SGD, applied to the gradient of the loss averaged over the
     global batch (so it does not change with ``W``); dimensionless step size per optimizer
-    step. It decays by a cosine from ``lr`` to 0 over ``max_epochs * steps_per_epoch``
-    optimizer steps, a function of the optimizer step only.
+    step. It decays by a cosine from ``lr`` to 0 at the schedule's horizon, ``max_epochs *
+    steps_per_epoch`` optimizer steps, a function of the optimizer step only (never of ``W``).
+    When a launch's ``max_epochs`` differs from the horizon the checkpoint was trained
+    towards (the tuner's target was lowered or raised), the cosine is re-anchored at the
+    checkpoint's step: it goes on from the factor it had there, without a jump, and reaches 0
+    exactly at the new horizon (:class:`LrSchedule`; the checkpoint keeps every change).
   - ``weight_decay``: L2 coefficient added to the gradient (PyTorch SGD's coupled decay); each
     optimizer step shrinks a weight by ``lr_t * weight_decay`` of itself. Applies to all
     parameters.
@@ -35,7 +39,8 @@ The worker talks to the executor only through files in the trial directory ``DIR
   Every other key is a model hyperparameter passed to
   :func:`seer_torch.models.build_model` (see :func:`seer_torch.models.model_hparam_names`).
   ``micro_batch_max`` is the most samples one rank puts through the model at once;
-  ``max_epochs`` sets the length of the learning-rate schedule.
+  ``max_epochs`` is the learning-rate schedule's horizon (the tuner writes its current target
+  at every launch) and the furthest ``--until-epoch`` may go.
 
 ``metrics.jsonl`` (appended by rank 0, one complete JSON object per line and epoch): ``epoch``
 (epochs completed, 1-based), ``step`` (optimizer steps completed in total), ``samples_seen``,
@@ -51,11 +56,22 @@ or infinite) ends with one line ``{"epoch": <the epoch in progress>, "diverged":
 
 ``checkpoint.pt`` (rank 0, written at the end of the launch to a temporary file and moved in
 with ``os.replace``): ``model`` (unwrapped state dict, no ``module.`` / ``_orig_mod.``
-prefixes), ``optimizer``, ``scheduler``, ``epoch``, ``step``, ``samples_seen``, ``rng``
+prefixes), ``optimizer``, ``scheduler``, ``lr_schedule`` (:meth:`LrSchedule.to_list`: the
+schedule's segments; a checkpoint without it ran one cosine to ``max_epochs``), ``epoch``,
+``step``, ``samples_seen``, ``rng``
 (torch CPU, CUDA of the saving device if any, Python ``random``), ``configuration``,
 ``trial_id``, ``global_batch``. Nothing in it depends on ``W``. A launch that finds it resumes
 at ``epoch + 1`` (or exits 0 at once when ``--until-epoch`` is not beyond it) and first cuts
 ``metrics.jsonl`` back to the lines of epochs ``<= epoch`` (lines of a crashed launch go).
+
+``checkpoint.json`` (rank 0, atomically): ``{"epoch": E, "step": S}`` of the checkpoint a
+relaunch resumes from; written right after each checkpoint is moved into place, and at the
+start of every launch from the checkpoint it loaded (``0, 0`` without one). A metrics line is
+progress only once this file reaches its epoch: the checkpoint is written at the end of a
+launch, so while a job runs (and after a job killed or stopped before its save) the lines past
+``E`` are not durable, and the executor counts a trial's epochs, accuracies and rungs up to
+``E`` only (:func:`seer_torch.runfiles.read_durable_metrics`). A launch first removes the
+temporary files a killed writer left (``.checkpoint.pt.*.tmp``, ``checkpoint.prev.pt.*.tmp``).
 
 ``checkpoint.prev.pt``: the checkpoint before the current one (each save first moves the one
 it resumed from there, by a hard link and ``os.replace``, so ``checkpoint.pt`` never goes
@@ -142,7 +158,7 @@ from seer_torch.data import (
     rank_slice,
 )
 from seer_torch.errors import CheckpointError, ConfigError
-from seer_torch.runfiles import atomic_write, atomic_write_text
+from seer_torch.runfiles import atomic_write, atomic_write_text, remove_worker_temporaries, write_durable_epoch
 from seer_torch.models import build_model, model_hparam_names, validate_model_hparams
 
 CONFIG_FILE = "config.json"
@@ -194,7 +210,8 @@ class TrialConfig:
         dataset, data_dir: what :func:`seer_torch.data.load_dataset` gets.
         global_batch: samples per optimizer step.
         micro_batch_max: most samples per forward pass on one rank.
-        max_epochs: length of the learning-rate schedule, in epochs.
+        max_epochs: the learning-rate schedule's horizon for this launch, in epochs
+            (:class:`LrSchedule`); ``--until-epoch`` may not exceed it.
         seed: experiment seed (weights, data order, dropout, augmentation).
         tensorboard_dir: where rank 0 writes TensorBoard events, or ``None`` for nowhere.
         configuration: the configuration as given (stored in the checkpoint).
@@ -373,12 +390,106 @@ def cosine_lr_factor(step: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A :class:`~torch.optim.lr_scheduler.LambdaLR` following :func:`cosine_lr_factor`, to be
-    stepped once per optimizer step; its saved state is the optimizer step (``last_epoch``)."""
+@dataclass(frozen=True)
+class LrSchedule:
+    """The learning-rate schedule: the factor of the peak learning rate after ``step`` optimizer
+    steps, a function of the step (at the fixed global batch, so never of ``W``).
+
+    The factor is ``0.5 (1 + cos(pi t))`` of the schedule's progress ``t`` in [0, 1].
+    ``segments`` are ``(start_step, start_progress, end_step)``, start steps increasing: from
+    ``start_step`` the progress rises linearly from ``start_progress`` to 1 at ``end_step``
+    (the horizon) and stays 1 after it. A fresh trial has one segment, ``(0, 0.0, horizon)``:
+    the plain cosine from 1 to 0 (:func:`cosine_lr_factor`; no warm-up). When a launch brings
+    another horizon (the policy's target was lowered or raised), :meth:`retarget` starts a
+    segment at the resume step with the progress reached there: the factor goes on from the
+    value it had, without a jump (the cosine's phase goes on, faster or slower), and is exactly
+    0 at the new horizon. The segments are saved in the
+    checkpoint (``lr_schedule``), so changes compose and a resume at any ``W`` repeats the same
+    factors. A schedule that already ended (progress 1) stays at 0 when its horizon is raised.
+    """
+
+    segments: tuple[tuple[int, float, int], ...]
+
+    @classmethod
+    def cosine(cls, total_steps: int) -> LrSchedule:
+        """One cosine from 1 at step 0 to 0 at ``total_steps`` (>= 1)."""
+        return cls(((0, 0.0, total_steps),))
+
+    @property
+    def end_step(self) -> int:
+        """The horizon: the optimizer step at which the factor reaches 0."""
+        return self.segments[-1][2]
+
+    def progress(self, step: int) -> float:
+        """Progress ``t`` in [0, 1] after ``step`` optimizer steps."""
+        start, start_progress, end = next(seg for seg in reversed(self.segments) if seg[0] <= step)
+        if step >= end:
+            return 1.0
+        return start_progress + (1.0 - start_progress) * (step - start) / (end - start)
+
+    def factor(self, step: int) -> float:
+        """Factor of the peak learning rate after ``step`` optimizer steps; 0 from the horizon on."""
+        return 0.5 * (1.0 + math.cos(math.pi * self.progress(step)))
+
+    def retarget(self, step: int, end_step: int) -> LrSchedule:
+        """The schedule whose horizon moves to ``end_step`` at ``step`` (the resume step): the
+        same factors through ``step``, then a new segment; ``self`` when the horizon is unchanged.
+
+        Raises:
+            ConfigError: ``end_step`` is not after ``step``.
+        """
+        if end_step == self.end_step:
+            return self
+        if end_step <= step:
+            raise ConfigError("max_epochs", end_step, f"a horizon after the resume step {step} (in optimizer steps)")
+        kept = tuple(seg for seg in self.segments if seg[0] < step)
+        return LrSchedule(kept + ((step, self.progress(step), end_step),))
+
+    def to_list(self) -> list[list[int | float]]:
+        """The segments as lists (what the checkpoint's ``lr_schedule`` holds)."""
+        return [list(seg) for seg in self.segments]
+
+    @classmethod
+    def from_list(cls, raw: Any) -> LrSchedule:
+        """Read :meth:`to_list`'s form back, checked: the first segment starts at step 0 with
+        progress 0, start steps increase, each segment ends after it starts, and each starts
+        with the progress the one before had there.
+
+        Raises:
+            ConfigError: on any other value (field ``lr_schedule``).
+        """
+        allowed = ("a list of [start_step, start_progress, end_step], the first [0, 0.0, horizon], start steps "
+                   "increasing, each end after its start and each start progress the one reached there")
+        segments: list[tuple[int, float, int]] = []
+        for seg in raw if isinstance(raw, (list, tuple)) else [None]:
+            ok = isinstance(seg, (list, tuple)) and len(seg) == 3
+            if ok:
+                start, progress, end = seg
+                ok = (all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end))
+                      and isinstance(progress, (int, float)) and not isinstance(progress, bool)
+                      and start < end and 0.0 <= progress <= 1.0)
+            if ok and segments:
+                ok = start > segments[-1][0] and math.isclose(
+                    progress, cls(tuple(segments)).progress(start), rel_tol=0.0, abs_tol=1e-12)
+            elif ok:
+                ok = start == 0 and progress == 0.0
+            if not ok:
+                raise ConfigError("lr_schedule", raw, allowed)
+            segments.append((int(start), float(progress), int(end)))
+        if not segments:
+            raise ConfigError("lr_schedule", raw, allowed)
+        return cls(tuple(segments))
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, schedule: LrSchedule | int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A :class:`~torch.optim.lr_scheduler.LambdaLR` following ``schedule`` (an
+    :class:`LrSchedule`, or a plain cosine over that many steps), to be stepped once per
+    optimizer step; its saved state is the optimizer step (``last_epoch``)."""
+    if isinstance(schedule, int):
+        schedule = LrSchedule.cosine(schedule)
 
     def factor(step: int) -> float:  # a plain function: LambdaLR saves no state for it
-        return cosine_lr_factor(step, total_steps)
+        return schedule.factor(step)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -397,6 +508,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     steps_per_epoch: int
+    lr_schedule: LrSchedule  # what ``scheduler`` follows; saved in the checkpoint
     epoch: int = 0
     step: int = 0
     samples_seen: int = 0
@@ -488,6 +600,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "lr_schedule": self.lr_schedule.to_list(),
             "epoch": self.epoch,
             "step": self.step,
             "samples_seen": self.samples_seen,
@@ -527,6 +640,18 @@ def _as_python_random_state(state: Any) -> tuple:
     return (int(version), tuple(int(v) for v in internal), gauss)
 
 
+def _lr_schedule(horizon_step: int, checkpoint: dict[str, Any] | None) -> LrSchedule:
+    """The schedule of this launch: a cosine to ``horizon_step`` for a fresh trial; the
+    checkpoint's, re-anchored at its step when this launch's horizon differs
+    (:meth:`LrSchedule.retarget`). A checkpoint without ``lr_schedule`` (written before it was
+    saved) ran one cosine to the horizon in ``config.json``."""
+    if checkpoint is None:
+        return LrSchedule.cosine(horizon_step)
+    saved = checkpoint.get("lr_schedule")
+    schedule = LrSchedule.from_list(saved) if saved is not None else LrSchedule.cosine(horizon_step)
+    return schedule.retarget(int(checkpoint["step"]), horizon_step)
+
+
 def build_trainer(config: TrialConfig, env: DistEnv, checkpoint: dict[str, Any] | None) -> Trainer:
     """Load the data, build model, optimizer and schedule, restore ``checkpoint`` if given,
     and wrap the model in DDP when ``W > 1``."""
@@ -544,8 +669,9 @@ def build_trainer(config: TrialConfig, env: DistEnv, checkpoint: dict[str, Any] 
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         nesterov=config.momentum > 0,
     )
-    scheduler = cosine_schedule(optimizer, config.max_epochs * steps_per_epoch)
-    trainer = Trainer(config, env, splits, plan, model, model, optimizer, scheduler, steps_per_epoch)
+    lr_schedule = _lr_schedule(config.max_epochs * steps_per_epoch, checkpoint)
+    scheduler = cosine_schedule(optimizer, lr_schedule)
+    trainer = Trainer(config, env, splits, plan, model, model, optimizer, scheduler, steps_per_epoch, lr_schedule)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     if env.distributed:
@@ -590,20 +716,27 @@ def save_checkpoint(path: str, state: dict[str, Any], *, rotate: bool = True) ->
     previous one is removed, so the previous one is always the checkpoint the current one
     followed. ``rotate=False`` leaves the previous one alone: the launch resumed from it
     because the one at ``path`` was corrupt, which must not become the fallback.
+
+    Temporary files a killed writer left next to ``path`` are removed first. Once the new
+    checkpoint is in place, ``checkpoint.json`` (:data:`~seer_torch.runfiles.DURABLE_FILE`)
+    says its epoch and step: what the executor counts as the trial's progress.
     """
     previous = previous_checkpoint_path(path)
+    # Only one job of a trial runs at a time: temporary files here are a killed writer's.
+    remove_worker_temporaries(os.path.dirname(path))
     if rotate:
         if os.path.exists(path):
-            tmp = f"{previous}.{os.getpid()}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            try:
-                os.link(path, tmp)
-            except OSError:  # a file system without hard links
-                import shutil
+            # Already the same file (a writer killed between this rotation and its move): a
+            # rename between two links to one file does nothing, so there is nothing to rotate.
+            if not (os.path.exists(previous) and os.path.samefile(path, previous)):
+                tmp = f"{previous}.{os.getpid()}.tmp"
+                try:
+                    os.link(path, tmp)
+                except OSError:  # a file system without hard links
+                    import shutil
 
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, previous)
+                    shutil.copyfile(path, tmp)
+                os.replace(tmp, previous)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(previous)
@@ -616,6 +749,8 @@ def save_checkpoint(path: str, state: dict[str, Any], *, rotate: bool = True) ->
             time.sleep(delay_s)
 
     atomic_write(path, write, binary=True)
+    # Now durable: the executor counts the trial's epochs up to this one (runfiles.DURABLE_FILE).
+    write_durable_epoch(os.path.dirname(path), state["epoch"], state["step"])
 
 
 _CHECKPOINT_KEYS = ("format", "model", "optimizer", "scheduler", "epoch", "step", "samples_seen", "rng",
@@ -645,6 +780,13 @@ def checkpoint_problem(state: Any) -> str:
     if not isinstance(scheduler, dict) or scheduler.get("last_epoch") != step:
         last = scheduler.get("last_epoch") if isinstance(scheduler, dict) else scheduler
         return f"the scheduler is at step {last!r}, the checkpoint at step {step}"
+    if "lr_schedule" in state:  # absent from checkpoints written before it was saved
+        try:
+            last_change = LrSchedule.from_list(state["lr_schedule"]).segments[-1][0]
+        except ConfigError as error:
+            return f"its lr_schedule is not {error.allowed}"
+        if last_change > step:
+            return f"its lr_schedule changes at step {last_change}, after the checkpoint's step {step}"
     model = state["model"]
     if not isinstance(model, dict) or not model or not all(isinstance(v, torch.Tensor) for v in model.values()):
         return "the model state is not a dictionary of tensors"
@@ -768,6 +910,12 @@ def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -
     # TensorBoard are cut back to the checkpoint actually loaded (start_epoch, trainer.step).
     checkpoint, resumed_from = resume_checkpoint(checkpoint_path, env.device, log=env.is_main)
     start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
+    if env.is_main:
+        # What a killed writer left goes; checkpoint.json names the checkpoint this launch
+        # resumes from (a writer killed between its checkpoint and checkpoint.json, or a
+        # checkpoint.pt passed over for checkpoint.prev.pt, left it saying something else).
+        remove_worker_temporaries(trial_dir)
+        write_durable_epoch(trial_dir, start_epoch, int(checkpoint["step"]) if checkpoint is not None else 0)
     if until_epoch <= start_epoch:
         return
     plan_batch(config.global_batch, env.world_size, config.micro_batch_max)  # fail before any set-up

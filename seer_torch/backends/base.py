@@ -83,7 +83,9 @@ class Backend(Protocol):
     def stop(self, handle: JobHandle) -> JobResult: ...
 
     def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
-        """The trial's complete ``metrics.jsonl`` lines (one dict per epoch), oldest first."""
+        """The trial's complete ``metrics.jsonl`` lines (one dict per epoch), oldest first, of
+        the epochs a relaunch would not train again (its durable checkpoint's; the simulated
+        backend keeps every epoch a job completed), and a last ``diverged`` line if any."""
         ...
 
 

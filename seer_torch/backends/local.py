@@ -6,7 +6,10 @@ reaches torchrun's agent, its workers and their children), with one thread per w
 ``--standalone`` gives each job its own c10d rendezvous on a free local port, so jobs on one
 host never share a port. stdout and stderr are appended to ``DIR/stdout.log`` and
 ``DIR/stderr.log``; torchrun copies the failing worker's error to ``DIR/error.json``
-(``TORCHELASTIC_ERROR_FILE``).
+(``TORCHELASTIC_ERROR_FILE``). Each job's environment carries a token of its own
+(:data:`JOB_TOKEN_ENV`): when the job ends, by itself or stopped, every process still carrying
+it (a descendant that started a session of its own) is ended too. ``read_metrics`` gives the
+lines of the epochs the trial's durable checkpoint holds (``DIR/checkpoint.json``).
 """
 
 from __future__ import annotations
@@ -18,15 +21,20 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.clock import Clock, RealClock
-from seer_torch.runfiles import atomic_write_json, read_metrics
+from seer_torch.runfiles import atomic_write_json, read_durable_metrics
 
 STOP_GRACE_S = 5.0  # between TERM and KILL
 JOB_FILE = "job.json"  # TRIAL_DIR/job.json: the running job's torchrun pid, while it runs
+#: Set in every job's environment to a token of its own: the job's processes and all their
+#: descendants carry it, even those that left its process group and session (torchrun's
+#: workers; a daemon a user's script started), so whatever outlives a job is found and ended.
+JOB_TOKEN_ENV = "SEER_JOB_TOKEN"
 
 
 #: torchrun's log folder for a job, inside its trial folder (by default torchrun leaves one
@@ -77,6 +85,8 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
             if not _group_alive(pid):
                 break
         _kill_survivors(descendants)
+    if info.get("token"):  # what left the job's sessions, whether torchrun still ran or not
+        _kill_survivors(token_pids(str(info["token"])))
     info["alive"] = alive
     if alive:
         info["end_unix_s"] = time.time()
@@ -99,6 +109,7 @@ class LocalJob:
     launch_unix_s: float
     process: subprocess.Popen = field(repr=False)
     result: JobResult | None = None
+    token: str | None = None  # its JOB_TOKEN_ENV value
 
 
 def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
@@ -153,6 +164,7 @@ class LocalBackend:
             PYTHONUNBUFFERED="1",
             TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
         )
+        token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
         with open(spec.trial_dir / "stdout.log", "ab") as out, open(spec.trial_dir / "stderr.log", "ab") as err:
             header = f"\n=== launch W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
             out.write(header.encode())
@@ -169,13 +181,13 @@ class LocalBackend:
                 env=env,
                 start_new_session=True,
             )
-        job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc)
+        job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc, token=token)
         self._jobs.append(job)
         # So that a tuner that died without stopping it (SIGKILL, a reboot of its host) can find
         # and stop it on resume (`kill_leftover_job`).
         atomic_write_json(spec.trial_dir / JOB_FILE, {
             "pid": proc.pid, "launch_unix_s": launch_unix_s, "world_size": spec.world_size,
-            "until_epoch": spec.until_epoch,
+            "until_epoch": spec.until_epoch, "token": token,
         })
         return job
 
@@ -186,6 +198,9 @@ class LocalBackend:
         if rc is None:
             return None
         self._reap_group(handle)
+        # Descendants in sessions of their own left the group: the same sweep as a stop's.
+        if handle.token:
+            _kill_survivors(token_pids(handle.token))
         handle.result = JobResult(handle.spec, rc, handle.start_s, self.clock.now(), handle.launch_unix_s)
         _forget(handle.spec)
         return handle.result
@@ -211,7 +226,7 @@ class LocalBackend:
                 self._signal_group(h, signal.SIGKILL)
                 h.process.wait()
             self._reap_group(h)
-            _kill_survivors(descendants[id(h)])
+            _kill_survivors(descendants[id(h)] + (token_pids(h.token) if h.token else []))
             h.result = JobResult(h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True)
             _forget(h.spec)
         return [h.result for h in handles]
@@ -233,8 +248,10 @@ class LocalBackend:
         return kill_leftover_job(Path(trial_dir))
 
     def read_metrics(self, spec: JobSpec) -> list[dict]:
-        """The trial's complete ``metrics.jsonl`` lines, oldest first."""
-        return read_metrics(spec.trial_dir / "metrics.jsonl")
+        """The trial's complete ``metrics.jsonl`` lines of the epochs its durable checkpoint
+        holds (and a ``diverged`` line), oldest first: lines past the checkpoint are not
+        progress (:func:`seer_torch.runfiles.read_durable_metrics`)."""
+        return read_durable_metrics(spec.trial_dir)
 
     def stop_all(self) -> None:
         """Stop every job still running (used on the way out, whatever happened)."""
@@ -287,6 +304,24 @@ def descendant_pids(pid: int) -> list[int]:
         for child in children.get(todo.pop(), []):
             found.append(child)
             todo.append(child)
+    return found
+
+
+def token_pids(token: str) -> list[int]:
+    """Live processes (of this user) whose environment holds ``JOB_TOKEN_ENV=token``: a job's
+    processes and every descendant, whatever session they moved to."""
+    needle = f"{JOB_TOKEN_ENV}={token}".encode()
+    found = []
+    for pid, state, _, _ in _process_table():
+        if state == "Z" or pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(pid)
     return found
 
 

@@ -35,7 +35,7 @@ from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
     "Decision", "Eliminate", "Finish", "JobEvent", "Launch", "Policy", "PolicyContext", "Snapshot",
-    "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots",
+    "ANSWER_TOLERANCE", "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots",
 ]
 
 
@@ -139,7 +139,8 @@ class JobEvent:
     """A job that ended since the previous :meth:`Policy.decide`.
 
     ``outcome``: ``"reached"`` (trained to ``until_epoch``), ``"stopped"`` (by a Stop or an
-    Eliminate), ``"failed"`` (crashed, out of retries: the trial is failed) or ``"diverged"``
+    Eliminate; or by the executor short of ``until_epoch`` with the trial paused: a resume whose
+    slots cannot hold the job's ``W``, which the policy decides again), ``"failed"`` (crashed, out of retries: the trial is failed) or ``"diverged"``
     (loss NaN or infinite: the trial is diverged). ``epochs`` is where the trial is now.
     """
 
@@ -235,43 +236,48 @@ class Policy(Protocol):
         """JSON-able facts for ``results.json`` (``plan``, predictions...)."""
 
 
+#: How far (validation accuracy, a fraction) a trial stopped at the rung below the top rung must
+#: validate above the best trial at the top rung to be the answer instead: half a percentage
+#: point. A smaller difference is the noise of one validation set (one sample of the digits
+#: split's 270 is 0.0037; 25 of CIFAR-10's 5000), and the further-trained trial is the answer.
+ANSWER_TOLERANCE = 0.005
+
+
 def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tuple[str, int] | None:
     """The answer: the best trial judged across the last two rungs that hold a valid result.
 
     The top rung is the highest rung at which a trial that did not diverge reported a finite
-    validation accuracy. Candidates are every such trial at the top rung, and every trial whose
-    checkpoint sits at the rung below it (it stopped there: ``epochs`` equals that rung) with a
-    finite accuracy there. So a finalist that diverged is never the answer, and one that
-    collapsed after the previous rung (DESIGN.md, "Two traps") loses to the best trial kept at
-    that rung. Ties break by the higher rung, then ``trial_id``. Returns ``(trial_id, rung)``
-    or ``None``.
+    validation accuracy; the best there (ties break by ``trial_id``) is the answer unless a
+    trial whose checkpoint sits at the rung below it (it stopped there: ``epochs`` equals that
+    rung) validated there more than :data:`ANSWER_TOLERANCE` above it: a real drop, not noise.
+    Then the best such trial is the answer. So a finalist that diverged is never the answer,
+    one that collapsed after the previous rung (DESIGN.md, "Two traps") loses to the best trial
+    kept at that rung, and one within the tolerance of it (one validation sample) is preferred
+    for its further training. Returns ``(trial_id, rung)`` or ``None``.
     """
     levels = sorted(set(rungs), reverse=True)
-    for k, rung in enumerate(levels):
-        best: tuple[float, int, str] | None = None
+
+    def best_at(rung: int, stopped_there: bool) -> tuple[float, str] | None:
+        best: tuple[float, str] | None = None
         for t in trials.values():
-            if t.status == "diverged":
+            if t.status == "diverged" or (stopped_there and t.epochs != rung):
                 continue
             v = t.val_accuracy.get(rung)
             if v is None or not math.isfinite(v):
                 continue
-            key = (-v, -rung, t.trial_id)
-            if best is None or key < best:
-                best = key
-        if best is None:
+            if best is None or (-v, t.trial_id) < (-best[0], best[1]):
+                best = (v, t.trial_id)
+        return best
+
+    for k, rung in enumerate(levels):
+        top = best_at(rung, False)
+        if top is None:
             continue
         if k + 1 < len(levels):
-            below = levels[k + 1]
-            for t in trials.values():
-                if t.status == "diverged" or t.epochs != below:
-                    continue
-                v = t.val_accuracy.get(below)
-                if v is None or not math.isfinite(v):
-                    continue
-                key = (-v, -below, t.trial_id)
-                if key < best:
-                    best = key
-        return best[2], -best[1]
+            below = best_at(levels[k + 1], True)
+            if below is not None and below[0] > top[0] + ANSWER_TOLERANCE:
+                return below[1], levels[k + 1]
+        return top[1], rung
     return None
 
 

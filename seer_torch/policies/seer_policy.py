@@ -13,13 +13,24 @@ round ends when its slowest job does), the measured job overhead and the budget 
   but never a next round whose jobs, list-scheduled on the slots with each carried trial's own
   measured epoch (:func:`list_scheduled_makespan_s`), would end past the deadline (fewer are
   carried instead);
-- *carry more*: when the budgets left pay for more than planned (survivors train faster than
-  the profile said), more survivors go on to the next rung (and as many more at later rungs as
-  eta's cut keeps), as long as the rounds left fit with the slowest survivor's wall clock;
+- the rounds left aim at the first plan's rungs above the current one and so at its target,
+  whatever a previous re-plan kept: a target lowered on slow measurements is raised again when
+  the trials turn out faster. Survivors per rung are eta's cut of the trials that reached it
+  (never fewer than the first plan's count there, which holds its finalists);
 - *carry fewer*: when the rounds left no longer fit, fewer survivors (never fewer than one)
   rather than stopping short of the target;
-- *best effort*: when not one survivor reaches the next rung, the best is trained as far as
-  the budget left allows (``stop_reason`` starts with ``BEST EFFORT``).
+- *target raised*: when the rounds left fit and their target is below ``max_epochs`` (an
+  ``EXPLORATION FIRST`` plan), the last round trains to the most epochs, up to ``max_epochs``,
+  that the budgets left pay for;
+- *carry more*: when a budget limited the plan, the survivors train faster than the plan
+  assumed and the budgets left pay for more than eta's cut, more survivors go on to the next
+  rung (and as many more at later rungs as eta's cut keeps), as long as the rounds left fit
+  with the slowest survivor's wall clock; never more than half of those that reached the rung,
+  so every rung eliminates;
+- *best effort*: when not one survivor reaches the target, the best (up to the finalists, as
+  many as fit: on free slots they cost no wall clock) are trained as far as the budget left
+  allows; ``stop_reason`` starts with ``BEST EFFORT`` and names the epoch reached,
+  ``max_epochs`` and the budget that bound.
 
 A round that no re-plan can fit is never started.
 
@@ -36,8 +47,9 @@ round would end with fewer trials than planned, or none.
 
 The answer is :func:`~seer_torch.policies.base.best_at_rungs` over the completed rungs: the best
 trial judged across the last two rungs that hold a valid result (DESIGN.md: a finalist that
-diverged is never the answer; one that collapsed loses to the best trial kept at the rung
-before). Pure: no clock, files or processes.
+diverged is never the answer; one that collapsed, validating more than ``ANSWER_TOLERANCE``
+below the best trial kept at the rung before, loses to it, and the stop reason says so). Pure:
+no clock, files or processes.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ from typing import Any
 
 from seer_torch.policies import seer as planner
 from seer_torch.policies.base import (
+    ANSWER_TOLERANCE,
     Decision,
     Eliminate,
     Finish,
@@ -191,17 +204,27 @@ class SeerPolicy:
 
     @property
     def schedule_epochs(self) -> int:
+        """The target now: the last rung of the current round and the rounds left, which a
+        re-plan may lower or raise (every later launch takes it as its learning-rate schedule's
+        horizon); ``max_epochs`` when the plan has no round."""
         assert self.ctx is not None
-        if self.plan is not None and self.plan.rounds:
-            return self.plan.target_epochs
-        return self.ctx.max_epochs
+        rounds = ([self.current] if self.current is not None else []) + self.remaining
+        return rounds[-1].rung_epoch if rounds else self.ctx.max_epochs
 
     def decide(self, snapshot: Snapshot) -> Sequence[Decision]:
         assert self.ctx is not None and self.plan is not None
         if self.finished is not None:
             return [Finish(self.finished)]
+        if snapshot.num_slots != self.ctx.num_slots:
+            self._use_slots(snapshot.num_slots)
+        stopped_short = []
         for ev in snapshot.events:
             self.round.ended(ev.index)
+            view = snapshot.trials.get(ev.trial_id)
+            if (ev.outcome == "stopped" and ev.epochs < ev.until_epoch and ev.index in self.members
+                    and view is not None and view.status == "paused"):
+                stopped_short.append(ev.index)  # the executor stopped it (a resume on fewer slots)
+        self.round.queue[:0] = stopped_short  # launched again first, at the round's W
         out: list[Decision] = []
         for ev in snapshot.events:
             if ev.outcome in ("diverged", "failed") and ev.index in self.members and self.current is not None:
@@ -222,6 +245,18 @@ class SeerPolicy:
 
     def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
         return best_at_rungs(snapshot.trials, self.completed_rungs)
+
+    def _use_slots(self, num_slots: int) -> None:
+        """Plan with ``num_slots`` from now on (the snapshots say the slots changed: a resume
+        on other resources). Jobs of the current round still to launch and the rounds left get
+        at most the widest world size the slots hold; re-plans use the new slots."""
+        assert self.ctx is not None
+        self.ctx = dataclasses.replace(self.ctx, num_slots=num_slots)
+        cap = max(self.ctx.usable_world_sizes)
+        self.round.world_size = min(self.round.world_size, cap)
+        if self.current is not None:
+            self.current = dataclasses.replace(self.current, world_size=min(self.current.world_size, cap))
+        self.remaining = [dataclasses.replace(r, world_size=min(r.world_size, cap)) for r in self.remaining]
 
     def report(self) -> dict[str, Any]:
         return {
@@ -296,7 +331,6 @@ class SeerPolicy:
         self.completed_rungs.append(rung)
         by_index = {t.index: t for t in snap.trials.values()}
         members = [by_index[i] for i in self.members if i in by_index]
-        keep = self.remaining[0].num_trials if self.remaining else len(members)
         ranked = select_survivors(members, rung, len(members))
         # The next-best are held back to replace a survivor that diverges or fails in the next
         # round; the previous round's reserve is no longer needed.
@@ -323,16 +357,24 @@ class SeerPolicy:
             return ranked[:n], [Eliminate(t.trial_id) for t in members + old_reserve
                                 if t.trial_id not in kept and t.index not in held and t.status not in done]
 
-        survivors, out = carry(keep)
+        survivors, out = carry(len(ranked))
         if not survivors:
             self.finished = "no trial has a valid result at the last rung"
             return out
         if not self.remaining:
             # "": the plan ran to its end; a cut plan names the rounds its last re-plan kept
-            self.finished = (self._truncated or "") + (f" Last re-plan: {self._last_replan}" if self._last_replan else "")
+            self.finished = ((self._truncated or "") + (f" Last re-plan: {self._last_replan}" if self._last_replan else "")
+                             + self._answer_note(snap)).strip()
             return out
-        rungs = tuple(r.rung_epoch for r in self.remaining)
-        counts = tuple(min(r.num_trials, len(survivors)) for r in self.remaining)
+        # The rounds left aim at the first plan's rungs (its target, which the planner may have
+        # set below max_epochs), not at the rounds a previous re-plan kept: a target lowered on
+        # slow measurements is raised again when the trials turn out faster.
+        max_epochs = self.ctx.max_epochs
+        rungs = tuple(r for r in self.plan.rungs if r > rung) or tuple(r.rung_epoch for r in self.remaining)
+        eta = max(2, self.plan.eta)
+        counts = self._planned_counts(len(ranked), rungs)
+        survivors, out = carry(counts[0])
+        previous_target = self.schedule_epochs
         # The rounds left train the survivors only: plan with the epoch times measured on the
         # trials each candidate carries, the mean for money (each job is billed its own time)
         # and the slowest for wall clock (a round ends when its slowest job does).
@@ -356,6 +398,7 @@ class SeerPolicy:
         def replan(survivor_counts: tuple[int, ...], rung_list: tuple[int, ...] = rungs,
                    wave: bool = False) -> planner.Plan:
             planned = tuple(r.world_size for r in self.remaining)
+            keep_sizes = rung_list == tuple(r.rung_epoch for r in self.remaining)
             return planner.replan(
                 inputs_for(survivor_counts[0], wave),
                 rungs=rung_list,
@@ -363,53 +406,8 @@ class SeerPolicy:
                 current_epoch=rung,
                 current_world_size=self.current.world_size,
                 first_round_index=self.current.index + 1,
-                planned_world_sizes=planned if rung_list == rungs else None,
+                planned_world_sizes=planned if keep_sizes else None,
             )
-
-        # World sizes for the rounds left: chosen so that even the slowest survivor's jobs fit
-        # (a round ends when its slowest job does) when that is possible; otherwise on the
-        # mean, which cuts no survivor that the budgets left can pay for.
-        new = replan(counts)
-        used = counts
-        as_planned = new
-        reason = "as planned"
-        slow = replan(counts, wave=True)
-        if slow.feasible:
-            new = slow
-        if new.feasible and self.plan.binding in ("time", "money"):
-            # A budget limited the plan, and the budgets left pay for more than planned
-            # (survivors train faster than the profile's epoch, or jobs started faster): carry
-            # more survivors to the next rung, and as many more at later rungs as eta's cut
-            # keeps, as long as the rounds left fit with the slowest survivor's wall clock.
-            # (When no budget limited the plan, the halving stands: ample budgets are not spent
-            # for their own sake.)
-            eta = max(2, self.plan.eta)
-
-            def grown(m: int) -> tuple[int, ...]:
-                out_counts, prev = [], m
-                for j, c in enumerate(counts):
-                    g = m if j == 0 else min(prev, max(c, prev // eta))
-                    out_counts.append(g)
-                    prev = g
-                return tuple(out_counts)
-
-            lo, hi = counts[0], len(ranked)
-            best_new = None
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                cand = replan(grown(mid), wave=True)
-                if cand.feasible:
-                    lo, best_new = mid, cand
-                else:
-                    hi = mid - 1
-            if best_new is not None and lo > counts[0]:
-                new, used = best_new, grown(lo)
-                carried = inputs_for(lo, True)
-                reason = (f"carried more: the budgets left pay for {lo} survivors to epoch {rungs[0]} "
-                          f"(planned {counts[0]}); the trials carried measured {carried.epoch_time_s:.3g} s an "
-                          f"epoch on one worker (slowest {carried.wave_epoch_time_s or carried.epoch_time_s:.3g} s), "
-                          f"the plan assumed {self.plan_epoch_time_s:.3g} s")
-                survivors, out = carry(lo)
 
         def next_round_s(plan: planner.Plan) -> float:
             """Wall clock of the plan's next round (it has one): its members' jobs, each at its
@@ -421,56 +419,136 @@ class SeerPolicy:
                       / speed for t in ranked[:rp.num_trials]]
             return list_scheduled_makespan_s(jobs_s, self.ctx.num_slots // rp.world_size)
 
-        def overruns(plan: planner.Plan) -> bool:
-            """The plan's next round (:func:`next_round_s`) would end past the deadline, with
-            the rounds after it as predicted. (On the mean alone, a final round of one slow and
-            one fast finalist was predicted to fit and ran past the deadline in a real run:
-            issue 4.)"""
-            if not plan.rounds:
-                return False
+        def fits(plan: planner.Plan) -> bool:
+            """Every round left fits the budgets left, and the plan's next round
+            (:func:`next_round_s`) ends before the deadline with the rounds after it as
+            predicted. (On the mean alone, a final round of one slow and one fast finalist was
+            predicted to fit and ran past the deadline in a real run: issue 4. Checked against
+            the deadline itself, not its safety fraction: at 0.9 of it, SEER carried fewer than
+            it could and met every baseline in 290 cells of the policy sweep, 10 seeds, against
+            296 at 1.0 and without the check.)"""
+            if not plan.feasible or not plan.rounds:
+                return plan.feasible
             later_s = sum(r.predicted_duration_s for r in plan.rounds[1:])
-            # Against the deadline itself, not its safety fraction: checked at 0.9 of it, SEER
-            # carried fewer than it could and met every baseline in 290 cells of the policy
-            # sweep (10 seeds) against 296 at 1.0 and without the check.
-            return next_round_s(plan) + later_s >= snap.time_left_s
+            return next_round_s(plan) + later_s < snap.time_left_s
 
-        if new.feasible and overruns(new):
-            new = dataclasses.replace(new, feasible=False)
-        if not new.feasible:
+        def bound_by(plan: planner.Plan) -> str:
+            """Which budget a plan that does not fit breaks: the deadline when it is within
+            budget and only its next round's jobs overrun, else the planner's ``binding``."""
+            return "money" if not plan.feasible and plan.binding == "money" else "time"
+
+        def budget_left(binding: str) -> str:
+            if binding == "money":
+                return f"the money budget ({snap.money_left_usd:.3g} USD left)"
+            return f"the deadline ({snap.time_left_s:.0f} s left)"
+
+        # World sizes for the rounds left: chosen so that even the slowest survivor's jobs fit
+        # (a round ends when its slowest job does) when that is possible; otherwise on the
+        # mean, which cuts no survivor that the budgets left can pay for.
+        as_planned = replan(counts)
+        slow = replan(counts, wave=True)
+        new = slow if slow.feasible else as_planned
+        used = counts
+        reason = "as planned"
+        if not fits(new):
             # The rounds left no longer fit as planned (epochs took longer, overheads were
             # larger): carry fewer survivors to the target rather than stop short of it.
+            why = ("their next round's jobs would end past the deadline" if new.feasible else
+                   f"only the rounds to epoch {new.target_epochs} would fit" if new.rounds else
+                   "not even the next round would fit")
+            new = dataclasses.replace(new, feasible=False)
             for f in (0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.0):
                 fewer = tuple(max(1, min(c, math.ceil(c * f))) for c in counts)
                 if fewer == counts:
                     continue
                 candidate = replan(fewer)
-                if candidate.feasible and not overruns(candidate):
+                if fits(candidate):
                     new, used = candidate, fewer
-                    reason = f"carried fewer: the rounds left as planned no longer fit. {as_planned.message}"
+                    reason = (f"carried fewer: the rounds left with {list(counts)} survivors to epoch {rungs[-1]} no "
+                              f"longer fit the budgets left ({why}); {list(fewer)} go on to epoch {rungs[-1]}")
                     survivors, out = carry(fewer[0])
                     break
-        if not new.feasible:
+        if fits(new) and new.target_epochs < max_epochs:
+            # The plan's target is below max_epochs and the rounds to it fit: train the last
+            # round further, as far as the budgets left pay for (the most epochs first, then
+            # more survivors). Feasibility is monotone in the target: bisection.
+            stretched, target = self._bisect_target(
+                lambda t: replan(used, new.rungs[:-1] + (t,), wave=True), fits, new.target_epochs + 1, max_epochs)
+            if stretched is not None:
+                new = stretched
+                reason += f"; target raised to epoch {target} (from {rungs[-1]})"
+        if fits(new) and used == counts and self.plan.binding in ("time", "money"):
+            # A budget limited the plan, and the survivors train faster than the plan assumed,
+            # so the budgets left pay for more than eta's cut keeps: carry more survivors to the
+            # next rung, and as many more at later rungs as eta's cut keeps, as long as the
+            # rounds left fit with the slowest survivor's wall clock. Never more than half of
+            # those that reached the rung (successive halving's cut, the gentlest the planner
+            # uses), so every rung eliminates. (When no budget limited the plan, the halving
+            # stands: ample budgets are not spent for their own sake.)
+            def grown(m: int) -> tuple[int, ...]:
+                out_counts, prev = [], m
+                for j, c in enumerate(counts):
+                    g = m if j == 0 else min(prev, max(c, prev // eta))
+                    out_counts.append(g)
+                    prev = g
+                return tuple(out_counts)
+
+            def faster(m: int) -> bool:
+                return inputs_for(m, False).epoch_time_s < self.plan_epoch_time_s
+
+            lo, hi = counts[0], max(counts[0], len(ranked) // 2)
+            best_new = None
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                cand = replan(grown(mid), new.rungs, wave=True)
+                if fits(cand) and faster(mid):
+                    lo, best_new = mid, cand
+                else:
+                    hi = mid - 1
+            if best_new is not None and lo > counts[0]:
+                new, used = best_new, grown(lo)
+                carried = inputs_for(lo, True)
+                reason = (f"carried more: the trials carried measured {carried.epoch_time_s:.3g} s an epoch on one "
+                          f"worker (slowest {carried.wave_epoch_time_s or carried.epoch_time_s:.3g} s) where the plan "
+                          f"assumed {self.plan_epoch_time_s:.3g} s, so the budgets left pay for {lo} "
+                          f"survivors to epoch {rungs[0]} where eta's cut keeps {counts[0]}")
+                survivors, out = carry(lo)
+        if not fits(new):
             # Not even one survivor reaches the next planned rung after the rounds that fit:
             # train the best as far as the budget left allows rather than leave it unspent.
-            extended = self._extend_best_effort(new, rungs, used, rung, replan)
+            new = dataclasses.replace(new, feasible=False)
+            extended = self._extend_best_effort(new, rungs, used, rung, replan, fits)
             if extended is not None:
                 new = extended
-                reason = "best effort: " + as_planned.message
-                if len(new.rounds) == 1 and len(survivors) > 1:
-                    # the others stay paused at this rung, first in line to replace it
-                    self.reserve = [t.index for t in survivors[1:]] + self.reserve
-                    survivors = survivors[:1]
+            reason = (f"best effort: not one survivor reaches epoch {rungs[-1]} within the budgets left; "
+                      f"{new.survivors[-1] if new.rounds else 0} go on to epoch {new.target_epochs}")
+            if extended is not None:
+                if len(new.rounds) == 1 and len(survivors) > new.rounds[0].num_trials:
+                    # the others stay paused at this rung, first in line to replace them
+                    m = new.rounds[0].num_trials
+                    self.reserve = [t.index for t in survivors[m:]] + self.reserve
+                    survivors = survivors[:m]
         if new.rounds and new.num_finalists > new.rounds[-1].num_trials:
             new = dataclasses.replace(new, num_finalists=new.rounds[-1].num_trials)  # fewer were carried
         self.replans.append({"at_s": snap.now_s, "planned_survivors": list(counts),
                              "survivors": [r.num_trials for r in new.rounds], "reason": reason,
                              "plan": new.to_dict()})
         if not new.rounds:
-            self.finished = f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
+            self.finished = (f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
+                             + self._answer_note(snap))
             return out
-        if not new.feasible:
-            self._truncated, self._last_replan = new.message, None
-        elif self._truncated is not None:
+        target = new.target_epochs
+        if target >= max_epochs:
+            self._truncated = self._last_replan = None  # the run reaches max_epochs again
+        elif target != previous_target or self._truncated is None:
+            # the stop reason names the target, max_epochs and the budget that bound
+            stopper = replan(new.survivors[:-1] + (1,), new.rungs[:-1] + (target + 1,), wave=True)
+            self._truncated = (
+                f"BEST EFFORT: {budget_left(bound_by(stopper))} at epoch {rung} cannot carry a trial past "
+                f"epoch {target}, short of max_epochs ({max_epochs}); the best is trained to epoch {target} of "
+                f"{max_epochs} instead. {new.message}")
+            self._last_replan = None
+        else:
             self._last_replan = new.message
         self.remaining = list(new.rounds)
         # The round's record predicts what its jobs at their own measured epochs take, not the
@@ -478,33 +556,67 @@ class SeerPolicy:
         self._start_round(self.remaining.pop(0), [t.index for t in survivors], predicted_s=next_round_s(new))
         return out
 
+    def _planned_counts(self, ranked: int, rungs: tuple[int, ...]) -> tuple[int, ...]:
+        """Survivors per rung of ``rungs`` when ``ranked`` trials hold a result at this rung:
+        eta's cut (never fewer than the first plan's count at that rung, which holds its
+        finalists), and never more than reached the rung before."""
+        assert self.plan is not None
+        eta = max(2, self.plan.eta)
+        planned = {r.rung_epoch: r.num_trials for r in self.plan.rounds}
+        out, prev = [], ranked
+        for r in rungs:
+            prev = max(1, min(prev, max(planned.get(r, self.plan.num_finalists or 1), prev // eta)))
+            out.append(prev)
+        return tuple(out)
+
     @staticmethod
-    def _extend_best_effort(new: planner.Plan, rungs: tuple[int, ...], counts: tuple[int, ...], rung: int,
-                            replan: Any) -> planner.Plan | None:
+    def _bisect_target(plan_for: Any, fits: Any, lo: int, hi: int) -> tuple[planner.Plan | None, int]:
+        """The largest integer target ``t`` in ``[lo, hi]`` whose plan ``plan_for(t)`` fits, by
+        bisection (a longer last round costs more time and money): ``(plan, t)``, or
+        ``(None, lo - 1)`` when not even ``lo`` fits."""
+        best, best_t = None, lo - 1
+        a, b = lo, hi
+        while a <= b:
+            mid = (a + b) // 2
+            cand = plan_for(mid)
+            if fits(cand):
+                best, best_t, a = cand, mid, mid + 1
+            else:
+                b = mid - 1
+        return best, best_t
+
+    def _extend_best_effort(self, new: planner.Plan, rungs: tuple[int, ...], counts: tuple[int, ...], rung: int,
+                            replan: Any, fits: Any) -> planner.Plan | None:
         """The plan ``new`` (a prefix of the remaining rounds) plus one more round that trains
-        one trial to the largest epoch short of the next rung that fits the budgets left, or
-        ``None`` when not one more epoch fits. Feasibility is monotone in that epoch (a longer
-        job costs more time and money), so the epoch is found by bisection."""
+        the best trials to the largest epoch short of the next rung that fits the budgets left
+        (one trial decides the epoch; then as many as fit at it, up to the finalists
+        ``counts[-1]``: on free slots they cost no wall clock), or ``None`` when not one more
+        epoch fits."""
         p = len(new.rounds)
         if p >= len(rungs):
             return None
         lo, hi = (rungs[p - 1] if p else rung), rungs[p]
         prefix_rungs, prefix_counts = rungs[:p], counts[:p]
-        best = None
-        a, b = lo + 1, hi - 1
-        while a <= b:
-            mid = (a + b) // 2
-            cand = replan(prefix_counts + (1,), prefix_rungs + (mid,))
-            if cand.feasible:
-                best, a = cand, mid + 1
-            else:
-                b = mid - 1
+        best, target = self._bisect_target(lambda t: replan(prefix_counts + (1,), prefix_rungs + (t,)), fits,
+                                              lo + 1, hi - 1)
         if best is None:
             return None
-        target = best.rounds[-1].rung_epoch
-        msg = (f"BEST EFFORT: the budget left cannot carry a trial to epoch {hi}; the best is trained to "
-               f"epoch {target} instead. {best.message}")
-        return dataclasses.replace(best, feasible=False, message=msg)
+        for m in range(min(counts[p], counts[-1]), 1, -1):
+            cand = replan(prefix_counts + (m,), prefix_rungs + (target,))
+            if fits(cand):
+                best = cand
+                break
+        return dataclasses.replace(best, feasible=False)
+
+    def _answer_note(self, snap: Snapshot) -> str:
+        """A sentence for the stop reason when the answer is not a trial of the last completed
+        rung (a finalist dropped more than :data:`~seer_torch.policies.base.ANSWER_TOLERANCE`
+        below it); ``""`` otherwise."""
+        answer = best_at_rungs(snap.trials, self.completed_rungs)
+        if answer is None or not self.completed_rungs or answer[1] >= self.completed_rungs[-1]:
+            return ""
+        return (f" The answer is {answer[0]} at epoch {answer[1]}: the trials trained to epoch "
+                f"{self.completed_rungs[-1]} validated more than {ANSWER_TOLERANCE:g} below it.")
 
 
 def select_survivors(trials: Sequence[TrialView], rung_epoch: int, keep: int) -> list[TrialView]:

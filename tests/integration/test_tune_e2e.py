@@ -128,10 +128,11 @@ def test_seer_plan_launches_nothing(tmp_path: Path):
     out = json.loads(proc.stdout)
     assert out["plan"]["feasible"] is True
     assert out["plan"]["rounds"][-1]["rung_epoch"] == 81  # the default max_epochs
-    # two finalists (num_finalists "auto"), side by side on the two slots
+    # one finalist (the default sets num_finalists = 1), widened to both slots: on two slots two
+    # finalists would fill them at W = 1, and the default must show SEER's widening (issue 13)
     last = out["plan"]["rounds"][-1]
-    assert out["plan"]["num_finalists"] == 2 and last["num_trials"] == 2
-    assert last["num_trials"] * last["world_size"] <= 2 and last["waves"] == 1
+    assert out["plan"]["num_finalists"] == 1 and last["num_trials"] == 1
+    assert last["world_size"] == 2 and last["waves"] == 1
     # The shipped profile is a slow day's (1.92 s an epoch, 11.6 s start-up) and the plan leaves
     # out the 4 batches of probes seer tune runs first: 14 configurations (a tune run measuring
     # 1.3-1.5 s and 8-9 s ran 26-32).

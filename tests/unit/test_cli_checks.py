@@ -20,7 +20,7 @@ def test_default_experiment_passes():
     [
         ({"search_space": {**SPACE, "momentun": 0.9}}, "search_space.momentun"),
         ({"search_space": {**SPACE, "width": {"choices": [0, 32]}}}, "search_space.width"),
-        ({"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}}, "search_space.lr"),
+        ({"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}}, "search_space.lr.low"),
         ({"search_space": {"weight_decay": 0.1}}, "search_space.lr"),
         ({"model": {"name": "resnet9000"}, "search_space": SPACE}, "model.name"),
         ({"training": {"global_batch": 2048, "micro_batch_max": 64}, "search_space": SPACE}, "training.global_batch"),

@@ -142,14 +142,15 @@ def test_exploration_first_when_money_buys_about_one_full_training(tmp_path):
     res, _ = _run(tmp_path, max_configurations=64, max_epochs=27, eta=3, slots=2, ladder=[1],
                   time_s=1e6, money_usd=0.4)
     assert res["plan"]["message"].startswith("EXPLORATION FIRST")
-    # said where the run's reason is read, with the rounds the last re-plan kept
-    assert res["stop_reason"].startswith(res["plan"]["message"])
-    assert res["stop_reason"].endswith(f"Last re-plan: {res['replans'][-1]['plan']['message']}")
     assert len(res["trials"]) >= 9
-    target = res["plan"]["target_epochs"]
-    assert 1 <= target < 27 and res["best"]["epochs"] == target
+    # The re-plans train the best as far as the money left pays for, from the plan's target
+    # up (never past max_epochs); the run's reason names that target, max_epochs and the budget.
+    target = res["best"]["epochs"]
+    assert 1 <= res["plan"]["target_epochs"] <= target < 27
+    assert res["stop_reason"].startswith("BEST EFFORT: the money budget")
+    assert f"trained to epoch {target} of 27" in res["stop_reason"]
     assert res["budget"]["cost_usd"] <= 0.4
-    cfg = json.loads((tmp_path / "run" / "trials" / res["trials"][0]["trial_id"] / "config.json").read_text())
+    cfg = json.loads((tmp_path / "run" / "trials" / res["best"]["trial_id"] / "config.json").read_text())
     assert cfg["max_epochs"] == target
 
 

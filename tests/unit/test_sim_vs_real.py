@@ -43,7 +43,8 @@ def test_replaying_a_runs_rounds_reproduces_their_time_and_money(tmp_path):
     clock = SimulatedClock()
     run = Tuner(exp, tmp_path / "run", backend(clock), clock=clock).run()
     members = svr.round_members(run)
-    assert [len(m[3]) for m in members] == [r["num_trials"] for r in run["rounds"]] == [17, 11, 4]
+    # carried more than eta's cut (5 of 17), at most half of them
+    assert [len(m[3]) for m in members] == [r["num_trials"] for r in run["rounds"]] == [17, 8, 4]
     assert [m[1] for m in members] == [r["rung_epoch"] for r in run["rounds"]]
     # every round's trials stood at the rung before
     for (_, _, _, later), (_, _, _, earlier) in zip(members[1:], members):
