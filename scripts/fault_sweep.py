@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch import executor
+from seer_torch.backends.local import descendant_pids, pids_naming
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Crash, Tuner
@@ -191,16 +192,8 @@ def _seer(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout
 
 
 def _processes_of(run_dir: Path) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if str(run_dir) in cmd:
-                found.append(int(name))
-    return found
+    """Live processes whose command line names the run directory (orphans included)."""
+    return pids_naming(str(run_dir))
 
 
 def _real_write(tmp: Path, time_budget_s: float) -> Path:
@@ -213,8 +206,6 @@ def _real_write(tmp: Path, time_budget_s: float) -> Path:
 
 def _kill_during_checkpoint(cfg: Path, run_dir: Path, cwd: Path) -> None:
     """SIGKILL the tuner and every job while a second checkpoint of a trial is half-written."""
-    from seer_torch.backends.local import descendant_pids
-
     proc = subprocess.Popen([sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
                              "--quiet"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "SEER_DEBUG_SAVE_DELAY_S": "3"})

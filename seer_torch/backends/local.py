@@ -325,6 +325,23 @@ def token_pids(token: str) -> list[int]:
     return found
 
 
+def pids_naming(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``text`` (a run or trial folder:
+    its jobs, orphans included), this process excepted."""
+    found = []
+    for pid, state, _, _ in _process_table():
+        if state == "Z" or pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(pid)
+    return found
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of process group ``pgid``."""
     return [p for p, state, _, group in _process_table() if group == pgid and state != "Z"]

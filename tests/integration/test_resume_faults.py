@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from seer_torch.backends.local import pids_naming
+
 pytestmark = pytest.mark.integration
 
 EXPERIMENT = """
@@ -74,16 +76,7 @@ def _seer(args, cwd, env=None, timeout=300):
 
 def _processes_of(run_dir: Path) -> list[int]:
     """Live processes whose command line names the run directory (orphans included)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                cmd = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if str(run_dir) in cmd:
-                found.append(int(name))
-    return found
+    return pids_naming(str(run_dir))
 
 
 def _launches(trial_dir: Path) -> list[tuple[int, int]]:
