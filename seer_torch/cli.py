@@ -593,10 +593,11 @@ class _LiveStatus:
     to the terminal's width, never wrapped; it is redrawn four times a second and computes the
     time it shows when drawn (the last event's ``time_used_s`` plus the seconds since), so the
     time ticks during profiling and between launches. It is removed at the end: the event lines
-    and the summary stay. An event that only repeats the previous one's reason says its head
-    (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``); how a run
-    that did not finish ended (``interrupted``, ``failed``) is said by the command itself, on
-    stderr with where its files are, so the status leaves it out.
+    and the summary stay. The run's final status event, when it only repeats the stop reason,
+    says its head (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``);
+    other events are printed whole. How a run that did not finish ended (``interrupted``,
+    ``failed``) is said by the command itself, on stderr with where its files are, so the
+    status leaves it out.
 
     Args:
         quiet: print nothing.
@@ -604,6 +605,7 @@ class _LiveStatus:
     """
 
     _SAID_BY_THE_COMMAND = ("interrupted", "failed")
+    _FINAL_STATUSES = ("finished", "interrupted", "failed")  # Tuner.run's last event: "STATUS: stop_reason"
 
     def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         from rich.console import Console
@@ -654,8 +656,8 @@ class _LiveStatus:
         if self.quiet:
             return
         head, _, reason = msg.partition(": ")
-        if reason and reason in (head, self._last_reason):
-            msg = head
+        if head in self._FINAL_STATUSES and reason and reason in (head, self._last_reason):
+            msg = head  # the run's final status repeating its stop reason
         self._last_reason = reason
         self._msg, self._st, self._st_at_s = msg, dict(st), self._clock()
         if msg in self._SAID_BY_THE_COMMAND or head in self._SAID_BY_THE_COMMAND:

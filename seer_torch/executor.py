@@ -559,10 +559,13 @@ class Tuner:
         profile file, and count the FLOPs of the draws when the run will use them
         (:func:`draw_costs_needed`: seconds of one CPU, no slot; counted on the clock, a FLOPs
         profile and ``--time-budget 1`` used 2.5 s). A run without a directory cannot measure
-        a profile, so it counts nothing for one (it stops with an error at profiling)."""
+        a profile, so it counts nothing for one (it stops with an error at profiling). A given
+        profile is written to ``RUN_DIR/profile.json`` (atomically), as a measured one is."""
         if self.profile is None and self.exp.planner.profile is not None:
             self._event("reading profile")
             self.profile = load_profile(self.exp.planner.profile)
+        if self.profile is not None and self.run_dir is not None:
+            atomic_write_json(self.run_dir / "profile.json", self.profile.to_dict())
         if not self.draw_times_s and (self.profile is not None or self.run_dir is not None):
             self._draw_costs = draw_costs_needed(self.exp, self.profile)
         self.meter.start_s = self.clock.now()
@@ -1468,10 +1471,10 @@ class Tuner:
         trial reached (:func:`~seer_torch.policies.base.best_at_rungs` over every epoch
         reported). ``None`` when no trial reported a valid epoch.
 
-        ``results.json`` marks the answer ``"partial": true`` when its learning-rate schedule did
-        not finish: it is read at fewer epochs than the horizon of its trial's last launch
-        (``Trial.schedule_epochs``: a deadline stopped the final round, or the answer is a
-        trial kept at an earlier rung), and when the policy had no answer."""
+        ``results.json`` marks the answer ``"partial": true`` exactly when its learning-rate
+        schedule did not finish: it is read at fewer epochs than the horizon of its trial's last
+        launch (``Trial.schedule_epochs``: a deadline stopped the final round, or the answer is a
+        trial kept at an earlier rung), whether the policy or the fall-back gave it."""
         snap = self._snapshot([])
         try:
             ans = self.policy.answer(snap)
@@ -1481,12 +1484,11 @@ class Tuner:
         if ans is None:
             epochs = {e for t in snap.trials.values() for e in t.val_accuracy}
             ans = best_at_rungs(snap.trials, sorted(epochs))
-            self._partial_answer = ans is not None
         if ans is None:
             return None
         tid, epoch = ans
         trial = self.trials[tid]
-        self._partial_answer = self._partial_answer or epoch < (trial.schedule_epochs or self.exp.training.max_epochs)
+        self._partial_answer = epoch < (trial.schedule_epochs or self.exp.training.max_epochs)
         return trial, epoch
 
     def _results(self) -> dict[str, Any]:

@@ -43,11 +43,17 @@ TORCHRUN_LOG_DIR = "torchrun_logs"
 
 
 def _forget(spec: JobSpec) -> None:
+    _remove_job_files(spec.trial_dir)
+
+
+def _remove_job_files(trial_dir: Path) -> None:
+    """Remove what a job keeps in its trial folder only while it runs: ``job.json`` and
+    torchrun's log folder (called once the job has ended, whoever saw it end)."""
     try:
-        os.unlink(spec.trial_dir / JOB_FILE)
+        os.unlink(Path(trial_dir) / JOB_FILE)
     except OSError:
         pass
-    shutil.rmtree(spec.trial_dir / TORCHRUN_LOG_DIR, ignore_errors=True)
+    shutil.rmtree(Path(trial_dir) / TORCHRUN_LOG_DIR, ignore_errors=True)
 
 
 def kill_leftover_job(trial_dir: Path) -> dict | None:
@@ -58,7 +64,8 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
     ``until_epoch``) with ``"alive"`` (whether anything was still running) and ``"end_unix_s"``
     (now when it was stopped; else about when it ended by itself: its trial's last write),
     or ``None`` when the trial has no such file. A pid reused by an unrelated process (its
-    command line is not torchrun's for this trial) is left alone.
+    command line is not torchrun's for this trial) is left alone. Either way the job has ended:
+    its ``job.json`` and ``torchrun_logs/`` are removed.
     """
     path = Path(trial_dir) / JOB_FILE
     try:
@@ -98,7 +105,7 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
             except OSError:
                 pass
         info["end_unix_s"] = min(time.time(), last)
-    path.unlink(missing_ok=True)
+    _remove_job_files(trial_dir)
     return info
 
 

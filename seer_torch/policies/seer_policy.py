@@ -225,6 +225,8 @@ class SeerPolicy:
                     and view is not None and view.status == "paused"):
                 stopped_short.append(ev.index)  # the executor stopped it (a resume on fewer slots)
         self.round.queue[:0] = stopped_short  # launched again first, at the round's W
+        if stopped_short and self.current is not None and self._fit_current_round(snapshot) is None:
+            return self._finish(self._truncated or "")
         out: list[Decision] = []
         for ev in snapshot.events:
             if ev.outcome in ("diverged", "failed") and ev.index in self.members and self.current is not None:
@@ -245,6 +247,54 @@ class SeerPolicy:
 
     def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
         return best_at_rungs(snapshot.trials, self.completed_rungs)
+
+    def _fit_current_round(self, snap: Snapshot) -> int | None:
+        """The jobs of the current round still to launch (a resume on fewer slots handed some
+        back at a narrower ``W``) must end before the deadline: when they cannot reach the
+        round's rung, the rung becomes the most epochs they can reach and the rounds after it
+        (which the re-plan at the rung would otherwise adapt) are dropped (``BEST EFFORT``; every later launch takes it as its schedule's horizon).
+        Returns the rung, or ``None`` when not one more epoch fits (the run finishes with the
+        completed rungs). Each job: the measured overhead plus its epochs at its trial's own
+        measured epoch time over ``s(W)``, list-scheduled on ``num_slots // W`` lanes."""
+        assert self.ctx is not None and self.current is not None
+        rp, w = self.current, self.round.world_size
+        views = {t.index: t for t in snap.trials.values()}
+        queued = [views[i] for i in self.round.queue if i in views]
+        if not queued:
+            return rp.rung_epoch
+        speed = self.ctx.scaling.speedup_at(w)
+        overhead_s = snap.job_overhead_s if snap.job_overhead_s is not None else self.ctx.resize_s
+        default_tau = snap.epoch_time_s if snap.epoch_time_s is not None else self.ctx.epoch_time_s
+
+        def makespan_s(rung: int) -> float:
+            jobs = [overhead_s + (rung - t.epochs) * (t.epoch_time_s or default_tau) / speed for t in queued]
+            return list_scheduled_makespan_s(jobs, max(1, self.ctx.num_slots // w))
+
+        if makespan_s(rp.rung_epoch) < snap.time_left_s:
+            return rp.rung_epoch  # the rounds after it are re-planned at its rung, as always
+        start = max(t.epochs for t in queued)
+        lo, hi, best = start + 1, rp.rung_epoch - 1, None
+        while lo <= hi:  # the job's time grows with its rung: bisection
+            mid = (lo + hi) // 2
+            if makespan_s(mid) < snap.time_left_s:
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        max_epochs = self.ctx.max_epochs
+        head = (f"BEST EFFORT: the deadline ({snap.time_left_s:.0f} s left) on {self.ctx.num_slots} slot(s) "
+                f"(a resume on fewer slots) at epoch {start}")
+        if best is None:
+            self._truncated = (f"{head} cannot pay for one more epoch of round {rp.index} at W={w}; the best "
+                               f"stays at its last completed rung, short of max_epochs ({max_epochs}).")
+            return None
+        self._truncated = (f"{head} cannot carry a trial past epoch {best}, short of max_epochs ({max_epochs}); "
+                           f"the best is trained to epoch {best} of {max_epochs} instead.")
+        self._last_replan = None
+        self.current = dataclasses.replace(rp, rung_epoch=best)
+        self.round.rung_epoch = best
+        self.round_records[-1]["rung_epoch"] = best
+        self.remaining = []
+        return best
 
     def _use_slots(self, num_slots: int) -> None:
         """Plan with ``num_slots`` from now on (the snapshots say the slots changed: a resume

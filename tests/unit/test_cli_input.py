@@ -247,6 +247,17 @@ def test_the_final_message_is_said_once():
     assert screen[-1].endswith(" finished"), screen
 
 
+def test_consecutive_events_with_the_same_text_after_the_trial_id_are_printed_whole(capsys):
+    # On resume two trials are relaunched alike: only a final status repeating the stop
+    # reason is cut to its head, never an ordinary event (it printed "t013" alone).
+    status = _LiveStatus()  # plain lines
+    text = "relaunched from the start (it had no checkpoint), W=1, until epoch 1"
+    status.event(f"t012: {text}", _status())
+    status.event(f"t013: {text}", _status())
+    out = capsys.readouterr().out
+    assert f"t012: {text}" in out and f"t013: {text}" in out, out
+
+
 def test_plain_lines_say_an_interrupt_once(capsys):
     status = _LiveStatus()  # stdout is not a terminal under pytest: plain lines
     status.event("policy finished", _status())

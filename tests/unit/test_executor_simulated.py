@@ -11,6 +11,7 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import FINAL_GRACE_S, Tuner
+from seer_torch.policies.seer_policy import SeerPolicy
 
 
 def _curve(config, epoch):
@@ -20,7 +21,7 @@ def _curve(config, epoch):
 
 def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, time_s, money_usd,
          epoch_time_s=10.0, startup_s=5.0, speedup=(1.0, 1.8, 3.4, 5.4), curve=_curve,
-         backend_speedup=None, backend_epoch_time_s=None, backend_epoch_time_at=None, num_finalists=1):
+         backend_speedup=None, backend_epoch_time_s=None, backend_epoch_time_at=None, num_finalists=1, policy=None):
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"world_sizes": [1, 2, 4, 8][: len(speedup)], "speedup": list(speedup),
                                    "epoch_time_s": epoch_time_s, "startup_s": startup_s, "resize_s": startup_s}))
@@ -38,7 +39,7 @@ def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, 
     backend = SimulatedBackend(slots, clock, epoch_time_s=backend_epoch_time_s or epoch_time_s,
                                speedup=lambda w: ws[w],
                                startup_s=startup_s, curve=curve, epoch_time_at=backend_epoch_time_at)
-    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock)
+    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=policy)
     return tuner.run(), backend
 
 
@@ -249,3 +250,36 @@ def test_a_round_whose_slowest_job_would_end_past_the_deadline_is_not_started(tm
             if r["completed"]:
                 assert r["predicted_duration_s"] == pytest.approx(r["end_s"] - r["start_s"], rel=1e-6), (time_s, r)
     assert cut == []
+
+
+def test_a_run_with_a_given_profile_keeps_it_in_its_run_directory(tmp_path):
+    # The README's run-directory layout lists profile.json whether measured or given (from
+    # --profile or [planner] profile): scripts/sim_vs_real.py RUN reads it from there.
+    from seer_torch.scaling.profile import load_profile
+
+    _run(tmp_path, max_configurations=4, max_epochs=4, eta=2, slots=2, ladder=[1], time_s=1e6, money_usd=1e6)
+    kept = tmp_path / "run" / "profile.json"
+    assert kept.exists(), "a run with a given profile left no RUN/profile.json"
+    assert json.loads(kept.read_text()) == load_profile(tmp_path / "profile.json").to_dict()
+
+
+class _NoAnswer(SeerPolicy):
+    """SEER, except that it never has an answer (as when a hard limit stops a run early):
+    the executor falls back to the best trial at the most epochs reached."""
+
+    def answer(self, snapshot):
+        return None
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_the_fallback_answer_is_partial_only_when_its_schedule_did_not_finish(tmp_path, cut):
+    # README: "partial": true when `epochs` is short of its `schedule_epochs`, in every path.
+    if cut:  # the deadline stops the widened final round (the cluster gives no speedup at W=2)
+        res, _ = _run(tmp_path, max_configurations=200, max_epochs=27, eta=3, slots=4, ladder=[1, 2], time_s=420.0,
+                      money_usd=100.0, speedup=(1.0, 1.8), backend_speedup=(1.0, 1.0), policy=_NoAnswer())
+    else:
+        res, _ = _run(tmp_path, max_configurations=8, max_epochs=8, eta=2, slots=4, ladder=[1], time_s=1e6,
+                      money_usd=1e6, policy=_NoAnswer())
+    best = res["best"]
+    assert best["partial"] is (best["epochs"] < best["schedule_epochs"]), best
+    assert best["epochs"] < 27 if cut else best["epochs"] == 8

@@ -46,3 +46,33 @@ def test_killed_anywhere_resumes(tmp_path, uninterrupted, point, fewer_slots, mo
     record = fault_sweep.sim_case(tmp_path, point, clean, fewer_slots)
     assert record["crashed"], record
     assert record["finished"] and record["problems"] == [], record
+
+
+def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, monkeypatch):
+    """From the new-user check (issue 13): killed as the W = 2 finalist launched, resumed on one
+    slot. Its job at W = 1 cannot reach epoch 9 before the deadline (58 s left, 65 s needed); the
+    round's rung becomes the most epochs it can reach (BEST EFFORT, the schedule's horizon with
+    it), not a job the deadline stops half-way (which trained epochs it then threw away: the
+    answer stayed at epoch 3 with its schedule unfinished). Before the fix: a launch to epoch 9."""
+    experiment = {**fault_sweep.SIM_EXPERIMENT,
+                  "budget": {**fault_sweep.SIM_EXPERIMENT["budget"], "time_budget_s": 186.0}}
+    clean, counts = fault_sweep.count_points(tmp_path / "clean", experiment)
+    assert [r["world_size"] for r in clean["rounds"]] == [1, 1, 2] and clean["best"]["epochs"] == 9
+    exp, clock, backend = fault_sweep._sim_setup(tmp_path / "k", experiment)
+    run_dir = tmp_path / "k" / "run"
+    monkeypatch.setattr(fault_sweep.executor, "_crash_counts", {})
+    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", f"launch:{counts['launch']}")  # the W = 2 finalist's launch
+    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
+    with pytest.raises(fault_sweep.Crash):
+        fault_sweep.Tuner(exp, run_dir, backend, clock=clock).run()
+    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    backend.num_slots = 1
+    before = len(backend.launches)
+    res = fault_sweep.Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    relaunch = backend.launches[before:]
+    assert [(j.spec.world_size, j.spec.until_epoch) for j in relaunch] == [(1, 8)]
+    assert relaunch[0].result is not None and not relaunch[0].result.stopped  # it ended by itself
+    best = res["best"]
+    assert (best["epochs"], best["schedule_epochs"], best["partial"]) == (8, 8, False)
+    assert res["stop_reason"].startswith("BEST EFFORT") and "max_epochs (9)" in res["stop_reason"]
+    assert res["budget"]["time_used_s"] <= exp.budget.time_budget_s

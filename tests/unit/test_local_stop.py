@@ -35,3 +35,23 @@ def test_stopping_three_stubborn_jobs_takes_one_grace_not_three(tmp_path):
     assert backend.max_stop_s == STOP_GRACE_S + 1.0
     # Stopping again returns the same results and waits for nothing.
     assert backend.stop_many(jobs) == results
+
+
+def test_a_leftover_job_that_ended_by_itself_leaves_no_torchrun_logs(tmp_path):
+    # A SIGKILLed tuner's job ended by itself before `seer resume`: the resume's clean-up of
+    # the trial folder removes its job.json and torchrun's log folder, as a job's end does.
+    import json
+
+    from seer_torch.backends.local import JOB_FILE, TORCHRUN_LOG_DIR, kill_leftover_job
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial_dir = tmp_path / "t000"
+    (trial_dir / TORCHRUN_LOG_DIR / "none" / "attempt_0").mkdir(parents=True)
+    (trial_dir / TORCHRUN_LOG_DIR / "none" / "attempt_0" / "error.json").write_text("{}")
+    (trial_dir / JOB_FILE).write_text(json.dumps({"pid": dead.pid, "launch_unix_s": time.time() - 5.0,
+                                                  "world_size": 1, "until_epoch": 2}))
+    info = kill_leftover_job(trial_dir)
+    assert info is not None and info["alive"] is False
+    assert not (trial_dir / JOB_FILE).exists()
+    assert not (trial_dir / TORCHRUN_LOG_DIR).exists(), sorted(p.name for p in trial_dir.iterdir())
