@@ -51,11 +51,14 @@ from seer_torch.errors import ConfigError, DatasetNotFoundError
 from seer_torch.worker import TrialConfig, write_default_config
 trial_dir, nproc, until_epoch = sys.argv[1:]
 try:
-    write_default_config(trial_dir)
-    config = TrialConfig.load(trial_dir)
     for name, text in (("NPROC", nproc), ("UNTIL_EPOCH", until_epoch)):
         if not text.isdigit() or int(text) < 1:
             raise ConfigError(name, text, "an integer >= 1")
+    try:  # checked before anything is written
+        write_default_config(trial_dir)
+    except OSError as error:
+        raise ConfigError("TRIAL_DIR", trial_dir, f"a folder this user can create and write ({error.strerror})")
+    config = TrialConfig.load(trial_dir)
     plan_batch(config.global_batch, int(nproc), config.micro_batch_max)
     if int(until_epoch) > config.max_epochs:
         raise ConfigError("UNTIL_EPOCH", int(until_epoch), f"an epoch <= max_epochs={config.max_epochs} of config.json")

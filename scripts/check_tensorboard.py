@@ -13,6 +13,7 @@ TensorBoard).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -51,4 +52,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader left; say nothing more (Python's docs)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)

@@ -56,3 +56,14 @@ def test_a_run_leaves_no_torchrun_log_folder(tmp_path):
     assert "epoch 1, step" in proc.stdout
     assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("torchelastic")] == []
     assert not (tmp_path / "t" / "torchrun_logs").exists()
+
+
+@pytest.mark.parametrize("where, nproc, says", [("proc", "1", "TRIAL_DIR: got"), ("new", "0", "NPROC: got '0'")])
+def test_bad_arguments_write_nothing(tmp_path, where, nproc, says):
+    # From the new-user check: a trial folder that cannot be made was a traceback (exit 1), and a
+    # bad NPROC was refused only after the default config.json had been written.
+    trial_dir = Path(f"/proc/seer-test-{os.getpid()}/t") if where == "proc" else tmp_path / "t"
+    proc = _run(trial_dir, nproc, "1", tmp_path / "tmp")
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [proc.stderr.strip()] and says in proc.stderr, \
+        proc.stderr
+    assert not trial_dir.exists()
