@@ -23,6 +23,7 @@ import math
 import random
 import statistics
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
@@ -153,9 +154,11 @@ def money_slack_usd(money_budget_usd: float) -> float:
     return max(1e-12, 1e-9 * money_budget_usd)
 
 
-def simulate_run(case: SimulationCase, policy: str, seed: int) -> RunSummary:
+def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path | None = None) -> RunSummary:
     """Run ``policy`` once on ``case`` with ``seed`` (see the module docstring). Pure apart
-    from the simulation itself: no files, no clock, no processes."""
+    from the simulation itself: no clock, no processes, and no files unless ``run_dir`` is
+    given (then the run's journal, ``decisions.jsonl`` and ``results.json`` are written there,
+    as a real run writes them)."""
     table = case.table
     n = len(table)
     order = list(range(n))
@@ -178,7 +181,7 @@ def simulate_run(case: SimulationCase, policy: str, seed: int) -> RunSummary:
         epoch_time_at=lambda i: table.epoch_time_at(order[i]),
     )
     tuner = Tuner(
-        exp, None, backend, clock=clock, policy=make_policy(policy), profile=prof,
+        exp, run_dir, backend, clock=clock, policy=make_policy(policy), profile=prof,
         oracle_index=order.index(best_row),
         configurations=[dict(table.configs[order[i]].config) for i in range(exp.search.max_configurations)],
         draw_times_s=[table.epoch_time_at(order[i]) for i in range(min(n, exp.search.max_configurations))],
