@@ -20,11 +20,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Hyperparameters of this model and their defaults. ``width``: channels of the first
-#: two convolutions (int >= 1; the last one uses ``2 * width``). ``dropout``: probability of
-#: zeroing a pooled feature before the classifier (float in [0, 1)).
-HPARAMS: dict[str, object] = {"width": 32, "dropout": 0.0}
-
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(

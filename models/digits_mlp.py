@@ -15,10 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Hyperparameters and defaults. ``width``: hidden units (int >= 1). ``dropout``: probability of
-#: zeroing a hidden unit (float in [0, 1)).
-HPARAMS: dict[str, object] = {"width": 64, "dropout": 0.0}
-
 
 class DigitsMLP(nn.Module):
     """The ``digits_mlp`` network; see the module docstring."""

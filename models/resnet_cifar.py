@@ -12,11 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Hyperparameters of this model and their defaults. ``width``: channels of the stem and the
-#: first stage (int >= 1). ``dropout``: probability of zeroing a pooled feature before the
-#: classifier (float in [0, 1)).
-HPARAMS: dict[str, object] = {"width": 64, "dropout": 0.0}
-
 
 class ResNet18Cifar(nn.Module):
     """ResNet-18, CIFAR variant; see the module docstring.

@@ -32,28 +32,50 @@ def main() -> int:
     ap.add_argument("--target-s", type=float, default=1.0)
     args = ap.parse_args()
     table = generate_table(args.configurations, 27, 0, epoch_time_s=30.0)
-    prof = parse_profile({"name": "cifar10-resnet18-v100", "world_sizes": [1, 2, 4, 8],
-                          "speedup": [1.0, 1.85, 3.43, 5.4], "epoch_time_s": 30.0, "startup_s": 20.0, "resize_s": 20.0})
-    case = SimulationCase(table, prof, time_budget_s=4 * 3600, money_budget_usd=400.0, num_slots=64,
-                          world_size_ladder=(1, 2, 4, 8))
+    prof = parse_profile(
+        {
+            "name": "cifar10-resnet18-v100",
+            "world_sizes": [1, 2, 4, 8],
+            "speedup": [1.0, 1.85, 3.43, 5.4],
+            "epoch_time_s": 30.0,
+            "startup_s": 20.0,
+            "resize_s": 20.0,
+        }
+    )
+    case = SimulationCase(
+        table,
+        prof,
+        time_budget_s=4 * 3600,
+        money_budget_usd=400.0,
+        num_slots=64,
+        world_size_ladder=(1, 2, 4, 8),
+    )
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         r = simulate_run(case, "seer", 0)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    print(f"seer, {args.configurations} configurations: {r.num_configurations} started, answer {r.answer_id} at "
-          f"{r.answer_epochs} epochs (accuracy {r.final_accuracy:.4f}, oracle {r.oracle_accuracy:.4f}), "
-          f"simulated {r.time_used_s:.0f} s / {r.cost_usd:.2f} USD")
-    print(f"wall clock per simulated run: median {med:.3f} s, best {min(times):.3f} s over {args.repeats} runs; "
-          f"target < {args.target_s:g} s: {'MET' if med < args.target_s else 'NOT MET'}")
+    print(
+        f"seer, {args.configurations} configurations: {r.num_configurations} started, "
+        f"answer {r.answer_id} at "
+        f"{r.answer_epochs} epochs (accuracy {r.final_accuracy:.4f}, oracle {r.oracle_accuracy:.4f}), "
+        f"simulated {r.time_used_s:.0f} s / {r.cost_usd:.2f} USD"
+    )
+    print(
+        f"wall clock per simulated run: median {med:.3f} s, "
+        f"best {min(times):.3f} s over {args.repeats} runs; "
+        f"target < {args.target_s:g} s: {'MET' if med < args.target_s else 'NOT MET'}"
+    )
     for name in POLICY_NAMES:
         if name == "seer":
             continue
         t0 = time.perf_counter()
         r = simulate_run(case, name, 0)
-        print(f"  {name:>16}: {time.perf_counter() - t0:.3f} s, {r.num_configurations} configurations, "
-              f"accuracy {r.final_accuracy if r.final_accuracy is None else round(r.final_accuracy, 4)}")
+        print(
+            f"  {name:>16}: {time.perf_counter() - t0:.3f} s, {r.num_configurations} configurations, "
+            f"accuracy {r.final_accuracy if r.final_accuracy is None else round(r.final_accuracy, 4)}"
+        )
     return 0
 
 

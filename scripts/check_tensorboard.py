@@ -33,8 +33,10 @@ def check_trial(tb_dir: Path) -> bool:
             values = [(e.step, int(e.value)) for e in acc.Scalars(tag)]
             changes = [f"W {a[1]}->{b[1]} at step {b[0]}" for a, b in zip(values, values[1:]) if a[1] != b[1]]
             extra = "; " + ", ".join(changes) if changes else ""
-        print(f"{tb_dir.name:>12} {tag:<34} {len(steps):6d} points, steps {steps[0]}..{steps[-1]}"
-              f" {'strictly increasing' if monotone else 'REPEATED OR BACKWARD STEPS'}{extra}")
+        print(
+            f"{tb_dir.name:>12} {tag:<34} {len(steps):6d} points, steps {steps[0]}..{steps[-1]}"
+            f" {'strictly increasing' if monotone else 'REPEATED OR BACKWARD STEPS'}{extra}"
+        )
     return ok
 
 

@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seer_torch import executor
 from seer_torch.backends.local import descendant_pids, pids_naming
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
-from seer_torch.executor import Crash, Tuner
+from seer_torch.executor import Crash, Tuner, journal
+from seer_torch.policies.registry import make_policy
 
 POINTS = ("launch", "job_end", "decide")
 
@@ -48,7 +48,8 @@ def _curve(config: dict[str, Any], epoch: int) -> float:
 
 
 SIM_EXPERIMENT = {
-    "name": "sweep", "seed": 5,
+    "name": "sweep",
+    "seed": 5,
     "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 64},
     # a deadline that makes SEER widen its last round to W = 2 (so fewer slots matter)
     "budget": {"time_budget_s": 210.0, "money_budget_usd": 1e6, "price_usd_per_slot_hour": 3.6},
@@ -65,25 +66,28 @@ def _sim_setup(tmp: Path, experiment: dict[str, Any]):
     profile.write_text(json.dumps(SIM_PROFILE))
     exp = parse_experiment({**experiment, "planner": {"profile": str(profile), "num_finalists": 1}})
     clock = SimulatedClock()
-    backend = SimulatedBackend(2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.8}.__getitem__, startup_s=5.0,
-                               curve=_curve)
+    backend = SimulatedBackend(
+        2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.8}.__getitem__, startup_s=5.0, curve=_curve
+    )
     return exp, clock, backend
 
 
-def count_points(tmp: Path, experiment: dict[str, Any] = SIM_EXPERIMENT) -> tuple[dict[str, Any], dict[str, int]]:
+def count_points(
+    tmp: Path, experiment: dict[str, Any] = SIM_EXPERIMENT
+) -> tuple[dict[str, Any], dict[str, int]]:
     """The uninterrupted run's results and how often it passes each journal point."""
     counts: dict[str, int] = {}
-    real_hook = executor.debug_crash_point
+    real_hook = journal.debug_crash_point
 
     def counting(point: str) -> None:
         counts[point] = counts.get(point, 0) + 1
 
     exp, clock, backend = _sim_setup(tmp, experiment)
-    executor.debug_crash_point = counting
+    journal.debug_crash_point = counting
     try:
-        clean = Tuner(exp, tmp / "run", backend, clock=clock).run()
+        clean = Tuner(exp, tmp / "run", backend, policy=make_policy("seer"), clock=clock).run()
     finally:
-        executor.debug_crash_point = real_hook
+        journal.debug_crash_point = real_hook
     return clean, counts
 
 
@@ -91,17 +95,22 @@ def _epochs_repeat(rows_by_trial: dict[str, list[int]]) -> list[str]:
     return [tid for tid, epochs in rows_by_trial.items() if epochs != list(range(1, len(epochs) + 1))]
 
 
-def sim_case(tmp: Path, point: str, clean: dict[str, Any], fewer_slots: bool,
-             experiment: dict[str, Any] = SIM_EXPERIMENT) -> dict[str, Any]:
+def sim_case(
+    tmp: Path,
+    point: str,
+    clean: dict[str, Any],
+    fewer_slots: bool,
+    experiment: dict[str, Any] = SIM_EXPERIMENT,
+) -> dict[str, Any]:
     """Kill the simulated run at ``point`` ("launch:3"), resume, and check; returns a record."""
     exp, clock, backend = _sim_setup(tmp, experiment)
     run_dir = tmp / "run"
-    executor._crash_counts.clear()
+    journal._crash_counts.clear()
     os.environ["SEER_DEBUG_CRASH_AT"] = point
     os.environ["SEER_DEBUG_CRASH_MODE"] = "exception"
     crashed = False
     try:
-        Tuner(exp, run_dir, backend, clock=clock).run()
+        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
     except Crash:
         crashed = True
     finally:
@@ -113,7 +122,7 @@ def sim_case(tmp: Path, point: str, clean: dict[str, Any], fewer_slots: bool,
         backend.num_slots = 1  # the leftover jobs are stopped by the resume before anything launches
     problems: list[str] = []
     try:
-        res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+        res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     except Exception as e:  # noqa: BLE001 - a sweep reports every failure
         record.update(finished=False, problems=[f"resume raised {type(e).__name__}: {e}"])
         return record
@@ -133,8 +142,11 @@ def sim_case(tmp: Path, point: str, clean: dict[str, Any], fewer_slots: bool,
     rows = {tid: [int(r["epoch"]) for r in backend._rows.get(tid, [])] for tid in backend._rows}
     if _epochs_repeat(rows):
         problems.append(f"epochs repeated in {_epochs_repeat(rows)}")
-    record.update(finished=state["status"] == "finished", problems=problems,
-                  best=best and {k: best[k] for k in ("trial_id", "epochs", "val_accuracy")})
+    record.update(
+        finished=state["status"] == "finished",
+        problems=problems,
+        best=best and {k: best[k] for k in ("trial_id", "epochs", "val_accuracy")},
+    )
     return record
 
 
@@ -145,9 +157,12 @@ def simulated_sweep(tmp: Path) -> dict[str, Any]:
     for i, point in enumerate(points):
         for fewer in (False, True):
             cases.append(sim_case(tmp / f"c{i}-{int(fewer)}", point, clean, fewer))
-    return {"clean_best": {k: clean["best"][k] for k in ("trial_id", "epochs", "val_accuracy")},
-            "clean_world_sizes": [r["world_size"] for r in clean["rounds"]],
-            "points": counts, "cases": cases}
+    return {
+        "clean_best": {k: clean["best"][k] for k in ("trial_id", "epochs", "val_accuracy")},
+        "clean_world_sizes": [r["world_size"] for r in clean["rounds"]],
+        "points": counts,
+        "cases": cases,
+    }
 
 
 # -- real ------------------------------------------------------------------------------------
@@ -182,13 +197,25 @@ weight_decay = 0.0005
 width = { choices = [32] }
 dropout = 0.0
 """
-REAL_PROFILE = {"name": "fixed", "world_sizes": [1, 2], "speedup": [1.0, 1.6], "epoch_time_s": 1.5,
-                "startup_s": 1.0, "resize_s": 1.0}
+REAL_PROFILE = {
+    "name": "fixed",
+    "world_sizes": [1, 2],
+    "speedup": [1.0, 1.6],
+    "epoch_time_s": 1.5,
+    "startup_s": 1.0,
+    "resize_s": 1.0,
+}
 
 
 def _seer(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600):
-    return subprocess.run([sys.executable, "-m", "seer_torch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "seer_torch.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _processes_of(run_dir: Path) -> list[int]:
@@ -206,13 +233,19 @@ def _real_write(tmp: Path, time_budget_s: float) -> Path:
 
 def _kill_during_checkpoint(cfg: Path, run_dir: Path, cwd: Path) -> None:
     """SIGKILL the tuner and every job while a second checkpoint of a trial is half-written."""
-    proc = subprocess.Popen([sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
-                             "--quiet"], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "SEER_DEBUG_SAVE_DELAY_S": "3"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "SEER_DEBUG_SAVE_DELAY_S": "3"},
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if any((f.parent / "checkpoint.pt").exists() for f in run_dir.glob("trials/*/.checkpoint.pt.*.tmp")):
+            if any(
+                (f.parent / "checkpoint.pt").exists() for f in run_dir.glob("trials/*/.checkpoint.pt.*.tmp")
+            ):
                 break
             time.sleep(0.05)
         for pid in [proc.pid, *descendant_pids(proc.pid)]:
@@ -224,24 +257,33 @@ def _kill_during_checkpoint(cfg: Path, run_dir: Path, cwd: Path) -> None:
         proc.wait(timeout=60)
 
 
-def real_case(tmp: Path, point: str, clean: dict[str, Any] | None, slots: int, time_budget_s: float) -> dict[str, Any]:
+def real_case(
+    tmp: Path, point: str, clean: dict[str, Any] | None, slots: int, time_budget_s: float
+) -> dict[str, Any]:
     cfg = _real_write(tmp, time_budget_s)
     run_dir = tmp / "run"
     if point == "checkpoint":
         _kill_during_checkpoint(cfg, run_dir, tmp)
     else:
-        proc = _seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"], cwd=tmp,
-                     env={"SEER_DEBUG_CRASH_AT": point})
+        proc = _seer(
+            ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+            cwd=tmp,
+            env={"SEER_DEBUG_CRASH_AT": point},
+        )
         if proc.returncode != -signal.SIGKILL:
-            return {"point": point, "slots": slots, "finished": False,
-                    "problems": [f"tune was not killed at {point} (exit {proc.returncode})"]}
+            return {
+                "point": point,
+                "slots": slots,
+                "finished": False,
+                "problems": [f"tune was not killed at {point} (exit {proc.returncode})"],
+            }
     time.sleep(1.0)
     args = ["resume", str(run_dir), "--quiet"] + (["--slots", str(slots)] if slots != 2 else [])
     proc = _seer(args, cwd=tmp)
     problems: list[str] = []
     record: dict[str, Any] = {"point": point, "slots": slots, "resume_exit": proc.returncode}
     if proc.returncode != 0:
-        problems.append(f"resume exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] }")
+        problems.append(f"resume exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
     res = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     best = res.get("best")
     if best is None:
@@ -259,8 +301,11 @@ def real_case(tmp: Path, point: str, clean: dict[str, Any] | None, slots: int, t
         epochs = [int(json.loads(x)["epoch"]) for x in m.read_text().splitlines()] if m.exists() else []
         if epochs != list(range(1, len(epochs) + 1)):
             problems.append(f"{d.name}: metrics epochs {epochs}")
-        launches = [line for line in (d / "stdout.log").read_text().splitlines()
-                    if line.startswith("=== launch")] if (d / "stdout.log").exists() else []
+        launches = (
+            [line for line in (d / "stdout.log").read_text().splitlines() if line.startswith("=== launch")]
+            if (d / "stdout.log").exists()
+            else []
+        )
         record.setdefault("launches", {})[d.name] = len(launches)
     tmps = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*.tmp")]
     if tmps:
@@ -268,8 +313,11 @@ def real_case(tmp: Path, point: str, clean: dict[str, Any] | None, slots: int, t
     procs = _processes_of(run_dir)
     if procs:
         problems.append(f"processes left: {procs}")
-    record.update(finished=proc.returncode == 0 and best is not None, problems=problems,
-                  best=best and {k: best[k] for k in ("trial_id", "epochs", "val_accuracy", "world_sizes")})
+    record.update(
+        finished=proc.returncode == 0 and best is not None,
+        problems=problems,
+        best=best and {k: best[k] for k in ("trial_id", "epochs", "val_accuracy", "world_sizes")},
+    )
     return record
 
 
@@ -279,14 +327,19 @@ def real_sweep(tmp: Path, num_points: int, time_budget_s: float) -> dict[str, An
     if proc.returncode != 0:
         raise SystemExit(f"the uninterrupted real run failed: {proc.stderr[-2000:]}")
     clean = json.loads((tmp / "clean" / "run" / "results.json").read_text())
-    points = ["launch:2", "decide:2", "job_end:2", "launch:4", "checkpoint", "decide:4", "job_end:4"][:num_points]
+    points = ["launch:2", "decide:2", "job_end:2", "launch:4", "checkpoint", "decide:4", "job_end:4"][
+        :num_points
+    ]
     cases = []
     for i, point in enumerate(points):
         for slots in (2, 1):
             cases.append(real_case(tmp / f"r{i}-{slots}", point, clean, slots, time_budget_s))
             print(json.dumps(cases[-1]), flush=True)
-    return {"clean_best": clean["best"], "clean_world_sizes": [r["world_size"] for r in clean["rounds"]],
-            "cases": cases}
+    return {
+        "clean_best": clean["best"],
+        "clean_world_sizes": [r["world_size"] for r in clean["rounds"]],
+        "cases": cases,
+    }
 
 
 def _tally(part: dict[str, Any]) -> str:
@@ -296,15 +349,25 @@ def _tally(part: dict[str, Any]) -> str:
     for slots in sorted({c["slots"] for c in cases}, reverse=True):
         sub = [c for c in cases if c["slots"] == slots]
         by[slots] = f"{sum(1 for c in sub if c.get('finished') and not c.get('problems'))}/{len(sub)}"
-    return f"{len(ok)}/{len(cases)} resumes clean (" + ", ".join(f"{s} slot(s): {v}" for s, v in by.items()) + ")"
+    return (
+        f"{len(ok)}/{len(cases)} resumes clean ("
+        + ", ".join(f"{s} slot(s): {v}" for s, v in by.items())
+        + ")"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-simulated", action="store_true", help="skip the simulated sweep")
-    ap.add_argument("--real", type=int, default=0, metavar="K", help="also kill a real run at K points (max 7)")
-    ap.add_argument("--real-time-budget", type=float, default=60.0,
-                    help="deadline of the real run, seconds (short enough that SEER widens its last round)")
+    ap.add_argument(
+        "--real", type=int, default=0, metavar="K", help="also kill a real run at K points (max 7)"
+    )
+    ap.add_argument(
+        "--real-time-budget",
+        type=float,
+        default=60.0,
+        help="deadline of the real run, seconds (short enough that SEER widens its last round)",
+    )
     ap.add_argument("--out", help="write every case as JSON here")
     args = ap.parse_args(argv)
     out: dict[str, Any] = {}
@@ -312,15 +375,18 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpdir)
         if not args.no_simulated:
             out["simulated"] = simulated_sweep(tmp / "sim")
-            print(f"simulated: {len(out['simulated']['cases']) // 2} kill points "
-                  f"({out['simulated']['points']}), world sizes {out['simulated']['clean_world_sizes']}: "
-                  f"{_tally(out['simulated'])}")
+            print(
+                f"simulated: {len(out['simulated']['cases']) // 2} kill points "
+                f"({out['simulated']['points']}), world sizes {out['simulated']['clean_world_sizes']}: "
+                f"{_tally(out['simulated'])}"
+            )
             for c in out["simulated"]["cases"]:
                 if c.get("problems") or not c.get("finished"):
                     print(f"  {c['point']} slots={c['slots']}: {c.get('problems')}")
         if args.real:
             out["real"] = real_sweep(tmp / "real", args.real, args.real_time_budget)
-            print(f"real: {args.real} kill points, world sizes {out['real']['clean_world_sizes']}: {_tally(out['real'])}")
+            sizes = out["real"]["clean_world_sizes"]
+            print(f"real: {args.real} kill points, world sizes {sizes}: {_tally(out['real'])}")
             for c in out["real"]["cases"]:
                 if c.get("problems") or not c.get("finished"):
                     print(f"  {c['point']} slots={c['slots']}: {c.get('problems')}")

@@ -42,6 +42,7 @@ from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import load_experiment
 from seer_torch.executor import Tuner
 from seer_torch.policies.base import Finish, Launch, PolicyContext, RoundTracker, Snapshot
+from seer_torch.policies.registry import make_policy
 from seer_torch.runfiles import read_metrics
 from seer_torch.scaling.profile import load_profile
 
@@ -94,9 +95,12 @@ def round_members(results: dict) -> list[tuple[int, int, int, list[int]]]:
     for r in results["rounds"]:
         if not r.get("completed"):
             break
-        idx = [int(t["trial_id"][1:]) for t in results["trials"]
-               if t["epochs"] >= r["rung_epoch"]
-               or (t["status"] in ("failed", "diverged") and previous <= t["epochs"] < r["rung_epoch"])]
+        idx = [
+            int(t["trial_id"][1:])
+            for t in results["trials"]
+            if t["epochs"] >= r["rung_epoch"]
+            or (t["status"] in ("failed", "diverged") and previous <= t["epochs"] < r["rung_epoch"])
+        ]
         members.append((r["index"], r["rung_epoch"], r["world_size"], sorted(idx)))
         previous = r["rung_epoch"]
     return members
@@ -119,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     # What was left when the rounds started (profiling came first, and is not simulated).
     start_s = rounds[0]["start_s"]
     spent_before = real["budget"]["cost_usd"] - sum(r["cost_usd"] for r in real["rounds"])
-    sim_exp = exp.with_overrides(time_budget_s=exp.budget.time_budget_s - start_s,
-                                 money_budget_usd=exp.budget.money_budget_usd - spent_before)
+    sim_exp = exp.with_overrides(
+        time_budget_s=exp.budget.time_budget_s - start_s,
+        money_budget_usd=exp.budget.money_budget_usd - spent_before,
+    )
     val: dict[int, dict[int, float]] = {}
     own_epoch_s: dict[int, float] = {}
     predicted_epoch_s: dict[int, float] = {}
@@ -128,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         from seer_torch.scaling.profiler import configurations_flops
 
         flops = configurations_flops(exp, [t["config"] for t in real["trials"]])
-        predicted_epoch_s = {int(t["trial_id"][1:]): profile.epoch_time_for(f) for t, f in zip(real["trials"], flops)}
+        predicted_epoch_s = {
+            int(t["trial_id"][1:]): profile.epoch_time_for(f) for t, f in zip(real["trials"], flops)
+        }
     for t in real["trials"]:
         index = int(t["trial_id"][1:])
         rows = read_metrics(run / "trials" / t["trial_id"] / "metrics.jsonl")
@@ -148,44 +156,84 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"run_dir": str(run), "profile": profile.to_dict(), "simulations": {}}
     for mode in ("profile", "per-trial"):
-        def backend_for(clock: SimulatedClock) -> SimulatedBackend:
+
+        def backend_for(clock: SimulatedClock, mode: str = mode) -> SimulatedBackend:
             return SimulatedBackend(
-                exp.resources.num_slots, clock, epoch_time_s=profile.epoch_time_s, speedup=profile.scaling.speedup_at,
-                startup_s=profile.startup_s, relaunch_s=profile.resize_s, resize_s=profile.resize_s,
+                exp.resources.num_slots,
+                clock,
+                epoch_time_s=profile.epoch_time_s,
+                speedup=profile.scaling.speedup_at,
+                startup_s=profile.startup_s,
+                relaunch_s=profile.resize_s,
+                resize_s=profile.resize_s,
                 val_at=val_at,
-                epoch_time_at=lambda i: (own_epoch_s if mode == "per-trial" else predicted_epoch_s).get(i, profile.epoch_time_s),
+                epoch_time_at=lambda i: (own_epoch_s if mode == "per-trial" else predicted_epoch_s).get(
+                    i, profile.epoch_time_s
+                ),
             )
 
         clock = SimulatedClock()
-        replay = Tuner(sim_exp.with_overrides(time_budget_s=1e9, money_budget_usd=1e9), None, backend_for(clock),
-                       clock=clock, profile=profile, policy=ReplayPolicy(members, exp.training.max_epochs)).run()
+        replay = Tuner(
+            sim_exp.with_overrides(time_budget_s=1e9, money_budget_usd=1e9),
+            None,
+            backend_for(clock),
+            clock=clock,
+            profile=profile,
+            policy=ReplayPolicy(members, exp.training.max_epochs),
+        ).run()
         clock = SimulatedClock()
-        seer = Tuner(sim_exp, None, backend_for(clock), clock=clock, profile=profile).run()
+        seer = Tuner(
+            sim_exp, None, backend_for(clock), policy=make_policy("seer"), clock=clock, profile=profile
+        ).run()
         rows = []
         for r, s in zip(rounds, replay["rounds"]):
             real_d, sim_d = r["end_s"] - r["start_s"], s["end_s"] - s["start_s"]
-            rows.append({
-                "round": r["index"], "rung_epoch": r["rung_epoch"], "num_trials": r["num_trials"],
-                "world_size": r["world_size"], "sim_num_trials": s["num_trials"], "sim_world_size": s["world_size"],
-                "real_s": real_d, "sim_s": sim_d, "time_diff": (sim_d - real_d) / real_d,
-                "real_usd": r["cost_usd"], "sim_usd": s["cost_usd"], "money_diff": (s["cost_usd"] - r["cost_usd"]) / r["cost_usd"],
-            })
-        within = all(abs(x["time_diff"]) <= args.tolerance and abs(x["money_diff"]) <= args.tolerance for x in rows)
+            rows.append(
+                {
+                    "round": r["index"],
+                    "rung_epoch": r["rung_epoch"],
+                    "num_trials": r["num_trials"],
+                    "world_size": r["world_size"],
+                    "sim_num_trials": s["num_trials"],
+                    "sim_world_size": s["world_size"],
+                    "real_s": real_d,
+                    "sim_s": sim_d,
+                    "time_diff": (sim_d - real_d) / real_d,
+                    "real_usd": r["cost_usd"],
+                    "sim_usd": s["cost_usd"],
+                    "money_diff": (s["cost_usd"] - r["cost_usd"]) / r["cost_usd"],
+                }
+            )
+        within = all(
+            abs(x["time_diff"]) <= args.tolerance and abs(x["money_diff"]) <= args.tolerance for x in rows
+        )
         replayed = len(rows) == len(rounds) and all(x["num_trials"] == x["sim_num_trials"] for x in rows)
         seer_shape = [(x["num_trials"], x["world_size"]) for x in seer["rounds"]]
-        report["simulations"][mode] = {"rounds": rows, "within_tolerance": within, "replayed_every_round": replayed,
-                                       "seer_in_simulator_rounds": seer_shape,
-                                       "seer_in_simulator_best": seer["best"] and seer["best"]["trial_id"],
-                                       "real_best": real["best"] and real["best"]["trial_id"]}
-        print(f"\n{mode}: {'ALL WITHIN' if within else 'NOT ALL WITHIN'} {args.tolerance:.0%}"
-              f"{'' if replayed else ' (NOT every round replayed)'}; SEER in the simulator would carry "
-              f"{[n for n, _ in seer_shape]} at W {[w for _, w in seer_shape]}, real "
-              f"{[r['num_trials'] for r in rounds]}; best real {report['simulations'][mode]['real_best']}, "
-              f"SEER simulated {report['simulations'][mode]['seer_in_simulator_best']}")
-        print(f"{'round':>5} {'rung':>4} {'n':>3} {'W':>2} {'real s':>8} {'sim s':>8} {'diff':>7} {'real USD':>9} {'sim USD':>9} {'diff':>7}")
+        report["simulations"][mode] = {
+            "rounds": rows,
+            "within_tolerance": within,
+            "replayed_every_round": replayed,
+            "seer_in_simulator_rounds": seer_shape,
+            "seer_in_simulator_best": seer["best"] and seer["best"]["trial_id"],
+            "real_best": real["best"] and real["best"]["trial_id"],
+        }
+        print(
+            f"\n{mode}: {'ALL WITHIN' if within else 'NOT ALL WITHIN'} {args.tolerance:.0%}"
+            f"{'' if replayed else ' (NOT every round replayed)'}; SEER in the simulator would carry "
+            f"{[n for n, _ in seer_shape]} at W {[w for _, w in seer_shape]}, real "
+            f"{[r['num_trials'] for r in rounds]}; best real {report['simulations'][mode]['real_best']}, "
+            f"SEER simulated {report['simulations'][mode]['seer_in_simulator_best']}"
+        )
+        print(
+            f"{'round':>5} {'rung':>4} {'n':>3} {'W':>2} {'real s':>8} {'sim s':>8} {'diff':>7} "
+            f"{'real USD':>9} {'sim USD':>9} {'diff':>7}"
+        )
         for x in rows:
-            print(f"{x['round']:>5} {x['rung_epoch']:>4} {x['num_trials']:>3} {x['world_size']:>2} {x['real_s']:>8.1f} "
-                  f"{x['sim_s']:>8.1f} {x['time_diff']:>+7.1%} {x['real_usd']:>9.4f} {x['sim_usd']:>9.4f} {x['money_diff']:>+7.1%}")
+            print(
+                f"{x['round']:>5} {x['rung_epoch']:>4} {x['num_trials']:>3} {x['world_size']:>2} "
+                f"{x['real_s']:>8.1f} {x['sim_s']:>8.1f} {x['time_diff']:>+7.1%} "
+                f"{x['real_usd']:>9.4f} {x['sim_usd']:>9.4f} {x['money_diff']:>+7.1%}"
+            )
     out = Path(args.out) if args.out else run / "sim_vs_real.json"
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")

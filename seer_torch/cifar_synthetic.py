@@ -100,7 +100,8 @@ def _dump(obj: object, path: str) -> None:
 
 
 def write_synthetic_cifar10(
-    root: str | os.PathLike[str], num_train: int = 10000, num_test: int = 2000, seed: int = 0, noise: float = 48.0
+    root: str | os.PathLike[str], num_train: int = 10000, num_test: int = 2000, seed: int = 0,
+    noise: float = 48.0,
 ) -> str:
     """Write a synthetic CIFAR-10 folder ``root/cifar-10-batches-py/`` in torchvision's layout.
 
@@ -121,13 +122,15 @@ def write_synthetic_cifar10(
             the synthetic marker.
     """
     if num_train < MIN_NUM_TRAIN:
-        raise ValueError(f"num_train: got {num_train}; allowed: an integer >= {MIN_NUM_TRAIN} (5000 go to validation)")
+        raise ValueError(f"num_train: got {num_train}; allowed: an integer >= {MIN_NUM_TRAIN} "
+                         "(5000 go to validation)")
     if num_test < 1:
         raise ValueError(f"num_test: got {num_test}; allowed: an integer >= 1")
     root = os.path.abspath(os.fspath(root))
     folder = os.path.join(root, BASE_FOLDER)
     if os.path.isdir(folder) and os.listdir(folder) and not os.path.isfile(os.path.join(folder, MARKER_FILE)):
-        raise ValueError(f"root: {folder!r} already holds a CIFAR-10 folder without {MARKER_FILE}; refusing to overwrite it")
+        raise ValueError(f"root: {folder!r} already holds a CIFAR-10 folder without {MARKER_FILE}; "
+                         "refusing to overwrite it")
     os.makedirs(folder, exist_ok=True)
     marker_path = os.path.join(folder, MARKER_FILE)
     if os.path.exists(marker_path):
@@ -140,7 +143,8 @@ def write_synthetic_cifar10(
             _Py2Str(b"batch_label"): _Py2Str(f"synthetic {name}".encode()),
             _Py2Str(b"labels"): [int(v) for v in labels],
             _Py2Str(b"data"): _images(templates, labels, rng, noise),
-            _Py2Str(b"filenames"): [_Py2Str(f"synthetic_{name}_{i:05d}.png".encode()) for i in range(labels.shape[0])],
+            _Py2Str(b"filenames"): [_Py2Str(f"synthetic_{name}_{i:05d}.png".encode())
+                                    for i in range(labels.shape[0])],
         }
         _dump(entry, os.path.join(folder, name))
 
@@ -153,7 +157,8 @@ def write_synthetic_cifar10(
            _Py2Str(b"num_cases_per_batch"): int(bounds[1]), _Py2Str(b"num_vis"): 3072},
           os.path.join(folder, META_FILE))
     files = {
-        name: {"bytes": os.path.getsize(os.path.join(folder, name)), "sha256": _sha256(os.path.join(folder, name))}
+        name: {"bytes": os.path.getsize(os.path.join(folder, name)),
+               "sha256": _sha256(os.path.join(folder, name))}
         for name in (*TRAIN_FILES, TEST_FILE, META_FILE)
     }
     marker = {
@@ -229,7 +234,8 @@ def synthetic_cifar10_class() -> type:
 
             def _load_meta(self) -> None:
                 if not verify_synthetic_folder(self.root):
-                    raise RuntimeError("Dataset metadata file not found or corrupted (synthetic CIFAR-10 folder)")
+                    raise RuntimeError(
+                        "Dataset metadata file not found or corrupted (synthetic CIFAR-10 folder)")
                 with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as file:
                     self.classes = pickle.load(file, encoding="latin1")[self.meta["key"]]
                 self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
@@ -252,6 +258,6 @@ def cifar10_dataset_class(root: str) -> type:
 
 
 __all__ = [
-    "BASE_FOLDER", "MARKER_FILE", "MIN_NUM_TRAIN", "cifar10_dataset_class", "is_synthetic_cifar10", "read_marker",
-    "synthetic_cifar10_class", "verify_synthetic_folder", "write_synthetic_cifar10",
+    "BASE_FOLDER", "MARKER_FILE", "MIN_NUM_TRAIN", "cifar10_dataset_class", "is_synthetic_cifar10",
+    "read_marker", "synthetic_cifar10_class", "verify_synthetic_folder", "write_synthetic_cifar10",
 ]

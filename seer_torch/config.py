@@ -18,10 +18,11 @@ import os
 import random
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from seer_torch.errors import ConfigError
 
@@ -179,7 +180,7 @@ class Experiment:
         money_budget_usd: float | None = None,
         num_slots: int | None = None,
         profile: str | None = None,
-    ) -> "Experiment":
+    ) -> Experiment:
         """A copy with the CLI's overrides applied and validated.
 
         Raises:
@@ -187,7 +188,9 @@ class Experiment:
         """
         budget = self.budget
         if time_budget_s is not None:
-            budget = dataclasses.replace(budget, time_budget_s=_positive_float("budget.time_budget_s", time_budget_s))
+            budget = dataclasses.replace(
+                budget, time_budget_s=_positive_float("budget.time_budget_s", time_budget_s)
+            )
         if money_budget_usd is not None:
             budget = dataclasses.replace(
                 budget, money_budget_usd=_positive_float("budget.money_budget_usd", money_budget_usd)
@@ -280,11 +283,37 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     Raises:
         ConfigError: unknown keys, wrong types, out-of-range values or impossible combinations.
     """
+    name, seed = _parse_top_level(raw)
+    sections = _section_tables(raw)
+    data = _parse_data(sections["data"])
+    exp = Experiment(
+        name=name,
+        seed=seed,
+        data=data,
+        model=_parse_model(sections["model"], data.dataset),
+        training=_parse_training(sections["training"]),
+        budget=_parse_budget(sections["budget"]),
+        resources=_parse_resources(sections["resources"]),
+        search=SearchSpec(max_configurations=_positive_int(
+            "search.max_configurations", sections["search"].get("max_configurations", 64))),
+        planner=_parse_planner(sections["planner"], source),
+        failures=_parse_failures(sections["failures"]),
+        search_space=_parse_space(raw.get("search_space", {})),
+        source=source,
+    )
+    _check_combinations(exp)
+    return exp
+
+
+def _parse_top_level(raw: Mapping[str, Any]) -> tuple[str, int]:
+    """The top-level keys checked; returns ``name`` and ``seed``."""
     allowed_top = {"name", "seed", "search_space", *_SECTIONS}
     for key in raw:
         if key not in allowed_top:
             raise ConfigError(
-                key, raw[key], f"one of the top-level keys {', '.join(sorted(allowed_top))}" + did_you_mean(key, allowed_top)
+                key, raw[key],
+                f"one of the top-level keys {', '.join(sorted(allowed_top))}"
+                + did_you_mean(key, allowed_top),
             )
     name = raw.get("name", "experiment")
     if (
@@ -294,9 +323,14 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
         or any(c in name for c in "/\\") or not name.isprintable()
     ):
         # The name becomes part of a path (runs/NAME-TIMESTAMP): no separators, no control characters.
-        raise ConfigError("name", name, "a non-empty string without '/', '\\' or control characters, other than '.' and '..'")
-    seed = _nonnegative_int("seed", raw.get("seed", 0))
+        raise ConfigError("name", name,
+                          "a non-empty string without '/', '\\' or control characters, "
+                          "other than '.' and '..'")
+    return name, _nonnegative_int("seed", raw.get("seed", 0))
 
+
+def _section_tables(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each section's table (empty when absent), its keys checked against its dataclass."""
     sections: dict[str, Any] = {}
     for section, cls in _SECTIONS.items():
         table = raw.get(section, {})
@@ -310,63 +344,75 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
                     f"one of the keys of [{section}]: {', '.join(sorted(names))}" + did_you_mean(key, names),
                 )
         sections[section] = table
+    return sections
 
-    d = sections["data"]
+
+def _parse_data(d: Mapping[str, Any]) -> DataSpec:
     dataset = d.get("dataset", "digits")
     if dataset not in DATASETS:
-        raise ConfigError("data.dataset", dataset, f"one of {', '.join(DATASETS)}" + did_you_mean(dataset, DATASETS))
+        raise ConfigError("data.dataset", dataset,
+                          f"one of {', '.join(DATASETS)}" + did_you_mean(dataset, DATASETS))
     data_dir = d.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ConfigError("data.data_dir", data_dir, "a folder path (string)")
     if dataset == "cifar10":
         if not data_dir:
-            raise ConfigError("data.data_dir", data_dir, "a local folder holding cifar-10-batches-py/ (required for cifar10)")
+            raise ConfigError("data.data_dir", data_dir,
+                              "a local folder holding cifar-10-batches-py/ (required for cifar10)")
         if not Path(data_dir).expanduser().is_dir():
             raise ConfigError("data.data_dir", data_dir, "an existing folder holding cifar-10-batches-py/")
         data_dir = str(Path(data_dir).expanduser().resolve())
-    data = DataSpec(dataset=dataset, data_dir=data_dir)
+    return DataSpec(dataset=dataset, data_dir=data_dir)
 
-    m = sections["model"]
+
+def _parse_model(m: Mapping[str, Any], dataset: str) -> ModelSpec:
     model_name = m.get("name", "digits_cnn" if dataset == "digits" else "resnet18_cifar")
     if not isinstance(model_name, str) or not model_name:
         raise ConfigError("model.name", model_name, "a model name from seer_torch.models.MODEL_NAMES")
-    model = ModelSpec(name=model_name)
+    return ModelSpec(name=model_name)
 
-    t = sections["training"]
-    training = TrainingSpec(
+
+def _parse_training(t: Mapping[str, Any]) -> TrainingSpec:
+    return TrainingSpec(
         max_epochs=_positive_int("training.max_epochs", t.get("max_epochs", 27)),
         min_epochs=_int_or_auto("training.min_epochs", t.get("min_epochs", AUTO), 1),
         eta=_int_or_auto("training.eta", t.get("eta", AUTO), 2),
         global_batch=_positive_int("training.global_batch", t.get("global_batch", 64)),
-        micro_batch_max=_positive_int("training.micro_batch_max", t.get("micro_batch_max", t.get("global_batch", 64))),
+        micro_batch_max=_positive_int("training.micro_batch_max",
+                                      t.get("micro_batch_max", t.get("global_batch", 64))),
     )
 
-    b = sections["budget"]
-    budget = BudgetSpec(
+
+def _parse_budget(b: Mapping[str, Any]) -> BudgetSpec:
+    return BudgetSpec(
         time_budget_s=_positive_float("budget.time_budget_s", b.get("time_budget_s", 420.0)),
         money_budget_usd=_positive_float("budget.money_budget_usd", b.get("money_budget_usd", 0.40)),
-        price_usd_per_slot_hour=_nonnegative_float("budget.price_usd_per_slot_hour", b.get("price_usd_per_slot_hour", 3.06)),
-        billing_granularity_s=_nonnegative_float("budget.billing_granularity_s", b.get("billing_granularity_s", 0.0)),
+        price_usd_per_slot_hour=_nonnegative_float("budget.price_usd_per_slot_hour",
+                                                   b.get("price_usd_per_slot_hour", 3.06)),
+        billing_granularity_s=_nonnegative_float("budget.billing_granularity_s",
+                                                 b.get("billing_granularity_s", 0.0)),
         billing_minimum_s=_nonnegative_float("budget.billing_minimum_s", b.get("billing_minimum_s", 0.0)),
     )
 
-    r = sections["resources"]
+
+def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
     ladder_raw = r.get("world_size_ladder", [1, 2, 4, 8])
     ladder_problem = _ladder_problem(ladder_raw)
     if ladder_problem:
         raise ConfigError(
             "resources.world_size_ladder", ladder_raw,
-            f"a strictly increasing list of positive integers starting at 1, such as [1, 2, 4, 8] ({ladder_problem})",
+            "a strictly increasing list of positive integers starting at 1, such as [1, 2, 4, 8] "
+            f"({ladder_problem})",
         )
-    resources_ = ResourceSpec(
+    return ResourceSpec(
         num_slots=_positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
         world_size_ladder=tuple(ladder_raw),
     )
 
-    s = sections["search"]
-    search = SearchSpec(max_configurations=_positive_int("search.max_configurations", s.get("max_configurations", 64)))
 
-    pl = sections["planner"]
+def _parse_planner(pl: Mapping[str, Any], source: str) -> PlannerSpec:
+    """``[planner]``; a relative ``profile`` path is relative to the experiment file's folder
+    (``source``), or to the working directory without one."""
     safety = pl.get("safety_fraction", 0.9)
     if not _is_number(safety) or not 0.1 <= safety <= 1.0:
         raise ConfigError("planner.safety_fraction", safety, "a number in [0.1, 1.0]")
@@ -380,46 +426,29 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     max_world_size = pl.get("max_world_size")
     if max_world_size is not None:
         max_world_size = _positive_int("planner.max_world_size", max_world_size)
-    planner = PlannerSpec(
+    return PlannerSpec(
         safety_fraction=float(safety),
         profile=profile,
         num_finalists=_int_or_auto("planner.num_finalists", pl.get("num_finalists", AUTO), 1),
         max_world_size=max_world_size,
     )
 
-    fl = sections["failures"]
+
+def _parse_failures(fl: Mapping[str, Any]) -> FailureSpec:
     hang = fl.get("hang_timeout_s", 600.0)
     if not _is_number(hang) or not math.isfinite(hang) or hang <= 0:
         raise ConfigError("failures.hang_timeout_s", hang, "a finite number of seconds > 0")
-    failures = FailureSpec(
+    return FailureSpec(
         max_failures=_nonnegative_int("failures.max_failures", fl.get("max_failures", 2)),
         hang_timeout_s=float(hang),
     )
-
-    space = _parse_space(raw.get("search_space", {}))
-
-    exp = Experiment(
-        name=name,
-        seed=seed,
-        data=data,
-        model=model,
-        training=training,
-        budget=budget,
-        resources=resources_,
-        search=search,
-        planner=planner,
-        failures=failures,
-        search_space=space,
-        source=source,
-    )
-    _check_combinations(exp)
-    return exp
 
 
 def _check_combinations(exp: Experiment) -> None:
     t = exp.training
     if t.min_epochs is not None and t.min_epochs > t.max_epochs:
-        raise ConfigError("training.min_epochs", t.min_epochs, f"at most training.max_epochs ({t.max_epochs})")
+        raise ConfigError("training.min_epochs", t.min_epochs,
+                          f"at most training.max_epochs ({t.max_epochs})")
     if t.micro_batch_max > t.global_batch:
         raise ConfigError(
             "training.micro_batch_max", t.micro_batch_max, f"at most training.global_batch ({t.global_batch})"
@@ -468,7 +497,8 @@ def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
                 if keys != {"choices"}:
                     extra = ", ".join(sorted(keys - {"choices"}))
                     raise ConfigError(
-                        fld, dict(spec), f"either {{ choices = [...] }} or {{ distribution, low, high }}, not both "
+                        fld, dict(spec),
+                        "either { choices = [...] } or { distribution, low, high }, not both "
                         f"(remove {extra})",
                     )
                 choices = spec["choices"]
@@ -489,12 +519,14 @@ def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
                     problems.append("missing " + ", ".join(sorted(expected - keys)))
                 raise ConfigError(
                     fld, dict(spec),
-                    f"a table with exactly distribution, low and high, or {{ choices = [...] }} ({'; '.join(problems)})",
+                    "a table with exactly distribution, low and high, or { choices = [...] } "
+                    f"({'; '.join(problems)})",
                 )
             dist = spec["distribution"]
             if dist not in DISTRIBUTIONS:
                 raise ConfigError(
-                    f"{fld}.distribution", dist, f"one of {', '.join(DISTRIBUTIONS)}" + did_you_mean(dist, DISTRIBUTIONS)
+                    f"{fld}.distribution", dist,
+                    f"one of {', '.join(DISTRIBUTIONS)}" + did_you_mean(dist, DISTRIBUTIONS),
                 )
             low, high = spec["low"], spec["high"]
             for bound, v in (("low", low), ("high", high)):
@@ -562,9 +594,9 @@ def _existing_file(fld: str, v: str) -> str:
     if not p.is_file():
         head = v.rpartition(":")[0]
         if head and Path(head).expanduser().is_file():
-            raise ConfigError(fld, v, "one profile of your model (from `seer profile` or a `seer tune` run); FILE:NAME "
-                                      "picks a public profile for `seer simulate` only: those carry no epoch time or "
-                                      "start-up of your model")
+            raise ConfigError(fld, v, "one profile of your model (from `seer profile` or a `seer tune` "
+                                      "run); FILE:NAME picks a public profile for `seer simulate` only: "
+                                      "those carry no epoch time or start-up of your model")
         raise ConfigError(fld, v, "an existing scaling-profile JSON file")
     return str(p.resolve())
 

@@ -152,7 +152,8 @@ class LearningCurveTable:
         for i, item in enumerate(configs_raw):
             entry = _parse_entry(f"configs[{i}]", item, max_epochs)
             if entry.id in seen:
-                raise TableError(f"configs[{i}].id", entry.id, f"a unique id (configs[{seen[entry.id]}] has it too)")
+                raise TableError(f"configs[{i}].id", entry.id,
+                                 f"a unique id (configs[{seen[entry.id]}] has it too)")
             seen[entry.id] = i
             entries.append(entry)
         table = object.__new__(cls)  # skip __post_init__: everything is validated already
@@ -280,13 +281,15 @@ def _parse_entry(where: str, item: Any, max_epochs: int) -> CurveEntry:
         raise TableError(where, _short(item), "a JSON object {id, config, val, test?, epoch_time_s?}")
     unknown = sorted(set(item) - _CONFIG_KEYS)
     if unknown:
-        raise TableError(f"{where}.{unknown[0]}", _short(item[unknown[0]]), f"only the keys {', '.join(sorted(_CONFIG_KEYS))}")
+        raise TableError(f"{where}.{unknown[0]}", _short(item[unknown[0]]),
+                         f"only the keys {', '.join(sorted(_CONFIG_KEYS))}")
     cid = item.get("id")
     if not isinstance(cid, str) or not cid:
         raise TableError(f"{where}.id", cid, "a non-empty string")
     config = item.get("config")
     if not isinstance(config, Mapping):
-        raise TableError(f"{where}.config", _short(config), "a JSON object (the configuration's hyperparameters)")
+        raise TableError(f"{where}.config", _short(config),
+                         "a JSON object (the configuration's hyperparameters)")
     if "val" not in item:
         raise TableError(f"{where}.val", None, f"a list of {max_epochs} accuracies (required)")
     val = _parse_curve(f"{where}.val", item["val"], max_epochs)
@@ -300,7 +303,8 @@ def _parse_curve(where: str, curve: Any, max_epochs: int) -> tuple[float, ...]:
     if not isinstance(curve, (list, tuple)):
         raise TableError(where, _short(curve), f"a list of {max_epochs} accuracies (one per epoch)")
     if len(curve) != max_epochs:
-        raise TableError(f"{where}", f"a list of length {len(curve)}", f"exactly max_epochs={max_epochs} values")
+        raise TableError(f"{where}", f"a list of length {len(curve)}",
+                         f"exactly max_epochs={max_epochs} values")
     out = []
     diverged_at = None
     for e, v in enumerate(curve):
@@ -376,6 +380,66 @@ def generate_table(
     """
     import numpy as np
 
+    n_div, n_col = _check_generate_args(num_configurations, max_epochs, seed, epoch_time_s, noise,
+                                        divergence_fraction, collapse_fraction, epoch_time_spread)
+    n, epochs = num_configurations, max_epochs
+    # The draws' order is part of the table: each step draws from ``gen`` after the one before.
+    configs = _draw_configurations(random.Random(seed), n)
+    gen = np.random.default_rng(seed)
+    clean, log_lr = _clean_curves(gen, configs, epochs)
+    div_idx, col_idx = _pick_divergent_and_collapsing(gen, log_lr, n_div, n_col)
+    _collapse_late(gen, clean, col_idx)
+    val, test = _add_noise(gen, clean, log_lr, noise)
+    _diverge(gen, val, test, div_idx)
+    if epoch_time_spread > 0:
+        width = np.array([c["width"] for c in configs], dtype=float)
+        own_times = epoch_time_s * np.sqrt(width / 64.0) * np.exp(gen.normal(0.0, epoch_time_spread, n))
+    else:
+        own_times = None
+    return LearningCurveTable(
+        name=name or f"parametric-{n}x{epochs}-seed{seed}",
+        max_epochs=epochs,
+        epoch_time_s=float(epoch_time_s),
+        configs=_entries(configs, val, test, own_times),
+        meta={
+            "source": "seer_torch.curves.generate_table",
+            "seed": seed,
+            "noise": noise,
+            "divergence_fraction": divergence_fraction,
+            "collapse_fraction": collapse_fraction,
+            "epoch_time_spread": epoch_time_spread,
+            "diverged": sorted(int(i) for i in div_idx),
+            "collapsed": sorted(int(i) for i in col_idx),
+        },
+    )
+
+
+def _entries(configs: list[dict[str, Any]], val: Any, test: Any, own_times: Any) -> tuple[CurveEntry, ...]:
+    """One :class:`CurveEntry` per configuration, with ids ``t000``, ``t001``, ..."""
+    n = len(configs)
+    ids_width = max(3, len(str(max(n - 1, 0))))
+    entries = tuple(
+        CurveEntry(
+            id=f"t{i:0{ids_width}d}",
+            config=MappingProxyType(configs[i]),
+            val=tuple(float(v) for v in val[i]),
+            test=tuple(float(v) for v in test[i]),
+            epoch_time_s=float(own_times[i]) if own_times is not None else None,
+        )
+        for i in range(n)
+    )
+    return entries
+
+
+def _check_generate_args(num_configurations: Any, max_epochs: Any, seed: Any, epoch_time_s: Any, noise: Any,
+                         divergence_fraction: Any, collapse_fraction: Any,
+                         epoch_time_spread: Any) -> tuple[int, int]:
+    """:func:`generate_table`'s arguments checked; returns how many configurations diverge and
+    how many collapse.
+
+    Raises:
+        ConfigError: an argument is out of range.
+    """
     _check_int("num_configurations", num_configurations, 1)
     _check_int("max_epochs", max_epochs, 1)
     _check_int("seed", seed, 0)
@@ -386,15 +450,18 @@ def generate_table(
     ):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= high:
             raise ConfigError(fname, value, f"a float in [0, {high}]")
-    n, epochs = num_configurations, max_epochs
+    n = num_configurations
     n_div = round(divergence_fraction * n)
     n_col = min(round(collapse_fraction * n), n - n_div)
     if divergence_fraction + collapse_fraction > 1.0 + 1e-9:
         raise ConfigError("collapse_fraction", collapse_fraction,
                           f"at most 1 - divergence_fraction = {1 - divergence_fraction:g}")
+    return n_div, n_col
 
-    rng = random.Random(seed)
-    gen = np.random.default_rng(seed)
+
+def _draw_configurations(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """``n`` configurations: ``lr`` log-uniform in [1e-3, 1], ``weight_decay`` log-uniform in
+    [1e-5, 1e-2], ``width`` from 16-128, ``dropout`` uniform in [0, 0.5]."""
     widths = (16, 32, 64, 128)
     configs = []
     for _ in range(n):
@@ -404,6 +471,15 @@ def generate_table(
             "width": rng.choice(widths),
             "dropout": round(rng.uniform(0.0, 0.5), 4),
         })
+    return configs
+
+
+def _clean_curves(gen: Any, configs: list[dict[str, Any]], epochs: int) -> tuple[Any, Any]:
+    """The noiseless curves ``(n, epochs)`` of :func:`generate_table`'s formula, and each
+    configuration's ``log10(lr)``."""
+    import numpy as np
+
+    n = len(configs)
     log_lr = np.array([math.log10(c["lr"]) for c in configs])
     log_wd = np.array([math.log10(c["weight_decay"]) for c in configs])
     width = np.array([c["width"] for c in configs], dtype=float)
@@ -426,13 +502,29 @@ def generate_table(
 
     e = np.arange(1, epochs + 1, dtype=float)
     clean = a[:, None] - (a[:, None] - CHANCE) * (1.0 + e[None, :] / tau[:, None]) ** -alpha[:, None]
+    return clean, log_lr
 
-    # Late collapse (finite) for a few configurations.
+
+def _pick_divergent_and_collapsing(gen: Any, log_lr: Any, n_div: int, n_col: int) -> tuple[Any, Any]:
+    """The indices of the configurations that diverge (mostly the largest learning rates) and
+    of those that collapse late (drawn from the rest)."""
+    import numpy as np
+
+    n = len(log_lr)
     order = gen.permutation(n)
     lr_score = log_lr + gen.normal(0.0, 0.35, n)
     div_idx = np.argsort(-lr_score, kind="stable")[:n_div]  # mostly the largest learning rates
     rest = [i for i in order if i not in set(div_idx.tolist())]
     col_idx = np.array(rest[:n_col], dtype=int)
+    return div_idx, col_idx
+
+
+def _collapse_late(gen: Any, clean: Any, col_idx: Any) -> None:
+    """Late collapse (finite), in place: from an epoch in the last third, each of ``col_idx``
+    decays towards a floor above chance."""
+    import numpy as np
+
+    epochs = clean.shape[1]
     for i in col_idx:
         start = int(gen.integers(max(1, (2 * epochs) // 3), epochs + 1))  # 1-based epoch
         level = clean[i, start - 1]
@@ -441,7 +533,14 @@ def generate_table(
         floor = CHANCE + gen.uniform(0.0, 0.3)
         clean[i] = np.where(k >= 0, level - (level - floor) * decay, clean[i])
 
-    # Noise: per-epoch Gaussian with a little carry-over from the epoch before.
+
+def _add_noise(gen: Any, clean: Any, log_lr: Any, noise: float) -> tuple[Any, Any]:
+    """``(val, test)``: ``val`` with per-epoch Gaussian noise with a little carry-over from the
+    epoch before; ``test`` the clean curve minus a small generalisation gap, with its own noise;
+    both clipped to [0, 1]."""
+    import numpy as np
+
+    n, epochs = clean.shape
     scale = noise * (1.0 + np.clip(log_lr + 1.0, 0.0, 1.0))
     raw_noise = gen.normal(0.0, 1.0, (n, epochs))
     smooth = np.empty_like(raw_noise)
@@ -451,44 +550,18 @@ def generate_table(
     val = np.clip(clean + scale[:, None] * smooth, 0.0, 1.0)
     gap = gen.uniform(0.0, 0.02, n)
     test = np.clip(clean - gap[:, None] + scale[:, None] * gen.normal(0.0, 1.0, (n, epochs)), 0.0, 1.0)
+    return val, test
 
-    # Divergence: NaN from a (mostly early) epoch on.
+
+def _diverge(gen: Any, val: Any, test: Any, div_idx: Any) -> None:
+    """Divergence, in place: NaN from a (mostly early) epoch on for each of ``div_idx``."""
+    import numpy as np
+
+    epochs = val.shape[1]
     for i in div_idx:
         start = 1 + min(epochs - 1, int(epochs * gen.beta(1.0, 2.5)))
         val[i, start - 1:] = np.nan
         test[i, start - 1:] = np.nan
-
-    if epoch_time_spread > 0:
-        own_times = epoch_time_s * np.sqrt(width / 64.0) * np.exp(gen.normal(0.0, epoch_time_spread, n))
-    else:
-        own_times = None
-    ids_width = max(3, len(str(max(n - 1, 0))))
-    entries = tuple(
-        CurveEntry(
-            id=f"t{i:0{ids_width}d}",
-            config=MappingProxyType(configs[i]),
-            val=tuple(float(v) for v in val[i]),
-            test=tuple(float(v) for v in test[i]),
-            epoch_time_s=float(own_times[i]) if own_times is not None else None,
-        )
-        for i in range(n)
-    )
-    return LearningCurveTable(
-        name=name or f"parametric-{n}x{epochs}-seed{seed}",
-        max_epochs=epochs,
-        epoch_time_s=float(epoch_time_s),
-        configs=entries,
-        meta={
-            "source": "seer_torch.curves.generate_table",
-            "seed": seed,
-            "noise": noise,
-            "divergence_fraction": divergence_fraction,
-            "collapse_fraction": collapse_fraction,
-            "epoch_time_spread": epoch_time_spread,
-            "diverged": sorted(int(i) for i in div_idx),
-            "collapsed": sorted(int(i) for i in col_idx),
-        },
-    )
 
 
 def _check_int(field: str, value: Any, low: int) -> None:

@@ -3,7 +3,8 @@
 Two datasets, each returned whole as in-memory tensors (:class:`Splits`):
 
 - ``"digits"``: scikit-learn's 8x8 handwritten digits (1797 images, ships with scikit-learn,
-  nothing is downloaded; read from scikit-learn's own data file, see :func:`_digits_arrays`). Split 1257 / 270 / 270 (train / validation / test, about 70/15/15)
+  nothing is downloaded; read from scikit-learn's own data file, see :func:`_digits_arrays`).
+  Split 1257 / 270 / 270 (train / validation / test, about 70/15/15)
   by a permutation with the fixed split seed :data:`DIGITS_SPLIT_SEED`, independent of the
   experiment's seed, so every trial and every run sees the same split.
 - ``"cifar10"``: read from ``data_dir`` in torchvision's layout (``cifar-10-batches-py/``),
@@ -332,7 +333,8 @@ def _cifar_missing(root: str, missing: list[str]) -> DatasetNotFoundError:
     folder = os.path.join(root, "cifar-10-batches-py")
     return DatasetNotFoundError(
         f"CIFAR-10 not found or incomplete: looked in {folder!r} (data_dir={root!r}); missing or unreadable: "
-        f"{', '.join(missing)}. data_dir must contain cifar-10-batches-py/ with data_batch_1 .. data_batch_5, "
+        f"{', '.join(missing)}. data_dir must contain cifar-10-batches-py/ with "
+        "data_batch_1 .. data_batch_5, "
         f"test_batch and batches.meta (the standard torchvision layout, the extracted "
         f"cifar-10-python.tar.gz). Nothing is downloaded: fetch and extract it there yourself."
     )
@@ -350,10 +352,12 @@ def check_cifar10_folder(data_dir: str | None) -> str:
             :data:`CIFAR10_FILES`; the message names the folder and the missing files.
     """
     if not data_dir:
-        raise ConfigError("data.data_dir", data_dir, "a folder containing cifar-10-batches-py/ (required for cifar10)")
+        raise ConfigError("data.data_dir", data_dir,
+                          "a folder containing cifar-10-batches-py/ (required for cifar10)")
     root = os.path.abspath(os.path.expanduser(data_dir))
     folder = os.path.join(root, "cifar-10-batches-py")
-    missing = [f"cifar-10-batches-py/{file}" for file in CIFAR10_FILES if not os.path.isfile(os.path.join(folder, file))]
+    missing = [f"cifar-10-batches-py/{file}" for file in CIFAR10_FILES
+               if not os.path.isfile(os.path.join(folder, file))]
     if missing:
         raise _cifar_missing(root, missing)
     return root
@@ -388,7 +392,8 @@ def check_cifar10_integrity(data_dir: str | None) -> str:
         ok = all(check_integrity(os.path.join(root, CIFAR10.base_folder, name), md5) for name, md5 in files)
         what = "the MD5s of the CIFAR-10 release"
     if not ok:
-        raise _cifar_missing(root, [f"a readable, uncorrupted copy (the files do not match {what}: corrupted)"])
+        raise _cifar_missing(root,
+                             [f"a readable, uncorrupted copy (the files do not match {what}: corrupted)"])
     return root
 
 

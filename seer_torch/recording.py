@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.config import Experiment, sample_configurations
@@ -46,12 +47,14 @@ def trial_ids(count: int) -> list[str]:
     return [f"t{i:0{width}d}" for i in range(count)]
 
 
-def recording_config(exp: Experiment, trial_id: str, configuration: dict[str, Any], epochs: int) -> dict[str, Any]:
+def recording_config(exp: Experiment, trial_id: str, configuration: dict[str, Any],
+                     epochs: int) -> dict[str, Any]:
     """A recorded trial's ``config.json``: the tune run's, with the schedule spanning ``epochs``,
     the test split evaluated every epoch, and no TensorBoard."""
     from seer_torch.executor import trial_config
 
-    return {**trial_config(exp, trial_id, configuration, None, schedule_epochs=epochs), "test_every_epoch": True}
+    config = trial_config(exp, trial_id, configuration, None, schedule_epochs=epochs)
+    return {**config, "test_every_epoch": True}
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ def record_table(
         WorkerError: a trial failed :data:`MAX_ATTEMPTS` times (the others still ran; rerun to
             retry it, the completed trials are kept).
     """
-    if isinstance(num_configurations, bool) or not isinstance(num_configurations, int) or num_configurations < 1:
+    if (isinstance(num_configurations, bool) or not isinstance(num_configurations, int)
+            or num_configurations < 1):
         raise ConfigError("--configurations", num_configurations, "an integer >= 1")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError("--epochs", epochs, "an integer >= 1")
@@ -119,10 +123,34 @@ def record_table(
     configs = {tid: recording_config(exp, tid, conf, epochs) for tid, conf in zip(ids, configurations)}
     _check_configs(configs)
     _claim_run_dir(run_dir, exp, epochs)
+    done, pending = _recorded_and_pending(run_dir, configs, epochs)
+    on_event(f"{len(done)} of {num_configurations} configurations already recorded in {run_dir}; "
+             f"{len(pending)} to run, {backend.num_slots} at a time")
+    failed = _run_pending(backend, run_dir, pending, done, epochs=epochs,
+                          num_configurations=num_configurations, on_event=on_event, poll_s=poll_s)
+    if failed:
+        lines = "; ".join(f"{tid}: {why}" for tid, why in sorted(failed.items()))
+        raise WorkerError(
+            f"{len(failed)} of {num_configurations} configurations failed ({lines}); the other "
+            f"{len(done)} are kept in {run_dir}: run the same command again to retry"
+        )
+    table = build_table(exp, ids, configurations, done, epochs)
+    if out is not None:
+        table.save(out)
+    return table
 
+
+def _recorded_and_pending(run_dir: Path, configs: dict[str, dict[str, Any]],
+                          epochs: int) -> tuple[dict[str, TrialCurves], list[str]]:
+    """Each trial's ``config.json`` written (or checked, when there); returns the complete
+    trials' curves and the ids still to run, in order.
+
+    Raises:
+        ConfigError: a trial folder holds another recording's ``config.json``.
+    """
     pending: list[str] = []
     done: dict[str, TrialCurves] = {}
-    for tid in ids:
+    for tid, config in configs.items():
         d = run_dir / "trials" / tid
         path = d / "config.json"
         if path.exists():
@@ -130,22 +158,28 @@ def record_table(
                 existing = json.loads(path.read_text())
             except ValueError:
                 existing = None
-            if existing != configs[tid]:
+            if existing != config:
                 raise ConfigError(
                     "--run-dir", str(run_dir),
                     f"a fresh folder or one holding this same recording ({d / 'config.json'} differs "
                     f"from what this experiment draws for {tid})",
                 )
         else:
-            atomic_write_json(path, configs[tid])
+            atomic_write_json(path, config)
         curves = trial_curves(read_metrics(d / "metrics.jsonl"), epochs)
         if curves is not None:
             done[tid] = curves
         else:
             pending.append(tid)
-    on_event(f"{len(done)} of {num_configurations} configurations already recorded in {run_dir}; "
-             f"{len(pending)} to run, {backend.num_slots} at a time")
+    return done, pending
 
+
+def _run_pending(backend: Backend, run_dir: Path, pending: list[str], done: dict[str, TrialCurves], *,
+                 epochs: int, num_configurations: int, on_event: Callable[[str], None],
+                 poll_s: float) -> dict[str, str]:
+    """Run the pending trials, ``backend.num_slots`` at a time, each to ``epochs`` at ``W = 1``
+    (a failed one once more); adds the complete ones to ``done`` and returns why each of the
+    others failed. Running jobs are stopped when this ends by an exception."""
     attempts: dict[str, int] = {}
     failed: dict[str, str] = {}
     running: dict[str, Any] = {}
@@ -155,7 +189,8 @@ def record_table(
             while pending and len(running) < backend.num_slots:
                 tid = pending.pop(0)
                 attempts[tid] = attempts.get(tid, 0) + 1
-                spec = JobSpec(trial_id=tid, trial_dir=run_dir / "trials" / tid, world_size=1, until_epoch=epochs)
+                spec = JobSpec(trial_id=tid, trial_dir=run_dir / "trials" / tid, world_size=1,
+                               until_epoch=epochs)
                 running[tid] = backend.launch(spec)
             finished = [(tid, res) for tid, h in running.items() if (res := backend.poll(h)) is not None]
             for tid, res in finished:
@@ -175,20 +210,12 @@ def record_table(
     finally:
         for h in running.values():
             backend.stop(h)
-    if failed:
-        lines = "; ".join(f"{tid}: {why}" for tid, why in sorted(failed.items()))
-        raise WorkerError(
-            f"{len(failed)} of {num_configurations} configurations failed ({lines}); the other "
-            f"{len(done)} are kept in {run_dir}: run the same command again to retry"
-        )
-    table = build_table(exp, ids, configurations, done, epochs)
-    if out is not None:
-        table.save(out)
-    return table
+    return failed
 
 
 def build_table(
-    exp: Experiment, ids: list[str], configurations: list[dict[str, Any]], done: dict[str, TrialCurves], epochs: int
+    exp: Experiment, ids: list[str], configurations: list[dict[str, Any]], done: dict[str, TrialCurves],
+    epochs: int,
 ) -> LearningCurveTable:
     """The table from complete trials' curves. Pure."""
     all_times = [t for tid in ids for t in done[tid].epoch_times_s]
@@ -238,7 +265,7 @@ def _finish(
 
 
 def _check_configs(configs: dict[str, dict[str, Any]]) -> None:
-    from seer_torch.worker import TrialConfig
+    from seer_torch.training.config import TrialConfig
 
     for i, (tid, conf) in enumerate(configs.items()):
         try:
@@ -265,5 +292,6 @@ def _claim_run_dir(run_dir: Path, exp: Experiment, epochs: int) -> None:
             )
         return
     if (run_dir / "trials").exists() and any((run_dir / "trials").iterdir()):
-        raise ConfigError("--run-dir", str(run_dir), f"a fresh folder or one made by seer bench record (no {path})")
+        raise ConfigError("--run-dir", str(run_dir),
+                          f"a fresh folder or one made by seer bench record (no {path})")
     atomic_write_json(path, meta)

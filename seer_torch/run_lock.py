@@ -45,14 +45,16 @@ class RunDirLock:
             os.close(self._fd)  # closing the only descriptor of the open file releases the flock
             self._fd = None
 
-    def __enter__(self) -> "RunDirLock":
+    def __enter__(self) -> RunDirLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
 
-def lock_run_dir(run_dir: str | os.PathLike[str], *, field: str = "--run-dir", create: bool = False) -> RunDirLock:
+def lock_run_dir(
+    run_dir: str | os.PathLike[str], *, field: str = "--run-dir", create: bool = False
+) -> RunDirLock:
     """Take the exclusive lock of ``run_dir`` without waiting.
 
     Args:
@@ -74,7 +76,9 @@ def lock_run_dir(run_dir: str | os.PathLike[str], *, field: str = "--run-dir", c
             path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as e:
-        raise ConfigError(field, str(path), f"a folder this user can create and write ({e.strerror})") from None
+        raise ConfigError(
+            field, str(path), f"a folder this user can create and write ({e.strerror})"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -83,11 +87,14 @@ def lock_run_dir(run_dir: str | os.PathLike[str], *, field: str = "--run-dir", c
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             who = f"process {holder}" if holder else "another process"
             raise RunDirInUse(
-                field, str(path),
-                f"a run directory no other seer process is using ({who} holds {path / LOCK_FILE}: wait for it to "
-                "end, or stop it with Ctrl-C or SIGTERM and then `seer resume`)",
+                field,
+                str(path),
+                f"a run directory no other seer process is using ({who} holds {path / LOCK_FILE}: "
+                "wait for it to end, or stop it with Ctrl-C or SIGTERM and then `seer resume`)",
             ) from None
-        raise ConfigError(field, str(path), f"a folder on a file system that supports locks ({e.strerror})") from None
+        raise ConfigError(
+            field, str(path), f"a folder on a file system that supports locks ({e.strerror})"
+        ) from None
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -10,11 +10,14 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False
+) -> None:
     """Write a file atomically: ``write(f)`` fills a temporary file in the same folder, which is
     fsynced and then renamed over ``path`` with ``os.replace``. On any error the temporary file
     is removed and ``path`` is untouched. The file gets the ordinary permissions of the umask.
@@ -75,14 +78,20 @@ DURABLE_FILE = "checkpoint.json"
 
 #: Temporary files of the worker's writes in a trial folder (:func:`atomic_write`'s
 #: ``.NAME.*.tmp``, and ``checkpoint.prev.pt.<pid>.tmp`` of the checkpoint's rotation).
-_WORKER_TEMPORARIES = (".checkpoint.pt.*.tmp", "checkpoint.prev.pt.*.tmp", ".checkpoint.json.*.tmp",
-                       ".metrics.jsonl.*.tmp")
+_WORKER_TEMPORARIES = (
+    ".checkpoint.pt.*.tmp",
+    "checkpoint.prev.pt.*.tmp",
+    ".checkpoint.json.*.tmp",
+    ".metrics.jsonl.*.tmp",
+)
 
 
 def write_durable_epoch(trial_dir: str | os.PathLike[str], epoch: int, step: int) -> None:
     """Write :data:`DURABLE_FILE` (atomically): the checkpoint in ``trial_dir`` holds ``epoch``
     epochs and ``step`` optimizer steps (0 and 0: no checkpoint)."""
-    atomic_write_text(Path(trial_dir) / DURABLE_FILE, json.dumps({"epoch": int(epoch), "step": int(step)}) + "\n")
+    atomic_write_text(
+        Path(trial_dir) / DURABLE_FILE, json.dumps({"epoch": int(epoch), "step": int(step)}) + "\n"
+    )
 
 
 def durable_epoch(trial_dir: str | os.PathLike[str]) -> int | None:

@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import Experiment, parse_experiment
@@ -35,27 +36,34 @@ from seer_torch.policies.base import Policy
 from seer_torch.scaling.profile import Profile
 
 __all__ = [
-    "POLICY_NAMES", "RunSummary", "SimulationCase", "make_policy", "simulate_run", "summarize",
+    "POLICY_NAMES",
+    "RunSummary",
+    "SimulationCase",
+    "make_policy",
+    "simulate_run",
+    "summarize",
 ]
 
 POLICY_NAMES = ("seer", "sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle")
 
 
 def make_policy(name: str) -> Policy:
-    """A fresh policy object by name (one of :data:`POLICY_NAMES`).
+    """A fresh policy object by name (one of :data:`POLICY_NAMES`), from
+    :func:`seer_torch.policies.registry.make_policy`.
 
     Raises:
         ConfigError: an unknown name.
     """
-    if name == "seer":
+    from seer_torch.policies import registry
+
+    if name == "seer" and "seer" not in registry.POLICIES:
+        # Until the registry lists SEER (issue 14: one policy registry), build it here.
         from seer_torch.policies.seer_policy import SeerPolicy
 
         return SeerPolicy()
-    from seer_torch.policies.registry import POLICIES
-
-    if name not in POLICIES:
+    if name not in registry.POLICIES:
         raise ConfigError("policies", name, f"one of {', '.join(POLICY_NAMES)}")
-    return POLICIES[name]()
+    return registry.make_policy(name)
 
 
 @dataclass(frozen=True)
@@ -114,16 +122,18 @@ class SimulationCase:
             training["eta"] = self.eta
         if self.min_epochs is not None:
             training["min_epochs"] = self.min_epochs
-        return parse_experiment({
-            "name": f"sim-{self.table.name}",
-            "seed": seed,
-            "training": training,
-            "budget": budget,
-            "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder},
-            "search": {"max_configurations": self.max_configurations or len(self.table)},
-            "planner": {"safety_fraction": self.safety_fraction},
-            "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
-        })
+        return parse_experiment(
+            {
+                "name": f"sim-{self.table.name}",
+                "seed": seed,
+                "training": training,
+                "budget": budget,
+                "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder},
+                "search": {"max_configurations": self.max_configurations or len(self.table)},
+                "planner": {"safety_fraction": self.safety_fraction},
+                "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +180,8 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
     prof = replace(case.profile, epoch_time_s=table.epoch_time_s)
     scaling = prof.scaling
     backend = SimulatedBackend(
-        case.num_slots, clock,
+        case.num_slots,
+        clock,
         epoch_time_s=table.epoch_time_s,
         speedup=scaling.speedup_at,
         startup_s=prof.startup_s,
@@ -181,7 +192,12 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
         epoch_time_at=lambda i: table.epoch_time_at(order[i]),
     )
     tuner = Tuner(
-        exp, run_dir, backend, clock=clock, policy=make_policy(policy), profile=prof,
+        exp,
+        run_dir,
+        backend,
+        clock=clock,
+        policy=make_policy(policy),
+        profile=prof,
         oracle_index=order.index(best_row),
         configurations=[dict(table.configs[order[i]].config) for i in range(exp.search.max_configurations)],
         draw_times_s=[table.epoch_time_at(order[i]) for i in range(min(n, exp.search.max_configurations))],
@@ -210,7 +226,8 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
         num_configurations=len(res["trials"]),
         stop_reason=res["stop_reason"],
         oracle_accuracy=oracle_accuracy,
-        all_diverged=bool(res["trials"]) and all(t["status"] in ("diverged", "failed") for t in res["trials"]),
+        all_diverged=bool(res["trials"])
+        and all(t["status"] in ("diverged", "failed") for t in res["trials"]),
     )
 
 
@@ -253,7 +270,9 @@ def simulate(case: SimulationCase, policies: Sequence[str], seeds: Sequence[int]
     return out
 
 
-def load_profile_for_simulation(spec: str, *, startup_s: float | None = None, resize_s: float | None = None) -> Profile:
+def load_profile_for_simulation(
+    spec: str, *, startup_s: float | None = None, resize_s: float | None = None
+) -> Profile:
     """A scaling profile from ``FILE`` (the DESIGN.md profile format) or ``FILE:NAME`` (a file
     holding ``{"profiles": [...]}`` such as ``shared/data/scaling_profiles.json``; ``NAME`` picks
     one). Measured public profiles carry no overheads: ``startup_s``/``resize_s`` fill them
@@ -312,14 +331,16 @@ def format_report(result: dict[str, Any], case: SimulationCase) -> list[tuple[st
     rows = []
     for name, s in result["policies"].items():
         a, t, c = s["final_accuracy"], s["time_used_s"], s["cost_usd"]
-        rows.append((
-            name,
-            f"{a['mean']:.4f} ± {a['std']:.4f}",
-            f"{s['regret']['mean']:.4f}",
-            f"{t['mean']:.0f} (max {t['max']:.0f})",
-            f"{c['mean']:.2f} (max {c['max']:.2f})",
-            str(s["budget_violations"]),
-            f"{s['num_configurations']['mean']:.1f}",
-            str(s["no_answer"]),
-        ))
+        rows.append(
+            (
+                name,
+                f"{a['mean']:.4f} ± {a['std']:.4f}",
+                f"{s['regret']['mean']:.4f}",
+                f"{t['mean']:.0f} (max {t['max']:.0f})",
+                f"{c['mean']:.2f} (max {c['max']:.2f})",
+                str(s["budget_violations"]),
+                f"{s['num_configurations']['mean']:.1f}",
+                str(s["no_answer"]),
+            )
+        )
     return rows

@@ -1,28 +1,46 @@
-"""The backend interface: where a trial's job runs.
+"""The backend contract: where a trial's job runs.
 
-One interface for every backend (local torchrun subprocesses today; a simulated one and a
-multi-node one on an existing engine later), so the executor and the policies are the same
-objects whatever runs the jobs.
+One abstract :class:`Backend` for every backend (local torchrun subprocesses, the simulated
+one, a multi-node one later), so the executor and the policies are the same objects whatever
+runs the jobs. A backend is a template: three methods every backend implements, and optional
+abilities declared as class attributes (or set in ``__init__``) with methods whose defaults
+say what a backend without the ability does. The executor reads the declarations; it never
+probes a backend with ``getattr``. ``tests/contract/test_backends.py`` runs one suite against
+every backend, the declared abilities included.
 
-Contract:
-- ``launch`` starts a job that trains one trial from its checkpoint (if any) until
-  ``until_epoch`` at ``world_size`` workers, and returns at once. The caller guarantees that
-  the slots are free; a backend never starts more workers than ``num_slots`` in total.
-- ``poll`` returns ``None`` while the job runs and a :class:`JobResult` once it ended; it
-  may be called again after that and returns the same result (idempotent).
-- ``stop`` ends the job and every process it started (TERM, then KILL), waits for that,
-  and returns its result with ``stopped=True``. The trial's checkpoint is kept.
-- Jobs talk back through files in the trial directory (``metrics.jsonl``, the checkpoint,
-  torchrun's error file), never through stdout.
+Required (abstract):
+
+- ``launch(spec)`` starts a job that trains one trial from its checkpoint (if any) until
+  ``spec.until_epoch`` at ``spec.world_size`` workers, and returns a handle at once. The
+  caller guarantees that the slots are free; a backend never holds more than ``num_slots``
+  slots in total.
+- ``poll(handle)`` returns ``None`` while the job runs and a :class:`JobResult` once it ended;
+  called again after that it returns the same result (idempotent).
+- ``stop(handle)`` ends the job and every process it started (TERM, then KILL), waits for
+  that, and returns its result with ``stopped=True`` (or, if the job had ended by itself
+  before, the result it ended with). Idempotent like ``poll``.
+
+Who owns what: the trial directory and its checkpoint belong to the trial (the worker writes
+them, the executor reads them); a backend never deletes a checkpoint, stopping a job keeps it,
+and the next job of the trial resumes from it. Jobs talk back through files in the trial
+directory (``metrics.jsonl``, ``checkpoint.json``, torchrun's ``error.json``), never through
+stdout; :meth:`Backend.read_metrics` is how the executor reads what a trial reported.
+
+Units: seconds for every time (``start_s``/``end_s`` on the backend's clock, the one the
+executor is given; ``launch_unix_s`` wall clock), slots for ``num_slots`` and world sizes.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from seer_torch.clock import Clock
+from seer_torch.runfiles import read_durable_metrics
 
 
 @dataclass(frozen=True)
@@ -69,24 +87,77 @@ class JobHandle(Protocol):
     start_s: float
 
 
-class Backend(Protocol):
-    """What the executor drives. Optional: ``max_stop_s`` (the longest a :meth:`stop` can
-    hold a job's slots, seconds: the money check bills running jobs that far ahead),
-    ``stop_many(handles)`` (stop several jobs at once), ``stop_all()``."""
+class Backend(abc.ABC):
+    """What the executor drives (see the module docstring for the contract).
+
+    Attributes:
+        num_slots: slots the backend may hold at once (a resume may lower it between runs).
+        clock: the clock its jobs' ``start_s``/``end_s`` are on (give the executor the same).
+        max_stop_s: the longest a :meth:`stop` (or :meth:`stop_many`) can hold a job's slots,
+            seconds; the executor's money check bills running jobs that far ahead. 0: a stop
+            is instant (as far as the budget can tell).
+        discrete_events: the backend advances a simulated clock: :meth:`next_event_s` says
+            when the next job ends, and the executor jumps the clock there instead of polling.
+        detects_hangs: :meth:`seconds_since_progress` tells how long a running job made no
+            progress; the executor kills a job silent for ``failures.hang_timeout_s`` as hung.
+    """
 
     num_slots: int
+    clock: Clock
+    max_stop_s: float = 0.0
+    discrete_events: bool = False
+    detects_hangs: bool = False
 
-    def launch(self, spec: JobSpec) -> JobHandle: ...
+    # -- required ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def launch(self, spec: JobSpec) -> JobHandle:
+        """Start ``spec``'s job and return its handle at once."""
 
-    def poll(self, handle: JobHandle) -> JobResult | None: ...
+    @abc.abstractmethod
+    def poll(self, handle: JobHandle) -> JobResult | None:
+        """``None`` while the job runs; its result once it ended (the same one every call)."""
 
-    def stop(self, handle: JobHandle) -> JobResult: ...
+    @abc.abstractmethod
+    def stop(self, handle: JobHandle) -> JobResult:
+        """End the job (checkpoint kept), wait for that, and return its result."""
+
+    # -- optional, with defaults --------------------------------------------------------------
+    def stop_many(self, handles: list[JobHandle]) -> list[JobResult]:
+        """Stop several jobs, results in the order given. Default: one :meth:`stop` after
+        another; a backend whose stop waits (the local one) stops them all at once, so that
+        ``n`` stops hold slots no longer than ``max_stop_s``."""
+        return [self.stop(h) for h in handles]
+
+    def stop_all(self) -> None:
+        """Stop every job this backend started that still runs (on the way out, whatever
+        happened, including jobs the executor does not know of such as profile probes).
+        Default: nothing (a backend that keeps no record of its jobs has none to stop)."""
+        return None
 
     def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
         """The trial's complete ``metrics.jsonl`` lines (one dict per epoch), oldest first, of
-        the epochs a relaunch would not train again (its durable checkpoint's; the simulated
-        backend keeps every epoch a job completed), and a last ``diverged`` line if any."""
-        ...
+        the epochs a relaunch would not train again (its durable checkpoint's), and a last
+        ``diverged`` line if any. Default: read from ``spec.trial_dir``
+        (:func:`seer_torch.runfiles.read_durable_metrics`)."""
+        return read_durable_metrics(spec.trial_dir)
+
+    def kill_leftover(self, trial_dir: Path) -> dict[str, Any] | None:
+        """Stop a job a dead tuner left running in ``trial_dir`` (``seer resume``). Returns
+        ``{"launch_unix_s", "end_unix_s", "world_size", "until_epoch", "alive"}`` (the times
+        on the clock the backend bills by) when it found one, running or ended by itself
+        since; ``None`` when there was none. Default: ``None`` (jobs that cannot outlive the
+        tuner)."""
+        return None
+
+    def next_event_s(self) -> float:
+        """When the next running job ends, on the backend's clock (``inf`` when none runs).
+        Only where ``discrete_events`` is declared."""
+        raise NotImplementedError(f"{type(self).__name__} declares no discrete events")
+
+    def seconds_since_progress(self, handle: JobHandle) -> float:
+        """Seconds since ``handle``'s job last showed progress. Only where ``detects_hangs``
+        is declared."""
+        raise NotImplementedError(f"{type(self).__name__} does not detect hangs")
 
 
 def job_error_text(res: JobResult) -> str:

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seer_torch.backends.base import JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec
 from seer_torch.clock import Clock, RealClock
 from seer_torch.runfiles import atomic_write_json, read_durable_metrics
 
@@ -148,8 +148,14 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
     return argv
 
 
-class LocalBackend:
-    """Runs jobs as torchrun subprocesses; ``num_slots`` CPU processes (one thread each) at most."""
+class LocalBackend(Backend):
+    """Runs jobs as torchrun subprocesses; ``num_slots`` CPU processes (one thread each) at most.
+
+    Declared abilities (:class:`~seer_torch.backends.base.Backend`): ``max_stop_s`` (SIGTERM,
+    the grace, SIGKILL, reaping), ``detects_hangs`` (the trial's files show progress),
+    ``stop_many``/``stop_all``, ``kill_leftover`` (from the trial's ``job.json``)."""
+
+    detects_hangs = True
 
     def __init__(self, num_slots: int, clock: Clock | None = None, python: str = sys.executable) -> None:
         if num_slots < 1:
@@ -172,8 +178,13 @@ class LocalBackend:
             TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
         )
         token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
-        with open(spec.trial_dir / "stdout.log", "ab") as out, open(spec.trial_dir / "stderr.log", "ab") as err:
-            header = f"\n=== launch W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
+        with (
+            open(spec.trial_dir / "stdout.log", "ab") as out,
+            open(spec.trial_dir / "stderr.log", "ab") as err,
+        ):
+            header = (
+                f"\n=== launch W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
+            )
             out.write(header.encode())
             err.write(header.encode())
             out.flush()
@@ -192,10 +203,16 @@ class LocalBackend:
         self._jobs.append(job)
         # So that a tuner that died without stopping it (SIGKILL, a reboot of its host) can find
         # and stop it on resume (`kill_leftover_job`).
-        atomic_write_json(spec.trial_dir / JOB_FILE, {
-            "pid": proc.pid, "launch_unix_s": launch_unix_s, "world_size": spec.world_size,
-            "until_epoch": spec.until_epoch, "token": token,
-        })
+        atomic_write_json(
+            spec.trial_dir / JOB_FILE,
+            {
+                "pid": proc.pid,
+                "launch_unix_s": launch_unix_s,
+                "world_size": spec.world_size,
+                "until_epoch": spec.until_epoch,
+                "token": token,
+            },
+        )
         return job
 
     def poll(self, handle: LocalJob) -> JobResult | None:
@@ -234,7 +251,9 @@ class LocalBackend:
                 h.process.wait()
             self._reap_group(h)
             _kill_survivors(descendants[id(h)] + (token_pids(h.token) if h.token else []))
-            h.result = JobResult(h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True)
+            h.result = JobResult(
+                h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True
+            )
             _forget(h.spec)
         return [h.result for h in handles]
 

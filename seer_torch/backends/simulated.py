@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from seer_torch.backends.base import JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec
 
 
 class SimulatedClock:
@@ -53,8 +54,14 @@ class SimulatedJob:
     fault: tuple[str, int, str] | None = None  # ("crash" | "hang", epochs done first, error text)
 
 
-class SimulatedBackend:
+class SimulatedBackend(Backend):
     """Runs jobs on a :class:`SimulatedClock`.
+
+    Declared abilities (:class:`~seer_torch.backends.base.Backend`): ``discrete_events``
+    (:meth:`next_event_s`), ``detects_hangs`` only when ``faults`` are given (jobs hang only
+    then), ``stop_all``, ``kill_leftover`` (jobs left running by a tuner killed in-process),
+    ``read_metrics`` from memory (nothing is written to disk). Stops are instant
+    (``max_stop_s`` 0).
 
     Args:
         num_slots: slots in the simulated cluster.
@@ -75,6 +82,8 @@ class SimulatedBackend:
             exits 1 with ``error`` after ``epochs`` of its epochs) or ``"hang"`` (it makes no
             progress after ``epochs`` epochs and never ends by itself).
     """
+
+    discrete_events = True
 
     def __init__(
         self,
@@ -106,7 +115,7 @@ class SimulatedBackend:
         self.test_at = test_at
         self.epoch_time_at = epoch_time_at
         self.faults = faults
-        self.can_hang = faults is not None  # the executor looks for hangs only then
+        self.detects_hangs = faults is not None  # the executor looks for hangs only then
         self.launches: list[SimulatedJob] = []
         self._attempts: dict[str, int] = {}
         self._busy = 0
@@ -131,7 +140,9 @@ class SimulatedBackend:
         if spec.profile_steps is not None:
             raise ValueError("the simulated backend takes its profile as given; it runs no probes")
         if self._busy + spec.world_size > self.num_slots:
-            raise RuntimeError(f"over-asked slots: {self._busy} busy + W={spec.world_size} > {self.num_slots}")
+            raise RuntimeError(
+                f"over-asked slots: {self._busy} busy + W={spec.world_size} > {self.num_slots}"
+            )
         if spec.configuration is not None:
             configuration = dict(spec.configuration)
         else:
@@ -139,7 +150,11 @@ class SimulatedBackend:
         rows = self._rows.setdefault(spec.trial_id, [])
         first = rows[-1]["epoch"] if rows else 0
         last_w = self._last_w.get(spec.trial_id)
-        overhead = self.startup_s if last_w is None else (self.relaunch_s if last_w == spec.world_size else self.resize_s)
+        overhead = (
+            self.startup_s
+            if last_w is None
+            else (self.relaunch_s if last_w == spec.world_size else self.resize_s)
+        )
         base = self.epoch_time_s
         if self.epoch_time_at is not None and spec.config_index is not None:
             base = float(self.epoch_time_at(spec.config_index))
@@ -172,16 +187,27 @@ class SimulatedBackend:
             if not math.isfinite(val):
                 rows.append({"epoch": epoch, "diverged": True, "train_loss": None, "val_accuracy": None})
                 break
-            row = {"epoch": epoch, "world_size": job.spec.world_size, "val_accuracy": val,
-                   "epoch_time_s": job.epoch_s}
+            row = {
+                "epoch": epoch,
+                "world_size": job.spec.world_size,
+                "val_accuracy": val,
+                "epoch_time_s": job.epoch_s,
+            }
             if epoch == last_epoch and not stopped:
                 row["test_accuracy"] = self._test(job, epoch, val)
             rows.append(row)
         self._busy -= job.spec.world_size
         del self._running[id(job)]
         crashed = job.fault is not None and job.fault[0] == "crash" and not stopped
-        job.result = JobResult(job.spec, 1 if crashed else 0, job.start_s, end_s, 0.0, stopped=stopped,
-                               error=job.fault[2] if crashed else None)
+        job.result = JobResult(
+            job.spec,
+            1 if crashed else 0,
+            job.start_s,
+            end_s,
+            0.0,
+            stopped=stopped,
+            error=job.fault[2] if crashed else None,
+        )
         return job.result
 
     def poll(self, handle: SimulatedJob) -> JobResult | None:
@@ -203,8 +229,11 @@ class SimulatedBackend:
         """Simulated seconds since the job's last completed epoch (or its launch)."""
         now = self.clock.now()
         done = self._epochs_done(handle, now)
-        last = handle.start_s if done == handle.first_epoch else (
-            handle.start_s + handle.overhead_s + (done - handle.first_epoch) * handle.epoch_s)
+        last = (
+            handle.start_s
+            if done == handle.first_epoch
+            else (handle.start_s + handle.overhead_s + (done - handle.first_epoch) * handle.epoch_s)
+        )
         return now - last
 
     def _epochs_done(self, handle: SimulatedJob, now: float) -> int:
@@ -221,8 +250,13 @@ class SimulatedBackend:
         for job in list(self._running.values()):
             if job.spec.trial_id == name:
                 res = self.stop(job)
-                return {"launch_unix_s": res.start_s, "end_unix_s": res.end_s, "world_size": job.spec.world_size,
-                        "until_epoch": job.spec.until_epoch, "alive": True}
+                return {
+                    "launch_unix_s": res.start_s,
+                    "end_unix_s": res.end_s,
+                    "world_size": job.spec.world_size,
+                    "until_epoch": job.spec.until_epoch,
+                    "alive": True,
+                }
         return None
 
     def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
@@ -231,3 +265,8 @@ class SimulatedBackend:
     def next_event_s(self) -> float:
         """When the next running job ends (simulated seconds; ``inf`` when none runs)."""
         return min((j.end_s for j in self._running.values()), default=math.inf)
+
+    def stop_all(self) -> None:
+        """Stop every job still running, at the current simulated time."""
+        for job in list(self._running.values()):
+            self.stop(job)

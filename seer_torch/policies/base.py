@@ -28,9 +28,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from seer_torch.policies.billing import Billing
+from seer_torch.policies.costs import largest_fitting_slots
 from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
@@ -42,6 +43,10 @@ __all__ = [
 @dataclass(frozen=True)
 class PolicyContext:
     """What a policy knows before the first decision. Times in seconds, money in USD.
+
+    The one context record of every policy; the SEER planner's
+    :class:`~seer_torch.policies.plan_types.PlannerInputs` derive from it
+    (:func:`~seer_torch.policies.plan_types.planner_inputs_from_context`, one field map).
 
     Attributes:
         max_epochs: epochs of a fully trained configuration.
@@ -140,7 +145,8 @@ class JobEvent:
 
     ``outcome``: ``"reached"`` (trained to ``until_epoch``), ``"stopped"`` (by a Stop or an
     Eliminate; or by the executor short of ``until_epoch`` with the trial paused: a resume whose
-    slots cannot hold the job's ``W``, which the policy decides again), ``"failed"`` (crashed, out of retries: the trial is failed) or ``"diverged"``
+    slots cannot hold the job's ``W``, which the policy decides again), ``"failed"`` (crashed,
+    out of retries: the trial is failed) or ``"diverged"``
     (loss NaN or infinite: the trial is diverged). ``epochs`` is where the trial is now.
     """
 
@@ -204,7 +210,7 @@ class Finish:
     reason: str = ""
 
 
-Decision = Union[Launch, Stop, Eliminate, Finish]
+Decision = Launch | Stop | Eliminate | Finish
 
 
 class Policy(Protocol):
@@ -287,20 +293,16 @@ def fixed_cluster_slots(context: PolicyContext) -> int:
 
     ``G = floor(money_budget_usd / (price_usd_per_slot_hour / 3600 * billed(time_budget_s)))``.
     """
-    if not math.isfinite(context.money_budget_usd):
-        return context.num_slots
-    per_slot = context.billing.job_cost_usd(1, context.time_budget_s) if math.isfinite(context.time_budget_s) else math.inf
-    if per_slot <= 0:
-        return context.num_slots
-    if not math.isfinite(per_slot):
-        return 1
-    return max(1, min(context.num_slots, int(context.money_budget_usd / per_slot + 1e-9)))
+    return largest_fitting_slots(
+        context.money_budget_usd, context.time_budget_s, context.billing, context.num_slots
+    )
 
 
 @dataclass
 class RoundTracker:
-    """Bookkeeping shared by round-synchronous policies: which trials of the current round
-    are still to launch, running, or done. Mutable, but owned by one policy; pure."""
+    """Bookkeeping of the current round of a round-synchronous policy (the round engine,
+    :mod:`seer_torch.policies.engine`): which trials are still to launch, running, or done.
+    Mutable, but owned by one policy; pure."""
 
     round_index: int = 0
     rung_epoch: int = 0
@@ -329,3 +331,8 @@ class RoundTracker:
     @property
     def done(self) -> bool:
         return not self.queue and not self.running
+
+    @property
+    def held_slots(self) -> int:
+        """Slots held by the round's running jobs."""
+        return len(self.running) * self.world_size

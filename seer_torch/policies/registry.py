@@ -1,7 +1,8 @@
 """Policies by name: ``POLICIES[name]()`` returns a fresh policy object (call ``setup`` next).
 
-The executor and the CLI look policies up here (``--policy sha``). Every factory takes no
-arguments; everything a policy needs comes through :class:`~seer_torch.policies.base.PolicyContext`.
+The one registry: the CLI and the simulator look policies up here (``--policy sha``), and the
+every-policy tests iterate it, SEER included. Every factory takes no arguments; everything a
+policy needs comes through :class:`~seer_torch.policies.base.PolicyContext`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from seer_torch.policies.baselines import (
     OraclePolicy,
     ShaPolicy,
 )
+from seer_torch.policies.seer_policy import SeerPolicy
 
-__all__ = ["POLICIES", "make_policy"]
+__all__ = ["POLICIES", "POLICY_NAMES", "make_policy"]
 
+#: Every policy by name, SEER first (the order of ``POLICY_NAMES`` and of reports).
 POLICIES: dict[str, Callable[[], Policy]] = {
+    "seer": SeerPolicy,
     "sha": ShaPolicy,
     "hyperband": HyperbandPolicy,
     "asha": AshaPolicy,
@@ -29,6 +33,9 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "elastic-uniform": ElasticUniformPolicy,
     "oracle": OraclePolicy,
 }
+
+#: The registry's names in order.
+POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)
 
 
 def make_policy(name: str) -> Policy:

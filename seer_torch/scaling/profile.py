@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from seer_torch.errors import ConfigError
 from seer_torch.scaling.model import ScalingModel
@@ -76,7 +77,8 @@ class Profile:
         d["world_sizes"] = list(self.world_sizes)
         d["speedup"] = list(self.speedup)
         d["throughput_samples_per_s"] = list(self.throughput_samples_per_s)
-        d["epoch_time_by_flops"] = [{"flops_per_sample": f, "epoch_time_s": t} for f, t in self.epoch_time_by_flops]
+        d["epoch_time_by_flops"] = [{"flops_per_sample": f, "epoch_time_s": t}
+                                    for f, t in self.epoch_time_by_flops]
         if not d["epoch_time_by_flops"]:
             del d["epoch_time_by_flops"]
         return d
@@ -94,34 +96,15 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
     Raises:
         ConfigError: a field is missing, unknown or out of range (the message names it).
     """
-    def need(key: str) -> Any:
-        if key not in raw:
-            raise ConfigError(f"{where}.{key}", None, f"required in a scaling profile used for planning")
-        return raw[key]
-
     unknown = sorted(set(raw) - PROFILE_KEYS)
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}", raw[unknown[0]],
-                          f"no such field in a scaling profile (the fields: {', '.join(sorted(PROFILE_KEYS))})")
-    ws = need("world_sizes")
-    sp = need("speedup")
-    if (
-        not isinstance(ws, list)
-        or not ws
-        or not all(isinstance(w, int) and w >= 1 for w in ws)
-        or ws != sorted(set(ws))
-        or ws[0] != 1
-    ):
-        raise ConfigError(f"{where}.world_sizes", ws, "a strictly increasing list of positive integers starting at 1")
-    if not isinstance(sp, list) or len(sp) != len(ws) or not all(_finite(s) and s > 0 for s in sp):
-        raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
-    try:
-        ScalingModel(world_sizes=tuple(ws), speedup=tuple(sp))  # its own checks (speedup 1 at W=1)
-    except ConfigError as e:
-        raise ConfigError(f"{where}.{e.field.split('.', 1)[-1]}", e.value, e.allowed) from None
+                          "no such field in a scaling profile "
+                          f"(the fields: {', '.join(sorted(PROFILE_KEYS))})")
+    ws, sp = _parse_scaling(raw, where)
     values = {}
     for key, low in (("epoch_time_s", "> 0"), ("startup_s", ">= 0")):
-        v = need(key)
+        v = _required(raw, key, where)
         if not _finite(v) or v < 0 or (low == "> 0" and v == 0):
             raise ConfigError(f"{where}.{key}", v, f"a finite number of seconds {low}")
         values[key] = float(v)
@@ -130,15 +113,64 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         raise ConfigError(f"{where}.resize_s", resize, "a finite number of seconds >= 0")
     thr = raw.get("throughput_samples_per_s") or []
     if not isinstance(thr, list) or not all(_finite(t) and t > 0 for t in thr):
-        raise ConfigError(f"{where}.throughput_samples_per_s", thr, "a list of positive numbers (samples/s), or absent")
+        raise ConfigError(f"{where}.throughput_samples_per_s", thr,
+                          "a list of positive numbers (samples/s), or absent")
+    points = _parse_epoch_time_by_flops(raw, where, values["epoch_time_s"])
+    return Profile(
+        name=str(raw.get("name", "profile")),
+        world_sizes=tuple(ws),
+        speedup=tuple(float(s) for s in sp),
+        epoch_time_s=values["epoch_time_s"],
+        startup_s=values["startup_s"],
+        resize_s=float(resize),
+        throughput_samples_per_s=tuple(float(t) for t in thr),
+        source=str(raw.get("source", "")),
+        epoch_time_by_flops=tuple(sorted(points)),
+    )
+
+
+def _required(raw: Mapping[str, Any], key: str, where: str) -> Any:
+    if key not in raw:
+        raise ConfigError(f"{where}.{key}", None, "required in a scaling profile used for planning")
+    return raw[key]
+
+
+def _parse_scaling(raw: Mapping[str, Any], where: str) -> tuple[list[int], list[float]]:
+    """``world_sizes`` and ``speedup``, checked here and by :class:`ScalingModel`."""
+    ws = _required(raw, "world_sizes", where)
+    sp = _required(raw, "speedup", where)
+    if (
+        not isinstance(ws, list)
+        or not ws
+        or not all(isinstance(w, int) and w >= 1 for w in ws)
+        or ws != sorted(set(ws))
+        or ws[0] != 1
+    ):
+        raise ConfigError(f"{where}.world_sizes", ws,
+                          "a strictly increasing list of positive integers starting at 1")
+    if not isinstance(sp, list) or len(sp) != len(ws) or not all(_finite(s) and s > 0 for s in sp):
+        raise ConfigError(f"{where}.speedup", sp, f"{len(ws)} positive numbers, one per world size")
+    try:
+        ScalingModel(world_sizes=tuple(ws), speedup=tuple(sp))  # its own checks (speedup 1 at W=1)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.{e.field.split('.', 1)[-1]}", e.value, e.allowed) from None
+    return ws, sp
+
+
+def _parse_epoch_time_by_flops(raw: Mapping[str, Any], where: str,
+                               epoch_time_s: float) -> list[tuple[float, float]]:
+    """``epoch_time_by_flops`` as ``(flops_per_sample, epoch_time_s)`` points: none, or two or
+    more with distinct FLOPs whose epoch times span the profile's ``epoch_time_s``."""
     by_flops = raw.get("epoch_time_by_flops", [])
     if not isinstance(by_flops, list) or ("epoch_time_by_flops" in raw and not by_flops):
         raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
-                          "a list of two or more {flops_per_sample, epoch_time_s} objects, or the field left out")
-    points = []
+                          "a list of two or more {flops_per_sample, epoch_time_s} objects, "
+                          "or the field left out")
+    points: list[tuple[float, float]] = []
     for i, item in enumerate(by_flops):
         if not isinstance(item, dict):
-            raise ConfigError(f"{where}.epoch_time_by_flops[{i}]", item, "an object {flops_per_sample, epoch_time_s}")
+            raise ConfigError(f"{where}.epoch_time_by_flops[{i}]", item,
+                              "an object {flops_per_sample, epoch_time_s}")
         extra = sorted(set(item) - {"flops_per_sample", "epoch_time_s"})
         if extra:
             raise ConfigError(f"{where}.epoch_time_by_flops[{i}].{extra[0]}", item[extra[0]],
@@ -153,24 +185,15 @@ def parse_profile(raw: Mapping[str, Any], where: str = "profile") -> Profile:
         points.append((float(item["flops_per_sample"]), float(item["epoch_time_s"])))
     if len(points) == 1:
         raise ConfigError(f"{where}.epoch_time_by_flops", by_flops,
-                          "two or more points (one point cannot tell configurations apart: leave the field out)")
+                          "two or more points "
+                          "(one point cannot tell configurations apart: leave the field out)")
     if len(points) >= 2:
         lo, hi = min(t for _, t in points), max(t for _, t in points)
-        if not lo * 0.99 <= values["epoch_time_s"] <= hi * 1.01:
-            raise ConfigError(f"{where}.epoch_time_s", values["epoch_time_s"],
+        if not lo * 0.99 <= epoch_time_s <= hi * 1.01:
+            raise ConfigError(f"{where}.epoch_time_s", epoch_time_s,
                               f"within the epoch times of epoch_time_by_flops ({lo:g}-{hi:g} s): the probe "
                               "configuration's epoch is one of its points")
-    return Profile(
-        name=str(raw.get("name", "profile")),
-        world_sizes=tuple(ws),
-        speedup=tuple(float(s) for s in sp),
-        epoch_time_s=values["epoch_time_s"],
-        startup_s=values["startup_s"],
-        resize_s=float(resize),
-        throughput_samples_per_s=tuple(float(t) for t in thr),
-        source=str(raw.get("source", "")),
-        epoch_time_by_flops=tuple(sorted(points)),
-    )
+    return points
 
 
 def _finite(v: Any) -> bool:

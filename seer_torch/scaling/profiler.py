@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock
@@ -156,7 +157,8 @@ def cost_probe_configuration(
 def probe_epoch_time_s(probe: dict[str, Any]) -> float:
     """One epoch at the probe's world size, seconds: train samples / measured throughput + the
     timed validation pass."""
-    return float(probe["num_train_samples"]) / float(probe["throughput_samples_per_s"]) + float(probe["eval_time_s"])
+    train_s = float(probe["num_train_samples"]) / float(probe["throughput_samples_per_s"])
+    return train_s + float(probe["eval_time_s"])
 
 
 def mean_probe(probes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -380,7 +382,8 @@ def run_profile_probes(
     probe_flops, cheap = costs.probe_flops, costs.cheapest()
     cost_probes: list[tuple[dict[str, Any], float]] = []
     if cheap is not None:
-        p, _, duration = run_probes(backend, clock, probe_dir / "cheapest", make_config("profile-cheapest", cheap[0]),
+        p, _, duration = run_probes(backend, clock, probe_dir / "cheapest",
+                                    make_config("profile-cheapest", cheap[0]),
                                     [1], on_job_end=on_job_end, over_budget=over_budget,
                                     profile_steps=profile_steps, timeout_s=timeout_s)[0]
         cost_probes.append((p, cheap[1]))
@@ -393,7 +396,8 @@ def run_profile_probes(
         jobs = []
         for kind, conf, _ in batch:
             d = probe_dir / "repeat" / kind
-            out = _prepare_probe_dir(d, make_config("profile" if kind == "probe" else f"profile-{kind}", conf))
+            trial_id = "profile" if kind == "probe" else f"profile-{kind}"
+            out = _prepare_probe_dir(d, make_config(trial_id, conf))
             jobs.append((JobSpec(trial_id=f"profile-repeat-{kind}", trial_dir=d, world_size=1, until_epoch=1,
                                  profile_steps=profile_steps, profile_out=out),
                          f"repeated profile probe of the {kind} configuration at W=1"))
@@ -418,7 +422,8 @@ def _probe_record(kind: str, probe: dict[str, Any], duration_s: float) -> dict[s
     (:func:`probe_startup_s`), step time and predicted epoch (:func:`probe_epoch_time_s`)."""
     return {"probe": kind, "world_size": int(probe["world_size"]), "job_s": duration_s,
             "startup_s": probe_startup_s(probe, duration_s), "step_time_s": float(probe["step_time_s"]),
-            "step_time_windows_s": probe.get("step_time_windows_s"), "epoch_time_s": probe_epoch_time_s(probe)}
+            "step_time_windows_s": probe.get("step_time_windows_s"),
+            "epoch_time_s": probe_epoch_time_s(probe)}
 
 
 def _prepare_probe_dir(d: Path, config: dict[str, Any]) -> Path:
@@ -538,10 +543,13 @@ def measure_relaunches(
     launches: list[dict[str, Any]] = []
     previous_w: int | None = None
     for epoch, w in enumerate(sequence, start=1):
-        kind = "fresh start" if previous_w is None else f"{'resize' if previous_w != w else 'relaunch'} {previous_w}->{w}"
+        if previous_w is None:
+            kind = "fresh start"
+        else:
+            kind = f"{'resize' if previous_w != w else 'relaunch'} {previous_w}->{w}"
         spec = JobSpec(trial_id=trial_id, trial_dir=trial_dir, world_size=w, until_epoch=epoch)
-        res = _run_alone(backend, clock, spec, f"measuring the {kind} at W={w}", f"{kind} at W={w} (epoch {epoch})",
-                         on_job_end, over_budget, timeout_s)
+        res = _run_alone(backend, clock, spec, f"measuring the {kind} at W={w}",
+                         f"{kind} at W={w} (epoch {epoch})", on_job_end, over_budget, timeout_s)
         lines = [x for x in read_metrics(trial_dir / "metrics.jsonl") if x.get("epoch") == epoch]
         if not lines or lines[-1].get("diverged") or "train_start_unix_s" not in lines[-1]:
             raise WorkerError(

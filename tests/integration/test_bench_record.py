@@ -37,7 +37,10 @@ dropout = 0.0
 def _record(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "seer_torch.cli", "bench", "record", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -45,7 +48,19 @@ def test_bench_record_two_by_two(tmp_path: Path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
     out, run_dir = tmp_path / "table.json", tmp_path / "rec"
-    args = [str(cfg), "--configurations", "2", "--epochs", "2", "--slots", "2", "--out", str(out), "--run-dir", str(run_dir)]
+    args = [
+        str(cfg),
+        "--configurations",
+        "2",
+        "--epochs",
+        "2",
+        "--slots",
+        "2",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(run_dir),
+    ]
     proc = _record(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -30,7 +30,15 @@ LAUNCH_TIMEOUT_S = 120
 
 def _launch(trial_dir, until_epoch: int, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch)]
+    argv = [
+        sys.executable,
+        "-m",
+        "seer_torch.worker",
+        "--trial-dir",
+        str(trial_dir),
+        "--until-epoch",
+        str(until_epoch),
+    ]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     if check:
         assert proc.returncode == 0, f"until {until_epoch} failed:\n{proc.stdout}\n{proc.stderr}"
@@ -50,13 +58,22 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
     trial_dir = tmp_path / "t0001"
     trial_dir.mkdir()
     tensorboard_dir = tmp_path / "tensorboard" / "t0001"
-    (trial_dir / "config.json").write_text(json.dumps({
-        "trial_id": "t0001",
-        "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.1},
-        "model": "digits_cnn", "dataset": "digits", "data_dir": None,
-        "global_batch": 64, "micro_batch_max": 64, "max_epochs": 4, "seed": 0,
-        "tensorboard_dir": str(tensorboard_dir),
-    }))
+    (trial_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "trial_id": "t0001",
+                "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.1},
+                "model": "digits_cnn",
+                "dataset": "digits",
+                "data_dir": None,
+                "global_batch": 64,
+                "micro_batch_max": 64,
+                "max_epochs": 4,
+                "seed": 0,
+                "tensorboard_dir": str(tensorboard_dir),
+            }
+        )
+    )
     main, prev = trial_dir / CHECKPOINT_FILE, trial_dir / PREVIOUS_CHECKPOINT_FILE
 
     _launch(trial_dir, 1)
@@ -102,7 +119,9 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
     accumulator = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("train/loss")] == list(range(1, 4 * STEPS_PER_EPOCH + 1))
-    assert [e.step for e in accumulator.Scalars("val/accuracy")] == [e * STEPS_PER_EPOCH for e in (1, 2, 3, 4)]
+    assert [e.step for e in accumulator.Scalars("val/accuracy")] == [
+        e * STEPS_PER_EPOCH for e in (1, 2, 3, 4)
+    ]
 
     # Neither file usable: a clear error naming both, and nothing else touched.
     before = (trial_dir / "metrics.jsonl").read_text()
@@ -119,10 +138,17 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
 def _state(epoch: int, steps_per_epoch: int = 19, global_batch: int = 64) -> dict:
     step = epoch * steps_per_epoch
     return {
-        "format": 1, "model": {"w": torch.zeros(2)}, "optimizer": {"state": {}, "param_groups": []},
-        "scheduler": {"last_epoch": step}, "epoch": epoch, "step": step, "samples_seen": step * global_batch,
+        "format": 1,
+        "model": {"w": torch.zeros(2)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "scheduler": {"last_epoch": step},
+        "epoch": epoch,
+        "step": step,
+        "samples_seen": step * global_batch,
         "rng": {"torch_cpu": torch.get_rng_state(), "python": random.getstate()},
-        "configuration": {"lr": 0.1}, "trial_id": "t", "global_batch": global_batch,
+        "configuration": {"lr": 0.1},
+        "trial_id": "t",
+        "global_batch": global_batch,
     }
 
 
@@ -136,7 +162,14 @@ def _state(epoch: int, steps_per_epoch: int = 19, global_batch: int = 64) -> dic
         (lambda s: s.update(epoch=0, step=0, samples_seen=0), "inconsistent counters"),
         (lambda s: s.update(model={}), "the model state is not a dictionary of tensors"),
     ],
-    ids=["missing_key", "step_not_multiple_of_epoch", "samples_seen", "scheduler_step", "epoch_0", "empty_model"],
+    ids=[
+        "missing_key",
+        "step_not_multiple_of_epoch",
+        "samples_seen",
+        "scheduler_step",
+        "epoch_0",
+        "empty_model",
+    ],
 )
 def test_an_inconsistent_checkpoint_falls_back_to_the_previous(tmp_path, capsys, damage, problem):
     path = str(tmp_path / CHECKPOINT_FILE)

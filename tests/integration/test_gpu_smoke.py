@@ -30,8 +30,19 @@ LAUNCH_TIMEOUT_S = 300
 
 def _torchrun(trial_dir, world_size: int, *worker_args: str) -> None:
     argv = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
-        "--log-dir", str(Path(trial_dir).parent / "torchrun_logs"), "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), *worker_args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(world_size),
+        "--log-dir",
+        str(Path(trial_dir).parent / "torchrun_logs"),
+        "-m",
+        "seer_torch.worker",
+        "--trial-dir",
+        str(trial_dir),
+        *worker_args,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
@@ -47,8 +58,13 @@ def test_worker_on_cuda_w1_then_resize(tmp_path):
     config = {
         "trial_id": "t0001",
         "configuration": {"lr": 0.05, "weight_decay": 5e-4, "width": 8, "dropout": 0.0},
-        "model": "resnet18_cifar", "dataset": "cifar10", "data_dir": data_dir,
-        "global_batch": GLOBAL_BATCH, "micro_batch_max": 32, "max_epochs": 2, "seed": 0,
+        "model": "resnet18_cifar",
+        "dataset": "cifar10",
+        "data_dir": data_dir,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": 32,
+        "max_epochs": 2,
+        "seed": 0,
         "tensorboard_dir": str(tmp_path / "tensorboard" / "t0001"),
     }
     (trial_dir / "config.json").write_text(json.dumps(config))

@@ -42,8 +42,9 @@ dropout = 0.0
 
 
 def _seer(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "seer_torch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "seer_torch.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_seer_profile_two_slots_then_plan(tmp_path: Path):
@@ -57,7 +58,15 @@ def test_seer_profile_two_slots_then_plan(tmp_path: Path):
     assert prof.startup_s > 0 and prof.resize_s > 0 and prof.epoch_time_s > 0
     assert len(prof.throughput_samples_per_s) == 2 and all(t > 0 for t in prof.throughput_samples_per_s)
     raw = json.loads(out.read_text())
-    for key in ("name", "world_sizes", "speedup", "throughput_samples_per_s", "startup_s", "resize_s", "source"):
+    for key in (
+        "name",
+        "world_sizes",
+        "speedup",
+        "throughput_samples_per_s",
+        "startup_s",
+        "resize_s",
+        "source",
+    ):
         assert key in raw
     assert "W" in proc.stdout and "samples/s" in proc.stdout and "efficiency" in proc.stdout
     assert not list(tmp_path.glob(".profile.json.*"))  # the atomic write left no temporary file

@@ -60,18 +60,36 @@ dropout = 0.0
 
 def _write(tmp: Path, *, epoch_time_s: float = 1.5, time_budget_s: float = 900, profile: bool = True) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "profile.json").write_text(json.dumps({
-        "name": "fixed", "world_sizes": [1, 2], "speedup": [1.0, 1.9], "epoch_time_s": epoch_time_s,
-        "startup_s": 1.0, "resize_s": 1.0}))
+    (tmp / "profile.json").write_text(
+        json.dumps(
+            {
+                "name": "fixed",
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.9],
+                "epoch_time_s": epoch_time_s,
+                "startup_s": 1.0,
+                "resize_s": 1.0,
+            }
+        )
+    )
     cfg = tmp / "exp.toml"
-    cfg.write_text(EXPERIMENT.format(time_budget_s=time_budget_s,
-                                     profile_line='profile = "profile.json"' if profile else ""))
+    cfg.write_text(
+        EXPERIMENT.format(
+            time_budget_s=time_budget_s, profile_line='profile = "profile.json"' if profile else ""
+        )
+    )
     return cfg
 
 
 def _seer(args, cwd, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "seer_torch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "seer_torch.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _processes_of(run_dir: Path) -> list[int]:
@@ -82,14 +100,19 @@ def _processes_of(run_dir: Path) -> list[int]:
 def _launches(trial_dir: Path) -> list[tuple[int, int]]:
     """(W, until_epoch) of every launch of a trial, from the headers the backend writes."""
     text = (trial_dir / "stdout.log").read_text() if (trial_dir / "stdout.log").exists() else ""
-    return [(int(line.split("W=")[1].split()[0]), int(line.split("until_epoch=")[1].split()[0]))
-            for line in text.splitlines() if line.startswith("=== launch")]
+    return [
+        (int(line.split("W=")[1].split()[0]), int(line.split("until_epoch=")[1].split()[0]))
+        for line in text.splitlines()
+        if line.startswith("=== launch")
+    ]
 
 
 def _check_tensorboard(run_dir: Path) -> None:
     """Every tag of every TensorBoard run (each trial's and experiment/) strictly increases."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "check_tensorboard.py"
-    check = subprocess.run([sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, str(script), str(run_dir)], capture_output=True, text=True, timeout=120
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "experiment/time_used_s" in check.stdout and "train/loss" in check.stdout
 
@@ -100,9 +123,13 @@ def _temporaries(run_dir: Path) -> list[str]:
 
 def _tune_until(cfg: Path, run_dir: Path, cwd: Path, env: dict, caught, timeout_s: float = 240):
     """Start `seer tune` and poll ``caught()`` every 50 ms; returns (process, what it caught)."""
-    proc = subprocess.Popen([sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
-                             "--quiet"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
     found = None
     deadline = time.monotonic() + timeout_s
     while found is None and time.monotonic() < deadline and proc.poll() is None:
@@ -118,12 +145,17 @@ def test_stopped_while_the_first_checkpoint_is_written_resumes_from_what_is_dura
     def half_written_first_checkpoint():
         for f in run_dir.glob("trials/*/.checkpoint.pt.*.tmp"):
             d = f.parent
-            if not (d / "checkpoint.pt").exists() and (d / "metrics.jsonl").exists() \
-                    and (d / "metrics.jsonl").read_text().strip():
+            if (
+                not (d / "checkpoint.pt").exists()
+                and (d / "metrics.jsonl").exists()
+                and (d / "metrics.jsonl").read_text().strip()
+            ):
                 return d.name
         return None
 
-    proc, tid = _tune_until(cfg, run_dir, tmp_path, {"SEER_DEBUG_SAVE_DELAY_S": "3"}, half_written_first_checkpoint)
+    proc, tid = _tune_until(
+        cfg, run_dir, tmp_path, {"SEER_DEBUG_SAVE_DELAY_S": "3"}, half_written_first_checkpoint
+    )
     try:
         assert tid is not None, "no half-written first checkpoint was caught"
         proc.send_signal(signal.SIGTERM)
@@ -162,8 +194,11 @@ def test_killed_during_a_wide_job_resumes_on_fewer_slots(tmp_path):
     # A slow profile and a deadline that binds on it: the final round runs at W=2 on 2 slots.
     cfg = _write(tmp_path, epoch_time_s=25.0, time_budget_s=100)
     run_dir = tmp_path / "run"
-    proc = _seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"], cwd=tmp_path,
-                 env={"SEER_DEBUG_CRASH_AT": "launch:4"})
+    proc = _seer(
+        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        env={"SEER_DEBUG_CRASH_AT": "launch:4"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     state = json.loads((run_dir / "state.json").read_text())
     assert [(j["world_size"], j["until_epoch"]) for j in state["running"]] == [(2, 3)]

@@ -46,7 +46,13 @@ max_configurations = 4
 lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
 width = { choices = [16] }
 """
-PROFILE = {"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 0.5, "startup_s": 3.0, "resize_s": 3.0}
+PROFILE = {
+    "world_sizes": [1, 2],
+    "speedup": [1.0, 1.5],
+    "epoch_time_s": 0.5,
+    "startup_s": 3.0,
+    "resize_s": 3.0,
+}
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -74,14 +80,32 @@ def _wait_for_running_jobs(proc: subprocess.Popen, run_dir: Path) -> None:
 def test_resume_while_the_tuner_runs_is_refused_and_the_tuner_finishes_unharmed(tmp_path: Path):
     cfg, prof, run_dir = _files(tmp_path)
     tuner = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--profile", str(prof)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "seer_torch.cli",
+            "tune",
+            str(cfg),
+            "--run-dir",
+            str(run_dir),
+            "--profile",
+            str(prof),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for_running_jobs(tuner, run_dir)
         journal = (run_dir / "state.json").read_bytes(), (run_dir / "decisions.jsonl").read_bytes()
-        second = subprocess.run([sys.executable, "-m", "seer_torch.cli", "resume", str(run_dir)],
-                                cwd=tmp_path, capture_output=True, text=True, timeout=200)
+        second = subprocess.run(
+            [sys.executable, "-m", "seer_torch.cli", "resume", str(run_dir)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         alive_after_refusal = tuner.poll() is None
         out, err = tuner.communicate(timeout=240)
     finally:
@@ -108,9 +132,22 @@ def test_resume_while_the_tuner_runs_is_refused_and_the_tuner_finishes_unharmed(
 def test_a_tuner_under_nohup_survives_sighup_and_says_interrupted_once(tmp_path: Path):
     cfg, prof, run_dir = _files(tmp_path)
     tuner = subprocess.Popen(
-        ["nohup", sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
-         "--profile", str(prof)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            "nohup",
+            sys.executable,
+            "-m",
+            "seer_torch.cli",
+            "tune",
+            str(cfg),
+            "--run-dir",
+            str(run_dir),
+            "--profile",
+            str(prof),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_for_running_jobs(tuner, run_dir)

@@ -18,16 +18,31 @@ SCRIPT = Path(__file__).resolve().parents[2] / "launch" / "run_trial.sh"
 
 def _run(trial_dir: Path, nproc: str, until: str, tmp: Path) -> subprocess.CompletedProcess:
     tmp.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp)}  # torchrun's default log folder is under TMPDIR
-    return subprocess.run(["bash", str(SCRIPT), str(trial_dir), nproc, until], capture_output=True, text=True,
-                          timeout=300, env=env)
+    # torchrun's default log folder is under TMPDIR
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp)}
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(trial_dir), nproc, until],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def _config(trial_dir: Path, **changes) -> None:
     trial_dir.mkdir()
-    config = {"trial_id": "t", "model": "digits_mlp", "dataset": "digits", "data_dir": None,
-              "configuration": {"lr": 0.1, "width": 16}, "global_batch": 64, "micro_batch_max": 64,
-              "max_epochs": 2, "seed": 0, "tensorboard_dir": None}
+    config = {
+        "trial_id": "t",
+        "model": "digits_mlp",
+        "dataset": "digits",
+        "data_dir": None,
+        "configuration": {"lr": 0.1, "width": 16},
+        "global_batch": 64,
+        "micro_batch_max": 64,
+        "max_epochs": 2,
+        "seed": 0,
+        "tensorboard_dir": None,
+    }
     config.update(changes)
     (trial_dir / "config.json").write_text(json.dumps(config))
 
@@ -58,12 +73,15 @@ def test_a_run_leaves_no_torchrun_log_folder(tmp_path):
     assert not (tmp_path / "t" / "torchrun_logs").exists()
 
 
-@pytest.mark.parametrize("where, nproc, says", [("proc", "1", "TRIAL_DIR: got"), ("new", "0", "NPROC: got '0'")])
+@pytest.mark.parametrize(
+    "where, nproc, says", [("proc", "1", "TRIAL_DIR: got"), ("new", "0", "NPROC: got '0'")]
+)
 def test_bad_arguments_write_nothing(tmp_path, where, nproc, says):
     # From the new-user check: a trial folder that cannot be made was a traceback (exit 1), and a
     # bad NPROC was refused only after the default config.json had been written.
     trial_dir = Path(f"/proc/seer-test-{os.getpid()}/t") if where == "proc" else tmp_path / "t"
     proc = _run(trial_dir, nproc, "1", tmp_path / "tmp")
-    assert proc.returncode == 2 and proc.stderr.splitlines() == [proc.stderr.strip()] and says in proc.stderr, \
-        proc.stderr
+    assert (
+        proc.returncode == 2 and proc.stderr.splitlines() == [proc.stderr.strip()] and says in proc.stderr
+    ), proc.stderr
     assert not trial_dir.exists()

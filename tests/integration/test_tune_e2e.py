@@ -46,7 +46,10 @@ dropout = 0.0
 def _seer(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "seer_torch.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=400,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
 
 
@@ -81,7 +84,8 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     for t in res["trials"]:
         assert t["status"] in ("eliminated", "completed")
         assert len(t["world_sizes"]) >= 1
-        rows = [json.loads(l) for l in (run_dir / "trials" / t["trial_id"] / "metrics.jsonl").read_text().splitlines()]
+        metrics = (run_dir / "trials" / t["trial_id"] / "metrics.jsonl").read_text()
+        rows = [json.loads(line) for line in metrics.splitlines()]
         assert [r["epoch"] for r in rows] == list(range(1, t["epochs"] + 1))
         assert (run_dir / "trials" / t["trial_id"] / "checkpoint.pt").exists()
     # The files a run leaves.
@@ -99,23 +103,32 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     windows = probe["step_time_windows_s"]
     assert len(windows) == PROFILE_WINDOWS and probe["measured_steps"] == PROFILE_STEPS
     assert probe["step_time_s"] == pytest.approx(statistics.median(windows))
-    assert probe["throughput_samples_per_s"] == pytest.approx(probe["global_batch"] / statistics.median(windows))
+    assert probe["throughput_samples_per_s"] == pytest.approx(
+        probe["global_batch"] / statistics.median(windows)
+    )
     assert probe["measured_train_s"] == pytest.approx(sum(windows) * PROFILE_STEPS / PROFILE_WINDOWS)
     # The W=1 probe ran again last; the profile's epoch is the mean of the two.
     records = json.loads((run_dir / "profile" / "probes.json").read_text())
     assert records[-1]["probe"] == "probe (repeat)" and records[-1]["world_size"] == 1
     again = json.loads((run_dir / "profile" / "repeat" / "probe" / "profile.json").read_text())
     prof = json.loads((run_dir / "profile.json").read_text())
-    epochs = [p["num_train_samples"] / p["throughput_samples_per_s"] + p["eval_time_s"] for p in (probe, again)]
+    epochs = [
+        p["num_train_samples"] / p["throughput_samples_per_s"] + p["eval_time_s"] for p in (probe, again)
+    ]
     assert prof["epoch_time_s"] == pytest.approx(statistics.fmean(epochs))
-    assert [r["epoch_time_s"] for r in records if r["probe"].startswith("probe") and r["world_size"] == 1] == \
-        pytest.approx(epochs)
+    assert [
+        r["epoch_time_s"] for r in records if r["probe"].startswith("probe") and r["world_size"] == 1
+    ] == pytest.approx(epochs)
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).
     repo = Path(__file__).resolve().parents[2]
-    check = subprocess.run([sys.executable, str(repo / "scripts" / "check_tensorboard.py"), str(run_dir)],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, str(repo / "scripts" / "check_tensorboard.py"), str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "train/loss" in check.stdout
     # Nothing the run started is still alive.
@@ -146,8 +159,17 @@ def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
     # needs 5 + 27 / 1.8 = 20 s at best; 15 s (0.9 x (15 - 3 s grace) = 10.8 s usable) is too
     # short, and the best effort trains one configuration at W=2 to 10 epochs (5 + 10/1.8 <= 10.8).
     prof = tmp_path / "p.json"
-    prof.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": 1.0,
-                                "startup_s": 5.0, "resize_s": 5.0}))
+    prof.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.8],
+                "epoch_time_s": 1.0,
+                "startup_s": 5.0,
+                "resize_s": 5.0,
+            }
+        )
+    )
     args = ("plan", "--profile", str(prof), "--time-budget", "15", "--slots", "2")
     out = json.loads(_seer(*args, "--json", cwd=tmp_path).stdout)["plan"]
     assert out["feasible"] is False
@@ -196,18 +218,42 @@ def test_sigterm_stops_every_job_and_keeps_what_was_done(tmp_path: Path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(TINY)
     prof = tmp_path / "profile.json"  # given, so that no probe job runs before round 1
-    prof.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 0.5,
-                                "startup_s": 8.0, "resize_s": 8.0}))
+    prof.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.5],
+                "epoch_time_s": 0.5,
+                "startup_s": 8.0,
+                "resize_s": 8.0,
+            }
+        )
+    )
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--profile", str(prof)],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "seer_torch.cli",
+            "tune",
+            str(cfg),
+            "--run-dir",
+            str(run_dir),
+            "--profile",
+            str(prof),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # wait until round 1 has jobs running
             state = run_dir / "state.json"
-            if state.exists() and any(t["status"] == "running" for t in json.loads(state.read_text())["trials"]):
+            if state.exists() and any(
+                t["status"] == "running" for t in json.loads(state.read_text())["trials"]
+            ):
                 break
             time.sleep(0.2)
         else:
@@ -235,7 +281,9 @@ def _processes_mentioning(text: str) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cmd = (
+                    Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
             except OSError:
                 continue
             if text in cmd:

@@ -31,11 +31,25 @@ def _env() -> dict[str, str]:
 
 def _torchrun(trial_dir, world_size: int, until_epoch: int) -> subprocess.CompletedProcess:
     argv = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
-        "--log-dir", str(Path(trial_dir).parent / "torchrun_logs"), "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(world_size),
+        "--log-dir",
+        str(Path(trial_dir).parent / "torchrun_logs"),
+        "-m",
+        "seer_torch.worker",
+        "--trial-dir",
+        str(trial_dir),
+        "--until-epoch",
+        str(until_epoch),
     ]
     result = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
-    assert result.returncode == 0, f"W={world_size} until {until_epoch} failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"W={world_size} until {until_epoch} failed:\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
@@ -51,9 +65,14 @@ def test_resize_1_2_1_continues_exactly(tmp_path):
     config = {
         "trial_id": "t0001",
         "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.1},
-        "model": "digits_cnn", "dataset": "digits", "data_dir": None,
+        "model": "digits_cnn",
+        "dataset": "digits",
+        "data_dir": None,
         # micro_batch_max 16: W=1 accumulates 4 micro-batches, W=2 accumulates 2 (no_sync path)
-        "global_batch": GLOBAL_BATCH, "micro_batch_max": 16, "max_epochs": 3, "seed": 0,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": 16,
+        "max_epochs": 3,
+        "seed": 0,
         "tensorboard_dir": str(tensorboard_dir),
     }
     (trial_dir / "config.json").write_text(json.dumps(config))
@@ -81,12 +100,16 @@ def test_resize_1_2_1_continues_exactly(tmp_path):
     assert lines[0]["train_loss"] > lines[2]["train_loss"]  # it trains
     # The schedule is a function of the optimizer step: cosine from 0.1 to 0 over 3 epochs, at any W.
     assert [line["lr"] for line in lines] == pytest.approx(
-        [0.1 * 0.5 * (1 + math.cos(math.pi * epoch / 3)) for epoch in (1, 2, 3)], abs=1e-12)
+        [0.1 * 0.5 * (1 + math.cos(math.pi * epoch / 3)) for epoch in (1, 2, 3)], abs=1e-12
+    )
 
     # The checkpoint: unwrapped keys, loads strictly into a fresh model, counters exact.
     state = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert (state["epoch"], state["step"], state["samples_seen"]) == (3, 3 * STEPS_PER_EPOCH,
-                                                                      3 * STEPS_PER_EPOCH * GLOBAL_BATCH)
+    assert (state["epoch"], state["step"], state["samples_seen"]) == (
+        3,
+        3 * STEPS_PER_EPOCH,
+        3 * STEPS_PER_EPOCH * GLOBAL_BATCH,
+    )
     assert not any(key.startswith(("module.", "_orig_mod.")) for key in state["model"])
     assert state["scheduler"]["last_epoch"] == 3 * STEPS_PER_EPOCH
     from seer_torch.models import build_model
@@ -125,7 +148,10 @@ def test_until_epoch_already_reached_exits_without_training(tmp_path):
     subprocess.run(argv, env=_env(), check=True, timeout=LAUNCH_TIMEOUT_S, capture_output=True)
     before = (trial_dir / "checkpoint.pt").stat().st_mtime_ns, (trial_dir / "metrics.jsonl").read_text()
     subprocess.run(argv, env=_env(), check=True, timeout=LAUNCH_TIMEOUT_S, capture_output=True)
-    assert ((trial_dir / "checkpoint.pt").stat().st_mtime_ns, (trial_dir / "metrics.jsonl").read_text()) == before
+    assert (
+        (trial_dir / "checkpoint.pt").stat().st_mtime_ns,
+        (trial_dir / "metrics.jsonl").read_text(),
+    ) == before
 
 
 def _free_port() -> int:
@@ -139,11 +165,20 @@ def _free_port() -> int:
 def _one_step_config(micro_batch_max: int):
     from seer_torch.worker import TrialConfig
 
-    return TrialConfig.from_dict({
-        "trial_id": "case9", "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.0},
-        "model": "digits_cnn", "dataset": "digits", "data_dir": None, "global_batch": GLOBAL_BATCH,
-        "micro_batch_max": micro_batch_max, "max_epochs": 3, "seed": 0, "tensorboard_dir": None,
-    })
+    return TrialConfig.from_dict(
+        {
+            "trial_id": "case9",
+            "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.0},
+            "model": "digits_cnn",
+            "dataset": "digits",
+            "data_dir": None,
+            "global_batch": GLOBAL_BATCH,
+            "micro_batch_max": micro_batch_max,
+            "max_epochs": 3,
+            "seed": 0,
+            "tensorboard_dir": None,
+        }
+    )
 
 
 def _one_step(rank: int, world_size: int, port: int, micro_batch_max: int, out_dir: str) -> None:
@@ -153,8 +188,13 @@ def _one_step(rank: int, world_size: int, port: int, micro_batch_max: int, out_d
     from seer_torch.data import epoch_permutation
     from seer_torch.worker import DistEnv, _init_process_group, build_trainer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world_size))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
     torch.set_num_threads(1)
     env = DistEnv.from_environ()
     _init_process_group(env)
@@ -174,8 +214,8 @@ def test_accumulation_syncs_once_and_matches_one_process(tmp_path):
     micro-batches (BatchNorm normalises per micro-batch) within 1e-6."""
     import torch.multiprocessing as mp
 
-    from seer_torch.worker import DistEnv, build_trainer
     from seer_torch.data import epoch_permutation
+    from seer_torch.worker import DistEnv, build_trainer
 
     mp.spawn(_one_step, args=(2, _free_port(), 16, str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "w2_r0.pt", weights_only=True)
@@ -198,9 +238,16 @@ def test_divergence_is_reported_without_checkpoint_and_exits_0(tmp_path):
     trial_dir = tmp_path / "t"
     trial_dir.mkdir()
     config = {
-        "trial_id": "t", "configuration": {"lr": 1e30, "weight_decay": 1e30, "width": 4},
-        "model": "digits_cnn", "dataset": "digits", "data_dir": None, "global_batch": GLOBAL_BATCH,
-        "micro_batch_max": 64, "max_epochs": 3, "seed": 0, "tensorboard_dir": None,
+        "trial_id": "t",
+        "configuration": {"lr": 1e30, "weight_decay": 1e30, "width": 4},
+        "model": "digits_cnn",
+        "dataset": "digits",
+        "data_dir": None,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": 64,
+        "max_epochs": 3,
+        "seed": 0,
+        "tensorboard_dir": None,
     }
     (trial_dir / "config.json").write_text(json.dumps(config))
     argv = [sys.executable, "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", "2"]

@@ -40,7 +40,7 @@ from seer_torch.policies.baselines import (
     uniform_world_size,
 )
 from seer_torch.policies.billing import Billing
-from seer_torch.policies.registry import POLICIES, make_policy
+from seer_torch.policies.registry import POLICIES, POLICY_NAMES, make_policy
 from seer_torch.policies.rungs import survivor_counts
 from seer_torch.scaling.model import ScalingModel
 
@@ -74,7 +74,9 @@ def make_context(**overrides) -> PolicyContext:
 
 def linear_curves(starts, slopes, epochs=9):
     """``{index: [val at epoch 1, ..., epoch `epochs`]}`` with ``val = start + slope * (e - 1)``."""
-    return {i: [s + k * (e - 1) for e in range(1, epochs + 1)] for i, (s, k) in enumerate(zip(starts, slopes))}
+    return {
+        i: [s + k * (e - 1) for e in range(1, epochs + 1)] for i, (s, k) in enumerate(zip(starts, slopes))
+    }
 
 
 # Nine configurations. Rung 1 ranks 0 > 3 > 1 > 4 > 2 > 5 > 6 > 7 > 8; at rung 3 the survivors
@@ -328,7 +330,8 @@ def test_fixed_cluster_slots_arithmetic():
     assert fixed_cluster_slots(make_context(num_slots=8, time_budget_s=1000.0, money_budget_usd=0.5)) == 1
     assert fixed_cluster_slots(make_context(num_slots=8, time_budget_s=1000.0, money_budget_usd=4.0)) == 4
     # Billed in 600 s increments: 1000 s -> 1200 s -> 1.2 USD a slot.
-    c = make_context(num_slots=8, time_budget_s=1000.0, money_budget_usd=4.5, billing=Billing(3.6, granularity_s=600))
+    c = make_context(num_slots=8, time_budget_s=1000.0, money_budget_usd=4.5,
+                     billing=Billing(3.6, granularity_s=600))
     assert fixed_cluster_slots(c) == 3
     assert fixed_cluster_slots(make_context(num_slots=8, billing=Billing(0.0))) == 8
     # base.fixed_cluster_slots overflows on an infinite money budget; cluster_slots does not.
@@ -515,7 +518,7 @@ def asha_promotion_check(eta, rungs):
             r = rungs[level]
             members = cluster.ended_to.get(r, set())
 
-            def key(i):
+            def key(i, r=r):
                 v = cluster.by_index[i].vals.get(r)
                 bad = cluster.by_index[i].status in ("failed", "diverged") or v is None or math.isnan(v)
                 return (1, 0.0, i) if bad else (0, -v, i)
@@ -644,7 +647,8 @@ def test_elastic_uniform_n_fits_time_and_money():
     policy.setup(c)
     report = policy.report()
     n = report["plan"]["num_configurations"]
-    assert report["plan"]["predicted_time_s"] <= 0.9 * 1e4 and report["plan"]["predicted_cost_usd"] <= 0.9 * 85.0
+    assert report["plan"]["predicted_time_s"] <= 0.9 * 1e4
+    assert report["plan"]["predicted_cost_usd"] <= 0.9 * 85.0
     assert n == 64  # the budgets are generous
     tight = make_context(num_slots=16, max_configurations=64, time_budget_s=1e4, money_budget_usd=1.0)
     policy = ElasticUniformPolicy()
@@ -684,7 +688,8 @@ def test_oracle_money_limits_the_world_size():
     policy = OraclePolicy()
     policy.setup(c)
     report = policy.report()
-    assert (report["plan"]["world_size"], report["plan"]["target_epochs"], report["plan"]["feasible"]) == (8, 8, False)
+    plan = report["plan"]
+    assert (plan["world_size"], plan["target_epochs"], plan["feasible"]) == (8, 8, False)
     assert report["plan"]["predicted_cost_usd"] <= 0.12 + 1e-12
 
 
@@ -717,8 +722,8 @@ def test_rent_time_limit_counts_billing_rounding_and_minimum():
                                         billing=Billing(3.6, granularity_s=600)), 1) == pytest.approx(1200.0)
     # A 60 s minimum that 45 billable seconds cannot pay: nothing fits.
     assert rent_time_limit(make_context(money_budget_usd=0.05, billing=Billing(3.6, minimum_s=60)), 1) < 0
-    for g, c in ((1, make_context(money_budget_usd=0.45)), (3, make_context(money_budget_usd=0.45,
-                                                                            billing=Billing(3.6, 7.0, 60.0)))):
+    rounded = make_context(money_budget_usd=0.45, billing=Billing(3.6, 7.0, 60.0))
+    for g, c in ((1, make_context(money_budget_usd=0.45)), (3, rounded)):
         limit = rent_time_limit(c, g)
         assert c.billing.job_cost_usd(g, limit) <= 0.9 * c.money_budget_usd + 1e-9  # float slack
 
@@ -897,7 +902,8 @@ def test_every_policy_plans_nothing_when_not_even_one_epoch_fits(name):
 
 
 def test_registry_names_and_fresh_objects():
-    assert set(POLICIES) == {"sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle"}
+    assert set(POLICIES) == {"seer", "sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle"}
+    assert POLICY_NAMES == tuple(POLICIES)
     for name in POLICIES:
         a, b = make_policy(name), make_policy(name)
         assert a is not b and a.name == name

@@ -13,6 +13,7 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import default_experiment_path, parse_experiment
 from seer_torch.executor import Tuner
+from seer_torch.policies.registry import make_policy
 from seer_torch.scaling.profile import load_profile
 
 SHIPPED_PROFILE = default_experiment_path().parents[1] / "profiles" / "digits_cnn_digits_cpu.json"
@@ -38,7 +39,7 @@ def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(t
     clock = SimulatedClock()
     backend = SimulatedBackend(2, clock, epoch_time_s=prof.epoch_time_s, speedup=prof.scaling.speedup_at,
                                startup_s=prof.startup_s, curve=_curve)
-    res = Tuner(exp, tmp_path / "run", backend, clock=clock).run()
+    res = Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
     plan = res["plan"]
     assert plan["binding"] == "time", plan["message"]  # the deadline binds, not the configuration cap
     assert plan["num_configurations"] < exp.search.max_configurations

@@ -9,6 +9,7 @@ from pathlib import Path
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Tuner
+from seer_torch.policies.registry import make_policy
 
 
 def _curve(config, epoch):
@@ -32,7 +33,7 @@ def _run(tmp_path: Path, faults=None, *, max_failures=2, hang_timeout_s=600.0, t
     clock = SimulatedClock()
     backend = SimulatedBackend(2, clock, epoch_time_s=10.0, speedup=lambda w: 1.0, startup_s=5.0, curve=_curve,
                                faults=faults)
-    tuner = Tuner(exp, tmp_path / "run" if run_dir else None, backend, clock=clock)
+    tuner = Tuner(exp, tmp_path / "run" if run_dir else None, backend, policy=make_policy("seer"), clock=clock)
     return tuner.run(), backend
 
 

@@ -39,7 +39,7 @@ def _run(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, 
     backend = SimulatedBackend(slots, clock, epoch_time_s=backend_epoch_time_s or epoch_time_s,
                                speedup=lambda w: ws[w],
                                startup_s=startup_s, curve=curve, epoch_time_at=backend_epoch_time_at)
-    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=policy)
+    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=policy or SeerPolicy())
     return tuner.run(), backend
 
 

@@ -42,7 +42,7 @@ def _points():
 @pytest.mark.parametrize("point", _points())
 def test_killed_anywhere_resumes(tmp_path, uninterrupted, point, fewer_slots, monkeypatch):
     clean, _ = uninterrupted
-    monkeypatch.setattr(fault_sweep.executor, "_crash_counts", {})
+    monkeypatch.setattr(fault_sweep.journal, "_crash_counts", {})
     record = fault_sweep.sim_case(tmp_path, point, clean, fewer_slots)
     assert record["crashed"], record
     assert record["finished"] and record["problems"] == [], record
@@ -60,15 +60,15 @@ def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, 
     assert [r["world_size"] for r in clean["rounds"]] == [1, 1, 2] and clean["best"]["epochs"] == 9
     exp, clock, backend = fault_sweep._sim_setup(tmp_path / "k", experiment)
     run_dir = tmp_path / "k" / "run"
-    monkeypatch.setattr(fault_sweep.executor, "_crash_counts", {})
+    monkeypatch.setattr(fault_sweep.journal, "_crash_counts", {})
     monkeypatch.setenv("SEER_DEBUG_CRASH_AT", f"launch:{counts['launch']}")  # the W = 2 finalist's launch
     monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
     with pytest.raises(fault_sweep.Crash):
-        fault_sweep.Tuner(exp, run_dir, backend, clock=clock).run()
+        fault_sweep.Tuner(exp, run_dir, backend, policy=fault_sweep.make_policy("seer"), clock=clock).run()
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
     backend.num_slots = 1
     before = len(backend.launches)
-    res = fault_sweep.Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = fault_sweep.Tuner.resume(run_dir, backend, make_policy=fault_sweep.make_policy, clock=clock).run(resume=True)
     relaunch = backend.launches[before:]
     assert [(j.spec.world_size, j.spec.until_epoch) for j in relaunch] == [(1, 8)]
     assert relaunch[0].result is not None and not relaunch[0].result.stopped  # it ended by itself

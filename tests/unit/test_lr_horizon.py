@@ -19,8 +19,9 @@ import torch
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import ConfigError
-from seer_torch import executor
+from seer_torch.executor import journal
 from seer_torch.executor import Crash, Tuner
+from seer_torch.policies.registry import make_policy
 
 GLOBAL_BATCH = 64
 STEPS_PER_EPOCH = 1257 // GLOBAL_BATCH  # digits: 19 optimizer steps an epoch
@@ -179,7 +180,7 @@ def _curve(config, epoch):
 def _run(tmp_path: Path, **kwargs):
     exp, clock, backend = _setup(tmp_path, **kwargs)
     run_dir = tmp_path / "run"
-    return Tuner(exp, run_dir, backend, clock=clock).run(), run_dir
+    return Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run(), run_dir
 
 
 def _setup(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, time_s, epoch_time_s=10.0,
@@ -251,13 +252,13 @@ def test_a_resumed_run_keeps_the_lowered_horizon(tmp_path, monkeypatch, point):
     clean, _ = _run(tmp_path / "clean", **LOWERED)
     exp, clock, backend = _setup(tmp_path / "killed", **LOWERED)
     run_dir = tmp_path / "killed" / "run"
-    monkeypatch.setattr(executor, "_crash_counts", {})
+    monkeypatch.setattr(journal, "_crash_counts", {})
     monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
     monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
     with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, clock=clock).run()
+        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
-    res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     best = res["best"]
     assert (best["trial_id"], best["epochs"]) == (clean["best"]["trial_id"], clean["best"]["epochs"])
     assert best["epochs"] == 6

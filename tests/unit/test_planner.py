@@ -67,7 +67,8 @@ def reference_cost(inputs, rungs, world_sizes, counts, start_epoch=0, first_over
             overhead = inputs.relaunch_s if w == prev_w else inputs.resize_s
         job = overhead + (rung - previous_epoch) * inputs.epoch_time_s / inputs.scaling.speedup_at(w)
         waves = math.ceil(n / (inputs.num_slots // w))
-        rows.append((waves, waves * job, inputs.price_usd_per_slot_hour / 3600 * n * w * reference_billed(inputs, job)))
+        usd = inputs.price_usd_per_slot_hour / 3600 * n * w * reference_billed(inputs, job)
+        rows.append((waves, waves * job, usd))
         previous_epoch, prev_w = rung, w
     return rows, sum(r[1] for r in rows), sum(r[2] for r in rows)
 
@@ -390,7 +391,8 @@ def _random_inputs(
     ladder = tuple(sorted(rng.sample((1, 2, 4, 8, 16), rng.randint(1, 3 if small else 5))))
     w_max = rng.choice((2, 4, 8, 16))
     speeds = [1.0] + [rng.uniform(1.0, w) for w in (2, 4, 8, 16) if w <= w_max]
-    scaling = ScalingModel(world_sizes=tuple(w for w in (1, 2, 4, 8, 16) if w <= w_max), speedup=tuple(speeds))
+    sizes = tuple(w for w in (1, 2, 4, 8, 16) if w <= w_max)
+    scaling = ScalingModel(world_sizes=sizes, speedup=tuple(speeds))
     tau = rng.uniform(0.5, 60.0)
     fields = dict(
         max_epochs=max_epochs,
@@ -510,7 +512,8 @@ def test_replan_keeps_w_at_least_current_and_charges_relaunch_or_resize():
     assert p.rounds[0].start_epoch == 3
     assert p.rounds[0].job_duration_s == pytest.approx(1.0 + 6 * 10.0 / 1.85)  # relaunch, same W
     # a deadline that needs W=8 for the final round forces a resize overhead
-    tight = make(relaunch_s=1.0, resize_s=7.0, num_slots=8, time_budget_s=(1 + 60 / 1.85 + 7 + 180 / 5.4) / 0.9)
+    tight = make(relaunch_s=1.0, resize_s=7.0, num_slots=8,
+                 time_budget_s=(1 + 60 / 1.85 + 7 + 180 / 5.4) / 0.9)
     q = replan(tight, rungs=(9, 27), survivors=(3, 1), current_epoch=3, current_world_size=2)
     assert q.feasible
     assert q.world_sizes == (2, 8)
@@ -771,7 +774,7 @@ def test_eta_chosen_by_the_planner_is_the_best_of_2_3_4(max_epochs, eta):
     assert p.feasible and p.eta == eta
     assert p.num_configurations == max(q.num_configurations for q in fixed.values())
     assert p.rounds == fixed[eta].rounds and p.predicted_cost_usd == fixed[eta].predicted_cost_usd
-    assert "eta %d (chosen)" % eta in p.message
+    assert f"eta {eta} (chosen)" in p.message
     assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))).eta == eta
 
 
@@ -832,7 +835,8 @@ def test_replan_echoes_open_eta_and_finalists_as_zero():
     p = replan(make(eta=None, num_finalists=None), rungs=(9, 27), survivors=(3, 1), current_epoch=3,
                current_world_size=1)
     assert p.feasible and p.eta == 0 and p.num_finalists == 0
-    q = replan(make(eta=4, num_finalists=2), rungs=(9, 27), survivors=(3, 2), current_epoch=3, current_world_size=1)
+    q = replan(make(eta=4, num_finalists=2), rungs=(9, 27), survivors=(3, 2), current_epoch=3,
+               current_world_size=1)
     assert q.eta == 4 and q.num_finalists == 2
 
 
@@ -863,7 +867,8 @@ def enumerate_best(inputs, target):
     etas = (inputs.eta,) if inputs.eta is not None else ETA_CHOICES
     finalists = inputs.finalist_choices
     first = inputs.min_epochs if inputs.min_epochs is not None else 1
-    limit_t = inputs.time_limit_s + (1e-9 * max(1.0, inputs.time_limit_s) if math.isfinite(inputs.time_limit_s) else 0)
+    limit_t = inputs.time_limit_s + (
+        1e-9 * max(1.0, inputs.time_limit_s) if math.isfinite(inputs.time_limit_s) else 0)
     limit_m = inputs.money_limit_usd + (
         1e-9 * max(1.0, inputs.money_limit_usd) if math.isfinite(inputs.money_limit_usd) else 0)
     best = None
@@ -871,7 +876,7 @@ def enumerate_best(inputs, target):
         for rungs in rung_schedules(min(first, target), target, eta):
             for ws in itertools.combinations_with_replacement(usable, len(rungs)):
                 for f in finalists:
-                    def cost(n):
+                    def cost(n, rungs=rungs, ws=ws, eta=eta, f=f):
                         return reference_cost(inputs, rungs, ws, survivor_counts(n, len(rungs), eta, f))[1:]
 
                     def fits(n):
@@ -887,7 +892,8 @@ def enumerate_best(inputs, target):
                     counts = survivor_counts(lo, len(rungs), eta, f)
                     t, c = cost(lo)
                     wide = sum(1 for w in ws if w > usable[0])
-                    key = (-lo, -min(counts[-1], max(finalists)), round(c, 9), wide, sum(ws), t, len(ws), ws, rank, f)
+                    key = (-lo, -min(counts[-1], max(finalists)), round(c, 9), wide, sum(ws), t, len(ws), ws,
+                           rank, f)
                     if best is None or key < best[0]:
                         best = (key, rungs, ws, counts, eta, f)
     return best
@@ -934,8 +940,9 @@ def test_wave_epoch_time_sets_the_wall_clock_and_the_mean_epoch_the_money():
     # the slowest (12 s) job, and costs each its own time (mean 10 s).
     mean = make(epoch_time_s=10.0)
     spread = make(epoch_time_s=10.0, wave_epoch_time_s=12.0)
-    a = replan(mean, rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1, planned_world_sizes=(1,))
-    b = replan(spread, rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1, planned_world_sizes=(1,))
+    kw = dict(rungs=(9,), survivors=(3,), current_epoch=3, current_world_size=1, planned_world_sizes=(1,))
+    a = replan(mean, **kw)
+    b = replan(spread, **kw)
     assert a.rounds[0].predicted_duration_s == pytest.approx(5.0 + 6 * 10.0)
     assert b.rounds[0].predicted_duration_s == pytest.approx(5.0 + 6 * 12.0)
     assert b.rounds[0].predicted_cost_usd == pytest.approx(a.rounds[0].predicted_cost_usd)

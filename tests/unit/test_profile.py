@@ -150,8 +150,9 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     from importlib import resources
 
     from seer_torch.config import sample_configurations
-    from seer_torch.executor import planner_inputs, policy_context
+    from seer_torch.executor import policy_context
     from seer_torch.policies import seer as planner
+    from seer_torch.policies.plan_types import planner_inputs_from_context
 
     exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
     # digits_cnn FLOPs per sample: width 64 -> 21388800, width 96 -> 48008448 (the arithmetic
@@ -166,7 +167,7 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     assert ctx.epoch_time_s == pytest.approx(mean)
     # and each draw's own, which SEER's first plan launches round 1 on
     assert ctx.draw_epoch_times_s == pytest.approx([0.6 if w == 64 else 1.2 for w in widths])
-    inputs = planner_inputs(exp, prof, num_slots=2, time_left_s=400.0, money_left_usd=1.0)
+    inputs = planner_inputs_from_context(ctx)
     assert inputs.epoch_time_s == pytest.approx(mean) and inputs.wave_epoch_time_s is None
     first = planner.plan(inputs).rounds[0]
     assert first.world_size == 1
@@ -189,6 +190,7 @@ def test_seer_tune_counts_the_draws_flops_once_and_before_its_clock_starts(tmp_p
 
     from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
     from seer_torch.executor import Tuner
+    from seer_torch.policies.registry import make_policy
     from seer_torch.scaling import profiler
 
     prof = tmp_path / "profile.json"
@@ -209,7 +211,7 @@ def test_seer_tune_counts_the_draws_flops_once_and_before_its_clock_starts(tmp_p
     monkeypatch.setattr(profiler, "configurations_flops", slow_count)
     backend = SimulatedBackend(2, clock, epoch_time_s=1.0, speedup=lambda w: 1.5 ** (w > 1), startup_s=8.0,
                                curve=lambda c, e: c["lr"] * (1 - 0.5 / e))
-    res = Tuner(exp, tmp_path / "run", backend, clock=clock).run()
+    res = Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
     assert counts == [1 + exp.search.max_configurations]  # the probe configuration and the draws, once
     assert res["rounds"][0]["start_s"] < 1.0  # not 30 s in: the count ran before the clock started
     assert res["budget"]["time_used_s"] <= 120.0 and res["best"] is not None

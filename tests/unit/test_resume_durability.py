@@ -25,13 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from seer_torch import executor
+from seer_torch.executor import journal
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.backends.local import LocalBackend
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import SeerError
 from seer_torch.executor import Crash, Trial, Tuner
+from seer_torch.policies.registry import make_policy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,11 +66,11 @@ def _crash(tmp_path: Path, monkeypatch, point: str, time_budget_s: float = 150.0
     """A run killed outright at ``point``; returns (experiment, clock, backend, run_dir)."""
     exp, clock, backend = _setup(tmp_path, time_budget_s)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(executor, "_crash_counts", {})
+    monkeypatch.setattr(journal, "_crash_counts", {})
     monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
     monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
     with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, clock=clock).run()
+        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
     return exp, clock, backend, run_dir
 
@@ -96,17 +97,17 @@ def test_metrics_past_the_durable_checkpoint_are_not_progress(tmp_path):
     trial_dir.mkdir(parents=True)
     _rows(trial_dir / "metrics.jsonl", range(1, 6))
     (trial_dir / ".checkpoint.pt.abcd.tmp").write_bytes(b"half a checkpoint")
-    tuner = Tuner(exp, None, LocalBackend(2))
+    tuner = Tuner(exp, None, LocalBackend(2), policy=make_policy("seer"))
     trial = Trial("t000", {"q": 0.7}, index=0, epochs=5, val_by_epoch={e: 0.1 * e for e in range(1, 6)})
     spec = JobSpec("t000", trial_dir, 1, 5)
     stopped = JobResult(spec, -15, 0.0, 9.0, 0.0, stopped=True)
-    assert tuner._read_results(trial, stopped) == "stopped"
+    assert tuner.loop.read_results(trial, stopped) == "stopped"
     assert (trial.epochs, trial.val_by_epoch) == (0, {})
     assert trial.view().epochs == 0
 
     # Once a checkpoint at epoch 3 is durable, epochs 1-3 count and 4-5 stay debris.
     save_checkpoint(str(trial_dir / "checkpoint.pt"), _checkpoint_state(3))
-    assert tuner._read_results(trial, stopped) == "stopped"
+    assert tuner.loop.read_results(trial, stopped) == "stopped"
     assert trial.epochs == 3 and sorted(trial.val_by_epoch) == [1, 2, 3]
 
 
@@ -145,7 +146,7 @@ def test_a_resume_removes_temporary_files_a_killed_writer_left(tmp_path, monkeyp
     stale = [run_dir / "trials" / "t000" / ".checkpoint.pt.k9.tmp", run_dir / "trials" / "t003" / "checkpoint.prev.pt.77.tmp"]
     for f in stale:
         f.write_bytes(b"torn")
-    Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     assert [f for f in stale if f.exists()] == []
 
 
@@ -160,7 +161,7 @@ def test_a_resume_with_fewer_slots_replays_with_the_slots_it_decided_with(tmp_pa
     assert [j["world_size"] for j in state["running"]] == [2]
     backend.num_slots = 1  # the same cluster, one slot fewer
     launches_before = len(backend.launches)
-    res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     after = backend.launches[launches_before:]
     assert after and {j.spec.world_size for j in after} == {1}
     assert res["best"] is not None and res["best"]["epochs"] > 3
@@ -178,7 +179,7 @@ def test_a_failed_resume_leaves_the_journal_as_it_found_it(tmp_path, monkeypatch
     names = ("state.json", "state.prev.json", "decisions.jsonl", "results.json")
     before = {n: (run_dir / n).read_bytes() if (run_dir / n).exists() else None for n in names}
     with pytest.raises(SeerError, match="decided differently on replay"):
-        Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+        Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     after = {n: (run_dir / n).read_bytes() if (run_dir / n).exists() else None for n in names}
     assert after == before
 
@@ -188,7 +189,7 @@ def test_the_experiment_tensorboard_never_repeats_a_step_after_a_resume(tmp_path
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:12")  # round 1 logged
-    res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     acc = EventAccumulator(str(run_dir / "tensorboard" / "experiment"), size_guidance={"scalars": 0})
     acc.Reload()
     completed = [r["index"] for r in res["rounds"] if r["completed"]]
@@ -222,7 +223,7 @@ def test_check_tensorboard_fails_on_a_repeated_experiment_step(tmp_path):
 def test_a_trial_without_a_checkpoint_is_not_relaunched_from_one(tmp_path, monkeypatch):
     exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:1")
     messages: list[str] = []
-    Tuner.resume(run_dir, backend, clock=clock, on_event=lambda m, s: messages.append(m)).run(resume=True)
+    Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock, on_event=lambda m, s: messages.append(m)).run(resume=True)
     relaunched = [m for m in messages if m.startswith("t000: ") and "relaunched" in m]
     assert relaunched, messages
     assert not [m for m in relaunched if "from its checkpoint" in m], relaunched

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from seer_torch import executor
+from seer_torch.executor import journal
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Crash, Tuner
+from seer_torch.policies.registry import make_policy
 from seer_torch.runfiles import atomic_write_text
 
 
@@ -45,15 +46,15 @@ def _setup(tmp_path: Path):
 @pytest.mark.parametrize("point", ["launch:3", "launch:10", "launch:13", "job_end:4", "job_end:7", "decide:2", "decide:6", "decide:8"])
 def test_a_killed_run_resumes_to_the_same_answer(tmp_path, monkeypatch, point):
     exp, clock, backend = _setup(tmp_path / "clean")
-    clean = Tuner(exp, tmp_path / "clean" / "run", backend, clock=clock).run()
+    clean = Tuner(exp, tmp_path / "clean" / "run", backend, policy=make_policy("seer"), clock=clock).run()
 
     exp, clock, backend = _setup(tmp_path / "killed")
     run_dir = tmp_path / "killed" / "run"
-    monkeypatch.setattr(executor, "_crash_counts", {})
+    monkeypatch.setattr(journal, "_crash_counts", {})
     monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
     monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
     with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, clock=clock).run()
+        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running"
@@ -63,7 +64,7 @@ def test_a_killed_run_resumes_to_the_same_answer(tmp_path, monkeypatch, point):
     launches_before = len(backend.launches)
     clock.sleep(7.0)  # the tuner is down for 7 s; its jobs keep running meanwhile
 
-    res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
 
     # The same answer as the uninterrupted run with the same seed.
     assert res["best"]["trial_id"] == clean["best"]["trial_id"]
@@ -90,21 +91,21 @@ def test_a_finished_run_cannot_be_resumed(tmp_path):
     from seer_torch.errors import ConfigError
 
     exp, clock, backend = _setup(tmp_path)
-    Tuner(exp, tmp_path / "run", backend, clock=clock).run()
+    Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
     with pytest.raises(ConfigError, match="did not finish"):
-        Tuner.resume(tmp_path / "run", backend, clock=clock)
+        Tuner.resume(tmp_path / "run", backend, make_policy=make_policy, clock=clock)
 
 
 def test_a_damaged_journal_falls_back_to_the_previous_one(tmp_path, monkeypatch):
     exp, clock, backend = _setup(tmp_path)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(executor, "_crash_counts", {})
+    monkeypatch.setattr(journal, "_crash_counts", {})
     monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "job_end:5")
     monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
     with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, clock=clock).run()
+        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
     text = (run_dir / "state.json").read_text()
     atomic_write_text(run_dir / "state.json", text[: len(text) // 2])  # torn by a failing disk
-    res = Tuner.resume(run_dir, backend, clock=clock).run(resume=True)
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     assert res["best"] is not None and res["best"]["epochs"] == 9

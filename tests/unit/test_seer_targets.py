@@ -16,6 +16,7 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment, sample_configurations
 from seer_torch.executor import Tuner
+from seer_torch.policies.registry import make_policy
 from seer_torch.policies import base
 from seer_torch.policies.base import TrialView, best_at_rungs
 
@@ -48,7 +49,7 @@ def _run(tmp_path: Path, *, time_s, max_configurations=9, max_epochs=27, eta=3, 
     backend = SimulatedBackend(
         slots, clock, epoch_time_s=PROFILE_EPOCH_S, speedup=lambda w: speed[w], startup_s=startup_s, curve=curve,
         epoch_time_at=lambda i: loaded_epoch_s if clock.now() < loaded_until_s else quiet_epoch_s)
-    return Tuner(exp, tmp_path / "run", backend, clock=clock).run()
+    return Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
 
 
 # -- fault 9: what a real drop is --------------------------------------------------------------

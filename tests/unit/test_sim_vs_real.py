@@ -11,6 +11,7 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Tuner
+from seer_torch.policies.registry import make_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("sim_vs_real", ROOT / "scripts" / "sim_vs_real.py")
@@ -41,7 +42,7 @@ def test_replaying_a_runs_rounds_reproduces_their_time_and_money(tmp_path):
                                 startup_s=5.0, curve=_curve)
 
     clock = SimulatedClock()
-    run = Tuner(exp, tmp_path / "run", backend(clock), clock=clock).run()
+    run = Tuner(exp, tmp_path / "run", backend(clock), policy=make_policy("seer"), clock=clock).run()
     members = svr.round_members(run)
     # carried more than eta's cut (5 of 17), at most half of them
     assert [len(m[3]) for m in members] == [r["num_trials"] for r in run["rounds"]] == [17, 8, 4]

@@ -1,0 +1,175 @@
+"""``seer plan``: the plan ``seer tune`` would start from, printed as a table or as JSON.
+Launches nothing and imports no torch: the profile is the given one or the shipped estimate,
+and the draws' FLOPs come from the model registry's table of counted values
+(:func:`seer_torch.models.flops_per_sample`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seer_torch.commands.checks import check_before_launch
+from seer_torch.commands.common import experiment_from_args, shipped_profile_path
+from seer_torch.config import Experiment
+from seer_torch.errors import ConfigError
+
+# How long `seer tune` spends profiling before it plans, in launches of the worker; used by
+# `seer plan` to show the plan `seer tune` would make.
+PROFILE_EXTRA_S = 5.0  # the measured steps (60) and one validation pass of a probe
+
+
+@dataclass(frozen=True)
+class _PlanInputs:
+    """What ``seer plan`` plans with and prints.
+
+    Attributes:
+        prof_path: the profile file; note: "given" or why the shipped one is used.
+        prof: the profile read from it.
+        profiling_s, profiling_slot_s: seconds and slot-seconds ``seer tune`` spends measuring
+            its own profile first (0 with a given profile).
+        ctx: the policy context (:func:`seer_torch.executor.policy_context`).
+    """
+
+    prof_path: Path
+    note: str
+    prof: Any
+    profiling_s: float
+    profiling_slot_s: float
+    ctx: Any
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``seer plan``: check the experiment as ``seer tune`` would, plan with the same inputs,
+    print the plan. Returns the exit status (0).
+
+    Raises:
+        ConfigError: bad input, or no profile (none given and none shipped for the model and
+            dataset).
+    """
+    from seer_torch.policies.seer_policy import SeerPolicy
+
+    exp = experiment_from_args(args)
+    check_before_launch(exp, data=False)  # the model and the search space, as `seer tune` checks them
+    inputs = _plan_inputs(exp)
+    plan = SeerPolicy.first_plan(inputs.ctx)  # the plan `seer tune` starts from, with the same inputs
+    if args.json:
+        _print_json(exp, inputs, plan)
+    else:
+        _print_table(exp, inputs, plan)
+    return 0
+
+
+def _profile_to_plan_with(exp: Experiment) -> tuple[Path, str]:
+    """The given profile, or the one shipped for the model and dataset, and a note saying which.
+
+    Raises:
+        ConfigError: none given and none shipped.
+    """
+    if exp.planner.profile:
+        return Path(exp.planner.profile), "given"
+    shipped = shipped_profile_path(exp)
+    if shipped is None:
+        raise ConfigError(
+            "planner.profile",
+            None,
+            f"a scaling profile file for model {exp.model.name!r} on {exp.data.dataset!r} "
+            "(pass --profile FILE; `seer tune` measures one and writes RUN_DIR/profile.json)",
+        )
+    return shipped, "shipped estimate; seer tune measures its own first"
+
+
+def _plan_inputs(exp: Experiment) -> _PlanInputs:
+    """The profile, the profiling ``seer tune`` does first, and the policy context with the
+    budgets that leaves."""
+    from seer_torch.executor import FINAL_GRACE_S, draw_costs_needed, policy_context, tune_probe_world_sizes
+    from seer_torch.scaling import profiler
+    from seer_torch.scaling.profile import load_profile
+
+    prof_path, note = _profile_to_plan_with(exp)
+    prof = load_profile(prof_path)
+    profiling_s = profiling_slot_s = 0.0
+    costs = draw_costs_needed(exp, prof if exp.planner.profile else None)  # counted once
+    if not exp.planner.profile:
+        # `seer tune` measures its own profile first: one start-up and probe per batch of probes.
+        cost_probe = costs is not None and costs.cheapest() is not None
+        batches = profiler.probe_schedule(tune_probe_world_sizes(exp), cost_probe, exp.resources.num_slots)
+        profiling_s = len(batches) * (prof.startup_s + PROFILE_EXTRA_S)
+        profiling_slot_s = sum(map(sum, batches)) * (prof.startup_s + PROFILE_EXTRA_S)
+    b = exp.budget
+    ctx = policy_context(
+        exp,
+        prof,
+        num_slots=exp.resources.num_slots,
+        time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
+        money_left_usd=b.money_budget_usd - profiling_slot_s * b.price_usd_per_slot_hour / 3600,
+        draw_costs=costs,
+    )
+    return _PlanInputs(prof_path, note, prof, profiling_s, profiling_slot_s, ctx)
+
+
+def _print_json(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
+    b = exp.budget
+    print(
+        json.dumps(
+            {
+                "experiment": exp.name,
+                "profile": {"path": str(inputs.prof_path), "note": inputs.note, **inputs.prof.to_dict()},
+                "profiling_s": inputs.profiling_s,
+                "budget": {"time_budget_s": b.time_budget_s, "money_budget_usd": b.money_budget_usd,
+                           "price_usd_per_slot_hour": b.price_usd_per_slot_hour},
+                "num_slots": exp.resources.num_slots,
+                "plan": plan.to_dict(),
+            },
+            indent=2,
+        )
+    )
+
+
+def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    b, prof, ctx = exp.budget, inputs.prof, inputs.ctx
+    console = Console()
+    console.print(
+        f"[bold]{exp.name}[/]: {exp.model.name} on {exp.data.dataset}; deadline {b.time_budget_s:g} s, "
+        f"money {b.money_budget_usd:g} USD at {b.price_usd_per_slot_hour:g} USD/slot-hour, "
+        f"{exp.resources.num_slots} slots"
+    )
+    draws_s = ctx.draw_epoch_times_s
+    console.print(
+        f"profile: {inputs.prof_path} ({inputs.note}): epoch {ctx.epoch_time_s:.2f} s on 1 worker"
+        + (f" (the mean over the draws, {min(draws_s):.2f}-{max(draws_s):.2f} s by their FLOPs)"
+           if draws_s else "")
+        + ", start-up "
+        f"{prof.startup_s:.1f} s, speedup "
+        + ", ".join(f"W={w}: {s:.2f}" for w, s in zip(prof.world_sizes, prof.speedup))
+    )
+    if inputs.profiling_s:
+        console.print(f"seer tune first spends about {inputs.profiling_s:.0f} s measuring its own profile; "
+                      "the plan leaves it out.")
+
+    def chosen(value: object) -> str:  # left open to the planner
+        return " (chosen)" if value is None else ""
+
+    table = Table(title=f"SEER plan: {plan.num_configurations} configurations, "
+                        f"eta {plan.eta}{chosen(exp.training.eta)}, "
+                        f"{plan.num_finalists} finalist(s){chosen(exp.planner.num_finalists)}")
+    for col in ("round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"):
+        table.add_column(col, justify="right")
+    for r in plan.rounds:
+        table.add_row(
+            str(r.index), str(r.rung_epoch), str(r.num_trials), str(r.world_size), str(r.waves),
+            f"{r.predicted_duration_s:.1f}", f"{r.predicted_cost_usd:.4f}",
+        )
+    console.print(table)
+    console.print(
+        f"total: {plan.predicted_time_s:.1f} s of {ctx.time_budget_s:.0f} s left, "
+        f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "
+        f"safety_fraction {ctx.safety_fraction:g} of each); binding: {plan.binding}"
+    )
+    style = "bold green" if plan.feasible else "bold red"
+    console.print(f"[{style}]{plan.message}[/]")

@@ -1,0 +1,187 @@
+"""``seer profile``: measure a scaling profile through the real worker and write it for
+``seer plan/tune --profile``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seer_torch.commands.checks import check_before_launch
+from seer_torch.commands.common import output_file, stop_on_signals
+from seer_torch.config import Experiment, load_experiment
+from seer_torch.errors import ConfigError, SeerError
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the probe and relaunch jobs measured.
+
+    Attributes:
+        probe_set: :class:`seer_torch.scaling.profiler.ProbeSet` of the probes.
+        launches: the relaunch sequence's launches (:func:`profiler.measure_relaunches`).
+    """
+
+    probe_set: Any
+    launches: list[dict[str, Any]]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Measure a scaling profile through the real worker under torchrun, each job alone: one
+    probe per usable world size (throughput, speedup, start-up seconds), then one trial trained
+    an epoch at the smallest W and relaunched from its checkpoint at the largest (resize
+    seconds). Writes the profile atomically (DESIGN.md "Formats") and prints a table.
+    Job folders live in a temporary folder, kept (and named) only when a job fails.
+
+    Raises:
+        ConfigError: bad input (``--steps``, ``--out``, the experiment).
+        SeerError: a probe or relaunch job failed.
+    """
+    from seer_torch.runfiles import atomic_write_json
+    from seer_torch.scaling import profiler
+    from seer_torch.scaling.profile import parse_profile
+
+    exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
+    steps = profiler.PROFILE_STEPS if args.steps is None else args.steps
+    if steps < 1:
+        raise ConfigError("--steps", steps, "an integer >= 1 (timed optimizer steps per probe)")
+    out = output_file(args.out)
+    check_before_launch(exp)
+    sizes = exp.usable_world_sizes()  # the ladder's W that fit the slots and divide the global batch
+    sequence = [sizes[0], sizes[-1]]  # the relaunch whose cost is measured: smallest W -> largest
+    conf = profiler.probe_configuration(exp)
+    print(f"seer profile: {exp.name}: {exp.model.name} on {exp.data.dataset}, W in {list(sizes)}, "
+          f"{steps} steps per probe, then a relaunch {sequence[0]}->{sequence[1]} from a checkpoint",
+          file=sys.stderr)
+    stop_on_signals()
+    measured = _measure(exp, conf, sizes, sequence, steps)
+    probes = measured.probe_set.probes
+    device = str(probes[0][0].get("device", "cpu"))
+    source = _profile_source(exp, conf, measured, sequence, steps, device)
+    prof = profiler.profile_from_probes(f"{exp.model.name}-{exp.data.dataset}-{device}", probes, source,
+                                        resize_s=profiler.resize_s_from_launches(measured.launches),
+                                        probe_flops=measured.probe_set.probe_flops,
+                                        cost_probes=measured.probe_set.cost_probes)
+    parse_profile(prof.to_dict())  # what `seer plan --profile` will check
+    atomic_write_json(out, prof.to_dict())
+    if args.json:
+        print(json.dumps({
+            "path": str(out),
+            "profile": prof.to_dict(),
+            "serial_fraction": prof.scaling.serial_fraction,
+            "used_prior": prof.scaling.used_prior,
+            "probes": measured.probe_set.records,
+            "launches": measured.launches,
+        }, indent=2))
+    else:
+        _print_table(exp, prof, probes, sequence, out)
+    return 0
+
+
+def _job_ended(res: Any) -> None:
+    """One line on stderr per probe or relaunch job."""
+    kind = "probe" if res.spec.profile_steps is not None else f"epoch {res.spec.until_epoch}"
+    print(f"  W={res.spec.world_size} {kind}: {res.duration_s:.1f} s, exit {res.returncode}",
+          file=sys.stderr, flush=True)
+
+
+def _measure(exp: Experiment, conf: dict[str, Any], sizes: tuple[int, ...], sequence: list[int],
+             steps: int) -> _Measured:
+    """Run the probes and the relaunch sequence on the local backend, in a temporary folder
+    removed afterwards, or kept (and named on stderr) when a job fails."""
+    import shutil
+    import tempfile
+
+    from seer_torch.backends.local import LocalBackend
+    from seer_torch.clock import RealClock
+    from seer_torch.executor import trial_config
+    from seer_torch.scaling import profiler
+
+    work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
+    backend, clock = LocalBackend(max(sizes)), RealClock()
+    try:
+        config = trial_config(exp, "profile", conf, None)
+        probe_set = profiler.run_profile_probes(
+            backend, clock, work / "probes", exp, conf, sizes,
+            lambda trial_id, c: trial_config(exp, trial_id, c, None),
+            on_job_end=_job_ended, profile_steps=steps, timeout_s=900.0)
+        launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
+                                               on_job_end=_job_ended, timeout_s=3600.0)
+    except BaseException as e:
+        backend.stop_all()
+        if isinstance(e, SeerError):
+            print(f"seer profile: job folders (logs, torchrun's error.json) kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    return _Measured(probe_set, launches)
+
+
+def _profile_source(exp: Experiment, conf: dict[str, Any], measured: _Measured, sequence: list[int],
+                    steps: int, device: str) -> str:
+    """The profile's ``source``: what was measured, how, and on what machine."""
+    import platform
+    from importlib import metadata
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        torch_version = "?"
+    probes, cheapest = measured.probe_set.probes, measured.probe_set.cheapest
+    return (
+        f"measured by `seer profile` on {exp.name} ({time.strftime('%Y-%m-%d')}): {steps} steps after "
+        f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
+        f"{json.dumps(conf, sort_keys=True)}"
+        + (f"; the cheapest configuration {json.dumps(cheapest, sort_keys=True)} at W=1 too"
+           if cheapest else "")
+        + "; the W=1 probes twice, their mean counts"
+        + f"; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; "
+        f"{platform.machine()} with {os.cpu_count()} cores, "
+        f"{device}/{'nccl' if device == 'cuda' else 'gloo'}, "
+        f"torch {torch_version}"
+    )
+
+
+def _print_table(exp: Experiment, prof: Any, probes: list[Any], sequence: list[int], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seer_torch.scaling import profiler
+    from seer_torch.scaling.model import PRIOR_SERIAL_FRACTION
+
+    model = prof.scaling
+    console = Console()
+    table = Table(title=f"scaling profile {prof.name}: {exp.model.name} on {exp.data.dataset}, "
+                        f"global batch {exp.training.global_batch}")
+    for col in ("W", "samples/s", "speedup", "efficiency", "start-up s"):
+        table.add_column(col, justify="right")
+    startups_by_w: dict[int, list[str]] = {}
+    for p, _, d in probes:  # W=1 was probed twice: both start-ups are shown
+        startups_by_w.setdefault(int(p["world_size"]), []).append(f"{profiler.probe_startup_s(p, d):.2f}")
+    for w, thr, s in zip(prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
+        table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", ", ".join(startups_by_w.get(w, [])))
+    console.print(table)
+    console.print(
+        f"epoch at W=1: {prof.epoch_time_s:.2f} s; start-up: {prof.startup_s:.2f} s; resize "
+        f"({sequence[0]}->{sequence[1]} from a checkpoint): {prof.resize_s:.2f} s; "
+        f"beyond W={prof.world_sizes[-1]}: Amdahl, serial fraction {model.serial_fraction:.3f}"
+        + (f" (too few or noisy points: never below the prior's {PRIOR_SERIAL_FRACTION})"
+           if model.used_prior else ""),
+        markup=False,
+    )
+    if prof.epoch_time_by_flops:
+        by_cost = ", ".join(f"{t:.2f} s at {f / 1e6:.1f} MFLOPs per sample"
+                            for f, t in prof.epoch_time_by_flops)
+        console.print("epoch at W=1 by cost: " + by_cost, markup=False)
+    slower = [f"W={w} ({s:.2f})" for w, s in zip(prof.world_sizes, prof.speedup) if s < 1]
+    if slower:
+        console.print(f"note: speedup below 1 at {', '.join(slower)}: more workers were slower here "
+                      "(a shared or small machine?); the planner treats that as no gain.", markup=False)
+    console.print(f'wrote {out}  (use it: seer plan --profile {out}, or [planner] profile = "{out}")',
+                  markup=False)

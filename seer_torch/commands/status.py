@@ -1,0 +1,130 @@
+"""What ``seer tune`` and ``seer resume`` show while they run (:class:`LiveStatus`) and when they
+end (:func:`print_summary`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class LiveStatus:
+    """Live status while `seer tune` runs: a rich panel on a terminal, plain lines otherwise.
+
+    Each event is printed once as a line (on a terminal above the panel; ``launched ...``
+    events only update the panel). The panel is two status lines and the last event, each cut
+    to the terminal's width, never wrapped; it is redrawn four times a second and computes the
+    time it shows when drawn (the last event's ``time_used_s`` plus the seconds since), so the
+    time ticks during profiling and between launches. It is removed at the end: the event lines
+    and the summary stay. The run's final status event, when it only repeats the stop reason,
+    says its head (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``);
+    other events are printed whole. How a run that did not finish ended (``interrupted``,
+    ``failed``) is said by the command itself, on stderr with where its files are, so the
+    status leaves it out.
+
+    Args:
+        quiet: print nothing.
+        clock: monotonic seconds (``time.monotonic``), read when the panel is drawn.
+    """
+
+    _SAID_BY_THE_COMMAND = ("interrupted", "failed")
+    _FINAL_STATUSES = ("finished", "interrupted", "failed")  # Tuner.run's last event: "STATUS: stop_reason"
+
+    def __init__(self, quiet: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=False)
+        self.quiet = quiet
+        self.live = None
+        self._clock = clock
+        self._msg = "starting"
+        self._st: dict[str, Any] = {}
+        self._st_at_s = clock()
+        self._last_reason = ""
+
+    def __enter__(self) -> LiveStatus:
+        if self.console.is_terminal and not self.quiet:
+            from rich.live import Live
+
+            self.live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __rich__(self) -> Any:
+        """The panel as it is now (rich calls this at each redraw)."""
+        from rich.console import Group
+        from rich.text import Text
+
+        def line(text: str) -> Text:
+            return Text(text, no_wrap=True, overflow="ellipsis")
+
+        lines = []
+        st = self._st
+        if st:
+            time_s = st["time_used_s"] + self._clock() - self._st_at_s
+            lines.append(line(
+                f"round {st['round']}" + (f"/{st['rounds_planned']}" if st.get("rounds_planned") else "")
+                + f"   trials alive {st['trials_alive']}/{st['trials']} ({st['running']} running)"))
+            lines.append(line(f"time {time_s:.0f}/{st['time_budget_s']:.0f} s   "
+                              f"money {st['cost_usd']:.3f}/{st['money_budget_usd']:.2f} USD"))
+        lines.append(line(self._msg))
+        return Group(*lines)
+
+    def event(self, msg: str, st: dict[str, Any]) -> None:
+        """Show event ``msg`` with the run's status ``st`` (:meth:`Tuner.status`)."""
+        if self.quiet:
+            return
+        head, _, reason = msg.partition(": ")
+        if head in self._FINAL_STATUSES and reason and reason in (head, self._last_reason):
+            msg = head  # the run's final status repeating its stop reason
+        self._last_reason = reason
+        self._msg, self._st, self._st_at_s = msg, dict(st), self._clock()
+        if msg in self._SAID_BY_THE_COMMAND or head in self._SAID_BY_THE_COMMAND:
+            return
+        if self.live is not None:
+            self.live.refresh()
+            if not msg.startswith("launched"):
+                from rich.text import Text
+
+                self.live.console.print(Text.assemble((f"{st.get('time_used_s', 0):6.1f}s", "dim"), " ", msg))
+        else:
+            print(
+                f"[{st.get('time_used_s', 0):6.1f}s | round {st.get('round')} "
+                f"| alive {st.get('trials_alive')}"
+                f" | {st.get('cost_usd', 0):.3f} USD] {msg}",
+                flush=True,
+            )
+
+
+def print_summary(results: dict[str, Any], run_dir: Path) -> None:
+    """Print the end of a run: the best trial and its configuration (or that there is no
+    answer), the time and money used, and where ``results.json`` and TensorBoard's logs are."""
+    b = results["budget"]
+    best = results["best"]
+    print()
+    if best is None:
+        reason = f" ({results['stop_reason']})" if results["stop_reason"] else ""
+        print("No trial completed a rung; no answer." + reason)
+    else:
+        test = (f"test_accuracy {best['test_accuracy']:.4f}" if best.get("test_accuracy") is not None
+                else "test accuracy not measured (stopped before a rung)")
+        # Short lines (a terminal of 80 columns): the answer, its accuracies, its configuration.
+        print(f"best: {best['trial_id']} after {best['epochs']} epochs, world sizes {best['world_sizes']}")
+        print(f"  val_accuracy {best['val_accuracy']:.4f}, {test}")
+        if best.get("partial"):
+            print(f"  partial: its learning-rate schedule runs to epoch {best.get('schedule_epochs')}")
+        print("config: " + json.dumps(best["config"], indent=2))
+    print(
+        f"used {b['time_used_s']:.1f} of {b['time_budget_s']:g} s and {b['cost_usd']:.4f} of "
+        f"{b['money_budget_usd']:g} USD; {len(results['trials'])} configurations, "
+        f"{len(results['rounds'])} rounds"
+    )
+    print(f"results: {run_dir / 'results.json'}")
+    if (run_dir / "tensorboard").is_dir():
+        print(f"tensorboard --logdir {run_dir / 'tensorboard'}")

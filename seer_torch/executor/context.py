@@ -1,0 +1,187 @@
+"""Set-up outside the event loop: a trial's ``config.json``, the world sizes ``seer tune``
+probes, the draws' costs, the profile it measures when none is given, and the policy's static
+inputs (:class:`~seer_torch.policies.base.PolicyContext`). Pure, except
+:func:`measure_profile` (runs probe jobs) and :func:`draw_costs_needed` (imports torch).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from seer_torch.backends.base import Backend, JobResult
+from seer_torch.clock import Clock
+from seer_torch.config import Experiment
+from seer_torch.errors import ConfigError
+from seer_torch.executor.budget import Held, experiment_billing
+from seer_torch.policies.base import PolicyContext
+from seer_torch.runfiles import atomic_write_json
+from seer_torch.scaling import profiler
+from seer_torch.scaling.profile import Profile
+
+
+def tune_probe_world_sizes(exp: Experiment) -> list[int]:
+    """The world sizes ``seer tune`` probes when it measures its own profile: the usable ones up
+    to 2 (beyond, the scaling model extrapolates)."""
+    return [w for w in exp.usable_world_sizes() if w <= 2]
+
+
+def trial_config(
+    exp: Experiment,
+    trial_id: str,
+    configuration: dict[str, Any],
+    tensorboard_dir: Path | None,
+    schedule_epochs: int | None = None,
+) -> dict[str, Any]:
+    """A trial's ``config.json`` content: what the worker reads. Pure.
+
+    ``schedule_epochs`` is the horizon of the learning-rate schedule (the worker's
+    ``max_epochs``): the policy's target when the trial is launched, which is
+    ``training.max_epochs`` unless SEER explores first or a re-plan lowers it (the tuner
+    writes it again at every launch; the worker re-anchors its schedule when it changed).
+    Every trial trains towards the target, finalist or not: one eliminated at a rung never
+    finishes its schedule; the answer's finishes when it is trained to the target.
+    """
+    return {
+        "trial_id": trial_id,
+        "configuration": configuration,
+        "model": exp.model.name,
+        "dataset": exp.data.dataset,
+        "data_dir": exp.data.data_dir,
+        "global_batch": exp.training.global_batch,
+        "micro_batch_max": exp.training.micro_batch_max,
+        "max_epochs": schedule_epochs or exp.training.max_epochs,
+        "seed": exp.seed,
+        "tensorboard_dir": str(Path(tensorboard_dir).resolve()) if tensorboard_dir is not None else None,
+    }
+
+
+def draw_epoch_times_s(
+    exp: Experiment, profile: Profile, costs: profiler.DrawCosts | None = None
+) -> tuple[float, ...]:
+    """One epoch at W = 1 (seconds) of each of the experiment's ``max_configurations`` draws,
+    predicted from its FLOPs (:meth:`Profile.epoch_time_for`), when the profile measured
+    configurations of different cost (``epoch_time_by_flops``); else ``()``. The FLOPs are
+    ``costs``' (:func:`profiler.count_draw_costs`), or counted here on the ``meta`` device
+    (imports torch). Deterministic (the draws are the seeded ones the run launches)."""
+    if len(profile.epoch_time_by_flops) < 2:
+        return ()
+    if costs is None:
+        costs = profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
+    return tuple(profile.epoch_time_for(f) for f in costs.draw_flops)
+
+
+def draw_costs_needed(exp: Experiment, profile: Profile | None) -> profiler.DrawCosts | None:
+    """:func:`profiler.count_draw_costs` of ``exp`` when a run will use them: its profile is
+    still to be measured (``None``: the cost probe is chosen from them), or it predicts each
+    draw's epoch from its FLOPs (``epoch_time_by_flops``); else ``None``. Imports torch then.
+
+    Raises:
+        ConfigError: as :func:`profiler.configuration_flops`.
+    """
+    if profile is not None and len(profile.epoch_time_by_flops) < 2:
+        return None
+    return profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
+
+
+def policy_context(
+    exp: Experiment,
+    profile: Profile,
+    *,
+    num_slots: int,
+    time_left_s: float,
+    money_left_usd: float,
+    oracle_index: int | None = None,
+    draw_times_s: list[float] | None = None,
+    draw_costs: profiler.DrawCosts | None = None,
+) -> PolicyContext:
+    """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
+    ``epoch_time_s`` is the profile's, or the mean over the draws when the profile knows each
+    configuration's cost; ``draw_epoch_times_s`` is :func:`draw_epoch_times_s` (of
+    ``draw_costs`` when given), or ``draw_times_s`` when given (the simulator's table)."""
+    draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile, draw_costs)
+    epoch_time_s = profile.epoch_time_s if draw_times_s or not draws else statistics.fmean(draws)
+    t = exp.training
+    ladder = exp.usable_world_sizes() or (1,)
+    max_w = getattr(exp.planner, "max_world_size", None) or num_slots
+    return PolicyContext(
+        max_epochs=t.max_epochs,
+        min_epochs=t.min_epochs if t.min_epochs is not None else 1,
+        eta=t.eta,
+        max_configurations=exp.search.max_configurations,
+        num_slots=num_slots,
+        world_size_ladder=tuple(sorted(set(ladder))),
+        max_world_size=max_w,
+        epoch_time_s=epoch_time_s,
+        scaling=profile.scaling,
+        startup_s=profile.startup_s,
+        relaunch_s=profile.resize_s,
+        resize_s=profile.resize_s,
+        time_budget_s=max(0.0, time_left_s),
+        money_budget_usd=max(0.0, money_left_usd),
+        billing=experiment_billing(exp),
+        safety_fraction=exp.planner.safety_fraction,
+        seed=exp.seed,
+        oracle_index=oracle_index,
+        num_finalists=getattr(exp.planner, "num_finalists", 1),
+        draw_epoch_times_s=draws,
+    )
+
+
+def measure_profile(
+    exp: Experiment,
+    backend: Backend,
+    clock: Clock,
+    run_dir: Path | None,
+    *,
+    costs: profiler.DrawCosts | None,
+    on_job_end: Callable[[JobResult], None],
+    over_budget: Callable[[Held], str | None],
+) -> Profile:
+    """The profile ``seer tune`` measures when none is given: probe jobs through the real
+    worker at :func:`tune_probe_world_sizes` (and the cheapest draw at W=1 when draws differ in
+    cost), written to ``run_dir/profile.json``. ``on_job_end`` bills each probe job;
+    ``over_budget(held)`` is the hard limit while probing.
+
+    Raises:
+        ConfigError: no run directory (a simulation must be given its profile).
+        WorkerError: a probe failed.
+    """
+    if run_dir is None:
+        raise ConfigError(
+            "planner.profile", None, "a scaling profile (a run without a directory cannot measure one)"
+        )
+    probe_conf = profiler.probe_configuration(exp)
+    # Configurations of different cost (model widths): the cheapest one the run may draw is
+    # probed at W=1 too, so that each configuration's epoch time can be predicted.
+    measured = profiler.run_profile_probes(
+        backend,
+        clock,
+        run_dir / "profile",
+        exp,
+        probe_conf,
+        tune_probe_world_sizes(exp),
+        lambda trial_id, conf: trial_config(exp, trial_id, conf, None),
+        on_job_end=on_job_end,
+        over_budget=over_budget,
+        costs=costs,
+    )
+    cost_note = ""
+    if measured.cost_probes:
+        cost_note = (
+            f"; the cheapest configuration ({measured.cost_probes[0][1] / measured.probe_flops:.2f} "
+            "of the probe's FLOPs) at W=1 too"
+        )
+    prof = profiler.profile_from_probes(
+        f"{exp.name}-measured",
+        measured.probes,
+        source=f"measured by seer tune at the start of {run_dir.name}: "
+        f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size{cost_note}; "
+        "the W=1 probes twice, their mean counts",
+        probe_flops=measured.probe_flops,
+        cost_probes=measured.cost_probes,
+    )
+    atomic_write_json(run_dir / "profile.json", prof.to_dict())
+    return prof

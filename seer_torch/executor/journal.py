@@ -1,0 +1,184 @@
+"""The run's journal: ``state.json`` (rewritten atomically at every event, the one before
+kept as ``state.prev.json``) and ``decisions.jsonl`` (one line per policy decision: the
+snapshot it saw, as the trial views that changed, and what it decided), from which ``seer
+resume`` rebuilds a run (:mod:`seer_torch.executor.resume`). Also the fault-injection points
+the resume tests kill the tuner at (:func:`debug_crash_point`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seer_torch.errors import ConfigError
+from seer_torch.policies.base import Snapshot, TrialView
+from seer_torch.runfiles import atomic_write_json
+
+if TYPE_CHECKING:
+    from seer_torch.executor.tuner import Tuner
+
+DECISIONS_FILE = "decisions.jsonl"
+
+
+def view_to_dict(v: TrialView) -> dict[str, Any]:
+    d = dataclasses.asdict(v)
+    d["val_accuracy"] = {str(k): x for k, x in v.val_accuracy.items()}
+    d["world_sizes"] = list(v.world_sizes)
+    return d
+
+
+def view_from_dict(d: dict[str, Any]) -> TrialView:
+    return TrialView(
+        **{
+            **d,
+            "val_accuracy": {int(k): float(x) for k, x in d["val_accuracy"].items()},
+            "world_sizes": tuple(d["world_sizes"]),
+        }
+    )
+
+
+def decision_to_dict(d: Any) -> dict[str, Any]:
+    return {"type": type(d).__name__, **dataclasses.asdict(d)}
+
+
+def read_journal(run_dir: Path) -> dict[str, Any]:
+    """``state.json``, or ``state.prev.json`` (the journal before it) when ``state.json`` is
+    missing, truncated or not a journal.
+
+    Raises:
+        ConfigError: neither is a readable journal.
+    """
+    problems = []
+    for name in ("state.json", "state.prev.json"):
+        try:
+            state = json.loads((Path(run_dir) / name).read_text())
+            if isinstance(state, dict) and "trials" in state and "status" in state:
+                return state
+            problems.append(f"{name}: not a journal")
+        except (OSError, ValueError) as e:
+            problems.append(f"{name}: {e}")
+    raise ConfigError(
+        "RUN_DIR", str(run_dir), "a run directory with a readable state.json (" + "; ".join(problems) + ")"
+    )
+
+
+# ---------------------------------------------------------------------- fault injection
+class Crash(BaseException):
+    """Raised by the fault-injection hook (:func:`debug_crash_point`) to emulate a tuner killed
+    outright in-process: the run's clean-up does nothing (no job stopped, nothing written), as
+    after SIGKILL. Never raised in normal runs."""
+
+
+_crash_counts: dict[str, int] = {}
+
+
+def debug_crash_point(point: str) -> None:
+    """Fault injection for the resume tests: ``SEER_DEBUG_CRASH_AT=POINT:N`` kills the tuner the
+    N-th time it passes ``POINT`` (``decide``: a decision was journaled in ``decisions.jsonl``
+    but not carried out; ``launch``: a job was just launched; ``job_end``: a job's end was just
+    read). ``SEER_DEBUG_CRASH_MODE=exception`` raises :class:`Crash` instead of SIGKILL. The
+    executor calls it as ``journal.debug_crash_point`` so that a test may replace it."""
+    spec = os.environ.get("SEER_DEBUG_CRASH_AT")
+    if not spec:
+        return
+    where, _, count = spec.partition(":")
+    if where != point:
+        return
+    _crash_counts[point] = _crash_counts.get(point, 0) + 1
+    if _crash_counts[point] != int(count or 1):
+        return
+    if os.environ.get("SEER_DEBUG_CRASH_MODE") == "exception":
+        raise Crash(f"injected crash at {point}:{count}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------- writing
+class Journal:
+    """Writes a tuner's ``state.json`` and ``decisions.jsonl`` (only with a run directory).
+
+    Attributes:
+        decide_calls: decisions made so far (journaled; a resume replays that many).
+        interrupted: the jobs a stop at the end of an unfinished run ended (a resume
+            relaunches them where they are).
+    """
+
+    def __init__(self, tuner: Tuner) -> None:
+        self.tuner = tuner
+        self.decide_calls = 0
+        self.logged_views: dict[str, TrialView] = {}
+        self.interrupted: list[dict[str, Any]] = []
+
+    def log_decide(self, snap: Snapshot, decisions) -> None:
+        """Append one decision to ``decisions.jsonl``: the snapshot (trial views that changed
+        since the previous line only) and what the policy decided. ``seer resume`` replays the
+        policy through these lines to bring it back to where it was (policies are pure and
+        deterministic)."""
+        self.decide_calls += 1
+        run_dir = self.tuner.run_dir
+        if run_dir is None:
+            return
+        changed = [view_to_dict(v) for tid, v in snap.trials.items() if self.logged_views.get(tid) != v]
+        self.logged_views = dict(snap.trials)
+        line = {
+            "i": self.decide_calls,
+            "snapshot": {
+                "now_s": snap.now_s,
+                "time_left_s": snap.time_left_s,
+                "money_left_usd": snap.money_left_usd,
+                "num_slots": snap.num_slots,
+                "free_slots": snap.free_slots,
+                "epoch_time_s": snap.epoch_time_s,
+                "job_overhead_s": snap.job_overhead_s,
+                "events": [dataclasses.asdict(e) for e in snap.events],
+                "changed": changed,
+            },
+            "decisions": [decision_to_dict(d) for d in decisions],
+        }
+        with open(run_dir / DECISIONS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write(self, status: str = "running") -> None:
+        """Rewrite ``state.json`` atomically (the previous one kept as ``state.prev.json``)."""
+        t = self.tuner
+        assert t.run_dir is not None
+        meter, book = t.meter, t.book
+        atomic_write_json(
+            t.run_dir / "state.json",
+            {
+                "status": status,
+                "experiment": t.exp.name,
+                "policy": t.policy.name,
+                "start_unix_s": t.start_unix_s,
+                "time_used_s": meter.elapsed_s(),
+                "cost_usd": meter.cost_usd(book.held()),
+                "slot_seconds": meter.finished_slot_s,
+                "stop_reason": t.stop_reason,
+                "profile": t.profile.to_dict() if t.profile else None,
+                "policy_report": t.report.safe_report(),
+                "rounds": t.report.round_rows(),
+                "running": [book.job_row(x) for x in book.running.values()] or self.interrupted,
+                "trials": [x.to_dict() for x in book.trials.values()],
+                # What `seer resume` needs (see Tuner.resume).
+                "journal_unix_s": time.time(),
+                "decide_calls": self.decide_calls,
+                "setup_budgets": list(t.setup_budgets) if t.setup_budgets else None,
+                "setup_num_slots": t.setup_slots,
+                "tensorboard_rounds": t.report.panels.rounds_logged,
+                "meter": {
+                    "finished_usd": meter.finished_usd,
+                    "finished_slot_s": meter.finished_slot_s,
+                    "reserved_slots": meter.reserved[0] if meter.reserved else None,
+                    "reserved_since_s": meter.reserved[1] - meter.start_s if meter.reserved else None,
+                },
+                "round_records": [dict(r.__dict__) for r in book.rounds.values()],
+                "measured": {"overheads_s": list(book.overheads_s), "tau_s": dict(book.tau_s)},
+            },
+            keep_previous=True,
+        )

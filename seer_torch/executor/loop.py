@@ -1,0 +1,400 @@
+"""The event loop: ask the policy for decisions (at the start and after every job event),
+carry them out (launch a trial's job at ``W`` to an epoch, stop it, eliminate it), wait for
+the next job to end, read what it reported (through the backend), retry a failed job from its
+checkpoint when its failure budget allows, and tell the policy. The policy never sees the
+clock; the loop never decides who survives.
+
+Waiting: on a backend with ``discrete_events`` (the simulated one) the clock jumps to the next
+job end or to the moment a hard limit would be reached, whichever is first; otherwise it polls
+every :data:`~seer_torch.executor.budget.POLL_S` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seer_torch.backends.base import JobResult, JobSpec, job_error_text
+from seer_torch.config import sample_configurations
+from seer_torch.errors import SeerError
+from seer_torch.executor import journal
+from seer_torch.executor.budget import FINAL_GRACE_S, HANG_CHECK_S, LIMIT_TOL_S, POLL_S
+from seer_torch.executor.context import trial_config
+from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
+from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop
+from seer_torch.runfiles import atomic_write_json
+
+if TYPE_CHECKING:
+    from seer_torch.executor.tuner import Tuner
+
+MAX_PORT_RETRIES = 5  # relaunches after "address already in use", per trial
+S = TrialStatus
+
+
+class PolicyError(SeerError):
+    """A policy asked for something the executor cannot do (a bug in the policy)."""
+
+
+class EventLoop:
+    """Carries out a tuner's policy on its backend (see the module docstring)."""
+
+    def __init__(self, tuner: Tuner) -> None:
+        self.t = tuner
+        self.book = tuner.book
+        self.backend = tuner.backend
+        self.limits = tuner.limits
+        exp = tuner.exp
+        self.exp = exp
+        self.configs: list[dict[str, Any]] = []
+        self.fixed_configs = False
+        self.id_width = max(3, len(str(max(exp.search.max_configurations - 1, 0))))
+
+    # ------------------------------------------------------------------ the loop
+    def drive(self, events: list[JobEvent] | None = None) -> None:
+        """Decide, act and wait until the policy finishes, has nothing left to run, or a hard
+        limit ends the run (``tuner.stop_reason`` says which)."""
+        t = self.t
+        events = list(events or [])
+        idle = 0
+        while True:
+            snap = self.snapshot(events)
+            decisions = t.policy.decide(snap)
+            t.journal.log_decide(snap, decisions)
+            journal.debug_crash_point("decide")
+            events = []
+            finish = self.apply(decisions, events)
+            if finish is not None:
+                t.stop_reason = t.stop_reason or finish.reason or None
+                t.event("policy finished" + (f": {finish.reason}" if finish.reason else ""))
+                return
+            if t.stop_reason is not None:  # a hard limit refused the launches
+                return
+            t.report.panels.log(t)
+            if not self.book.running:
+                idle = 0 if events else idle + 1
+                if idle >= 2:  # nothing runs and the policy asks for nothing: it is done
+                    t.stop_reason = t.stop_reason or f"policy {t.policy.name} has nothing left to run"
+                    return
+                continue
+            idle = 0
+            events = self.wait()
+            if t.stop_reason is not None:  # a hard limit stopped the jobs; the run ends
+                return
+
+    def snapshot(self, events: list[JobEvent]) -> Snapshot:
+        """What the policy sees now (budgets left, slots, trial views, measurements)."""
+        t, book = self.t, self.book
+        return Snapshot(
+            now_s=t.meter.elapsed_s(),
+            time_left_s=max(0.0, self.limits.time_left_s()),
+            money_left_usd=max(
+                0.0,
+                self.exp.budget.money_budget_usd
+                - t.meter.cost_usd(book.held())
+                - self.limits.money_reserve_usd(),
+            ),
+            num_slots=book.slots,
+            free_slots=book.free_slots(),
+            trials=dict(book.views),
+            events=tuple(events),
+            epoch_time_s=max(book.tau_s.values()) if book.tau_s else None,
+            job_overhead_s=statistics.fmean(book.overheads_s) if book.overheads_s else None,
+        )
+
+    # ------------------------------------------------------------------ decisions
+    def apply(self, decisions, events: list[JobEvent]) -> Finish | None:
+        """Carry out ``decisions`` in order (events of jobs they stop go to ``events``);
+        returns the :class:`Finish` if there is one (what follows it is not carried out)."""
+        t = self.t
+        for d in decisions:
+            if isinstance(d, Finish):
+                return d
+            if isinstance(d, Launch):
+                self.launch(d)
+                if t.stop_reason is not None:
+                    return None
+            elif isinstance(d, (Stop, Eliminate)):
+                self._stop_or_eliminate(d, events)
+            else:
+                raise PolicyError(f"policy {t.policy.name}: unknown decision {d!r}")
+        if t.run_dir is not None and decisions:
+            t.journal.write()
+        return None
+
+    def _stop_or_eliminate(self, d: Stop | Eliminate, events: list[JobEvent]) -> None:
+        trial = self.book.trials.get(d.trial_id)
+        if trial is None:
+            raise PolicyError(
+                f"policy {self.t.policy.name}: no trial {d.trial_id!r} to {type(d).__name__.lower()}"
+            )
+        if isinstance(d, Eliminate):
+            trial.eliminating = True
+        if trial.handle is not None:
+            ev = self.job_ended(trial, self.backend.stop(trial.handle))
+            if ev is not None:
+                events.append(ev)
+        if isinstance(d, Eliminate) and trial.status not in BROKEN:
+            trial.move_to(S.ELIMINATED)
+            self.book.tau_s.pop(trial.trial_id, None)
+            self.book.touch(trial)
+
+    def launch(self, d: Launch) -> None:
+        """Launch ``d``'s job, or end the run (``stop_reason``) when a hard limit forbids it.
+
+        Raises:
+            PolicyError: ``d`` is impossible (index, slots, epochs, or the trial's status).
+        """
+        t, book, exp = self.t, self.book, self.exp
+        name = t.policy.name
+        if not 0 <= d.trial_index < exp.search.max_configurations:
+            raise PolicyError(
+                f"policy {name}: trial index {d.trial_index} outside 0..{exp.search.max_configurations - 1}"
+            )
+        free = book.free_slots()
+        if d.world_size < 1 or d.world_size > free:
+            raise PolicyError(f"policy {name}: launch at W={d.world_size} with {free} free slots")
+        # A hard limit, counting what the new job would cost by the next check (with billing's
+        # minimum): a launch that would break a budget ends the run instead.
+        reason = self.limits.over_budget(extra=self.limits.new_job(d.world_size))
+        if reason:
+            t.stop_reason = reason
+            t.event(f"{reason}: not launching trial index {d.trial_index} at W={d.world_size}")
+            return
+        trial = book.trials_by_index.get(d.trial_index) or self.create_trial(d.trial_index)
+        if trial.handle is not None or trial.status in ENDED:
+            raise PolicyError(f"policy {name}: cannot launch {trial.trial_id} ({trial.status})")
+        if not trial.epochs < d.until_epoch <= exp.training.max_epochs:
+            raise PolicyError(
+                f"policy {name}: launch {trial.trial_id} to epoch {d.until_epoch} "
+                f"from epoch {trial.epochs} (max_epochs {exp.training.max_epochs})"
+            )
+        trial_dir = t.run_dir / "trials" / trial.trial_id if t.run_dir is not None else Path(trial.trial_id)
+        # The schedule's horizon is the policy's target at this launch, written at every launch:
+        # a re-plan that lowered or raised the target moves it, and the worker re-anchors its
+        # schedule at its checkpoint's step (worker.LrSchedule), so it ends where the trial will.
+        trial.schedule_epochs = t.policy.schedule_epochs
+        if t.run_dir is not None:
+            atomic_write_json(
+                trial_dir / "config.json",
+                trial_config(
+                    exp,
+                    trial.trial_id,
+                    trial.config,
+                    t.run_dir / "tensorboard" / trial.trial_id,
+                    trial.schedule_epochs,
+                ),
+            )
+        spec = JobSpec(
+            trial.trial_id,
+            trial_dir,
+            d.world_size,
+            d.until_epoch,
+            configuration=trial.config,
+            config_index=trial.index,
+        )
+        trial.handle = self.backend.launch(spec)
+        trial.move_to(S.RUNNING)
+        trial.round_index = d.round_index
+        trial.world_sizes.append(d.world_size)
+        book.running[trial.trial_id] = trial
+        rec = book.rounds.get(d.round_index)
+        if rec is None:
+            rec = book.rounds[d.round_index] = RoundRecord(
+                d.round_index, d.until_epoch, d.world_size, start_s=t.meter.elapsed_s()
+            )
+        rec.num_trials += 1
+        rec.running += 1
+        book.touch(trial)
+        t.event(f"launched {trial.trial_id} at W={d.world_size} until epoch {d.until_epoch}")
+        if t.run_dir is not None:
+            t.journal.write()
+        journal.debug_crash_point("launch")
+
+    def create_trial(self, index: int) -> Trial:
+        """The trial of configuration ``index`` (drawn from the search space, seeded per index,
+        unless the tuner was given its configurations), with its folder."""
+        while not self.fixed_configs and len(self.configs) <= index:  # seeded per index: lazily is the same
+            self.configs = sample_configurations(self.exp, max(index + 1, 2 * len(self.configs)))
+        tid = f"t{index:0{self.id_width}d}"
+        trial = Trial(trial_id=tid, config=self.configs[index], index=index)
+        if self.t.run_dir is not None:  # its config.json is written at each launch (launch)
+            (self.t.run_dir / "trials" / tid).mkdir(parents=True, exist_ok=True)
+        self.book.add(trial)
+        return trial
+
+    # ------------------------------------------------------------------ waiting
+    def wait(self) -> list[JobEvent]:
+        """Wait until a job ends (its events) or a hard limit is reached (jobs stopped)."""
+        t = self.t
+        while True:
+            ended = self._poll_all()
+            if ended:
+                if t.run_dir is not None:
+                    t.journal.write()
+                journal.debug_crash_point("job_end")
+                return ended
+            reason = self.limits.over_budget()
+            if reason:
+                t.stop_reason = reason
+                t.event(f"{reason}: stopping {len(self.book.running)} running job(s)")
+                return self.stop_all()
+            if not self.backend.discrete_events:
+                t.clock.sleep(POLL_S)
+                continue
+            now = t.clock.now()
+            horizon = min(self.backend.next_event_s(), self.limits.deadline_s(), self._next_hang_s(now))
+            t_limit = self.limits.limit_time_s(now, horizon)
+            if t_limit <= now + LIMIT_TOL_S:  # at the limit: stop now, still within budget
+                t.stop_reason = self.limits.over_budget(now + 2 * LIMIT_TOL_S) or "money budget reached"
+                t.event(f"{t.stop_reason}: stopping {len(self.book.running)} running job(s)")
+                return self.stop_all()
+            t.clock.sleep(max(0.0, min(horizon, t_limit) - now))
+
+    def _poll_all(self) -> list[JobEvent]:
+        """Poll every running job (killing those that hung); the events of those that ended."""
+        ended = []
+        for trial in list(self.book.running.values()):
+            res = self.backend.poll(trial.handle)
+            if res is None and self._hung(trial):
+                trial.hung = True
+                hang_s = self.exp.failures.hang_timeout_s
+                self.t.event(f"{trial.trial_id}: no progress for {hang_s:g} s: killing its job")
+                res = self.backend.stop(trial.handle)
+            if res is not None:
+                ev = self.job_ended(trial, res)
+                if ev is not None:
+                    ended.append(ev)
+        return ended
+
+    def _hung(self, trial: Trial) -> bool:
+        """Whether a running job made no progress for ``failures.hang_timeout_s`` (backends
+        that declare ``detects_hangs``)."""
+        if not self.backend.detects_hangs:
+            return False
+        now = self.t.clock.now()
+        if not self.backend.discrete_events:  # real jobs: look at their files every HANG_CHECK_S only
+            if now - trial.hang_checked_s < HANG_CHECK_S:
+                return False
+            trial.hang_checked_s = now
+        return self.backend.seconds_since_progress(trial.handle) >= self.exp.failures.hang_timeout_s
+
+    def _next_hang_s(self, now: float) -> float:
+        """When the first running job would be declared hung (simulated backends)."""
+        if not self.backend.detects_hangs or not self.book.running:
+            return math.inf
+        hang = self.exp.failures.hang_timeout_s
+        since = self.backend.seconds_since_progress
+        return now + min(max(0.0, hang - since(x.handle)) for x in self.book.running.values())
+
+    def stop_all(self) -> list[JobEvent]:
+        """Stop every running job at once (``stop_many``), bill it and record what it completed."""
+        trials = list(self.book.running.values())
+        results = self.backend.stop_many([x.handle for x in trials])
+        events = [self.job_ended(x, r) for x, r in zip(trials, results)]
+        return [e for e in events if e is not None]
+
+    # ------------------------------------------------------------------ results of a job
+    def job_ended(self, trial: Trial, res: JobResult) -> JobEvent | None:
+        """Bill a job that ended, read what its trial reported, and say how it ended; ``None``
+        when a crashed or hung job was relaunched from its checkpoint (the policy never hears of
+        a failure the retry budget absorbs)."""
+        meter, book = self.t.meter, self.book
+        del book.running[trial.trial_id]
+        trial.handle = None
+        usd = meter.bill(res)
+        rec = book.rounds.get(trial.round_index)
+        if rec is not None:
+            rec.cost_usd += (
+                usd
+                if meter.reserved is None
+                else meter.billing.job_cost_usd(res.spec.world_size, res.duration_s)
+            )
+            rec.running -= 1
+            rec.end_s = meter.elapsed_s()
+        outcome = self.read_results(trial, res)
+        if outcome == "failed" and self._retry(trial, res):
+            return None
+        book.touch(trial)
+        if outcome in ("failed", "diverged"):
+            book.tau_s.pop(trial.trial_id, None)
+            if outcome == "failed":
+                self.t.event(f"{trial.trial_id} failed: {trial.error}")
+        return JobEvent(
+            trial.trial_id, trial.index, outcome, trial.epochs, res.spec.until_epoch, res.spec.world_size
+        )
+
+    def read_results(self, trial: Trial, res: JobResult) -> str:
+        """Update ``trial`` from what its ended job left (its durable metrics lines, through
+        the backend) and return the job's outcome: ``reached``, ``stopped``, ``failed`` or
+        ``diverged``."""
+        rows = self.backend.read_metrics(res.spec)
+        prev_epochs = trial.epochs
+        new_rows = [r for r in rows if r.get("epoch", 0) > prev_epochs]
+        if any(r.get("diverged") for r in rows):
+            trial.move_to(S.DIVERGED)
+            trial.error = "training loss became NaN or infinite"
+            return "diverged"
+        update_from_rows(trial, rows)
+        if res.stopped and not trial.hung:
+            trial.move_to(S.ELIMINATED if trial.eliminating else S.PAUSED)
+            return "stopped"
+        if trial.hung:
+            trial.hung = False
+            trial.move_to(S.FAILED)
+            trial.error = f"no progress for {self.exp.failures.hang_timeout_s:g} s: killed as hung"
+            return "failed"
+        if res.returncode != 0 or trial.epochs < res.spec.until_epoch:
+            trial.move_to(S.FAILED)
+            trial.error = job_error_text(res)
+            return "failed"
+        trial.move_to(S.PAUSED)
+        self._measure(trial, res, new_rows)
+        return "reached"
+
+    def _measure(self, trial: Trial, res: JobResult, new_rows: list[dict[str, Any]]) -> None:
+        """What a job that reached its rung measured: the trial's one-epoch time on one worker
+        (its epochs' times times the profile's speed-up at their W), and the job's overhead."""
+        profile = self.t.profile
+        for r in new_rows:
+            if r.get("epoch_time_s") and r.get("world_size"):
+                s = profile.scaling.speedup_at(int(r["world_size"])) if profile else 1.0
+                trial.epoch_time_per_worker_s.append(float(r["epoch_time_s"]) * s)
+        if trial.epoch_time_per_worker_s:
+            self.book.tau_s[trial.trial_id] = statistics.median(trial.epoch_time_per_worker_s[-8:])
+        trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
+        self.book.overheads_s.append(max(0.0, res.duration_s - trained_s))
+
+    def _retry(self, trial: Trial, res: JobResult) -> bool:
+        """Relaunch a failed job from the trial's checkpoint, same ``W`` and target, if its
+        failure budget allows (a rendezvous-port clash never counts) and the budgets do."""
+        failures = self.exp.failures
+        port_clash = "address already in use" in (trial.error or "").lower() or "EADDRINUSE" in (
+            trial.error or ""
+        )
+        if port_clash and trial.port_retries < MAX_PORT_RETRIES:
+            trial.port_retries += 1
+        elif trial.failures < failures.max_failures:
+            trial.failures += 1
+        else:
+            return False
+        if self.t.stop_reason is not None or self.limits.over_budget(
+            extra=self.limits.new_job(res.spec.world_size)
+        ):
+            return False
+        if res.spec.world_size > self.book.free_slots():
+            return False
+        what = "port clash" if port_clash else f"failure {trial.failures} of {failures.max_failures}"
+        self.t.event(f"{trial.trial_id} failed ({trial.error}); retrying from its checkpoint ({what})")
+        trial.error = None
+        trial.handle = self.backend.launch(res.spec)
+        trial.move_to(S.RUNNING)
+        self.book.running[trial.trial_id] = trial
+        rec = self.book.rounds.get(trial.round_index)
+        if rec is not None:
+            rec.running += 1
+        return True
+
+
+__all__ = ["EventLoop", "PolicyError", "MAX_PORT_RETRIES", "FINAL_GRACE_S"]

@@ -1,0 +1,223 @@
+"""A trial's state: its status (an enum with one transition function), its record, and the
+run's books of trials, rounds and running jobs.
+
+A trial's status moves only through :func:`transition`, which raises on a move the executor
+never makes (a bug). The statuses are the journal's strings, byte for byte (``state.json``,
+``results.json``): :class:`TrialStatus` is a ``str`` enum.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from seer_torch.policies.base import TrialView
+
+
+class TrialStatus(StrEnum):
+    """Where a trial is. ``pending``: created, never launched; ``running``: a job runs;
+    ``paused``: between jobs, its checkpoint at ``epochs``; ``eliminated``: the policy dropped
+    it; ``failed``: its job failed past its retry budget; ``diverged``: its loss became NaN or
+    infinite. At the end of a run every trial still alive is ``completed`` (trained to the
+    target) or ``stopped`` (short of it)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ELIMINATED = "eliminated"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+
+
+S = TrialStatus
+
+#: Statuses a trial never leaves for a new job (the policy cannot launch it again).
+ENDED = frozenset({S.ELIMINATED, S.FAILED, S.DIVERGED})
+#: Statuses of a trial that went wrong (an elimination never overrides them).
+BROKEN = frozenset({S.FAILED, S.DIVERGED})
+#: Statuses of a trial still in the running at the end of a run (settled by the wrap-up).
+ALIVE = frozenset({S.PENDING, S.RUNNING, S.PAUSED})
+
+# The moves the executor makes (staying put is always allowed). A trial is launched from
+# pending or paused; a job ends paused (reached, or stopped), eliminated, failed or diverged; a
+# failed job is retried from its checkpoint; a resume reads a diverged line or a job that had
+# reached its rung; the wrap-up settles what is alive as completed or stopped.
+_MOVES: dict[TrialStatus, frozenset[TrialStatus]] = {
+    S.PENDING: frozenset({S.RUNNING, S.PAUSED, S.ELIMINATED, S.COMPLETED, S.STOPPED}),
+    S.RUNNING: frozenset({S.PAUSED, S.ELIMINATED, S.FAILED, S.DIVERGED, S.COMPLETED, S.STOPPED}),
+    S.PAUSED: frozenset({S.RUNNING, S.ELIMINATED, S.DIVERGED, S.COMPLETED, S.STOPPED}),
+    S.FAILED: frozenset({S.RUNNING}),
+    S.ELIMINATED: frozenset(),
+    S.DIVERGED: frozenset(),
+    S.COMPLETED: frozenset(),
+    S.STOPPED: frozenset(),
+}
+
+
+class IllegalTransition(AssertionError):
+    """The executor moved a trial in a way it never should (a bug in the executor)."""
+
+
+def transition(current: TrialStatus, new: TrialStatus) -> TrialStatus:
+    """``new`` if a trial may move there from ``current`` (see ``_MOVES``; staying is allowed).
+
+    Raises:
+        IllegalTransition: the move is not one the executor makes.
+    """
+    if new != current and new not in _MOVES[current]:
+        raise IllegalTransition(f"trial status {current.value} -> {new.value}")
+    return new
+
+
+@dataclass
+class Trial:
+    """One configuration's training across jobs (one directory under ``trials/``)."""
+
+    trial_id: str
+    config: dict[str, Any]
+    index: int = 0
+    status: TrialStatus = TrialStatus.PENDING
+    epochs: int = 0
+    val_by_epoch: dict[int, float] = field(default_factory=dict)
+    test_accuracy_by_epoch: dict[int, float] = field(default_factory=dict)
+    world_sizes: list[int] = field(default_factory=list)
+    epoch_time_per_worker_s: list[float] = field(default_factory=list)  # tau estimates
+    error: str | None = None
+    handle: Any = None  # the running job
+    round_index: int = 0
+    eliminating: bool = False
+    failures: int = 0  # crashes and hangs retried so far (planned resizes never count)
+    port_retries: int = 0  # relaunches after a rendezvous-port clash (never count as failures)
+    hung: bool = False  # the running job was killed for making no progress
+    schedule_epochs: int = 0  # the learning-rate schedule's horizon at its last launch (0: never launched)
+    hang_checked_s: float = float("-inf")  # when its job's progress was last looked at (real jobs)
+
+    def move_to(self, status: TrialStatus) -> None:
+        """Change the status through :func:`transition` (raises on an illegal move)."""
+        self.status = transition(self.status, status)
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """Validation accuracy at the last epoch reached (None before any, or diverged)."""
+        return None if self.status == S.DIVERGED else self.val_by_epoch.get(self.epochs)
+
+    def view(self) -> TrialView:
+        running = self.handle is not None
+        resting = self.status in (S.PENDING, S.STOPPED, S.COMPLETED)
+        return TrialView(
+            trial_id=self.trial_id,
+            index=self.index,
+            status=S.PAUSED.value if resting else self.status.value,
+            epochs=self.epochs,
+            world_size=self.handle.spec.world_size if running else None,
+            until_epoch=self.handle.spec.until_epoch if running else None,
+            val_accuracy=dict(self.val_by_epoch),
+            world_sizes=tuple(self.world_sizes),
+            epoch_time_s=statistics.median(self.epoch_time_per_worker_s[-8:])
+            if self.epoch_time_per_worker_s
+            else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "index": self.index,
+            "config": self.config,
+            "status": self.status.value,
+            "epochs": self.epochs,
+            "val_accuracy": self.val_accuracy,
+            "val_accuracy_by_epoch": {str(k): v for k, v in self.val_by_epoch.items()},
+            "test_accuracy_by_epoch": {str(k): v for k, v in self.test_accuracy_by_epoch.items()},
+            "world_sizes": self.world_sizes,
+            "error": self.error,
+            "failures": self.failures,
+            "round_index": self.round_index,
+            "schedule_epochs": self.schedule_epochs,
+        }
+
+
+def update_from_rows(trial: Trial, rows: list[dict[str, Any]]) -> None:
+    """A trial's accuracies by epoch and the epochs it reached, from its durable metrics lines
+    (the backend's ``read_metrics``: the epochs its checkpoint holds, and a last ``diverged``
+    line, which makes it diverged). Its progress is the last line's epoch (0 without any):
+    accuracies of later epochs, read before from lines that turned out not to be durable (a job
+    stopped or killed before its checkpoint), are dropped; the next launch trains those epochs
+    again."""
+    durable = int(rows[-1]["epoch"]) if rows else 0
+    trial.val_by_epoch = {e: v for e, v in trial.val_by_epoch.items() if e <= durable}
+    trial.test_accuracy_by_epoch = {e: v for e, v in trial.test_accuracy_by_epoch.items() if e <= durable}
+    for r in rows:
+        e = int(r.get("epoch", 0))
+        if r.get("diverged"):
+            trial.move_to(S.DIVERGED)
+            trial.error = "training loss became NaN or infinite"
+        if r.get("val_accuracy") is not None:
+            trial.val_by_epoch[e] = float(r["val_accuracy"])
+        if r.get("test_accuracy") is not None:
+            trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
+    trial.epochs = durable
+
+
+@dataclass
+class RoundRecord:
+    """What the executor measured of one round (jobs launched with the same ``round_index``)."""
+
+    index: int
+    rung_epoch: int
+    world_size: int
+    num_trials: int = 0
+    start_s: float = 0.0
+    end_s: float | None = None
+    cost_usd: float = 0.0
+    running: int = 0
+
+
+@dataclass
+class RunBook:
+    """The run's mutable books, shared by the executor's parts: trials (by id and by index),
+    round records, the jobs running, the views the policy sees, and what jobs measured.
+
+    Attributes:
+        slots: the slots jobs may use now (a rented fixed cluster's, or the backend's).
+        tau_s: trial id -> median one-epoch time on one worker, seconds.
+        overheads_s: the last jobs' time not spent training (launch, start-up), seconds.
+    """
+
+    slots: int
+    overheads_s: deque[float]
+    trials: dict[str, Trial] = field(default_factory=dict)
+    trials_by_index: dict[int, Trial] = field(default_factory=dict)
+    rounds: dict[int, RoundRecord] = field(default_factory=dict)
+    running: dict[str, Trial] = field(default_factory=dict)
+    views: dict[str, TrialView] = field(default_factory=dict)
+    tau_s: dict[str, float] = field(default_factory=dict)
+
+    def add(self, trial: Trial) -> None:
+        self.trials[trial.trial_id] = trial
+        self.trials_by_index[trial.index] = trial
+
+    def touch(self, trial: Trial) -> None:
+        """Refresh the view of ``trial`` the policy's next snapshot holds."""
+        self.views[trial.trial_id] = trial.view()
+
+    def held(self) -> list[tuple[float, int]]:
+        """``(start_s, world_size)`` of every running job."""
+        return [(t.handle.start_s, t.handle.spec.world_size) for t in self.running.values()]
+
+    def free_slots(self) -> int:
+        return self.slots - sum(t.handle.spec.world_size for t in self.running.values())
+
+    @staticmethod
+    def job_row(t: Trial) -> dict[str, Any]:
+        """A running job as the journal records it."""
+        return {
+            "trial_id": t.trial_id,
+            "world_size": t.handle.spec.world_size,
+            "until_epoch": t.handle.spec.until_epoch,
+            "round_index": t.round_index,
+        }

@@ -1,0 +1,291 @@
+"""The backend contract (:class:`seer_torch.backends.base.Backend`), one suite run against every
+backend: the local one (real torchrun jobs of the tiny ``digits_mlp`` on CPU/gloo) and the
+simulated one (with and without hang detection declared).
+
+What every backend must do: a launched job trains to its epoch and ends with a
+:class:`JobResult` whose times, slot-seconds and world size agree; ``poll`` and ``stop`` are
+idempotent; ``read_metrics`` returns the epochs that were trained, and the trial's next job
+continues from its checkpoint; a stop ends a running job with its checkpoint kept, within the
+declared ``max_stop_s``; ``stop_all`` and ``kill_leftover`` end what runs; the slots of ended
+jobs are free again; and the declared abilities are honest: a declared one works, and an
+undeclared one is never used by the executor.
+
+Adding a backend (the Ray one) is one entry in :data:`HARNESSES`: a :class:`Harness` subclass
+that builds the backend and moves its clock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+from seer_torch.config import parse_experiment
+from seer_torch.executor import Tuner, trial_config
+from seer_torch.policies.base import Finish, Launch
+from seer_torch.scaling.profile import parse_profile
+
+NUM_SLOTS = 3
+SLOW_STEP_S = 0.1  # the local slow jobs sleep this long after every step (26 steps an epoch)
+EXPERIMENT = {
+    "name": "contract",
+    "seed": 0,
+    "model": {"name": "digits_mlp"},
+    "data": {"dataset": "digits"},
+    "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 48, "micro_batch_max": 12},
+    "budget": {"time_budget_s": 600.0, "money_budget_usd": 10.0, "price_usd_per_slot_hour": 3.6},
+    "resources": {"num_slots": NUM_SLOTS, "world_size_ladder": [1, 2]},
+    "search": {"max_configurations": 3},
+    "search_space": {"lr": 0.05, "weight_decay": 0.0005, "momentum": 0.9, "width": 32, "dropout": 0.0},
+}
+CONFIGURATION = {"lr": 0.05, "weight_decay": 0.0005, "momentum": 0.9, "width": 32, "dropout": 0.0}
+
+
+def _curve(configuration: dict[str, Any], epoch: int) -> float:
+    return 0.5 + 0.04 * epoch
+
+
+class Harness:
+    """One backend under test: builds it, prepares trial folders, and moves its clock."""
+
+    name = "?"
+    #: seconds on the backend's clock an epoch takes, about (to wait for progress)
+    epoch_s = 1.0
+    timeout_s = 60.0
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tmp_path = tmp_path
+        self.monkeypatch = monkeypatch
+        self.exp = parse_experiment(EXPERIMENT)
+        self.backend = self.make_backend()
+
+    def make_backend(self) -> Backend:
+        raise NotImplementedError
+
+    def spec(self, trial_id: str, world_size: int, until_epoch: int) -> JobSpec:
+        """A job of trial ``trial_id`` (its folder and ``config.json`` written on first use)."""
+        trial_dir = self.tmp_path / "trials" / trial_id
+        if not (trial_dir / "config.json").exists():
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            (trial_dir / "config.json").write_text(
+                json.dumps(trial_config(self.exp, trial_id, CONFIGURATION, None))
+            )
+        return JobSpec(
+            trial_id, trial_dir, world_size, until_epoch, configuration=CONFIGURATION, config_index=0
+        )
+
+    def slow(self) -> None:
+        """Make the jobs launched from now on slow enough to be stopped half-way."""
+
+    def advance(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def wait_for(self, done, what: str) -> Any:
+        """Advance the clock until ``done()`` is true (returns its value)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            value = done()
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"{self.name}: timed out waiting for {what}"
+            self.advance(0.1 * self.epoch_s)
+
+    def run_to_end(self, handle) -> JobResult:
+        return self.wait_for(lambda: self.backend.poll(handle), f"{handle.spec.trial_id} to end")
+
+
+class SimulatedHarness(Harness):
+    name = "simulated"
+    epoch_s = 10.0
+    faults = None
+
+    def make_backend(self) -> Backend:
+        self.clock = SimulatedClock()
+        return SimulatedBackend(
+            NUM_SLOTS,
+            self.clock,
+            epoch_time_s=10.0,
+            speedup={1: 1.0, 2: 1.8, 3: 2.5}.__getitem__,
+            startup_s=5.0,
+            curve=_curve,
+            faults=self.faults,
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.clock.sleep(seconds)
+
+
+class SimulatedHangsHarness(SimulatedHarness):
+    """The simulated backend with fault injection on (no fault happens): it declares
+    ``detects_hangs``."""
+
+    name = "simulated-hangs"
+
+    @staticmethod
+    def faults(trial_id: str, attempt: int) -> None:
+        return None
+
+
+class LocalHarness(Harness):
+    name = "local"
+    epoch_s = 1.0
+
+    def make_backend(self) -> Backend:
+        from seer_torch.backends.local import LocalBackend
+
+        return LocalBackend(NUM_SLOTS)
+
+    def slow(self) -> None:
+        self.monkeypatch.setenv("SEER_DEBUG_STEP_DELAY_S", str(SLOW_STEP_S))
+
+    def advance(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+#: Every backend the suite runs against; the local one starts real torchrun jobs.
+HARNESSES = [
+    pytest.param(SimulatedHarness, id="simulated"),
+    pytest.param(SimulatedHangsHarness, id="simulated-hangs"),
+    pytest.param(LocalHarness, id="local", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=HARNESSES)
+def harness(request, tmp_path, monkeypatch):
+    monkeypatch.delenv("SEER_DEBUG_STEP_DELAY_S", raising=False)
+    h = request.param(tmp_path, monkeypatch)
+    yield h
+    h.backend.stop_all()
+
+
+def _epochs(rows: list[dict[str, Any]]) -> list[int]:
+    return [int(r["epoch"]) for r in rows]
+
+
+def test_a_job_trains_to_its_epoch_and_the_next_one_continues_from_its_checkpoint(harness):
+    backend = harness.backend
+    assert isinstance(backend, Backend) and backend.num_slots == NUM_SLOTS
+    spec = harness.spec("t000", 2, 2)
+    before = backend.clock.now()
+    handle = backend.launch(spec)
+    assert handle.spec == spec and before <= handle.start_s <= backend.clock.now()
+    res = harness.run_to_end(handle)
+    assert (res.returncode, res.stopped, res.spec) == (0, False, spec)
+    assert res.start_s == handle.start_s and res.end_s > res.start_s
+    assert res.duration_s == res.end_s - res.start_s
+    assert res.slot_seconds == pytest.approx(2 * res.duration_s)
+    assert backend.poll(handle) == res and backend.stop(handle) == res  # idempotent, even a stop
+    rows = backend.read_metrics(spec)
+    assert _epochs(rows) == [1, 2] and all(r["world_size"] == 2 for r in rows)
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in rows)
+    assert "test_accuracy" in rows[-1]
+
+    # The next job of the trial, at another W, trains epoch 3 only: epochs 1-2 are kept.
+    spec3 = harness.spec("t000", 1, 3)
+    res3 = harness.run_to_end(backend.launch(spec3))
+    assert (res3.returncode, res3.stopped) == (0, False) and res3.slot_seconds == pytest.approx(
+        res3.duration_s
+    )
+    rows3 = backend.read_metrics(spec3)
+    assert _epochs(rows3) == [1, 2, 3] and rows3[:2] == rows and rows3[2]["world_size"] == 1
+
+
+def test_stops_end_running_jobs_and_keep_their_checkpoints(harness):
+    backend = harness.backend
+    first = harness.run_to_end(backend.launch(harness.spec("t000", 1, 1)))  # a checkpoint at epoch 1
+    assert (first.returncode, first.stopped) == (0, False)
+    harness.slow()
+    specs = [harness.spec(f"t00{i}", 1, 9) for i in range(3)]
+    handles = [backend.launch(s) for s in specs]
+    harness.advance(2 * harness.epoch_s)
+    assert all(backend.poll(h) is None for h in handles)
+
+    # stop: a stopped result within the declared max_stop_s, the trained epochs kept.
+    t0 = backend.clock.now()
+    res = backend.stop(handles[0])
+    assert res.stopped and res.spec == specs[0] and res.end_s - t0 <= backend.max_stop_s + 0.5
+    assert backend.poll(handles[0]) == res and backend.stop(handles[0]) == res
+    kept = _epochs(backend.read_metrics(specs[0]))  # the checkpoint's epochs, at least epoch 1's
+    assert 1 <= len(kept) < 9 and kept == list(range(1, len(kept) + 1))
+
+    # kill_leftover: a job a dead tuner left running in its trial folder is found and ended.
+    info = backend.kill_leftover(specs[1].trial_dir)
+    assert info is not None and info["alive"] is True
+    assert (info["world_size"], info["until_epoch"]) == (1, 9) and info["end_unix_s"] >= info["launch_unix_s"]
+    assert harness.wait_for(lambda: backend.poll(handles[1]), "the leftover to end") is not None
+    assert backend.kill_leftover(specs[1].trial_dir) is None  # nothing left there now
+
+    # stop_all: whatever still runs ends, stopped.
+    backend.stop_all()
+    last = backend.poll(handles[2])
+    assert last is not None and last.stopped
+
+
+def test_the_slots_of_ended_jobs_are_free_again(harness):
+    backend = harness.backend
+    for trial_id in ("t000", "t001"):
+        spec = harness.spec(trial_id, NUM_SLOTS, 1)
+        res = backend.stop_many([backend.launch(spec)])[0]  # every slot, stopped at once
+        assert res.stopped and res.slot_seconds == pytest.approx(NUM_SLOTS * res.duration_s)
+
+
+def test_declared_abilities_work_and_undeclared_ones_are_not_used(harness, tmp_path):
+    backend = harness.backend
+    calls: list[str] = []
+    for name in ("next_event_s", "seconds_since_progress", "stop_many", "read_metrics"):
+        method = getattr(backend, name)
+
+        def spy(*args, _name=name, _method=method):
+            calls.append(_name)
+            return _method(*args)
+
+        setattr(backend, name, spy)
+
+    # A declared ability works: the next event is the running job's end; progress is measured
+    # from the job's launch at most.
+    handle = backend.launch(harness.spec("t009", 1, 1))
+    if backend.discrete_events:
+        assert backend.next_event_s() > backend.clock.now()
+    if backend.detects_hangs:
+        assert 0.0 <= backend.seconds_since_progress(handle) <= backend.clock.now() - handle.start_s + 1.0
+    assert backend.max_stop_s >= 0.0
+    res = backend.stop(handle)
+    if backend.discrete_events:
+        assert res.end_s == backend.clock.now() and backend.next_event_s() == float("inf")
+    calls.clear()
+
+    # The executor, driving one job to epoch 1 on the backend, uses exactly what is declared.
+    class OneJob:
+        name = "one-job"
+        reserved_slots = None
+        schedule_epochs = 1
+
+        def setup(self, context):
+            self.calls = 0
+
+        def decide(self, snapshot):
+            self.calls += 1
+            return [Launch(0, 1, 1)] if self.calls == 1 else [Finish("done")]
+
+        def answer(self, snapshot):
+            return None
+
+        def report(self):
+            return {}
+
+    profile = parse_profile(
+        {"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": 1.0, "startup_s": 1.0}
+    )
+    res = Tuner(
+        harness.exp, tmp_path / "run", backend, policy=OneJob(), clock=backend.clock, profile=profile
+    ).run()
+    assert res["trials"][0]["epochs"] == 1 and res["stop_reason"] == "done"
+    assert "read_metrics" in calls
+    assert ("next_event_s" in calls) == backend.discrete_events
+    assert ("seconds_since_progress" in calls) == backend.detects_hangs
+    assert "stop_many" in calls  # the wrap-up stops what runs (nothing here) at once

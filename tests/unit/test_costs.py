@@ -1,0 +1,124 @@
+"""The one cost model (:mod:`seer_torch.policies.costs`) and the one context record the
+planner's inputs derive from (:func:`~seer_torch.policies.plan_types.planner_inputs_from_context`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from seer_torch.policies.base import PolicyContext, fixed_cluster_slots
+from seer_torch.policies.billing import Billing
+from seer_torch.policies.costs import (
+    cluster_time_limit_s,
+    job_overhead_s,
+    job_time_s,
+    largest_fitting_slots,
+    list_scheduled_makespan_s,
+    num_waves,
+    round_time_s,
+    with_slack,
+)
+from seer_torch.policies.plan_types import (
+    CONTEXT_TO_PLANNER,
+    PLANNER_ONLY_FIELDS,
+    PlannerInputs,
+    planner_inputs_from_context,
+)
+from seer_torch.scaling.model import ScalingModel
+
+SCALING = ScalingModel((1, 2, 4), (1.0, 1.8, 3.2))
+
+
+def test_job_time_is_overhead_plus_epochs_over_speedup():
+    assert job_time_s(5.0, 3, 10.0, 1.5) == 25.0
+    assert job_time_s(0.0, 0, 10.0, 2.0) == 0.0
+
+
+def test_job_overhead_first_same_or_other_world_size():
+    assert job_overhead_s(True, 2, 2, 9.0, 1.0, 3.0) == 9.0
+    assert job_overhead_s(False, 2, 2, 9.0, 1.0, 3.0) == 1.0
+    assert job_overhead_s(False, 4, 2, 9.0, 1.0, 3.0) == 3.0
+
+
+def test_waves_and_round_time():
+    assert [num_waves(n, 3) for n in (0, 1, 3, 4, 7)] == [0, 1, 1, 2, 3]
+    assert num_waves(5, 0) == 5  # fewer slots than W: one lane
+    assert round_time_s(7, 3, 12.5) == 37.5
+
+
+def test_list_scheduling_makespan():
+    assert list_scheduled_makespan_s([], 2) == 0.0
+    assert list_scheduled_makespan_s([3.0, 5.0], 4) == 5.0
+    # Lane A takes 4; lane B takes 1 then 2 (free at 3); the 6 goes onto B, free first: 3 + 6.
+    assert list_scheduled_makespan_s([4.0, 1.0, 2.0, 6.0], 2) == 9.0
+
+
+def test_with_slack():
+    assert with_slack(100.0) == 100.0 + 1e-7
+    assert with_slack(0.5) == 0.5 + 1e-9
+    assert with_slack(math.inf) == math.inf
+
+
+def test_cluster_time_limit_follows_the_rent_and_its_rounding():
+    hourly = Billing(3.6, granularity_s=3600.0, minimum_s=3600.0)
+    # 2 slots at 3.6 USD/h: 7.2 USD buys one billed hour; 5 USD buys none (an hour is the minimum).
+    assert cluster_time_limit_s(1e6, 7.2, hourly, 2) == 3600.0
+    assert cluster_time_limit_s(1e6, 5.0, hourly, 2) == -1.0
+    assert cluster_time_limit_s(900.0, 7.2, hourly, 2) == 900.0
+    assert cluster_time_limit_s(1e6, 0.01, Billing(3.6), 2) == pytest.approx(5.0)  # 0.002 USD/s
+    assert cluster_time_limit_s(123.0, math.inf, Billing(3.6), 2) == 123.0
+
+
+def test_largest_fitting_slots():
+    price = Billing(3.6)  # 0.001 USD per slot-second
+    assert largest_fitting_slots(0.35, 100.0, price, 8) == 3
+    assert largest_fitting_slots(0.05, 100.0, price, 8) == 1  # never below one
+    assert largest_fitting_slots(math.inf, 100.0, price, 8) == 8
+    assert largest_fitting_slots(0.35, math.inf, price, 8) == 1
+
+
+def context(**over) -> PolicyContext:
+    base = dict(
+        max_epochs=27, min_epochs=1, eta=None, max_configurations=40, num_slots=8,
+        world_size_ladder=(1, 2, 4), max_world_size=4, epoch_time_s=10.0, scaling=SCALING,
+        startup_s=5.0, relaunch_s=1.0, resize_s=3.0, time_budget_s=600.0, money_budget_usd=2.0,
+        billing=Billing(3.6, granularity_s=60.0, minimum_s=60.0), safety_fraction=0.8, num_finalists=None,
+        min_configurations=5,
+    )
+    base.update(over)
+    return PolicyContext(**base)
+
+
+def test_every_context_field_is_mapped_and_every_planner_field_derived():
+    ctx_fields = {f.name for f in dataclasses.fields(PolicyContext)}
+    planner_fields = {f.name for f in dataclasses.fields(PlannerInputs)}
+    assert set(CONTEXT_TO_PLANNER) == ctx_fields
+    mapped = {p for targets in CONTEXT_TO_PLANNER.values() for p in targets}
+    assert mapped | set(PLANNER_ONLY_FIELDS) == planner_fields
+    assert not mapped & set(PLANNER_ONLY_FIELDS)
+
+
+def test_planner_inputs_from_context_values_and_overrides():
+    ctx = context()
+    inputs = planner_inputs_from_context(ctx)
+    billing = (inputs.price_usd_per_slot_hour, inputs.billing_granularity_s, inputs.billing_minimum_s)
+    assert billing == (3.6, 60.0, 60.0)
+    open_choices = (inputs.eta, inputs.num_finalists, inputs.min_configurations, inputs.max_world_size)
+    assert open_choices == (None, None, 5, 4)
+    assert (inputs.relaunch_s, inputs.resize_s, inputs.wave_epoch_time_s) == (1.0, 3.0, None)
+    left = planner_inputs_from_context(ctx, time_left_s=-5.0, money_left_usd=1.5, epoch_time_s=12.0,
+                                       overhead_s=2.0, eta=2)
+    assert (left.time_budget_s, left.money_budget_usd, left.epoch_time_s) == (0.0, 1.5, 12.0)
+    assert (left.relaunch_s, left.resize_s, left.eta, left.startup_s) == (2.0, 2.0, 2, 5.0)
+
+
+def test_planner_inputs_from_context_refuses_an_unknown_override():
+    with pytest.raises(TypeError, match="wave_epoch_times"):
+        planner_inputs_from_context(context(), wave_epoch_times=1.0)
+
+
+def test_fixed_cluster_slots_is_the_cost_models_largest_fitting_cluster():
+    ctx = context(time_budget_s=100.0, money_budget_usd=0.35, billing=Billing(3.6))
+    assert fixed_cluster_slots(ctx) == 3
