@@ -71,7 +71,11 @@ def cases() -> list[tuple[str, bool, Callable[[], object]]]:
         out.append((name, target, call))
 
     ample = inputs()
-    add("plan: 1000 configs, ample budget, 81 epochs, eta/first rung/finalists open", True, lambda: plan(ample))
+    add(
+        "plan: 1000 configs, ample budget, 81 epochs, eta/first rung/finalists open",
+        True,
+        lambda: plan(ample),
+    )
     ample243 = inputs(max_epochs=243)
     add("plan: 1000 configs, ample budget, 243 epochs, all open", True, lambda: plan(ample243))
     enough = inputs(time_budget_s=6 * 3600.0, money_budget_usd=500.0)
@@ -101,19 +105,41 @@ def cases() -> list[tuple[str, bool, Callable[[], object]]]:
             current_world_size=p.rounds[0].world_size,
             first_round_index=2,
         )
-        add(f"replan: {len(rest)} remaining rounds, 20 % more time, world sizes searched", True,
-            lambda: replan(more, **args))  # type: ignore[arg-type]
-        add(f"replan: {len(rest)} remaining rounds, 20 % less time, best-effort prefix", True,
-            lambda: replan(less, **args))  # type: ignore[arg-type]
+        add(
+            f"replan: {len(rest)} remaining rounds, 20 % more time, world sizes searched",
+            True,
+            lambda: replan(more, **args),
+        )  # type: ignore[arg-type]
+        add(
+            f"replan: {len(rest)} remaining rounds, 20 % less time, best-effort prefix",
+            True,
+            lambda: replan(less, **args),
+        )  # type: ignore[arg-type]
         planned = [r.world_size for r in rest]
-        add(f"replan: {len(rest)} remaining rounds, planned sizes kept", True,
-            lambda: replan(more, **args, planned_world_sizes=planned))  # type: ignore[arg-type]
-    full = replan(ample243, rungs=[1, 3, 9, 27, 81, 243], survivors=[1000, 333, 111, 37, 12, 4], current_epoch=0,
-                  current_world_size=0)
+        add(
+            f"replan: {len(rest)} remaining rounds, planned sizes kept",
+            True,
+            lambda: replan(more, **args, planned_world_sizes=planned),
+        )  # type: ignore[arg-type]
+    full = replan(
+        ample243,
+        rungs=[1, 3, 9, 27, 81, 243],
+        survivors=[1000, 333, 111, 37, 12, 4],
+        current_epoch=0,
+        current_world_size=0,
+    )
     assert full.feasible
-    add("replan: all 6 rounds of a 243-epoch plan, 7 sizes, from the start", True,
-        lambda: replan(ample243, rungs=[1, 3, 9, 27, 81, 243], survivors=[1000, 333, 111, 37, 12, 4],
-                       current_epoch=0, current_world_size=0))
+    add(
+        "replan: all 6 rounds of a 243-epoch plan, 7 sizes, from the start",
+        True,
+        lambda: replan(
+            ample243,
+            rungs=[1, 3, 9, 27, 81, 243],
+            survivors=[1000, 333, 111, 37, 12, 4],
+            current_epoch=0,
+            current_world_size=0,
+        ),
+    )
     return out
 
 

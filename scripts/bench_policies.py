@@ -73,14 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--slots", type=int, default=8)
-    ap.add_argument("--startup-s", type=float, default=20.0, help="start-up of public profiles (they carry none)")
-    ap.add_argument("--deadlines", default="0.5,1,2,4,8", help="deadlines in units of T1 (one full training at W=1)")
+    ap.add_argument(
+        "--startup-s", type=float, default=20.0, help="start-up of public profiles (they carry none)"
+    )
+    ap.add_argument(
+        "--deadlines", default="0.5,1,2,4,8", help="deadlines in units of T1 (one full training at W=1)"
+    )
     ap.add_argument("--money", default="2,4,8,16,32", help="money budgets in units of C1")
     ap.add_argument("--policies", default=",".join(POLICY_NAMES))
     ap.add_argument("--tie", type=float, default=1e-3, help="accuracy difference counted as a tie")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: a parametric table of 81 configurations and the first two public profiles only")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="cells simulated in parallel processes")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: a parametric table of 81 configurations and the first two public profiles only",
+    )
+    ap.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="cells simulated in parallel processes"
+    )
     ap.add_argument("--out", default="bench_out/policies.json")
     ap.add_argument("--figure", default="bench_out/policies.png")
     args = ap.parse_args(argv)
@@ -92,9 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         profs = profs[:2]
     # Jobs name their table and profile by position (the objects are rebuilt once per process).
-    jobs = [((args.quick, args.startup_s), ti, pi, d, m, args.slots, policies, seeds)
-            for ti in range(len(tables(args.quick))) for pi in range(len(profs))
-            for d in deadlines for m in moneys]
+    jobs = [
+        ((args.quick, args.startup_s), ti, pi, d, m, args.slots, policies, seeds)
+        for ti in range(len(tables(args.quick)))
+        for pi in range(len(profs))
+        for d in deadlines
+        for m in moneys
+    ]
     t0 = time.perf_counter()
     cells = []
     # Cells are independent and each is deterministic in its seeds: run them in parallel
@@ -141,12 +154,23 @@ def _run_cell(job: tuple) -> dict:
     prof = replace(parse_profile(raws[pi]), epoch_time_s=table.epoch_time_s)
     t1 = prof.startup_s + table.max_epochs * table.epoch_time_s
     c1 = 3.06 / 3600 * t1
-    case = SimulationCase(table, prof, d * t1, m * c1, num_slots=slots,
-                          world_size_ladder=tuple(w for w in (1, 2, 4, 8, 16) if w <= slots))
+    case = SimulationCase(
+        table,
+        prof,
+        d * t1,
+        m * c1,
+        num_slots=slots,
+        world_size_ladder=tuple(w for w in (1, 2, 4, 8, 16) if w <= slots),
+    )
     res = simulate(case, policies, seeds)
     return {
-        "table": table.name, "resolution": _resolution(table), "profile": prof.name, "deadline_t1": d, "money_c1": m,
-        "time_budget_s": case.time_budget_s, "money_budget_usd": case.money_budget_usd,
+        "table": table.name,
+        "resolution": _resolution(table),
+        "profile": prof.name,
+        "deadline_t1": d,
+        "money_c1": m,
+        "time_budget_s": case.time_budget_s,
+        "money_budget_usd": case.money_budget_usd,
         "policies": res["policies"],
     }
 
@@ -156,8 +180,14 @@ def _resolution(table: LearningCurveTable) -> float:
     none, validation accuracies): the finest difference the table can express."""
     import math
 
-    values = sorted({round(v, 12) for c in table.configs for v in (c.test if c.test is not None else c.val)
-                     if v is not None and math.isfinite(v)})
+    values = sorted(
+        {
+            round(v, 12)
+            for c in table.configs
+            for v in (c.test if c.test is not None else c.val)
+            if v is not None and math.isfinite(v)
+        }
+    )
     gaps = [b - a for a, b in zip(values, values[1:]) if b - a > 0]
     return min(gaps) if gaps else 0.0
 
@@ -168,8 +198,10 @@ def _acc(cell: dict, p: str) -> float:
 
 def _cell_line(cell: dict, policies: list[str]) -> str:
     accs = " ".join(f"{p}={_acc(cell, p):.4f}" for p in policies)
-    return (f"{cell['table']:>22} {cell['profile']:>24} deadline={cell['deadline_t1']:<4g}xT1 "
-            f"money={cell['money_c1']:<4g}xC1 {accs}")
+    return (
+        f"{cell['table']:>22} {cell['profile']:>24} deadline={cell['deadline_t1']:<4g}xT1 "
+        f"money={cell['money_c1']:<4g}xC1 {accs}"
+    )
 
 
 def _why(cell: dict, winner: str) -> str:
@@ -181,15 +213,19 @@ def _why(cell: dict, winner: str) -> str:
     if gap <= cell.get("resolution", 0.0) + 1e-12:
         return f"noise: {gap:.4f} is within one step of the table's resolution"
     if s["regret"]["mean"] <= 1e-12:
-        return (f"test noise: SEER's answer scores at least the oracle's (the best configuration by validation, "
-                f"fully trained); {winner}'s answers validated worse but tested {gap:.4f} higher")
+        return (
+            f"test noise: SEER's answer scores at least the oracle's (the best configuration by validation, "
+            f"fully trained); {winner}'s answers validated worse but tested {gap:.4f} higher"
+        )
     if we > se + 0.5:
         return f"{winner} trained its answer longer ({we:.1f} vs {se:.1f} epochs, mean over seeds)"
     if wc > sc + 0.5:
         return f"{winner} explored more configurations ({wc:.1f} vs {sc:.1f}, mean over seeds)"
     if wc < sc - 0.5:
-        return (f"{winner} explored fewer configurations ({wc:.0f} vs {sc:.0f}) and SEER trained its answer as "
-                f"long or longer: rankings at early rungs misled SEER")
+        return (
+            f"{winner} explored fewer configurations ({wc:.0f} vs {sc:.0f}) and SEER trained its answer as "
+            f"long or longer: rankings at early rungs misled SEER"
+        )
     return "same breadth and depth: a different ranking of the same draws"
 
 
@@ -202,7 +238,9 @@ def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
         seer = _acc(c, "seer")
         best_base = max(baselines, key=lambda p: _acc(c, p)) if baselines else None
         regrets.append(c["policies"]["seer"]["regret"]["mean"])
-        row = per_table.setdefault(c["table"], {"cells": 0, "seer_at_least_every_baseline": 0, "within_resolution": 0})
+        row = per_table.setdefault(
+            c["table"], {"cells": 0, "seer_at_least_every_baseline": 0, "within_resolution": 0}
+        )
         row["cells"] += 1
         if best_base is None or seer >= _acc(c, best_base) - max(tie, c.get("resolution", 0.0)) - 1e-12:
             row["within_resolution"] += 1
@@ -211,15 +249,26 @@ def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
             row["seer_at_least_every_baseline"] += 1
         else:
             s, b = c["policies"]["seer"], c["policies"][best_base]
-            losses.append({
-                "why": _why(c, best_base),
-                "table": c["table"], "profile": c["profile"], "deadline_t1": c["deadline_t1"], "money_c1": c["money_c1"],
-                "winner": best_base, "seer_accuracy": seer, "winner_accuracy": _acc(c, best_base),
-                "seer_configurations": s["num_configurations"]["mean"], "winner_configurations": b["num_configurations"]["mean"],
-                "seer_epochs": s["answer_epochs"]["mean"], "winner_epochs": b["answer_epochs"]["mean"],
-                "seer_cost_usd": s["cost_usd"]["mean"], "winner_cost_usd": b["cost_usd"]["mean"],
-                "seer_time_s": s["time_used_s"]["mean"], "winner_time_s": b["time_used_s"]["mean"],
-            })
+            losses.append(
+                {
+                    "why": _why(c, best_base),
+                    "table": c["table"],
+                    "profile": c["profile"],
+                    "deadline_t1": c["deadline_t1"],
+                    "money_c1": c["money_c1"],
+                    "winner": best_base,
+                    "seer_accuracy": seer,
+                    "winner_accuracy": _acc(c, best_base),
+                    "seer_configurations": s["num_configurations"]["mean"],
+                    "winner_configurations": b["num_configurations"]["mean"],
+                    "seer_epochs": s["answer_epochs"]["mean"],
+                    "winner_epochs": b["answer_epochs"]["mean"],
+                    "seer_cost_usd": s["cost_usd"]["mean"],
+                    "winner_cost_usd": b["cost_usd"]["mean"],
+                    "seer_time_s": s["time_used_s"]["mean"],
+                    "winner_time_s": b["time_used_s"]["mean"],
+                }
+            )
     per_policy = {
         p: {
             "mean_accuracy": statistics.fmean(_acc(c, p) for c in cells),
@@ -242,29 +291,44 @@ def _report(cells: list[dict], policies: list[str], tie: float) -> dict:
 
 
 def _print_report(r: dict) -> None:
-    print(f"\nSEER >= every baseline (ties within tolerance) in {r['seer_at_least_every_baseline']} of "
-          f"{r['cells']} cells ({100 * r['fraction']:.1f}%); SEER's mean regret to the oracle {r['seer_mean_regret']:.4f}")
-    print(f"  within each table's resolution (one test sample on recorded tables): {r['within_resolution']} of "
-          f"{r['cells']} cells ({100 * r['within_resolution'] / r['cells']:.1f}%)")
+    print(
+        f"\nSEER >= every baseline (ties within tolerance) in {r['seer_at_least_every_baseline']} of "
+        f"{r['cells']} cells ({100 * r['fraction']:.1f}%); "
+        f"SEER's mean regret to the oracle {r['seer_mean_regret']:.4f}"
+    )
+    print(
+        f"  within each table's resolution (one test sample on recorded tables): {r['within_resolution']} of "
+        f"{r['cells']} cells ({100 * r['within_resolution'] / r['cells']:.1f}%)"
+    )
     for t, row in r["per_table"].items():
-        print(f"  {t}: {row['seer_at_least_every_baseline']} of {row['cells']} cells, "
-              f"{row['within_resolution']} within its resolution")
+        print(
+            f"  {t}: {row['seer_at_least_every_baseline']} of {row['cells']} cells, "
+            f"{row['within_resolution']} within its resolution"
+        )
     for p, s in r["per_policy"].items():
-        print(f"  {p:>16}: mean accuracy {s['mean_accuracy']:.4f}, regret {s['mean_regret']:.4f}, "
-              f"violations {s['budget_violations']}, runs without answer {s['no_answer_runs']}")
+        print(
+            f"  {p:>16}: mean accuracy {s['mean_accuracy']:.4f}, regret {s['mean_regret']:.4f}, "
+            f"violations {s['budget_violations']}, runs without answer {s['no_answer_runs']}"
+        )
     reasons: dict[str, int] = {}
     for loss in r["losses"]:
         key = loss["why"].split(":")[0].split(" (")[0].replace(loss["winner"] + " ", "the winner ")
         reasons[key] = reasons.get(key, 0) + 1
-    print("  losses by reason: " + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])))
+    print(
+        "  losses by reason: "
+        + "; ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    )
     shown = r["losses"][:20]
     if len(r["losses"]) > len(shown):
         print(f"  the first {len(shown)} of {len(r['losses'])} losses (all are in the JSON, report.losses):")
     for loss in shown:
-        print(f"  LOSS {loss['table']} {loss['profile']} deadline={loss['deadline_t1']}xT1 money={loss['money_c1']}xC1: "
-              f"{loss['winner']} {loss['winner_accuracy']:.4f} vs seer {loss['seer_accuracy']:.4f} "
-              f"(configs {loss['winner_configurations']:.1f} vs {loss['seer_configurations']:.1f}, "
-              f"epochs {loss['winner_epochs']:.1f} vs {loss['seer_epochs']:.1f}): {loss['why']}")
+        print(
+            f"  LOSS {loss['table']} {loss['profile']} "
+            f"deadline={loss['deadline_t1']}xT1 money={loss['money_c1']}xC1: "
+            f"{loss['winner']} {loss['winner_accuracy']:.4f} vs seer {loss['seer_accuracy']:.4f} "
+            f"(configs {loss['winner_configurations']:.1f} vs {loss['seer_configurations']:.1f}, "
+            f"epochs {loss['winner_epochs']:.1f} vs {loss['seer_epochs']:.1f}): {loss['why']}"
+        )
 
 
 def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: str) -> bool:
@@ -279,8 +343,14 @@ def _figure(cells: list[dict], policies: list[str], moneys: list[float], path: s
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for p in policies:
         ys = [statistics.fmean(_acc(c, p) for c in cells if c["money_c1"] == m) for m in moneys]
-        ax.plot(moneys, ys, marker="o", label=p, linewidth=2.5 if p == "seer" else 1.2,
-                linestyle="--" if p == "oracle" else "-")
+        ax.plot(
+            moneys,
+            ys,
+            marker="o",
+            label=p,
+            linewidth=2.5 if p == "seer" else 1.2,
+            linestyle="--" if p == "oracle" else "-",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("money budget (units of one full training at W=1)")
     ax.set_ylabel("mean final accuracy of the returned configuration")

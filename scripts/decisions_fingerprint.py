@@ -53,12 +53,21 @@ def cases() -> dict[str, SimulationCase]:
         c1 = 3.06 / 3600 * t1
         for d, m in ((0.5, 2.0), (2.0, 8.0), (8.0, 32.0)):
             out[f"{table.name}/d{d}/m{m}"] = SimulationCase(
-                table, prof, d * t1, m * c1, num_slots=8, world_size_ladder=(1, 2, 4, 8))
+                table, prof, d * t1, m * c1, num_slots=8, world_size_ladder=(1, 2, 4, 8)
+            )
         out[f"{table.name}/billing60"] = SimulationCase(
-            table, prof, 2.0 * t1, 8.0 * c1, num_slots=4, world_size_ladder=(1, 2, 4),
-            billing_granularity_s=60.0, billing_minimum_s=60.0)
+            table,
+            prof,
+            2.0 * t1,
+            8.0 * c1,
+            num_slots=4,
+            world_size_ladder=(1, 2, 4),
+            billing_granularity_s=60.0,
+            billing_minimum_s=60.0,
+        )
         out[f"{table.name}/eta2"] = SimulationCase(
-            table, prof, 2.0 * t1, 8.0 * c1, num_slots=4, world_size_ladder=(1, 2, 4), eta=2)
+            table, prof, 2.0 * t1, 8.0 * c1, num_slots=4, world_size_ladder=(1, 2, 4), eta=2
+        )
     return out
 
 
@@ -80,8 +89,11 @@ def fingerprint(seeds: list[int], policies: list[str]) -> dict[str, dict]:
                         "answer": [s.answer_id, s.answer_epochs, s.final_accuracy],
                         "stop_reason": s.stop_reason,
                     }
-                    print(f"{key}: {len(result[key]['lines'])} decisions, answer {s.answer_id} "
-                          f"@{s.answer_epochs}", flush=True)
+                    print(
+                        f"{key}: {len(result[key]['lines'])} decisions, answer {s.answer_id} "
+                        f"@{s.answer_epochs}",
+                        flush=True,
+                    )
     return result
 
 
@@ -94,12 +106,18 @@ def compare(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
             diffs.append(f"{key}: only in {'after' if a is None else 'before'}")
             continue
         if a["decisions_sha256"] != b["decisions_sha256"]:
-            first = next((i for i, (x, y) in enumerate(zip(a["lines"], b["lines"])) if x != y),
-                         min(len(a["lines"]), len(b["lines"])))
-            diffs.append(f"{key}: decisions differ from line {first + 1} "
-                         f"({len(a['lines'])} before, {len(b['lines'])} after)")
+            first = next(
+                (i for i, (x, y) in enumerate(zip(a["lines"], b["lines"])) if x != y),
+                min(len(a["lines"]), len(b["lines"])),
+            )
+            diffs.append(
+                f"{key}: decisions differ from line {first + 1} "
+                f"({len(a['lines'])} before, {len(b['lines'])} after)"
+            )
         if a["answer"] != b["answer"] or a["stop_reason"] != b["stop_reason"]:
-            diffs.append(f"{key}: answer {a['answer']} {a['stop_reason']!r} -> {b['answer']} {b['stop_reason']!r}")
+            diffs.append(
+                f"{key}: answer {a['answer']} {a['stop_reason']!r} -> {b['answer']} {b['stop_reason']!r}"
+            )
     return diffs
 
 

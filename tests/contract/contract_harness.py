@@ -54,9 +54,15 @@ def free_port() -> int:
 def write_config(trial_dir: Path, *, model: str, configuration: dict, seed: int = 0) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
     config = {
-        "trial_id": trial_dir.name, "configuration": configuration, "model": model,
-        "dataset": "digits", "data_dir": None, "global_batch": GLOBAL_BATCH,
-        "micro_batch_max": MICRO_BATCH_MAX, "max_epochs": MAX_EPOCHS, "seed": seed,
+        "trial_id": trial_dir.name,
+        "configuration": configuration,
+        "model": model,
+        "dataset": "digits",
+        "data_dir": None,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": MICRO_BATCH_MAX,
+        "max_epochs": MAX_EPOCHS,
+        "seed": seed,
         "tensorboard_dir": str(trial_dir / "tensorboard"),
     }
     (trial_dir / "config.json").write_text(json.dumps(config))
@@ -73,27 +79,60 @@ def copy_trial(src: Path, dst: Path) -> Path:
 
 
 def _worker_args(trial_dir: Path, until_epoch: int) -> list[str]:
-    # torchrun's logs beside the trial (under the test's tmp_path), not a /tmp/torchelastic_* folder per launch
-    return ["--log-dir", str(Path(trial_dir).parent / "torchrun_logs"),
-            "-m", "seer_torch.worker", "--trial-dir", str(trial_dir), "--until-epoch", str(until_epoch)]
+    # torchrun's logs beside the trial (under the test's tmp_path), not a /tmp/torchelastic_*
+    # folder per launch
+    return [
+        "--log-dir",
+        str(Path(trial_dir).parent / "torchrun_logs"),
+        "-m",
+        "seer_torch.worker",
+        "--trial-dir",
+        str(trial_dir),
+        "--until-epoch",
+        str(until_epoch),
+    ]
 
 
 def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world_size),
-            *_worker_args(trial_dir, until_epoch)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(world_size),
+        *_worker_args(trial_dir, until_epoch),
+    ]
 
 
-def node_argv(trial_dir: Path, nnodes: int, nproc: int, node_rank: int, port: int, rdzv_id: str,
-              until_epoch: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
-            "--node-rank", str(node_rank), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
-            "--rdzv-id", rdzv_id, *_worker_args(trial_dir, until_epoch)]
+def node_argv(
+    trial_dir: Path, nnodes: int, nproc: int, node_rank: int, port: int, rdzv_id: str, until_epoch: int
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        str(nnodes),
+        "--nproc-per-node",
+        str(nproc),
+        "--node-rank",
+        str(node_rank),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        rdzv_id,
+        *_worker_args(trial_dir, until_epoch),
+    ]
 
 
 def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     """Start a launch in its own process group (so it can be killed whole)."""
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -147,8 +186,15 @@ class Launch:
     metrics: list = field(default_factory=list)
 
 
-def launch(trial_dir: Path, world_size: int, until_epoch: int, record: Path, *, nodes: int = 1,
-           delay_s: float | None = None) -> Launch:
+def launch(
+    trial_dir: Path,
+    world_size: int,
+    until_epoch: int,
+    record: Path,
+    *,
+    nodes: int = 1,
+    delay_s: float | None = None,
+) -> Launch:
     """Run one launch to completion: standalone with ``world_size`` processes, or ``nodes``
     torchrun agents (c10d rendezvous on 127.0.0.1, a fresh port and id) with
     ``world_size // nodes`` processes each, all started together."""
@@ -160,8 +206,10 @@ def launch(trial_dir: Path, world_size: int, until_epoch: int, record: Path, *, 
         procs = [start(standalone_argv(trial_dir, world_size, until_epoch), env)]
     else:
         port, rdzv_id = free_port(), uuid.uuid4().hex[:12]
-        procs = [start(node_argv(trial_dir, nodes, world_size // nodes, node, port, rdzv_id, until_epoch), env)
-                 for node in range(nodes)]
+        procs = [
+            start(node_argv(trial_dir, nodes, world_size // nodes, node, port, rdzv_id, until_epoch), env)
+            for node in range(nodes)
+        ]
     finish(procs, f"{trial_dir.name}: W={world_size} ({nodes} node(s)) until epoch {until_epoch}")
     result = Launch(world_size, until_epoch, record, nodes)
     result.checkpoint = load_checkpoint(trial_dir)
@@ -193,7 +241,9 @@ def global_order(records: list[dict]) -> dict[int, list[int]]:
     by_step: dict[tuple[int, int], dict[int, list[int]]] = {}
     for line in records:
         slot = by_step.setdefault((line["epoch"], line["step_in_epoch"]), {})
-        assert line["rank"] not in slot, f"rank {line['rank']} trained step {line['epoch']}/{line['step_in_epoch']} twice"
+        assert line["rank"] not in slot, (
+            f"rank {line['rank']} trained step {line['epoch']}/{line['step_in_epoch']} twice"
+        )
         slot[line["rank"]] = line["indices"]
     orders: dict[int, list[int]] = {}
     for (epoch, _), ranks in sorted(by_step.items()):
@@ -219,11 +269,13 @@ def tensorboard_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     events = []
     for path in tensorboard_files(tb_dir):
-        events += [(event.wall_time, index, path.name, event)
-                   for index, event in enumerate(LegacyEventFileLoader(str(path)).Load())]
+        events += [
+            (event.wall_time, index, path.name, event)
+            for index, event in enumerate(LegacyEventFileLoader(str(path)).Load())
+        ]
     # files in the order of their first event, events in file order
     first = {}
-    for wall, index, name, _ in events:
+    for wall, _index, name, _ in events:
         first.setdefault(name, wall)
     events.sort(key=lambda item: (first[item[2]], item[2], item[1]))
     scalars: dict[str, list[tuple[int, float]]] = {}

@@ -20,12 +20,31 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from contract_harness import (
-    DROPPED, GLOBAL_BATCH, MAX_EPOCHS, MICRO_BATCH_MAX, NUM_TEST, NUM_TRAIN, NUM_VAL, STEPS_PER_EPOCH,
-    Launch, base_env, model_hparams, copy_trial, evaluate_checkpoint, finish, global_order, kill_group, launch,
-    load_checkpoint, read_metrics, read_records, standalone_argv, start, tensorboard_files,
-    tensorboard_scalars, write_config,
+    DROPPED,
+    GLOBAL_BATCH,
+    MAX_EPOCHS,
+    MICRO_BATCH_MAX,
+    NUM_TEST,
+    NUM_TRAIN,
+    NUM_VAL,
+    STEPS_PER_EPOCH,
+    Launch,
+    base_env,
+    copy_trial,
+    evaluate_checkpoint,
+    global_order,
+    kill_group,
+    launch,
+    load_checkpoint,
+    model_hparams,
+    read_metrics,
+    read_records,
+    standalone_argv,
+    start,
+    tensorboard_files,
+    tensorboard_scalars,
+    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -79,12 +98,16 @@ def _run_crash(root: Path, base: Sequence) -> Sequence:
     events; then a W = 3 launch to epoch 3 replays epochs 2 and 3."""
     trial = copy_trial(base.snapshot, root / "crash")
     record = root / "crash.killed"
-    proc = start(standalone_argv(trial, 2, 3),
-                 base_env(SEER_RECORD_SAMPLES=str(record), SEER_DEBUG_STEP_DELAY_S="0.03"))
+    proc = start(
+        standalone_argv(trial, 2, 3),
+        base_env(SEER_RECORD_SAMPLES=str(record), SEER_DEBUG_STEP_DELAY_S="0.03"),
+    )
     deadline = time.monotonic() + 120
     try:
         while True:
-            assert time.monotonic() < deadline and proc.poll() is None, "the launch to be killed ended or hung"
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                "the launch to be killed ended or hung"
+            )
             lines = read_records(record)
             if any(line["epoch"] == 3 and line["step_in_epoch"] >= 8 for line in lines):
                 break
@@ -161,7 +184,7 @@ def test_reference_data_order_is_the_seed_epoch_permutation(runs):
     history = _epoch_history(runs["reference"])
     assert sorted(history) == [1, 2, 3]
     for epoch, order in history.items():
-        assert order == epoch_permutation(0, epoch, NUM_TRAIN)[:NUM_TRAIN - DROPPED].tolist()
+        assert order == epoch_permutation(0, epoch, NUM_TRAIN)[: NUM_TRAIN - DROPPED].tolist()
         assert len(order) == len(set(order)) == STEPS_PER_EPOCH * GLOBAL_BATCH  # once each
         assert set(order) <= set(range(NUM_TRAIN))
     assert history[1] != history[2] != history[3]
@@ -186,7 +209,7 @@ def test_killed_launch_trained_the_same_order_until_it_died(runs):
     assert sorted(partial) == [2, 3]
     assert partial[2] == reference[2]
     assert 0 < len(partial[3]) < len(reference[3]), "the kill did not land mid-epoch"
-    assert partial[3] == reference[3][:len(partial[3])]
+    assert partial[3] == reference[3][: len(partial[3])]
 
 
 # ------------------------------------------------------------------------------------------
@@ -208,7 +231,7 @@ def test_batch_plan_steps_and_counters(runs, name):
         assert line["samples_seen"] == line["step"] * GLOBAL_BATCH
     steps = _step_records(seq)
     assert sorted(steps) == list(range(1, len(lines) * STEPS_PER_EPOCH + 1))
-    for step, records in steps.items():
+    for records in steps.values():
         world = records[0]["world_size"]
         assert len(records) == world and sorted(r["rank"] for r in records) == list(range(world))
         for record in records:
@@ -228,7 +251,8 @@ def test_learning_rate_at_every_step_equals_the_uninterrupted_run(runs, name):
             assert record["lr"] == reference[step], f"step {step} rank {record['rank']}"
     lines = runs[name].launches[-1].metrics
     assert [line["lr"] for line in lines] == [
-        PEAK_LR * cosine_lr_factor(line["step"], TOTAL_STEPS) for line in lines]
+        PEAK_LR * cosine_lr_factor(line["step"], TOTAL_STEPS) for line in lines
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -267,7 +291,9 @@ def test_parameters_match_the_uninterrupted_w1_run(runs, name):
         assert difference <= PARAM_ATOL, f"{key}: differs by {difference:.3g}"
     # momentum buffers (optimizer state) too
     for index, state in reference["optimizer"]["state"].items():
-        difference = (final["optimizer"]["state"][index]["momentum_buffer"] - state["momentum_buffer"]).abs().max()
+        difference = (
+            (final["optimizer"]["state"][index]["momentum_buffer"] - state["momentum_buffer"]).abs().max()
+        )
         assert difference.item() <= PARAM_ATOL * 10, f"momentum buffer {index}: {difference.item():.3g}"
     print(f"{name}: largest parameter difference from the W=1 run {worst:.3g}")
 
@@ -285,15 +311,20 @@ def test_checkpoints_are_w_independent_and_load_strictly(runs, name):
     for item in seq.launches:
         state = item.checkpoint
         assert not any(key.startswith(("module.", "_orig_mod.")) for key in state["model"])
-        build_model(seq.model, num_classes=10, in_channels=1, image_size=8, **model_hparams(seq.hparams)).load_state_dict(
-            state["model"], strict=True)
+        build_model(
+            seq.model, num_classes=10, in_channels=1, image_size=8, **model_hparams(seq.hparams)
+        ).load_state_dict(state["model"], strict=True)
         assert (state["epoch"], state["step"], state["samples_seen"]) == (
-            item.until_epoch, item.until_epoch * STEPS_PER_EPOCH, item.until_epoch * STEPS_PER_EPOCH * GLOBAL_BATCH)
+            item.until_epoch,
+            item.until_epoch * STEPS_PER_EPOCH,
+            item.until_epoch * STEPS_PER_EPOCH * GLOBAL_BATCH,
+        )
         assert state["scheduler"]["last_epoch"] == state["step"]
         assert state["global_batch"] == GLOBAL_BATCH
         assert {"torch_cpu", "python"} <= set(state["rng"])
         assert len(state["optimizer"]["state"]) == len(list(state["model"].keys())) - sum(
-            1 for key in state["model"] if "running" in key or "num_batches" in key)
+            1 for key in state["model"] if "running" in key or "num_batches" in key
+        )
 
 
 def test_restart_at_the_same_w_is_bitwise_the_uninterrupted_run(runs):
@@ -320,8 +351,9 @@ def test_restart_at_the_same_w_is_bitwise_the_uninterrupted_run(runs):
             assert x == y, where
 
     same(a, b, "checkpoint")
-    assert [line["train_loss"] for line in runs["restart-1-1"].launches[-1].metrics] == \
-        [line["train_loss"] for line in runs["reference"].launches[-1].metrics]
+    assert [line["train_loss"] for line in runs["restart-1-1"].launches[-1].metrics] == [
+        line["train_loss"] for line in runs["reference"].launches[-1].metrics
+    ]
 
 
 def test_batchnorm_statistics_carry_over_between_w1_and_w2(runs):
@@ -378,7 +410,9 @@ def test_tensorboard_steps_increase_and_one_run_directory(runs, name):
         steps = [step for step, _ in points]
         assert all(a < b for a, b in zip(steps, steps[1:])), f"{tag}: steps {steps}"
     assert [step for step, _ in scalars["train/loss"]] == list(range(1, epochs * STEPS_PER_EPOCH + 1))
-    assert [step for step, _ in scalars["val/accuracy"]] == [STEPS_PER_EPOCH * e for e in range(1, epochs + 1)]
+    assert [step for step, _ in scalars["val/accuracy"]] == [
+        STEPS_PER_EPOCH * e for e in range(1, epochs + 1)
+    ]
     assert [value for _, value in scalars["perf/world_size"]] == _world_per_epoch(seq)
 
 

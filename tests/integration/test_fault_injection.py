@@ -60,8 +60,14 @@ weight_decay = 0.0005
 width = { choices = [32] }
 dropout = 0.0
 """
-PROFILE = {"name": "fixed", "world_sizes": [1, 2], "speedup": [1.0, 1.6], "epoch_time_s": 1.5,
-           "startup_s": 1.0, "resize_s": 1.0}
+PROFILE = {
+    "name": "fixed",
+    "world_sizes": [1, 2],
+    "speedup": [1.0, 1.6],
+    "epoch_time_s": 1.5,
+    "startup_s": 1.0,
+    "resize_s": 1.0,
+}
 
 
 def _write(tmp: Path) -> Path:
@@ -73,8 +79,14 @@ def _write(tmp: Path) -> Path:
 
 
 def _seer(args, cwd, env=None, timeout=400):
-    return subprocess.run([sys.executable, "-m", "seer_torch.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "seer_torch.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _processes_of(run_dir: Path) -> list[int]:
@@ -87,8 +99,11 @@ def _launches(run_dir: Path) -> dict[str, list[int]]:
     out = {}
     for d in sorted((run_dir / "trials").iterdir()):
         text = (d / "stdout.log").read_text() if (d / "stdout.log").exists() else ""
-        out[d.name] = [int(line.split("until_epoch=")[1].split()[0]) for line in text.splitlines()
-                       if line.startswith("=== launch")]
+        out[d.name] = [
+            int(line.split("until_epoch=")[1].split()[0])
+            for line in text.splitlines()
+            if line.startswith("=== launch")
+        ]
     return out
 
 
@@ -100,9 +115,10 @@ def _check_against(clean: dict, run_dir: Path, spent_before: float) -> None:
     assert res["budget"]["cost_usd"] >= spent_before
     statuses = {t["trial_id"]: t["status"] for t in res["trials"]}
     assert statuses == {t["trial_id"]: t["status"] for t in clean["trials"]}
-    for tid, status in statuses.items():
+    for tid in statuses:
         rows = [json.loads(x) for x in (run_dir / "trials" / tid / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)), tid  # never backwards, never twice
+        # Never backwards, never twice.
+        assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1)), tid
     # An eliminated trial never ran past the rung it was eliminated at.
     rung1 = clean["rounds"][0]["rung_epoch"]
     for tid, untils in _launches(run_dir).items():
@@ -126,8 +142,11 @@ def clean(tmp_path_factory):
 def test_tuner_killed_then_resumed_gives_the_same_answer(tmp_path, clean, point):
     cfg = _write(tmp_path)
     run_dir = tmp_path / "run"
-    proc = _seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"], cwd=tmp_path,
-                 env={"SEER_DEBUG_CRASH_AT": point})
+    proc = _seer(
+        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        env={"SEER_DEBUG_CRASH_AT": point},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running"
@@ -142,9 +161,13 @@ def test_tuner_killed_then_resumed_gives_the_same_answer(tmp_path, clean, point)
 def test_host_crash_while_a_checkpoint_is_written(tmp_path, clean):
     cfg = _write(tmp_path)
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
-                             "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "SEER_DEBUG_SAVE_DELAY_S": "3"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SEER_DEBUG_SAVE_DELAY_S": "3"},
+    )
     try:
         deadline = time.monotonic() + 300
         tmp_file = None
@@ -174,18 +197,27 @@ def test_host_crash_while_a_checkpoint_is_written(tmp_path, clean):
 def test_a_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path, clean):
     cfg = _write(tmp_path)
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
-                             "--quiet"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "SEER_DEBUG_STEP_DELAY_S": "0.05"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SEER_DEBUG_STEP_DELAY_S": "0.05"},
+    )
     try:
         final = clean["best"]["trial_id"]
         deadline = time.monotonic() + 300
         killed = False
         while time.monotonic() < deadline and not killed:
-            rows = (run_dir / "trials" / final / "metrics.jsonl")
+            rows = run_dir / "trials" / final / "metrics.jsonl"
             if rows.exists() and len(rows.read_text().splitlines()) >= 2:  # in the final round, mid-epoch 3
                 for pid in descendant_pids(proc.pid):
-                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    cmd = (
+                        Path(f"/proc/{pid}/cmdline")
+                        .read_bytes()
+                        .replace(b"\0", b" ")
+                        .decode(errors="replace")
+                    )
                     if "seer_torch.worker" in cmd and "torch.distributed.run" not in cmd and final in cmd:
                         os.kill(pid, signal.SIGKILL)
                         killed = True

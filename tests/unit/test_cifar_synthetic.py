@@ -11,7 +11,10 @@ import shutil
 import pytest
 
 from seer_torch.cifar_synthetic import (
-    MARKER_FILE, is_synthetic_cifar10, verify_synthetic_folder, write_synthetic_cifar10,
+    MARKER_FILE,
+    is_synthetic_cifar10,
+    verify_synthetic_folder,
+    write_synthetic_cifar10,
 )
 from seer_torch.data import CIFAR10_FILES, load_dataset
 from seer_torch.errors import DatasetNotFoundError
@@ -22,7 +25,9 @@ NUM_TEST = 40
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
-    return write_synthetic_cifar10(tmp_path_factory.mktemp("cifar") / "data", num_train=NUM_TRAIN, num_test=NUM_TEST)
+    return write_synthetic_cifar10(
+        tmp_path_factory.mktemp("cifar") / "data", num_train=NUM_TRAIN, num_test=NUM_TEST
+    )
 
 
 def _copy(root, tmp_path):

@@ -20,10 +20,16 @@ def test_default_experiment_passes():
     [
         ({"search_space": {**SPACE, "momentun": 0.9}}, "search_space.momentun"),
         ({"search_space": {**SPACE, "width": {"choices": [0, 32]}}}, "search_space.width"),
-        ({"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}}, "search_space.lr.low"),
+        (
+            {"search_space": {"lr": {"distribution": "uniform", "low": -1.0, "high": -0.5}}},
+            "search_space.lr.low",
+        ),
         ({"search_space": {"weight_decay": 0.1}}, "search_space.lr"),
         ({"model": {"name": "resnet9000"}, "search_space": SPACE}, "model.name"),
-        ({"training": {"global_batch": 2048, "micro_batch_max": 64}, "search_space": SPACE}, "training.global_batch"),
+        (
+            {"training": {"global_batch": 2048, "micro_batch_max": 64}, "search_space": SPACE},
+            "training.global_batch",
+        ),
     ],
 )
 def test_bad_search_space_or_model_is_caught_before_launch(raw, field):
@@ -56,8 +62,10 @@ def _profile(tmp_path):
 
 def test_missing_cifar_folder_exits_2_naming_the_folder(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[data]\ndataset = "cifar10"\ndata_dir = "{tmp_path}"\n[model]\nname = "resnet18_cifar"\n'
-                   '[search_space]\nlr = 0.1\n')
+    cfg.write_text(
+        f'[data]\ndataset = "cifar10"\ndata_dir = "{tmp_path}"\n[model]\nname = "resnet18_cifar"\n'
+        "[search_space]\nlr = 0.1\n"
+    )
     assert main(["tune", str(cfg), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "cifar-10-batches-py" in err
@@ -85,10 +93,21 @@ def test_seer_plan_text_with_a_flops_profile_shows_the_epoch_it_plans_with(tmp_p
     import json
 
     prof = tmp_path / "p.json"
-    prof.write_text(json.dumps({
-        "world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0, "resize_s": 8.0,
-        "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
-                                {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]}))
+    prof.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.5],
+                "epoch_time_s": 1.2,
+                "startup_s": 8.0,
+                "resize_s": 8.0,
+                "epoch_time_by_flops": [
+                    {"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                    {"flops_per_sample": 48008448, "epoch_time_s": 1.2},
+                ],
+            }
+        )
+    )
     assert main(["plan", "--profile", str(prof)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "(the mean over the draws, 0.60-1.20 s by their FLOPs)" in out

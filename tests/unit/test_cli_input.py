@@ -28,7 +28,9 @@ from seer_torch.errors import ConfigError, DatasetNotFoundError
 
 def _profile(tmp_path: Path) -> str:
     p = tmp_path / "p.json"
-    p.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 0.5, "startup_s": 3.0}))
+    p.write_text(
+        json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 0.5, "startup_s": 3.0})
+    )
     return str(p)
 
 
@@ -36,7 +38,10 @@ def _profile(tmp_path: Path) -> str:
 def _immutable_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "immutable"
     folder.mkdir()
-    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode
+    ):
         pytest.skip("chattr +i is not available here")
     return folder
 
@@ -56,7 +61,9 @@ def test_an_impossible_run_dir_is_refused_with_exit_2(tmp_path, capsys, where):
         if where == "immutable":
             subprocess.run(["chattr", "-i", str(run_dir)], check=True)
     err = capsys.readouterr().err
-    assert err.startswith(f"seer: error: --run-dir: got {str(run_dir)!r}; allowed: a folder this user can create and write")
+    assert err.startswith(
+        f"seer: error: --run-dir: got {str(run_dir)!r}; allowed: a folder this user can create and write"
+    )
     assert len(err.splitlines()) == 1
     if where == "immutable":
         assert list(run_dir.iterdir()) == []
@@ -64,8 +71,18 @@ def test_an_impossible_run_dir_is_refused_with_exit_2(tmp_path, capsys, where):
 
 def test_bench_record_refuses_a_run_dir_below_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    args = ["bench", "record", "--configurations", "1", "--epochs", "1", "--out", str(tmp_path / "t.json"),
-            "--run-dir", str(tmp_path / "file" / "rec")]
+    args = [
+        "bench",
+        "record",
+        "--configurations",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "t.json"),
+        "--run-dir",
+        str(tmp_path / "file" / "rec"),
+    ]
     assert main(args) == 2
     assert "--run-dir" in capsys.readouterr().err
 
@@ -75,9 +92,19 @@ def test_bench_record_refuses_a_run_dir_below_a_file(tmp_path, capsys):
     "name, spec, field, value",
     [
         ("momentum", {"distribution": "uniform", "low": 0.5, "high": 1.2}, "search_space.momentum.high", 1.2),
-        ("momentum", {"distribution": "uniform", "low": -0.5, "high": 0.9}, "search_space.momentum.low", -0.5),
+        (
+            "momentum",
+            {"distribution": "uniform", "low": -0.5, "high": 0.9},
+            "search_space.momentum.low",
+            -0.5,
+        ),
         ("dropout", {"distribution": "uniform", "low": 0.0, "high": 1.5}, "search_space.dropout.high", 1.5),
-        ("weight_decay", {"distribution": "uniform", "low": -0.1, "high": 0.01}, "search_space.weight_decay.low", -0.1),
+        (
+            "weight_decay",
+            {"distribution": "uniform", "low": -0.1, "high": 0.01},
+            "search_space.weight_decay.low",
+            -0.1,
+        ),
         ("lr", {"distribution": "uniform", "low": -1.0, "high": 0.5}, "search_space.lr.low", -1.0),
         ("width", {"distribution": "int_uniform", "low": 0, "high": 64}, "search_space.width.low", 0),
         ("momentum", {"choices": [0.9, 1.5]}, "search_space.momentum", 1.5),
@@ -94,11 +121,18 @@ def test_a_bound_outside_what_the_model_or_optimizer_takes_is_named(name, spec, 
 
 def test_an_int_uniform_global_batch_whose_draws_may_not_divide_is_refused():
     # seed 0 draws 38 first (divisible by both W): only a check of the whole range catches 33.
-    exp = parse_experiment({
-        "seed": 0, "model": {"name": "digits_mlp"}, "search": {"max_configurations": 1},
-        "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
-        "search_space": {"lr": 0.1, "global_batch": {"distribution": "int_uniform", "low": 32, "high": 64}},
-    })
+    exp = parse_experiment(
+        {
+            "seed": 0,
+            "model": {"name": "digits_mlp"},
+            "search": {"max_configurations": 1},
+            "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
+            "search_space": {
+                "lr": 0.1,
+                "global_batch": {"distribution": "int_uniform", "low": 32, "high": 64},
+            },
+        }
+    )
     with pytest.raises(ConfigError) as ei:
         check_before_launch(exp, data=False)
     assert ei.value.field == "search_space.global_batch"
@@ -107,8 +141,13 @@ def test_an_int_uniform_global_batch_whose_draws_may_not_divide_is_refused():
 
 # ------------------------------------------------------------------ CIFAR integrity
 def _cifar_experiment(root: Path):
-    return parse_experiment({"data": {"dataset": "cifar10", "data_dir": str(root)},
-                             "model": {"name": "resnet18_cifar"}, "search_space": {"lr": 0.1}})
+    return parse_experiment(
+        {
+            "data": {"dataset": "cifar10", "data_dir": str(root)},
+            "model": {"name": "resnet18_cifar"},
+            "search_space": {"lr": 0.1},
+        }
+    )
 
 
 def test_a_cifar_folder_the_loader_rejects_is_caught_before_launch(tmp_path):
@@ -135,13 +174,17 @@ def test_a_cifar_layout_folder_without_the_real_files_is_caught_before_launch(tm
         (folder / name).write_bytes(b"not the real file")
     with pytest.raises(DatasetNotFoundError):
         check_before_launch(_cifar_experiment(tmp_path / "fake"))
-    assert main(["plan", str(_toml(tmp_path, tmp_path / "fake")), "--profile", _profile(tmp_path)]) == 0  # reads no data
+    assert (
+        main(["plan", str(_toml(tmp_path, tmp_path / "fake")), "--profile", _profile(tmp_path)]) == 0
+    )  # reads no data
 
 
 def _toml(tmp_path: Path, root: Path) -> Path:
     p = tmp_path / "c.toml"
-    p.write_text(f'[data]\ndataset = "cifar10"\ndata_dir = "{root}"\n[model]\nname = "resnet18_cifar"\n'
-                 "[search_space]\nlr = 0.1\n")
+    p.write_text(
+        f'[data]\ndataset = "cifar10"\ndata_dir = "{root}"\n[model]\nname = "resnet18_cifar"\n'
+        "[search_space]\nlr = 0.1\n"
+    )
     return p
 
 
@@ -150,8 +193,14 @@ def test_seer_plan_json_into_a_closed_pipe_ends_quietly(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)  # as `seer plan --json | head` once head has exited
     try:
-        proc = subprocess.run([sys.executable, "-m", "seer_torch.cli", "plan", "--json", "--profile", _profile(tmp_path)],
-                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "seer_torch.cli", "plan", "--json", "--profile", _profile(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     finally:
         os.close(write_end)
     assert proc.stderr == ""
@@ -189,7 +238,7 @@ def _screen(stream: str) -> list[str]:
                 lines.append("")
         else:
             line = lines[row].ljust(col)
-            lines[row] = line[:col] + ch + line[col + 1:]
+            lines[row] = line[:col] + ch + line[col + 1 :]
             col += 1
     while lines and not lines[-1].strip():
         lines.pop()
@@ -197,8 +246,17 @@ def _screen(stream: str) -> list[str]:
 
 
 def _status(**kw) -> dict:
-    st = {"round": 1, "rounds_planned": 3, "trials": 16, "trials_alive": 16, "running": 2, "time_used_s": 0.0,
-          "time_budget_s": 420.0, "cost_usd": 0.0, "money_budget_usd": 1.0}
+    st = {
+        "round": 1,
+        "rounds_planned": 3,
+        "trials": 16,
+        "trials_alive": 16,
+        "running": 2,
+        "time_used_s": 0.0,
+        "time_budget_s": 420.0,
+        "cost_usd": 0.0,
+        "money_budget_usd": 1.0,
+    }
     st.update(kw)
     return st
 
@@ -223,11 +281,25 @@ def test_the_time_shown_ticks_between_events():
 
 def test_every_line_of_the_live_status_fits_80_columns():
     buf = io.StringIO()
-    long = ("plan: SEER plan: 64 configurations in 4 rounds (eta 3, 2 finalists (chosen); rungs 3, 9, 27, 81; "
-            "trials 64, 22, 8, 2; W 1, 1, 2, 2), the best trained to 81 epochs; predicted 398.0 s of 401.2 s")
+    long = (
+        "plan: SEER plan: 64 configurations in 4 rounds (eta 3, 2 finalists (chosen); rungs 3, 9, 27, 81; "
+        "trials 64, 22, 8, 2; W 1, 1, 2, 2), the best trained to 81 epochs; predicted 398.0 s of 401.2 s"
+    )
     with _live(buf) as status:
-        status.event(long, _status(round=12, rounds_planned=12, trials=64, trials_alive=64, running=16,
-                                   time_used_s=1234.5, time_budget_s=9999.0, cost_usd=12.345, money_budget_usd=100.0))
+        status.event(
+            long,
+            _status(
+                round=12,
+                rounds_planned=12,
+                trials=64,
+                trials_alive=64,
+                running=16,
+                time_used_s=1234.5,
+                time_budget_s=9999.0,
+                cost_usd=12.345,
+                money_budget_usd=100.0,
+            ),
+        )
         time.sleep(0.6)
         screen = _screen(buf.getvalue())
     assert max(map(len, screen)) <= 80, screen
@@ -270,15 +342,37 @@ def test_the_summary_fits_80_columns(tmp_path, capsys):
     from seer_torch.cli import _print_summary
 
     results = {
-        "budget": {"time_used_s": 401.23, "time_budget_s": 420.0, "cost_usd": 0.45123, "money_budget_usd": 1.0},
-        "best": {"trial_id": "t012", "val_accuracy": 0.9777777, "test_accuracy": 0.9703703, "epochs": 57,
-                 "world_sizes": [1, 1, 2, 2, 2], "partial": True, "schedule_epochs": 64,
-                 "config": {"lr": 0.18360658964770449, "weight_decay": 0.00012345678901234, "momentum": 0.912345678901,
-                            "width": 32, "dropout": 0.123456789012345}},
-        "stop_reason": "BEST EFFORT", "trials": [{}] * 64, "rounds": [{}] * 5,
+        "budget": {
+            "time_used_s": 401.23,
+            "time_budget_s": 420.0,
+            "cost_usd": 0.45123,
+            "money_budget_usd": 1.0,
+        },
+        "best": {
+            "trial_id": "t012",
+            "val_accuracy": 0.9777777,
+            "test_accuracy": 0.9703703,
+            "epochs": 57,
+            "world_sizes": [1, 1, 2, 2, 2],
+            "partial": True,
+            "schedule_epochs": 64,
+            "config": {
+                "lr": 0.18360658964770449,
+                "weight_decay": 0.00012345678901234,
+                "momentum": 0.912345678901,
+                "width": 32,
+                "dropout": 0.123456789012345,
+            },
+        },
+        "stop_reason": "BEST EFFORT",
+        "trials": [{}] * 64,
+        "rounds": [{}] * 5,
     }
     _print_summary(results, tmp_path / "r")
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if str(tmp_path) not in line]  # paths are as long as they are
     assert max(map(len, lines)) <= 80, out
-    assert json.loads(out[out.index("config: ") + len("config: "):out.index("\nused ")]) == results["best"]["config"]
+    assert (
+        json.loads(out[out.index("config: ") + len("config: ") : out.index("\nused ")])
+        == results["best"]["config"]
+    )

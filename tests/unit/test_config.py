@@ -42,17 +42,33 @@ def test_sampling_is_deterministic_and_prefix_stable():
         ({"training": {"epochs": 3}, "search_space": SPACE}, "training.epochs"),
         ({"data": {"dataset": "mnist"}, "search_space": SPACE}, "data.dataset"),
         ({"data": {"dataset": "cifar10"}, "search_space": SPACE}, "data.data_dir"),
-        ({"data": {"dataset": "cifar10", "data_dir": "/nonexistent/x"}, "search_space": SPACE}, "data.data_dir"),
+        (
+            {"data": {"dataset": "cifar10", "data_dir": "/nonexistent/x"}, "search_space": SPACE},
+            "data.data_dir",
+        ),
         ({"search_space": {}}, "search_space"),
-        ({"search_space": {"lr": {"distribution": "loguniform", "low": 0, "high": 1}}}, "search_space.lr.low"),
-        ({"search_space": {"lr": {"distribution": "normal", "low": 0, "high": 1}}}, "search_space.lr.distribution"),
+        (
+            {"search_space": {"lr": {"distribution": "loguniform", "low": 0, "high": 1}}},
+            "search_space.lr.low",
+        ),
+        (
+            {"search_space": {"lr": {"distribution": "normal", "low": 0, "high": 1}}},
+            "search_space.lr.distribution",
+        ),
         ({"resources": {"world_size_ladder": [2, 4]}, "search_space": SPACE}, "resources.world_size_ladder"),
         (
-            {"training": {"global_batch": 3, "micro_batch_max": 3}, "resources": {"num_slots": 1, "world_size_ladder": [1]},
-             "search_space": SPACE, "seed": -1},
+            {
+                "training": {"global_batch": 3, "micro_batch_max": 3},
+                "resources": {"num_slots": 1, "world_size_ladder": [1]},
+                "search_space": SPACE,
+                "seed": -1,
+            },
             "seed",
         ),
-        ({"training": {"global_batch": 32, "micro_batch_max": 64}, "search_space": SPACE}, "training.micro_batch_max"),
+        (
+            {"training": {"global_batch": 32, "micro_batch_max": 64}, "search_space": SPACE},
+            "training.micro_batch_max",
+        ),
     ],
 )
 def test_bad_fields_name_field_value_and_allowed(raw, field):
@@ -98,12 +114,14 @@ def test_planner_and_billing_fields_have_defaults_that_keep_the_old_behaviour():
     # min_configurations; see seer_torch.policies.seer)
     assert exp.planner.num_finalists is None and exp.planner.max_world_size is None
     assert exp.budget.billing_granularity_s == 0.0 and exp.budget.billing_minimum_s == 0.0
-    exp = parse_experiment({
-        "planner": {"num_finalists": "auto", "max_world_size": 2},
-        "budget": {"billing_granularity_s": 60, "billing_minimum_s": 60.0},
-        "resources": {"num_slots": 8, "world_size_ladder": [1, 2, 4, 8]},
-        "search_space": SPACE,
-    })
+    exp = parse_experiment(
+        {
+            "planner": {"num_finalists": "auto", "max_world_size": 2},
+            "budget": {"billing_granularity_s": 60, "billing_minimum_s": 60.0},
+            "resources": {"num_slots": 8, "world_size_ladder": [1, 2, 4, 8]},
+            "search_space": SPACE,
+        }
+    )
     assert exp.planner.num_finalists is None and exp.planner.max_world_size == 2
     assert exp.budget.billing_granularity_s == 60.0 and exp.budget.billing_minimum_s == 60.0
     assert exp.usable_world_sizes() == (1, 2)  # max_world_size caps the ladder
@@ -139,12 +157,14 @@ def test_new_fields_reject_bad_values_naming_the_field(section, key, value):
 def test_to_toml_round_trips_auto_and_new_fields():
     import tomllib
 
-    exp = parse_experiment({
-        "training": {"eta": "auto", "max_epochs": 9},
-        "planner": {"num_finalists": "auto", "max_world_size": 4},
-        "budget": {"billing_granularity_s": 3600, "billing_minimum_s": 60},
-        "search_space": SPACE,
-    })
+    exp = parse_experiment(
+        {
+            "training": {"eta": "auto", "max_epochs": 9},
+            "planner": {"num_finalists": "auto", "max_world_size": 4},
+            "budget": {"billing_granularity_s": 3600, "billing_minimum_s": 60},
+            "search_space": SPACE,
+        }
+    )
     text = exp.to_toml()
     assert 'eta = "auto"' in text and 'num_finalists = "auto"' in text
     again = parse_experiment(tomllib.loads(text))

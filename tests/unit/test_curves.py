@@ -85,8 +85,16 @@ def test_save_load_round_trip_writes_nan_as_null(tmp_path):
         (lambda r: r["configs"][2].update(val=[0.1, 0.2]), "configs[2].val", "exactly max_epochs=3"),
         (lambda r: r["configs"][2].update(val=[0.1, 1.2, 0.3]), "configs[2].val[1]", "[0, 1]"),
         (lambda r: r["configs"][2].update(val=[0.1, "x", 0.3]), "configs[2].val[1]", "[0, 1]"),
-        (lambda r: r["configs"][2].update(val=[0.1, None, 0.3]), "configs[2].val[2]", "diverged at configs[2].val[1]"),
-        (lambda r: r["configs"][0].update(test=[0.1, 0.2, 0.3, 0.4]), "configs[0].test", "exactly max_epochs=3"),
+        (
+            lambda r: r["configs"][2].update(val=[0.1, None, 0.3]),
+            "configs[2].val[2]",
+            "diverged at configs[2].val[1]",
+        ),
+        (
+            lambda r: r["configs"][0].update(test=[0.1, 0.2, 0.3, 0.4]),
+            "configs[0].test",
+            "exactly max_epochs=3",
+        ),
         (lambda r: r["configs"][0].update(epoch_time_s=0), "configs[0].epoch_time_s", "> 0"),
         (lambda r: r["configs"][0].update(colour="red"), "configs[0].colour", "only the keys"),
     ],
@@ -200,8 +208,10 @@ def test_generator_per_config_epoch_times():
         (dict(num_configurations=5, max_epochs=5, seed=-1), "seed"),
         (dict(num_configurations=5, max_epochs=5, seed=0, noise=-0.1), "noise"),
         (dict(num_configurations=5, max_epochs=5, seed=0, divergence_fraction=1.5), "divergence_fraction"),
-        (dict(num_configurations=5, max_epochs=5, seed=0, divergence_fraction=0.8, collapse_fraction=0.5),
-         "collapse_fraction"),
+        (
+            dict(num_configurations=5, max_epochs=5, seed=0, divergence_fraction=0.8, collapse_fraction=0.5),
+            "collapse_fraction",
+        ),
     ],
 )
 def test_generator_argument_errors(kwargs, field):

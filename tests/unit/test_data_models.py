@@ -19,7 +19,6 @@ from seer_torch.data import (
 from seer_torch.errors import ConfigError, DatasetNotFoundError
 from seer_torch.models import MODEL_NAMES, build_model, model_hparam_names
 
-
 # ---------------------------------------------------------------- digits split
 
 
@@ -91,7 +90,9 @@ def test_plan_batch_keeps_the_global_batch(world_size):
     plan = plan_batch(256, world_size, 128)
     assert world_size * plan.micro_batch * plan.accum_steps == 256
     assert plan.accum_steps >= 1 and plan.micro_batch <= 128
-    assert (plan.micro_batch, plan.accum_steps) == {1: (128, 2), 2: (128, 1), 4: (64, 1), 8: (32, 1)}[world_size]
+    assert (plan.micro_batch, plan.accum_steps) == {1: (128, 2), 2: (128, 1), 4: (64, 1), 8: (32, 1)}[
+        world_size
+    ]
 
 
 def test_plan_batch_takes_the_fewest_accumulation_steps():
@@ -148,9 +149,14 @@ def test_augmentation_of_a_rank_slice_equals_the_slice_of_the_global_batch():
         local = 16 // world_size
         for rank in range(world_size):
             part = augment_crop_flip(
-                x[rank * local:(rank + 1) * local], seed=0, epoch=1, step=5, global_batch=16, offset=rank * local
+                x[rank * local : (rank + 1) * local],
+                seed=0,
+                epoch=1,
+                step=5,
+                global_batch=16,
+                offset=rank * local,
             )
-            assert torch.equal(part, whole[rank * local:(rank + 1) * local])
+            assert torch.equal(part, whole[rank * local : (rank + 1) * local])
     assert not torch.equal(whole, augment_crop_flip(x, seed=0, epoch=1, step=6, global_batch=16, offset=0))
 
 
@@ -159,7 +165,7 @@ def test_augmentation_is_a_padded_crop_or_its_mirror():
     out = augment_crop_flip(x, seed=3, epoch=2, step=0, global_batch=2, offset=0, pad=2)
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(2):
-        crops = [padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+        crops = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
 
 
@@ -185,8 +191,10 @@ def test_build_model_unknown_hparam_names_the_field():
     assert info.value.field == "depth" and "width" in str(info.value)
 
 
-@pytest.mark.parametrize("field, value", [("width", 0), ("width", 2.5), ("width", True), ("dropout", 1.0),
-                                          ("dropout", -0.1), ("dropout", "0.1")])
+@pytest.mark.parametrize(
+    "field, value",
+    [("width", 0), ("width", 2.5), ("width", True), ("dropout", 1.0), ("dropout", -0.1), ("dropout", "0.1")],
+)
 def test_build_model_invalid_hparam_names_the_field(field, value):
     with pytest.raises(ConfigError) as info:
         build_model("digits_cnn", num_classes=10, in_channels=1, image_size=8, **{field: value})
@@ -197,7 +205,12 @@ def test_digits_cnn_shapes_and_width():
     model = build_model("digits_cnn", num_classes=10, in_channels=1, image_size=8, width=8, dropout=0.2)
     assert model(torch.randn(5, 1, 8, 8)).shape == (5, 10)
     assert model.classifier.in_features == 16
-    assert build_model("digits_cnn", num_classes=10, in_channels=1, image_size=8, width=8.0).classifier.in_features == 16
+    assert (
+        build_model(
+            "digits_cnn", num_classes=10, in_channels=1, image_size=8, width=8.0
+        ).classifier.in_features
+        == 16
+    )
 
 
 def test_resnet18_cifar_shape_and_stem():
@@ -236,9 +249,18 @@ def test_cosine_schedule_is_a_function_of_the_step():
 
 
 def _config(**overrides):
-    raw = {"trial_id": "t0", "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 8, "dropout": 0.1},
-           "model": "digits_cnn", "dataset": "digits", "data_dir": None, "global_batch": 64,
-           "micro_batch_max": 64, "max_epochs": 3, "seed": 0, "tensorboard_dir": None}
+    raw = {
+        "trial_id": "t0",
+        "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 8, "dropout": 0.1},
+        "model": "digits_cnn",
+        "dataset": "digits",
+        "data_dir": None,
+        "global_batch": 64,
+        "micro_batch_max": 64,
+        "max_epochs": 3,
+        "seed": 0,
+        "tensorboard_dir": None,
+    }
     raw.update(overrides)
     return raw
 
@@ -251,15 +273,18 @@ def test_trial_config_splits_model_and_training_hyperparameters():
     assert (config.lr, config.weight_decay, config.momentum, config.global_batch) == (0.2, 0.0, 0.9, 32)
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"configuration": {"lr": 0.1, "depth": 3}}, "configuration.depth"),
-    ({"configuration": {"lr": -1.0}}, "configuration.lr"),
-    ({"configuration": {"weight_decay": 0.1}}, "configuration.lr"),
-    ({"configuration": {"lr": 0.1, "momentum": 1.0}}, "configuration.momentum"),
-    ({"model": "vgg"}, "model.name"),
-    ({"global_batch": 0}, "global_batch"),
-    ({"max_epochs": 2.5}, "max_epochs"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"configuration": {"lr": 0.1, "depth": 3}}, "configuration.depth"),
+        ({"configuration": {"lr": -1.0}}, "configuration.lr"),
+        ({"configuration": {"weight_decay": 0.1}}, "configuration.lr"),
+        ({"configuration": {"lr": 0.1, "momentum": 1.0}}, "configuration.momentum"),
+        ({"model": "vgg"}, "model.name"),
+        ({"global_batch": 0}, "global_batch"),
+        ({"max_epochs": 2.5}, "max_epochs"),
+    ],
+)
 def test_trial_config_errors_name_the_field(overrides, field):
     from seer_torch.worker import TrialConfig
 
@@ -304,8 +329,15 @@ def test_cifar_loader_splits_off_the_last_5000_and_normalises(tmp_path, monkeypa
 
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-                 "test_batch", "batches.meta"):
+    for name in (
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+        "batches.meta",
+    ):
         (folder / name).write_bytes(b"x")
 
     class FakeCIFAR10:
@@ -323,8 +355,9 @@ def test_cifar_loader_splits_off_the_last_5000_and_normalises(tmp_path, monkeypa
     assert splits.val_y[0].item() == 12 and splits.train_y.dtype == torch.int64  # validation = the last 5000
     assert splits.augment and (splits.num_classes, splits.in_channels, splits.image_size) == (10, 3, 32)
     pixel = FakeCIFAR10(str(tmp_path), True, False).data[0, 0, 0]  # image 0, row 0, column 0, RGB
-    expected = (torch.tensor(pixel, dtype=torch.float32) / 255 - torch.tensor([0.4914, 0.4822, 0.4465])) / torch.tensor(
-        [0.2470, 0.2435, 0.2616])
+    expected = (
+        torch.tensor(pixel, dtype=torch.float32) / 255 - torch.tensor([0.4914, 0.4822, 0.4465])
+    ) / torch.tensor([0.2470, 0.2435, 0.2616])
     torch.testing.assert_close(splits.train_x[0, :, 0, 0], expected)
 
 

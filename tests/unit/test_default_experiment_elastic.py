@@ -27,8 +27,12 @@ def _curve(config, epoch):
 @pytest.mark.parametrize("scale", [0.4, 0.7, 1.0, 1.2])
 def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(tmp_path, scale):
     shipped = json.loads(SHIPPED_PROFILE.read_text())
-    profile = dict(shipped, epoch_time_s=shipped["epoch_time_s"] * scale, startup_s=shipped["startup_s"] * scale,
-                   resize_s=shipped["resize_s"] * scale)
+    profile = dict(
+        shipped,
+        epoch_time_s=shipped["epoch_time_s"] * scale,
+        startup_s=shipped["startup_s"] * scale,
+        resize_s=shipped["resize_s"] * scale,
+    )
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(profile))
     raw = tomllib.loads(default_experiment_path().read_text())
@@ -37,8 +41,14 @@ def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(t
     exp = parse_experiment(raw)
     prof = load_profile(path)
     clock = SimulatedClock()
-    backend = SimulatedBackend(2, clock, epoch_time_s=prof.epoch_time_s, speedup=prof.scaling.speedup_at,
-                               startup_s=prof.startup_s, curve=_curve)
+    backend = SimulatedBackend(
+        2,
+        clock,
+        epoch_time_s=prof.epoch_time_s,
+        speedup=prof.scaling.speedup_at,
+        startup_s=prof.startup_s,
+        curve=_curve,
+    )
     res = Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
     plan = res["plan"]
     assert plan["binding"] == "time", plan["message"]  # the deadline binds, not the configuration cap

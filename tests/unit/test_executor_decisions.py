@@ -19,8 +19,14 @@ def _trial(tid, status="paused", **rungs):
 
 
 def test_survivors_are_the_best_at_the_rung_failed_and_nan_last():
-    ts = [_trial("a", e1=0.5), _trial("b", e1=0.9), _trial("c", e1=float("nan")), _trial("d"), _trial("e", e1=0.7),
-          _trial("f", status="failed", e1=0.95)]
+    ts = [
+        _trial("a", e1=0.5),
+        _trial("b", e1=0.9),
+        _trial("c", e1=float("nan")),
+        _trial("d"),
+        _trial("e", e1=0.7),
+        _trial("f", status="failed", e1=0.95),
+    ]
     assert [t.trial_id for t in select_survivors(ts, 1, 2)] == ["b", "e"]
     # Never more than the eligible ones, never a trial without a valid result.
     assert [t.trial_id for t in select_survivors(ts, 1, 10)] == ["b", "e", "a"]
@@ -128,10 +134,22 @@ def test_seer_plans_round_1_on_the_draws_it_launches_when_their_epoch_times_are_
     # epoch alone, round 1 (one wave) is predicted far shorter than its straggler makes it.
     times = (12.0,) + (2.0,) * 7
     ctx = PolicyContext(
-        max_epochs=27, min_epochs=1, eta=3, max_configurations=8, num_slots=8, world_size_ladder=(1, 2, 4, 8),
-        max_world_size=8, epoch_time_s=2.0, scaling=ScalingModel(world_sizes=(1, 2, 4, 8), speedup=(1.0, 1.9, 3.6, 6.4)),
-        startup_s=5.0, relaunch_s=5.0, resize_s=5.0, time_budget_s=200.0, money_budget_usd=100.0,
-        billing=Billing(3.6), num_finalists=1,
+        max_epochs=27,
+        min_epochs=1,
+        eta=3,
+        max_configurations=8,
+        num_slots=8,
+        world_size_ladder=(1, 2, 4, 8),
+        max_world_size=8,
+        epoch_time_s=2.0,
+        scaling=ScalingModel(world_sizes=(1, 2, 4, 8), speedup=(1.0, 1.9, 3.6, 6.4)),
+        startup_s=5.0,
+        relaunch_s=5.0,
+        resize_s=5.0,
+        time_budget_s=200.0,
+        money_budget_usd=100.0,
+        billing=Billing(3.6),
+        num_finalists=1,
     )
     blind, known = SeerPolicy(), SeerPolicy()
     blind.setup(ctx)
@@ -148,7 +166,9 @@ def test_seer_plans_round_1_on_the_draws_it_launches_when_their_epoch_times_are_
             assert policy.plan.feasible and policy.plan.predicted_time_s <= 0.9 * 200.0
             # Money stays on the typical epoch (the context's): the draws of later rounds are
             # not known yet, and the first n's mean measured worse on the policy sweep.
-            assert first.predicted_cost_usd == pytest.approx(3.6 / 3600 * w * n * (5.0 + epochs * 2.0 / speed))
+            assert first.predicted_cost_usd == pytest.approx(
+                3.6 / 3600 * w * n * (5.0 + epochs * 2.0 / speed)
+            )
 
 
 def test_list_scheduled_makespan():

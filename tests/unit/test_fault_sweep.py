@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "fault_sweep", Path(__file__).resolve().parents[2] / "scripts" / "fault_sweep.py")
+    "fault_sweep", Path(__file__).resolve().parents[2] / "scripts" / "fault_sweep.py"
+)
 fault_sweep = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(fault_sweep)
 
@@ -54,8 +55,10 @@ def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, 
     round's rung becomes the most epochs it can reach (BEST EFFORT, the schedule's horizon with
     it), not a job the deadline stops half-way (which trained epochs it then threw away: the
     answer stayed at epoch 3 with its schedule unfinished). Before the fix: a launch to epoch 9."""
-    experiment = {**fault_sweep.SIM_EXPERIMENT,
-                  "budget": {**fault_sweep.SIM_EXPERIMENT["budget"], "time_budget_s": 186.0}}
+    experiment = {
+        **fault_sweep.SIM_EXPERIMENT,
+        "budget": {**fault_sweep.SIM_EXPERIMENT["budget"], "time_budget_s": 186.0},
+    }
     clean, counts = fault_sweep.count_points(tmp_path / "clean", experiment)
     assert [r["world_size"] for r in clean["rounds"]] == [1, 1, 2] and clean["best"]["epochs"] == 9
     exp, clock, backend = fault_sweep._sim_setup(tmp_path / "k", experiment)
@@ -68,7 +71,9 @@ def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, 
     monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
     backend.num_slots = 1
     before = len(backend.launches)
-    res = fault_sweep.Tuner.resume(run_dir, backend, make_policy=fault_sweep.make_policy, clock=clock).run(resume=True)
+    res = fault_sweep.Tuner.resume(run_dir, backend, make_policy=fault_sweep.make_policy, clock=clock).run(
+        resume=True
+    )
     relaunch = backend.launches[before:]
     assert [(j.spec.world_size, j.spec.until_epoch) for j in relaunch] == [(1, 8)]
     assert relaunch[0].result is not None and not relaunch[0].result.stopped  # it ended by itself

@@ -10,7 +10,10 @@ from seer_torch.backends.base import JobSpec
 from seer_torch.backends.local import STOP_GRACE_S, LocalBackend, LocalJob
 
 # A job that ignores SIGTERM: only the SIGKILL after the grace ends it.
-STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\ntime.sleep(600)\n"
+STUBBORN = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\ntime.sleep(600)\n"
+)
 
 
 def _stubborn_job(backend: LocalBackend, tmp_path, name: str) -> LocalJob:
@@ -49,8 +52,9 @@ def test_a_leftover_job_that_ended_by_itself_leaves_no_torchrun_logs(tmp_path):
     trial_dir = tmp_path / "t000"
     (trial_dir / TORCHRUN_LOG_DIR / "none" / "attempt_0").mkdir(parents=True)
     (trial_dir / TORCHRUN_LOG_DIR / "none" / "attempt_0" / "error.json").write_text("{}")
-    (trial_dir / JOB_FILE).write_text(json.dumps({"pid": dead.pid, "launch_unix_s": time.time() - 5.0,
-                                                  "world_size": 1, "until_epoch": 2}))
+    (trial_dir / JOB_FILE).write_text(
+        json.dumps({"pid": dead.pid, "launch_unix_s": time.time() - 5.0, "world_size": 1, "until_epoch": 2})
+    )
     info = kill_leftover_job(trial_dir)
     assert info is not None and info["alive"] is False
     assert not (trial_dir / JOB_FILE).exists()

@@ -19,8 +19,7 @@ import torch
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import ConfigError
-from seer_torch.executor import journal
-from seer_torch.executor import Crash, Tuner
+from seer_torch.executor import Crash, Tuner, journal
 from seer_torch.policies.registry import make_policy
 
 GLOBAL_BATCH = 64
@@ -74,8 +73,18 @@ def test_changes_compose_and_round_trip_through_the_checkpoint_list():
     assert schedule.factor(3 * 19) == LrSchedule.cosine(6 * 19).retarget(2 * 19, 4 * 19).factor(3 * 19)
 
 
-@pytest.mark.parametrize("raw", [[], [[0, 0.0]], [[0, 0.0, 0]], [[0, 1.5, 10]], [[0, 0.0, 10], [5, 0.4, 20]],
-                                 [[0, 0.0, 10], [12, 0.5, 20]], "segments"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [[0, 0.0]],
+        [[0, 0.0, 0]],
+        [[0, 1.5, 10]],
+        [[0, 0.0, 10], [5, 0.4, 20]],
+        [[0, 0.0, 10], [12, 0.5, 20]],
+        "segments",
+    ],
+)
 def test_a_bad_schedule_list_is_refused(raw):
     from seer_torch.worker import LrSchedule
 
@@ -107,13 +116,20 @@ def _launch(trial_dir: Path, until_epoch: int, horizon: int, monkeypatch) -> Non
     config = {
         "trial_id": trial_dir.name,
         "configuration": {"lr": PEAK_LR, "weight_decay": 5e-4, "width": 16, "dropout": 0.0},
-        "model": "digits_mlp", "dataset": "digits", "data_dir": None,
-        "global_batch": GLOBAL_BATCH, "micro_batch_max": GLOBAL_BATCH, "max_epochs": horizon, "seed": 0,
+        "model": "digits_mlp",
+        "dataset": "digits",
+        "data_dir": None,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": GLOBAL_BATCH,
+        "max_epochs": horizon,
+        "seed": 0,
         "tensorboard_dir": None,
     }
     (trial_dir / "config.json").write_text(json.dumps(config))
     monkeypatch.setenv("SEER_RECORD_SAMPLES", str(trial_dir / "record"))
-    train(str(trial_dir), until_epoch, TrialConfig.load(str(trial_dir)), DistEnv(0, 0, 1, torch.device("cpu")))
+    train(
+        str(trial_dir), until_epoch, TrialConfig.load(str(trial_dir)), DistEnv(0, 0, 1, torch.device("cpu"))
+    )
 
 
 def _step_lrs(trial_dir: Path) -> dict[int, float]:
@@ -141,8 +157,9 @@ def test_the_worker_follows_a_lowered_then_raised_horizon_without_a_jump(tmp_pat
     assert lrs[2 * STEPS_PER_EPOCH + 1] == after[2] and lrs[3 * STEPS_PER_EPOCH + 1] == after[3]
     steps = [lrs[s] for s in sorted(lrs)] + [after[5]]  # steps[i]: the learning rate after step i
     drops = [a_ - b for a_, b in zip(steps, steps[1:])]
-    assert max(drops[2 * STEPS_PER_EPOCH:]) <= PEAK_LR * math.pi / 2 / (2 * STEPS_PER_EPOCH), (
-        "the learning rate jumps where the horizon was lowered")
+    assert max(drops[2 * STEPS_PER_EPOCH :]) <= PEAK_LR * math.pi / 2 / (2 * STEPS_PER_EPOCH), (
+        "the learning rate jumps where the horizon was lowered"
+    )
     assert min(drops) > 0, "the learning rate rises somewhere"
     # The schedule ends exactly where the trial ends.
     assert after[5] == 0.0
@@ -183,32 +200,77 @@ def _run(tmp_path: Path, **kwargs):
     return Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run(), run_dir
 
 
-def _setup(tmp_path: Path, *, max_configurations, max_epochs, eta, slots, ladder, time_s, epoch_time_s=10.0,
-           startup_s=5.0, speedup=(1.0, 1.8, 3.4, 5.4), backend_speedup=None, backend_epoch_time_s=None):
+def _setup(
+    tmp_path: Path,
+    *,
+    max_configurations,
+    max_epochs,
+    eta,
+    slots,
+    ladder,
+    time_s,
+    epoch_time_s=10.0,
+    startup_s=5.0,
+    speedup=(1.0, 1.8, 3.4, 5.4),
+    backend_speedup=None,
+    backend_epoch_time_s=None,
+):
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile = tmp_path / "profile.json"
-    profile.write_text(json.dumps({"world_sizes": [1, 2, 4, 8][: len(speedup)], "speedup": list(speedup),
-                                   "epoch_time_s": epoch_time_s, "startup_s": startup_s, "resize_s": startup_s}))
-    exp = parse_experiment({
-        "name": "sim", "seed": 3,
-        "training": {"max_epochs": max_epochs, "min_epochs": 1, "eta": eta, "global_batch": 64, "micro_batch_max": 64},
-        "budget": {"time_budget_s": time_s, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
-        "resources": {"num_slots": slots, "world_size_ladder": ladder},
-        "search": {"max_configurations": max_configurations},
-        "planner": {"profile": str(profile)},
-        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
-    })
+    profile.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2, 4, 8][: len(speedup)],
+                "speedup": list(speedup),
+                "epoch_time_s": epoch_time_s,
+                "startup_s": startup_s,
+                "resize_s": startup_s,
+            }
+        )
+    )
+    exp = parse_experiment(
+        {
+            "name": "sim",
+            "seed": 3,
+            "training": {
+                "max_epochs": max_epochs,
+                "min_epochs": 1,
+                "eta": eta,
+                "global_batch": 64,
+                "micro_batch_max": 64,
+            },
+            "budget": {"time_budget_s": time_s, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
+            "resources": {"num_slots": slots, "world_size_ladder": ladder},
+            "search": {"max_configurations": max_configurations},
+            "planner": {"profile": str(profile)},
+            "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+        }
+    )
     clock = SimulatedClock()
     ws = dict(zip([1, 2, 4, 8], backend_speedup or speedup))
-    backend = SimulatedBackend(slots, clock, epoch_time_s=backend_epoch_time_s or epoch_time_s,
-                               speedup=lambda w: ws[w], startup_s=startup_s, curve=_curve)
+    backend = SimulatedBackend(
+        slots,
+        clock,
+        epoch_time_s=backend_epoch_time_s or epoch_time_s,
+        speedup=lambda w: ws[w],
+        startup_s=startup_s,
+        curve=_curve,
+    )
     return exp, clock, backend
 
 
 #: Epochs take 4x what the profile said: after round 1 the re-plan lowers the target from 9 to 6
 #: (BEST EFFORT). Rounds: 6 trials to epoch 1, 2 to epoch 3, 1 to epoch 6 (9 launches).
-LOWERED = dict(max_configurations=6, max_epochs=9, eta=3, slots=2, ladder=[1], time_s=100.0, epoch_time_s=2.0,
-               backend_epoch_time_s=8.0)
+LOWERED = dict(
+    max_configurations=6,
+    max_epochs=9,
+    eta=3,
+    slots=2,
+    ladder=[1],
+    time_s=100.0,
+    epoch_time_s=2.0,
+    backend_epoch_time_s=8.0,
+)
 
 
 def _horizon(run_dir: Path, trial_id: str) -> int:
@@ -223,15 +285,26 @@ def test_a_lowered_target_is_the_horizon_the_answer_trains_to(tmp_path):
     best = res["best"]
     assert best["epochs"] < 9
     assert _horizon(run_dir, best["trial_id"]) == best["epochs"], (
-        f"the answer is trained to epoch {best['epochs']} on a schedule to epoch {_horizon(run_dir, best['trial_id'])}")
+        f"the answer is trained to epoch {best['epochs']} on a schedule to epoch "
+        f"{_horizon(run_dir, best['trial_id'])}"
+    )
     assert best["partial"] is False  # its schedule finished
 
 
 def test_partial_when_the_answers_schedule_did_not_finish(tmp_path):
     # The deadline stops the widened final round: the answer is the best at the rung before,
     # whose schedule runs to the target it never reached.
-    res, run_dir = _run(tmp_path, max_configurations=200, max_epochs=27, eta=3, slots=4, ladder=[1, 2],
-                        time_s=420.0, speedup=(1.0, 1.8), backend_speedup=(1.0, 1.0))
+    res, run_dir = _run(
+        tmp_path,
+        max_configurations=200,
+        max_epochs=27,
+        eta=3,
+        slots=4,
+        ladder=[1, 2],
+        time_s=420.0,
+        speedup=(1.0, 1.8),
+        backend_speedup=(1.0, 1.0),
+    )
     best = res["best"]
     assert res["stop_reason"] == "deadline reached" and best["epochs"] < 27
     assert _horizon(run_dir, best["trial_id"]) == 27

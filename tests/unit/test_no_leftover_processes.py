@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LEAKY = '''
+LEAKY = """
 import subprocess, sys
 
 def test_leaks_a_child():
@@ -20,15 +20,28 @@ def test_child_ends_within_the_grace():
 
 def test_no_child():
     pass
-'''
+"""
 
 
 def test_a_leftover_child_fails_the_test_and_is_named(tmp_path: Path):
     shutil.copy(Path(__file__).resolve().parents[1] / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_leaky.py").write_text(LEAKY)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path / "test_leaky.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            str(tmp_path / "test_leaky.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

@@ -14,13 +14,20 @@ from seer_torch.scaling.profiler import profile_from_probes
 
 
 def _probe(w, thr, step_s, eval_s, steps=12, n_train=1257):
-    return {"world_size": w, "throughput_samples_per_s": thr, "step_time_s": step_s, "eval_time_s": eval_s,
-            "measured_steps": steps, "num_train_samples": n_train, "train_start_unix_s": 0.0}
+    return {
+        "world_size": w,
+        "throughput_samples_per_s": thr,
+        "step_time_s": step_s,
+        "eval_time_s": eval_s,
+        "measured_steps": steps,
+        "num_train_samples": n_train,
+        "train_start_unix_s": 0.0,
+    }
 
 
 def test_profile_from_probes():
     probes = [
-        (_probe(1, 640.0, 0.1, 0.2), 1000.0, 11.4),   # 12 x 0.1 + 0.2 = 1.4 s working, 10 s fixed
+        (_probe(1, 640.0, 0.1, 0.2), 1000.0, 11.4),  # 12 x 0.1 + 0.2 = 1.4 s working, 10 s fixed
         (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76),  # 0.66 + 0.1 = 0.76 s working, 12 s fixed
     ]
     p = profile_from_probes("x", probes, source="test")
@@ -36,7 +43,11 @@ def test_profile_from_probes():
 def test_profile_from_probes_takes_the_mean_of_repeated_probes():
     # W=1 probed twice: first at 400 samples/s with a slow launch (20 s fixed), then at 640.
     slow_first = (_probe(1, 400.0, 0.16, 0.3), 1000.0, 22.22)  # 1.92 + 0.3 working, 20 s fixed
-    probes = [slow_first, (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76), (_probe(1, 640.0, 0.1, 0.1), 1040.0, 11.3)]
+    probes = [
+        slow_first,
+        (_probe(2, 1152.0, 0.055, 0.1), 1020.0, 12.76),
+        (_probe(1, 640.0, 0.1, 0.1), 1040.0, 11.3),
+    ]
     p = profile_from_probes("x", probes, source="test")
     assert p.world_sizes == (1, 2)
     # The mean epoch: (1257/400 + 0.3 + 1257/640 + 0.1) / 2, so the throughput is the
@@ -48,7 +59,9 @@ def test_profile_from_probes_takes_the_mean_of_repeated_probes():
     assert p.resize_s == pytest.approx(12.0)
     # The same for a cost probe taken twice: its mean epoch is the point.
     cheap_slow, cheap = _probe(1, 1257 / 1.5, 0.08, 0.1), _probe(1, 1257 / 0.9, 0.05, 0.1)
-    q = profile_from_probes("x", probes, source="t", probe_flops=30e6, cost_probes=[(cheap_slow, 10e6), (cheap, 10e6)])
+    q = profile_from_probes(
+        "x", probes, source="t", probe_flops=30e6, cost_probes=[(cheap_slow, 10e6), (cheap, 10e6)]
+    )
     assert [x for pt in q.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.3, 30e6, p.epoch_time_s])
     # One probe of a world size is taken as it is.
     assert profile_from_probes("x", probes[1:], source="t").epoch_time_s == pytest.approx(1257 / 640 + 0.1)
@@ -88,12 +101,21 @@ def test_epoch_time_by_flops_predicts_each_configuration():
     assert [x for pt in p.epoch_time_by_flops for x in pt] == pytest.approx([10e6, 1.0, 30e6, 2.0])
     assert p.epoch_time_for(20e6) == pytest.approx(1.5)  # between: the line
     assert p.epoch_time_for(40e6) == pytest.approx(2.5)  # above: the line (under proportional 2.67)
-    assert p.epoch_time_for(2e6) == pytest.approx(0.6)   # below: the line (over proportional 0.2)
+    assert p.epoch_time_for(2e6) == pytest.approx(0.6)  # below: the line (over proportional 0.2)
     assert p.epoch_time_for(None) == p.epoch_time_for(0) == pytest.approx(2.0)
     # A noisy pair whose line falls steeply is held between proportional and the nearest point.
-    steep = parse_profile({"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 4.0, "startup_s": 1.0,
-                           "epoch_time_by_flops": [{"flops_per_sample": 20e6, "epoch_time_s": 4.0},
-                                                   {"flops_per_sample": 10e6, "epoch_time_s": 0.5}]})
+    steep = parse_profile(
+        {
+            "world_sizes": [1],
+            "speedup": [1.0],
+            "epoch_time_s": 4.0,
+            "startup_s": 1.0,
+            "epoch_time_by_flops": [
+                {"flops_per_sample": 20e6, "epoch_time_s": 4.0},
+                {"flops_per_sample": 10e6, "epoch_time_s": 0.5},
+            ],
+        }
+    )
     assert steep.epoch_time_for(5e6) == pytest.approx(0.25)  # line says -1.25: proportional 0.25
     assert steep.epoch_time_for(40e6) == pytest.approx(8.0)  # line says 11: proportional 8
     # Round trip through the file format; one configuration measured -> no points, one time.
@@ -102,18 +124,30 @@ def test_epoch_time_by_flops_predicts_each_configuration():
     assert "epoch_time_by_flops" not in single.to_dict() and single.epoch_time_for(10e6) == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("bad", [
-    [{"flops_per_sample": 1e6}],
-    [{"flops_per_sample": -1, "epoch_time_s": 1.0}],
-    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 1e6, "epoch_time_s": 2.0}],
-    "fast",
-    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}],  # one point tells nothing apart
-    [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 2e6, "epoch_time_s": 1.0, "w": 1}],
-    [],  # present but empty: leave the field out instead
-    None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"flops_per_sample": 1e6}],
+        [{"flops_per_sample": -1, "epoch_time_s": 1.0}],
+        [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}, {"flops_per_sample": 1e6, "epoch_time_s": 2.0}],
+        "fast",
+        [{"flops_per_sample": 1e6, "epoch_time_s": 1.0}],  # one point tells nothing apart
+        [
+            {"flops_per_sample": 1e6, "epoch_time_s": 1.0},
+            {"flops_per_sample": 2e6, "epoch_time_s": 1.0, "w": 1},
+        ],
+        [],  # present but empty: leave the field out instead
+        None,
+    ],
+)
 def test_epoch_time_by_flops_errors_name_the_field(bad):
-    raw = {"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 1.0, "startup_s": 1.0, "epoch_time_by_flops": bad}
+    raw = {
+        "world_sizes": [1],
+        "speedup": [1.0],
+        "epoch_time_s": 1.0,
+        "startup_s": 1.0,
+        "epoch_time_by_flops": bad,
+    }
     with pytest.raises(ConfigError, match="epoch_time_by_flops"):
         parse_profile(raw)
 
@@ -123,14 +157,20 @@ def test_profile_errors_name_the_field_as_the_file_spells_it():
     assert parse_profile(raw).speedup == (1.0, 1.6)
     with pytest.raises(ConfigError, match=r"^profile\.startup: got 1\.0; allowed: no such field .*startup_s"):
         parse_profile({**raw, "startup": 1.0})  # a typo of startup_s, which would be ignored
-    with pytest.raises(ConfigError, match=r"^profile\.speedup: got \[1\.2, 1\.6\]; allowed: 1\.0 at world size 1"):
+    with pytest.raises(
+        ConfigError, match=r"^profile\.speedup: got \[1\.2, 1\.6\]; allowed: 1\.0 at world size 1"
+    ):
         parse_profile({**raw, "speedup": [1.2, 1.6]})  # named as in the file, not as scaling.speedup
 
 
 def test_flops_of_a_configuration_are_the_conv_and_linear_arithmetic():
-    from seer_torch.scaling.profiler import configuration_flops, configurations_flops, cost_probe_configuration
-
     from importlib import resources
+
+    from seer_torch.scaling.profiler import (
+        configuration_flops,
+        configurations_flops,
+        cost_probe_configuration,
+    )
 
     exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
     # digits_cnn, width 64 on 8x8x1 images: forward 2*Cin*Cout*9*H*W per conv (the first conv
@@ -138,7 +178,9 @@ def test_flops_of_a_configuration_are_the_conv_and_linear_arithmetic():
     # 128 -> 10: 3 x 2560.
     conv1, conv2, conv3 = 2 * 1 * 64 * 9 * 64, 2 * 64 * 64 * 9 * 64, 2 * 64 * 128 * 9 * 16
     assert configuration_flops(exp, {"width": 64, "lr": 0.1}) == 2 * conv1 + 3 * conv2 + 3 * conv3 + 3 * 2560
-    f = configurations_flops(exp, [{"width": 96, "lr": 0.1}, {"width": 64, "lr": 0.2}, {"width": 96, "lr": 0.3}])
+    f = configurations_flops(
+        exp, [{"width": 96, "lr": 0.1}, {"width": 64, "lr": 0.2}, {"width": 96, "lr": 0.3}]
+    )
     assert f[0] == f[2] and f[0] / f[1] == pytest.approx(2.2446, rel=1e-3)
     confs = [({"width": 96}, f[0]), ({"width": 64}, f[1])]
     assert cost_probe_configuration(f[0], confs) == ({"width": 64}, f[1])
@@ -157,9 +199,18 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
     # digits_cnn FLOPs per sample: width 64 -> 21388800, width 96 -> 48008448 (the arithmetic
     # is checked above); measured: 0.6 s and 1.2 s an epoch.
-    prof = parse_profile({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0,
-                          "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
-                                                  {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]})
+    prof = parse_profile(
+        {
+            "world_sizes": [1, 2],
+            "speedup": [1.0, 1.5],
+            "epoch_time_s": 1.2,
+            "startup_s": 8.0,
+            "epoch_time_by_flops": [
+                {"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                {"flops_per_sample": 48008448, "epoch_time_s": 1.2},
+            ],
+        }
+    )
     widths = [c["width"] for c in sample_configurations(exp, exp.search.max_configurations)]
     assert 0 < widths.count(64) < len(widths)
     mean = sum(0.6 if w == 64 else 1.2 for w in widths) / len(widths)
@@ -179,7 +230,9 @@ def test_round_1_is_planned_on_the_mean_epoch_of_the_draws():
     assert ctx.epoch_time_s == 1.2 and ctx.draw_epoch_times_s == ()
     # Epoch times known in advance (the simulator's table) are passed through; the mean epoch
     # stays the profile's (the simulator gives it the table's).
-    ctx = policy_context(exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_times_s=[1.0, 3.0])
+    ctx = policy_context(
+        exp, flat, num_slots=2, time_left_s=400.0, money_left_usd=1.0, draw_times_s=[1.0, 3.0]
+    )
     assert ctx.draw_epoch_times_s == (1.0, 3.0) and ctx.epoch_time_s == 1.2
 
 
@@ -194,9 +247,20 @@ def test_seer_tune_counts_the_draws_flops_once_and_before_its_clock_starts(tmp_p
     from seer_torch.scaling import profiler
 
     prof = tmp_path / "profile.json"
-    prof.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.2, "startup_s": 8.0,
-                                "epoch_time_by_flops": [{"flops_per_sample": 21388800, "epoch_time_s": 0.6},
-                                                        {"flops_per_sample": 48008448, "epoch_time_s": 1.2}]}))
+    prof.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.5],
+                "epoch_time_s": 1.2,
+                "startup_s": 8.0,
+                "epoch_time_by_flops": [
+                    {"flops_per_sample": 21388800, "epoch_time_s": 0.6},
+                    {"flops_per_sample": 48008448, "epoch_time_s": 1.2},
+                ],
+            }
+        )
+    )
     exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
     exp = exp.with_overrides(time_budget_s=120.0, num_slots=2, profile=str(prof))
     clock = SimulatedClock()
@@ -209,8 +273,14 @@ def test_seer_tune_counts_the_draws_flops_once_and_before_its_clock_starts(tmp_p
         return real(e, confs)
 
     monkeypatch.setattr(profiler, "configurations_flops", slow_count)
-    backend = SimulatedBackend(2, clock, epoch_time_s=1.0, speedup=lambda w: 1.5 ** (w > 1), startup_s=8.0,
-                               curve=lambda c, e: c["lr"] * (1 - 0.5 / e))
+    backend = SimulatedBackend(
+        2,
+        clock,
+        epoch_time_s=1.0,
+        speedup=lambda w: 1.5 ** (w > 1),
+        startup_s=8.0,
+        curve=lambda c, e: c["lr"] * (1 - 0.5 / e),
+    )
     res = Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
     assert counts == [1 + exp.search.max_configurations]  # the probe configuration and the draws, once
     assert res["rounds"][0]["start_s"] < 1.0  # not 30 s in: the count ran before the clock started

@@ -43,8 +43,13 @@ class FakeBackend:
     ``100 * W**0.8``), or one metrics line and a checkpoint. ``fail_at`` makes jobs at that W
     exit 1 with torchrun's error file; ``hang_at`` makes them run until stopped."""
 
-    def __init__(self, num_slots: int = 8, clock: FakeClock | None = None, fail_at: int | None = None,
-                 hang_at: int | None = None) -> None:
+    def __init__(
+        self,
+        num_slots: int = 8,
+        clock: FakeClock | None = None,
+        fail_at: int | None = None,
+        hang_at: int | None = None,
+    ) -> None:
         self.num_slots = num_slots
         self.clock = clock or FakeClock()
         self.fail_at = fail_at
@@ -57,7 +62,9 @@ class FakeBackend:
         start = self.clock.now()
         d = spec.trial_dir
         if spec.world_size == self.fail_at:
-            (d / "error.json").write_text(json.dumps({"message": {"message": "Traceback...\nRuntimeError: boom"}}))
+            (d / "error.json").write_text(
+                json.dumps({"message": {"message": "Traceback...\nRuntimeError: boom"}})
+            )
             return FakeHandle(spec, start, JobResult(spec, 1, start, start + 2.0, 1000.0 + start))
         if spec.world_size == self.hang_at:
             return FakeHandle(spec, start, None)  # type: ignore[arg-type]
@@ -65,18 +72,33 @@ class FakeBackend:
         if spec.profile_steps is not None:
             thr = 100.0 * w**0.8
             step_s = 64 / thr
-            probe = {"world_size": w, "throughput_samples_per_s": thr, "step_time_s": step_s, "eval_time_s": 0.5,
-                     "measured_steps": spec.profile_steps, "num_train_samples": 1000, "warmup_steps": 3,
-                     "device": "cpu"}
+            probe = {
+                "world_size": w,
+                "throughput_samples_per_s": thr,
+                "step_time_s": step_s,
+                "eval_time_s": 0.5,
+                "measured_steps": spec.profile_steps,
+                "num_train_samples": 1000,
+                "warmup_steps": 3,
+                "device": "cpu",
+            }
             Path(spec.profile_out).write_text(json.dumps(probe))
             duration = STARTUP_S + spec.profile_steps * step_s + 0.5
         else:
             resumed = (d / "checkpoint.pt").exists()
             duration = (RESIZE_S if resumed else STARTUP_S) + EPOCH_S
             t0 = 1000.0 + start + (RESIZE_S if resumed else STARTUP_S)
-            line = {"epoch": spec.until_epoch, "world_size": w, "train_start_unix_s": t0, "time_unix_s": t0 + EPOCH_S,
-                    "throughput_samples_per_s": 100.0 * w, "epoch_time_s": EPOCH_S, "train_loss": 1.0,
-                    "val_accuracy": 0.5, "val_samples": 100}
+            line = {
+                "epoch": spec.until_epoch,
+                "world_size": w,
+                "train_start_unix_s": t0,
+                "time_unix_s": t0 + EPOCH_S,
+                "throughput_samples_per_s": 100.0 * w,
+                "epoch_time_s": EPOCH_S,
+                "train_loss": 1.0,
+                "val_accuracy": 0.5,
+                "val_samples": 100,
+            }
             with open(d / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
             (d / "checkpoint.pt").write_text("x")
@@ -91,31 +113,53 @@ class FakeBackend:
     def stop(self, handle: FakeHandle) -> JobResult:
         if handle.result is None:
             t = self.clock.now()
-            handle.result = JobResult(handle.spec, -15, handle.start_s, t, 1000.0 + handle.start_s, stopped=True)
+            handle.result = JobResult(
+                handle.spec, -15, handle.start_s, t, 1000.0 + handle.start_s, stopped=True
+            )
         return handle.result
 
     def stop_all(self) -> None:
         self.stopped_all = True
 
 
-CONFIG = {"trial_id": "profile", "configuration": {"lr": 0.1}, "model": "digits_cnn", "dataset": "digits",
-          "data_dir": None, "global_batch": 64, "micro_batch_max": 64, "max_epochs": 1, "seed": 0,
-          "tensorboard_dir": "/somewhere"}
+CONFIG = {
+    "trial_id": "profile",
+    "configuration": {"lr": 0.1},
+    "model": "digits_cnn",
+    "dataset": "digits",
+    "data_dir": None,
+    "global_batch": 64,
+    "micro_batch_max": 64,
+    "max_epochs": 1,
+    "seed": 0,
+    "tensorboard_dir": "/somewhere",
+}
 
 
 def test_launch_overhead_and_resize_seconds():
-    assert profiler.launch_overhead_s({"train_start_unix_s": 10.0, "time_unix_s": 12.5}, 9.0) == pytest.approx(6.5)
+    assert profiler.launch_overhead_s(
+        {"train_start_unix_s": 10.0, "time_unix_s": 12.5}, 9.0
+    ) == pytest.approx(6.5)
     assert profiler.launch_overhead_s({"train_start_unix_s": 10.0, "time_unix_s": 20.0}, 9.0) == 0.0
-    launches = [{"resized_from": None, "overhead_s": 9.0}, {"resized_from": 1, "overhead_s": 5.0},
-                {"resized_from": 2, "overhead_s": 7.0}]
+    launches = [
+        {"resized_from": None, "overhead_s": 9.0},
+        {"resized_from": 1, "overhead_s": 5.0},
+        {"resized_from": 2, "overhead_s": 7.0},
+    ]
     assert profiler.resize_s_from_launches(launches) == 7.0
     assert profiler.resize_s_from_launches(launches[:1]) is None
     assert profiler.resize_s_from_launches([]) is None
 
 
 def _probe(w, thr, step_s, eval_s, steps=12, n_train=1257):
-    return {"world_size": w, "throughput_samples_per_s": thr, "step_time_s": step_s, "eval_time_s": eval_s,
-            "measured_steps": steps, "num_train_samples": n_train}
+    return {
+        "world_size": w,
+        "throughput_samples_per_s": thr,
+        "step_time_s": step_s,
+        "eval_time_s": eval_s,
+        "measured_steps": steps,
+        "num_train_samples": n_train,
+    }
 
 
 def test_profile_from_probes_takes_a_measured_resize():
@@ -128,8 +172,15 @@ def test_profile_from_probes_takes_a_measured_resize():
 
 
 def test_probe_configuration_takes_the_last_choice():
-    exp = parse_experiment({"search_space": {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0},
-                                             "width": {"choices": [16, 32, 64]}, "dropout": 0.1}})
+    exp = parse_experiment(
+        {
+            "search_space": {
+                "lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0},
+                "width": {"choices": [16, 32, 64]},
+                "dropout": 0.1,
+            }
+        }
+    )
     conf = profiler.probe_configuration(exp)
     assert conf["width"] == 64 and conf["dropout"] == 0.1 and 0.01 <= conf["lr"] <= 1.0
     assert profiler.probe_configuration(exp) == conf  # deterministic (the experiment's seed)
@@ -142,7 +193,9 @@ def test_measure_relaunches_fresh_start_then_resize(tmp_path):
     (d / "checkpoint.pt").write_text("stale")  # from an earlier run: removed first
     (d / "error.json").write_text("{}")
     billed = []
-    launches = profiler.measure_relaunches(backend, backend.clock, d, CONFIG, [1, 4, 4], on_job_end=billed.append)
+    launches = profiler.measure_relaunches(
+        backend, backend.clock, d, CONFIG, [1, 4, 4], on_job_end=billed.append
+    )
     assert [x["kind"] for x in launches] == ["fresh start", "resize 1->4", "relaunch 4->4"]
     assert [x["resized_from"] for x in launches] == [None, 1, 4]
     assert [x["epoch"] for x in launches] == [1, 2, 3]
@@ -180,12 +233,25 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
     conf = profiler.probe_configuration(exp)
     backend = FakeBackend(num_slots=2)
     billed = []
-    got = profiler.run_profile_probes(backend, backend.clock, tmp_path, exp, conf, [1, 2],
-                                      lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
-                                      on_job_end=billed.append, profile_steps=5)
+    got = profiler.run_profile_probes(
+        backend,
+        backend.clock,
+        tmp_path,
+        exp,
+        conf,
+        [1, 2],
+        lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+        on_job_end=billed.append,
+        profile_steps=5,
+    )
     order = [(s.trial_id, s.world_size) for s in backend.launched]
-    assert order == [("profile-w1", 1), ("profile-w2", 2), ("profile-w1", 1),
-                     ("profile-repeat-probe", 1), ("profile-repeat-cheapest", 1)]
+    assert order == [
+        ("profile-w1", 1),
+        ("profile-w2", 2),
+        ("profile-w1", 1),
+        ("profile-repeat-probe", 1),
+        ("profile-repeat-cheapest", 1),
+    ]
     assert len(billed) == 5
     repeat_starts = [r.start_s for r in billed[3:]]
     assert repeat_starts[0] == repeat_starts[1]  # side by side: both launched before either ended
@@ -197,16 +263,36 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
     assert got.cheapest is not None and got.cheapest["width"] == 64 and conf["width"] == 96
     assert len(got.cost_probes) == 2 and got.cost_probes[0][1] == got.cost_probes[1][1] < got.probe_flops
     written = json.loads((tmp_path / "probes.json").read_text())
-    assert [r["probe"] for r in written] == ["probe", "probe", "cheapest", "probe (repeat)", "cheapest (repeat)"]
+    assert [r["probe"] for r in written] == [
+        "probe",
+        "probe",
+        "cheapest",
+        "probe (repeat)",
+        "cheapest (repeat)",
+    ]
     assert written[0]["startup_s"] == pytest.approx(STARTUP_S)  # job minus 5 steps minus validation
-    assert json.loads((tmp_path / "repeat" / "cheapest" / "config.json").read_text())["configuration"]["width"] == 64
+    assert (
+        json.loads((tmp_path / "repeat" / "cheapest" / "config.json").read_text())["configuration"]["width"]
+        == 64
+    )
     # One slot: the repeats run one after the other.
     one = FakeBackend(num_slots=1)
-    profiler.run_profile_probes(one, one.clock, tmp_path / "one", exp, conf, [1],
-                                lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
-                                profile_steps=5)
-    assert [s.trial_id for s in one.launched] == ["profile-w1", "profile-w1", "profile-repeat-probe",
-                                                  "profile-repeat-cheapest"]
+    profiler.run_profile_probes(
+        one,
+        one.clock,
+        tmp_path / "one",
+        exp,
+        conf,
+        [1],
+        lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+        profile_steps=5,
+    )
+    assert [s.trial_id for s in one.launched] == [
+        "profile-w1",
+        "profile-w1",
+        "profile-repeat-probe",
+        "profile-repeat-cheapest",
+    ]
 
 
 def test_probe_schedule_is_what_seer_plan_counts():
@@ -239,11 +325,21 @@ def test_run_profile_probes_failed_repeat_names_it(tmp_path):
         return real_launch(spec)
 
     backend.launch = launch
-    with pytest.raises(WorkerError, match=r"^repeated profile probe of the probe configuration at W=1 failed: "
-                                          r"RuntimeError: boom$"):
-        profiler.run_profile_probes(backend, backend.clock, tmp_path, exp, profiler.probe_configuration(exp), [1, 2],
-                                    lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
-                                    profile_steps=5)
+    with pytest.raises(
+        WorkerError,
+        match=r"^repeated profile probe of the probe configuration at W=1 failed: "
+        r"RuntimeError: boom$",
+    ):
+        profiler.run_profile_probes(
+            backend,
+            backend.clock,
+            tmp_path,
+            exp,
+            profiler.probe_configuration(exp),
+            [1, 2],
+            lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
+            profile_steps=5,
+        )
     assert [s.trial_id for s in backend.launched] == ["profile-w1", "profile-w2", "profile-repeat-probe"]
 
 
@@ -256,6 +352,7 @@ def fake_local(monkeypatch):
         def make(num_slots, clock=None):
             made.append(FakeBackend(num_slots, **kwargs))
             return made[-1]
+
         monkeypatch.setattr("seer_torch.backends.local.LocalBackend", make)
         monkeypatch.setattr("seer_torch.clock.RealClock", lambda: made[-1].clock if made else FakeClock())
         return made
@@ -276,7 +373,10 @@ def test_seer_profile_writes_a_profile_plan_accepts(tmp_path, fake_local, capsys
     assert prof.resize_s == pytest.approx(RESIZE_S)
     assert prof.startup_s >= STARTUP_S
     assert prof.name == "digits_cnn-digits-cpu" and "seer profile" in prof.source
-    assert [(s.world_size, s.until_epoch) for s in made[0].launched if s.profile_steps is None] == [(1, 1), (4, 2)]
+    assert [(s.world_size, s.until_epoch) for s in made[0].launched if s.profile_steps is None] == [
+        (1, 1),
+        (4, 2),
+    ]
     assert made[0].num_slots == 4
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
     assert main(["plan", "--profile", str(out), "--json"]) == 0
@@ -285,7 +385,12 @@ def test_seer_profile_writes_a_profile_plan_accepts(tmp_path, fake_local, capsys
     shown = json.loads(capsys.readouterr().out)
     assert shown["profile"]["world_sizes"] == [1, 2] and len(shown["launches"]) == 2
     assert [(r["probe"], r["world_size"]) for r in shown["probes"]] == [
-        ("probe", 1), ("probe", 2), ("cheapest", 1), ("probe (repeat)", 1), ("cheapest (repeat)", 1)]
+        ("probe", 1),
+        ("probe", 2),
+        ("cheapest", 1),
+        ("probe (repeat)", 1),
+        ("cheapest (repeat)", 1),
+    ]
     assert load_profile(out).world_sizes == (1, 2)
 
 

@@ -20,7 +20,14 @@ SPACE = {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0}, "width"
 
 
 def _line(epoch, val=0.5, test=0.4, t=1.0, **extra):
-    return {"epoch": epoch, "val_accuracy": val, "test_accuracy": test, "epoch_time_s": t, "world_size": 1, **extra}
+    return {
+        "epoch": epoch,
+        "val_accuracy": val,
+        "test_accuracy": test,
+        "epoch_time_s": t,
+        "world_size": 1,
+        **extra,
+    }
 
 
 def test_trial_curves():
@@ -72,7 +79,10 @@ class FakeBackend:
             self.fail[spec.trial_id] -= 1
             return JobResult(spec, 1, 0.0, 1.0, 0.0)
         lr = json.loads((spec.trial_dir / "config.json").read_text())["configuration"]["lr"]
-        lines = [_line(e, val=min(1.0, lr * e), test=min(1.0, lr * e) / 2, t=1.0 + e) for e in range(1, spec.until_epoch + 1)]
+        lines = [
+            _line(e, val=min(1.0, lr * e), test=min(1.0, lr * e) / 2, t=1.0 + e)
+            for e in range(1, spec.until_epoch + 1)
+        ]
         if spec.trial_id in self.diverge:
             lines = lines[:1] + [{"epoch": 2, "diverged": True, "val_accuracy": None}]
         with open(spec.trial_dir / "metrics.jsonl", "w") as f:
@@ -128,17 +138,24 @@ def test_run_dir_of_another_recording_is_refused(tmp_path: Path):
         record_table(_exp(), FakeBackend(), num_configurations=2, epochs=3, run_dir=run_dir, poll_s=0.0)
     assert ei.value.field == "--run-dir"
     with pytest.raises(ConfigError, match="differs"):
-        (run_dir / "recording.json").write_text(json.dumps({**json.loads((run_dir / "recording.json").read_text()), "seed": 1}))
+        (run_dir / "recording.json").write_text(
+            json.dumps({**json.loads((run_dir / "recording.json").read_text()), "seed": 1})
+        )
         record_table(_exp(seed=1), FakeBackend(), num_configurations=2, epochs=2, run_dir=run_dir, poll_s=0.0)
     (tmp_path / "tune" / "trials" / "t000").mkdir(parents=True)
     with pytest.raises(ConfigError, match="made by seer bench record"):
-        record_table(_exp(), FakeBackend(), num_configurations=2, epochs=2, run_dir=tmp_path / "tune", poll_s=0.0)
+        record_table(
+            _exp(), FakeBackend(), num_configurations=2, epochs=2, run_dir=tmp_path / "tune", poll_s=0.0
+        )
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(num_configurations=0, epochs=2), "--configurations"),
-    (dict(num_configurations=2, epochs=0), "--epochs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(num_configurations=0, epochs=2), "--configurations"),
+        (dict(num_configurations=2, epochs=0), "--epochs"),
+    ],
+)
 def test_bad_counts(tmp_path: Path, kwargs, field):
     with pytest.raises(ConfigError) as ei:
         record_table(_exp(), FakeBackend(), run_dir=tmp_path, **kwargs)
@@ -151,14 +168,47 @@ def test_cli_bad_arguments_exit_2(tmp_path: Path, capsys):
     out = str(tmp_path / "t.json")
     assert main(["bench", "record", "--configurations", "0", "--epochs", "2", "--out", out]) == 2
     assert "--configurations: got 0" in capsys.readouterr().err
-    assert main(["bench", "record", "--configurations", "2", "--epochs", "2", "--slots", "0", "--out", out]) == 2
-    assert main(["bench", "record", "--configurations", "2", "--epochs", "2", "--out", str(tmp_path / "no" / "t.json")]) == 2
+    assert (
+        main(["bench", "record", "--configurations", "2", "--epochs", "2", "--slots", "0", "--out", out]) == 2
+    )
+    assert (
+        main(
+            [
+                "bench",
+                "record",
+                "--configurations",
+                "2",
+                "--epochs",
+                "2",
+                "--out",
+                str(tmp_path / "no" / "t.json"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     assert main(["bench", "record", "--configurations", "2", "--epochs", "2", "--out", str(tmp_path)]) == 2
-    assert main(["bench", "record", "missing.toml", "--configurations", "2", "--epochs", "2", "--out", out]) == 2
+    assert (
+        main(["bench", "record", "missing.toml", "--configurations", "2", "--epochs", "2", "--out", out]) == 2
+    )
     (tmp_path / "file").write_text("")
-    assert main(["bench", "record", "--configurations", "2", "--epochs", "2", "--out", out,
-                 "--run-dir", str(tmp_path / "file")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "record",
+                "--configurations",
+                "2",
+                "--epochs",
+                "2",
+                "--out",
+                out,
+                "--run-dir",
+                str(tmp_path / "file"),
+            ]
+        )
+        == 2
+    )
     with pytest.raises(SystemExit) as ei:
         main(["bench", "record", "--epochs", "2", "--out", out])
     assert ei.value.code == 2

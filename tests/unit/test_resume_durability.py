@@ -25,13 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from seer_torch.executor import journal
 from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.backends.local import LocalBackend
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import SeerError
-from seer_torch.executor import Crash, Trial, Tuner
+from seer_torch.executor import Crash, Trial, Tuner, journal
 from seer_torch.policies.registry import make_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,20 +44,35 @@ def _setup(tmp_path: Path, time_budget_s: float = 150.0):
     """9 configurations, rungs 1, 3, 9 at W 1, 2, 2 (the deadline makes SEER widen)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile = tmp_path / "profile.json"
-    profile.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.9], "epoch_time_s": 10.0,
-                                   "startup_s": 2.0}))
-    exp = parse_experiment({
-        "name": "durable", "seed": 5,
-        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 64},
-        "budget": {"time_budget_s": time_budget_s, "money_budget_usd": 1e6, "price_usd_per_slot_hour": 3.6},
-        "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
-        "search": {"max_configurations": 9},
-        "planner": {"profile": str(profile), "num_finalists": 1},
-        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
-    })
+    profile.write_text(
+        json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.9], "epoch_time_s": 10.0, "startup_s": 2.0})
+    )
+    exp = parse_experiment(
+        {
+            "name": "durable",
+            "seed": 5,
+            "training": {
+                "max_epochs": 9,
+                "min_epochs": 1,
+                "eta": 3,
+                "global_batch": 64,
+                "micro_batch_max": 64,
+            },
+            "budget": {
+                "time_budget_s": time_budget_s,
+                "money_budget_usd": 1e6,
+                "price_usd_per_slot_hour": 3.6,
+            },
+            "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
+            "search": {"max_configurations": 9},
+            "planner": {"profile": str(profile), "num_finalists": 1},
+            "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+        }
+    )
     clock = SimulatedClock()
-    backend = SimulatedBackend(2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.9}.__getitem__, startup_s=2.0,
-                               curve=_curve)
+    backend = SimulatedBackend(
+        2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.9}.__getitem__, startup_s=2.0, curve=_curve
+    )
     return exp, clock, backend
 
 
@@ -76,9 +90,21 @@ def _crash(tmp_path: Path, monkeypatch, point: str, time_budget_s: float = 150.0
 
 
 def _rows(path: Path, epochs: range) -> None:
-    path.write_text("".join(json.dumps({"epoch": e, "world_size": 1, "val_accuracy": 0.1 * e, "epoch_time_s": 1.0,
-                                        **({"test_accuracy": 0.1 * e} if e == epochs[-1] else {})}) + "\n"
-                            for e in epochs))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "epoch": e,
+                    "world_size": 1,
+                    "val_accuracy": 0.1 * e,
+                    "epoch_time_s": 1.0,
+                    **({"test_accuracy": 0.1 * e} if e == epochs[-1] else {}),
+                }
+            )
+            + "\n"
+            for e in epochs
+        )
+    )
 
 
 def _checkpoint_state(epoch: int) -> dict:
@@ -143,7 +169,10 @@ def test_save_checkpoint_leaves_no_temporary_file(tmp_path):
 
 def test_a_resume_removes_temporary_files_a_killed_writer_left(tmp_path, monkeypatch):
     exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:12")
-    stale = [run_dir / "trials" / "t000" / ".checkpoint.pt.k9.tmp", run_dir / "trials" / "t003" / "checkpoint.prev.pt.77.tmp"]
+    stale = [
+        run_dir / "trials" / "t000" / ".checkpoint.pt.k9.tmp",
+        run_dir / "trials" / "t003" / "checkpoint.prev.pt.77.tmp",
+    ]
     for f in stale:
         f.write_bytes(b"torn")
     Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
@@ -199,8 +228,12 @@ def test_the_experiment_tensorboard_never_repeats_a_step_after_a_resume(tmp_path
             continue
         assert [e.step for e in acc.Scalars(tag)] == completed, tag
     # and the checking script looks at experiment/ too, and finds it in order
-    check = subprocess.run([sys.executable, str(REPO / "scripts" / "check_tensorboard.py"), str(run_dir)],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_tensorboard.py"), str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "experiment/time_used_s" in check.stdout
 
@@ -214,8 +247,12 @@ def test_check_tensorboard_fails_on_a_repeated_experiment_step(tmp_path):
             w.add_scalar("experiment/time_used_s", float(s), s)
         w.close()
         time.sleep(1.1)  # event files are named by the second
-    check = subprocess.run([sys.executable, str(REPO / "scripts" / "check_tensorboard.py"), str(tmp_path)],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_tensorboard.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 1, check.stdout + check.stderr
     assert "REPEATED OR BACKWARD STEPS" in check.stdout
 
@@ -223,7 +260,9 @@ def test_check_tensorboard_fails_on_a_repeated_experiment_step(tmp_path):
 def test_a_trial_without_a_checkpoint_is_not_relaunched_from_one(tmp_path, monkeypatch):
     exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:1")
     messages: list[str] = []
-    Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock, on_event=lambda m, s: messages.append(m)).run(resume=True)
+    Tuner.resume(
+        run_dir, backend, make_policy=make_policy, clock=clock, on_event=lambda m, s: messages.append(m)
+    ).run(resume=True)
     relaunched = [m for m in messages if m.startswith("t000: ") and "relaunched" in m]
     assert relaunched, messages
     assert not [m for m in relaunched if "from its checkpoint" in m], relaunched
@@ -244,7 +283,7 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rfind(")") + 2:].split()[0] != "Z"
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
 def test_a_job_that_ends_by_itself_leaves_no_descendant(tmp_path, monkeypatch):

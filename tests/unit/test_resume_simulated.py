@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from seer_torch.executor import journal
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
-from seer_torch.executor import Crash, Tuner
+from seer_torch.executor import Crash, Tuner, journal
 from seer_torch.policies.registry import make_policy
 from seer_torch.runfiles import atomic_write_text
 
@@ -26,24 +25,39 @@ def _curve(config, epoch):
 def _setup(tmp_path: Path):
     tmp_path.mkdir(parents=True, exist_ok=True)
     profile = tmp_path / "profile.json"
-    profile.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": 10.0, "startup_s": 5.0}))
-    exp = parse_experiment({
-        "name": "resume", "seed": 5,
-        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 64},
-        "budget": {"time_budget_s": 1e6, "money_budget_usd": 1e6, "price_usd_per_slot_hour": 3.6},
-        "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
-        "search": {"max_configurations": 9},
-        "planner": {"profile": str(profile)},
-        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
-    })
+    profile.write_text(
+        json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": 10.0, "startup_s": 5.0})
+    )
+    exp = parse_experiment(
+        {
+            "name": "resume",
+            "seed": 5,
+            "training": {
+                "max_epochs": 9,
+                "min_epochs": 1,
+                "eta": 3,
+                "global_batch": 64,
+                "micro_batch_max": 64,
+            },
+            "budget": {"time_budget_s": 1e6, "money_budget_usd": 1e6, "price_usd_per_slot_hour": 3.6},
+            "resources": {"num_slots": 2, "world_size_ladder": [1, 2]},
+            "search": {"max_configurations": 9},
+            "planner": {"profile": str(profile)},
+            "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+        }
+    )
     clock = SimulatedClock()
-    backend = SimulatedBackend(2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.8}.__getitem__, startup_s=5.0,
-                               curve=_curve)
+    backend = SimulatedBackend(
+        2, clock, epoch_time_s=10.0, speedup={1: 1.0, 2: 1.8}.__getitem__, startup_s=5.0, curve=_curve
+    )
     # experiment.toml is what `seer resume` reads back: the profile path must resolve from there.
     return exp, clock, backend
 
 
-@pytest.mark.parametrize("point", ["launch:3", "launch:10", "launch:13", "job_end:4", "job_end:7", "decide:2", "decide:6", "decide:8"])
+@pytest.mark.parametrize(
+    "point",
+    ["launch:3", "launch:10", "launch:13", "job_end:4", "job_end:7", "decide:2", "decide:6", "decide:8"],
+)
 def test_a_killed_run_resumes_to_the_same_answer(tmp_path, monkeypatch, point):
     exp, clock, backend = _setup(tmp_path / "clean")
     clean = Tuner(exp, tmp_path / "clean" / "run", backend, policy=make_policy("seer"), clock=clock).run()

@@ -16,9 +16,9 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment, sample_configurations
 from seer_torch.executor import Tuner
-from seer_torch.policies.registry import make_policy
 from seer_torch.policies import base
 from seer_torch.policies.base import TrialView, best_at_rungs
+from seer_torch.policies.registry import make_policy
 
 PROFILE_EPOCH_S = 2.0
 
@@ -27,28 +27,70 @@ def _curve(config, epoch):
     return config["q"] * (1.0 - 0.5 / epoch)
 
 
-def _run(tmp_path: Path, *, time_s, max_configurations=9, max_epochs=27, eta=3, slots=2, ladder=(1,),
-         money_usd=100.0, loaded_until_s=0.0, loaded_epoch_s=PROFILE_EPOCH_S, quiet_epoch_s=PROFILE_EPOCH_S,
-         num_finalists=1, curve=_curve, startup_s=5.0):
+def _run(
+    tmp_path: Path,
+    *,
+    time_s,
+    max_configurations=9,
+    max_epochs=27,
+    eta=3,
+    slots=2,
+    ladder=(1,),
+    money_usd=100.0,
+    loaded_until_s=0.0,
+    loaded_epoch_s=PROFILE_EPOCH_S,
+    quiet_epoch_s=PROFILE_EPOCH_S,
+    num_finalists=1,
+    curve=_curve,
+    startup_s=5.0,
+):
     """A SEER run whose jobs launched before ``loaded_until_s`` train ``loaded_epoch_s`` an epoch
     and later ones ``quiet_epoch_s`` (the profile says 2 s)."""
     profile = tmp_path / "profile.json"
-    profile.write_text(json.dumps({"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": PROFILE_EPOCH_S,
-                                   "startup_s": startup_s, "resize_s": startup_s}))
-    exp = parse_experiment({
-        "name": "sim", "seed": 3,
-        "training": {"max_epochs": max_epochs, "min_epochs": 1, "eta": eta, "global_batch": 64, "micro_batch_max": 64},
-        "budget": {"time_budget_s": time_s, "money_budget_usd": money_usd, "price_usd_per_slot_hour": 3.6},
-        "resources": {"num_slots": slots, "world_size_ladder": list(ladder)},
-        "search": {"max_configurations": max_configurations},
-        "planner": {"profile": str(profile), "num_finalists": num_finalists},
-        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
-    })
+    profile.write_text(
+        json.dumps(
+            {
+                "world_sizes": [1, 2],
+                "speedup": [1.0, 1.8],
+                "epoch_time_s": PROFILE_EPOCH_S,
+                "startup_s": startup_s,
+                "resize_s": startup_s,
+            }
+        )
+    )
+    exp = parse_experiment(
+        {
+            "name": "sim",
+            "seed": 3,
+            "training": {
+                "max_epochs": max_epochs,
+                "min_epochs": 1,
+                "eta": eta,
+                "global_batch": 64,
+                "micro_batch_max": 64,
+            },
+            "budget": {
+                "time_budget_s": time_s,
+                "money_budget_usd": money_usd,
+                "price_usd_per_slot_hour": 3.6,
+            },
+            "resources": {"num_slots": slots, "world_size_ladder": list(ladder)},
+            "search": {"max_configurations": max_configurations},
+            "planner": {"profile": str(profile), "num_finalists": num_finalists},
+            "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+        }
+    )
     clock = SimulatedClock()
     speed = {1: 1.0, 2: 1.8}
     backend = SimulatedBackend(
-        slots, clock, epoch_time_s=PROFILE_EPOCH_S, speedup=lambda w: speed[w], startup_s=startup_s, curve=curve,
-        epoch_time_at=lambda i: loaded_epoch_s if clock.now() < loaded_until_s else quiet_epoch_s)
+        slots,
+        clock,
+        epoch_time_s=PROFILE_EPOCH_S,
+        speedup=lambda w: speed[w],
+        startup_s=startup_s,
+        curve=curve,
+        epoch_time_at=lambda i: loaded_epoch_s if clock.now() < loaded_until_s else quiet_epoch_s,
+    )
     return Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock).run()
 
 
@@ -79,7 +121,9 @@ def test_fault9_when_the_answer_is_not_the_finalist_the_stop_reason_says_so(tmp_
     # Rounds 9, 3, 1 to rungs 1, 3, 9. The best configuration collapses after epoch 3; the
     # answer is then the best trial stopped at rung 3, and the stop reason must not let the
     # reader believe the finalist trained to 9 is it.
-    exp_probe = parse_experiment({"seed": 3, "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}}})
+    exp_probe = parse_experiment(
+        {"seed": 3, "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}}}
+    )
     best_q = max(c["q"] for c in sample_configurations(exp_probe, 9))
 
     def curve(config, epoch):
@@ -111,8 +155,13 @@ def test_fault2_an_exploration_first_target_is_raised_when_trials_train_faster(t
     # The first plan explores 9 and trains the best to 12 of 27 epochs (EXPLORATION FIRST). The
     # first jobs are 1.5x slow and the re-plan at rung 1 lowers the target further; then jobs
     # train twice as fast as the profile: the rounds left go past the first plan's target.
-    res = _run(tmp_path, time_s=90.0, loaded_until_s=40.0, loaded_epoch_s=1.5 * PROFILE_EPOCH_S,
-               quiet_epoch_s=0.5 * PROFILE_EPOCH_S)
+    res = _run(
+        tmp_path,
+        time_s=90.0,
+        loaded_until_s=40.0,
+        loaded_epoch_s=1.5 * PROFILE_EPOCH_S,
+        quiet_epoch_s=0.5 * PROFILE_EPOCH_S,
+    )
     assert res["plan"]["message"].startswith("EXPLORATION FIRST") and res["plan"]["target_epochs"] == 12
     assert res["best"]["epochs"] > 12, (res["stop_reason"], [r["reason"] for r in res["replans"]])
     assert res["budget"]["time_used_s"] <= 90.0
@@ -134,11 +183,19 @@ _SCENARIOS = [  # (time_s, loaded_until_s, loaded x, quiet x, max_configurations
 
 
 @pytest.mark.parametrize("time_s,until,loaded,quiet,configs,finalists", _SCENARIOS)
-def test_fault8_replans_are_truthful_and_every_rung_eliminates(tmp_path, time_s, until, loaded, quiet, configs,
-                                                               finalists):
-    res = _run(tmp_path, time_s=time_s, loaded_until_s=until, loaded_epoch_s=loaded * PROFILE_EPOCH_S,
-               quiet_epoch_s=quiet * PROFILE_EPOCH_S, max_configurations=configs, num_finalists=finalists,
-               ladder=(1, 2))
+def test_fault8_replans_are_truthful_and_every_rung_eliminates(
+    tmp_path, time_s, until, loaded, quiet, configs, finalists
+):
+    res = _run(
+        tmp_path,
+        time_s=time_s,
+        loaded_until_s=until,
+        loaded_epoch_s=loaded * PROFILE_EPOCH_S,
+        quiet_epoch_s=quiet * PROFILE_EPOCH_S,
+        max_configurations=configs,
+        num_finalists=finalists,
+        ladder=(1, 2),
+    )
     rounds = res["rounds"]
     for before, after in zip(rounds, rounds[1:]):
         if before["num_trials"] > finalists:  # a rung with more results than finalists eliminates
@@ -164,8 +221,14 @@ def test_fault8_replans_are_truthful_and_every_rung_eliminates(tmp_path, time_s,
 def test_fault7_best_effort_names_max_epochs_and_the_budget_and_keeps_the_finalists_that_fit(tmp_path):
     # Two finalists planned, two slots: at W=1 both finalists' jobs run side by side, so
     # carrying both to the best-effort target costs no more wall clock than carrying one.
-    res = _run(tmp_path, time_s=130.0, loaded_until_s=1e9, loaded_epoch_s=1.5 * PROFILE_EPOCH_S,
-               max_configurations=16, num_finalists=2)
+    res = _run(
+        tmp_path,
+        time_s=130.0,
+        loaded_until_s=1e9,
+        loaded_epoch_s=1.5 * PROFILE_EPOCH_S,
+        max_configurations=16,
+        num_finalists=2,
+    )
     reason = res["stop_reason"] or ""
     assert reason.startswith("BEST EFFORT"), reason
     assert "max_epochs" in reason and "27" in reason, reason

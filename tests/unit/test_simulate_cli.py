@@ -13,8 +13,23 @@ PROFILES = Path(__file__).resolve().parents[1] / "data" / "scaling_profiles.json
 
 
 def _args(*extra: str) -> list[str]:
-    return ["simulate", "--profile", f"{PROFILES}:cifar10-resnet18-v100", "--startup-s", "20",
-            "--time-budget", "600", "--money-budget", "2", "--seeds", "2", "--policies", "seer,asha", "--json", *extra]
+    return [
+        "simulate",
+        "--profile",
+        f"{PROFILES}:cifar10-resnet18-v100",
+        "--startup-s",
+        "20",
+        "--time-budget",
+        "600",
+        "--money-budget",
+        "2",
+        "--seeds",
+        "2",
+        "--policies",
+        "seer,asha",
+        "--json",
+        *extra,
+    ]
 
 
 def test_simulate_with_eta_auto_lets_the_planner_choose(capsys):
@@ -34,8 +49,14 @@ def test_simulate_rejects_a_bad_eta_naming_it(capsys, value):
     assert "--eta" in err and repr(value) in err and "auto" in err
 
 
-@pytest.mark.parametrize("extra, flag", [(("--policies", ""), "--policies"), (("--startup-s", "-5"), "--startup-s"),
-                                         (("--resize-s", "nan"), "--resize-s")])
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (("--policies", ""), "--policies"),
+        (("--startup-s", "-5"), "--startup-s"),
+        (("--resize-s", "nan"), "--resize-s"),
+    ],
+)
 def test_simulate_names_the_flag_a_bad_value_came_from(capsys, extra, flag):
     assert cli.main(_args(*extra)) == 2
     err = capsys.readouterr().err
