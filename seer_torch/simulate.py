@@ -32,7 +32,9 @@ from seer_torch.config import Experiment, parse_experiment
 from seer_torch.curves import LearningCurveTable
 from seer_torch.errors import ConfigError
 from seer_torch.executor import Tuner
+from seer_torch.policies import registry
 from seer_torch.policies.base import Policy
+from seer_torch.policies.registry import POLICY_NAMES
 from seer_torch.scaling.profile import Profile
 
 __all__ = [
@@ -44,24 +46,14 @@ __all__ = [
     "summarize",
 ]
 
-POLICY_NAMES = ("seer", "sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle")
-
-
 def make_policy(name: str) -> Policy:
-    """A fresh policy object by name (one of :data:`POLICY_NAMES`), from
+    """A fresh policy object by name (one of :data:`POLICY_NAMES`, the registry's), from
     :func:`seer_torch.policies.registry.make_policy`.
 
     Raises:
-        ConfigError: an unknown name.
+        ConfigError: an unknown name (the field named is ``policies``, the simulator's list).
     """
-    from seer_torch.policies import registry
-
-    if name == "seer" and "seer" not in registry.POLICIES:
-        # Until the registry lists SEER (issue 14: one policy registry), build it here.
-        from seer_torch.policies.seer_policy import SeerPolicy
-
-        return SeerPolicy()
-    if name not in registry.POLICIES:
+    if name not in POLICY_NAMES:
         raise ConfigError("policies", name, f"one of {', '.join(POLICY_NAMES)}")
     return registry.make_policy(name)
 
