@@ -245,7 +245,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "resize_s": resize_s,
         "per_world_size": [per_w[w] for w in profile.world_sizes],
         "launches": launches,
-        # The scaling-profile format of DESIGN.md; resize_s measured by a real relaunch when there was one.
+        # The scaling-profile format of docs/design.md; resize_s measured by a real relaunch
+        # when there was one.
         "profile": {**profile.to_dict(), **({"resize_s": resize_s} if resize_s is not None else {})},
         "measured_unix_s": time.time(),
     }

@@ -7,7 +7,7 @@ Checks every run under ``RUN_DIR/tensorboard`` (each trial's, and ``experiment/`
 experiment's own panels, one point per round), or the runs named. Prints one line per run and
 tag (points, first and last step, and where the world size changed) and exits 1 if any tag
 repeats a step or goes backwards, which is what a resize or a resume must never cause
-(DESIGN.md, training invariants). Events a writer hid with ``purge_step`` do not count (as in
+(docs/design.md, training invariants). Events a writer hid with ``purge_step`` do not count (as in
 TensorBoard).
 """
 

@@ -5,7 +5,7 @@ tuning runs in seconds; ``seer bench record`` records one through the real worke
 :func:`generate_table` makes parametric ones of any size. Pure: no torch, no clock, no I/O
 beyond :meth:`LearningCurveTable.load` and :meth:`LearningCurveTable.save`.
 
-Format (JSON; DESIGN.md, "Formats")::
+Format (JSON; docs/design.md, "Formats")::
 
     {"name": "digits-default",
      "metric": "val_accuracy",          # the only metric so far

@@ -11,8 +11,10 @@ Two datasets, each returned whole as in-memory tensors (:class:`Splits`):
   never downloaded. Validation is the last 5000 images of the training set, so train has 45000.
 
 The training data order and the augmentation are functions of ``(seed, epoch, step)`` only,
-never of the world size ``W``: :func:`epoch_permutation` gives one permutation of the training
-indices per ``(seed, epoch)``; every rank reads its contiguous slice of each global batch.
+never of the world size ``W``, and live here: :func:`epoch_permutation` gives one permutation
+of the training indices per ``(seed, epoch)``; :func:`steps_per_epoch` global batches are cut
+from it in order; :func:`rank_train_batch` gives each rank its contiguous part of a global batch
+and its micro-batches (the trainer calls it); :func:`rank_slice` shards validation and test.
 :func:`plan_batch` splits the fixed global batch into ``W x micro_batch x accum_steps``.
 
 This module imports torch, torchvision and scikit-learn only inside functions, so the pure
@@ -173,6 +175,65 @@ def rank_slice(global_size: int, world_size: int, rank: int) -> slice:
     validation and test splits so every sample is counted once at every ``W``).
     """
     return slice(rank * global_size // world_size, (rank + 1) * global_size // world_size)
+
+
+def steps_per_epoch(num_samples: int, global_batch: int) -> int:
+    """Optimizer steps in one epoch: ``num_samples // global_batch``. The last
+    ``num_samples % global_batch`` samples of each epoch's permutation are not trained that
+    epoch (a different tail every epoch), at every ``W``."""
+    return num_samples // global_batch
+
+
+@dataclass(frozen=True, eq=False)
+class RankBatch:
+    """This rank's part of one global training batch (:func:`rank_train_batch`).
+
+    Attributes:
+        indices: the training-set indices this rank trains on in the step, in order, int64
+            ``(plan.local_batch,)``.
+        offset: the position of ``indices[0]`` in the global batch (what
+            :func:`augment_crop_flip` takes, so each row gets the global batch's draws).
+        micro_batches: the positions in ``indices`` of each micro-batch, in the order they are
+            trained: ``plan.accum_steps`` contiguous slices of ``plan.micro_batch``.
+    """
+
+    indices: torch.Tensor
+    offset: int
+    micro_batches: tuple[slice, ...]
+
+    def micro_batch_indices(self) -> tuple[torch.Tensor, ...]:
+        """The training-set indices of each micro-batch, in order."""
+        return tuple(self.indices[part] for part in self.micro_batches)
+
+
+def rank_train_batch(permutation: torch.Tensor, step_in_epoch: int, plan: BatchPlan, rank: int) -> RankBatch:
+    """The samples rank ``rank`` trains on at optimizer step ``step_in_epoch`` of an epoch: the
+    one place of the training data order after the permutation.
+
+    Invariants (the trainer relies on them; ``G = plan.global_batch``, ``L = plan.local_batch``):
+
+    - the global batch of step ``s`` is ``permutation[s * G:(s + 1) * G]``, whatever ``W``;
+    - rank ``r`` takes its ``r``-th contiguous part, positions ``r * L`` to ``(r + 1) * L``, so
+      the ranks' parts in rank order are the global batch: every sample of it is trained exactly
+      once per step, by one rank, at every ``W``;
+    - that part is trained in ``plan.accum_steps`` contiguous micro-batches of
+      ``plan.micro_batch``, in order (the gradients are accumulated, synchronised once).
+
+    Args:
+        permutation: the epoch's order, :func:`epoch_permutation`.
+        step_in_epoch: the optimizer step in the epoch, 0-based, below
+            :func:`steps_per_epoch`.
+        plan: the batch plan at this world size (:func:`plan_batch`).
+        rank: this process's global rank, ``0 <= rank < plan.world_size``.
+    """
+    assert 0 <= rank < plan.world_size, (rank, plan.world_size)
+    assert 0 <= step_in_epoch and (step_in_epoch + 1) * plan.global_batch <= permutation.shape[0]
+    offset = rank * plan.local_batch
+    start = step_in_epoch * plan.global_batch + offset
+    micro_batches = tuple(
+        slice(micro * plan.micro_batch, (micro + 1) * plan.micro_batch) for micro in range(plan.accum_steps)
+    )
+    return RankBatch(permutation[start:start + plan.local_batch], offset, micro_batches)
 
 
 def augment_crop_flip(
@@ -434,6 +495,6 @@ def _load_cifar10(data_dir: str | None) -> Splits:
 __all__ = [
     "BatchPlan", "DATASET_NAMES", "Splits", "augment_crop_flip", "check_cifar10_folder",
     "check_cifar10_integrity", "derive_seed", "digits_split_indices",
-    "epoch_permutation", "load_dataset",
-    "plan_batch", "rank_slice",
+    "RankBatch", "epoch_permutation", "load_dataset",
+    "plan_batch", "rank_slice", "rank_train_batch", "steps_per_epoch",
 ]

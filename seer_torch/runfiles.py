@@ -1,4 +1,4 @@
-"""Reading and writing the files a run leaves (DESIGN.md, "Files a run leaves").
+"""Reading and writing the files a run leaves (docs/design.md, "Files a run leaves").
 
 Writes that matter are atomic: a temporary file in the same folder, fsync, then
 ``os.replace``, so a reader never sees half a file.

@@ -265,7 +265,7 @@ def simulate(case: SimulationCase, policies: Sequence[str], seeds: Sequence[int]
 def load_profile_for_simulation(
     spec: str, *, startup_s: float | None = None, resize_s: float | None = None
 ) -> Profile:
-    """A scaling profile from ``FILE`` (the DESIGN.md profile format) or ``FILE:NAME`` (a file
+    """A scaling profile from ``FILE`` (the docs/design.md profile format) or ``FILE:NAME`` (a file
     holding ``{"profiles": [...]}`` such as ``shared/data/scaling_profiles.json``; ``NAME`` picks
     one). Measured public profiles carry no overheads: ``startup_s``/``resize_s`` fill them
     (seconds), and override the file's when given. ``epoch_time_s`` comes from the table.

@@ -81,14 +81,16 @@ with a line on stderr; metrics and TensorBoard are cut back to the epoch and ste
 checkpoint actually loaded and the epochs after it are trained again. If neither is usable
 the launch fails with :class:`~seer_torch.errors.CheckpointError` naming both files.
 
-Invariants (see DESIGN.md, "Training invariants"): ``W * micro_batch * accum_steps ==
+Invariants (see docs/design.md, "Training invariants"): ``W * micro_batch * accum_steps ==
 global_batch``; one permutation of the training set per ``(seed, epoch)``
 (:func:`seer_torch.data.epoch_permutation`); rank ``r`` trains on the ``r``-th contiguous
-slice of each global batch, in ``accum_steps`` micro-batches, gradients synchronised once per
-optimizer step (DDP ``no_sync`` on the others); the loss is the micro-batch mean divided by
-``accum_steps`` and DDP averages over ranks; validation and test are sharded so every sample
-counts once at every ``W``. Dropout draws from torch's global RNG, re-seeded from ``(seed,
-epoch, rank)`` at every epoch so a resumed run repeats an uninterrupted one at the same ``W``.
+slice of each global batch, in ``accum_steps`` micro-batches
+(:func:`seer_torch.data.rank_train_batch`: the data order lives in :mod:`seer_torch.data`),
+gradients synchronised once per optimizer step (DDP ``no_sync`` on the others); the loss is the
+micro-batch mean divided by ``accum_steps`` and DDP averages over ranks; validation and test
+are sharded so every sample counts once at every ``W``. Dropout draws from torch's global RNG,
+re-seeded from ``(seed, epoch, rank)`` at every epoch so a resumed run repeats an
+uninterrupted one at the same ``W``.
 BatchNorm normalises over each micro-batch, so its statistics (not the data order or the
 schedule) depend on the micro-batch size; running statistics come from rank 0.
 
@@ -461,7 +463,7 @@ if __name__ == "__main__":
     status = main()
     # Everything is written, closed and torn down by now. Skip the interpreter's teardown of
     # torch's module graph (1-2 s per process on a small machine): a launch's cost is what
-    # makes resizing expensive (DESIGN.md, "Launch cost"). Errors take the normal path above.
+    # makes resizing expensive (docs/design.md, "Launch cost"). Errors take the normal path above.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status or 0)  # `record` turns a clean SystemExit (--help) into None

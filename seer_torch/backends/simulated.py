@@ -3,7 +3,7 @@
 A job of a trial at world size ``W`` from epoch ``e0`` to ``e1`` takes ``overhead + (e1 - e0)
 * epoch_time_s / s(W)`` simulated seconds, where ``overhead`` is ``startup_s`` for the trial's
 first job, ``relaunch_s`` for a later job at the same ``W`` and ``resize_s`` at a different
-``W`` (the planner's own cost model, DESIGN.md). What the job reports is what the real worker
+``W`` (the planner's own cost model, docs/design.md). What the job reports is what the real worker
 writes to ``metrics.jsonl`` (one line per epoch: ``epoch``, ``world_size``, ``val_accuracy``,
 ``epoch_time_s``; ``test_accuracy`` on the job's last epoch), with ``val_accuracy =
 curve(configuration, epoch)`` or ``val_at(config_index, epoch)`` from a learning-curve table.

@@ -10,7 +10,7 @@ command line and calls them.
 | ``bench_record``  | ``seer bench record``: a learning-curve table              |
 | ``checks``        | what every launching command checks before it launches    |
 | ``status``        | the live status of ``seer tune`` and the final summary    |
-| ``common``        | argument helpers shared by the commands                   |
+| ``common``        | shared helpers: argument checks, the backend, tables      |
 
 Every module here imports torch, the executor and the backends inside its functions only, so
 that ``seer plan`` (and ``seer --help``) start in a fraction of a second.

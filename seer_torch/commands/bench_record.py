@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import output_file, stop_on_signals
+from seer_torch.commands.common import make_backend, output_file, stop_on_signals
 from seer_torch.config import load_experiment
 from seer_torch.errors import ConfigError
 from seer_torch.run_lock import lock_run_dir
@@ -25,7 +25,6 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
     """
     import statistics
 
-    from seer_torch.backends.local import LocalBackend
     from seer_torch.recording import record_table
 
     counts = (("--configurations", args.configurations), ("--epochs", args.epochs), ("--slots", args.slots))
@@ -44,7 +43,7 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
         stop_on_signals()
         try:
             table = record_table(
-                exp, LocalBackend(exp.resources.num_slots), num_configurations=args.configurations,
+                exp, make_backend(exp), num_configurations=args.configurations,
                 epochs=args.epochs, run_dir=run_dir, out=out,
                 on_event=lambda msg: print(f"[{time.monotonic() - t0:7.1f}s] {msg}", flush=True),
             )

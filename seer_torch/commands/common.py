@@ -1,6 +1,7 @@
-"""Argument helpers shared by the ``seer`` commands: the experiment with its command-line
-overrides, ``--out`` and ``--run-dir`` checks, the shipped profile, and signals that end a
-command like Ctrl-C."""
+"""Helpers shared by the ``seer`` commands: the experiment with its command-line overrides,
+``--out``, ``--run-dir`` and ``RUN_DIR`` checks, the shipped profile, the backend the commands
+run jobs on (:func:`make_backend`), tables printed whole (:func:`print_table`), the message of
+an interrupted run, and signals that end a command like Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import os
 import signal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seer_torch.config import Experiment, load_experiment
 from seer_torch.errors import ConfigError
-from seer_torch.run_lock import LOCK_FILE
+from seer_torch.run_lock import LOCK_FILE, check_not_in_use
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seer_torch.backends.base import Backend
 
 
 def shipped_profile_path(exp: Experiment) -> Path | None:
@@ -54,16 +61,87 @@ def output_file(path: str) -> Path:
     return out
 
 
-def check_new_run_dir(run_dir: Path) -> None:
+def check_new_run_dir(run_dir: Path, *, locked: bool = False) -> None:
     """``--run-dir`` of ``seer tune``: a new folder, or an empty one (its lock file aside).
 
+    Args:
+        run_dir: the folder.
+        locked: this process holds its lock already (:func:`seer_torch.run_lock.lock_run_dir`);
+            otherwise a folder that holds files is first checked for a live holder, whose
+            refusal is the one that counts (``seer resume`` is refused while it lives).
+
     Raises:
+        RunDirInUse: not ``locked``, the folder holds files and another live process holds it.
         ConfigError: a file, or a folder that holds files.
     """
     if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())):
+        if not locked:
+            check_not_in_use(run_dir)
         held = "holds a run: continue it with `seer resume " + str(run_dir) + "`" \
             if (run_dir / "experiment.toml").is_file() else "is a file or holds files"
         raise ConfigError("--run-dir", str(run_dir), f"a new or empty directory (this one {held})")
+
+
+def check_run_dir_to_resume(run_dir: Path) -> None:
+    """``RUN_DIR`` of ``seer resume``: an existing folder that ``seer tune`` made (it holds
+    ``experiment.toml``). Takes no lock (the command takes it next).
+
+    Raises:
+        RunDirInUse: a live process holds the folder (a ``seer tune`` that has not written its
+            ``experiment.toml`` yet, for one).
+        ConfigError: nothing at the path, a file, or a folder without ``experiment.toml``.
+    """
+    allowed = "a run directory made by `seer tune`"
+    if not run_dir.exists():
+        raise ConfigError("RUN_DIR", str(run_dir), f"{allowed} (nothing exists at this path)")
+    if not run_dir.is_dir():
+        raise ConfigError("RUN_DIR", str(run_dir), f"{allowed} (this is a file, not a directory)")
+    if not (run_dir / "experiment.toml").is_file():
+        check_not_in_use(run_dir, field="RUN_DIR")
+        raise ConfigError("RUN_DIR", str(run_dir), f"{allowed} (it has no experiment.toml)")
+
+
+def interrupted_message(run_dir: Path, *, again: bool = False) -> str:
+    """What ``seer tune`` and ``seer resume`` say when interrupted: where what was completed
+    is, and how to continue (``again``: the run was a resume already)."""
+    return (f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
+            f"resume{' again' if again else ''} with `seer resume {run_dir}`")
+
+
+def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
+    """The backend every command runs its jobs on: the one place a backend is chosen and
+    built. Today always :class:`seer_torch.backends.local.LocalBackend` (torchrun on this
+    machine).
+
+    Args:
+        exp: the experiment the jobs belong to.
+        num_slots: worker slots (default ``exp.resources.num_slots``): ``seer resume --slots``
+            and ``seer profile`` (its largest probe) pass their own.
+    """
+    from seer_torch.backends.local import LocalBackend  # looked up at each call: tests replace it
+
+    return LocalBackend(exp.resources.num_slots if num_slots is None else num_slots)
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` with every cell and header whole, never cut with "…": each column
+    folds what does not fit onto more lines. On a terminal rich fits the table to the
+    terminal's width; elsewhere (a pipe, a file) rich would fit it to 80 columns, so it is
+    printed at its natural width instead, one line per row.
+    """
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    for column in table.columns:
+        column.overflow = "fold"
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(_WIDEST_TABLE), table).maximum
+    Console(file=console.file, width=max(natural, console.width)).print(table)
+
+
+_WIDEST_TABLE = 10_000  # columns: a bound for measuring a table's natural width
 
 
 def _interrupt(signum: int, frame: Any) -> None:

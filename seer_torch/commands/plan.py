@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import experiment_from_args, shipped_profile_path
+from seer_torch.commands.common import experiment_from_args, print_table, shipped_profile_path
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
 
@@ -165,7 +165,7 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
             str(r.index), str(r.rung_epoch), str(r.num_trials), str(r.world_size), str(r.waves),
             f"{r.predicted_duration_s:.1f}", f"{r.predicted_cost_usd:.4f}",
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"total: {plan.predicted_time_s:.1f} s of {ctx.time_budget_s:.0f} s left, "
         f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import output_file, stop_on_signals
+from seer_torch.commands.common import make_backend, output_file, print_table, stop_on_signals
 from seer_torch.config import Experiment, load_experiment
 from seer_torch.errors import ConfigError, SeerError
 
@@ -35,7 +35,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """Measure a scaling profile through the real worker under torchrun, each job alone: one
     probe per usable world size (throughput, speedup, start-up seconds), then one trial trained
     an epoch at the smallest W and relaunched from its checkpoint at the largest (resize
-    seconds). Writes the profile atomically (DESIGN.md "Formats") and prints a table.
+    seconds). Writes the profile atomically (docs/design.md "Formats") and prints a table.
     Job folders live in a temporary folder, kept (and named) only when a job fails.
 
     Raises:
@@ -97,13 +97,12 @@ def _measure(exp: Experiment, conf: dict[str, Any], sizes: tuple[int, ...], sequ
     import shutil
     import tempfile
 
-    from seer_torch.backends.local import LocalBackend
     from seer_torch.clock import RealClock
     from seer_torch.executor import trial_config
     from seer_torch.scaling import profiler
 
     work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
-    backend, clock = LocalBackend(max(sizes)), RealClock()
+    backend, clock = make_backend(exp, num_slots=max(sizes)), RealClock()
     try:
         config = trial_config(exp, "profile", conf, None)
         probe_set = profiler.run_profile_probes(
@@ -166,7 +165,7 @@ def _print_table(exp: Experiment, prof: Any, probes: list[Any], sequence: list[i
         startups_by_w.setdefault(int(p["world_size"]), []).append(f"{profiler.probe_startup_s(p, d):.2f}")
     for w, thr, s in zip(prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
         table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", ", ".join(startups_by_w.get(w, [])))
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"epoch at W=1: {prof.epoch_time_s:.2f} s; start-up: {prof.startup_s:.2f} s; resize "
         f"({sequence[0]}->{sequence[1]} from a checkpoint): {prof.resize_s:.2f} s; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from seer_torch.commands.common import print_table
 from seer_torch.errors import ConfigError
 
 
@@ -99,5 +100,5 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         t.add_column(col, justify="left" if col == "policy" else "right")
     for row in format_report(result, case):
         t.add_row(*row)
-    Console().print(t)
+    print_table(Console(), t)
     return 0

@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import check_new_run_dir, experiment_from_args, stop_on_signals
+from seer_torch.commands.common import (
+    check_new_run_dir,
+    check_run_dir_to_resume,
+    experiment_from_args,
+    interrupted_message,
+    make_backend,
+    stop_on_signals,
+)
 from seer_torch.commands.status import LiveStatus, print_summary
 from seer_torch.errors import ConfigError
 from seer_torch.run_lock import lock_run_dir
@@ -23,7 +30,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         ConfigError: bad input; nothing is written then.
     """
     exp = experiment_from_args(args)
-    from seer_torch.backends.local import LocalBackend
     from seer_torch.executor import Tuner
     from seer_torch.policies.registry import make_policy
 
@@ -40,16 +46,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # One seer process per run directory, for as long as it runs (made here if new; a folder
     # that cannot be made or written is bad input too).
     with lock_run_dir(run_dir, create=True):
-        check_new_run_dir(run_dir)  # nothing came in between
-        backend = LocalBackend(exp.resources.num_slots)
+        check_new_run_dir(run_dir, locked=True)  # nothing came in between
         status = LiveStatus(quiet=args.quiet)
-        tuner = Tuner(exp, run_dir, backend, policy=make_policy("seer"), on_event=status.event)
+        tuner = Tuner(exp, run_dir, make_backend(exp), policy=make_policy("seer"), on_event=status.event)
         stop_on_signals()
         try:
             with status:
                 results = tuner.run()
         except KeyboardInterrupt:
-            print(f"seer: interrupted; what was completed is in {run_dir / 'results.json'}", file=sys.stderr)
+            print(interrupted_message(run_dir), file=sys.stderr)
             return 130
     print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1
@@ -61,17 +66,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     the time the tuner was down counts against the deadline). Exit status as :func:`cmd_tune`.
 
     Raises:
+        RunDirInUse: another live process holds ``RUN_DIR``.
         ConfigError: ``RUN_DIR`` is not a run directory, or ``--slots`` is below 1.
     """
-    from seer_torch.backends.local import LocalBackend
     from seer_torch.config import load_experiment
     from seer_torch.executor import Tuner
     from seer_torch.policies.registry import make_policy
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "experiment.toml").is_file():
-        raise ConfigError("RUN_DIR", str(run_dir),
-                          "a run directory made by `seer tune` (it has no experiment.toml)")
+    check_run_dir_to_resume(run_dir)
     if args.slots is not None and args.slots < 1:
         raise ConfigError("--slots", args.slots, "an integer >= 1")
     # Before the journal is read or a leftover job stopped: a tuner still alive keeps its run.
@@ -79,13 +82,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         exp = load_experiment(run_dir / "experiment.toml")
         slots = exp.resources.num_slots if args.slots is None else args.slots
         status = LiveStatus(quiet=args.quiet)
-        tuner = Tuner.resume(run_dir, LocalBackend(slots), make_policy=make_policy, on_event=status.event)
+        tuner = Tuner.resume(run_dir, make_backend(exp, num_slots=slots), make_policy=make_policy,
+                             on_event=status.event)
         stop_on_signals()
         try:
             with status:
                 results = tuner.run(resume=True)
         except KeyboardInterrupt:
-            print(f"seer: interrupted; resume again with `seer resume {run_dir}`", file=sys.stderr)
+            print(interrupted_message(run_dir, again=True), file=sys.stderr)
             return 130
     print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1

@@ -38,6 +38,7 @@ from seer_torch.policies.baseline_plans import (
 )
 from seer_torch.policies.costs import job_time_s
 from seer_torch.policies.engine import BAD_STATUSES, RetryOnce, finite_accuracy, rank_at_rung, stopped_short
+from seer_torch.policies.rungs import survivors_at_rung
 
 __all__ = ["AshaPolicy"]
 
@@ -199,13 +200,14 @@ class AshaPolicy(PolicyBase):
 
     def promotable(self, level: int, by_index: Mapping[int, TrialView]) -> list[int]:
         """Indexes in the top ``floor(|rung| / eta)`` of rung ``level`` that may be promoted
-        now, best first (for tests and the report)."""
+        now, best first (for tests and the report): the survivor-count rule
+        (:func:`~seer_torch.policies.rungs.survivors_at_rung`) with no floor."""
         members = self._members[level]
         ranked = rank_at_rung(
             members, self._rungs[level], by_index.get, lambda i: self._valid_at(i, level, by_index)
         )
         out = []
-        for i in ranked[: len(members) // self._eta]:
+        for i in ranked[: survivors_at_rung(len(members), self._eta, 0)]:
             view = by_index.get(i)
             if (
                 (i, level) not in self._promoted

@@ -20,7 +20,7 @@ Hard budgets are the executor's, not the policy's: at the deadline or the money 
 every job whatever the policy says. Planned resizes are a Launch at a new ``world_size``.
 
 The same policy object runs against the simulated backend and against real torchrun jobs
-(DESIGN.md, "Layers"), so a result in simulation is a result of the shipped code.
+(docs/design.md, "Layers"), so a result in simulation is a result of the shipped code.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tupl
     trial whose checkpoint sits at the rung below it (it stopped there: ``epochs`` equals that
     rung) validated there more than :data:`ANSWER_TOLERANCE` above it: a real drop, not noise.
     Then the best such trial is the answer. So a finalist that diverged is never the answer,
-    one that collapsed after the previous rung (DESIGN.md, "Two traps") loses to the best trial
+    one that collapsed after the previous rung (docs/design.md, "Two traps") loses to the best trial
     kept at that rung, and one within the tolerance of it (one validation sample) is preferred
     for its further training. Returns ``(trial_id, rung)`` or ``None``.
     """
@@ -289,7 +289,7 @@ def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tupl
 
 def fixed_cluster_slots(context: PolicyContext) -> int:
     """The fixed-cluster baselines' size ``G``: the largest ``G <= num_slots`` whose rent for
-    the whole deadline fits the money budget (DESIGN.md, "Baselines"), at least 1.
+    the whole deadline fits the money budget (docs/design.md, "Baselines"), at least 1.
 
     ``G = floor(money_budget_usd / (price_usd_per_slot_hour / 3600 * billed(time_budget_s)))``.
     """

@@ -258,6 +258,8 @@ class PolicyBase:
 
 
 def sha_counts(n: int, num_rungs: int, eta: int) -> tuple[int, ...]:
+    """A baseline bracket's trials per round: :func:`~seer_torch.policies.rungs.survivor_counts`
+    with one finalist (the top ``1/eta`` of each rung survive, at least one)."""
     return survivor_counts(n, num_rungs, eta)
 
 

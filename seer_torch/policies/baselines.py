@@ -11,7 +11,7 @@ files, no processes, no torch, no randomness (the trial indexes are the search s
 order, so nothing needs ``context.seed``). Given the same context and the same snapshots, a
 policy returns the same decisions.
 
-Policies (DESIGN.md, "Baselines the benchmark compares against")
+Policies (docs/design.md, "Baselines the benchmark compares against")
 -----------------------------------------------------------------
 ``sha``  (:class:`ShaPolicy`) -- synchronous successive halving (Jamieson & Talwalkar 2016) on a
     fixed cluster of ``G`` slots (below), rented for the whole run (``reserved_slots = G``),
@@ -206,8 +206,10 @@ class _RoundPolicy(PolicyBase, RoundEngine, ABC):
 
     Subclasses set ``name`` and ``fixed_cluster`` and implement :meth:`_plan` (which may set
     ``self._G``, the cluster it plans on); they may override :meth:`_round_world_size`. The
-    survivors of a rung are the top ``counts[k + 1]`` valid trials (:meth:`_close_round`). An
-    empty plan (``NO PLAN``) finishes at the first :meth:`decide` and rents nothing.
+    survivors of a rung are the top ``counts[k + 1]`` valid trials (:meth:`_close_round`; the
+    counts are the bracket's, :func:`~.baseline_plans.sha_counts`, i.e.
+    :func:`~.rungs.survivor_counts`). An empty plan (``NO PLAN``) finishes at the first
+    :meth:`decide` and rents nothing.
     """
 
     name = ""
@@ -363,8 +365,10 @@ class _RoundPolicy(PolicyBase, RoundEngine, ABC):
         )
 
     def _close_round(self, snapshot: Snapshot) -> list[Decision]:
-        """Keep the top ``counts[k + 1]`` valid trials, eliminate the rest (not after the last
-        rung), and start the next round, or the next bracket when none survives."""
+        """Who survives a rung in the baselines: rank the members with
+        :func:`~.engine.rank_at_rung`, keep the top ``counts[k + 1]`` valid trials (the
+        bracket's counts, from :func:`~.rungs.survivor_counts`), eliminate the rest (not after
+        the last rung), and start the next round, or the next bracket when none survives."""
         by_index = {t.index: t for t in snapshot.trials.values()}
         bracket = self._brackets[self._b]
         k = self._k

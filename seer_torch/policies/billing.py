@@ -2,7 +2,7 @@
 
 Cloud providers bill a held machine by a granularity (per second on AWS/GCP on-demand, per
 minute or per hour on others) with a minimum charge per rental (60 s on AWS per-second
-billing). seer-torch bills each job's slots from launch to exit (DESIGN.md, "money budget"),
+billing). seer-torch bills each job's slots from launch to exit (docs/design.md, "money budget"),
 so one job of ``W`` workers held for ``d`` seconds costs::
 
     price_usd_per_slot_hour / 3600 * W * billed_seconds(d)
@@ -10,7 +10,10 @@ so one job of ``W`` workers held for ``d`` seconds costs::
 
 With ``granularity_s = 0`` and ``minimum_s = 0`` (the default) billing is exact:
 ``billed_seconds(d) = d``. The planner, the executor's meter and the simulator all call the
-functions here, so a plan's predicted cost and the metered cost round the same way.
+functions here, so a plan's predicted cost and the metered cost round the same way. The inverse,
+the longest hold a number of billable seconds (or dollars) pays for, is here too
+(:func:`held_seconds_within`, :meth:`Billing.max_job_seconds`; a fixed cluster's time limit), so
+a change to the billing rule is a change to this file only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 from seer_torch.errors import ConfigError
 
-__all__ = ["Billing", "billed_seconds", "EXACT"]
+__all__ = ["Billing", "billed_seconds", "EXACT", "held_seconds_within"]
 
 
 def billed_seconds(duration_s: float, granularity_s: float = 0.0, minimum_s: float = 0.0) -> float:
@@ -42,6 +45,28 @@ def billed_seconds(duration_s: float, granularity_s: float = 0.0, minimum_s: flo
     if granularity_s > 0:
         d = math.ceil(d / granularity_s - 1e-9) * granularity_s
     return max(float(minimum_s), d)
+
+
+def held_seconds_within(
+    billable_s: float, granularity_s: float = 0.0, minimum_s: float = 0.0
+) -> float | None:
+    """The longest hold, seconds, that :func:`billed_seconds` bills at most ``billable_s``: its
+    inverse.
+
+    ``floor(billable_s / granularity_s) * granularity_s`` (``billable_s`` when
+    ``granularity_s == 0``), with a tolerance of 1e-9 increments so that ``billable_s`` a
+    multiple of the granularity up to float error keeps that multiple. ``None`` when not even
+    the minimum charge fits (``minimum_s > billable_s``).
+
+    Contract (``D`` the result, ``g = granularity_s``): ``billed_seconds(D, g, minimum_s) <=
+    billable_s + 1e-9 * g``, and holding any longer, by more than ``1e-9 * g``, bills more than
+    ``billable_s``.
+    """
+    if minimum_s > billable_s:
+        return None
+    if granularity_s > 0:
+        return math.floor(billable_s / granularity_s + 1e-9) * granularity_s
+    return billable_s
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,16 @@ class Billing:
     def billed_seconds(self, duration_s: float) -> float:
         """:func:`billed_seconds` with this billing's rounding."""
         return billed_seconds(duration_s, self.granularity_s, self.minimum_s)
+
+    def max_job_seconds(self, world_size: int, money_usd: float) -> float | None:
+        """The longest a job of ``world_size`` slots may be held for :meth:`job_cost_usd` to fit
+        ``money_usd``, seconds (the inverse of :meth:`job_cost_usd`, through
+        :func:`held_seconds_within`): ``math.inf`` when the price is 0 or the money infinite,
+        ``None`` when not even the minimum charge fits."""
+        if self.price_usd_per_slot_hour <= 0 or math.isinf(money_usd):
+            return math.inf
+        billable_s = money_usd * 3600.0 / (self.price_usd_per_slot_hour * world_size)
+        return held_seconds_within(billable_s, self.granularity_s, self.minimum_s)
 
     @property
     def max_rounding_s(self) -> float:

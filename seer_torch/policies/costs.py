@@ -63,7 +63,7 @@ def job_time_s(overhead_s: float, epochs: float, epoch_time_s: float, speedup: f
         epoch_time_s: ``tau``, one epoch on one worker, seconds.
         speedup: ``s(W)`` of the job's world size (``> 0``).
 
-    Source: SEER (SoCC 2021), section 3's job time; the overhead split is ours (DESIGN.md,
+    Source: SEER (SoCC 2021), section 3's job time; the overhead split is ours (docs/design.md,
     "The cloud model").
     """
     return overhead_s + epochs * epoch_time_s / speedup
@@ -124,23 +124,18 @@ def cluster_time_limit_s(
     Returns:
         The smaller of ``time_limit_s`` and the longest duration ``D`` whose rent
         ``billing.job_cost_usd(slots, D)`` fits ``money_limit_usd`` (granularity and minimum
-        included); ``-1.0`` when not even the rent's minimum fits (nothing does).
+        included: :meth:`~.billing.Billing.max_job_seconds`); ``-1.0`` when not even the rent's
+        minimum fits (nothing does).
     """
-    if billing.price_usd_per_slot_hour <= 0 or math.isinf(money_limit_usd):
-        return time_limit_s
-    billed_s = money_limit_usd * 3600.0 / (billing.price_usd_per_slot_hour * max(1, slots))
-    if billing.minimum_s > billed_s:
+    longest = billing.max_job_seconds(max(1, slots), money_limit_usd)
+    if longest is None:
         return -1.0
-    if billing.granularity_s > 0:
-        longest = math.floor(billed_s / billing.granularity_s + 1e-9) * billing.granularity_s
-    else:
-        longest = billed_s
     return min(time_limit_s, longest)
 
 
 def largest_fitting_slots(money_usd: float, time_s: float, billing: Billing, num_slots: int) -> int:
     """The largest ``G <= num_slots`` whose rent for ``time_s`` seconds fits ``money_usd``, at
-    least 1: ``floor(money_usd / billing.job_cost_usd(1, time_s))`` (DESIGN.md, "Baselines")."""
+    least 1: ``floor(money_usd / billing.job_cost_usd(1, time_s))`` (docs/design.md, "Baselines")."""
     if not math.isfinite(money_usd):
         return num_slots
     per_slot = billing.job_cost_usd(1, time_s) if math.isfinite(time_s) else math.inf

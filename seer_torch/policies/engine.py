@@ -12,8 +12,14 @@ policies is two hooks, as in HpBandSter's successive halving (``_advance_to_next
 shared iteration) and Ray Tune's ResourceChangingScheduler (who survives, apart from how many
 workers each gets):
 
-- :meth:`RoundEngine._close_round`: who survives the rung and what the next round is (SHA keeps
-  the top ``1/eta``; SEER re-plans, holds back runners-up and may carry more or fewer);
+- :meth:`RoundEngine._close_round`: who survives the rung and what the next round is. Every
+  policy ranks with :func:`rank_at_rung` and counts with the one survivor-count rule,
+  :func:`seer_torch.policies.rungs.survivors_at_rung`. The baselines
+  (``baselines._RoundPolicy._close_round``) keep the top ``1/eta`` of their bracket's counts
+  (:func:`~seer_torch.policies.rungs.survivor_counts`); SEER (``SeerPolicy._close_round`` in
+  :mod:`seer_torch.policies.seer_policy`, its steps in :mod:`seer_torch.policies.seer_rounds`)
+  starts from :func:`~seer_torch.policies.seer_rounds.planned_counts`, re-plans, holds back
+  runners-up and may carry more or fewer;
 - the world size of the next round (each policy's ``_round_world_size`` or SEER's re-plan).
 
 ASHA is asynchronous (no rounds) and the oracle is one job: they share the ranker and the retry
@@ -171,8 +177,14 @@ class RoundEngine:
         raise NotImplementedError
 
     def _close_round(self, snapshot: Snapshot) -> list[Decision]:
-        """The current round is done: rank, choose the survivors and the next round (started with
-        :meth:`_start_round`), or finish; returns the eliminations."""
+        """The current round is done: rank (:func:`rank_at_rung`), choose the survivors and the
+        next round (started with :meth:`_start_round`), or finish; returns the eliminations.
+
+        The rule of each policy: the baselines' in ``baselines._RoundPolicy._close_round`` (the
+        top ``counts[k + 1]``, counts from :func:`~seer_torch.policies.rungs.survivor_counts`),
+        SEER's in ``seer_policy.SeerPolicy._close_round`` (counts from
+        :func:`~seer_torch.policies.seer_rounds.planned_counts`, then the re-plan's
+        adjustments); both counts are :func:`~seer_torch.policies.rungs.survivors_at_rung`."""
         raise NotImplementedError
 
     def _launch_slots(self, snapshot: Snapshot) -> int:

@@ -23,11 +23,11 @@ from seer_torch.policies.costs import (
     with_slack,
 )
 from seer_torch.policies.plan_types import DEFAULT_ETA, PlannerInputs, RoundPlan
-from seer_torch.policies.rungs import rung_schedules
+from seer_torch.policies.rungs import rung_schedules, survivor_counts_unchecked
 
 __all__ = [
     "Best", "Choice", "SequenceModel", "binding_for_more", "binding_for_target", "explore_first",
-    "explore_target_floor", "one_fits", "search", "survivors_for", "usable_or_raise",
+    "explore_target_floor", "one_fits", "search", "usable_or_raise",
 ]
 
 # A lower bound is a sum in another order than the exact total: shrink it by this factor before
@@ -39,15 +39,6 @@ _COST_EPS = 2e-9
 
 
 # -- round sequences: time, cost and branch and bound --------------------------------------------
-
-
-def survivors_for(n: int, k: int, eta: int, finalists: int) -> tuple[int, ...]:
-    """:func:`~seer_torch.policies.rungs.survivor_counts` without its argument checks."""
-    out = [n]
-    for _ in range(k - 1):
-        m = out[-1]
-        out.append(max(min(finalists, m), m // eta))
-    return tuple(out)
 
 
 class _Table:
@@ -432,7 +423,7 @@ def _fits_somewhere(inputs: PlannerInputs, model: SequenceModel, target: int, n:
     """Whether ``n`` configurations fit with the best trained to ``target`` (fewest finalists)."""
     finalists = inputs.finalist_choices[0]
     for _, eta, rungs in _groups(inputs, target):
-        if model.exists(model.plan_table(rungs), survivors_for(n, len(rungs), eta, finalists)):
+        if model.exists(model.plan_table(rungs), survivor_counts_unchecked(n, len(rungs), eta, finalists)):
             return True
     return False
 
@@ -451,16 +442,16 @@ def search(inputs: PlannerInputs, model: SequenceModel, target: int) -> Choice |
         table = model.plan_table(rungs)
         k = len(rungs)
         lo = n_best + 1
-        counts = survivors_for(lo, k, eta, fewest)
+        counts = survivor_counts_unchecked(lo, k, eta, fewest)
         if table.cost_floor(counts) * _SAFE > model.money_cap or not model.exists(table, counts):
             continue
-        if model.exists(table, survivors_for(n_max, k, eta, fewest)):
+        if model.exists(table, survivor_counts_unchecked(n_max, k, eta, fewest)):
             n_best = n_max
             continue
         hi = n_max - 1  # lo fits, n_max does not
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if model.exists(table, survivors_for(mid, k, eta, fewest)):
+            if model.exists(table, survivor_counts_unchecked(mid, k, eta, fewest)):
                 lo = mid
             else:
                 hi = mid - 1
@@ -476,7 +467,7 @@ def search(inputs: PlannerInputs, model: SequenceModel, target: int) -> Choice |
         table = model.plan_table(rungs)
         seen: set[tuple[int, ...]] = set()
         for finalists in inputs.finalist_choices:
-            counts = survivors_for(n_best, len(rungs), eta, finalists)
+            counts = survivor_counts_unchecked(n_best, len(rungs), eta, finalists)
             if counts in seen:
                 continue  # the same plan as with fewer finalists, which the tie-break prefers
             seen.add(counts)
@@ -545,7 +536,7 @@ def binding_for_target(inputs: PlannerInputs, model: SequenceModel, target: int,
     best: list = []
     finalists = inputs.finalist_choices[0]
     for _, eta, rungs in _groups(inputs, target):
-        model.closest(model.plan_table(rungs), survivors_for(n, len(rungs), eta, finalists), best)
+        model.closest(model.plan_table(rungs), survivor_counts_unchecked(n, len(rungs), eta, finalists), best)
     if not best or max(best[0]) <= 1.0:
         return "none"
     return "time" if best[0][0] >= best[0][1] else "money"
@@ -557,7 +548,7 @@ def binding_for_more(inputs: PlannerInputs, model: SequenceModel, choice: Choice
     if n >= inputs.max_configurations:
         return "max_configurations"
     rows = model.prepare(choice.rungs, choice.world_sizes, 0, inputs.startup_s, None)
-    counts = survivors_for(n + 1, len(choice.rungs), choice.eta, choice.finalists)
+    counts = survivor_counts_unchecked(n + 1, len(choice.rungs), choice.eta, choice.finalists)
     time_ratio, money_ratio = model.overshoot(*model.totals(rows, counts))
     if time_ratio <= 1.0 and money_ratio <= 1.0:
         return "none"

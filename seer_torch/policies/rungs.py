@@ -1,4 +1,6 @@
-"""Rung schedules and survivor counts of successive halving, in integer arithmetic.
+"""Rung schedules and survivor counts of successive halving, in integer arithmetic: the one
+place of the rung rule (:func:`rung_schedule`) and of the survivor-count rule
+(:func:`survivors_at_rung`) that every policy uses.
 
 A *rung* is an elimination point in epochs, ``r_1 < r_2 < ... < r_K = max_epochs``; round k
 trains every survivor from ``r_{k-1}`` to ``r_k`` (``r_0 = 0``). Everything here is pure
@@ -21,7 +23,14 @@ from __future__ import annotations
 
 from seer_torch.errors import ConfigError
 
-__all__ = ["num_extra_rungs", "rung_schedule", "rung_schedules", "survivor_counts"]
+__all__ = [
+    "num_extra_rungs",
+    "rung_schedule",
+    "rung_schedules",
+    "survivor_counts",
+    "survivor_counts_unchecked",
+    "survivors_at_rung",
+]
 
 
 def _check_int(field: str, value: object, minimum: int) -> int:
@@ -90,14 +99,39 @@ def rung_schedules(min_epochs: int, max_epochs: int, eta: int) -> tuple[tuple[in
     return tuple(full[len(full) - 1 - k :] for k in range(len(full)))
 
 
+def survivors_at_rung(reached: int, eta: int, floor: int) -> int:
+    """How many of ``reached`` trials survive a rung: THE survivor-count rule, ``n_{k+1}`` from
+    ``n_k``. Every policy takes its counts from here (the baselines through
+    :func:`survivor_counts`, the SEER planner through :func:`survivor_counts_unchecked`, SEER's
+    re-plan at a rung in :func:`~seer_torch.policies.seer_rounds.planned_counts` and
+    :func:`~seer_torch.policies.seer_rounds.grown_counts`, ASHA's promotions).
+
+    ``max(min(floor, reached), reached // eta)``: the top ``1/eta`` (rounded down), never fewer
+    than ``floor`` nor more than ``reached``. Successive halving's cut (Jamieson & Talwalkar
+    2016); the floor holds the finalists. Unchecked (the planner's search calls it in its
+    loops): ``reached >= 0``, ``eta >= 2``, ``floor >= 0`` are the caller's to ensure.
+    Examples: ``(9, 3, 1) -> 3``, ``(2, 3, 1) -> 1``, ``(12, 3, 5) -> 5``, ``(2, 3, 0) -> 0``.
+    """
+    return max(min(floor, reached), reached // eta)
+
+
+def survivor_counts_unchecked(n: int, k: int, eta: int, finalists: int) -> tuple[int, ...]:
+    """:func:`survivor_counts` without its argument checks (the SEER planner's search)."""
+    out = [n]
+    for _ in range(k - 1):
+        out.append(survivors_at_rung(out[-1], eta, finalists))
+    return tuple(out)
+
+
 def survivor_counts(
     num_configurations: int, num_rounds: int, eta: int, num_finalists: int = 1
 ) -> tuple[int, ...]:
     """Return ``(n_1, ..., n_K)``: how many trials train in each round.
 
-    ``n_1 = num_configurations`` and ``n_{k+1} = max(min(num_finalists, n_k), n_k // eta)``:
-    the top ``1/eta`` survive each rung, never fewer than ``num_finalists`` (nor more trials than
-    there are), so a count never reaches 0 and never increases. Examples with ``eta = 3``:
+    ``n_1 = num_configurations`` and ``n_{k+1} = survivors_at_rung(n_k, eta, num_finalists)``
+    (:func:`survivors_at_rung`): the top ``1/eta`` survive each rung, never fewer than
+    ``num_finalists`` (nor more trials than there are), so a count never reaches 0 and never
+    increases. Examples with ``eta = 3``:
     ``7`` configurations over 3 rounds ``-> (7, 2, 1)``; ``2 -> (2, 1)``; ``1 -> (1, 1, 1)``.
 
     Args:
@@ -113,8 +147,4 @@ def survivor_counts(
     _check_int("num_rounds", num_rounds, 1)
     _check_int("eta", eta, 2)
     _check_int("num_finalists", num_finalists, 1)
-    counts = [num_configurations]
-    for _ in range(num_rounds - 1):
-        n = counts[-1]
-        counts.append(max(min(num_finalists, n), n // eta))
-    return tuple(counts)
+    return survivor_counts_unchecked(num_configurations, num_rounds, eta, num_finalists)

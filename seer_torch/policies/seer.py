@@ -4,7 +4,7 @@ Implementation notes
 --------------------
 SEER (Sequential Elimination with Elastic Resources, ACM SoCC 2021) is successive halving whose
 rounds may each use a different data-parallel world size ``W``. The full text of the paper is
-not available to us; what follows is our reading of its idea (see DESIGN.md, "The SEER
+not available to us; what follows is our reading of its idea (see docs/design.md, "The SEER
 planner"), and the details are ours.
 
 Round structure. A plan has ``K`` rounds with integer rungs ``r_1 < ... < r_K``, the suffix of
@@ -61,7 +61,7 @@ and the number of finalists.
   suffix of ``max_epochs // eta**i``). The first rung chosen is ``Plan.rungs[0]``.
 - ``num_finalists=None``: :data:`FINALIST_CHOICES` = (2, 1), in that order. One finalist is
   the cheapest and explores the most; carrying two to the target hedges against a finalist
-  that diverges or collapses after its last rung, or was misranked there (DESIGN.md, "Two
+  that diverges or collapses after its last rung, or was misranked there (docs/design.md, "Two
   traps"). Rule: the plan with two finalists when it is feasible (its finalists reach
   ``max_epochs``) and still explores at least ``min_configurations``; otherwise the plan with
   one (the policy sweep, ``scripts/bench_policies.py``, compares the choices; its figures are
@@ -101,7 +101,7 @@ runs for ``T``. It is marked ``feasible=False`` and its message says so loudly. 
 one configuration for one epoch fits, the plan has no rounds.
 
 ``min_configurations`` (default ``eta**2``): when fewer than that many configurations fit with
-the best trained to ``max_epochs``, the plan *explores first* (DESIGN.md's "starved
+the best trained to ``max_epochs``, the plan *explores first* (docs/design.md's "starved
 exploration" trap): it explores at least that many and trains the best to the largest target
 ``T < max_epochs`` that allows (``feasible=False``, message ``EXPLORATION FIRST``). When not
 even that fits at ``T = 1``, the fully trained plan with fewer configurations stands, with a
@@ -224,7 +224,7 @@ def _plan(inputs: PlannerInputs, finalists_chosen: bool) -> Plan:
 def _exploration_first_plan(
     inputs: PlannerInputs, model: SequenceModel, choice: Choice | None, finalists_chosen: bool
 ) -> Plan | None:
-    """Exploration first (DESIGN.md, "starved exploration"): rather than train one or two
+    """Exploration first (docs/design.md, "starved exploration"): rather than train one or two
     configurations fully, explore ``min_configurations`` and stop the best at the most epochs
     that allows. When not even that many fit, the same with a smaller floor (``minimum // eta``,
     down to 2), unless the fully trained ``choice`` already explores that many. ``None``: the

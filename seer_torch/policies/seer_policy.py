@@ -42,11 +42,11 @@ each rung are held back (paused, checkpoints kept) and eliminated only when the 
 ends; when a rung has fewer runners-up than that (one survivor left), the best held back at the
 rung below stay held, so a lone finalist that diverges can still be replaced (its replacement's
 job then trains the extra epochs, and the budget check counts them). A high learning rate
-often ranks first early and then diverges (DESIGN.md, "Two traps"); without a replacement the
+often ranks first early and then diverges (docs/design.md, "Two traps"); without a replacement the
 round would end with fewer trials than planned, or none.
 
 The answer is :func:`~seer_torch.policies.base.best_at_rungs` over the completed rungs: the best
-trial judged across the last two rungs that hold a valid result (DESIGN.md: a finalist that
+trial judged across the last two rungs that hold a valid result (docs/design.md: a finalist that
 diverged is never the answer; one that collapsed, validating more than ``ANSWER_TOLERANCE``
 below the best trial kept at the rung before, loses to it, and the stop reason says so). Pure:
 no clock, files or processes.
@@ -212,7 +212,11 @@ class SeerPolicy(RoundEngine):
         self.reserve = list(range(n1, self.ctx.max_configurations))  # fresh configurations
 
     def _close_round(self, snap: Snapshot) -> list[Decision]:
-        """The current round ended: eliminate, re-plan, start the next round (or finish)."""
+        """Who survives a rung in SEER: the current round ended; rank the members
+        (:func:`~.seer_rounds.select_survivors`, over :func:`~.engine.rank_at_rung`), take the
+        counts from :func:`~.seer_rounds.planned_counts` (the survivor-count rule
+        :func:`~.rungs.survivors_at_rung`), re-plan the rounds left (:meth:`_rounds_left`, which
+        may carry more or fewer), eliminate the others and start the next round (or finish)."""
         assert self.current is not None and self.ctx is not None and self.plan is not None
         rung = self.current.rung_epoch
         self.round_records[-1]["completed"] = True

@@ -24,6 +24,7 @@ from seer_torch.policies import seer as planner
 from seer_torch.policies.base import Decision, Eliminate, PolicyContext, TrialView
 from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s
 from seer_torch.policies.engine import BAD_STATUSES, OUT_STATUSES, finite_accuracy, rank_at_rung
+from seer_torch.policies.rungs import survivors_at_rung
 
 __all__ = [
     "CARRY_FEWER_FRACTIONS",
@@ -98,24 +99,27 @@ def rungs_left(plan: planner.Plan, rung: int, remaining: Sequence[planner.RoundP
 
 
 def planned_counts(plan: planner.Plan, ranked: int, rungs: Sequence[int]) -> tuple[int, ...]:
-    """Survivors per rung of ``rungs`` when ``ranked`` trials hold a result at this rung: eta's
-    cut (never fewer than the first plan's count at that rung, which holds its finalists), and
-    never more than reached the rung before."""
+    """Survivors per rung of ``rungs`` when ``ranked`` trials hold a result at this rung: the
+    survivor-count rule (:func:`~seer_torch.policies.rungs.survivors_at_rung`) with the first
+    plan's count at that rung as its floor (it holds the plan's finalists), so eta's cut, never
+    fewer than planned nor more than reached the rung before; at least 1."""
     eta = max(2, plan.eta)
     planned = {r.rung_epoch: r.num_trials for r in plan.rounds}
     out, prev = [], ranked
     for r in rungs:
-        prev = max(1, min(prev, max(planned.get(r, plan.num_finalists or 1), prev // eta)))
+        prev = max(1, survivors_at_rung(prev, eta, planned.get(r, plan.num_finalists or 1)))
         out.append(prev)
     return tuple(out)
 
 
 def grown_counts(counts: Sequence[int], m: int, eta: int) -> tuple[int, ...]:
     """``counts`` with ``m`` survivors at the next rung and, at each later rung, as many more as
-    eta's cut keeps (never fewer than planned, never more than the rung before)."""
+    the survivor-count rule keeps (:func:`~seer_torch.policies.rungs.survivors_at_rung` with the
+    planned count as its floor: eta's cut, never fewer than planned, never more than the rung
+    before)."""
     out_counts, prev = [], m
     for j, c in enumerate(counts):
-        g = m if j == 0 else min(prev, max(c, prev // eta))
+        g = m if j == 0 else survivors_at_rung(prev, eta, c)
         out_counts.append(g)
         prev = g
     return tuple(out_counts)

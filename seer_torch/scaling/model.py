@@ -198,7 +198,7 @@ class ScalingModel:
 
     @classmethod
     def from_profile(cls, profile: Mapping[str, object]) -> ScalingModel:
-        """Build the model from a scaling profile in DESIGN.md's JSON format (already parsed).
+        """Build the model from a scaling profile in docs/design.md's JSON format (already parsed).
 
         Reads ``world_sizes`` and ``speedup``, or ``world_sizes`` and
         ``throughput_samples_per_s`` when ``speedup`` is absent; ``name`` and ``source`` when
@@ -292,7 +292,7 @@ class ScalingModel:
         return self.base_throughput_samples_per_s * self.speedup_at(world_size)
 
     def to_dict(self) -> dict[str, object]:
-        """The model as a scaling profile (DESIGN.md format), with the derived fit added."""
+        """The model as a scaling profile (docs/design.md format), with the derived fit added."""
         out: dict[str, object] = {
             "name": self.name,
             "world_sizes": list(self.world_sizes),

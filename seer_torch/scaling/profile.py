@@ -1,6 +1,6 @@
 """Scaling profiles: what the planner knows about one model on one machine.
 
-A profile (JSON, DESIGN.md "Formats") holds ``world_sizes`` and ``speedup``
+A profile (JSON, docs/design.md "Formats") holds ``world_sizes`` and ``speedup``
 (throughput(W) / throughput(1)), optionally ``throughput_samples_per_s``, and the overheads
 ``startup_s`` (launch to first step) and ``resize_s`` (relaunch at a new world size). For
 planning it also needs ``epoch_time_s``: one epoch, training plus validation, on one worker.
@@ -84,7 +84,7 @@ class Profile:
         return d
 
 
-#: The fields of a scaling profile (DESIGN.md "Formats", plus ``epoch_time_s`` and
+#: The fields of a scaling profile (docs/design.md "Formats", plus ``epoch_time_s`` and
 #: ``epoch_time_by_flops`` for planning); any other is refused as a likely typo.
 PROFILE_KEYS = frozenset({"name", "world_sizes", "speedup", "throughput_samples_per_s", "epoch_time_s",
                           "startup_s", "resize_s", "source", "epoch_time_by_flops"})

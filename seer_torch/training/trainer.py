@@ -4,7 +4,8 @@ sharded evaluation), built and restored from a checkpoint by :func:`build_traine
 
 The invariants (global batch fixed at every ``W``, one permutation per ``(seed, epoch)``,
 rank ``r`` on the ``r``-th slice, dropout re-seeded per ``(seed, epoch, rank)``) are in
-:mod:`seer_torch.worker`'s docstring.
+:mod:`seer_torch.worker`'s docstring; the data order itself (which samples each rank trains at
+each step, in which micro-batches) is :mod:`seer_torch.data`'s (:func:`~seer_torch.data.rank_train_batch`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from seer_torch.data import (
     load_dataset,
     plan_batch,
     rank_slice,
+    rank_train_batch,
+    steps_per_epoch,
 )
 from seer_torch.errors import ConfigError
 from seer_torch.models import build_model
@@ -110,15 +113,16 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def train_step(self, epoch: int, step_in_epoch: int, permutation: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on global batch ``step_in_epoch`` of ``epoch`` (1-based).
+        """One optimizer step on global batch ``step_in_epoch`` of ``epoch`` (1-based): this
+        rank's part and its micro-batches from :func:`seer_torch.data.rank_train_batch`.
 
         Returns:
             The loss of the global batch (mean over its samples; over all ranks), a 0-d float
             tensor on the device. Counters and the scheduler advance by one step.
         """
         plan, env, config = self.plan, self.env, self.config
-        start = step_in_epoch * plan.global_batch + env.rank * plan.local_batch
-        local_index = permutation[start:start + plan.local_batch]
+        batch = rank_train_batch(permutation, step_in_epoch, plan, env.rank)
+        local_index = batch.indices
         if self.sample_log is not None:
             self.sample_log.write(json.dumps({
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "step": self.step + 1, "rank": env.rank,
@@ -133,12 +137,11 @@ class Trainer:
         if self.splits.augment:
             x = augment_crop_flip(
                 x, seed=config.seed, epoch=epoch, step=step_in_epoch, global_batch=plan.global_batch,
-                offset=env.rank * plan.local_batch,
+                offset=batch.offset,
             )
         self.optimizer.zero_grad(set_to_none=True)
         local_loss = torch.zeros((), device=env.device)
-        for micro in range(plan.accum_steps):
-            part = slice(micro * plan.micro_batch, (micro + 1) * plan.micro_batch)
+        for micro, part in enumerate(batch.micro_batches):
             last = micro == plan.accum_steps - 1
             sync = contextlib.nullcontext() if last or not env.distributed else self.ddp_model.no_sync()
             with sync:
@@ -237,8 +240,8 @@ def build_trainer(config: TrialConfig, env: DistEnv, checkpoint: dict[str, Any] 
     and wrap the model in DDP when ``W > 1``."""
     plan = plan_batch(config.global_batch, env.world_size, config.micro_batch_max)
     splits = load_dataset(config.dataset, config.data_dir)
-    steps_per_epoch = splits.num_train // config.global_batch
-    if steps_per_epoch < 1:
+    num_steps = steps_per_epoch(splits.num_train, config.global_batch)
+    if num_steps < 1:
         raise ConfigError("global_batch", config.global_batch,
                           f"at most the {splits.num_train} training samples")
     torch.manual_seed(config.seed)  # identical initial weights on every rank and at every W
@@ -250,9 +253,9 @@ def build_trainer(config: TrialConfig, env: DistEnv, checkpoint: dict[str, Any] 
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
         nesterov=config.momentum > 0,
     )
-    lr_schedule = launch_lr_schedule(config.max_epochs * steps_per_epoch, checkpoint)
+    lr_schedule = launch_lr_schedule(config.max_epochs * num_steps, checkpoint)
     scheduler = cosine_schedule(optimizer, lr_schedule)
-    trainer = Trainer(config, env, splits, plan, model, model, optimizer, scheduler, steps_per_epoch,
+    trainer = Trainer(config, env, splits, plan, model, model, optimizer, scheduler, num_steps,
                       lr_schedule)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)

@@ -1,4 +1,4 @@
-"""The worker's rescale contract (DESIGN.md "Training invariants"; CASES.md 7-11), checked on
+"""The worker's rescale contract (docs/design.md "Training invariants"; docs/cases.md 7-11), checked on
 the real worker through real torchrun launches on CPU/gloo.
 
 A trial trains digits (1257 training samples) with a global batch of 48 split as

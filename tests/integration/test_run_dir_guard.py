@@ -1,8 +1,9 @@
 """Real `seer tune` / `seer resume` processes: one tuner per run directory, and nohup is kept.
 
-Issue 13, faults 5 and 6: a `seer resume RUN` started while `seer tune` of RUN is alive must be
-refused (before it touches the journal or the live tuner's jobs), and the live tuner must end
-unharmed; a tuner started under `nohup` must survive a SIGHUP (a closed terminal).
+Issue 13, faults 5 and 6: a `seer resume RUN` or a second `seer tune --run-dir RUN` started while
+`seer tune` of RUN is alive must be refused, naming the live tuner (before it touches the journal
+or the live tuner's jobs), and the live tuner must end unharmed; a tuner started under `nohup`
+must survive a SIGHUP (a closed terminal).
 """
 
 from __future__ import annotations
@@ -106,6 +107,14 @@ def test_resume_while_the_tuner_runs_is_refused_and_the_tuner_finishes_unharmed(
             text=True,
             timeout=200,
         )
+        second_tune = subprocess.run(
+            [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir),
+             "--profile", str(prof)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         alive_after_refusal = tuner.poll() is None
         out, err = tuner.communicate(timeout=240)
     finally:
@@ -114,6 +123,10 @@ def test_resume_while_the_tuner_runs_is_refused_and_the_tuner_finishes_unharmed(
     assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
     assert "seer.lock" in second.stderr and f"process {tuner.pid}" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr
+    # A second `seer tune` on the folder names the live holder too, not `seer resume` (refused now).
+    assert second_tune.returncode == 2, second_tune.stdout[-2000:] + second_tune.stderr[-2000:]
+    assert f"process {tuner.pid} holds {run_dir / 'seer.lock'}" in second_tune.stderr, second_tune.stderr
+    assert "continue it with" not in second_tune.stderr
     assert alive_after_refusal
     # The refused resume read and wrote nothing: the journal is as the tuner had it (or newer, by the tuner).
     assert journal[0] and journal[1]
@@ -165,6 +178,7 @@ def test_a_tuner_under_nohup_survives_sighup_and_says_interrupted_once(tmp_path:
     assert state["status"] == "running"
     assert tuner.returncode == 130, out[-2000:] + err[-2000:]
     said = [line for line in (out + err).splitlines() if "interrupted" in line]
-    assert said == [f"seer: interrupted; what was completed is in {run_dir / 'results.json'}"], said
+    assert said == [f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
+                    f"resume with `seer resume {run_dir}`"], said
     time.sleep(0.5)
     assert not descendant_pids(os.getpid())

@@ -15,6 +15,8 @@ from seer_torch.data import (
     load_dataset,
     plan_batch,
     rank_slice,
+    rank_train_batch,
+    steps_per_epoch,
 )
 from seer_torch.errors import ConfigError, DatasetNotFoundError
 from seer_torch.models import MODEL_NAMES, build_model, model_hparam_names
@@ -110,7 +112,7 @@ def test_plan_batch_rejects_a_world_size_that_cannot_divide(world_size):
 def test_steps_per_epoch_on_50000_samples_is_195_at_every_world_size():
     for world_size in (1, 2, 4, 8):
         plan = plan_batch(256, world_size, 128)
-        assert 50_000 // plan.global_batch == 195
+        assert steps_per_epoch(50_000, plan.global_batch) == 195
 
 
 # ---------------------------------------------------------------- data order (case 7)
@@ -140,6 +142,51 @@ def test_rank_slices_count_every_sample_once_at_every_world_size():
             for rank in range(world_size):
                 covered.extend(range(size)[rank_slice(size, world_size, rank)])
             assert covered == list(range(size))
+
+
+def _trained_in_order(permutation, plan, step):
+    """What the ranks of ``plan`` train at ``step``: (rank, micro-batch, indices) in order."""
+    out = []
+    for rank in range(plan.world_size):
+        batch = rank_train_batch(permutation, step, plan, rank)
+        assert batch.offset == rank * plan.local_batch
+        assert len(batch.micro_batches) == plan.accum_steps
+        assert torch.equal(torch.cat(batch.micro_batch_indices()), batch.indices)
+        for micro, indices in enumerate(batch.micro_batch_indices()):
+            assert indices.shape == (plan.micro_batch,)
+            out.append((rank, micro, indices.tolist()))
+    return out
+
+
+def test_rank_train_batches_train_every_sample_of_a_global_batch_once_in_the_same_global_order():
+    num_train, global_batch = 1000, 48
+    permutation = epoch_permutation(3, 2, num_train)
+    steps = steps_per_epoch(num_train, global_batch)
+    assert steps == 20  # 1000 // 48: the last 40 samples of the permutation wait for another epoch
+    for micro_batch_max in (48, 8, 5):
+        for world_size in (1, 2, 4):
+            plan = plan_batch(global_batch, world_size, micro_batch_max)
+            for step in (0, 7, steps - 1):
+                trained = _trained_in_order(permutation, plan, step)
+                # ranks in order, micro-batches in order within a rank
+                assert [(r, m) for r, m, _ in trained] == [
+                    (r, m) for r in range(world_size) for m in range(plan.accum_steps)
+                ]
+                # concatenated, they are the global batch in the permutation's order, whatever W
+                # and the micro-batch split: every sample trained exactly once
+                flat = [i for _, _, indices in trained for i in indices]
+                expected = permutation[step * global_batch:(step + 1) * global_batch].tolist()
+                assert flat == expected
+                assert len(set(flat)) == global_batch
+
+
+def test_rank_train_batch_examples():
+    permutation = torch.arange(100, 0, -1)  # 100, 99, ..., 1
+    plan = plan_batch(8, 2, 2)  # 2 ranks x 2 micro-batches of 2
+    batch = rank_train_batch(permutation, 3, plan, 1)
+    assert batch.indices.tolist() == [72, 71, 70, 69]  # positions 28..31: step 3, second half
+    assert batch.offset == 4
+    assert [t.tolist() for t in batch.micro_batch_indices()] == [[72, 71], [70, 69]]
 
 
 def test_augmentation_of_a_rank_slice_equals_the_slice_of_the_global_batch():

@@ -1,7 +1,8 @@
 """The embedded default experiment shows SEER's elastic part on any 2-core machine (issue 13,
 fault 13): its deadline binds, so its plan and its run widen at least one trial to W = 2,
-whether the machine is quiet (the shipped profile's epoch and start-up scaled 0.4x, 0.7x) or
-loaded (1.2x)."""
+whether the machine is quiet (the shipped profile, measured on a quiet 2-core machine) or
+loaded (its epoch times and start-up scaled 1.7x, 2.4x, 2.9x: the range the default was
+measured at on busier machines, 1.3-2.3 s an epoch)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _curve(config, epoch):
     return 0.95 - 0.1 * abs(config["lr"] - 0.1) - 0.3 / epoch
 
 
-@pytest.mark.parametrize("scale", [0.4, 0.7, 1.0, 1.2])
+@pytest.mark.parametrize("scale", [1.0, 1.7, 2.4, 2.9])
 def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(tmp_path, scale):
     shipped = json.loads(SHIPPED_PROFILE.read_text())
     profile = dict(
@@ -32,6 +33,9 @@ def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(t
         epoch_time_s=shipped["epoch_time_s"] * scale,
         startup_s=shipped["startup_s"] * scale,
         resize_s=shipped["resize_s"] * scale,
+        epoch_time_by_flops=[
+            {**point, "epoch_time_s": point["epoch_time_s"] * scale} for point in shipped["epoch_time_by_flops"]
+        ],
     )
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(profile))

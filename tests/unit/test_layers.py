@@ -1,4 +1,4 @@
-"""The layer order of DESIGN.md ("Layers: imports point downward only"), enforced from the imports.
+"""The layer order of docs/design.md ("Layers: imports point downward only"), enforced from the imports.
 
 Every ``.py`` under ``seer_torch/`` and ``models/`` (installed as ``seer_torch.models``, see
 ``[tool.setuptools.package-dir]`` in pyproject.toml) is parsed with :mod:`ast`; every import of a

@@ -484,7 +484,7 @@ def test_nothing_fits_gives_an_empty_plan():
 
 def test_few_configurations_explore_first_instead_of_training_one_fully():
     # Money for about one full training: rather than 1-2 configurations to 27 epochs, explore
-    # eta**2 = 9 and train the best as far as that allows (DESIGN.md, "starved exploration").
+    # eta**2 = 9 and train the best as far as that allows (docs/design.md, "starved exploration").
     p = plan(make(num_slots=1, world_size_ladder=(1,), money_budget_usd=0.4))
     assert not p.feasible
     assert p.num_configurations >= 9

@@ -10,6 +10,8 @@ from seer_torch.policies.rungs import (
     rung_schedule,
     rung_schedules,
     survivor_counts,
+    survivor_counts_unchecked,
+    survivors_at_rung,
 )
 
 
@@ -119,3 +121,36 @@ def test_survivor_counts_rejects_bad_input():
     with pytest.raises(ConfigError) as info:
         survivor_counts(5, 3, 3, num_finalists=0)
     assert info.value.field == "num_finalists"
+
+
+@pytest.mark.parametrize(
+    ("reached", "eta", "floor", "expected"),
+    [
+        (9, 3, 1, 3),  # the top 1/eta
+        (10, 3, 1, 3),  # rounded down
+        (2, 3, 1, 1),  # never below the floor ...
+        (12, 3, 5, 5),
+        (3, 3, 5, 3),  # ... nor above what reached the rung
+        (2, 3, 0, 0),  # no floor (ASHA's promotions): fewer than eta reached, none
+        (0, 2, 1, 0),
+    ],
+)
+def test_survivors_at_rung_is_the_top_one_over_eta_between_floor_and_reached(reached, eta, floor, expected):
+    assert survivors_at_rung(reached, eta, floor) == expected
+
+
+def test_every_count_function_is_the_one_rule():
+    """survivor_counts, its unchecked twin (the planner) and SEER's re-plan counts
+    (seer_rounds.planned_counts, grown_counts) all step with survivors_at_rung."""
+    from seer_torch.policies.seer_rounds import grown_counts
+
+    for eta in (2, 3, 4):
+        for finalists in (1, 2, 3):
+            for n in range(1, 40):
+                expected = [n]
+                for _ in range(4):
+                    expected.append(survivors_at_rung(expected[-1], eta, finalists))
+                assert survivor_counts(n, 5, eta, finalists) == tuple(expected)
+                assert survivor_counts_unchecked(n, 5, eta, finalists) == tuple(expected)
+                # growing the first count to n with every later floor at `finalists` is the rule
+                assert grown_counts((1,) + (finalists,) * 4, n, eta) == tuple(expected)
