@@ -34,7 +34,8 @@ def test_fault13_the_default_widens_a_trial_on_a_quiet_and_on_a_loaded_machine(t
         startup_s=shipped["startup_s"] * scale,
         resize_s=shipped["resize_s"] * scale,
         epoch_time_by_flops=[
-            {**point, "epoch_time_s": point["epoch_time_s"] * scale} for point in shipped["epoch_time_by_flops"]
+            {**point, "epoch_time_s": point["epoch_time_s"] * scale}
+            for point in shipped["epoch_time_by_flops"]
         ],
     )
     path = tmp_path / "profile.json"
