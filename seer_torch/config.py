@@ -12,7 +12,6 @@ Units are in the names: ``time_budget_s`` (seconds), ``money_budget_usd`` (US do
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import random
@@ -24,6 +23,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from seer_torch.config_values import (  # noqa: F401  (did_you_mean: re-exported)
+    AUTO,
+    did_you_mean,
+    existing_file,
+    int_at_least,
+    int_or_auto,
+    is_number,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from seer_torch.errors import ConfigError
 
 DATASETS = ("digits", "cifar10")
@@ -31,16 +42,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "int_uniform")
 
 #: The value of a field the planner chooses (``training.eta``, ``training.min_epochs``,
 #: ``planner.num_finalists``); it reads as ``None``.
-AUTO = "auto"
 _AUTO_FIELDS = ("training.eta", "training.min_epochs", "planner.num_finalists")
-
-
-def did_you_mean(word: Any, options: Any) -> str:
-    """`` (did you mean 'x'?)`` for the option closest to ``word``, or ``""`` when none is close."""
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def default_experiment_path() -> Path:
@@ -119,6 +121,22 @@ class FailureSpec:
 
 
 @dataclass(frozen=True)
+class TrialSpec:
+    """``[trial]``: the user's own torchrun training script, run instead of the built-in
+    worker (:mod:`seer_torch.trial` is the API it calls; docs/experiment-file.md).
+
+    ``script``: its absolute path (a relative one in the file is relative to the experiment
+    file's folder, like ``[planner] profile``); ``None``: the built-in worker trains
+    ``[model]`` on ``[data]``. ``args``: the script's own arguments, passed after it on the
+    command line. With a script, ``[model]`` and ``[data]`` are unused and the search space's
+    parameters are all the script's.
+    """
+
+    script: str | None = None
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     """One dimension of the search space.
 
@@ -160,6 +178,7 @@ class Experiment:
     failures: FailureSpec = field(default_factory=FailureSpec)
     search_space: tuple[ParamSpec, ...] = ()
     source: str = ""
+    trial: TrialSpec = field(default_factory=TrialSpec)
 
     def usable_world_sizes(self) -> tuple[int, ...]:
         """World sizes of the ladder that fit the slots (and ``planner.max_world_size``) and
@@ -189,18 +208,18 @@ class Experiment:
         budget = self.budget
         if time_budget_s is not None:
             budget = dataclasses.replace(
-                budget, time_budget_s=_positive_float("budget.time_budget_s", time_budget_s)
+                budget, time_budget_s=positive_float("budget.time_budget_s", time_budget_s)
             )
         if money_budget_usd is not None:
             budget = dataclasses.replace(
-                budget, money_budget_usd=_positive_float("budget.money_budget_usd", money_budget_usd)
+                budget, money_budget_usd=positive_float("budget.money_budget_usd", money_budget_usd)
             )
         res = self.resources
         if num_slots is not None:
-            res = dataclasses.replace(res, num_slots=_positive_int("resources.num_slots", num_slots))
+            res = dataclasses.replace(res, num_slots=positive_int("resources.num_slots", num_slots))
         planner = self.planner
         if profile is not None:
-            planner = dataclasses.replace(planner, profile=_existing_file("planner.profile", profile))
+            planner = dataclasses.replace(planner, profile=existing_file("planner.profile", profile))
         exp = dataclasses.replace(self, budget=budget, resources=res, planner=planner)
         _check_combinations(exp)
         return exp
@@ -208,7 +227,10 @@ class Experiment:
     def to_toml(self) -> str:
         """The resolved experiment as TOML (written to ``RUN_DIR/experiment.toml``)."""
         lines = [f"name = {_toml_value(self.name)}", f"seed = {self.seed}", ""]
-        for section in ("data", "model", "training", "budget", "resources", "search", "planner", "failures"):
+        # A script experiment writes [trial] (its script's absolute path, so that `seer resume`
+        # finds it from the run folder) and not the [data] and [model] it does not use.
+        uses = ("trial",) if self.trial.script else ("data", "model")
+        for section in (*uses, "training", "budget", "resources", "search", "planner", "failures"):
             lines.append(f"[{section}]")
             for key, value in dataclasses.asdict(getattr(self, section)).items():
                 if value is not None:
@@ -274,6 +296,7 @@ _SECTIONS: dict[str, type] = {
     "search": SearchSpec,
     "planner": PlannerSpec,
     "failures": FailureSpec,
+    "trial": TrialSpec,
 }
 
 
@@ -294,12 +317,13 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
         training=_parse_training(sections["training"]),
         budget=_parse_budget(sections["budget"]),
         resources=_parse_resources(sections["resources"]),
-        search=SearchSpec(max_configurations=_positive_int(
+        search=SearchSpec(max_configurations=positive_int(
             "search.max_configurations", sections["search"].get("max_configurations", 64))),
         planner=_parse_planner(sections["planner"], source),
         failures=_parse_failures(sections["failures"]),
         search_space=_parse_space(raw.get("search_space", {})),
         source=source,
+        trial=_parse_trial(sections["trial"], source),
     )
     _check_combinations(exp)
     return exp
@@ -326,7 +350,7 @@ def _parse_top_level(raw: Mapping[str, Any]) -> tuple[str, int]:
         raise ConfigError("name", name,
                           "a non-empty string without '/', '\\' or control characters, "
                           "other than '.' and '..'")
-    return name, _nonnegative_int("seed", raw.get("seed", 0))
+    return name, nonnegative_int("seed", raw.get("seed", 0))
 
 
 def _section_tables(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -374,24 +398,24 @@ def _parse_model(m: Mapping[str, Any], dataset: str) -> ModelSpec:
 
 def _parse_training(t: Mapping[str, Any]) -> TrainingSpec:
     return TrainingSpec(
-        max_epochs=_positive_int("training.max_epochs", t.get("max_epochs", 27)),
-        min_epochs=_int_or_auto("training.min_epochs", t.get("min_epochs", AUTO), 1),
-        eta=_int_or_auto("training.eta", t.get("eta", AUTO), 2),
-        global_batch=_positive_int("training.global_batch", t.get("global_batch", 64)),
-        micro_batch_max=_positive_int("training.micro_batch_max",
+        max_epochs=positive_int("training.max_epochs", t.get("max_epochs", 27)),
+        min_epochs=int_or_auto("training.min_epochs", t.get("min_epochs", AUTO), 1),
+        eta=int_or_auto("training.eta", t.get("eta", AUTO), 2),
+        global_batch=positive_int("training.global_batch", t.get("global_batch", 64)),
+        micro_batch_max=positive_int("training.micro_batch_max",
                                       t.get("micro_batch_max", t.get("global_batch", 64))),
     )
 
 
 def _parse_budget(b: Mapping[str, Any]) -> BudgetSpec:
     return BudgetSpec(
-        time_budget_s=_positive_float("budget.time_budget_s", b.get("time_budget_s", 420.0)),
-        money_budget_usd=_positive_float("budget.money_budget_usd", b.get("money_budget_usd", 0.40)),
-        price_usd_per_slot_hour=_nonnegative_float("budget.price_usd_per_slot_hour",
+        time_budget_s=positive_float("budget.time_budget_s", b.get("time_budget_s", 420.0)),
+        money_budget_usd=positive_float("budget.money_budget_usd", b.get("money_budget_usd", 0.40)),
+        price_usd_per_slot_hour=nonnegative_float("budget.price_usd_per_slot_hour",
                                                    b.get("price_usd_per_slot_hour", 3.06)),
-        billing_granularity_s=_nonnegative_float("budget.billing_granularity_s",
+        billing_granularity_s=nonnegative_float("budget.billing_granularity_s",
                                                  b.get("billing_granularity_s", 0.0)),
-        billing_minimum_s=_nonnegative_float("budget.billing_minimum_s", b.get("billing_minimum_s", 0.0)),
+        billing_minimum_s=nonnegative_float("budget.billing_minimum_s", b.get("billing_minimum_s", 0.0)),
     )
 
 
@@ -405,7 +429,7 @@ def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
             f"({ladder_problem})",
         )
     return ResourceSpec(
-        num_slots=_positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
+        num_slots=positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
         world_size_ladder=tuple(ladder_raw),
     )
 
@@ -414,7 +438,7 @@ def _parse_planner(pl: Mapping[str, Any], source: str) -> PlannerSpec:
     """``[planner]``; a relative ``profile`` path is relative to the experiment file's folder
     (``source``), or to the working directory without one."""
     safety = pl.get("safety_fraction", 0.9)
-    if not _is_number(safety) or not 0.1 <= safety <= 1.0:
+    if not is_number(safety) or not 0.1 <= safety <= 1.0:
         raise ConfigError("planner.safety_fraction", safety, "a number in [0.1, 1.0]")
     profile = pl.get("profile")
     if profile is not None and (not isinstance(profile, str) or not profile):
@@ -422,24 +446,47 @@ def _parse_planner(pl: Mapping[str, Any], source: str) -> PlannerSpec:
     if profile is not None:
         base = Path(source).parent if source else Path.cwd()
         candidate = Path(profile) if Path(profile).is_absolute() else base / profile
-        profile = _existing_file("planner.profile", str(candidate))
+        profile = existing_file("planner.profile", str(candidate))
     max_world_size = pl.get("max_world_size")
     if max_world_size is not None:
-        max_world_size = _positive_int("planner.max_world_size", max_world_size)
+        max_world_size = positive_int("planner.max_world_size", max_world_size)
     return PlannerSpec(
         safety_fraction=float(safety),
         profile=profile,
-        num_finalists=_int_or_auto("planner.num_finalists", pl.get("num_finalists", AUTO), 1),
+        num_finalists=int_or_auto("planner.num_finalists", pl.get("num_finalists", AUTO), 1),
         max_world_size=max_world_size,
     )
 
 
+def _parse_trial(t: Mapping[str, Any], source: str) -> TrialSpec:
+    """``[trial]``; a relative ``script`` path is relative to the experiment file's folder
+    (``source``), or to the working directory without one, and is stored resolved."""
+    script = t.get("script")
+    args = t.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError("trial.args", args, 'a list of strings, such as ["--hidden", "64"]')
+    if script is None:
+        if args:
+            raise ConfigError("trial.args", args, "only with trial.script (the script's own arguments)")
+        return TrialSpec()
+    if not isinstance(script, str) or not script:
+        raise ConfigError("trial.script", script, "a path (string) to your torchrun training script")
+    base = Path(source).parent if source else Path.cwd()
+    candidate = Path(script).expanduser()
+    candidate = candidate if candidate.is_absolute() else base / candidate
+    if not candidate.is_file():
+        raise ConfigError("trial.script", script,
+                          f"an existing file (a relative path is relative to {base.resolve()}; "
+                          f"{candidate} does not exist)")
+    return TrialSpec(script=str(candidate.resolve()), args=tuple(args))
+
+
 def _parse_failures(fl: Mapping[str, Any]) -> FailureSpec:
     hang = fl.get("hang_timeout_s", 600.0)
-    if not _is_number(hang) or not math.isfinite(hang) or hang <= 0:
+    if not is_number(hang) or not math.isfinite(hang) or hang <= 0:
         raise ConfigError("failures.hang_timeout_s", hang, "a finite number of seconds > 0")
     return FailureSpec(
-        max_failures=_nonnegative_int("failures.max_failures", fl.get("max_failures", 2)),
+        max_failures=nonnegative_int("failures.max_failures", fl.get("max_failures", 2)),
         hang_timeout_s=float(hang),
     )
 
@@ -530,7 +577,7 @@ def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
                 )
             low, high = spec["low"], spec["high"]
             for bound, v in (("low", low), ("high", high)):
-                if not _is_number(v):
+                if not is_number(v):
                     raise ConfigError(f"{fld}.{bound}", v, "a finite number")
             if dist == "int_uniform":
                 for bound, v in (("low", low), ("high", high)):
@@ -548,57 +595,6 @@ def _parse_space(raw: Any) -> tuple[ParamSpec, ...]:
         else:
             raise ConfigError(fld, spec, "a fixed value, { choices = [...] } or { distribution, low, high }")
     return tuple(specs)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _positive_int(fld: str, v: Any) -> int:
-    return _int_at_least(fld, v, 1)
-
-
-def _nonnegative_int(fld: str, v: Any) -> int:
-    return _int_at_least(fld, v, 0)
-
-
-def _int_at_least(fld: str, v: Any, low: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < low:
-        raise ConfigError(fld, v, f"an integer >= {low}")
-    return v
-
-
-def _int_or_auto(fld: str, v: Any, low: int) -> int | None:
-    """An integer ``>= low``, or ``None`` for ``"auto"`` (the planner chooses)."""
-    if v == AUTO:
-        return None
-    if not isinstance(v, int) or isinstance(v, bool) or v < low:
-        raise ConfigError(fld, v, f'an integer >= {low}, or "{AUTO}" (the planner chooses)')
-    return v
-
-
-def _positive_float(fld: str, v: Any) -> float:
-    if not _is_number(v) or v <= 0:
-        raise ConfigError(fld, v, "a finite number > 0")
-    return float(v)
-
-
-def _nonnegative_float(fld: str, v: Any) -> float:
-    if not _is_number(v) or v < 0:
-        raise ConfigError(fld, v, "a finite number >= 0")
-    return float(v)
-
-
-def _existing_file(fld: str, v: str) -> str:
-    p = Path(v).expanduser()
-    if not p.is_file():
-        head = v.rpartition(":")[0]
-        if head and Path(head).expanduser().is_file():
-            raise ConfigError(fld, v, "one profile of your model (from `seer profile` or a `seer tune` "
-                                      "run); FILE:NAME picks a public profile for `seer simulate` only: "
-                                      "those carry no epoch time or start-up of your model")
-        raise ConfigError(fld, v, "an existing scaling-profile JSON file")
-    return str(p.resolve())
 
 
 def _toml_value(v: Any) -> str:

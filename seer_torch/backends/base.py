@@ -58,6 +58,10 @@ class JobSpec:
     # simulated backend reads them here, real backends read config.json.
     configuration: Mapping[str, Any] | None = field(default=None, compare=False)
     config_index: int | None = None
+    # The user's torchrun training script (``[trial] script``, an absolute path) and its own
+    # arguments, run instead of the built-in worker; ``None``: the built-in worker.
+    script: Path | None = None
+    script_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """The local backend: each job is a ``torchrun`` subprocess on this machine.
 
 A job runs ``python -m torch.distributed.run --standalone --nproc-per-node W -m
-seer_torch.worker --trial-dir DIR --until-epoch E`` in its own process group (so stopping it
-reaches torchrun's agent, its workers and their children), with one thread per worker.
+seer_torch.worker --trial-dir DIR --until-epoch E``, or ``... SCRIPT ARGS...`` for a user's
+script (``JobSpec.script``), in its own process group (so stopping it reaches torchrun's agent,
+its workers and their children), with one thread per worker. Either way the environment
+carries ``SEER_TRIAL_DIR=DIR`` and ``SEER_UNTIL_EPOCH=E`` (:data:`TRIAL_DIR_ENV`,
+:data:`UNTIL_EPOCH_ENV`), which torchrun passes on to every worker: what
+:mod:`seer_torch.trial` reads.
 ``--standalone`` gives each job its own c10d rendezvous on a free local port, so jobs on one
 host never share a port. stdout and stderr are appended to ``DIR/stdout.log`` and
 ``DIR/stderr.log``; torchrun copies the failing worker's error to ``DIR/error.json``
@@ -35,6 +39,9 @@ JOB_FILE = "job.json"  # TRIAL_DIR/job.json: the running job's torchrun pid, whi
 #: descendants carry it, even those that left its process group and session (torchrun's
 #: workers; a daemon a user's script started), so whatever outlives a job is found and ended.
 JOB_TOKEN_ENV = "SEER_JOB_TOKEN"
+#: The trial's folder (absolute) and the epoch to train through, in every job's environment.
+TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
+UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
 
 
 #: torchrun's log folder for a job, inside its trial folder (by default torchrun leaves one
@@ -120,8 +127,10 @@ class LocalJob:
 
 
 def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
-    """The command line of one job, as an argv list (never a split string)."""
-    argv = [
+    """The command line of one job, as an argv list (never a split string): torchrun running
+    ``spec.script`` with ``spec.script_args`` when the job has a script, else the built-in
+    worker (with ``--profile-steps`` for a profile probe, which a script cannot run)."""
+    launcher = [
         python,
         "-m",
         "torch.distributed.run",
@@ -136,6 +145,12 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
         "0.1",
         "--log-dir",
         str(spec.trial_dir / TORCHRUN_LOG_DIR),
+    ]
+    if spec.script is not None:
+        assert spec.profile_steps is None, "a profile probe runs the built-in worker only"
+        return [*launcher, str(spec.script), *spec.script_args]
+    argv = [
+        *launcher,
         "-m",
         "seer_torch.worker",
         "--trial-dir",
@@ -146,6 +161,12 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
     if spec.profile_steps is not None:
         argv += ["--profile-steps", str(spec.profile_steps), "--profile-out", str(spec.profile_out)]
     return argv
+
+
+def job_env(spec: JobSpec) -> dict[str, str]:
+    """What a job's environment tells its script (or the built-in worker): the trial's folder,
+    absolute, and the epoch to train through."""
+    return {TRIAL_DIR_ENV: str(Path(spec.trial_dir).resolve()), UNTIL_EPOCH_ENV: str(spec.until_epoch)}
 
 
 class LocalBackend(Backend):
@@ -177,6 +198,7 @@ class LocalBackend(Backend):
             PYTHONUNBUFFERED="1",
             TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
         )
+        env.update(job_env(spec))
         token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
         with (
             open(spec.trial_dir / "stdout.log", "ab") as out,

@@ -21,7 +21,8 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
     status (0; 130 when interrupted).
 
     Raises:
-        ConfigError: bad input (a count below 1, ``--out``, ``--run-dir``, the experiment).
+        ConfigError: bad input (a count below 1, ``--out``, ``--run-dir``, the experiment); a
+            ``[trial] script`` experiment (it records the built-in worker only).
     """
     import statistics
 
@@ -33,6 +34,9 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
             raise ConfigError(flag, value, "an integer >= 1")
     out = output_file(args.out)
     exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
+    if exp.trial.script is not None:
+        raise ConfigError("trial.script", exp.trial.script,
+                          "no script: seer bench record records the built-in worker only for now")
     run_dir = (Path(args.run_dir) if args.run_dir
                else Path("runs") / f"record-{exp.name}-{args.configurations}x{args.epochs}")
     if run_dir.exists() and not run_dir.is_dir():

@@ -4,6 +4,7 @@ in a second, names its field, and leaves no files."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from seer_torch.config import Experiment, did_you_mean, sample_configurations
@@ -16,12 +17,18 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
     is false: ``seer plan`` reads no data), the search space's bounds (each end of a range,
     each choice) and every configuration the run may draw (names and values of
     hyperparameters, exactly as the worker validates its ``config.json``). Imports no torch.
+    For a ``[trial] script`` experiment: the script still exists and a profile is given
+    (:func:`check_script`); its model, data and hyperparameters are its own, unchecked.
 
     Raises:
         ConfigError: naming the experiment field (``model.name``, ``search_space.NAME.low``,
-            ``search_space.NAME.high``, ``search_space.NAME``, ...).
+            ``search_space.NAME.high``, ``search_space.NAME``, ``trial.script``,
+            ``planner.profile``, ...).
         DatasetNotFoundError: the CIFAR-10 folder is incomplete or fails the integrity check.
     """
+    if exp.trial.script is not None:
+        check_script(exp)
+        return
     _check_model_name(exp)
     n_train = _check_dataset(exp, data=data)
     _check_search_space_names(exp)
@@ -35,6 +42,27 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
     for p in exp.search_space:
         _check_bounds(exp, p, sampled[0], batch_rule)
     _check_draws(exp, sampled, batch_rule)
+
+
+def check_script(exp: Experiment) -> None:
+    """A ``[trial] script`` experiment's checks: the script is still there (it was when the
+    file was read; a resumed run reads it from its ``experiment.toml`` later) and the
+    experiment has a profile to plan with (:data:`seer_torch.executor.SCRIPT_PROFILE_NEEDED`).
+
+    Raises:
+        ConfigError: ``trial.script`` (no such file) or ``planner.profile`` (none given).
+    """
+    from seer_torch.executor.context import SCRIPT_PROFILE_NEEDED
+
+    script = exp.trial.script
+    assert script is not None, "check_script is for [trial] script experiments"
+    if not Path(script).is_file():
+        raise ConfigError("trial.script", script, "an existing file (your torchrun training script)")
+    if exp.planner.profile is None:
+        raise ConfigError(
+            "planner.profile", None,
+            SCRIPT_PROFILE_NEEDED + ": give one with [planner] profile = FILE or --profile FILE",
+        )
 
 
 def _check_model_name(exp: Experiment) -> None:

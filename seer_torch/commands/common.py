@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from seer_torch.backends.base import Backend
 
 
+def what_trains(exp: Experiment) -> str:
+    """What the experiment's jobs train, for headers: ``"MODEL on DATASET"`` (the built-in
+    worker) or ``"script NAME"`` (a ``[trial] script``)."""
+    if exp.trial.script is not None:
+        return f"script {Path(exp.trial.script).name}"
+    return f"{exp.model.name} on {exp.data.dataset}"
+
+
 def shipped_profile_path(exp: Experiment) -> Path | None:
-    """A profile shipped with the package for this model and dataset, if there is one."""
+    """A profile shipped with the package for this model and dataset, if there is one (never
+    for a ``[trial] script``: its model is the user's)."""
+    if exp.trial.script is not None:
+        return None
     p = resources.files("seer_torch") / "profiles" / f"{exp.model.name}_{exp.data.dataset}_cpu.json"
     return Path(str(p)) if p.is_file() else None
 

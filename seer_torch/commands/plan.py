@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import experiment_from_args, print_table, shipped_profile_path
+from seer_torch.commands.common import experiment_from_args, print_table, shipped_profile_path, what_trains
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
 
@@ -135,7 +135,7 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
     b, prof, ctx = exp.budget, inputs.prof, inputs.ctx
     console = Console()
     console.print(
-        f"[bold]{exp.name}[/]: {exp.model.name} on {exp.data.dataset}; deadline {b.time_budget_s:g} s, "
+        f"[bold]{exp.name}[/]: {what_trains(exp)}; deadline {b.time_budget_s:g} s, "
         f"money {b.money_budget_usd:g} USD at {b.price_usd_per_slot_hour:g} USD/slot-hour, "
         f"{exp.resources.num_slots} slots"
     )

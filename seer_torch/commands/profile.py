@@ -39,14 +39,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     Job folders live in a temporary folder, kept (and named) only when a job fails.
 
     Raises:
-        ConfigError: bad input (``--steps``, ``--out``, the experiment).
+        ConfigError: bad input (``--steps``, ``--out``, the experiment); ``planner.profile`` for
+            a ``[trial] script`` experiment (the probes run the built-in worker only).
         SeerError: a probe or relaunch job failed.
     """
+    from seer_torch.executor.context import require_profile_for_script
     from seer_torch.runfiles import atomic_write_json
     from seer_torch.scaling import profiler
     from seer_torch.scaling.profile import parse_profile
 
     exp = load_experiment(args.config).with_overrides(num_slots=args.slots)
+    require_profile_for_script(exp)
     steps = profiler.PROFILE_STEPS if args.steps is None else args.steps
     if steps < 1:
         raise ConfigError("--steps", steps, "an integer >= 1 (timed optimizer steps per probe)")

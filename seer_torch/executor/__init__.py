@@ -45,11 +45,14 @@ from seer_torch.executor.budget import (
     experiment_billing,
 )
 from seer_torch.executor.context import (
+    SCRIPT_PROFILE_NEEDED,
     draw_costs_needed,
     draw_epoch_times_s,
     measure_profile,
     policy_context,
+    require_profile_for_script,
     trial_config,
+    trial_job_spec,
     tune_probe_world_sizes,
 )
 from seer_torch.executor.journal import (
@@ -73,6 +76,7 @@ __all__ = [
     "MAX_PORT_RETRIES",
     "NEW_JOB_S",
     "POLL_S",
+    "SCRIPT_PROFILE_NEEDED",
     "STOP_MARGIN_S",
     "Crash",
     "IllegalTransition",
@@ -92,8 +96,10 @@ __all__ = [
     "measure_profile",
     "policy_context",
     "read_journal",
+    "require_profile_for_script",
     "transition",
     "trial_config",
+    "trial_job_spec",
     "tune_probe_world_sizes",
     "view_from_dict",
     "view_to_dict",

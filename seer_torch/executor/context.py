@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seer_torch.backends.base import Backend, JobResult
+from seer_torch.backends.base import Backend, JobResult, JobSpec
 from seer_torch.clock import Clock
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
@@ -43,19 +43,47 @@ def trial_config(
     writes it again at every launch; the worker re-anchors its schedule when it changed).
     Every trial trains towards the target, finalist or not: one eliminated at a rung never
     finishes its schedule; the answer's finishes when it is trained to the target.
+    ``model``, ``dataset`` and ``data_dir`` are ``None`` for a ``[trial] script`` (its model
+    and data are its own).
     """
+    script = exp.trial.script is not None
     return {
         "trial_id": trial_id,
         "configuration": configuration,
-        "model": exp.model.name,
-        "dataset": exp.data.dataset,
-        "data_dir": exp.data.data_dir,
+        "model": None if script else exp.model.name,
+        "dataset": None if script else exp.data.dataset,
+        "data_dir": None if script else exp.data.data_dir,
         "global_batch": exp.training.global_batch,
         "micro_batch_max": exp.training.micro_batch_max,
         "max_epochs": schedule_epochs or exp.training.max_epochs,
         "seed": exp.seed,
         "tensorboard_dir": str(Path(tensorboard_dir).resolve()) if tensorboard_dir is not None else None,
     }
+
+
+def trial_job_spec(
+    exp: Experiment,
+    trial_id: str,
+    trial_dir: Path,
+    world_size: int,
+    until_epoch: int,
+    *,
+    configuration: dict[str, Any],
+    config_index: int,
+) -> JobSpec:
+    """The job that trains ``trial_id`` until ``until_epoch`` at ``world_size`` workers: the
+    experiment's ``[trial] script`` with its ``args`` when it has one, else the built-in
+    worker. Pure."""
+    return JobSpec(
+        trial_id,
+        trial_dir,
+        world_size,
+        until_epoch,
+        configuration=configuration,
+        config_index=config_index,
+        script=Path(exp.trial.script) if exp.trial.script is not None else None,
+        script_args=exp.trial.args,
+    )
 
 
 def draw_epoch_times_s(
@@ -65,8 +93,9 @@ def draw_epoch_times_s(
     predicted from its FLOPs (:meth:`Profile.epoch_time_for`), when the profile measured
     configurations of different cost (``epoch_time_by_flops``); else ``()``. The FLOPs are
     ``costs``' (:func:`profiler.count_draw_costs`), or counted here on the ``meta`` device
-    (imports torch). Deterministic (the draws are the seeded ones the run launches)."""
-    if len(profile.epoch_time_by_flops) < 2:
+    (imports torch). Deterministic (the draws are the seeded ones the run launches). ``()``
+    for a ``[trial] script``: seer-torch cannot count the FLOPs of a user's model."""
+    if len(profile.epoch_time_by_flops) < 2 or exp.trial.script is not None:
         return ()
     if costs is None:
         costs = profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
@@ -77,10 +106,14 @@ def draw_costs_needed(exp: Experiment, profile: Profile | None) -> profiler.Draw
     """:func:`profiler.count_draw_costs` of ``exp`` when a run will use them: its profile is
     still to be measured (``None``: the cost probe is chosen from them), or it predicts each
     draw's epoch from its FLOPs (``epoch_time_by_flops``); else ``None``. Imports torch then.
+    Always ``None`` for a ``[trial] script`` (seer-torch cannot count the FLOPs of a user's
+    model).
 
     Raises:
         ConfigError: as :func:`profiler.configuration_flops`.
     """
+    if exp.trial.script is not None:
+        return None
     if profile is not None and len(profile.epoch_time_by_flops) < 2:
         return None
     return profiler.count_draw_costs(exp, profiler.probe_configuration(exp))
@@ -130,6 +163,24 @@ def policy_context(
     )
 
 
+#: Why a ``[trial] script`` experiment must be given its profile in this version.
+SCRIPT_PROFILE_NEEDED = (
+    "a [trial] script experiment needs a measured profile for now "
+    "(seer profile measures the built-in worker only)"
+)
+
+
+def require_profile_for_script(exp: Experiment) -> None:
+    """Refuse to measure a ``[trial] script`` experiment's profile: the profile probes run the
+    built-in worker's ``--profile-steps``, which a user's script does not have.
+
+    Raises:
+        ConfigError: ``planner.profile``, for a script experiment.
+    """
+    if exp.trial.script is not None:
+        raise ConfigError("planner.profile", exp.planner.profile, SCRIPT_PROFILE_NEEDED)
+
+
 def measure_profile(
     exp: Experiment,
     backend: Backend,
@@ -146,9 +197,11 @@ def measure_profile(
     ``over_budget(held)`` is the hard limit while probing.
 
     Raises:
-        ConfigError: no run directory (a simulation must be given its profile).
+        ConfigError: no run directory (a simulation must be given its profile), or a
+            ``[trial] script`` experiment (:func:`require_profile_for_script`).
         WorkerError: a probe failed.
     """
+    require_profile_for_script(exp)
     if run_dir is None:
         raise ConfigError(
             "planner.profile", None, "a scaling profile (a run without a directory cannot measure one)"

@@ -16,12 +16,12 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seer_torch.backends.base import JobResult, JobSpec, job_error_text
+from seer_torch.backends.base import JobResult, job_error_text
 from seer_torch.config import sample_configurations
 from seer_torch.errors import SeerError
 from seer_torch.executor import journal
 from seer_torch.executor.budget import FINAL_GRACE_S, HANG_CHECK_S, LIMIT_TOL_S, POLL_S
-from seer_torch.executor.context import trial_config
+from seer_torch.executor.context import trial_config, trial_job_spec
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
 from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop
 from seer_torch.runfiles import atomic_write_json
@@ -186,7 +186,8 @@ class EventLoop:
                     trial.schedule_epochs,
                 ),
             )
-        spec = JobSpec(
+        spec = trial_job_spec(
+            exp,
             trial.trial_id,
             trial_dir,
             d.world_size,

@@ -10,9 +10,8 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from seer_torch.backends.base import JobSpec
 from seer_torch.errors import SeerError
-from seer_torch.executor.context import draw_costs_needed, policy_context
+from seer_torch.executor.context import draw_costs_needed, policy_context, trial_job_spec
 from seer_torch.executor.journal import DECISIONS_FILE, decision_to_dict, view_from_dict
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
 from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView
@@ -247,7 +246,8 @@ class Resumer:
             spec = None
             if launched:
                 # Its progress is what its checkpoint holds (lines past it are not progress).
-                spec = JobSpec(
+                spec = trial_job_spec(
+                    t.exp,
                     trial.trial_id,
                     t.run_dir / "trials" / trial.trial_id,
                     w,

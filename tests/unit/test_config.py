@@ -169,3 +169,27 @@ def test_to_toml_round_trips_auto_and_new_fields():
     assert 'eta = "auto"' in text and 'num_finalists = "auto"' in text
     again = parse_experiment(tomllib.loads(text))
     assert (again.training, again.budget, again.planner) == (exp.training, exp.budget, exp.planner)
+
+
+def test_trial_section_is_optional_and_its_keys_are_checked(tmp_path):
+    assert parse_experiment({"search_space": SPACE}).trial.script is None
+    with pytest.raises(ConfigError) as ei:
+        parse_experiment({"trial": {"script": "train.py", "arg": ["--x"]}, "search_space": SPACE})
+    assert ei.value.field == "trial.arg"
+    assert "one of the keys of [trial]: args, script" in str(ei.value)
+    assert "did you mean 'args'?" in str(ei.value)
+    with pytest.raises(ConfigError, match=r"^trial: got 'train.py'; allowed: a table"):
+        parse_experiment({"trial": "train.py", "search_space": SPACE})
+
+
+def test_a_script_experiment_needs_no_model_or_data_and_round_trips(tmp_path):
+    import tomllib
+
+    (tmp_path / "train.py").write_text("")
+    exp = parse_experiment(
+        {"trial": {"script": "train.py", "args": ["--depth", "2"]}, "search_space": {"depth": 2}},
+        source=str(tmp_path / "exp.toml"),
+    )
+    assert exp.trial.script == str(tmp_path.resolve() / "train.py") and exp.trial.args == ("--depth", "2")
+    again = parse_experiment(tomllib.loads(exp.to_toml()))  # no source: the path is absolute
+    assert again.trial == exp.trial and again.training == exp.training

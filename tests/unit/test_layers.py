@@ -61,6 +61,7 @@ FOUNDATION: dict[str, str] = {
         "the experiment file's schema and its draws (sample_configurations), read by the "
         "commands, the harness, the executor and the profiler (which draws its probe configurations)"
     ),
+    "seer_torch/config_values.py": "the single-value checks of config.py's section parsers (the schema)",
     "seer_torch/curves.py": (
         "the learning-curve table format (and its parametric generator), read by the simulated "
         "backend's harness and written by bench recording"

@@ -433,6 +433,36 @@ CASES = [
         {"search_space.global_batch": "{ choices = [64, 63] }"},
         ("search_space.global_batch: got 63", "a multiple of every planned world size [1, 2]"),
     ),
+    # -- [trial] script (a user's own torchrun script)
+    Case(
+        "unknown_key_trial",
+        {"trial.scrpit": '"train.py"'},
+        ("trial.scrpit: got 'train.py'", "keys of [trial]", "did you mean 'script'?"),
+    ),
+    Case(
+        "trial_script_missing",
+        {"trial.script": '"nope.py"'},
+        ("trial.script: got 'nope.py'", "an existing file", "{tmp}/nope.py does not exist"),
+    ),
+    Case("trial_script_not_a_string", {"trial.script": "5"}, ("trial.script: got 5", "a path (string)")),
+    Case(
+        "trial_args_not_a_list",
+        {"trial.script": '"train.py"', "trial.args": '"--hidden 8"'},
+        ("trial.args: got '--hidden 8'", "a list of strings"),
+        files={"train.py": ""},
+    ),
+    Case(
+        "trial_args_without_script",
+        {"trial.args": '["--hidden", "8"]'},
+        ("trial.args: got ['--hidden', '8']", "only with trial.script"),
+    ),
+    Case(
+        "trial_script_without_profile",
+        {"trial.script": '"train.py"'},
+        ("planner.profile: got None", "a [trial] script experiment needs a measured profile for now "
+         "(seer profile measures the built-in worker only)"),
+        files={"train.py": ""},
+    ),
     # -- the scaling profile
     Case(
         "profile_missing",
