@@ -113,7 +113,7 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
         print("No trial completed a rung; no answer." + reason)
     else:
         test = (f"test_accuracy {best['test_accuracy']:.4f}" if best.get("test_accuracy") is not None
-                else "test accuracy not measured (stopped before a rung)")
+                else "no test accuracy (a job stopped before its rung, or a script that reports none)")
         # Short lines (a terminal of 80 columns): the answer, its accuracies, its configuration.
         print(f"best: {best['trial_id']} after {best['epochs']} epochs, world sizes {best['world_sizes']}")
         print(f"  val_accuracy {best['val_accuracy']:.4f}, {test}")
