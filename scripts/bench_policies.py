@@ -193,7 +193,7 @@ def _resolution(table: LearningCurveTable) -> float:
 
 
 def _acc(cell: dict, p: str) -> float:
-    return cell["policies"][p]["final_accuracy"]["mean"]
+    return cell["policies"][p]["final_value"]["mean"]
 
 
 def _cell_line(cell: dict, policies: list[str]) -> str:
@@ -207,7 +207,7 @@ def _cell_line(cell: dict, policies: list[str]) -> str:
 def _why(cell: dict, winner: str) -> str:
     """Why SEER lost this cell, read from the two policies' means (a heuristic label)."""
     s, w = cell["policies"]["seer"], cell["policies"][winner]
-    gap = w["final_accuracy"]["mean"] - s["final_accuracy"]["mean"]
+    gap = w["final_value"]["mean"] - s["final_value"]["mean"]
     se, we = s["answer_epochs"]["mean"], w["answer_epochs"]["mean"]
     sc, wc = s["num_configurations"]["mean"], w["num_configurations"]["mean"]
     if gap <= cell.get("resolution", 0.0) + 1e-12:

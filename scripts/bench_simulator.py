@@ -59,7 +59,7 @@ def main() -> int:
     print(
         f"seer, {args.configurations} configurations: {r.num_configurations} started, "
         f"answer {r.answer_id} at "
-        f"{r.answer_epochs} epochs (accuracy {r.final_accuracy:.4f}, oracle {r.oracle_accuracy:.4f}), "
+        f"{r.answer_epochs} epochs (accuracy {r.final_value:.4f}, oracle {r.oracle_value:.4f}), "
         f"simulated {r.time_used_s:.0f} s / {r.cost_usd:.2f} USD"
     )
     print(
@@ -74,7 +74,7 @@ def main() -> int:
         r = simulate_run(case, name, 0)
         print(
             f"  {name:>16}: {time.perf_counter() - t0:.3f} s, {r.num_configurations} configurations, "
-            f"accuracy {r.final_accuracy if r.final_accuracy is None else round(r.final_accuracy, 4)}"
+            f"accuracy {r.final_value if r.final_value is None else round(r.final_value, 4)}"
         )
     return 0
 

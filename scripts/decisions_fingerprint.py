@@ -86,7 +86,7 @@ def fingerprint(seeds: list[int], policies: list[str]) -> dict[str, dict]:
                     result[key] = {
                         "decisions_sha256": hashlib.sha256(text.encode()).hexdigest(),
                         "lines": text.splitlines(),
-                        "answer": [s.answer_id, s.answer_epochs, s.final_accuracy],
+                        "answer": [s.answer_id, s.answer_epochs, s.final_value],
                         "stop_reason": s.stop_reason,
                     }
                     print(
@@ -97,11 +97,31 @@ def fingerprint(seeds: list[int], policies: list[str]) -> dict[str, dict]:
     return result
 
 
+#: Renamed keys of ``decisions.jsonl``: a fingerprint recorded before a rename is read with the
+#: new names (the trial views' ``val_accuracy`` became ``score`` when the metric became the
+#: user's choice; for the default metric, maximized validation accuracy, the values are equal).
+RENAMED_KEYS = (('"val_accuracy": {', '"score": {'),)
+
+
+def _renamed(run: dict) -> dict:
+    """``run`` (one fingerprint entry) with :data:`RENAMED_KEYS` applied to its lines and its
+    hash recomputed."""
+    lines = run["lines"]
+    for old, new in RENAMED_KEYS:
+        lines = [line.replace(old, new) for line in lines]
+    if lines == run["lines"]:
+        return run
+    text = "".join(line + "\n" for line in lines)
+    return {**run, "lines": lines, "decisions_sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
 def compare(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
-    """One line per run whose decisions, answer or stop reason differ."""
+    """One line per run whose decisions, answer or stop reason differ (keys renamed since the
+    ``before`` fingerprint was recorded are read with their new names, :data:`RENAMED_KEYS`)."""
     diffs = []
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key), after.get(key)
+        a = _renamed(a) if a is not None else None
         if a is None or b is None:
             diffs.append(f"{key}: only in {'after' if a is None else 'before'}")
             continue

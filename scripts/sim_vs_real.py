@@ -6,7 +6,7 @@
     python scripts/sim_vs_real.py RUN_DIR [--out sim_vs_real.json]
 
 From the run directory of a real ``seer tune`` run: its experiment, the scaling profile it
-measured (``profile.json``) and the validation accuracy every trial reported (``metrics.jsonl``)
+measured (``profile.json``) and the experiment's metric every trial reported (``metrics.jsonl``)
 become a learning-curve table, and the same executor and SEER policy run on the simulated
 backend with the budgets that were left when the real run finished profiling. Because the
 curves are the real ones, the simulator eliminates the same trials; what differs is only the
@@ -140,17 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     for t in real["trials"]:
         index = int(t["trial_id"][1:])
         rows = read_metrics(run / "trials" / t["trial_id"] / "metrics.jsonl")
-        val[index] = {int(r["epoch"]): r["val_accuracy"] for r in rows if r.get("val_accuracy") is not None}
+        val[index] = {int(r["epoch"]): r[exp.metric] for r in rows if r.get(exp.metric) is not None}
         w1 = [r["epoch_time_s"] for r in rows if r.get("world_size") == 1 and r.get("epoch_time_s")]
         if w1:
             own_epoch_s[index] = statistics.median(w1)
+
+    # An epoch before any the trial reported scores the worst: 0 for a maximized metric (an
+    # accuracy), the largest value any trial reported for a minimized one.
+    worst = 0.0 if exp.mode == "max" else max((v for c in val.values() for v in c.values()), default=0.0)
 
     def val_at(i: int, e: int) -> float:
         curve = val.get(i, {})
         if e in curve:
             return curve[e]
         below = [k for k in curve if k < e]
-        return curve[max(below)] if below else 0.0
+        return curve[max(below)] if below else worst
 
     members = round_members(real)
 
@@ -167,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 relaunch_s=profile.resize_s,
                 resize_s=profile.resize_s,
                 val_at=val_at,
+                metric=exp.metric,
                 epoch_time_at=lambda i: (own_epoch_s if mode == "per-trial" else predicted_epoch_s).get(
                     i, profile.epoch_time_s
                 ),

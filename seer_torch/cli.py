@@ -6,6 +6,8 @@
     seer bench record [CONFIG.toml] --configurations N --epochs E --out TABLE.json [--slots S] [--run-dir DIR]
     seer profile [CONFIG.toml] [--slots N] [--out PROFILE.json] [--steps K] [--json]
     seer resume RUN_DIR [--slots N]
+    seer verify SCRIPT_OR_CONFIG [--config NAME=VALUE ...] [--epochs E] [--world-size W] [--json]
+                [-- SCRIPT_ARGS...]
     seer simulate --profile P.json[:NAME] --time-budget S --money-budget USD [--table T.json]
                   [--policies seer,sha,...] [--seeds N] [--slots N] [--json]
 
@@ -36,6 +38,7 @@ from seer_torch.commands.simulate import cmd_simulate, eta_or_auto
 from seer_torch.commands.status import LiveStatus as _LiveStatus
 from seer_torch.commands.status import print_summary as _print_summary
 from seer_torch.commands.tune import cmd_resume, cmd_tune
+from seer_torch.commands.verify import add_verify_arguments, cmd_verify
 from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
 
 __all__ = [
@@ -79,6 +82,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_bench_parser(sub)
     _add_simulate_parser(sub)
     _add_resume_parser(sub)
+    _add_verify_parser(sub)
     return parser
 
 
@@ -111,7 +115,8 @@ def _add_plan_parser(sub: Any) -> None:
 
 def _add_profile_parser(sub: Any) -> None:
     prof = sub.add_parser("profile", help="measure a scaling profile (throughput per W, start-up, resize) "
-                                          "through the real worker; write it for `seer plan/tune --profile`")
+                                          "through the real worker or short jobs of your [trial] script; "
+                                          "write it for `seer plan/tune --profile`")
     prof.add_argument("config", nargs="?", help=_CONFIG_HELP)
     prof.add_argument("--slots", type=int, metavar="N",
                       help="largest world size to probe (default: the machine's cores)")
@@ -119,7 +124,8 @@ def _add_profile_parser(sub: Any) -> None:
                       help="where to write it (default profile.json)")
     prof.add_argument("--steps", type=int, metavar="K",
                       help="timed optimizer steps per probe, after the warm-up "
-                           "(default 60, timed in 6 windows)")
+                           "(default 60, timed in 6 windows; a script's probe: at most K steps of "
+                           "its epoch 1)")
     prof.add_argument("--json", action="store_true", help="print the profile and every measurement as JSON")
     prof.set_defaults(func=cmd_profile)
 
@@ -182,6 +188,17 @@ def _add_resume_parser(sub: Any) -> None:
     resume.add_argument("--slots", type=int, metavar="N", help="worker slots (default: the run's)")
     resume.add_argument("--quiet", action="store_true", help="print only the final summary")
     resume.set_defaults(func=cmd_resume)
+
+
+def _add_verify_parser(sub: Any) -> None:
+    ver = sub.add_parser(
+        "verify", help="run a training script briefly at W=1 and W=2 and check that its curve ignores W",
+        description="Run SCRIPT (or an experiment's [trial] script) at W=1 for E epochs, at W=2 for the "
+                    "first half, and at W=1 again from the W=2 checkpoint; compare data order, learning "
+                    "rate, losses, weights, evaluation, checkpoint and resume; name the likely cause of "
+                    "each failure. Exit 0 when no check fails, 1 when one does, 2 for bad input.")
+    add_verify_arguments(ver)
+    ver.set_defaults(func=cmd_verify)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,8 @@ from seer_torch.config_values import (  # noqa: F401  (did_you_mean: re-exported
     positive_int,
 )
 from seer_torch.errors import ConfigError
+from seer_torch.objective import DEFAULT_METRIC, Objective, check_builtin_metric, check_metric, check_mode
+from seer_torch.plugins import add_to_import_path, dataset_loader, is_import_path, model_builder
 
 DATASETS = ("digits", "cifar10")
 DISTRIBUTIONS = ("uniform", "loguniform", "int_uniform")
@@ -52,12 +54,21 @@ def default_experiment_path() -> Path:
 
 @dataclass(frozen=True)
 class DataSpec:
+    """``[data]``: what the built-in worker trains on. ``dataset``: ``"digits"``, ``"cifar10"``,
+    or a plug-in's import path ``"package.module:load"`` (:mod:`seer_torch.plugins`; its contract
+    in :func:`seer_torch.data.load_dataset`). ``data_dir``: the folder CIFAR-10 is read from, or
+    what a plug-in's ``load`` gets as ``data_dir`` (an absolute path), or ``None``."""
+
     dataset: str = "digits"
     data_dir: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """``[model]``: ``name`` is a built-in model (:data:`seer_torch.models.MODEL_NAMES`) or a
+    plug-in's import path ``"package.module:build"`` (its contract in
+    :func:`seer_torch.models.build_model`)."""
+
     name: str = "digits_cnn"
 
 
@@ -179,6 +190,18 @@ class Experiment:
     search_space: tuple[ParamSpec, ...] = ()
     source: str = ""
     trial: TrialSpec = field(default_factory=TrialSpec)
+    # What the run optimizes (top-level keys beside name and seed; seer_torch.objective).
+    metric: str = DEFAULT_METRIC
+    mode: str = "max"
+    #: Folders put first on the import path of the tuner and of every job (absolute), where a
+    #: plug-in model or dataset module is looked for (top-level ``python_path``; by default the
+    #: experiment file's folder when the experiment names a plug-in, else none).
+    python_path: tuple[str, ...] = ()
+
+    @property
+    def objective(self) -> Objective:
+        """The metric and its direction (:class:`~seer_torch.objective.Objective`)."""
+        return Objective(self.metric, self.mode)
 
     def usable_world_sizes(self) -> tuple[int, ...]:
         """World sizes of the ladder that fit the slots (and ``planner.max_world_size``) and
@@ -226,7 +249,10 @@ class Experiment:
 
     def to_toml(self) -> str:
         """The resolved experiment as TOML (written to ``RUN_DIR/experiment.toml``)."""
-        lines = [f"name = {_toml_value(self.name)}", f"seed = {self.seed}", ""]
+        lines = [f"name = {_toml_value(self.name)}", f"seed = {self.seed}",
+                 f"metric = {_toml_value(self.metric)}", f"mode = {_toml_value(self.mode)}", ""]
+        if self.python_path:  # absolute: `seer resume` imports the plug-ins from the same folders
+            lines.insert(-1, f"python_path = {_toml_value(list(self.python_path))}")
         # A script experiment writes [trial] (its script's absolute path, so that `seer resume`
         # finds it from the run folder) and not the [data] and [model] it does not use.
         uses = ("trial",) if self.trial.script else ("data", "model")
@@ -306,8 +332,11 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
     Raises:
         ConfigError: unknown keys, wrong types, out-of-range values or impossible combinations.
     """
-    name, seed = _parse_top_level(raw)
+    name, seed, metric, mode = _parse_top_level(raw)
     sections = _section_tables(raw)
+    # Plug-in modules are imported as the sections are read: their folders go on the path first.
+    python_path = _parse_python_path(raw, sections, source)
+    add_to_import_path(python_path)
     data = _parse_data(sections["data"])
     exp = Experiment(
         name=name,
@@ -324,14 +353,17 @@ def parse_experiment(raw: Mapping[str, Any], source: str = "") -> Experiment:
         search_space=_parse_space(raw.get("search_space", {})),
         source=source,
         trial=_parse_trial(sections["trial"], source),
+        metric=metric,
+        mode=mode,
+        python_path=python_path,
     )
     _check_combinations(exp)
     return exp
 
 
-def _parse_top_level(raw: Mapping[str, Any]) -> tuple[str, int]:
-    """The top-level keys checked; returns ``name`` and ``seed``."""
-    allowed_top = {"name", "seed", "search_space", *_SECTIONS}
+def _parse_top_level(raw: Mapping[str, Any]) -> tuple[str, int, str, str]:
+    """The top-level keys checked; returns ``name``, ``seed``, ``metric`` and ``mode``."""
+    allowed_top = {"name", "seed", "metric", "mode", "python_path", "search_space", *_SECTIONS}
     for key in raw:
         if key not in allowed_top:
             raise ConfigError(
@@ -350,7 +382,9 @@ def _parse_top_level(raw: Mapping[str, Any]) -> tuple[str, int]:
         raise ConfigError("name", name,
                           "a non-empty string without '/', '\\' or control characters, "
                           "other than '.' and '..'")
-    return name, nonnegative_int("seed", raw.get("seed", 0))
+    seed = nonnegative_int("seed", raw.get("seed", 0))
+    return name, seed, check_metric("metric", raw.get("metric", DEFAULT_METRIC)), check_mode(
+        "mode", raw.get("mode", "max"))
 
 
 def _section_tables(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -371,14 +405,47 @@ def _section_tables(raw: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return sections
 
 
+def _parse_python_path(raw: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any]],
+                       source: str) -> tuple[str, ...]:
+    """Top-level ``python_path``: folders (relative ones to the experiment file's folder, or to
+    the working directory without a file), stored absolute. Absent: the experiment file's
+    folder when ``[model] name`` or ``[data] dataset`` is a plug-in's import path, else none."""
+    base = Path(source).parent if source else Path.cwd()
+    given = raw.get("python_path")
+    if given is None:
+        plugin = any(is_import_path(sections[s].get(k)) for s, k in (("model", "name"), ("data", "dataset")))
+        return (str(base.resolve()),) if plugin else ()
+    if not isinstance(given, list) or not all(isinstance(f, str) and f for f in given):
+        raise ConfigError("python_path", given, 'a list of folder paths (strings), such as ["src"]')
+    folders = []
+    for f in given:
+        folder = Path(f).expanduser()
+        folder = (folder if folder.is_absolute() else base / folder).resolve()
+        if not folder.is_dir():
+            raise ConfigError("python_path", f, f"existing folders (a relative path is relative to "
+                                                f"{base.resolve()}; {folder} is not a folder)")
+        if str(folder) not in folders:
+            folders.append(str(folder))
+    return tuple(folders)
+
+
 def _parse_data(d: Mapping[str, Any]) -> DataSpec:
     dataset = d.get("dataset", "digits")
-    if dataset not in DATASETS:
-        raise ConfigError("data.dataset", dataset,
-                          f"one of {', '.join(DATASETS)}" + did_you_mean(dataset, DATASETS))
     data_dir = d.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise ConfigError("data.data_dir", data_dir, "a folder path (string)")
+    if is_import_path(dataset):
+        dataset_loader(dataset)  # imports it now: a bad path fails at load, naming data.dataset
+        if data_dir is not None:  # what load(data_dir=...) gets: an existing path, absolute
+            if not Path(data_dir).expanduser().exists():
+                raise ConfigError("data.data_dir", data_dir,
+                                  f"an existing folder or file for {dataset}'s data_dir (or leave it out)")
+            data_dir = str(Path(data_dir).expanduser().resolve())
+        return DataSpec(dataset=dataset, data_dir=data_dir)
+    if dataset not in DATASETS:
+        raise ConfigError("data.dataset", dataset,
+                          f"one of {', '.join(DATASETS)}, or a plug-in's import path 'package.module:load'"
+                          + did_you_mean(dataset, DATASETS))
     if dataset == "cifar10":
         if not data_dir:
             raise ConfigError("data.data_dir", data_dir,
@@ -390,9 +457,15 @@ def _parse_data(d: Mapping[str, Any]) -> DataSpec:
 
 
 def _parse_model(m: Mapping[str, Any], dataset: str) -> ModelSpec:
+    if "name" not in m and is_import_path(dataset):
+        raise ConfigError("model.name", None, f"a model for the plug-in dataset {dataset!r}: a built-in "
+                                              "model name or a plug-in's import path 'package.module:build'")
     model_name = m.get("name", "digits_cnn" if dataset == "digits" else "resnet18_cifar")
     if not isinstance(model_name, str) or not model_name:
-        raise ConfigError("model.name", model_name, "a model name from seer_torch.models.MODEL_NAMES")
+        raise ConfigError("model.name", model_name, "a model name from seer_torch.models.MODEL_NAMES, "
+                                                    "or a plug-in's import path 'package.module:build'")
+    if is_import_path(model_name):
+        model_builder(model_name)  # imports it now: a bad path fails at load, naming model.name
     return ModelSpec(name=model_name)
 
 
@@ -492,6 +565,8 @@ def _parse_failures(fl: Mapping[str, Any]) -> FailureSpec:
 
 
 def _check_combinations(exp: Experiment) -> None:
+    if exp.trial.script is None:  # the built-in worker trains: it reports only some metrics
+        check_builtin_metric("metric", exp.metric)
     t = exp.training
     if t.min_epochs is not None and t.min_epochs > t.max_epochs:
         raise ConfigError("training.min_epochs", t.min_epochs,

@@ -1,4 +1,4 @@
-"""Learning-curve tables: every configuration's validation (and test) accuracy at every epoch.
+"""Learning-curve tables: every configuration's validation (and test) metric at every epoch.
 
 The simulator replays a table instead of training, so a policy can be judged on thousands of
 tuning runs in seconds; ``seer bench record`` records one through the real worker, and
@@ -8,23 +8,25 @@ beyond :meth:`LearningCurveTable.load` and :meth:`LearningCurveTable.save`.
 Format (JSON; docs/design.md, "Formats")::
 
     {"name": "digits-default",
-     "metric": "val_accuracy",          # the only metric so far
-     "mode": "max",                     # larger is better; the only mode so far
+     "metric": "val_accuracy",          # the metric's name (default "val_accuracy")
+     "mode": "max",                     # "max": larger is better (default); "min": smaller
      "max_epochs": 27,                  # every curve has exactly this many points
      "epoch_time_s": 2.1,               # one epoch on one worker, seconds (the default)
      "configs": [
        {"id": "t000",                   # unique, non-empty
         "config": {"lr": 0.1, ...},     # the configuration (a JSON object)
-        "val": [0.41, 0.77, ...],       # val accuracy after epoch 1, 2, ..., max_epochs
-        "test": [0.40, 0.75, ...],      # optional: test accuracy per epoch, same rules
+        "val": [0.41, 0.77, ...],       # the metric after epoch 1, 2, ..., max_epochs
+        "test": [0.40, 0.75, ...],      # optional: its test value per epoch, same rules
         "epoch_time_s": 2.4},           # optional: this configuration's own epoch time on
        ...],                            #   one worker (else the table's epoch_time_s)
      "meta": {...}}                     # optional, free-form: how the table was made
 
-Accuracies are floats in ``[0, 1]``. ``NaN`` -- written ``null`` in JSON, since JSON has no
-NaN -- means the configuration diverged at that epoch, and every later epoch must be ``NaN``
-too (a diverged run does not come back). Curves are not required to be monotone: a run may
-collapse late and still be finite.
+Values are finite floats; ``val_accuracy`` (and a metric whose name ends in ``accuracy``)
+must lie in ``[0, 1]``. ``NaN`` -- written ``null`` in JSON, since JSON has no NaN -- means the
+configuration diverged at that epoch, and every later epoch must be ``NaN`` too (a diverged
+run does not come back). Curves are not required to be monotone: a run may collapse late and
+still be finite. :func:`minimized_table` turns an accuracy table into a minimized one (``1 -
+accuracy``, an error rate standing in for a loss) to simulate a metric with ``mode = "min"``.
 """
 
 from __future__ import annotations
@@ -39,9 +41,8 @@ from types import MappingProxyType
 from typing import Any
 
 from seer_torch.errors import ConfigError
+from seer_torch.objective import MODES, Objective, check_metric
 
-METRICS = ("val_accuracy",)
-MODES = ("max",)
 _TOP_KEYS = {"name", "metric", "mode", "max_epochs", "epoch_time_s", "configs", "meta"}
 _CONFIG_KEYS = {"id", "config", "val", "test", "epoch_time_s"}
 
@@ -76,8 +77,9 @@ class CurveEntry:
 class LearningCurveTable:
     """A validated learning-curve table (see the module docstring for the format).
 
-    Epochs are 1-based everywhere: ``val_at(i, 1)`` is configuration ``i``'s accuracy after
-    its first epoch, ``val_at(i, max_epochs)`` the final one.
+    Epochs are 1-based everywhere: ``val_at(i, 1)`` is configuration ``i``'s metric after
+    its first epoch, ``val_at(i, max_epochs)`` the final one. ``metric`` and ``mode`` say what
+    the values are and which direction is better (:attr:`objective`).
     """
 
     name: str
@@ -132,8 +134,10 @@ class LearningCurveTable:
         if not isinstance(name, str) or not name:
             raise TableError("name", name, _ALLOWED["name"])
         metric = raw.get("metric", "val_accuracy")
-        if metric not in METRICS:
-            raise TableError("metric", metric, f"one of {list(METRICS)}")
+        try:
+            check_metric("metric", metric)
+        except ConfigError as error:
+            raise TableError("metric", metric, error.allowed) from None
         mode = raw.get("mode", "max")
         if mode not in MODES:
             raise TableError("mode", mode, f"one of {list(MODES)}")
@@ -150,7 +154,7 @@ class LearningCurveTable:
         entries = []
         seen: dict[str, int] = {}
         for i, item in enumerate(configs_raw):
-            entry = _parse_entry(f"configs[{i}]", item, max_epochs)
+            entry = _parse_entry(f"configs[{i}]", item, max_epochs, _is_fraction(metric))
             if entry.id in seen:
                 raise TableError(f"configs[{i}].id", entry.id,
                                  f"a unique id (configs[{seen[entry.id]}] has it too)")
@@ -187,6 +191,11 @@ class LearningCurveTable:
         atomic_write_json(path, self.to_dict())
 
     # ------------------------------------------------------------------ queries
+    @property
+    def objective(self) -> Objective:
+        """The table's metric and mode."""
+        return Objective(self.metric, self.mode)
+
     def __len__(self) -> int:
         return len(self.configs)
 
@@ -202,13 +211,13 @@ class LearningCurveTable:
         raise KeyError(config_id)
 
     def val_at(self, index: int, epoch: int) -> float:
-        """Validation accuracy of configuration ``index`` after ``epoch`` epochs (1-based);
+        """The metric (validation) of configuration ``index`` after ``epoch`` epochs (1-based);
         NaN once it has diverged."""
         return self.configs[index].val[self._epoch(epoch) - 1]
 
     def test_at(self, index: int, epoch: int) -> float:
-        """Test accuracy after ``epoch`` epochs; the validation accuracy where the table holds
-        no test curve for this configuration."""
+        """The metric's test value after ``epoch`` epochs; the validation value where the table
+        holds no test curve for this configuration."""
         entry = self.configs[index]
         curve = entry.test if entry.test is not None else entry.val
         return curve[self._epoch(epoch) - 1]
@@ -226,21 +235,33 @@ class LearningCurveTable:
         return None
 
     def best_index(self, epochs: int | None = None) -> int:
-        """The oracle's configuration: the best validation accuracy after ``epochs`` epochs
-        (default ``max_epochs``). NaN counts as worst; ties go to the lower index.
+        """The oracle's configuration: the best validation value after ``epochs`` epochs
+        (default ``max_epochs``): the largest, or the smallest for ``mode = "min"``. NaN counts
+        as worst; ties go to the lower index.
 
         Raises:
             ValueError: every configuration is NaN at that epoch.
         """
         e = self._epoch(self.max_epochs if epochs is None else epochs)
-        best, best_val = None, -math.inf
+        score = self.objective.score
+        best, best_score = None, -math.inf
         for i, c in enumerate(self.configs):
             v = c.val[e - 1]
-            if not math.isnan(v) and v > best_val:
-                best, best_val = i, v
+            if not math.isnan(v) and score(v) > best_score:
+                best, best_score = i, score(v)
         if best is None:
             raise ValueError(f"every configuration of table {self.name!r} has diverged by epoch {e}")
         return best
+
+    def worst_value(self) -> float:
+        """What a run that returns no configuration scores: for ``max``, the lowest finite value
+        the table holds (val or test) or 0, whichever is lower (an accuracy of nothing); for
+        ``min``, the highest finite value it holds."""
+        curves = [curve for c in self.configs for curve in (c.val, c.test or ())]
+        finite = [v for curve in curves for v in curve if math.isfinite(v)]
+        if self.mode == "max":
+            return min([0.0, *finite])
+        return max(finite) if finite else 0.0
 
     def val_matrix(self) -> Any:
         """All validation curves as a numpy array, shape ``(len(self), max_epochs)``."""
@@ -276,7 +297,12 @@ def _positive_float(field: str, value: Any) -> float:
     return float(value)
 
 
-def _parse_entry(where: str, item: Any, max_epochs: int) -> CurveEntry:
+def _is_fraction(metric: str) -> bool:
+    """Whether ``metric``'s values must lie in [0, 1] (an accuracy)."""
+    return metric.endswith("accuracy")
+
+
+def _parse_entry(where: str, item: Any, max_epochs: int, fraction: bool = True) -> CurveEntry:
     if not isinstance(item, Mapping):
         raise TableError(where, _short(item), "a JSON object {id, config, val, test?, epoch_time_s?}")
     unknown = sorted(set(item) - _CONFIG_KEYS)
@@ -291,17 +317,21 @@ def _parse_entry(where: str, item: Any, max_epochs: int) -> CurveEntry:
         raise TableError(f"{where}.config", _short(config),
                          "a JSON object (the configuration's hyperparameters)")
     if "val" not in item:
-        raise TableError(f"{where}.val", None, f"a list of {max_epochs} accuracies (required)")
-    val = _parse_curve(f"{where}.val", item["val"], max_epochs)
-    test = _parse_curve(f"{where}.test", item["test"], max_epochs) if item.get("test") is not None else None
+        raise TableError(f"{where}.val", None, f"a list of {max_epochs} values (required)")
+    val = _parse_curve(f"{where}.val", item["val"], max_epochs, fraction)
+    test = (
+        _parse_curve(f"{where}.test", item["test"], max_epochs, fraction)
+        if item.get("test") is not None
+        else None
+    )
     own = item.get("epoch_time_s")
     epoch_time_s = _positive_float(f"{where}.epoch_time_s", own) if own is not None else None
     return CurveEntry(cid, MappingProxyType(dict(config)), val, test, epoch_time_s)
 
 
-def _parse_curve(where: str, curve: Any, max_epochs: int) -> tuple[float, ...]:
+def _parse_curve(where: str, curve: Any, max_epochs: int, fraction: bool = True) -> tuple[float, ...]:
     if not isinstance(curve, (list, tuple)):
-        raise TableError(where, _short(curve), f"a list of {max_epochs} accuracies (one per epoch)")
+        raise TableError(where, _short(curve), f"a list of {max_epochs} values (one per epoch)")
     if len(curve) != max_epochs:
         raise TableError(f"{where}", f"a list of length {len(curve)}",
                          f"exactly max_epochs={max_epochs} values")
@@ -312,10 +342,16 @@ def _parse_curve(where: str, curve: Any, max_epochs: int) -> tuple[float, ...]:
             out.append(NAN)
             diverged_at = e if diverged_at is None else diverged_at
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(float(v))
+            or (fraction and not 0.0 <= float(v) <= 1.0)
+        ):
+            what = "an accuracy in [0, 1]" if fraction else "a finite number"
             raise TableError(
                 f"{where}[{e}]", v,
-                "an accuracy in [0, 1], or NaN/null (diverged at that epoch and every epoch after)",
+                f"{what}, or NaN/null (diverged at that epoch and every epoch after)",
             )
         if diverged_at is not None:
             raise TableError(
@@ -324,6 +360,38 @@ def _parse_curve(where: str, curve: Any, max_epochs: int) -> tuple[float, ...]:
             )
         out.append(float(v))
     return tuple(out)
+
+
+def minimized_table(
+    table: LearningCurveTable, metric: str = "val_loss", name: str | None = None
+) -> LearningCurveTable:
+    """``table``'s curves as a metric to minimize: every value ``v`` (val and test) becomes
+    ``1 - v`` (an error rate, standing in for a loss; NaN stays NaN), under ``metric`` with
+    ``mode = "min"``. The configurations' order by value is exactly reversed, so a tuner that
+    honours the mode makes the same decisions on both tables, and one that ignores it picks
+    the worst. Pure.
+
+    Raises:
+        TableError: ``table`` is already minimized, or ``metric`` is not a valid name.
+    """
+    if table.mode != "max":
+        raise TableError("mode", table.mode, "a maximized table (\"max\") to turn into a minimized one")
+
+    def flip(curve: tuple[float, ...]) -> list[float]:
+        return [1.0 - v for v in curve]  # 1 - NaN is NaN: a diverged epoch stays diverged
+
+    raw = table.to_dict()
+    raw.update(
+        name=name or f"{table.name}-{metric}",
+        metric=metric,
+        mode="min",
+        configs=[
+            {**c.to_dict(), "val": flip(c.val), **({"test": flip(c.test)} if c.test is not None else {})}
+            for c in table.configs
+        ],
+    )
+    raw["meta"] = {**_plain(table.meta or {}), "minimized_from": table.name, "value": f"1 - {table.metric}"}
+    return LearningCurveTable.parse(raw)
 
 
 def _plain(value: Any) -> Any:

@@ -1,6 +1,7 @@
 """Datasets and the world-size-independent data order.
 
-Two datasets, each returned whole as in-memory tensors (:class:`Splits`):
+Two built-in datasets, and any plug-in (``[data] dataset = "package.module:load"``, the
+contract in :func:`load_dataset`), each returned whole as in-memory tensors (:class:`Splits`):
 
 - ``"digits"``: scikit-learn's 8x8 handwritten digits (1797 images, ships with scikit-learn,
   nothing is downloaded; read from scikit-learn's own data file, see :func:`_digits_arrays`).
@@ -24,10 +25,12 @@ helpers (:func:`plan_batch`) cost nothing to import.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from seer_torch.errors import ConfigError, DatasetNotFoundError
+from seer_torch.plugins import DATASET_CONTRACT, dataset_loader, is_import_path
 
 if TYPE_CHECKING:
     import torch
@@ -61,12 +64,15 @@ class Splits:
     """A dataset held in memory, already normalised.
 
     Attributes:
-        train_x, val_x, test_x: float32 images ``(N, in_channels, image_size, image_size)``.
+        train_x, val_x, test_x: inputs ``(N, *input_shape)``: for the built-ins float32 images
+            ``(N, in_channels, image_size, image_size)``; for a plug-in what its ``load`` gave
+            (floating point as float32, integers as they are).
         train_y, val_y, test_y: int64 class labels ``(N,)`` in ``[0, num_classes)``.
         num_classes: number of classes.
-        in_channels: channels per image.
-        image_size: height = width of an image, in pixels.
-        name: the dataset's name (``"digits"`` or ``"cifar10"``).
+        in_channels: channels per image; ``None`` for a plug-in whose samples are not square
+            images ``(C, H, H)``.
+        image_size: height = width of an image, in pixels; ``None`` as ``in_channels``.
+        name: the dataset's name (``"digits"``, ``"cifar10"`` or a plug-in's import path).
         augment: whether training batches get :func:`augment_crop_flip` (CIFAR-10 only).
     """
 
@@ -77,8 +83,8 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
-    in_channels: int
-    image_size: int
+    in_channels: int | None
+    image_size: int | None
     name: str
     augment: bool = False
 
@@ -86,6 +92,29 @@ class Splits:
     def num_train(self) -> int:
         """Training samples."""
         return int(self.train_y.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape, ``train_x.shape[1:]`` (``(1, 8, 8)`` for digits): what
+        :func:`seer_torch.models.build_model` takes as ``input_shape``."""
+        return tuple(int(d) for d in self.train_x.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """What the tuner needs to know of a dataset without keeping it (:func:`dataset_shape`).
+
+    Attributes:
+        input_shape: one sample's shape.
+        input_dtype: the inputs' torch dtype, by name (``"float32"``).
+        num_classes: number of classes.
+        num_train: training samples.
+    """
+
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    num_classes: int
+    num_train: int
 
 
 @dataclass(frozen=True)
@@ -284,52 +313,168 @@ def load_dataset(name: str, data_dir: str | None) -> Splits:
     """Load dataset ``name`` whole into memory.
 
     Args:
-        name: ``"digits"`` (embedded, ``data_dir`` ignored) or ``"cifar10"``.
-        data_dir: for ``"cifar10"``, the folder holding ``cifar-10-batches-py/``.
+        name: ``"digits"`` (embedded, ``data_dir`` ignored), ``"cifar10"``, or a plug-in's
+            import path ``"package.module:load"``.
+        data_dir: for ``"cifar10"``, the folder holding ``cifar-10-batches-py/``; for a plug-in,
+            what its ``load`` gets as ``data_dir``.
 
     Returns:
         :class:`Splits` with normalised float32 images. Digits: pixels / 16, then standardised
         with the training split's mean and standard deviation; shape ``(N, 1, 8, 8)``. CIFAR-10:
         pixels / 255, standardised per channel with :data:`CIFAR10_MEAN` / :data:`CIFAR10_STD`;
-        shape ``(N, 3, 32, 32)``.
+        shape ``(N, 3, 32, 32)``. A plug-in: its splits as it returned them (below).
+
+    **A plug-in's contract** (``[data] dataset = "package.module:load"``): ``load`` is called
+    once per launch on every rank (and once in the tuner, which checks the result and keeps
+    only its shape), as ``load(data_dir=DATA_DIR)`` when it declares ``data_dir`` (the
+    experiment's ``[data] data_dir``, absolute, or ``None``), else as ``load()``. It must return
+    the same data every time (seed any split it draws with a fixed seed). It returns a dict
+    with exactly these keys (the fields of :class:`Splits` it gives):
+
+    - ``train_x``, ``val_x``, ``test_x``: inputs ``(N, *input_shape)``, torch tensors or NumPy
+      arrays, the same sample shape and dtype in the three (floating point is converted to
+      float32, integers such as token ids are kept);
+    - ``train_y``, ``val_y``, ``test_y``: integer class labels ``(N,)`` in ``[0, num_classes)``
+      (converted to int64), as many as the inputs;
+    - ``num_classes``: an integer >= 2.
+
+    Each split holds at least one sample; inputs should be normalised already (nothing is
+    augmented). The built-in loop trains on ``train``, reports ``val_accuracy`` on ``val`` at
+    every epoch, and ``test_accuracy`` on ``test`` at the end of each launch.
 
     Raises:
-        ConfigError: unknown ``name``, or ``"cifar10"`` without ``data_dir``.
+        ConfigError: unknown ``name``, ``"cifar10"`` without ``data_dir``, or a plug-in that
+            does not resolve, or whose return breaks the contract (the field is
+            ``data.dataset``, the message says what is wrong).
         DatasetNotFoundError: the CIFAR-10 folder is missing or incomplete.
     """
     if name == "digits":
         return _load_digits()
     if name == "cifar10":
         return _load_cifar10(data_dir)
-    raise ConfigError("data.dataset", name, f"one of {', '.join(DATASET_NAMES)}")
+    if is_import_path(name):
+        return _load_plugin(name, data_dir)
+    raise ConfigError("data.dataset", name,
+                      f"one of {', '.join(DATASET_NAMES)}, or a plug-in's import path 'package.module:load'")
 
 
-def num_train_samples(name: str) -> int:
-    """Size of the training split of dataset ``name``, without loading it (1257 for digits,
-    45000 for CIFAR-10).
+_PLUGIN_KEYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "num_classes")
+
+
+def _load_plugin(name: str, data_dir: str | None) -> Splits:
+    """Call a plug-in's ``load`` as :func:`load_dataset` states and check what it returns."""
+    import numpy as np
+    import torch
+
+    loader = dataset_loader(name)
+    raw = loader.load(data_dir=data_dir) if loader.takes_data_dir else loader.load()
+
+    def bad(problem: str) -> ConfigError:
+        return ConfigError("data.dataset", name, f"{DATASET_CONTRACT} ({problem})")
+
+    if not isinstance(raw, Mapping):
+        raise bad(f"it returned a {type(raw).__name__}")
+    missing = [k for k in _PLUGIN_KEYS if k not in raw]
+    extra = sorted(str(k) for k in raw if k not in _PLUGIN_KEYS)
+    if missing or extra:
+        raise bad("; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                            + ([f"unknown {', '.join(extra)}"] if extra else [])))
+    num_classes = raw["num_classes"]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise bad(f"num_classes is {num_classes!r}")
+    num_classes = int(num_classes)
+    arrays: dict[str, torch.Tensor] = {}
+    for key in _PLUGIN_KEYS[:-1]:
+        value = raw[key]
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            raise bad(f"{key} is a {type(value).__name__}")
+        arrays[key] = torch.as_tensor(value)
+    for split in ("train", "val", "test"):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise bad(f"{split}_x has shape {tuple(x.shape)}: at least one sample (N, ...)")
+        if x.is_floating_point():
+            x = x.float()
+        elif x.is_complex() or x.dtype == torch.bool:
+            raise bad(f"{split}_x has dtype {x.dtype}: floating point or integers")
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise bad(f"{split}_y has shape {tuple(y.shape)}: ({x.shape[0]},), one label per sample "
+                      f"of {split}_x")
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise bad(f"{split}_y has dtype {y.dtype}: integer class labels")
+        y = y.long()
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= num_classes:
+            raise bad(f"{split}_y holds labels {low}..{high}: labels in [0, num_classes) = "
+                      f"[0, {num_classes})")
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = x.contiguous(), y.contiguous()
+    train_x = arrays["train_x"]
+    for split in ("val", "test"):
+        x = arrays[f"{split}_x"]
+        if x.shape[1:] != train_x.shape[1:] or x.dtype != train_x.dtype:
+            raise bad(f"{split}_x has samples {tuple(x.shape[1:])} of {x.dtype}, train_x "
+                      f"{tuple(train_x.shape[1:])} of {train_x.dtype}: the same in every split")
+    shape = tuple(train_x.shape[1:])
+    square = len(shape) == 3 and shape[1] == shape[2]
+    return Splits(
+        **arrays, num_classes=num_classes,
+        in_channels=int(shape[0]) if square else None, image_size=int(shape[1]) if square else None,
+        name=name, augment=False,
+    )
+
+
+# A plug-in dataset's shape, read once per process (the data itself is not kept).
+_PLUGIN_SHAPES: dict[tuple[str, str | None], DatasetShape] = {}
+
+
+def dataset_shape(name: str, data_dir: str | None = None) -> DatasetShape:
+    """One sample's shape and dtype, the class count and the training samples of dataset
+    ``name``: the built-ins' without loading them (digits ``(1, 8, 8)``, float32, 10 classes,
+    1257; CIFAR-10 ``(3, 32, 32)``, float32, 10, 45000), a plug-in's by loading it once per
+    process (:func:`load_dataset`; only the shape is kept).
 
     Raises:
-        ConfigError: unknown dataset.
+        ConfigError: as :func:`load_dataset`.
     """
     if name == "digits":
-        return 1797 - DIGITS_VAL_SIZE - DIGITS_TEST_SIZE
+        return DatasetShape((1, 8, 8), "float32", 10, 1797 - DIGITS_VAL_SIZE - DIGITS_TEST_SIZE)
     if name == "cifar10":
-        return 50000 - CIFAR10_VAL_SIZE
-    raise ConfigError("data.dataset", name, "digits or cifar10")
+        return DatasetShape((3, 32, 32), "float32", 10, 50000 - CIFAR10_VAL_SIZE)
+    if not is_import_path(name):
+        raise ConfigError("data.dataset", name,
+                          "digits, cifar10, or a plug-in's import path 'package.module:load'")
+    key = (name, data_dir)
+    if key not in _PLUGIN_SHAPES:
+        splits = load_dataset(name, data_dir)
+        dtype = str(splits.train_x.dtype).removeprefix("torch.")
+        _PLUGIN_SHAPES[key] = DatasetShape(splits.input_shape, dtype, splits.num_classes, splits.num_train)
+    return _PLUGIN_SHAPES[key]
 
 
-def image_shape(name: str) -> tuple[int, int, int]:
+def num_train_samples(name: str, data_dir: str | None = None) -> int:
+    """Size of the training split of dataset ``name`` (1257 for digits, 45000 for CIFAR-10,
+    without loading them; a plug-in's by :func:`dataset_shape`).
+
+    Raises:
+        ConfigError: unknown dataset, or as :func:`load_dataset` for a plug-in.
+    """
+    return dataset_shape(name, data_dir).num_train
+
+
+def image_shape(name: str, data_dir: str | None = None) -> tuple[int, int, int]:
     """``(in_channels, image_size, num_classes)`` of dataset ``name``, without loading it
-    (``(1, 8, 10)`` for digits, ``(3, 32, 10)`` for CIFAR-10).
+    (``(1, 8, 10)`` for digits, ``(3, 32, 10)`` for CIFAR-10; a plug-in's by
+    :func:`dataset_shape`).
 
     Raises:
-        ConfigError: unknown dataset.
+        ConfigError: unknown dataset, or a plug-in whose samples are not square images ``(C, H, H)``.
     """
-    if name == "digits":
-        return 1, 8, 10
-    if name == "cifar10":
-        return 3, 32, 10
-    raise ConfigError("data.dataset", name, "digits or cifar10")
+    shape = dataset_shape(name, data_dir)
+    s = shape.input_shape
+    if len(s) != 3 or s[1] != s[2]:
+        raise ConfigError("data.dataset", name,
+                          f"a dataset of square images (C, H, H) here (its samples: {s})")
+    return s[0], s[1], shape.num_classes
 
 
 def digits_split_indices(num_samples: int = 1797) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -493,8 +638,8 @@ def _load_cifar10(data_dir: str | None) -> Splits:
 
 
 __all__ = [
-    "BatchPlan", "DATASET_NAMES", "Splits", "augment_crop_flip", "check_cifar10_folder",
+    "BatchPlan", "DATASET_NAMES", "DatasetShape", "Splits", "augment_crop_flip", "check_cifar10_folder",
     "check_cifar10_integrity", "derive_seed", "digits_split_indices",
-    "RankBatch", "epoch_permutation", "load_dataset",
+    "RankBatch", "dataset_shape", "epoch_permutation", "image_shape", "load_dataset", "num_train_samples",
     "plan_batch", "rank_slice", "rank_train_batch", "steps_per_epoch",
 ]

@@ -62,12 +62,17 @@ class TrialCurves:
     """What one trial's ``metrics.jsonl`` gives: curves (NaN after a divergence) and epoch times."""
 
     val: list[float]
-    test: list[float]
+    test: list[float] | None
     epoch_times_s: list[float]
 
 
-def trial_curves(metrics: list[dict[str, Any]], epochs: int) -> TrialCurves | None:
-    """The curves of a complete trial, or ``None`` while it is incomplete. Pure."""
+def trial_curves(
+    metrics: list[dict[str, Any]], epochs: int, metric: str = "val_accuracy"
+) -> TrialCurves | None:
+    """The curves of a complete trial, or ``None`` while it is incomplete: ``val`` is
+    ``metric`` (the experiment's), ``test`` the worker's ``test_accuracy`` when the metric is
+    ``val_accuracy`` (else ``None``: the worker reports no test value of another metric). Pure."""
+    test_key = "test_accuracy" if metric == "val_accuracy" else None
     by_epoch: dict[int, dict[str, Any]] = {}
     diverged_at = None
     for row in metrics:
@@ -82,16 +87,17 @@ def trial_curves(metrics: list[dict[str, Any]], epochs: int) -> TrialCurves | No
     val, test, times = [], [], []
     for e in range(1, last + 1):
         row = by_epoch.get(e)
-        if row is None or row.get("val_accuracy") is None or row.get("test_accuracy") is None:
+        if row is None or row.get(metric) is None or (test_key is not None and row.get(test_key) is None):
             return None
-        val.append(float(row["val_accuracy"]))
-        test.append(float(row["test_accuracy"]))
+        val.append(float(row[metric]))
+        if test_key is not None:
+            test.append(float(row[test_key]))
         if row.get("epoch_time_s") is not None and row.get("world_size", 1) == 1:
             times.append(float(row["epoch_time_s"]))
     nan = float("nan")
     val += [nan] * (epochs - last)
     test += [nan] * (epochs - last)
-    return TrialCurves(val, test, times)
+    return TrialCurves(val, test if test_key is not None else None, times)
 
 
 def record_table(
@@ -166,7 +172,7 @@ def _recorded_and_pending(run_dir: Path, configs: dict[str, dict[str, Any]],
                 )
         else:
             atomic_write_json(path, config)
-        curves = trial_curves(read_metrics(d / "metrics.jsonl"), epochs)
+        curves = _curves_in(d, epochs)
         if curves is not None:
             done[tid] = curves
         else:
@@ -222,14 +228,16 @@ def build_table(
     entries = []
     for tid, conf in zip(ids, configurations):
         c = done[tid]
-        entry: dict[str, Any] = {"id": tid, "config": conf, "val": c.val, "test": c.test}
+        entry: dict[str, Any] = {"id": tid, "config": conf, "val": c.val}
+        if c.test is not None:
+            entry["test"] = c.test
         if c.epoch_times_s:
             entry["epoch_time_s"] = statistics.median(c.epoch_times_s)
         entries.append(entry)
     return LearningCurveTable.parse({
         "name": exp.name,
-        "metric": "val_accuracy",
-        "mode": "max",
+        "metric": exp.metric,
+        "mode": exp.mode,
         "max_epochs": epochs,
         "epoch_time_s": statistics.median(all_times) if all_times else 1.0,
         "configs": entries,
@@ -247,11 +255,19 @@ def build_table(
     })
 
 
+def _curves_in(trial_dir: Path, epochs: int) -> TrialCurves | None:
+    """:func:`trial_curves` of the trial in ``trial_dir``, of the metric its ``config.json``
+    names (the recording's experiment's)."""
+    config = json.loads((trial_dir / "config.json").read_text())
+    metric = config.get("metric") or "val_accuracy"
+    return trial_curves(read_metrics(trial_dir / "metrics.jsonl"), epochs, metric)
+
+
 def _finish(
     tid: str, res: JobResult, epochs: int, done: dict[str, TrialCurves], pending: list[str],
     failed: dict[str, str], attempts: dict[str, int], on_event: Callable[[str], None],
 ) -> None:
-    curves = trial_curves(read_metrics(res.spec.trial_dir / "metrics.jsonl"), epochs)
+    curves = _curves_in(res.spec.trial_dir, epochs)
     if res.returncode == 0 and curves is not None:
         done[tid] = curves
         return

@@ -3,8 +3,9 @@
 One simulated run (:func:`simulate_run`) is a real :class:`~seer_torch.executor.Tuner` (the
 same executor and the same policy objects that drive torchrun jobs) on a
 :class:`~seer_torch.backends.simulated.SimulatedBackend` whose jobs take the time the scaling
-profile says and report the accuracies a learning-curve table holds
-(:mod:`seer_torch.curves`). Nothing is written to disk.
+profile says and report the values a learning-curve table holds (:mod:`seer_torch.curves`),
+under the table's metric; the experiment optimizes that metric in the table's mode. Nothing is
+written to disk.
 
 Seeds: seed ``s`` presents the table's configurations in the order of a permutation drawn
 from ``random.Random(s)``, so configuration index ``i`` of the policy is table row
@@ -12,7 +13,9 @@ from ``random.Random(s)``, so configuration index ``i`` of the policy is table r
 
 What a run scores (:class:`RunSummary`): the configuration the policy returns is read from the
 table at the epochs that trial actually reached (its ``test`` curve, or ``val`` where the table
-has none); a policy with no answer scores ``None``. Budget violations: time used above the
+has none); a policy with no answer scores ``None``. Regret is how much worse that is than the
+oracle's (the table's best configuration, fully trained): ``oracle - final`` for a maximized
+metric, ``final - oracle`` for a minimized one. Budget violations: time used above the
 deadline, or money above the budget by more than :func:`money_slack_usd` (float round-off
 only: billing rounding is metered, so it is part of the spend, never slack).
 """
@@ -32,6 +35,7 @@ from seer_torch.config import Experiment, parse_experiment
 from seer_torch.curves import LearningCurveTable
 from seer_torch.errors import ConfigError
 from seer_torch.executor import Tuner
+from seer_torch.objective import Objective
 from seer_torch.policies import registry
 from seer_torch.policies.base import Policy
 from seer_torch.policies.registry import POLICY_NAMES
@@ -77,6 +81,8 @@ class SimulationCase:
         billing_granularity_s / billing_minimum_s: billing rounding (0 = exact).
         safety_fraction: fraction of each budget plans may predict.
         max_configurations: cap on configurations (default: the table's size).
+
+    The experiment optimizes the table's ``metric`` in its ``mode``.
     """
 
     table: LearningCurveTable
@@ -114,7 +120,7 @@ class SimulationCase:
             training["eta"] = self.eta
         if self.min_epochs is not None:
             training["min_epochs"] = self.min_epochs
-        return parse_experiment(
+        exp = parse_experiment(
             {
                 "name": f"sim-{self.table.name}",
                 "seed": seed,
@@ -126,15 +132,18 @@ class SimulationCase:
                 "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
             }
         )
+        # The table's metric and mode (checked by the table). Set after parsing: the file check
+        # that the built-in worker reports the metric does not apply, the table reports it.
+        return replace(exp, metric=self.table.metric, mode=self.table.mode)
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What one simulated run achieved. Seconds, USD; accuracies in [0, 1]."""
+    """What one simulated run achieved. Seconds, USD; values in the table's metric."""
 
     policy: str
     seed: int
-    final_accuracy: float | None  # the returned configuration, at the epochs it reached
+    final_value: float | None  # the returned configuration's test value, at the epochs it reached
     answer_id: str | None  # the table row's id
     answer_epochs: int
     time_used_s: float
@@ -143,12 +152,18 @@ class RunSummary:
     money_violation: bool
     num_configurations: int
     stop_reason: str | None
-    oracle_accuracy: float  # the best configuration of the table, fully trained
+    oracle_value: float  # the best configuration of the table, fully trained
     all_diverged: bool = False  # every trial that ran diverged or failed (no valid result exists)
+    mode: str = "max"  # the table's: "max" (larger is better) or "min"
+    no_answer_value: float = 0.0  # what a run without an answer scores (LearningCurveTable.worst_value)
 
     @property
     def regret(self) -> float | None:
-        return None if self.final_accuracy is None else self.oracle_accuracy - self.final_accuracy
+        """How much worse the answer is than the oracle (``>= 0`` up to noise), ``None``
+        without an answer."""
+        if self.final_value is None:
+            return None
+        return Objective(mode=self.mode).regret(self.final_value, self.oracle_value)
 
 
 def money_slack_usd(money_budget_usd: float) -> float:
@@ -166,7 +181,7 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
     order = list(range(n))
     random.Random(seed).shuffle(order)
     best_row = table.best_index()
-    oracle_accuracy = table.test_at(best_row, table.max_epochs)
+    oracle_value = table.test_at(best_row, table.max_epochs)
     exp = case.experiment(seed)
     clock = SimulatedClock()
     prof = replace(case.profile, epoch_time_s=table.epoch_time_s)
@@ -182,6 +197,7 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
         val_at=lambda i, e: table.val_at(order[i], e),
         test_at=lambda i, e: table.test_at(order[i], e),
         epoch_time_at=lambda i: table.epoch_time_at(order[i]),
+        metric=table.metric,
     )
     tuner = Tuner(
         exp,
@@ -208,7 +224,7 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
     return RunSummary(
         policy=policy,
         seed=seed,
-        final_accuracy=final,
+        final_value=final,
         answer_id=answer_id,
         answer_epochs=answer_epochs,
         time_used_s=b["time_used_s"],
@@ -217,9 +233,11 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
         money_violation=b["cost_usd"] > case.money_budget_usd + money_slack_usd(case.money_budget_usd),
         num_configurations=len(res["trials"]),
         stop_reason=res["stop_reason"],
-        oracle_accuracy=oracle_accuracy,
+        oracle_value=oracle_value,
         all_diverged=bool(res["trials"])
         and all(t["status"] in ("diverged", "failed") for t in res["trials"]),
+        mode=table.mode,
+        no_answer_value=table.worst_value(),
     )
 
 
@@ -235,18 +253,20 @@ def _stats(values: Sequence[float]) -> dict[str, float | None]:
 
 
 def summarize(runs: Sequence[RunSummary]) -> dict[str, Any]:
-    """Mean and spread over seeds for one policy's runs. A run without an answer scores 0
-    accuracy in the mean (and is counted in ``no_answer``)."""
-    acc = [r.final_accuracy if r.final_accuracy is not None else 0.0 for r in runs]
+    """Mean and spread over seeds for one policy's runs. A run without an answer scores its
+    ``no_answer_value`` in the mean (0 for an accuracy table; the worst value of a minimized
+    one) and is counted in ``no_answer``. ``final_value`` is in the table's metric; ``regret``
+    is ``>= 0`` whatever its mode."""
+    vals = [r.final_value if r.final_value is not None else r.no_answer_value for r in runs]
     return {
         "policy": runs[0].policy if runs else None,
         "runs": len(runs),
-        "final_accuracy": _stats(acc),
-        "regret": _stats([r.oracle_accuracy - a for r, a in zip(runs, acc)]),
+        "final_value": _stats(vals),
+        "regret": _stats([Objective(mode=r.mode).regret(v, r.oracle_value) for r, v in zip(runs, vals)]),
         "time_used_s": _stats([r.time_used_s for r in runs]),
         "cost_usd": _stats([r.cost_usd for r in runs]),
         "budget_violations": sum(r.time_violation or r.money_violation for r in runs),
-        "no_answer": sum(r.final_accuracy is None for r in runs),
+        "no_answer": sum(r.final_value is None for r in runs),
         "num_configurations": _stats([float(r.num_configurations) for r in runs]),
         "answer_epochs": _stats([float(r.answer_epochs) for r in runs]),
     }
@@ -318,11 +338,11 @@ def shipped_table_path() -> str | None:
 
 
 def format_report(result: dict[str, Any], case: SimulationCase) -> list[tuple[str, ...]]:
-    """Rows for the printed table: policy, accuracy mean +- std, regret, time, money,
-    violations, configurations, no-answer runs."""
+    """Rows for the printed table: policy, the final value of the metric mean +- std, regret,
+    time, money, violations, configurations, no-answer runs."""
     rows = []
     for name, s in result["policies"].items():
-        a, t, c = s["final_accuracy"], s["time_used_s"], s["cost_usd"]
+        a, t, c = s["final_value"], s["time_used_s"], s["cost_usd"]
         rows.append(
             (
                 name,

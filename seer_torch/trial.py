@@ -37,15 +37,36 @@ evaluation over every sample once (:func:`seer_torch.data.rank_slice`, counts su
 An "epoch" is whatever fixed unit of training the script counts: a pass over the data, or N
 optimizer steps for large data.
 
-Files in the trial folder (the same protocol as the built-in worker, :mod:`seer_torch.worker`):
-``config.json`` (read; written by the tuner), ``metrics.jsonl`` (one line per epoch, rank 0),
-``checkpoint.pt`` / ``checkpoint.prev.pt`` / ``checkpoint.json`` (rank 0, at the end of each
-launch), ``heartbeat`` (rank 0 touches it; the tuner's hang detection reads its time).
+Beyond the example: ``t.log(name=value, ...)`` writes per-step scalars to TensorBoard (the
+x-axis of every tag is the optimizer step, :attr:`Trial.step`, the same at every ``W``);
+``with t.untimed():`` leaves work such as a final test evaluation out of the epoch's
+``epoch_time_s``; ``t.load(check=...)`` passes over a checkpoint the script finds incomplete for
+the previous one; ``t.save(state)`` saves at another point than the end of the launch. The
+built-in worker, :mod:`seer_torch.worker`, is a complete script on this API with SGD, a cosine
+schedule, gradient accumulation and test evaluation.
+
+``seer verify train.py --config NAME=VALUE ...`` (or ``seer verify experiment.toml``) runs a
+script briefly at ``W = 1`` and ``W = 2`` and says, check by check, whether its curve ignores
+``W``, naming the likely cause of a failure (docs/commands.md, "seer verify").
+
+Files in the trial folder, written by this module for every script (seer-torch's own,
+:mod:`seer_torch.worker`, is one of them): ``config.json`` (read; written by the tuner),
+``metrics.jsonl`` (one line per epoch, rank 0, :meth:`Trial.report`), ``checkpoint.pt`` /
+``checkpoint.prev.pt`` / ``checkpoint.json`` (rank 0, at the end of each launch; the format is
+:mod:`seer_torch.trial_checkpoint`'s), ``heartbeat`` (rank 0 touches it; the tuner's hang
+detection reads its time), TensorBoard events in ``tensorboard_dir`` (:meth:`Trial.log`).
 Side effects happen on rank 0 only; every rank must call every method in the same order
 (several run collectives at ``W > 1``).
 
+Debugging hooks (environment variables, off by default; the tests and ``seer verify`` use
+them): ``SEER_RECORD_SAMPLES=PATH`` records every step's samples and learning rate
+(:meth:`Trial._record`); ``SEER_RECORD_STATES=PATH`` the script's state before and after every
+epoch (:data:`RECORD_STATES_ENV`); ``SEER_DEBUG_STEP_DELAY_S=SECONDS`` sleeps that long after every
+step (lets a test kill a job mid-epoch); ``SEER_DEBUG_SAVE_DELAY_S=SECONDS`` holds every
+checkpoint write half-way (:func:`seer_torch.trial_checkpoint.save_checkpoint`).
+
 Imports nothing from seer_torch above the worker layer: :mod:`seer_torch.errors`,
-:mod:`seer_torch.data`, :mod:`seer_torch.runfiles` and :mod:`seer_torch.training`.
+:mod:`seer_torch.data`, :mod:`seer_torch.runfiles` and :mod:`seer_torch.trial_checkpoint`.
 """
 
 from __future__ import annotations
@@ -57,6 +78,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,33 +86,52 @@ import torch
 import torch.distributed as dist
 
 from seer_torch import data
-from seer_torch.errors import CheckpointError, ConfigError
+from seer_torch.errors import ConfigError
 from seer_torch.runfiles import remove_worker_temporaries, write_durable_epoch
-from seer_torch.training.checkpoint import (
+from seer_torch.trial_checkpoint import (
     CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
     PREVIOUS_CHECKPOINT_FILE,
+    CheckFn,
+    resume_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
     truncate_metrics,
 )
-from seer_torch.training.trainer import DistEnv, init_process_group, synchronize
 
 __all__ = ["Trial", "init", "TRIAL_DIR_ENV", "UNTIL_EPOCH_ENV", "TRIAL_CHECKPOINT_FORMAT"]
 
 TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
 UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
+#: Set by the profiler (:mod:`seer_torch.scaling.script_profile`) on a probe launch: each epoch
+#: trains at most this many optimizer steps of :meth:`Trial.train_batches`, and the metrics line
+#: says how many the whole epoch has (``probe_steps_per_epoch``) and how long the steps took
+#: (``probe_train_s``), so that a whole epoch's seconds can be predicted from a short probe.
+PROBE_STEPS_ENV = "SEER_PROBE_STEPS"
 METRICS_FILE = "metrics.jsonl"
+#: ``SEER_RECORD_SAMPLES=PATH`` (tests, ``seer verify``): each rank appends one JSON line per
+#: optimizer step to ``PATH.rank<r>`` (:meth:`Trial.train_batches`).
+RECORD_SAMPLES_ENV = "SEER_RECORD_SAMPLES"
+#: ``SEER_RECORD_STATES=PATH`` (``seer verify``): rank 0 writes what the checkpoint function given
+#: to :meth:`Trial.epochs` returns to ``PATH.epoch<e>.pt``, before the launch's first epoch (``e``
+#: = the epoch it starts from: the state as built or loaded) and after each epoch.
+RECORD_STATES_ENV = "SEER_RECORD_STATES"
 HEARTBEAT_FILE = "heartbeat"
 #: Rank 0 touches the heartbeat at least this often while it trains (seconds).
 HEARTBEAT_S = 10.0
 #: Optimizer steps at the start of a launch left out of ``throughput_samples_per_s`` (warm-up).
 WARMUP_STEPS = 3
-#: The checkpoint layout of a script: ``{"format", "epoch", "step", "trial_id", "global_batch",
-#: "state"}``, ``state`` being what the script's ``checkpoint`` function returned.
-TRIAL_CHECKPOINT_FORMAT = "seer-trial-1"
+#: The checkpoint layout (:mod:`seer_torch.trial_checkpoint`): ``{"format", "epoch", "step",
+#: "samples_seen", "global_batch", "trial_id", "configuration", "rng", "state"}``, ``state``
+#: being what the script saved.
+TRIAL_CHECKPOINT_FORMAT = CHECKPOINT_FORMAT
 #: Keys of a metrics line the trial writes itself; ``report`` refuses them as metric names.
 RESERVED_KEYS = frozenset({
-    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "epoch_time_s",
+    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "micro_batch",
+    "accum_steps", "epoch_time_s",
     "throughput_samples_per_s", "train_start_unix_s", "time_unix_s", "diverged",
+    "probe_steps_per_epoch", "probe_train_s",
 })
 _SEED_SALT_EPOCH = 0x5EED_0003  # the built-in worker's dropout salt: same per-epoch seeds
 # What torch.load(weights_only=True) reads back (besides containers).
@@ -117,7 +158,8 @@ def init(trial_dir: str | os.PathLike[str] | None = None, until_epoch: int | Non
     Raises:
         ConfigError: ``SEER_TRIAL_DIR`` unset and no ``trial_dir``; no or a malformed
             ``config.json``; ``until_epoch`` not in ``1..max_epochs``; a ``W`` that cannot
-            split the global batch (:func:`seer_torch.data.plan_batch`).
+            split the global batch (:func:`seer_torch.data.plan_batch`); a ``$SEER_PROBE_STEPS``
+            that is not an integer >= 1 (:data:`PROBE_STEPS_ENV`).
     """
     if trial_dir is None:
         trial_dir = os.environ.get(TRIAL_DIR_ENV) or None
@@ -138,11 +180,31 @@ def init(trial_dir: str | os.PathLike[str] | None = None, until_epoch: int | Non
         raise ConfigError("until_epoch", until_epoch, f"an integer epoch in 1..max_epochs={max_epochs}")
     env = DistEnv.from_environ()
     data.plan_batch(raw["global_batch"], env.world_size, raw["micro_batch_max"])  # fail before set-up
+    _probe_steps_from_env()  # a bad $SEER_PROBE_STEPS fails before set-up too
     if cpu_threads is not None and env.device.type == "cpu":
         torch.set_num_threads(cpu_threads)
     init_process_group(env)
     torch.manual_seed(raw["seed"])
     return Trial(trial_dir, raw, until_epoch, env)
+
+
+def _probe_steps_from_env() -> int | None:
+    """``$SEER_PROBE_STEPS`` (:data:`PROBE_STEPS_ENV`) as an integer >= 1, or ``None`` when unset.
+
+    Raises:
+        ConfigError: set to anything but an integer >= 1.
+    """
+    text = os.environ.get(PROBE_STEPS_ENV)
+    if not text:
+        return None
+    try:
+        steps = int(text)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ConfigError(PROBE_STEPS_ENV, text,
+                          "an integer >= 1 (optimizer steps per epoch of a profile probe)")
+    return steps
 
 
 def _read_config(trial_dir: Path) -> dict[str, Any]:
@@ -173,6 +235,57 @@ def _read_config(trial_dir: Path) -> dict[str, Any]:
     return raw
 
 
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job, from torchrun's environment variables."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: the only rank with side effects (metrics, checkpoint, TensorBoard)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """More than one rank: a process group and a DDP wrapper are needed."""
+        return self.world_size > 1
+
+    @classmethod
+    def from_environ(cls) -> DistEnv:
+        """Read ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` (defaults 0, 0, 1 outside torchrun);
+        the device is ``cuda:<local_rank mod GPUs>`` when CUDA is available, else the CPU."""
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if torch.cuda.is_available():
+            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        else:
+            device = torch.device("cpu")
+        return cls(rank, local_rank, world_size, device)
+
+
+def init_process_group(env: DistEnv) -> None:
+    """Join the job's process group when ``W > 1`` (NCCL on CUDA, gloo on CPU); at ``W = 1``,
+    or when one exists already, nothing."""
+    if not env.distributed or dist.is_initialized():
+        return
+    if env.device.type == "cuda":
+        torch.cuda.set_device(env.device)
+        dist.init_process_group("nccl", device_id=env.device)
+    else:
+        dist.init_process_group("gloo")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (timings); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 class Trial:
     """One process's view of one launch of a trial (made by :func:`init`).
 
@@ -186,13 +299,16 @@ class Trial:
         max_epochs: the schedule's horizon in epochs (the tuner's current target; it may
             change between launches).
         until_epoch: the last epoch this launch trains.
-        metric: the metric every :meth:`report` must carry (``"val_accuracy"``).
+        metric: the metric every :meth:`report` must carry: the experiment's ``metric``
+            (``config.json``'s ``metric``; ``"val_accuracy"`` when it names none).
         tensorboard_dir: where rank 0 writes TensorBoard scalars, or ``None``.
         rank, local_rank, world_size, device, is_main: where this process sits in the job.
         micro_batch, accum_steps: the batch plan at this ``W``:
             ``world_size * micro_batch * accum_steps == global_batch``.
         start_epoch: the epochs the loaded checkpoint holds (0 for a fresh trial; known
             after :meth:`load`).
+        step: optimizer steps trained so far (:meth:`train_batches` items, the checkpoint's
+            included); the x-axis of TensorBoard.
     """
 
     def __init__(self, trial_dir: Path, raw: dict[str, Any], until_epoch: int, env: DistEnv) -> None:
@@ -210,6 +326,7 @@ class Trial:
         self._loaded: bool | None = None  # None: load() not called; False: nothing to load
         self._resumed_from_previous = False
         self._step = 0  # optimizer steps completed (train_batches items), checkpoint included
+        self._loaded_step = 0  # the checkpoint's step
         self._reported = self._saved_epoch = 0  # the last epoch reported, saved
         self._diverged = False
         self._epoch_start_s = self._train_start_unix_s = 0.0
@@ -217,8 +334,20 @@ class Trial:
         self._launch_steps = 0
         self._heartbeat_unix_s = 0.0
         self._writer: Any = None
+        self._untimed_s = 0.0  # seconds of this epoch spent in untimed()
+        self._in_step = False  # inside the body of a train_batches step
+        self._record_path = os.environ.get(RECORD_SAMPLES_ENV) or None
         self._sample_log: Any = None
+        self._step_lr: float | None = None  # the learning rate of the step in progress (recording)
+        self._lr_hook: Any = None
+        if self._record_path:  # the learning rate each step uses, whichever optimizer the script has
+            from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+            self._lr_hook = register_optimizer_step_pre_hook(self._capture_lr)
         self._step_delay_s = float(os.environ.get("SEER_DEBUG_STEP_DELAY_S") or 0.0)
+        self._probe_steps = _probe_steps_from_env()  # None unless this launch is a profile probe
+        self._probe_steps_per_epoch: int | None = None  # the epoch's full step count, when probing
+        self._probe_train_s = 0.0  # seconds in train_batches this epoch, when probing
         if self.is_main:
             self.heartbeat()
 
@@ -231,6 +360,7 @@ class Trial:
     is_main = property(lambda self: self._env.rank == 0, doc="Rank 0: the only rank that writes files.")
     micro_batch = property(lambda self: self._plan.micro_batch, doc="Samples per micro-batch at this ``W``.")
     accum_steps = property(lambda self: self._plan.accum_steps, doc="Micro-batches per rank per step.")
+    step = property(lambda self: self._step, doc="Optimizer steps trained, the checkpoint's included.")
 
     # --- model and checkpoint --------------------------------------------------------------------
 
@@ -255,41 +385,36 @@ class Trial:
                 return model
             model = inner
 
-    def load(self) -> dict[str, Any] | None:
+    def load(self, check: CheckFn | None = None) -> dict[str, Any] | None:
         """The state the last launch saved (``weights_only=True``, tensors on the CPU), or
-        ``None`` for a fresh trial. Every rank calls it. Sets :attr:`start_epoch`.
+        ``None`` for a fresh trial. Every rank calls it. Sets :attr:`start_epoch` and
+        :attr:`step`, and restores the RNG states saved with it (torch's CPU generator, the
+        GPU's, Python's ``random``; :meth:`epochs` re-seeds torch's at every epoch anyway).
 
         A ``checkpoint.pt`` that does not load or is not whole is passed over for
         ``checkpoint.prev.pt`` (a line on stderr); the epochs after it are trained again.
+
+        Args:
+            check: the script's own test of a loaded checkpoint (the whole dictionary of
+                :mod:`seer_torch.trial_checkpoint`, ``state`` under ``"state"``): returns
+                ``""`` when it is whole, else what is wrong, which makes it unusable.
 
         Raises:
             CheckpointError: neither file is usable (the message names both and why).
             ConfigError: the checkpoint was trained with another global batch.
         """
-        path = self.trial_dir / CHECKPOINT_FILE
-        saved = None
-        if path.exists():
-            saved, why = _read_trial_checkpoint(path)
-            if saved is None:
-                previous = self.trial_dir / PREVIOUS_CHECKPOINT_FILE
-                saved, previous_why = (_read_trial_checkpoint(previous) if previous.exists()
-                                       else (None, "missing"))
-                if saved is None:
-                    raise CheckpointError(
-                        f"no usable checkpoint: {path} is unusable ({why}) and so is {previous} "
-                        f"({previous_why}); remove both to restart the trial from scratch")
-                self._resumed_from_previous = True
-                if self.is_main:
-                    print(f"seer trial: {path} is unusable ({why}); resuming from {previous} at epoch "
-                          f"{saved['epoch']}", file=sys.stderr, flush=True)
+        saved, source = resume_checkpoint(self.trial_dir / CHECKPOINT_FILE, check=check, log=self.is_main)
         self._loaded = saved is not None
         if saved is None:
             return None
+        self._resumed_from_previous = source == str(self.trial_dir / PREVIOUS_CHECKPOINT_FILE)
         if saved["global_batch"] != self.global_batch:
             raise ConfigError("global_batch", self.global_batch,
                               f"the checkpoint's {saved['global_batch']} (fixed for a trial)")
         self.start_epoch, self._step = saved["epoch"], saved["step"]
+        self._loaded_step = self._step
         self._reported = self._saved_epoch = self.start_epoch
+        set_rng_state(saved["rng"], self.device)
         return saved["state"]
 
     def save(self, state: Mapping[str, Any]) -> None:
@@ -297,9 +422,11 @@ class Trial:
 
         ``state`` must hold what ``torch.load(weights_only=True)`` reads: tensors, numbers,
         strings, ``None`` and dicts, lists and tuples of them (state dicts of the unwrapped
-        model and of the optimizer are). Written atomically; the checkpoint it replaces is kept
-        as ``checkpoint.prev.pt``; then ``checkpoint.json`` says its epoch and step, which
-        makes the epoch's metrics line durable. :meth:`epochs` calls it after the last epoch.
+        model and of the optimizer are). The checkpoint (:mod:`seer_torch.trial_checkpoint`)
+        keeps it under ``"state"`` beside the trial's counters, its configuration and the RNG
+        states. Written atomically; the checkpoint it replaces is kept as
+        ``checkpoint.prev.pt``; then ``checkpoint.json`` says its epoch and step, which makes
+        the epoch's metrics line durable. :meth:`epochs` calls it after the last epoch.
 
         Raises:
             ConfigError: a value ``weights_only`` would refuse (named by its key path), or no
@@ -309,11 +436,12 @@ class Trial:
             raise ConfigError("save", "before any report", "call report(epoch, ...) before saving")
         _check_plain(state, "state")
         if self.is_main:
-            saved = {"format": TRIAL_CHECKPOINT_FORMAT, "epoch": self._reported, "step": self._step,
-                     "trial_id": self.trial_id, "global_batch": self.global_batch, "state": dict(state)}
+            saved = {"format": CHECKPOINT_FORMAT, "epoch": self._reported, "step": self._step,
+                     "samples_seen": self._step * self.global_batch, "global_batch": self.global_batch,
+                     "trial_id": self.trial_id, "configuration": dict(self.config),
+                     "rng": rng_state(self.device), "state": dict(state)}
             # A launch that resumed from the previous copy keeps it: the current one is damaged.
-            path = str(self.trial_dir / CHECKPOINT_FILE)
-            save_checkpoint(path, saved, rotate=not self._resumed_from_previous)
+            save_checkpoint(self.trial_dir / CHECKPOINT_FILE, saved, rotate=not self._resumed_from_previous)
             self._resumed_from_previous = False
         self._saved_epoch = self._reported
         if self.world_size > 1:  # no rank goes on (and maybe exits) before the file is in place
@@ -343,16 +471,19 @@ class Trial:
             write_durable_epoch(self.trial_dir, self.start_epoch, self._step)
             truncate_metrics(str(self.trial_dir / METRICS_FILE), self.start_epoch)
         self._train_start_unix_s = time.time()
+        self._record_state(checkpoint, self.start_epoch)
         for epoch in range(self.start_epoch + 1, self.until_epoch + 1):
             torch.manual_seed(data.derive_seed(_SEED_SALT_EPOCH, self.seed, epoch, self.rank))
             synchronize(self.device)
-            self._epoch_start_s, self._throughput = time.perf_counter(), None
+            self._epoch_start_s, self._throughput, self._untimed_s = time.perf_counter(), None, 0.0
+            self._probe_steps_per_epoch, self._probe_train_s = None, 0.0
             yield epoch
             if self._diverged:
                 return
             if self._reported != epoch:
                 raise ConfigError("report", f"epoch {epoch} not reported",
                                   f"one t.report({epoch}, {self.metric}=...) in every epoch")
+            self._record_state(checkpoint, epoch)
         if checkpoint is not None and self.until_epoch > self.start_epoch:
             self.save(checkpoint())
         elif self.is_main and self._saved_epoch != self._reported:
@@ -369,6 +500,8 @@ class Trial:
         trains its ``r``-th contiguous part (:func:`seer_torch.data.rank_train_batch`), so the
         union over ranks is the same at every ``W``. ``num_samples // global_batch`` steps; the
         last ``num_samples % global_batch`` of each permutation are not trained that epoch.
+        A profile probe's launch (``$SEER_PROBE_STEPS=K``, set by the profiler) trains only the
+        first ``K`` steps of each epoch.
 
         Raises:
             ConfigError: ``num_samples`` below ``global_batch`` (no step in an epoch).
@@ -379,13 +512,22 @@ class Trial:
                               f"at most the {num_samples} training samples")
         permutation = data.epoch_permutation(self.seed, epoch, num_samples)
         measure_s, measured = time.perf_counter(), 0
+        probe_start_s = measure_s
+        if self._probe_steps is not None:  # a profile probe trains the epoch's first steps only
+            self._probe_steps_per_epoch = num_steps
+            num_steps = min(num_steps, self._probe_steps)
         for step_in_epoch in range(num_steps):
             if self._launch_steps == WARMUP_STEPS:  # a launch's first steps are warm-up
                 synchronize(self.device)
                 measure_s, measured = time.perf_counter(), 0
             batch = data.rank_train_batch(permutation, step_in_epoch, self._plan, self.rank)
-            self._record(epoch, step_in_epoch, batch.indices)
-            yield batch.micro_batch_indices()
+            self._in_step, self._step_lr = True, None
+            try:
+                yield batch.micro_batch_indices()
+            finally:  # also when the loop is left mid-step (a diverged loss): the step is not counted
+                self._in_step = False
+            if self._record_path:
+                self._record(epoch, step_in_epoch, batch.indices)
             self._step += 1
             self._launch_steps += 1
             measured += 1
@@ -395,6 +537,8 @@ class Trial:
                 time.sleep(self._step_delay_s)
         synchronize(self.device)
         self._throughput = measured * self.global_batch / max(time.perf_counter() - measure_s, 1e-9)
+        if self._probe_steps is not None:
+            self._probe_train_s += time.perf_counter() - probe_start_s
 
     def accumulate(self, model: torch.nn.Module,
                    micro_batches: tuple[torch.Tensor, ...]) -> Iterator[torch.Tensor]:
@@ -451,18 +595,21 @@ class Trial:
 
         Rank 0 appends one line to ``metrics.jsonl``: ``trial_id``, ``epoch``, ``step``
         (optimizer steps so far), ``samples_seen``, ``world_size``, ``global_batch``,
-        ``epoch_time_s`` (seconds since :meth:`epochs` began the epoch),
-        ``throughput_samples_per_s`` (training samples per second of :meth:`train_batches`,
-        when the epoch used it), ``train_start_unix_s``, ``time_unix_s`` and the metrics;
-        writes each metric to TensorBoard at step ``epoch`` (independent of ``W``); touches the
-        heartbeat. A metric that is NaN or infinite on any rank makes the line say
+        ``micro_batch``, ``accum_steps``, ``epoch_time_s`` (seconds since :meth:`epochs` began
+        the epoch, less those in :meth:`untimed`), ``throughput_samples_per_s`` (training
+        samples per second of :meth:`train_batches`, the launch's first :data:`WARMUP_STEPS`
+        steps left out, when the epoch used it), ``train_start_unix_s`` (when :meth:`epochs`
+        began the launch), ``time_unix_s`` and the metrics; writes each metric to TensorBoard
+        (:meth:`log`'s x-axis), with ``perf/world_size`` and ``perf/throughput_samples_per_s``;
+        touches the heartbeat. A metric that is NaN or infinite on any rank makes the line say
         ``"diverged": true`` (non-finite values written as null); :meth:`epochs` then stops
         without saving, and the trial ends there.
 
         Args:
             epoch: the epoch just trained, 1-based: the one after the last reported.
-            metrics: numbers or 0-d tensors; must include :attr:`metric` (``val_accuracy``,
-                a fraction in [0, 1]); other names are free (units in the name: ``_s``).
+            metrics: numbers or 0-d tensors; must include :attr:`metric` (the experiment's
+                ``metric``, ``val_accuracy`` by default); other names are free (units in the
+                name: ``_s``).
 
         Raises:
             ConfigError: ``epoch`` out of order or beyond ``until_epoch``; :attr:`metric`
@@ -476,7 +623,8 @@ class Trial:
                               "(this launch trains no further)")
         if self.metric not in metrics:
             raise ConfigError(f"report({self.metric}=...)", "missing",
-                              f"the metric {self.metric!r} in every report")
+                              f"the experiment's metric {self.metric!r} in every report (this one "
+                              f"reports {', '.join(sorted(metrics)) or 'nothing'})")
         values = {}
         for name, value in metrics.items():
             if name in RESERVED_KEYS:
@@ -492,10 +640,15 @@ class Trial:
         line: dict[str, Any] = {
             "trial_id": self.trial_id, "epoch": epoch, "step": self._step,
             "samples_seen": self._step * self.global_batch, "world_size": self.world_size,
-            "global_batch": self.global_batch, "epoch_time_s": time.perf_counter() - self._epoch_start_s,
+            "global_batch": self.global_batch, "micro_batch": self.micro_batch,
+            "accum_steps": self.accum_steps,
+            "epoch_time_s": time.perf_counter() - self._epoch_start_s - self._untimed_s,
         }
         if self._throughput is not None:
             line["throughput_samples_per_s"] = self._throughput
+        if self._probe_steps_per_epoch is not None:
+            line["probe_steps_per_epoch"] = self._probe_steps_per_epoch
+            line["probe_train_s"] = self._probe_train_s
         line["train_start_unix_s"] = self._train_start_unix_s
         line["time_unix_s"] = time.time()
         if diverged:
@@ -508,6 +661,35 @@ class Trial:
             self._tensorboard(epoch, values)
             self.heartbeat()
 
+    def log(self, **scalars: float | torch.Tensor) -> None:
+        """Write ``scalars`` to TensorBoard only (rank 0; no other rank need call it), such as
+        each step's loss and learning rate. The x-axis, shared with :meth:`report`'s
+        metrics, is the optimizer step: the step in progress inside a :meth:`train_batches`
+        loop (1-based), the steps trained so far outside it. Being counted at the fixed global
+        batch, it is the same at every ``W``, so a resized trial's curve goes on without a
+        repeated or backward step. A script that does not draw its batches from
+        :meth:`train_batches` counts no steps; its x-axis is the epoch. Nothing is written
+        without a ``tensorboard_dir``; values must be numbers or one-element tensors."""
+        if not self.is_main or not self.tensorboard_dir:
+            return
+        x = self._step + 1 if self._in_step else self._tensorboard_x(self._reported)
+        writer = self._tensorboard_writer()
+        for name, value in scalars.items():
+            writer.add_scalar(name, float(value), x)
+
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Leave the block's seconds out of the epoch's ``epoch_time_s``: the tuner reads it as
+        what training and validating one epoch costs, so put work that is not, such as a
+        test-set evaluation at the end of a launch, in here."""
+        synchronize(self.device)
+        start_s = time.perf_counter()
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self._untimed_s += time.perf_counter() - start_s
+
     def heartbeat(self) -> None:
         """Touch ``TRIAL_DIR/heartbeat`` (rank 0; the tuner takes a job whose heartbeat and
         metrics stay old past its hang timeout for hung). :meth:`train_batches` and
@@ -519,19 +701,31 @@ class Trial:
             (self.trial_dir / HEARTBEAT_FILE).write_text(f"{now:.3f}\n", encoding="utf-8")
         self._heartbeat_unix_s = now
 
-    def _tensorboard(self, epoch: int, values: Mapping[str, float]) -> None:
-        if not self.tensorboard_dir:
-            return
+    def _tensorboard_x(self, epoch: int) -> int:
+        """TensorBoard's x-axis: the optimizer steps trained, or ``epoch`` for a script that
+        counts none (one axis for every tag of a trial, so that ``purge_step`` works)."""
+        return self._step if self._step > 0 else epoch
+
+    def _tensorboard_writer(self) -> Any:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            # Events at epochs past the checkpoint's belong to a launch that was killed: purged.
-            self._writer = SummaryWriter(log_dir=self.tensorboard_dir, purge_step=self.start_epoch + 1)
+            # Events past the checkpoint's step (or epoch) belong to a launch that was killed: purged.
+            purge = (self._loaded_step if self._loaded_step > 0 else self.start_epoch) + 1
+            self._writer = SummaryWriter(log_dir=self.tensorboard_dir, purge_step=purge)
+        return self._writer
+
+    def _tensorboard(self, epoch: int, values: Mapping[str, float]) -> None:
+        if not self.tensorboard_dir:
+            return
+        x, writer = self._tensorboard_x(epoch), self._tensorboard_writer()
         for name, value in values.items():
             if math.isfinite(value):
-                self._writer.add_scalar(name, value, epoch)
-        self._writer.add_scalar("world_size", self.world_size, epoch)
-        self._writer.flush()
+                writer.add_scalar(name, value, x)
+        writer.add_scalar("perf/world_size", self.world_size, x)
+        if self._throughput is not None:
+            writer.add_scalar("perf/throughput_samples_per_s", self._throughput, x)
+        writer.flush()
 
     # --- the end -----------------------------------------------------------------------------------
 
@@ -545,6 +739,9 @@ class Trial:
         if self._sample_log is not None:
             self._sample_log.close()
             self._sample_log = None
+        if self._lr_hook is not None:
+            self._lr_hook.remove()
+            self._lr_hook = None
         if dist.is_available() and dist.is_initialized():
             if clean:
                 dist.barrier()
@@ -557,36 +754,33 @@ class Trial:
         self.finish(clean=exc_type is None)
 
     def _record(self, epoch: int, step_in_epoch: int, indices: torch.Tensor) -> None:
-        """``SEER_RECORD_SAMPLES=PATH``: each rank appends one line per step to ``PATH.rank<r>``
-        (the built-in worker's format, less ``lr``), for the contract tests."""
-        path = os.environ.get("SEER_RECORD_SAMPLES")
-        if not path:
-            return
+        """``SEER_RECORD_SAMPLES=PATH`` (:data:`RECORD_SAMPLES_ENV`): after each step, each rank
+        appends one line to ``PATH.rank<r>``: ``epoch``, ``step_in_epoch``, ``step`` (1-based),
+        ``rank``, ``local_rank``, ``world_size``, ``micro_batch``, ``accum_steps``, ``lr`` (the
+        first parameter group's learning rate when the step's first ``optimizer.step()`` ran,
+        or null when none ran) and ``indices`` (the training-set indices this rank trained)."""
         if self._sample_log is None:
-            self._sample_log = open(f"{path}.rank{self.rank}", "a", encoding="utf-8")  # noqa: SIM115
+            self._sample_log = open(f"{self._record_path}.rank{self.rank}", "a", encoding="utf-8")  # noqa: SIM115
         self._sample_log.write(json.dumps({
             "epoch": epoch, "step_in_epoch": step_in_epoch, "step": self._step + 1, "rank": self.rank,
             "local_rank": self.local_rank, "world_size": self.world_size, "micro_batch": self.micro_batch,
-            "accum_steps": self.accum_steps, "indices": indices.tolist()}) + "\n")
+            "accum_steps": self.accum_steps, "lr": self._step_lr, "indices": indices.tolist()}) + "\n")
         self._sample_log.flush()
 
+    def _record_state(self, checkpoint: Callable[[], Mapping[str, Any]] | None, epoch: int) -> None:
+        """``SEER_RECORD_STATES=PATH`` (:data:`RECORD_STATES_ENV`): ``checkpoint()`` (on every
+        rank: it may run collectives) written by rank 0 to ``PATH.epoch<epoch>.pt``."""
+        path = os.environ.get(RECORD_STATES_ENV)
+        if not path or checkpoint is None:
+            return
+        state = dict(checkpoint())
+        if self.is_main:
+            torch.save(state, f"{path}.epoch{epoch}.pt")
 
-def _read_trial_checkpoint(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """``(checkpoint, "")``, or ``(None, why)`` for a file that does not load or is not whole."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)  # never weights_only=False
-    except Exception as error:  # a truncated zip, garbage bytes, a pickle weights_only refuses, ...
-        first = (str(error).strip().splitlines() or [""])[0][:200]
-        return None, f"it does not load: {type(error).__name__}: {first}"
-    if not isinstance(saved, dict) or saved.get("format") != TRIAL_CHECKPOINT_FORMAT:
-        return None, f"it is not a trial checkpoint (format {TRIAL_CHECKPOINT_FORMAT!r})"
-    counters = [saved.get(k) for k in ("epoch", "step", "global_batch")]
-    if (not all(isinstance(v, int) and not isinstance(v, bool) for v in counters)
-            or counters[0] < 1 or counters[1] < 0):
-        return None, f"inconsistent counters: epoch, step, global_batch = {counters}"
-    if not isinstance(saved.get("state"), dict):
-        return None, "its state is not a dictionary"
-    return saved, ""
+    def _capture_lr(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """A global optimizer pre-step hook while recording: the step's learning rate."""
+        if self._in_step and self._step_lr is None:
+            self._step_lr = float(optimizer.param_groups[0]["lr"])
 
 
 def _check_plain(value: Any, where: str) -> None:

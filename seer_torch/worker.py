@@ -6,7 +6,9 @@
     torchrun ... -m seer_torch.worker --trial-dir DIR --profile-steps 20 --profile-out FILE
     python -m seer_torch.worker --trial-dir DIR --write-default-config
 
-The worker talks to the executor only through files in the trial directory ``DIR``:
+Without ``--trial-dir`` and ``--until-epoch`` it reads ``SEER_TRIAL_DIR`` and
+``SEER_UNTIL_EPOCH``, as any script the tuner launches (:mod:`seer_torch.trial`). The worker
+talks to the executor only through files in the trial directory ``DIR``:
 
 ``config.json`` (read)::
 
@@ -42,55 +44,49 @@ The worker talks to the executor only through files in the trial directory ``DIR
   ``max_epochs`` is the learning-rate schedule's horizon (the tuner writes its current target
   at every launch) and the furthest ``--until-epoch`` may go.
 
-``metrics.jsonl`` (appended by rank 0, one complete JSON object per line and epoch): ``epoch``
-(epochs completed, 1-based), ``step`` (optimizer steps completed in total), ``samples_seen``,
-``world_size``, ``accum_steps``, ``micro_batch``, ``global_batch``, ``lr`` (after the epoch's
-last step), ``train_loss`` (mean over the epoch's global batches), ``val_accuracy``,
-``val_samples``, ``epoch_time_s`` (training + validation), ``throughput_samples_per_s``
-(training samples per training second, the first :data:`WARMUP_STEPS` steps of a launch
-excluded), ``train_start_unix_s`` (when this launch began its first step), ``time_unix_s``,
-and on the launch's last epoch (on every epoch with ``test_every_epoch``) ``test_accuracy`` and
-``test_samples``. A diverged run (loss NaN
-or infinite) ends with one line ``{"epoch": <the epoch in progress>, "diverged": true,
-"train_loss": null, "val_accuracy": null, ...}``, saves no checkpoint and exits 0.
+Everything the tuner depends on goes through the public trial API, :mod:`seer_torch.trial`,
+as in a user's own script: reading ``config.json``, ``SEER_TRIAL_DIR`` and the target epoch,
+the process group, the batch plan and the W-independent data order
+(:meth:`~seer_torch.trial.Trial.train_batches`, :meth:`~seer_torch.trial.Trial.accumulate`),
+the checkpoint (:meth:`~seer_torch.trial.Trial.load`, :meth:`~seer_torch.trial.Trial.save`),
+sharded evaluation, the metrics line (:meth:`~seer_torch.trial.Trial.report`), the heartbeat
+and TensorBoard. What only this script does sits on top: the model and data registries
+(:mod:`seer_torch.models`, :func:`seer_torch.data.load_dataset`), SGD and the learning-rate
+schedule (:mod:`seer_torch.training.schedule`), and the profile probe
+(:mod:`seer_torch.training.probe`).
 
-``checkpoint.pt`` (rank 0, written at the end of the launch to a temporary file and moved in
-with ``os.replace``): ``model`` (unwrapped state dict, no ``module.`` / ``_orig_mod.``
-prefixes), ``optimizer``, ``scheduler``, ``lr_schedule`` (:meth:`LrSchedule.to_list`: the
-schedule's segments; a checkpoint without it ran one cosine to ``max_epochs``), ``epoch``,
-``step``, ``samples_seen``, ``rng``
-(torch CPU, CUDA of the saving device if any, Python ``random``), ``configuration``,
-``trial_id``, ``global_batch``. Nothing in it depends on ``W``. A launch that finds it resumes
-at ``epoch + 1`` (or exits 0 at once when ``--until-epoch`` is not beyond it) and first cuts
-``metrics.jsonl`` back to the lines of epochs ``<= epoch`` (lines of a crashed launch go).
+``metrics.jsonl`` (one line per epoch, written by :meth:`~seer_torch.trial.Trial.report`):
+the trial's keys (``trial_id``, ``epoch``, ``step``, ``samples_seen``, ``world_size``,
+``global_batch``, ``micro_batch``, ``accum_steps``, ``epoch_time_s`` = training + validation,
+``throughput_samples_per_s``, ``train_start_unix_s``, ``time_unix_s``) and this script's
+metrics: ``lr`` (after the epoch's last step), ``train_loss`` (mean over the epoch's global
+batches), ``val_accuracy``, ``val_loss`` (mean cross-entropy, nats), ``val_samples``, and on
+the launch's last epoch (on every epoch with ``test_every_epoch``; not counted in
+``epoch_time_s``) ``test_accuracy``, ``test_loss`` and ``test_samples``. A diverged run (loss
+NaN or infinite) stops at once and ends with one line ``{"epoch": <the epoch in progress>,
+"step": <the steps before the one that diverged>, "diverged": true, "train_loss": null,
+"val_accuracy": null, ...}``, saves no checkpoint and exits 0. TensorBoard (x-axis: the
+optimizer step): ``train/loss`` and ``train/lr`` at every step, the metrics above at every
+epoch, ``perf/world_size`` and ``perf/throughput_samples_per_s``.
 
-``checkpoint.json`` (rank 0, atomically): ``{"epoch": E, "step": S}`` of the checkpoint a
-relaunch resumes from; written right after each checkpoint is moved into place, and at the
-start of every launch from the checkpoint it loaded (``0, 0`` without one). A metrics line is
-progress only once this file reaches its epoch: the checkpoint is written at the end of a
-launch, so while a job runs (and after a job killed or stopped before its save) the lines past
-``E`` are not durable, and the executor counts a trial's epochs, accuracies and rungs up to
-``E`` only (:func:`seer_torch.runfiles.read_durable_metrics`). A launch first removes the
-temporary files a killed writer left (``.checkpoint.pt.*.tmp``, ``checkpoint.prev.pt.*.tmp``).
-
-``checkpoint.prev.pt``: the checkpoint before the current one (each save first moves the one
-it resumed from there, by a hard link and ``os.replace``, so ``checkpoint.pt`` never goes
-missing). A ``checkpoint.pt`` that does not load with ``weights_only=True`` (truncated,
-corrupt) or is not whole (missing keys, counters that disagree) is passed over for this one,
-with a line on stderr; metrics and TensorBoard are cut back to the epoch and step of the
-checkpoint actually loaded and the epochs after it are trained again. If neither is usable
-the launch fails with :class:`~seer_torch.errors.CheckpointError` naming both files.
+The checkpoint is the trial's (:mod:`seer_torch.trial_checkpoint`: ``checkpoint.pt`` written
+atomically by rank 0 at the end of the launch, the previous one kept as ``checkpoint.prev.pt``
+and used when the current one is damaged, ``checkpoint.json`` saying which epoch is durable);
+its ``state`` here is ``model`` (unwrapped state dict), ``optimizer``, ``scheduler`` and
+``lr_schedule`` (:meth:`LrSchedule.to_list`), checked at a relaunch by
+:func:`~seer_torch.training.trainer.state_problem`. Nothing in it depends on ``W``. A launch
+that finds it resumes at ``epoch + 1`` (or exits 0 at once when ``--until-epoch`` is not
+beyond it) and first cuts ``metrics.jsonl`` back to the lines of epochs ``<= epoch``.
 
 Invariants (see docs/design.md, "Training invariants"): ``W * micro_batch * accum_steps ==
 global_batch``; one permutation of the training set per ``(seed, epoch)``
 (:func:`seer_torch.data.epoch_permutation`); rank ``r`` trains on the ``r``-th contiguous
 slice of each global batch, in ``accum_steps`` micro-batches
-(:func:`seer_torch.data.rank_train_batch`: the data order lives in :mod:`seer_torch.data`),
-gradients synchronised once per optimizer step (DDP ``no_sync`` on the others); the loss is the
-micro-batch mean divided by ``accum_steps`` and DDP averages over ranks; validation and test
-are sharded so every sample counts once at every ``W``. Dropout draws from torch's global RNG,
-re-seeded from ``(seed, epoch, rank)`` at every epoch so a resumed run repeats an
-uninterrupted one at the same ``W``.
+(:func:`seer_torch.data.rank_train_batch`), gradients synchronised once per optimizer step
+(DDP ``no_sync`` on the others); the loss is the micro-batch mean divided by ``accum_steps``
+and DDP averages over ranks; validation and test are sharded so every sample counts once at
+every ``W``. Dropout draws from torch's global RNG, which the trial re-seeds from ``(seed,
+epoch, rank)`` at every epoch so a resumed run repeats an uninterrupted one at the same ``W``.
 BatchNorm normalises over each micro-batch, so its statistics (not the data order or the
 schedule) depend on the micro-batch size; running statistics come from rank 0.
 
@@ -105,17 +101,8 @@ micro-batch statistics). What the crashed launch wrote past the checkpoint is dr
 ``metrics.jsonl`` is cut back and TensorBoard events at steps past the checkpoint's are purged
 (``purge_step``). There is no mid-epoch resume.
 
-Debugging hooks (environment variables, off by default; the contract tests use them):
-
-- ``SEER_RECORD_SAMPLES=PATH``: every rank appends one JSON line per optimizer step to
-  ``PATH.rank<global rank>``: ``epoch``, ``step_in_epoch``, ``step``, ``rank``, ``local_rank``,
-  ``world_size``, ``micro_batch``, ``accum_steps``, ``lr`` (used by the step) and ``indices``
-  (the training-set indices this rank trained on, in order).
-- ``SEER_DEBUG_STEP_DELAY_S=SECONDS``: sleep that long after every optimizer step (lets a test
-  kill a job mid-epoch).
-- ``SEER_DEBUG_SAVE_DELAY_S=SECONDS``: hold every checkpoint write that long after the bytes are
-  in the temporary file and before it is moved into place (lets a test kill everything while a
-  checkpoint is half-written).
+The debugging hooks the tests use (``SEER_RECORD_SAMPLES``, ``SEER_DEBUG_STEP_DELAY_S``,
+``SEER_DEBUG_SAVE_DELAY_S``) are the trial API's (:mod:`seer_torch.trial`).
 
 Launch cost: at ``W = 1`` there is no process group and no DDP wrapper, so the worker also runs
 without torchrun (``python -m seer_torch.worker ...``, about 3.5 s sooner on a small machine);
@@ -123,42 +110,25 @@ digits is read without importing scikit-learn; and a successful run ends with ``
 after everything is written and torn down, skipping 1-2 s of interpreter teardown.
 
 This module (the entry point and the epoch loop, :func:`train`) and its parts in
-:mod:`seer_torch.training` (the configuration, the schedule, the checkpoint, the trainer, the
-profile probe) import nothing from seer_torch except :mod:`seer_torch.errors`,
-:mod:`seer_torch.data`, :mod:`seer_torch.models` and :mod:`seer_torch.runfiles`.
+:mod:`seer_torch.training` import nothing from seer_torch except the trial API,
+:mod:`seer_torch.errors`, :mod:`seer_torch.data`, :mod:`seer_torch.models` and
+:mod:`seer_torch.runfiles`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
-import time
-from dataclasses import dataclass
-from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from seer_torch.data import epoch_permutation, plan_batch
+from seer_torch import trial
 from seer_torch.errors import ConfigError
-from seer_torch.runfiles import remove_worker_temporaries, write_durable_epoch
 
 # The worker's parts, re-exported: tests, scripts and launch/run_trial.sh import them from here.
-from seer_torch.training.checkpoint import (  # noqa: F401
-    CHECKPOINT_FILE,
-    CHECKPOINT_FORMAT,
-    PREVIOUS_CHECKPOINT_FILE,
-    checkpoint_problem,
-    load_checkpoint,
-    previous_checkpoint_path,
-    resume_checkpoint,
-    save_checkpoint,
-    truncate_metrics,
-)
 from seer_torch.training.config import (  # noqa: F401
     CONFIG_FILE,
     DEFAULT_CONFIG,
@@ -166,246 +136,66 @@ from seer_torch.training.config import (  # noqa: F401
     write_default_config,
 )
 from seer_torch.training.config import TRAINING_HPARAMS as _TRAINING_HPARAMS  # noqa: F401
-from seer_torch.training.probe import PROFILE_WINDOWS, profile  # noqa: F401
+from seer_torch.training.probe import PROFILE_WINDOWS, profile
 from seer_torch.training.schedule import LrSchedule, cosine_lr_factor, cosine_schedule  # noqa: F401
-from seer_torch.training.trainer import (  # noqa: F401
-    WARMUP_STEPS,
-    DistEnv,
-    Trainer,
-    build_trainer,
-    seed_epoch,
-    synchronize,
+from seer_torch.training.trainer import WARMUP_STEPS, Trainer, build_trainer, state_problem  # noqa: F401
+from seer_torch.trial import Trial
+from seer_torch.trial_checkpoint import (  # noqa: F401
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    PREVIOUS_CHECKPOINT_FILE,
+    checkpoint_problem,
+    resume_checkpoint,
+    save_checkpoint,
+    truncate_metrics,
 )
-from seer_torch.training.trainer import init_process_group as _init_process_group
 
-METRICS_FILE = "metrics.jsonl"
-HEARTBEAT_FILE = "heartbeat"  # rank 0 rewrites it at least every HEARTBEAT_S while training
-HEARTBEAT_S = 10.0
+__all__ = ["main", "train", "PROFILE_WINDOWS", "WARMUP_STEPS"]
 
 
-@dataclass
-class _Launch:
-    """What one training launch writes to and the times it keeps.
-
-    Attributes:
-        trial_dir: the trial directory.
-        metrics_path: its ``metrics.jsonl``.
-        writer: TensorBoard's ``SummaryWriter`` (rank 0 with a ``tensorboard_dir``), or ``None``.
-        step_delay_s: ``SEER_DEBUG_STEP_DELAY_S``, seconds slept after every optimizer step.
-        train_start_unix_s: when the launch began its first step (Unix seconds).
-        heartbeat_unix_s: when rank 0 last touched the heartbeat file (Unix seconds).
-    """
-
-    trial_dir: str
-    metrics_path: str
-    writer: Any
-    step_delay_s: float
-    train_start_unix_s: float = 0.0
-    heartbeat_unix_s: float = 0.0
-
-
-def train(trial_dir: str, until_epoch: int, config: TrialConfig, env: DistEnv) -> None:
-    """Train from the checkpoint (if any) through epoch ``until_epoch``; see the module docstring.
+def train(t: Trial, config: TrialConfig) -> None:
+    """Train from the checkpoint (if any) through ``t.until_epoch``; see the module docstring.
 
     Raises:
-        ConfigError: ``until_epoch`` beyond ``max_epochs``, or a batch plan this ``W`` cannot make.
-        CheckpointError: neither the checkpoint nor the previous one is usable.
+        CheckpointError: neither the checkpoint nor the previous one is usable, or the
+            checkpoint does not fit this dataset.
+        ConfigError: the checkpoint was trained with another global batch.
     """
-    if until_epoch > config.max_epochs:
-        raise ConfigError("--until-epoch", until_epoch, f"an epoch <= max_epochs={config.max_epochs}")
-    checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE)
-    # A corrupt or truncated checkpoint.pt falls back to checkpoint.prev.pt; metrics and
-    # TensorBoard are cut back to the checkpoint actually loaded (start_epoch, trainer.step).
-    checkpoint, resumed_from = resume_checkpoint(checkpoint_path, env.device, log=env.is_main)
-    start_epoch = _start_launch(trial_dir, checkpoint, env)
-    if until_epoch <= start_epoch:
+    state = t.load(check=state_problem)
+    if t.start_epoch >= t.until_epoch:
+        for _ in t.epochs():  # nothing to train: the launch's bookkeeping only (no epoch comes)
+            raise AssertionError("an epoch past the target")
         return
-    plan_batch(config.global_batch, env.world_size, config.micro_batch_max)  # fail before any set-up
-    _init_process_group(env)
-    trainer = build_trainer(config, env, checkpoint)
-    del checkpoint
-    launch = _open_launch(trial_dir, trainer, start_epoch)
-    try:
-        trainer.model.train()
-        launch.train_start_unix_s = time.time()
-        launch.heartbeat_unix_s = _heartbeat(trial_dir) if env.is_main else 0.0
-        for epoch in range(start_epoch + 1, until_epoch + 1):
-            first, last = epoch == start_epoch + 1, epoch == until_epoch
-            if not _train_epoch(trainer, launch, epoch, first=first, last=last):
-                return  # diverged: no checkpoint
-        if env.is_main:
-            # Keep the checkpoint resumed from as the previous one, unless it is already the
-            # previous one (the current one was unusable and must not become the fallback).
-            save_checkpoint(checkpoint_path, trainer.state_dict(),
-                            rotate=resumed_from != previous_checkpoint_path(checkpoint_path))
-    finally:
-        if launch.writer is not None:
-            launch.writer.close()
-        if trainer.sample_log is not None:
-            trainer.sample_log.close()
+    trainer = build_trainer(t, config, state)
+    del state
+    trainer.model.train()
+    for epoch in t.epochs(checkpoint=trainer.state):
+        _train_epoch(trainer, epoch, last=epoch == t.until_epoch)
 
 
-def _start_launch(trial_dir: str, checkpoint: dict[str, Any] | None, env: DistEnv) -> int:
-    """Rank 0 clears what a killed writer left and says which checkpoint this launch resumes
-    from; returns its epoch (0 without one)."""
-    start_epoch = int(checkpoint["epoch"]) if checkpoint is not None else 0
-    if env.is_main:
-        # What a killed writer left goes; checkpoint.json names the checkpoint this launch
-        # resumes from (a writer killed between its checkpoint and checkpoint.json, or a
-        # checkpoint.pt passed over for checkpoint.prev.pt, left it saying something else).
-        remove_worker_temporaries(trial_dir)
-        write_durable_epoch(trial_dir, start_epoch, int(checkpoint["step"]) if checkpoint is not None else 0)
-    return start_epoch
-
-
-def _open_launch(trial_dir: str, trainer: Trainer, start_epoch: int) -> _Launch:
-    """Rank 0 cuts ``metrics.jsonl`` back to ``start_epoch`` and opens TensorBoard, purging the
-    steps past the checkpoint's; every rank opens its ``SEER_RECORD_SAMPLES`` log."""
-    config, env = trainer.config, trainer.env
-    metrics_path = os.path.join(trial_dir, METRICS_FILE)
-    writer = None
-    if env.is_main:
-        truncate_metrics(metrics_path, start_epoch)
-        if config.tensorboard_dir:
-            from torch.utils.tensorboard import SummaryWriter
-
-            # Everything at steps > the checkpoint's step belongs to a crashed launch: purge it.
-            writer = SummaryWriter(log_dir=config.tensorboard_dir, purge_step=trainer.step + 1)
-    record_path = os.environ.get("SEER_RECORD_SAMPLES")
-    if record_path:
-        trainer.sample_log = open(f"{record_path}.rank{env.rank}", "a", encoding="utf-8")
-    step_delay_s = float(os.environ.get("SEER_DEBUG_STEP_DELAY_S") or 0.0)
-    return _Launch(trial_dir, metrics_path, writer, step_delay_s)
-
-
-def _train_epoch(trainer: Trainer, launch: _Launch, epoch: int, *, first: bool, last: bool) -> bool:
-    """Train epoch ``epoch``, validate, and (rank 0) write its metrics line and TensorBoard
-    scalars; test too when ``last`` (or with ``test_every_epoch``). ``first``: the launch's
-    first epoch, whose first :data:`WARMUP_STEPS` steps are left out of the throughput.
-    Returns ``False`` when the loss diverged (its line is written, the launch ends)."""
-    config, env, plan = trainer.config, trainer.env, trainer.plan
-    seed_epoch(config, env, epoch)
-    permutation = epoch_permutation(config.seed, epoch, trainer.splits.num_train)
-    synchronize(env.device)
-    epoch_start = time.perf_counter()
-    steps = _train_steps(trainer, launch, epoch, permutation, epoch_start, first=first)
-    if steps is None:
-        return False
-    loss_sum, measure_start, measured_steps = steps
-    synchronize(env.device)
-    train_end = time.perf_counter()
-    val_accuracy, val_samples = trainer.evaluate(trainer.splits.val_x, trainer.splits.val_y)
-    synchronize(env.device)
-    epoch_time_s = time.perf_counter() - epoch_start
-    trainer.epoch = epoch
-    throughput = measured_steps * plan.global_batch / max(train_end - measure_start, 1e-9)
-    line: dict[str, Any] = {
-        "trial_id": config.trial_id,
-        "epoch": epoch,
-        "step": trainer.step,
-        "samples_seen": trainer.samples_seen,
-        "world_size": env.world_size,
-        "accum_steps": plan.accum_steps,
-        "micro_batch": plan.micro_batch,
-        "global_batch": plan.global_batch,
-        "lr": trainer.lr(),
-        "train_loss": loss_sum / trainer.steps_per_epoch,
-        "val_accuracy": val_accuracy,
-        "val_samples": val_samples,
-        "epoch_time_s": epoch_time_s,
-        "throughput_samples_per_s": throughput,
-        "train_start_unix_s": launch.train_start_unix_s,
-    }
-    if last or config.test_every_epoch:
-        splits = trainer.splits
-        line["test_accuracy"], line["test_samples"] = trainer.evaluate(splits.test_x, splits.test_y)
-    line["time_unix_s"] = time.time()
-    if env.is_main:
-        _write_epoch(launch, line, trainer)
-    return True
-
-
-def _train_steps(trainer: Trainer, launch: _Launch, epoch: int, permutation: torch.Tensor,
-                 epoch_start: float, *, first: bool) -> tuple[float, float, int] | None:
-    """The optimizer steps of one epoch, with the heartbeat and the per-step TensorBoard
-    scalars. Returns ``(sum of the global-batch losses, when the timed steps began, timed
-    steps)``, or ``None`` when the loss diverged (rank 0 has written the diverged line)."""
-    env = trainer.env
-    measure_start, measured_steps = epoch_start, 0
-    loss_sum = 0.0
-    for step_in_epoch in range(trainer.steps_per_epoch):
-        if first and step_in_epoch == WARMUP_STEPS:  # the launch's first steps are warm-up
-            synchronize(env.device)
-            measure_start, measured_steps = time.perf_counter(), 0
-        loss = float(trainer.train_step(epoch, step_in_epoch, permutation).item())
-        measured_steps += 1
-        if env.is_main and time.time() - launch.heartbeat_unix_s > HEARTBEAT_S:
-            launch.heartbeat_unix_s = _heartbeat(launch.trial_dir)
-        if launch.step_delay_s > 0:
-            time.sleep(launch.step_delay_s)
-        if not math.isfinite(loss):
-            if env.is_main:
-                _append_line(launch.metrics_path, _diverged_line(trainer, epoch, env, loss))
-                if launch.writer is not None:
-                    launch.writer.flush()
-            return None
+def _train_epoch(trainer: Trainer, epoch: int, *, last: bool) -> None:
+    """Train epoch ``epoch``, validate, and report its metrics (test too when ``last`` or with
+    ``test_every_epoch``, outside the epoch's time). A loss that is not finite stops the epoch
+    at once and reports it diverged (the trial then ends the launch, unsaved)."""
+    t, splits = trainer.t, trainer.splits
+    loss_sum, steps = 0.0, 0
+    for step_in_epoch, micro_batches in enumerate(t.train_batches(splits.num_train, epoch)):
+        loss = float(trainer.train_step(epoch, step_in_epoch, micro_batches).item())
+        if not math.isfinite(loss):  # not validated: the metrics are written as null
+            unvalidated = {"val_accuracy": math.nan, t.metric: math.nan}
+            t.report(epoch, lr=trainer.lr(), train_loss=loss, **unvalidated)
+            return
         loss_sum += loss
-        if launch.writer is not None:
-            launch.writer.add_scalar("train/loss", loss, trainer.step)
-            launch.writer.add_scalar("train/lr", trainer.lr(), trainer.step)
-    return loss_sum, measure_start, measured_steps
-
-
-def _write_epoch(launch: _Launch, line: dict[str, Any], trainer: Trainer) -> None:
-    """Rank 0: append the epoch's metrics line and write its TensorBoard scalars."""
-    _append_line(launch.metrics_path, line)
-    writer = launch.writer
-    if writer is not None:
-        writer.add_scalar("val/accuracy", line["val_accuracy"], trainer.step)
-        writer.add_scalar("train/epoch_loss", line["train_loss"], trainer.step)
-        writer.add_scalar("perf/throughput_samples_per_s", line["throughput_samples_per_s"], trainer.step)
-        writer.add_scalar("perf/world_size", trainer.env.world_size, trainer.step)
-        if "test_accuracy" in line:
-            writer.add_scalar("test/accuracy", line["test_accuracy"], trainer.step)
-        writer.flush()
-
-
-def _append_line(path: str, record_: dict[str, Any]) -> None:
-    """Append one complete JSON line in one write call (no fsync)."""
-    line = json.dumps(record_, allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as file:
-        file.write(line)
-        file.flush()
-
-
-def _heartbeat(trial_dir: str) -> float:
-    """Touch ``TRIAL_DIR/heartbeat`` (the executor's hang detection reads its time); returns now."""
-    now = time.time()
-    try:
-        with open(os.path.join(trial_dir, HEARTBEAT_FILE), "w", encoding="utf-8") as f:
-            f.write(f"{now:.3f}\n")
-    except OSError:
-        pass
-    return now
-
-
-def _diverged_line(trainer: Trainer, epoch: int, env: DistEnv, loss: float) -> dict[str, Any]:
-    return {
-        "trial_id": trainer.config.trial_id,
-        "epoch": epoch,
-        "step": trainer.step,
-        "samples_seen": trainer.samples_seen,
-        "world_size": env.world_size,
-        "accum_steps": trainer.plan.accum_steps,
-        "micro_batch": trainer.plan.micro_batch,
-        "global_batch": trainer.plan.global_batch,
-        "lr": trainer.lr(),
-        "diverged": True,
-        "train_loss": None,
-        "val_accuracy": None,
-        "diverged_loss": repr(loss),
-        "time_unix_s": time.time(),
-    }
+        steps += 1
+        t.log(**{"train/loss": loss, "train/lr": trainer.lr()})
+    val_accuracy, val_loss = trainer.evaluate(splits.val_x, splits.val_y)
+    metrics = {"lr": trainer.lr(), "train_loss": loss_sum / steps, "val_accuracy": val_accuracy,
+               "val_loss": val_loss, "val_samples": int(splits.val_y.shape[0])}
+    if last or trainer.config.test_every_epoch:
+        with t.untimed():
+            metrics["test_accuracy"], metrics["test_loss"] = trainer.evaluate(splits.test_x, splits.test_y)
+        metrics["test_samples"] = int(splits.test_y.shape[0])
+    t.report(epoch, **metrics)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -413,9 +203,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m seer_torch.worker",
         description="Train one trial (run under torchrun). Resumes from DIR/checkpoint.pt when present.",
     )
-    parser.add_argument("--trial-dir", required=True, help="the trial directory holding config.json")
+    parser.add_argument("--trial-dir", help="the trial directory holding config.json (default: "
+                        f"${trial.TRIAL_DIR_ENV}, as for any script the tuner launches)")
     parser.add_argument("--until-epoch", type=int,
-                        help="train through this epoch (1-based), checkpoint, exit")
+                        help="train through this epoch (1-based), checkpoint, exit (default: "
+                             f"${trial.UNTIL_EPOCH_ENV}, else the config's max_epochs)")
     parser.add_argument("--profile-steps", type=int,
                         help="profile instead of training: time this many optimizer steps after the warm-up "
                              "(--until-epoch is then ignored)")
@@ -424,38 +216,32 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--write-default-config", action="store_true",
                         help="write a default digits config.json into the trial directory if none exists, "
                              "then exit")
-    args = parser.parse_args(argv)
-    if not args.write_default_config and args.profile_steps is None and args.until_epoch is None:
-        parser.error("one of --until-epoch, --profile-steps or --write-default-config is required")
-    return args
+    return parser.parse_args(argv)
 
 
 @record
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 also after a divergence or an early exit)."""
     args = _parse_args(argv)
-    trial_dir = os.path.abspath(args.trial_dir)
+    trial_dir = args.trial_dir or os.environ.get(trial.TRIAL_DIR_ENV)
+    if not trial_dir:
+        raise ConfigError("--trial-dir", None,
+                          f"the trial folder holding config.json (or ${trial.TRIAL_DIR_ENV})")
+    trial_dir = os.path.abspath(trial_dir)
     if args.write_default_config:
         write_default_config(trial_dir)
         return 0
     torch.set_num_threads(1)  # one thread per worker: a CPU slot is one process, one thread
-    env = DistEnv.from_environ()
     config = TrialConfig.load(trial_dir)
-    finished = False
-    try:
-        if args.profile_steps is not None:
-            out = args.profile_out or os.path.join(trial_dir, f"profile_w{env.world_size}.json")
-            profile(args.profile_steps, out, config, env)
-        else:
-            if args.until_epoch < 1:
-                raise ConfigError("--until-epoch", args.until_epoch, "an integer >= 1")
-            train(trial_dir, args.until_epoch, config, env)
-        finished = True
-    finally:
-        if dist.is_initialized():
-            if finished:  # on an error the other ranks may never arrive; torchrun stops them
-                dist.barrier()
-            dist.destroy_process_group()
+    if args.profile_steps is not None:
+        with trial.init(trial_dir, 1, cpu_threads=None) as t:  # the probe trains no epochs of its own
+            out = args.profile_out or os.path.join(trial_dir, f"profile_w{t.world_size}.json")
+            profile(t, config, args.profile_steps, out)
+        return 0
+    if args.until_epoch is not None and not 1 <= args.until_epoch <= config.max_epochs:
+        raise ConfigError("--until-epoch", args.until_epoch, f"an epoch in 1..max_epochs={config.max_epochs}")
+    with trial.init(trial_dir, args.until_epoch, cpu_threads=None) as t:
+        train(t, config)
     return 0
 
 

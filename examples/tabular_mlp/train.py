@@ -1,7 +1,8 @@
 """An MLP on scikit-learn's breast-cancer data (or wine), tuned by seer-torch: a user's own
 torchrun script on the public trial API, :mod:`seer_torch.trial`.
 
-    seer tune examples/tabular_mlp/experiment.toml
+    seer tune examples/tabular_mlp/experiment.toml            # ranked by val_accuracy, maximized
+    seer tune examples/tabular_mlp/experiment_min_loss.toml   # ranked by val_loss, minimized
 
 Hyperparameters (the trial's ``config``): ``lr``, AdamW's step size per optimizer step on the
 loss averaged over the global batch (so it does not change with the world size); ``weight_decay``,
@@ -9,6 +10,12 @@ AdamW's decoupled decay per step, as a fraction of ``lr``; ``width``, hidden uni
 ``depth``, hidden layers. The data ship with scikit-learn (nothing is downloaded); 20% of them,
 drawn with the trial's seed, are held out for validation; features are standardised with the
 training part's mean and standard deviation.
+
+Each epoch reports ``val_accuracy`` (the fraction of validation samples classified right),
+``val_loss`` (the mean cross-entropy over the validation samples, in nats) and ``train_loss``
+(the mean over the epoch's optimizer steps); both validation means count every sample exactly
+once at any world size (:meth:`~seer_torch.trial.Trial.evaluate_sharded`). The experiment's
+``metric`` names the one the tuner ranks by.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from seer_torch.backends.joblog import JobLog, read_job_log
 from seer_torch.clock import Clock
-from seer_torch.runfiles import read_durable_metrics
+from seer_torch.runfiles import read_durable_metrics, read_metrics
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,21 @@ class Backend(abc.ABC):
         (:func:`seer_torch.runfiles.read_durable_metrics`)."""
         return read_durable_metrics(spec.trial_dir)
 
+    def job_log(self, spec: JobSpec) -> JobLog:
+        """What ``spec``'s ended job wrote on stderr in its last launch (the failing rank's
+        traceback, its exception and the signal that ended it; the launcher's own report left
+        out), for the message of a failed trial. Default: parsed from
+        ``spec.trial_dir/stderr.log`` (:func:`seer_torch.backends.joblog.read_job_log`; an empty
+        :class:`JobLog` without the file)."""
+        return read_job_log(spec.trial_dir)
+
+    def reported_epoch(self, spec: JobSpec) -> int:
+        """The last epoch the trial's ``metrics.jsonl`` holds, durable or not (0 without any): a
+        job that reported epochs past its durable checkpoint saved none for them. Default: read
+        from ``spec.trial_dir``."""
+        rows = read_metrics(Path(spec.trial_dir) / "metrics.jsonl")
+        return max((int(r.get("epoch", 0)) for r in rows), default=0)
+
     def kill_leftover(self, trial_dir: Path) -> dict[str, Any] | None:
         """Stop a job a dead tuner left running in ``trial_dir`` (``seer resume``). Returns
         ``{"launch_unix_s", "end_unix_s", "world_size", "until_epoch", "alive"}`` (the times
@@ -166,7 +182,9 @@ class Backend(abc.ABC):
 
 def job_error_text(res: JobResult) -> str:
     """One line saying why a job failed: the worker's own error from torchrun's error file
-    (``TRIAL_DIR/error.json``) when there is one, else the exit code and where the log is."""
+    (``TRIAL_DIR/error.json``, written by a worker decorated with torchrun's ``record``) when
+    there is one, else the exception the failing rank printed on stderr
+    (:func:`~seer_torch.backends.joblog.read_job_log`), else the exit code and where the log is."""
     trial_dir = res.spec.trial_dir
     err = trial_dir / "error.json"
     if res.stopped:
@@ -182,4 +200,10 @@ def job_error_text(res: JobResult) -> str:
             return lines[-1][:500]
     except (OSError, ValueError, AttributeError):
         pass
+    log = read_job_log(trial_dir)
+    if log.exception:
+        return log.exception
+    if log.signal:
+        oom = " (out of memory? the kernel's OOM killer sends it)" if log.signal == "SIGKILL" else ""
+        return f"rank {log.rank} was ended by {log.signal}{oom}; see {trial_dir / 'stderr.log'}"
     return f"torchrun exited with {res.returncode}; see {trial_dir / 'stderr.log'}"

@@ -9,11 +9,14 @@ carries ``SEER_TRIAL_DIR=DIR`` and ``SEER_UNTIL_EPOCH=E`` (:data:`TRIAL_DIR_ENV`
 :mod:`seer_torch.trial` reads.
 ``--standalone`` gives each job its own c10d rendezvous on a free local port, so jobs on one
 host never share a port. stdout and stderr are appended to ``DIR/stdout.log`` and
-``DIR/stderr.log``; torchrun copies the failing worker's error to ``DIR/error.json``
-(``TORCHELASTIC_ERROR_FILE``). Each job's environment carries a token of its own
-(:data:`JOB_TOKEN_ENV`): when the job ends, by itself or stopped, every process still carrying
-it (a descendant that started a session of its own) is ended too. ``read_metrics`` gives the
-lines of the epochs the trial's durable checkpoint holds (``DIR/checkpoint.json``).
+``DIR/stderr.log``, each launch after a :data:`~seer_torch.backends.joblog.LAUNCH_HEADER` line
+(``job_log``, the base class's, reads the last launch's stderr back when a job failed);
+torchrun copies the failing worker's error to ``DIR/error.json`` (``TORCHELASTIC_ERROR_FILE``),
+which each launch removes first, so that it is always this launch's. Each job's environment
+carries a token of its own (:data:`JOB_TOKEN_ENV`): when the job ends, by itself or stopped,
+every process still carrying it (a descendant that started a session of its own) is ended too.
+``read_metrics`` gives the lines of the epochs the trial's durable checkpoint holds
+(``DIR/checkpoint.json``).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.joblog import LAUNCH_HEADER
 from seer_torch.clock import Clock, RealClock
 from seer_torch.runfiles import atomic_write_json, read_durable_metrics
 
@@ -42,6 +47,9 @@ JOB_TOKEN_ENV = "SEER_JOB_TOKEN"
 #: The trial's folder (absolute) and the epoch to train through, in every job's environment.
 TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
 UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
+#: A script's profile probe (``JobSpec.profile_steps`` with a script): optimizer steps per epoch
+#: (:data:`seer_torch.trial.PROBE_STEPS_ENV`).
+PROBE_STEPS_ENV = "SEER_PROBE_STEPS"
 
 
 #: torchrun's log folder for a job, inside its trial folder (by default torchrun leaves one
@@ -128,8 +136,9 @@ class LocalJob:
 
 def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
     """The command line of one job, as an argv list (never a split string): torchrun running
-    ``spec.script`` with ``spec.script_args`` when the job has a script, else the built-in
-    worker (with ``--profile-steps`` for a profile probe, which a script cannot run)."""
+    ``spec.script`` with ``spec.script_args`` when the job has a script (a script's profile
+    probe is told by :func:`job_env`), else the built-in worker (with ``--profile-steps`` for a
+    profile probe)."""
     launcher = [
         python,
         "-m",
@@ -147,7 +156,6 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
         str(spec.trial_dir / TORCHRUN_LOG_DIR),
     ]
     if spec.script is not None:
-        assert spec.profile_steps is None, "a profile probe runs the built-in worker only"
         return [*launcher, str(spec.script), *spec.script_args]
     argv = [
         *launcher,
@@ -165,8 +173,12 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
 
 def job_env(spec: JobSpec) -> dict[str, str]:
     """What a job's environment tells its script (or the built-in worker): the trial's folder,
-    absolute, and the epoch to train through."""
-    return {TRIAL_DIR_ENV: str(Path(spec.trial_dir).resolve()), UNTIL_EPOCH_ENV: str(spec.until_epoch)}
+    absolute, and the epoch to train through; for a script's profile probe, also the optimizer
+    steps per epoch (:data:`PROBE_STEPS_ENV`)."""
+    env = {TRIAL_DIR_ENV: str(Path(spec.trial_dir).resolve()), UNTIL_EPOCH_ENV: str(spec.until_epoch)}
+    if spec.script is not None and spec.profile_steps is not None:
+        env[PROBE_STEPS_ENV] = str(spec.profile_steps)
+    return env
 
 
 class LocalBackend(Backend):
@@ -178,12 +190,16 @@ class LocalBackend(Backend):
 
     detects_hangs = True
 
-    def __init__(self, num_slots: int, clock: Clock | None = None, python: str = sys.executable) -> None:
+    def __init__(self, num_slots: int, clock: Clock | None = None, python: str = sys.executable,
+                 python_path: Sequence[str] = ()) -> None:
         if num_slots < 1:
             raise ValueError(f"num_slots: got {num_slots}; allowed: an integer >= 1")
         self.num_slots = num_slots
         self.clock = clock or RealClock()
         self.python = python
+        # Folders put first on every job's PYTHONPATH (the experiment's python_path: where its
+        # plug-in model or dataset module is, seer_torch.plugins).
+        self.python_path = tuple(python_path)
         # The longest a stop can hold its slots: SIGTERM, then SIGKILL after the grace, plus
         # reaping (the executor's money check bills running jobs this far ahead).
         self.max_stop_s = STOP_GRACE_S + 1.0
@@ -191,6 +207,9 @@ class LocalBackend(Backend):
 
     def launch(self, spec: JobSpec) -> LocalJob:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
+        # torchrun writes error.json only when a job fails with one: a previous launch's (a
+        # hung job's SignalException) must not be read as this launch's error.
+        (spec.trial_dir / "error.json").unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(
             OMP_NUM_THREADS="1",
@@ -199,13 +218,15 @@ class LocalBackend(Backend):
             TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
         )
         env.update(job_env(spec))
+        if self.python_path:
+            env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
         token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
         with (
             open(spec.trial_dir / "stdout.log", "ab") as out,
             open(spec.trial_dir / "stderr.log", "ab") as err,
         ):
             header = (
-                f"\n=== launch W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
+                f"\n{LAUNCH_HEADER}W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
             )
             out.write(header.encode())
             err.write(header.encode())

@@ -4,11 +4,12 @@ A job of a trial at world size ``W`` from epoch ``e0`` to ``e1`` takes ``overhea
 * epoch_time_s / s(W)`` simulated seconds, where ``overhead`` is ``startup_s`` for the trial's
 first job, ``relaunch_s`` for a later job at the same ``W`` and ``resize_s`` at a different
 ``W`` (the planner's own cost model, docs/design.md). What the job reports is what the real worker
-writes to ``metrics.jsonl`` (one line per epoch: ``epoch``, ``world_size``, ``val_accuracy``,
-``epoch_time_s``; ``test_accuracy`` on the job's last epoch), with ``val_accuracy =
-curve(configuration, epoch)`` or ``val_at(config_index, epoch)`` from a learning-curve table.
-A NaN accuracy means the trial diverged at that epoch: the job ends there with a ``diverged``
-line, as the worker does. Stopping a job keeps the epochs it completed.
+writes to ``metrics.jsonl`` (one line per epoch: ``epoch``, ``world_size``, the metric,
+``epoch_time_s``; the metric's test value on the job's last epoch), with the metric (named
+``metric``: ``val_accuracy`` unless told otherwise, a learning-curve table's own ``metric``)
+``= curve(configuration, epoch)`` or ``val_at(config_index, epoch)`` from a table. A NaN
+value means the trial diverged at that epoch: the job ends there with a ``diverged`` line, as
+the worker does. Stopping a job keeps the epochs it completed.
 
 Discrete events: :meth:`SimulatedBackend.next_event_s` says when the next running job ends, so
 the executor jumps the clock there instead of polling; nothing is written to disk (the
@@ -69,18 +70,21 @@ class SimulatedBackend(Backend):
         epoch_time_s: one epoch on one worker, seconds (default for every configuration).
         speedup: ``s(W)``, throughput(W) / throughput(1).
         startup_s: overhead of a trial's first job, seconds.
-        curve: validation accuracy of a configuration (dict) after ``epoch`` epochs; NaN
-            means the trial diverged at that epoch. Or give ``val_at`` instead.
+        curve: the metric of a configuration (dict) after ``epoch`` epochs; NaN means the
+            trial diverged at that epoch. Or give ``val_at`` instead.
         relaunch_s: overhead of a later job at the same ``W`` (default ``startup_s``).
         resize_s: overhead of a later job at a different ``W`` (default ``startup_s``).
-        val_at: ``(config_index, epoch) -> val_accuracy`` (a learning-curve table).
-        test_at: ``(config_index, epoch) -> test_accuracy`` (default: the validation value).
+        val_at: ``(config_index, epoch) -> value of the metric`` (a learning-curve table).
+        test_at: ``(config_index, epoch) -> its test value`` (default: the validation value),
+            written as ``test_accuracy`` for ``val_accuracy``, else as ``test_`` plus the
+            metric's name without its ``val_`` prefix (``test_loss`` for ``val_loss``).
         epoch_time_at: ``config_index -> seconds`` of one epoch on one worker (default
             ``epoch_time_s``).
         faults: fault injection: ``(trial_id, attempt) -> None`` or ``(kind, epochs, error)``
             where ``attempt`` counts the trial's jobs from 0, ``kind`` is ``"crash"`` (the job
             exits 1 with ``error`` after ``epochs`` of its epochs) or ``"hang"`` (it makes no
             progress after ``epochs`` epochs and never ends by itself).
+        metric: the name the jobs report the metric under (the experiment's ``metric``).
     """
 
     discrete_events = True
@@ -100,6 +104,7 @@ class SimulatedBackend(Backend):
         test_at: Callable[[int, int], float] | None = None,
         epoch_time_at: Callable[[int], float] | None = None,
         faults: Callable[[str, int], tuple[str, int, str] | None] | None = None,
+        metric: str = "val_accuracy",
     ) -> None:
         if curve is None and val_at is None:
             raise ValueError("SimulatedBackend needs curve or val_at")
@@ -115,6 +120,8 @@ class SimulatedBackend(Backend):
         self.test_at = test_at
         self.epoch_time_at = epoch_time_at
         self.faults = faults
+        self.metric = metric
+        self.test_key = "test_" + metric.removeprefix("val_")
         self.detects_hangs = faults is not None  # the executor looks for hangs only then
         self.launches: list[SimulatedJob] = []
         self._attempts: dict[str, int] = {}
@@ -185,16 +192,16 @@ class SimulatedBackend(Backend):
         for epoch in range(job.first_epoch + 1, last_epoch + 1):
             val = self._val(job, epoch)
             if not math.isfinite(val):
-                rows.append({"epoch": epoch, "diverged": True, "train_loss": None, "val_accuracy": None})
+                rows.append({"epoch": epoch, "diverged": True, "train_loss": None, self.metric: None})
                 break
             row = {
                 "epoch": epoch,
                 "world_size": job.spec.world_size,
-                "val_accuracy": val,
+                self.metric: val,
                 "epoch_time_s": job.epoch_s,
             }
             if epoch == last_epoch and not stopped:
-                row["test_accuracy"] = self._test(job, epoch, val)
+                row[self.test_key] = self._test(job, epoch, val)
             rows.append(row)
         self._busy -= job.spec.world_size
         del self._running[id(job)]

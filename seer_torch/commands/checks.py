@@ -17,13 +17,12 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
     is false: ``seer plan`` reads no data), the search space's bounds (each end of a range,
     each choice) and every configuration the run may draw (names and values of
     hyperparameters, exactly as the worker validates its ``config.json``). Imports no torch.
-    For a ``[trial] script`` experiment: the script still exists and a profile is given
-    (:func:`check_script`); its model, data and hyperparameters are its own, unchecked.
+    For a ``[trial] script`` experiment: the script still exists (:func:`check_script`); its
+    model, data and hyperparameters are its own, unchecked.
 
     Raises:
         ConfigError: naming the experiment field (``model.name``, ``search_space.NAME.low``,
-            ``search_space.NAME.high``, ``search_space.NAME``, ``trial.script``,
-            ``planner.profile``, ...).
+            ``search_space.NAME.high``, ``search_space.NAME``, ``trial.script``, ...).
         DatasetNotFoundError: the CIFAR-10 folder is incomplete or fails the integrity check.
     """
     if exp.trial.script is not None:
@@ -45,30 +44,25 @@ def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
 
 
 def check_script(exp: Experiment) -> None:
-    """A ``[trial] script`` experiment's checks: the script is still there (it was when the
-    file was read; a resumed run reads it from its ``experiment.toml`` later) and the
-    experiment has a profile to plan with (:data:`seer_torch.executor.SCRIPT_PROFILE_NEEDED`).
+    """A ``[trial] script`` experiment's check: the script is still there (it was when the
+    file was read; a resumed run reads it from its ``experiment.toml`` later). Without a
+    profile, ``seer tune`` and ``seer profile`` measure the script itself
+    (:func:`seer_torch.executor.measure_script_profile`).
 
     Raises:
-        ConfigError: ``trial.script`` (no such file) or ``planner.profile`` (none given).
+        ConfigError: ``trial.script`` (no such file).
     """
-    from seer_torch.executor.context import SCRIPT_PROFILE_NEEDED
-
     script = exp.trial.script
     assert script is not None, "check_script is for [trial] script experiments"
     if not Path(script).is_file():
         raise ConfigError("trial.script", script, "an existing file (your torchrun training script)")
-    if exp.planner.profile is None:
-        raise ConfigError(
-            "planner.profile", None,
-            SCRIPT_PROFILE_NEEDED + ": give one with [planner] profile = FILE or --profile FILE",
-        )
 
 
 def _check_model_name(exp: Experiment) -> None:
     from seer_torch.models import MODEL_NAMES
+    from seer_torch.plugins import is_import_path
 
-    if exp.model.name not in MODEL_NAMES:
+    if exp.model.name not in MODEL_NAMES and not is_import_path(exp.model.name):  # a plug-in resolved at load
         raise ConfigError(
             "model.name", exp.model.name,
             f"one of {', '.join(sorted(MODEL_NAMES))}" + did_you_mean(exp.model.name, MODEL_NAMES),
@@ -78,11 +72,19 @@ def _check_model_name(exp: Experiment) -> None:
 def _check_dataset(exp: Experiment, *, data: bool) -> int:
     """The CIFAR-10 folder's integrity (when ``data``) and the global batch against the
     training split; returns the number of training samples."""
-    from seer_torch.data import check_cifar10_integrity, num_train_samples
+    from seer_torch.data import check_cifar10_integrity, dataset_shape
+    from seer_torch.plugins import is_import_path
 
     if data and exp.data.dataset == "cifar10":
         check_cifar10_integrity(exp.data.data_dir)  # the check the loader runs, before any job does
-    n_train = num_train_samples(exp.data.dataset)
+    # A plug-in dataset is loaded here once (its return checked, its shape kept), whatever ``data``.
+    shape = dataset_shape(exp.data.dataset, exp.data.data_dir)
+    if is_import_path(exp.data.dataset) and not is_import_path(exp.model.name) and (
+            len(shape.input_shape) != 3 or shape.input_shape[1] != shape.input_shape[2]):
+        raise ConfigError("model.name", exp.model.name,
+                          f"a model for samples of shape {shape.input_shape} from {exp.data.dataset!r}: the "
+                          "built-in models take square images (C, H, H); name a plug-in model")
+    n_train = shape.num_train
     if exp.training.global_batch > n_train:
         raise ConfigError(
             "training.global_batch", exp.training.global_batch,

@@ -128,10 +128,15 @@ def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
         exp: the experiment the jobs belong to.
         num_slots: worker slots (default ``exp.resources.num_slots``): ``seer resume --slots``
             and ``seer profile`` (its largest probe) pass their own.
+
+    Every job gets the experiment's ``python_path`` first on its ``PYTHONPATH`` (where a
+    plug-in model or dataset module is imported from).
     """
     from seer_torch.backends.local import LocalBackend  # looked up at each call: tests replace it
 
-    return LocalBackend(exp.resources.num_slots if num_slots is None else num_slots)
+    slots = exp.resources.num_slots if num_slots is None else num_slots
+    # python_path only when there is one: LocalBackend(slots) stays the call of every other run.
+    return LocalBackend(slots, python_path=exp.python_path) if exp.python_path else LocalBackend(slots)
 
 
 def print_table(console: Console, table: Table) -> None:

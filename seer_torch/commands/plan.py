@@ -16,6 +16,14 @@ from seer_torch.commands.common import experiment_from_args, print_table, shippe
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
 
+#: What `seer plan` asks of a [trial] script experiment without a profile: it launches nothing,
+#: so it cannot time the script, and no profile ships for a user's model.
+SCRIPT_PLAN_NEEDS_PROFILE = (
+    "a scaling profile of your script for seer plan, which launches nothing: measure one with "
+    "`seer profile EXPERIMENT --out profile.json` (short jobs of your script at each W) and pass "
+    "--profile profile.json or set [planner] profile; `seer tune` without one measures its own first"
+)
+
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
 PROFILE_EXTRA_S = 5.0  # the measured steps (60) and one validation pass of a probe
@@ -47,7 +55,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     Raises:
         ConfigError: bad input, or no profile (none given and none shipped for the model and
-            dataset).
+            dataset; never one for a ``[trial] script``: :data:`SCRIPT_PLAN_NEEDS_PROFILE`).
     """
     from seer_torch.policies.seer_policy import SeerPolicy
 
@@ -70,6 +78,8 @@ def _profile_to_plan_with(exp: Experiment) -> tuple[Path, str]:
     """
     if exp.planner.profile:
         return Path(exp.planner.profile), "given"
+    if exp.trial.script is not None:
+        raise ConfigError("planner.profile", None, SCRIPT_PLAN_NEEDS_PROFILE)
     shipped = shipped_profile_path(exp)
     if shipped is None:
         raise ConfigError(

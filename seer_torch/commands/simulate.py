@@ -85,7 +85,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     result = simulate(case, policies, list(range(args.seeds)))
     if args.json:
-        print(json.dumps({"table": str(table_path), "profile": profile.to_dict(),
+        print(json.dumps({"table": str(table_path), "metric": table.metric, "mode": table.mode,
+                          "profile": profile.to_dict(),
                           "time_budget_s": args.time_budget, "money_budget_usd": args.money_budget,
                           "num_slots": args.slots, **result}, indent=2))
         return 0
@@ -95,8 +96,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t = Table(title=f"{table.name}: {len(table)} configurations x {table.max_epochs} epochs; "
                     f"profile {profile.name}; {args.time_budget:g} s, {args.money_budget:g} USD, "
                     f"{args.slots} slots, {args.seeds} seeds")
-    for col in ("policy", "final accuracy (mean ± std)", "regret", "time s", "money USD", "violations",
-                "configurations", "no answer"):
+    for col in ("policy", f"final {table.metric}, {table.mode} (mean ± std)", "regret", "time s", "money USD",
+                "violations", "configurations", "no answer"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for row in format_report(result, case):
         t.add_row(*row)

@@ -14,10 +14,13 @@ class LiveStatus:
     """Live status while `seer tune` runs: a rich panel on a terminal, plain lines otherwise.
 
     Each event is printed once as a line (on a terminal above the panel; ``launched ...``
-    events only update the panel). The panel is two status lines and the last event, each cut
-    to the terminal's width, never wrapped; it is redrawn four times a second and computes the
-    time it shows when drawn (the last event's ``time_used_s`` plus the seconds since), so the
-    time ticks during profiling and between launches. It is removed at the end: the event lines
+    events only update the panel). The best trial so far by the experiment's metric, once
+    there is one, is shown as ``best val_loss 0.3120 (min, t004 @ epoch 9)``: a line of the
+    panel, and part of each plain line. The panel is two status lines (three with the best
+    trial) and the last event, each cut to the terminal's width, never wrapped; it is redrawn
+    four times a second and computes the time it shows when drawn (the last event's
+    ``time_used_s`` plus the seconds since), so the time ticks during profiling and between
+    launches. It is removed at the end: the event lines
     and the summary stay. The run's final status event, when it only repeats the stop reason,
     says its head (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``);
     other events are printed whole. How a run that did not finish ended (``interrupted``,
@@ -73,6 +76,8 @@ class LiveStatus:
                 + f"   trials alive {st['trials_alive']}/{st['trials']} ({st['running']} running)"))
             lines.append(line(f"time {time_s:.0f}/{st['time_budget_s']:.0f} s   "
                               f"money {st['cost_usd']:.3f}/{st['money_budget_usd']:.2f} USD"))
+            if st.get("best"):
+                lines.append(line(f"best {best_text(st)}"))
         lines.append(line(self._msg))
         return Group(*lines)
 
@@ -97,14 +102,27 @@ class LiveStatus:
             print(
                 f"[{st.get('time_used_s', 0):6.1f}s | round {st.get('round')} "
                 f"| alive {st.get('trials_alive')}"
-                f" | {st.get('cost_usd', 0):.3f} USD] {msg}",
+                f" | {st.get('cost_usd', 0):.3f} USD"
+                + (f" | best {best_text(st)}" if st.get("best") else "")
+                + f"] {msg}",
                 flush=True,
             )
 
 
+def best_text(st: dict[str, Any]) -> str:
+    """The best trial so far as the status shows it: ``val_loss 0.3120 (min, t004 @ epoch 9)``
+    (``st``: :meth:`Tuner.status`, whose ``best`` is set)."""
+    best = st["best"]
+    value = best.get("value")
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+    metric, mode = st.get("metric", "val_accuracy"), st.get("mode", "max")
+    return f"{metric} {shown} ({mode}, {best['trial_id']} @ epoch {best['epoch']})"
+
+
 def print_summary(results: dict[str, Any], run_dir: Path) -> None:
-    """Print the end of a run: the best trial and its configuration (or that there is no
-    answer), the time and money used, and where ``results.json`` and TensorBoard's logs are."""
+    """Print the end of a run: the best trial, the metric it was chosen by and its configuration
+    (or that there is no answer), the time and money used, and where ``results.json`` and
+    TensorBoard's logs are."""
     b = results["budget"]
     best = results["best"]
     print()
@@ -116,7 +134,11 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
                 else "no test accuracy (a job stopped before its rung, or a script that reports none)")
         # Short lines (a terminal of 80 columns): the answer, its accuracies, its configuration.
         print(f"best: {best['trial_id']} after {best['epochs']} epochs, world sizes {best['world_sizes']}")
-        print(f"  val_accuracy {best['val_accuracy']:.4f}, {test}")
+        metric = results.get("metric", "val_accuracy")
+        value = best.get(metric)
+        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "none"
+        direction = "minimized" if results.get("mode") == "min" else "maximized"
+        print(f"  {metric} {shown} ({direction}), {test}")
         if best.get("partial"):
             print(f"  partial: its learning-rate schedule runs to epoch {best.get('schedule_epochs')}")
         print("config: " + json.dumps(best["config"], indent=2))

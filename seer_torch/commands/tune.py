@@ -1,11 +1,19 @@
-"""``seer tune`` (a new run) and ``seer resume`` (a run continued from its journal)."""
+"""``seer tune`` (a new run) and ``seer resume`` (a run continued from its journal).
+
+Their bodies, :func:`tune_run` and :func:`resume_run`, are also the Python entry point's
+(:func:`seer_torch.api.tune`, :func:`seer_torch.api.resume`): the commands add the live status
+on the terminal, the signals and the exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from seer_torch.commands.checks import check_before_launch
 from seer_torch.commands.common import (
@@ -17,28 +25,69 @@ from seer_torch.commands.common import (
     stop_on_signals,
 )
 from seer_torch.commands.status import LiveStatus, print_summary
+from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
 from seer_torch.run_lock import lock_run_dir
 
+if TYPE_CHECKING:
+    from seer_torch.backends.base import Backend
+    from seer_torch.clock import Clock
+    from seer_torch.scaling.profile import Profile
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    """``seer tune``: check everything, make and lock the run directory, run the tuner with a
-    live status, print the summary. Returns the exit status (0 with an answer, 1 without, 130
-    when interrupted).
+#: ``on_event(message, status)``: what happened, with :meth:`seer_torch.executor.Tuner.status`.
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+def default_run_dir(exp: Experiment) -> Path:
+    """``runs/NAME-YYYYmmdd-HHMMSS`` under the working directory: where a run goes without
+    ``--run-dir``."""
+    return Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def tune_run(
+    exp: Experiment,
+    run_dir: Path,
+    *,
+    policy: str = "seer",
+    backend: Backend | None = None,
+    clock: Clock | None = None,
+    profile: Profile | None = None,
+    on_event: EventHook | None = None,
+    live: contextlib.AbstractContextManager[Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """A new run of ``exp`` in ``run_dir``, the body of ``seer tune``: check everything (as
+    :func:`~seer_torch.commands.checks.check_before_launch`, the policy's name, a given profile
+    file), make and lock the run directory, run the tuner.
+
+    Args:
+        exp: the validated experiment (overrides applied).
+        run_dir: the run's folder: new, or empty.
+        policy: a name from :data:`seer_torch.policies.registry.POLICY_NAMES`.
+        backend: where the jobs run (default :func:`~seer_torch.commands.common.make_backend`,
+            made once the directory is locked).
+        clock: the clock of the run (default: the wall clock; a simulated backend's own).
+        profile: a scaling profile to plan with instead of the experiment's file or measuring.
+        on_event: called at each event (the live status).
+        live: entered around the run (the live status's panel).
+        on_start: called once the directory is locked, just before the run (the CLI installs
+            its signal handlers there).
+
+    Returns:
+        The ``results.json`` content (also written to ``run_dir``).
 
     Raises:
         ConfigError: bad input; nothing is written then.
+        RunDirInUse: another live process holds ``run_dir``.
+        KeyboardInterrupt: interrupted; ``results.json`` holds what was completed.
     """
-    exp = experiment_from_args(args)
     from seer_torch.executor import Tuner
     from seer_torch.policies.registry import make_policy
 
     check_before_launch(exp)
-
-    run_dir = (Path(args.run_dir) if args.run_dir
-               else Path("runs") / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    policy_object = make_policy(policy)
     # Everything is validated before the run directory is created: bad input leaves no files.
-    if exp.planner.profile is not None:
+    if exp.planner.profile is not None and profile is None:
         from seer_torch.scaling.profile import load_profile
 
         load_profile(exp.planner.profile)
@@ -47,49 +96,102 @@ def cmd_tune(args: argparse.Namespace) -> int:
     # that cannot be made or written is bad input too).
     with lock_run_dir(run_dir, create=True):
         check_new_run_dir(run_dir, locked=True)  # nothing came in between
-        status = LiveStatus(quiet=args.quiet)
-        tuner = Tuner(exp, run_dir, make_backend(exp), policy=make_policy("seer"), on_event=status.event)
-        stop_on_signals()
-        try:
-            with status:
-                results = tuner.run()
-        except KeyboardInterrupt:
-            print(interrupted_message(run_dir), file=sys.stderr)
-            return 130
-    print_summary(results, run_dir)
-    return 0 if results["best"] is not None else 1
+        tuner = Tuner(exp, run_dir, backend if backend is not None else make_backend(exp),
+                      policy=policy_object, clock=clock, profile=profile, on_event=on_event)
+        if on_start is not None:
+            on_start()
+        with live if live is not None else contextlib.nullcontext():
+            return tuner.run()
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    """``seer resume RUN_DIR``: see :meth:`seer_torch.executor.Tuner.resume` (survivors go on
-    from their checkpoints, eliminated trials stay eliminated, spend and time are restored, and
-    the time the tuner was down counts against the deadline). Exit status as :func:`cmd_tune`.
+def resume_run(
+    run_dir: Path,
+    *,
+    num_slots: int | None = None,
+    on_event: EventHook | None = None,
+    live: contextlib.AbstractContextManager[Any] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The run journaled in ``run_dir`` continued, the body of ``seer resume``
+    (:meth:`seer_torch.executor.Tuner.resume` says what resuming does). ``num_slots``: the
+    slots from now on (default: the run's); the other arguments as :func:`tune_run`.
 
     Raises:
-        RunDirInUse: another live process holds ``RUN_DIR``.
-        ConfigError: ``RUN_DIR`` is not a run directory, or ``--slots`` is below 1.
+        RunDirInUse: another live process holds ``run_dir``.
+        ConfigError: ``run_dir`` is not a run directory, or ``num_slots`` is below 1.
+        KeyboardInterrupt: interrupted; ``results.json`` holds what was completed.
     """
     from seer_torch.config import load_experiment
     from seer_torch.executor import Tuner
     from seer_torch.policies.registry import make_policy
 
-    run_dir = Path(args.run_dir)
     check_run_dir_to_resume(run_dir)
-    if args.slots is not None and args.slots < 1:
-        raise ConfigError("--slots", args.slots, "an integer >= 1")
+    if num_slots is not None and num_slots < 1:
+        raise ConfigError("--slots", num_slots, "an integer >= 1")
     # Before the journal is read or a leftover job stopped: a tuner still alive keeps its run.
     with lock_run_dir(run_dir, field="RUN_DIR"):
         exp = load_experiment(run_dir / "experiment.toml")
-        slots = exp.resources.num_slots if args.slots is None else args.slots
-        status = LiveStatus(quiet=args.quiet)
+        slots = exp.resources.num_slots if num_slots is None else num_slots
         tuner = Tuner.resume(run_dir, make_backend(exp, num_slots=slots), make_policy=make_policy,
-                             on_event=status.event)
+                             on_event=on_event)
+        if on_start is not None:
+            on_start()
+        with live if live is not None else contextlib.nullcontext():
+            return tuner.run(resume=True)
+
+
+class _Started:
+    """``on_start`` of the commands: SIGTERM and SIGHUP end the run like Ctrl-C from then on,
+    and the command knows that the run had started when it is interrupted."""
+
+    def __init__(self) -> None:
+        self.yes = False
+
+    def __call__(self) -> None:
         stop_on_signals()
-        try:
-            with status:
-                results = tuner.run(resume=True)
-        except KeyboardInterrupt:
-            print(interrupted_message(run_dir, again=True), file=sys.stderr)
-            return 130
+        self.yes = True
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``seer tune``: :func:`tune_run` with a live status, then the summary. Returns the exit
+    status (0 with an answer, 1 without, 130 when interrupted).
+
+    Raises:
+        ConfigError: bad input; nothing is written then.
+    """
+    exp = experiment_from_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(exp)
+    status = LiveStatus(quiet=args.quiet)
+    started = _Started()
+    try:
+        results = tune_run(exp, run_dir, on_event=status.event, live=status, on_start=started)
+    except KeyboardInterrupt:
+        if not started.yes:  # before the run: nothing to resume
+            raise
+        print(interrupted_message(run_dir), file=sys.stderr)
+        return 130
+    print_summary(results, run_dir)
+    return 0 if results["best"] is not None else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``seer resume RUN_DIR``: :func:`resume_run` with a live status, then the summary. Exit
+    status as :func:`cmd_tune`.
+
+    Raises:
+        RunDirInUse: another live process holds ``RUN_DIR``.
+        ConfigError: ``RUN_DIR`` is not a run directory, or ``--slots`` is below 1.
+    """
+    run_dir = Path(args.run_dir)
+    status = LiveStatus(quiet=args.quiet)
+    started = _Started()
+    try:
+        results = resume_run(run_dir, num_slots=args.slots, on_event=status.event, live=status,
+                             on_start=started)
+    except KeyboardInterrupt:
+        if not started.yes:  # before the run: nothing changed
+            raise
+        print(interrupted_message(run_dir, again=True), file=sys.stderr)
+        return 130
     print_summary(results, run_dir)
     return 0 if results["best"] is not None else 1

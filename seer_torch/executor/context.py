@@ -1,11 +1,13 @@
 """Set-up outside the event loop: a trial's ``config.json``, the world sizes ``seer tune``
 probes, the draws' costs, the profile it measures when none is given, and the policy's static
 inputs (:class:`~seer_torch.policies.base.PolicyContext`). Pure, except
-:func:`measure_profile` (runs probe jobs) and :func:`draw_costs_needed` (imports torch).
+:func:`measure_profile` and :func:`measure_script_profile` (run probe jobs) and
+:func:`draw_costs_needed` (imports torch).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,7 @@ from seer_torch.errors import ConfigError
 from seer_torch.executor.budget import Held, experiment_billing
 from seer_torch.policies.base import PolicyContext
 from seer_torch.runfiles import atomic_write_json
-from seer_torch.scaling import profiler
+from seer_torch.scaling import profiler, script_profile
 from seer_torch.scaling.profile import Profile
 
 
@@ -57,6 +59,7 @@ def trial_config(
         "micro_batch_max": exp.training.micro_batch_max,
         "max_epochs": schedule_epochs or exp.training.max_epochs,
         "seed": exp.seed,
+        "metric": exp.metric,  # the name every report must carry (the experiment's objective)
         "tensorboard_dir": str(Path(tensorboard_dir).resolve()) if tensorboard_dir is not None else None,
     }
 
@@ -163,24 +166,6 @@ def policy_context(
     )
 
 
-#: Why a ``[trial] script`` experiment must be given its profile in this version.
-SCRIPT_PROFILE_NEEDED = (
-    "a [trial] script experiment needs a measured profile for now "
-    "(seer profile measures the built-in worker only)"
-)
-
-
-def require_profile_for_script(exp: Experiment) -> None:
-    """Refuse to measure a ``[trial] script`` experiment's profile: the profile probes run the
-    built-in worker's ``--profile-steps``, which a user's script does not have.
-
-    Raises:
-        ConfigError: ``planner.profile``, for a script experiment.
-    """
-    if exp.trial.script is not None:
-        raise ConfigError("planner.profile", exp.planner.profile, SCRIPT_PROFILE_NEEDED)
-
-
 def measure_profile(
     exp: Experiment,
     backend: Backend,
@@ -191,21 +176,24 @@ def measure_profile(
     on_job_end: Callable[[JobResult], None],
     over_budget: Callable[[Held], str | None],
 ) -> Profile:
-    """The profile ``seer tune`` measures when none is given: probe jobs through the real
-    worker at :func:`tune_probe_world_sizes` (and the cheapest draw at W=1 when draws differ in
-    cost), written to ``run_dir/profile.json``. ``on_job_end`` bills each probe job;
+    """The profile ``seer tune`` measures when none is given, at :func:`tune_probe_world_sizes`,
+    written to ``run_dir/profile.json``: probe jobs through the real worker (and the cheapest
+    draw at W=1 when draws differ in cost), or for a ``[trial] script`` short jobs of the script
+    itself (:func:`measure_script_profile`). ``on_job_end`` bills each probe job;
     ``over_budget(held)`` is the hard limit while probing.
 
     Raises:
-        ConfigError: no run directory (a simulation must be given its profile), or a
-            ``[trial] script`` experiment (:func:`require_profile_for_script`).
+        ConfigError: no run directory (a simulation must be given its profile).
         WorkerError: a probe failed.
+        BudgetExhausted: a hard limit was reached while profiling.
     """
-    require_profile_for_script(exp)
     if run_dir is None:
         raise ConfigError(
             "planner.profile", None, "a scaling profile (a run without a directory cannot measure one)"
         )
+    if exp.trial.script is not None:
+        return measure_script_profile(exp, backend, clock, run_dir, on_job_end=on_job_end,
+                                      over_budget=over_budget)
     probe_conf = profiler.probe_configuration(exp)
     # Configurations of different cost (model widths): the cheapest one the run may draw is
     # probed at W=1 too, so that each configuration's epoch time can be predicted.
@@ -235,6 +223,45 @@ def measure_profile(
         "the W=1 probes twice, their mean counts",
         probe_flops=measured.probe_flops,
         cost_probes=measured.cost_probes,
+    )
+    atomic_write_json(run_dir / "profile.json", prof.to_dict())
+    return prof
+
+
+def measure_script_profile(
+    exp: Experiment,
+    backend: Backend,
+    clock: Clock,
+    run_dir: Path,
+    *,
+    on_job_end: Callable[[JobResult], None],
+    over_budget: Callable[[Held], str | None],
+) -> Profile:
+    """A ``[trial] script`` experiment's profile, measured on the script itself
+    (:func:`seer_torch.scaling.script_profile.run_script_probes`): one short job of the script
+    at each of :func:`tune_probe_world_sizes` and W=1 again, each training epoch 1 of the probe
+    configuration (:func:`profiler.probe_configuration`) for at most
+    :data:`profiler.PROFILE_STEPS` optimizer steps, in ``run_dir/profile/``; written to
+    ``run_dir/profile.json``. A probe may run up to ``failures.hang_timeout_s`` (at least 300 s).
+
+    Raises:
+        WorkerError: a probe failed (the script's error).
+        BudgetExhausted: a hard limit was reached while profiling.
+    """
+    assert exp.trial.script is not None, "measure_script_profile is for [trial] script experiments"
+    conf = profiler.probe_configuration(exp)
+    records = script_profile.run_script_probes(
+        backend, clock, run_dir / "profile", trial_config(exp, "profile", conf, None),
+        tune_probe_world_sizes(exp), script=Path(exp.trial.script), script_args=exp.trial.args,
+        on_job_end=on_job_end, over_budget=over_budget, probe_steps=profiler.PROFILE_STEPS,
+        timeout_s=max(300.0, exp.failures.hang_timeout_s),
+    )
+    prof = script_profile.profile_from_script_probes(
+        f"{exp.name}-measured", records,
+        source=f"measured by seer tune at the start of {run_dir.name}: short jobs of "
+        f"{Path(exp.trial.script).name} (epoch 1, at most {profiler.PROFILE_STEPS} optimizer steps, "
+        f"configuration {json.dumps(conf, sort_keys=True)}) at W in "
+        f"{sorted({int(r['world_size']) for r in records})}; the W=1 probe twice, its mean counts",
     )
     atomic_write_json(run_dir / "profile.json", prof.to_dict())
     return prof

@@ -26,17 +26,24 @@ DECISIONS_FILE = "decisions.jsonl"
 
 
 def view_to_dict(v: TrialView) -> dict[str, Any]:
+    """A view as ``decisions.jsonl`` holds it (``score``: higher-is-better, by epoch)."""
     d = dataclasses.asdict(v)
-    d["val_accuracy"] = {str(k): x for k, x in v.val_accuracy.items()}
+    d["score"] = {str(k): x for k, x in v.score.items()}
     d["world_sizes"] = list(v.world_sizes)
     return d
 
 
 def view_from_dict(d: dict[str, Any]) -> TrialView:
+    """The view :func:`view_to_dict` wrote. A journal written before the metric was the
+    user's choice calls the scores ``val_accuracy``: the values of validation accuracy,
+    maximized, which are their scores."""
+    d = dict(d)
+    if "score" not in d and "val_accuracy" in d:
+        d["score"] = d.pop("val_accuracy")
     return TrialView(
         **{
             **d,
-            "val_accuracy": {int(k): float(x) for k, x in d["val_accuracy"].items()},
+            "score": {int(k): float(x) for k, x in d["score"].items()},
             "world_sizes": tuple(d["world_sizes"]),
         }
     )
@@ -154,6 +161,8 @@ class Journal:
             {
                 "status": status,
                 "experiment": t.exp.name,
+                "metric": t.exp.metric,
+                "mode": t.exp.mode,
                 "policy": t.policy.name,
                 "start_unix_s": t.start_unix_s,
                 "time_used_s": meter.elapsed_s(),
@@ -164,7 +173,7 @@ class Journal:
                 "policy_report": t.report.safe_report(),
                 "rounds": t.report.round_rows(),
                 "running": [book.job_row(x) for x in book.running.values()] or self.interrupted,
-                "trials": [x.to_dict() for x in book.trials.values()],
+                "trials": [x.to_dict(t.exp.metric) for x in book.trials.values()],
                 # What `seer resume` needs (see Tuner.resume).
                 "journal_unix_s": time.time(),
                 "decide_calls": self.decide_calls,

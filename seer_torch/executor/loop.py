@@ -1,8 +1,9 @@
 """The event loop: ask the policy for decisions (at the start and after every job event),
 carry them out (launch a trial's job at ``W`` to an epoch, stop it, eliminate it), wait for
-the next job to end, read what it reported (through the backend), retry a failed job from its
-checkpoint when its failure budget allows, and tell the policy. The policy never sees the
-clock; the loop never decides who survives.
+the next job to end, read what it reported (through the backend), say in one line why a failed
+job failed (with the tail of its stderr, :mod:`~seer_torch.executor.failures`), retry it from its
+checkpoint when its failure budget allows and a relaunch can help, and tell the policy. The
+policy never sees the clock; the loop never decides who survives.
 
 Waiting: on a backend with ``discrete_events`` (the simulated one) the clock jumps to the next
 job end or to the moment a hard limit would be reached, whichever is first; otherwise it polls
@@ -18,10 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from seer_torch.backends.base import JobResult, job_error_text
 from seer_torch.config import sample_configurations
-from seer_torch.errors import SeerError
+from seer_torch.errors import ConfigError, SeerError
 from seer_torch.executor import journal
 from seer_torch.executor.budget import FINAL_GRACE_S, HANG_CHECK_S, LIMIT_TOL_S, POLL_S
 from seer_torch.executor.context import trial_config, trial_job_spec
+from seer_torch.executor.failures import (
+    Failure,
+    clean_exit_failure,
+    crash_failure,
+    diverged_reason,
+    hung_failure,
+    missing_metric_failure,
+)
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
 from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop
 from seer_torch.runfiles import atomic_write_json
@@ -49,6 +58,7 @@ class EventLoop:
         self.exp = exp
         self.configs: list[dict[str, Any]] = []
         self.fixed_configs = False
+        self.failures: dict[str, Failure] = {}  # trial id -> how its job that just ended failed
         self.id_width = max(3, len(str(max(exp.search.max_configurations - 1, 0))))
 
     # ------------------------------------------------------------------ the loop
@@ -155,6 +165,7 @@ class EventLoop:
         free = book.free_slots()
         if d.world_size < 1 or d.world_size > free:
             raise PolicyError(f"policy {name}: launch at W={d.world_size} with {free} free slots")
+        self._check_script()
         # A hard limit, counting what the new job would cost by the next check (with billing's
         # minimum): a launch that would break a budget ends the run instead.
         reason = self.limits.over_budget(extra=self.limits.new_job(d.world_size))
@@ -212,6 +223,22 @@ class EventLoop:
         if t.run_dir is not None:
             t.journal.write()
         journal.debug_crash_point("launch")
+
+    def _check_script(self) -> None:
+        """Before a job of a user's script starts: the script is still there.
+
+        Raises:
+            ConfigError: ``trial.script`` was deleted or moved since the run started. The run
+                stops (running jobs are stopped at their checkpoints, ``results.json`` and the
+                journal written); put the script back and ``seer resume RUN_DIR`` goes on.
+        """
+        script = self.exp.trial.script
+        if script is not None and not Path(script).is_file():
+            raise ConfigError(
+                "trial.script", script,
+                "an existing file: it was deleted or moved after the run started; put it back and "
+                f"continue with `seer resume {self.t.run_dir}`",
+            )
 
     def create_trial(self, index: int) -> Trial:
         """The trial of configuration ``index`` (drawn from the search space, seeded per index,
@@ -315,13 +342,13 @@ class EventLoop:
             rec.running -= 1
             rec.end_s = meter.elapsed_s()
         outcome = self.read_results(trial, res)
-        if outcome == "failed" and self._retry(trial, res):
+        failure = self.failures.pop(trial.trial_id, None)
+        if outcome == "failed" and (failure is None or failure.retry) and self._retry(trial, res):
             return None
         book.touch(trial)
         if outcome in ("failed", "diverged"):
             book.tau_s.pop(trial.trial_id, None)
-            if outcome == "failed":
-                self.t.event(f"{trial.trial_id} failed: {trial.error}")
+            self.t.event(self._ended_badly(trial, failure))
         return JobEvent(
             trial.trial_id, trial.index, outcome, trial.epochs, res.spec.until_epoch, res.spec.world_size
         )
@@ -333,22 +360,36 @@ class EventLoop:
         rows = self.backend.read_metrics(res.spec)
         prev_epochs = trial.epochs
         new_rows = [r for r in rows if r.get("epoch", 0) > prev_epochs]
-        if any(r.get("diverged") for r in rows):
+        diverged = [r for r in rows if r.get("diverged")]
+        if diverged:
             trial.move_to(S.DIVERGED)
-            trial.error = "training loss became NaN or infinite"
+            trial.error = diverged_reason(diverged[-1])
             return "diverged"
-        update_from_rows(trial, rows)
+        missing_metric = update_from_rows(trial, rows, self.book.objective.metric)
         if res.stopped and not trial.hung:
             trial.move_to(S.ELIMINATED if trial.eliminating else S.PAUSED)
             return "stopped"
+        failure, log = None, None
         if trial.hung:
             trial.hung = False
+            failure = hung_failure(self.exp.failures.hang_timeout_s)
+        elif missing_metric is not None:  # the script reports other names than the experiment's metric
+            failure = missing_metric_failure(missing_metric)
+        elif res.returncode != 0:
+            log = self.backend.job_log(res.spec)
+            failure = crash_failure(job_error_text(res), log, res.spec.world_size)
+        elif trial.epochs < res.spec.until_epoch:  # exited cleanly short of its target
+            failure = clean_exit_failure(
+                before_epoch=prev_epochs,
+                durable_epoch=trial.epochs,
+                reported_epoch=self.backend.reported_epoch(res.spec),
+                until_epoch=res.spec.until_epoch,
+            )
+        if failure is not None:
             trial.move_to(S.FAILED)
-            trial.error = f"no progress for {self.exp.failures.hang_timeout_s:g} s: killed as hung"
-            return "failed"
-        if res.returncode != 0 or trial.epochs < res.spec.until_epoch:
-            trial.move_to(S.FAILED)
-            trial.error = job_error_text(res)
+            trial.error = failure.reason
+            trial.stderr_tail = list((log or self.backend.job_log(res.spec)).tail)
+            self.failures[trial.trial_id] = failure
             return "failed"
         trial.move_to(S.PAUSED)
         self._measure(trial, res, new_rows)
@@ -367,10 +408,29 @@ class EventLoop:
         trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
         self.book.overheads_s.append(max(0.0, res.duration_s - trained_s))
 
+    @staticmethod
+    def _ended_badly(trial: Trial, failure: Failure | None) -> str:
+        """The live status's event for a trial that failed or diverged: its one-line reason,
+        why it was not retried, and the tail of its stderr (indented lines after the first)."""
+        if trial.status == S.DIVERGED:
+            return f"{trial.trial_id} diverged: {trial.error}"
+        msg = f"{trial.trial_id} failed: {trial.error}"
+        if failure is not None and not failure.retry:
+            msg += f" (not retried: {failure.why_not})"
+        elif trial.failures:
+            msg += f" (after {trial.failures} retr{'y' if trial.failures == 1 else 'ies'})"
+        if trial.stderr_tail:
+            msg += "\n" + "\n".join(f"    | {line}" for line in trial.stderr_tail)
+        return msg
+
     def _retry(self, trial: Trial, res: JobResult) -> bool:
         """Relaunch a failed job from the trial's checkpoint, same ``W`` and target, if its
         failure budget allows (a rendezvous-port clash never counts) and the budgets do."""
         failures = self.exp.failures
+        script = self.exp.trial.script
+        if script is not None and not Path(script).is_file():  # the next launch stops the run
+            self.t.event(f"{trial.trial_id}: not retried: trial.script {script} was deleted or moved")
+            return False
         port_clash = "address already in use" in (trial.error or "").lower() or "EADDRINUSE" in (
             trial.error or ""
         )
@@ -387,8 +447,10 @@ class EventLoop:
         if res.spec.world_size > self.book.free_slots():
             return False
         what = "port clash" if port_clash else f"failure {trial.failures} of {failures.max_failures}"
-        self.t.event(f"{trial.trial_id} failed ({trial.error}); retrying from its checkpoint ({what})")
+        where = f"its checkpoint at epoch {trial.epochs}" if trial.epochs else "the start (nothing saved yet)"
+        self.t.event(f"{trial.trial_id} failed ({trial.error}); retrying from {where} ({what})")
         trial.error = None
+        trial.stderr_tail = []
         trial.handle = self.backend.launch(res.spec)
         trial.move_to(S.RUNNING)
         self.book.running[trial.trial_id] = trial

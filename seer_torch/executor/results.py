@@ -5,6 +5,7 @@ TensorBoard panels.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 class ExperimentPanels:
     """The experiment's own TensorBoard panels (``RUN_DIR/tensorboard/experiment``): one point
-    per completed round, its index the step. ``rounds_logged`` (journaled) counts the rounds
+    per completed round, its index the step; ``experiment/best_METRIC`` is the best value of the
+    experiment's metric (the largest, or the smallest when it is minimized) among the trials
+    still in the running at the round's rung. ``rounds_logged`` (journaled) counts the rounds
     logged; a resumed tuner opens the writer with ``purge_step`` at the first round it logs, so
     points a killed tuner logged after its last journal are hidden, not repeated: no tag ever
     repeats a step."""
@@ -50,9 +53,10 @@ class ExperimentPanels:
             tb.add_scalar("experiment/trials_alive", len(alive), step)
             tb.add_scalar("experiment/world_size", r["world_size"], step)
             tb.add_scalar("experiment/rung_epoch", r["rung_epoch"], step)
-            vals = [t.val_by_epoch[r["rung_epoch"]] for t in alive if r["rung_epoch"] in t.val_by_epoch]
-            if vals:
-                tb.add_scalar("experiment/best_val_accuracy", max(vals), step)
+            vals = [t.metric_by_epoch[r["rung_epoch"]] for t in alive if r["rung_epoch"] in t.metric_by_epoch]
+            if any(math.isfinite(v) for v in vals):
+                objective = tuner.exp.objective
+                tb.add_scalar(f"experiment/best_{objective.metric}", objective.best(vals), step)
         tb.flush()
         self.rounds_logged = len(done)
 
@@ -70,11 +74,16 @@ class Reporter:
         self.partial_answer = False
 
     def status(self) -> dict[str, Any]:
-        """The numbers of the live status line."""
+        """The numbers of the live status line: rounds, trials, time and money, and the
+        experiment's ``metric`` with ``best``: the best trial so far (``best_at_rungs`` over what
+        every trial reported) as ``{"trial_id", "epoch", "value"}``, or ``None`` before any."""
         t = self.tuner
         b = t.exp.budget
         report_rounds = self.policy_rounds()
         return {
+            "metric": t.exp.metric,
+            "mode": t.exp.mode,
+            "best": self.best_so_far(),
             "round": len(t.book.rounds),
             "rounds_planned": len(report_rounds) if report_rounds else None,
             "trials": len(t.book.trials),
@@ -87,6 +96,16 @@ class Reporter:
             "cost_usd": t.meter.cost_usd(t.book.held()),
             "money_budget_usd": b.money_budget_usd,
         }
+
+    def best_so_far(self) -> dict[str, Any] | None:
+        """The best trial so far by the answer's rule (:func:`best_at_rungs` over every epoch a
+        trial reported), with its metric's value there; ``None`` before any finite value."""
+        views = self.tuner.book.views
+        found = best_at_rungs(views, sorted({e for v in views.values() for e in v.score}))
+        if found is None:
+            return None
+        trial = self.tuner.book.trials[found[0]]
+        return {"trial_id": trial.trial_id, "epoch": found[1], "value": trial.metric_by_epoch.get(found[1])}
 
     def policy_rounds(self) -> list[dict[str, Any]]:
         try:
@@ -137,7 +156,7 @@ class Reporter:
             ans = None
         self.partial_answer = False
         if ans is None:
-            epochs = {e for v in snap.trials.values() for e in v.val_accuracy}
+            epochs = {e for v in snap.trials.values() for e in v.score}
             ans = best_at_rungs(snap.trials, sorted(epochs))
         if ans is None:
             return None
@@ -147,15 +166,20 @@ class Reporter:
         return trial, epoch
 
     def results(self) -> dict[str, Any]:
-        """The ``results.json`` content."""
+        """The ``results.json`` content. ``metric`` and ``mode`` say what the run optimized;
+        the answer (``best``) and each trial carry that metric's own value (as reported, never
+        negated) under the metric's name, each trial every epoch's in ``metric_by_epoch``."""
         t = self.tuner
         b = t.exp.budget
+        metric = t.exp.metric
         answer = self.answer()
         best, best_epoch = answer if answer else (None, 0)
         report = self.safe_report()
         return {
             "policy": t.policy.name,
             "experiment": t.exp.name,
+            "metric": metric,
+            "mode": t.exp.mode,
             "best": None if best is None else self._best(best, best_epoch),
             "budget": {
                 "time_budget_s": b.time_budget_s,
@@ -174,9 +198,11 @@ class Reporter:
                     "config": x.config,
                     "status": x.status.value,
                     "epochs": x.epochs,
-                    "val_accuracy": x.val_accuracy,
+                    metric: x.metric_value,
+                    "metric_by_epoch": {str(e): v for e, v in sorted(x.metric_by_epoch.items())},
                     "world_sizes": x.world_sizes,
                     "error": x.error,
+                    "stderr_tail": x.stderr_tail,
                     "failures": x.failures,
                 }
                 for x in t.book.trials.values()
@@ -191,7 +217,7 @@ class Reporter:
         return {
             "trial_id": best.trial_id,
             "config": best.config,
-            "val_accuracy": best.val_by_epoch.get(epoch),
+            self.tuner.exp.metric: best.metric_by_epoch.get(epoch),
             "test_accuracy": best.test_accuracy_by_epoch.get(epoch),
             "epochs": epoch,
             "world_sizes": best.world_sizes,

@@ -30,17 +30,20 @@ Replayed = tuple[dict[int, dict[str, Any]], set[str], list[str]]
 
 
 def trial_from_journal(raw: dict[str, Any]) -> Trial:
-    """A trial as ``state.json`` journaled it, as a resume starts it."""
+    """A trial as ``state.json`` journaled it, as a resume starts it (a journal written before
+    the metric was the user's choice holds ``val_accuracy_by_epoch``)."""
     t = Trial(trial_id=raw["trial_id"], config=raw["config"], index=int(raw["index"]))
     t.status = _RESUMED_STATUS.get(raw["status"]) or TrialStatus(raw["status"])
     t.epochs = int(raw["epochs"])
-    t.val_by_epoch = {int(k): float(v) for k, v in raw.get("val_accuracy_by_epoch", {}).items()}
+    by_epoch = raw.get("metric_by_epoch", raw.get("val_accuracy_by_epoch", {}))
+    t.metric_by_epoch = {int(k): float(v) for k, v in by_epoch.items()}
     t.test_accuracy_by_epoch = {int(k): float(v) for k, v in raw.get("test_accuracy_by_epoch", {}).items()}
     t.world_sizes = list(raw.get("world_sizes", []))
     t.failures = int(raw.get("failures", 0))
     t.round_index = int(raw.get("round_index", 0))
     t.schedule_epochs = int(raw.get("schedule_epochs", 0))
     t.error = raw.get("error")
+    t.stderr_tail = [str(line) for line in raw.get("stderr_tail", [])]
     return t
 
 
@@ -255,7 +258,9 @@ class Resumer:
                     configuration=trial.config,
                     config_index=trial.index,
                 )
-                update_from_rows(trial, t.backend.read_metrics(spec))
+                # Lines lacking the metric fail the trial when its relaunched job ends (the loop's
+                # read_results); one that reached its rung without it scores nothing there.
+                update_from_rows(trial, t.backend.read_metrics(spec), t.exp.metric)
                 if trial.epochs >= until:
                     trial.move_to(S.PAUSED)
                     book.touch(trial)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from seer_torch.objective import Objective
 from seer_torch.policies.base import TrialView
 
 
@@ -83,7 +84,7 @@ class Trial:
     index: int = 0
     status: TrialStatus = TrialStatus.PENDING
     epochs: int = 0
-    val_by_epoch: dict[int, float] = field(default_factory=dict)
+    metric_by_epoch: dict[int, float] = field(default_factory=dict)  # the objective's metric, as reported
     test_accuracy_by_epoch: dict[int, float] = field(default_factory=dict)
     world_sizes: list[int] = field(default_factory=list)
     epoch_time_per_worker_s: list[float] = field(default_factory=list)  # tau estimates
@@ -96,17 +97,20 @@ class Trial:
     hung: bool = False  # the running job was killed for making no progress
     schedule_epochs: int = 0  # the learning-rate schedule's horizon at its last launch (0: never launched)
     hang_checked_s: float = float("-inf")  # when its job's progress was last looked at (real jobs)
+    stderr_tail: list[str] = field(default_factory=list)  # a failed job's last stderr lines (JobLog.tail)
 
     def move_to(self, status: TrialStatus) -> None:
         """Change the status through :func:`transition` (raises on an illegal move)."""
         self.status = transition(self.status, status)
 
     @property
-    def val_accuracy(self) -> float | None:
-        """Validation accuracy at the last epoch reached (None before any, or diverged)."""
-        return None if self.status == S.DIVERGED else self.val_by_epoch.get(self.epochs)
+    def metric_value(self) -> float | None:
+        """The objective's metric at the last epoch reached (None before any, or diverged)."""
+        return None if self.status == S.DIVERGED else self.metric_by_epoch.get(self.epochs)
 
-    def view(self) -> TrialView:
+    def view(self, objective: Objective) -> TrialView:
+        """The trial as a policy sees it: its metric values turned into higher-is-better scores
+        by ``objective`` (:meth:`Objective.score`, the one place the direction is applied)."""
         running = self.handle is not None
         resting = self.status in (S.PENDING, S.STOPPED, S.COMPLETED)
         return TrialView(
@@ -116,51 +120,85 @@ class Trial:
             epochs=self.epochs,
             world_size=self.handle.spec.world_size if running else None,
             until_epoch=self.handle.spec.until_epoch if running else None,
-            val_accuracy=dict(self.val_by_epoch),
+            score={e: objective.score(v) for e, v in self.metric_by_epoch.items()},
             world_sizes=tuple(self.world_sizes),
             epoch_time_s=statistics.median(self.epoch_time_per_worker_s[-8:])
             if self.epoch_time_per_worker_s
             else None,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, metric: str) -> dict[str, Any]:
+        """The trial as ``state.json`` journals it: its ``metric``'s last value under the
+        metric's name, and every epoch's value in ``metric_by_epoch``."""
         return {
             "trial_id": self.trial_id,
             "index": self.index,
             "config": self.config,
             "status": self.status.value,
             "epochs": self.epochs,
-            "val_accuracy": self.val_accuracy,
-            "val_accuracy_by_epoch": {str(k): v for k, v in self.val_by_epoch.items()},
+            metric: self.metric_value,
+            "metric_by_epoch": {str(k): v for k, v in self.metric_by_epoch.items()},
             "test_accuracy_by_epoch": {str(k): v for k, v in self.test_accuracy_by_epoch.items()},
             "world_sizes": self.world_sizes,
             "error": self.error,
+            "stderr_tail": self.stderr_tail,
             "failures": self.failures,
             "round_index": self.round_index,
             "schedule_epochs": self.schedule_epochs,
         }
 
 
-def update_from_rows(trial: Trial, rows: list[dict[str, Any]]) -> None:
-    """A trial's accuracies by epoch and the epochs it reached, from its durable metrics lines
+def update_from_rows(trial: Trial, rows: list[dict[str, Any]], metric: str) -> str | None:
+    """A trial's ``metric`` by epoch and the epochs it reached, from its durable metrics lines
     (the backend's ``read_metrics``: the epochs its checkpoint holds, and a last ``diverged``
     line, which makes it diverged). Its progress is the last line's epoch (0 without any):
-    accuracies of later epochs, read before from lines that turned out not to be durable (a job
+    values of later epochs, read before from lines that turned out not to be durable (a job
     stopped or killed before its checkpoint), are dropped; the next launch trains those epochs
-    again."""
+    again.
+
+    Returns:
+        ``None``, or when a line that did not diverge lacks ``metric`` (a script that reports
+        other names), what is wrong in words: the metric expected and the names the lines
+        report (:func:`missing_metric_error`). The caller fails the trial with it.
+    """
     durable = int(rows[-1]["epoch"]) if rows else 0
-    trial.val_by_epoch = {e: v for e, v in trial.val_by_epoch.items() if e <= durable}
+    trial.metric_by_epoch = {e: v for e, v in trial.metric_by_epoch.items() if e <= durable}
     trial.test_accuracy_by_epoch = {e: v for e, v in trial.test_accuracy_by_epoch.items() if e <= durable}
     for r in rows:
         e = int(r.get("epoch", 0))
         if r.get("diverged"):
             trial.move_to(S.DIVERGED)
             trial.error = "training loss became NaN or infinite"
-        if r.get("val_accuracy") is not None:
-            trial.val_by_epoch[e] = float(r["val_accuracy"])
+        if r.get(metric) is not None:
+            trial.metric_by_epoch[e] = float(r[metric])
         if r.get("test_accuracy") is not None:
             trial.test_accuracy_by_epoch[e] = float(r["test_accuracy"])
     trial.epochs = durable
+    return missing_metric_error(rows, metric)
+
+
+#: Keys of a metrics line that are not metrics (the trial API's bookkeeping), left out of the
+#: names :func:`missing_metric_error` lists.
+_NOT_METRICS = frozenset({
+    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "epoch_time_s",
+    "throughput_samples_per_s", "train_start_unix_s", "time_unix_s", "diverged", "accum_steps",
+    "micro_batch",
+})
+
+
+def missing_metric_error(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """``None`` when every line of ``rows`` that did not diverge carries ``metric``; else a
+    message naming the metric the experiment expects, the first epoch without it, and the
+    names the lines do report (the experiment file's ``metric`` must be one of them)."""
+    lacking = [r for r in rows if not r.get("diverged") and r.get(metric) is None]
+    if not lacking:
+        return None
+    names = sorted({k for r in rows for k in r if k not in _NOT_METRICS})
+    return (
+        f"metric {metric!r} not reported: epoch {lacking[0].get('epoch')} of metrics.jsonl has no "
+        f"{metric!r}; the script reports {', '.join(names) if names else 'no metrics'} "
+        "(set the experiment's metric to one of these, or report it)"
+    )
 
 
 @dataclass
@@ -186,10 +224,12 @@ class RunBook:
         slots: the slots jobs may use now (a rented fixed cluster's, or the backend's).
         tau_s: trial id -> median one-epoch time on one worker, seconds.
         overheads_s: the last jobs' time not spent training (launch, start-up), seconds.
+        objective: the metric and its direction; the views hold its scores.
     """
 
     slots: int
     overheads_s: deque[float]
+    objective: Objective = field(default_factory=Objective)
     trials: dict[str, Trial] = field(default_factory=dict)
     trials_by_index: dict[int, Trial] = field(default_factory=dict)
     rounds: dict[int, RoundRecord] = field(default_factory=dict)
@@ -202,8 +242,9 @@ class RunBook:
         self.trials_by_index[trial.index] = trial
 
     def touch(self, trial: Trial) -> None:
-        """Refresh the view of ``trial`` the policy's next snapshot holds."""
-        self.views[trial.trial_id] = trial.view()
+        """Refresh the view of ``trial`` the policy's next snapshot holds (scores by
+        :attr:`objective`)."""
+        self.views[trial.trial_id] = trial.view(self.objective)
 
     def held(self) -> list[tuple[float, int]]:
         """``(start_s, world_size)`` of every running job."""

@@ -79,7 +79,11 @@ class Tuner:
         self.draw_times_s = draw_times_s
         self.draw_costs: profiler.DrawCosts | None = None
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
-        self.book = RunBook(slots=backend.num_slots, overheads_s=deque(maxlen=max(4, backend.num_slots)))
+        self.book = RunBook(
+            slots=backend.num_slots,
+            overheads_s=deque(maxlen=max(4, backend.num_slots)),
+            objective=experiment.objective,
+        )
         self.limits = Limits(experiment, self.meter, backend, self.book.held)
         self.stop_reason: str | None = None
         self.start_unix_s = time.time()

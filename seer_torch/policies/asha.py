@@ -37,7 +37,7 @@ from seer_torch.policies.baseline_plans import (
     used_of_budget,
 )
 from seer_torch.policies.costs import job_time_s
-from seer_torch.policies.engine import BAD_STATUSES, RetryOnce, finite_accuracy, rank_at_rung, stopped_short
+from seer_torch.policies.engine import BAD_STATUSES, RetryOnce, finite_score, rank_at_rung, stopped_short
 from seer_torch.policies.rungs import survivors_at_rung
 
 __all__ = ["AshaPolicy"]
@@ -176,7 +176,7 @@ class AshaPolicy(PolicyBase):
         view = by_index.get(i)
         if view is None or self._bad_level.get(i, len(self._rungs)) <= level:
             return False
-        return finite_accuracy(view, self._rungs[level])
+        return finite_score(view, self._rungs[level])
 
     def _job_s(self, snapshot: Snapshot, epochs: int, first_job: bool) -> float:
         """A job's predicted duration: the larger of the profile's and the measured epoch time

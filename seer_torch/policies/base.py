@@ -122,7 +122,10 @@ class TrialView:
         epochs: epochs completed and checkpointed.
         world_size: the running job's ``W`` (``None`` when not running).
         until_epoch: the running job's target epoch (``None`` when not running).
-        val_accuracy: validation accuracy by epoch, for every epoch the trial reported.
+        score: the experiment's metric as a higher-is-better score, by epoch, for every epoch
+            the trial reported: the metric's value when it is maximized, its negation when it
+            is minimized (the executor applies the direction, ``seer_torch.objective``; a
+            policy only ever compares scores, larger is better).
         world_sizes: ``W`` of each job the trial ran, in order.
         epoch_time_s: one epoch of this trial on one worker, measured (median of its recent
             epochs, scaled to W=1 by the profile's speedup); ``None`` before it reported.
@@ -134,7 +137,7 @@ class TrialView:
     epochs: int
     world_size: int | None
     until_epoch: int | None
-    val_accuracy: Mapping[int, float]
+    score: Mapping[int, float]
     world_sizes: tuple[int, ...] = ()
     epoch_time_s: float | None = None  # its measured epoch on one worker (median, seconds)
 
@@ -242,10 +245,11 @@ class Policy(Protocol):
         """JSON-able facts for ``results.json`` (``plan``, predictions...)."""
 
 
-#: How far (validation accuracy, a fraction) a trial stopped at the rung below the top rung must
-#: validate above the best trial at the top rung to be the answer instead: half a percentage
-#: point. A smaller difference is the noise of one validation set (one sample of the digits
-#: split's 270 is 0.0037; 25 of CIFAR-10's 5000), and the further-trained trial is the answer.
+#: How far (in score, the metric's own units) a trial stopped at the rung below the top rung must
+#: score above the best trial at the top rung to be the answer instead: for validation accuracy,
+#: half a percentage point. A smaller difference is the noise of one validation set (one sample
+#: of the digits split's 270 is 0.0037; 25 of CIFAR-10's 5000), and the further-trained trial is
+#: the answer. The same absolute margin applies to any metric (0.005 of a loss in nats).
 ANSWER_TOLERANCE = 0.005
 
 
@@ -253,9 +257,10 @@ def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tupl
     """The answer: the best trial judged across the last two rungs that hold a valid result.
 
     The top rung is the highest rung at which a trial that did not diverge reported a finite
-    validation accuracy; the best there (ties break by ``trial_id``) is the answer unless a
-    trial whose checkpoint sits at the rung below it (it stopped there: ``epochs`` equals that
-    rung) validated there more than :data:`ANSWER_TOLERANCE` above it: a real drop, not noise.
+    score (:attr:`TrialView.score`, higher is better); the best there (ties break by
+    ``trial_id``) is the answer unless a trial whose checkpoint sits at the rung below it (it
+    stopped there: ``epochs`` equals that rung) scored there more than :data:`ANSWER_TOLERANCE`
+    above it: a real drop, not noise.
     Then the best such trial is the answer. So a finalist that diverged is never the answer,
     one that collapsed after the previous rung (docs/design.md, "Two traps") loses to the best trial
     kept at that rung, and one within the tolerance of it (one validation sample) is preferred
@@ -268,7 +273,7 @@ def best_at_rungs(trials: Mapping[str, TrialView], rungs: Sequence[int]) -> tupl
         for t in trials.values():
             if t.status == "diverged" or (stopped_there and t.epochs != rung):
                 continue
-            v = t.val_accuracy.get(rung)
+            v = t.score.get(rung)
             if v is None or not math.isfinite(v):
                 continue
             if best is None or (-v, t.trial_id) < (-best[0], best[1]):

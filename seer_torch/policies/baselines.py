@@ -176,7 +176,7 @@ from seer_torch.policies.engine import (
     RetryOnce,
     RoundEngine,
     eliminations,
-    finite_accuracy,
+    finite_score,
     rank_at_rung,
     round_record,
     stopped_short,
@@ -361,7 +361,7 @@ class _RoundPolicy(PolicyBase, RoundEngine, ABC):
             view is not None
             and i not in self._bad
             and view.status not in OUT_STATUSES
-            and finite_accuracy(view, rung)
+            and finite_score(view, rung)
         )
 
     def _close_round(self, snapshot: Snapshot) -> list[Decision]:

@@ -40,7 +40,7 @@ __all__ = [
     "RetryOnce",
     "RoundEngine",
     "RoundTracker",
-    "finite_accuracy",
+    "finite_score",
     "rank_at_rung",
     "round_record",
     "stopped_short",
@@ -54,27 +54,27 @@ OUT_STATUSES = ("failed", "diverged", "eliminated")
 T = TypeVar("T")
 
 
-def finite_accuracy(view: TrialView | None, rung: int) -> bool:
-    """Whether ``view`` reported a finite validation accuracy at epoch ``rung``."""
+def finite_score(view: TrialView | None, rung: int) -> bool:
+    """Whether ``view`` has a finite score (the metric, reported) at epoch ``rung``."""
     if view is None:
         return False
-    v = view.val_accuracy.get(rung)
+    v = view.score.get(rung)
     return v is not None and math.isfinite(v)
 
 
 def rank_at_rung(
     items: Iterable[T], rung: int, view_of: Callable[[T], TrialView | None], valid: Callable[[T], bool]
 ) -> list[T]:
-    """``items`` ranked at epoch ``rung``: the valid ones first, by validation accuracy there
-    (highest first), then the others; ties and the others by trial id (an item without a view,
-    an index not yet drawn, sorts as ``~`` plus its index, after every id). The one ranker of
-    every policy: survivors are a prefix of the valid part."""
+    """``items`` ranked at epoch ``rung``: the valid ones first, by score there (highest first:
+    the best value of the metric, whatever its direction), then the others; ties and the others
+    by trial id (an item without a view, an index not yet drawn, sorts as ``~`` plus its index,
+    after every id). The one ranker of every policy: survivors are a prefix of the valid part."""
 
     def key(item: T) -> tuple:
         view = view_of(item)
         tid = view.trial_id if view is not None else f"~{item:09d}"
         if valid(item):
-            return (0, -view.val_accuracy[rung], tid)  # type: ignore[union-attr]
+            return (0, -view.score[rung], tid)  # type: ignore[union-attr]
         return (1, 0.0, tid)
 
     return sorted(items, key=key)

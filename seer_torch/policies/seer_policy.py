@@ -3,8 +3,9 @@
 Round ``k`` launches every survivor to rung ``r_k`` at ``W_k`` workers as slots free up (never
 more workers than slots: trials beyond ``num_slots // W_k`` wait, in waves). When every trial
 of the round has ended (reached the rung, failed or diverged), the best ``n_{k+1}`` by
-validation accuracy at the rung survive (failed and diverged trials rank last and never
-survive; ties break by trial id) and the others are eliminated. Before each later round the
+score at the rung (the experiment's metric, higher is better: ``TrialView.score``) survive
+(failed and diverged trials rank last and never survive; ties break by trial id) and the
+others are eliminated. Before each later round the
 remaining rounds are re-planned (:func:`~seer_torch.policies.seer.replan`) with the epoch times
 measured on the trials carried (their mean for money, their slowest for wall clock, since a
 round ends when its slowest job does), the measured job overhead and the budget actually left:

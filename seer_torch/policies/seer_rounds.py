@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from seer_torch.policies import seer as planner
 from seer_torch.policies.base import Decision, Eliminate, PolicyContext, TrialView
 from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s
-from seer_torch.policies.engine import BAD_STATUSES, OUT_STATUSES, finite_accuracy, rank_at_rung
+from seer_torch.policies.engine import BAD_STATUSES, OUT_STATUSES, finite_score, rank_at_rung
 from seer_torch.policies.rungs import survivors_at_rung
 
 __all__ = [
@@ -49,14 +49,15 @@ CARRY_FEWER_FRACTIONS = (0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.0)
 
 
 def select_survivors(trials: Sequence[TrialView], rung_epoch: int, keep: int) -> list[TrialView]:
-    """The ``keep`` best trials by validation accuracy at ``rung_epoch``.
+    """The ``keep`` best trials by score (the experiment's metric, higher is better) at
+    ``rung_epoch``.
 
-    Only trials that reached the rung with a finite accuracy and are neither failed nor
+    Only trials that reached the rung with a finite score and are neither failed nor
     diverged are eligible. Ties break by trial id (:func:`~.engine.rank_at_rung`).
     """
 
     def eligible(t: TrialView) -> bool:
-        return t.status not in BAD_STATUSES and finite_accuracy(t, rung_epoch)
+        return t.status not in BAD_STATUSES and finite_score(t, rung_epoch)
 
     return [t for t in rank_at_rung(trials, rung_epoch, lambda t: t, eligible) if eligible(t)][:keep]
 

@@ -109,19 +109,21 @@ COST_SPREAD = 1.25
 def configuration_flops(exp: Any, configuration: dict[str, Any]) -> float:
     """FLOPs of one training sample (forward and backward) of ``configuration``'s model on
     ``exp``'s dataset (:func:`seer_torch.models.flops_per_sample`; nothing is computed, the
-    model is built on the ``meta`` device). Imports torch.
+    model is built on the ``meta`` device). Imports torch. A plug-in dataset is loaded once
+    for its shape (:func:`seer_torch.data.dataset_shape`); a plug-in model's FLOPs may be NaN
+    (unknown: :func:`seer_torch.models.count_flops_per_sample`).
 
     Raises:
         ConfigError: an unknown model, dataset or model hyperparameter value.
     """
-    from seer_torch.data import image_shape
+    from seer_torch.data import dataset_shape
     from seer_torch.models import flops_per_sample, model_hparam_names
 
-    in_channels, image_size, num_classes = image_shape(exp.data.dataset)
+    shape = dataset_shape(exp.data.dataset, exp.data.data_dir)
     names = model_hparam_names(exp.model.name)
     hparams = {k: v for k, v in configuration.items() if k in names}
-    return flops_per_sample(exp.model.name, num_classes=num_classes, in_channels=in_channels,
-                            image_size=image_size, **hparams)
+    return flops_per_sample(exp.model.name, num_classes=shape.num_classes, input_shape=shape.input_shape,
+                            input_dtype=shape.input_dtype, **hparams)
 
 
 def configurations_flops(exp: Any, configurations: Sequence[dict[str, Any]]) -> list[float]:
@@ -401,7 +403,7 @@ def run_profile_probes(
             jobs.append((JobSpec(trial_id=f"profile-repeat-{kind}", trial_dir=d, world_size=1, until_epoch=1,
                                  profile_steps=profile_steps, profile_out=out),
                          f"repeated profile probe of the {kind} configuration at W=1"))
-        results = _run_side_by_side(backend, clock, jobs, "repeating the W=1 probes", on_job_end, over_budget,
+        results = run_side_by_side(backend, clock, jobs, "repeating the W=1 probes", on_job_end, over_budget,
                                     timeout_s)
         for (kind, _, flops), (spec, job), res in zip(batch, jobs, results):
             if not Path(spec.profile_out).exists():
@@ -447,11 +449,11 @@ def _run_alone(
     over_budget: Callable[[list[tuple[float, int]]], str | None],
     timeout_s: float,
 ) -> JobResult:
-    """Run one job alone until it ends (:func:`_run_side_by_side` of one job)."""
-    return _run_side_by_side(backend, clock, [(spec, job)], doing, on_job_end, over_budget, timeout_s)[0]
+    """Run one job alone until it ends (:func:`run_side_by_side` of one job)."""
+    return run_side_by_side(backend, clock, [(spec, job)], doing, on_job_end, over_budget, timeout_s)[0]
 
 
-def _run_side_by_side(
+def run_side_by_side(
     backend: Backend,
     clock: Clock,
     jobs: Sequence[tuple[JobSpec, str]],
@@ -511,17 +513,25 @@ def measure_relaunches(
     on_job_end: Callable[[JobResult], None] = lambda r: None,
     over_budget: Callable[[list[tuple[float, int]]], str | None] = lambda held: None,
     timeout_s: float = 300.0,
+    *,
+    script: Path | None = None,
+    script_args: Sequence[str] = (),
+    probe_steps: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train one trial one epoch per launch: epoch 1 at ``sequence[0]`` from scratch, then
     relaunched from its checkpoint at each next ``W`` of ``sequence`` for one more epoch.
+    The built-in worker trains it, or ``script`` with ``script_args`` (a ``[trial] script``;
+    with ``probe_steps``, each epoch trains at most that many optimizer steps,
+    :data:`seer_torch.trial.PROBE_STEPS_ENV`: the overhead of a launch does not depend on it).
 
     ``trial_dir`` gets ``config.json`` (``trial_config`` without TensorBoard, ``max_epochs`` at
     least ``len(sequence)``); a checkpoint, metrics or error file already there is removed
     first. Returns one record per launch: ``world_size``, ``epoch``, ``kind`` (``"fresh
     start"``, ``"resize A->B"`` or ``"relaunch A->A"``), ``resized_from`` (``None`` for the
     first), ``job_s``, ``overhead_s`` (:func:`launch_overhead_s`),
-    ``train_throughput_samples_per_s``, ``epoch_time_s``, ``train_loss``, ``val_accuracy``,
-    ``val_samples``. ``on_job_end`` and ``over_budget`` are as in :func:`run_probes`.
+    ``train_throughput_samples_per_s`` (``None`` when the line has none), ``epoch_time_s``,
+    ``train_loss``, ``val_accuracy``, ``val_samples`` (``None`` each when not reported).
+    ``on_job_end`` and ``over_budget`` are as in :func:`run_probes`.
 
     Raises:
         ValueError: an empty ``sequence`` or a world size < 1.
@@ -534,7 +544,7 @@ def measure_relaunches(
         raise ValueError(f"sequence: got {sequence!r}; allowed: one or more world sizes >= 1")
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("checkpoint.pt", "metrics.jsonl", "error.json"):
+    for stale in ("checkpoint.pt", "checkpoint.prev.pt", "checkpoint.json", "metrics.jsonl", "error.json"):
         (trial_dir / stale).unlink(missing_ok=True)
     config = {**trial_config, "tensorboard_dir": None,
               "max_epochs": max(int(trial_config.get("max_epochs", 1)), len(sequence))}
@@ -547,7 +557,9 @@ def measure_relaunches(
             kind = "fresh start"
         else:
             kind = f"{'resize' if previous_w != w else 'relaunch'} {previous_w}->{w}"
-        spec = JobSpec(trial_id=trial_id, trial_dir=trial_dir, world_size=w, until_epoch=epoch)
+        spec = JobSpec(trial_id=trial_id, trial_dir=trial_dir, world_size=w, until_epoch=epoch,
+                       profile_steps=probe_steps if script is not None else None,
+                       script=Path(script) if script is not None else None, script_args=tuple(script_args))
         res = _run_alone(backend, clock, spec, f"measuring the {kind} at W={w}",
                          f"{kind} at W={w} (epoch {epoch})", on_job_end, over_budget, timeout_s)
         lines = [x for x in read_metrics(trial_dir / "metrics.jsonl") if x.get("epoch") == epoch]
@@ -564,11 +576,12 @@ def measure_relaunches(
             "resized_from": previous_w,
             "job_s": res.duration_s,
             "overhead_s": launch_overhead_s(line, res.duration_s),
-            "train_throughput_samples_per_s": float(line["throughput_samples_per_s"]),
+            "train_throughput_samples_per_s": (float(line["throughput_samples_per_s"])
+                                               if "throughput_samples_per_s" in line else None),
             "epoch_time_s": float(line["epoch_time_s"]),
-            "train_loss": line["train_loss"],
-            "val_accuracy": line["val_accuracy"],
-            "val_samples": line["val_samples"],
+            "train_loss": line.get("train_loss"),
+            "val_accuracy": line.get("val_accuracy"),
+            "val_samples": line.get("val_samples"),
         })
         previous_w = w
     return launches

@@ -132,13 +132,14 @@ def cosine_schedule(optimizer: torch.optim.Optimizer,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def launch_lr_schedule(horizon_step: int, checkpoint: dict[str, Any] | None) -> LrSchedule:
-    """The schedule of this launch: a cosine to ``horizon_step`` for a fresh trial; the
-    checkpoint's, re-anchored at its step when this launch's horizon differs
-    (:meth:`LrSchedule.retarget`). A checkpoint without ``lr_schedule`` (written before it was
-    saved) ran one cosine to the horizon in ``config.json``."""
-    if checkpoint is None:
+def launch_lr_schedule(horizon_step: int, saved: Any, step: int) -> LrSchedule:
+    """The schedule of this launch: a cosine to ``horizon_step`` for a fresh trial (``saved``
+    is ``None``); the checkpoint's (``saved``, :meth:`LrSchedule.to_list`'s form), re-anchored
+    at its ``step`` when this launch's horizon differs (:meth:`LrSchedule.retarget`).
+
+    Raises:
+        ConfigError: ``saved`` is not a schedule, or the new horizon is not after ``step``.
+    """
+    if saved is None:
         return LrSchedule.cosine(horizon_step)
-    saved = checkpoint.get("lr_schedule")
-    schedule = LrSchedule.from_list(saved) if saved is not None else LrSchedule.cosine(horizon_step)
-    return schedule.retarget(int(checkpoint["step"]), horizon_step)
+    return LrSchedule.from_list(saved).retarget(step, horizon_step)

@@ -1,7 +1,8 @@
-"""Helpers for the worker contract suite: real ``torchrun`` launches of ``seer_torch.worker``
-on CPU/gloo, each under a timeout (a hang becomes a failure), and readers for what a trial
-leaves behind (``metrics.jsonl``, ``checkpoint.pt``, TensorBoard event files and the
-``SEER_RECORD_SAMPLES`` per-step records)."""
+"""Helpers for the worker contract suite: real ``torchrun`` launches on CPU/gloo of a
+:class:`Subject` -- seer-torch's own worker (``seer_torch.worker``) or a user's script on the
+trial API (``examples/tabular_mlp/train.py``) -- each under a timeout (a hang becomes a
+failure), and readers for what a trial leaves behind (``metrics.jsonl``, ``checkpoint.pt``,
+TensorBoard event files and the ``SEER_RECORD_SAMPLES`` per-step records)."""
 
 from __future__ import annotations
 
@@ -23,17 +24,59 @@ import torch
 from seer_torch.backends.local import descendant_pids
 
 LAUNCH_TIMEOUT_S = 150
-NUM_TRAIN = 1257  # digits training split
-NUM_VAL = 270
-NUM_TEST = 270
-# 48 = W x micro x accum for every W in 1..4 with micro_batch_max 12. 1257 = 26 x 48 + 9: every
-# epoch drops a remainder of 9 samples (drop_last), and the 270 validation samples do not
-# split evenly over W = 4.
+REPO = Path(__file__).resolve().parents[2]
+# 48 = W x micro x accum for every W in 1..4 with micro_batch_max 12.
 GLOBAL_BATCH = 48
 MICRO_BATCH_MAX = 12
-STEPS_PER_EPOCH = NUM_TRAIN // GLOBAL_BATCH
-DROPPED = NUM_TRAIN - STEPS_PER_EPOCH * GLOBAL_BATCH
 MAX_EPOCHS = 3
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the contract runs: the built-in worker or a user's script, with its data's sizes.
+
+    Attributes:
+        name: ``"worker"`` or ``"tabular_mlp"`` (test ids).
+        num_train, num_val: training and validation samples; neither splits evenly: every
+            epoch drops ``num_train % GLOBAL_BATCH`` samples, and W = 4 does not split the
+            validation set evenly.
+        configuration: the trial's hyperparameters.
+        model: the built-in model (the worker), or ``None`` (the script builds its own).
+        script: the script and its arguments, or ``()`` for the worker.
+        kill_step: the crash sequence kills its W = 2 launch once epoch 3 has trained this many
+            steps (mid-epoch).
+        step_delay_s: ``SEER_DEBUG_STEP_DELAY_S`` of that launch (so that the kill lands mid-epoch).
+    """
+
+    name: str
+    num_train: int
+    num_val: int
+    configuration: dict
+    model: str | None = None
+    script: tuple[str, ...] = ()
+    kill_step: int = 8
+    step_delay_s: float = 0.03
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_train // GLOBAL_BATCH
+
+    @property
+    def dropped(self) -> int:
+        return self.num_train - self.steps_per_epoch * GLOBAL_BATCH
+
+
+#: seer-torch's own worker on digits (1257 = 26 x 48 + 9 training samples, 270 validation).
+WORKER = Subject("worker", 1257, 270, {"lr": 0.05, "weight_decay": 5e-4, "momentum": 0.9, "width": 32,
+                                       "dropout": 0.0}, model="digits_mlp")
+#: A user's script: the tabular example (breast cancer: 456 = 9 x 48 + 24 training samples, 113
+#: validation), AdamW at a constant learning rate.
+TABULAR = Subject("tabular_mlp", 569 - 569 // 5, 569 // 5,
+                  {"lr": 0.003, "weight_decay": 0.01, "width": 32, "depth": 2},
+                  script=(str(REPO / "examples" / "tabular_mlp" / "train.py"), "--dataset", "breast_cancer"),
+                  kill_step=4, step_delay_s=0.1)
+SUBJECTS = {s.name: s for s in (WORKER, TABULAR)}
+NUM_TEST = 270  # the worker's digits test split
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -51,13 +94,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(trial_dir: Path, *, model: str, configuration: dict, seed: int = 0) -> None:
+def write_config(trial_dir: Path, subject: Subject, *, configuration: dict | None = None,
+                 seed: int = 0) -> None:
     trial_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "trial_id": trial_dir.name,
-        "configuration": configuration,
-        "model": model,
-        "dataset": "digits",
+        "configuration": dict(configuration or subject.configuration),
+        "model": subject.model,
+        "dataset": "digits" if subject.model else None,
         "data_dir": None,
         "global_batch": GLOBAL_BATCH,
         "micro_batch_max": MICRO_BATCH_MAX,
@@ -78,22 +122,24 @@ def copy_trial(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _worker_args(trial_dir: Path, until_epoch: int) -> list[str]:
+def _worker_args(trial_dir: Path, until_epoch: int, subject: Subject = WORKER) -> list[str]:
     # torchrun's logs beside the trial (under the test's tmp_path), not a /tmp/torchelastic_*
     # folder per launch
-    return [
-        "--log-dir",
-        str(Path(trial_dir).parent / "torchrun_logs"),
-        "-m",
-        "seer_torch.worker",
-        "--trial-dir",
-        str(trial_dir),
-        "--until-epoch",
-        str(until_epoch),
-    ]
+    logs = ["--log-dir", str(Path(trial_dir).parent / "torchrun_logs")]
+    if subject.script:  # the trial folder and epoch travel in the environment (trial_env)
+        return [*logs, *subject.script]
+    return [*logs, "-m", "seer_torch.worker", "--trial-dir", str(trial_dir),
+            "--until-epoch", str(until_epoch)]
 
 
-def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int) -> list[str]:
+def trial_env(trial_dir: Path, until_epoch: int) -> dict[str, str]:
+    """What the tuner tells every job in its environment (a script reads it; the worker is also
+    given it on its command line)."""
+    return {"SEER_TRIAL_DIR": str(Path(trial_dir).resolve()), "SEER_UNTIL_EPOCH": str(until_epoch)}
+
+
+def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int,
+                    subject: Subject = WORKER) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -101,12 +147,13 @@ def standalone_argv(trial_dir: Path, world_size: int, until_epoch: int) -> list[
         "--standalone",
         "--nproc-per-node",
         str(world_size),
-        *_worker_args(trial_dir, until_epoch),
+        *_worker_args(trial_dir, until_epoch, subject),
     ]
 
 
 def node_argv(
-    trial_dir: Path, nnodes: int, nproc: int, node_rank: int, port: int, rdzv_id: str, until_epoch: int
+    trial_dir: Path, nnodes: int, nproc: int, node_rank: int, port: int, rdzv_id: str, until_epoch: int,
+    subject: Subject = WORKER,
 ) -> list[str]:
     return [
         sys.executable,
@@ -124,7 +171,7 @@ def node_argv(
         f"127.0.0.1:{port}",
         "--rdzv-id",
         rdzv_id,
-        *_worker_args(trial_dir, until_epoch),
+        *_worker_args(trial_dir, until_epoch, subject),
     ]
 
 
@@ -194,20 +241,22 @@ def launch(
     *,
     nodes: int = 1,
     delay_s: float | None = None,
+    subject: Subject = WORKER,
 ) -> Launch:
-    """Run one launch to completion: standalone with ``world_size`` processes, or ``nodes``
-    torchrun agents (c10d rendezvous on 127.0.0.1, a fresh port and id) with
+    """Run one launch of ``subject`` to completion: standalone with ``world_size`` processes,
+    or ``nodes`` torchrun agents (c10d rendezvous on 127.0.0.1, a fresh port and id) with
     ``world_size // nodes`` processes each, all started together."""
-    extra = {"SEER_RECORD_SAMPLES": str(record)}
+    extra = {"SEER_RECORD_SAMPLES": str(record), **trial_env(trial_dir, until_epoch)}
     if delay_s:
         extra["SEER_DEBUG_STEP_DELAY_S"] = str(delay_s)
     env = base_env(**extra)
     if nodes == 1:
-        procs = [start(standalone_argv(trial_dir, world_size, until_epoch), env)]
+        procs = [start(standalone_argv(trial_dir, world_size, until_epoch, subject), env)]
     else:
         port, rdzv_id = free_port(), uuid.uuid4().hex[:12]
         procs = [
-            start(node_argv(trial_dir, nodes, world_size // nodes, node, port, rdzv_id, until_epoch), env)
+            start(node_argv(trial_dir, nodes, world_size // nodes, node, port, rdzv_id, until_epoch, subject),
+                  env)
             for node in range(nodes)
         ]
     finish(procs, f"{trial_dir.name}: W={world_size} ({nodes} node(s)) until epoch {until_epoch}")
@@ -218,7 +267,12 @@ def launch(
 
 
 def load_checkpoint(trial_dir: Path) -> dict:
-    return torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    """The trial's checkpoint (seer_torch.trial_checkpoint) with what the script saved under
+    ``state`` (the built-in worker's model, optimizer, scheduler, lr_schedule) lifted beside
+    the trial's counters and RNG state, so tests read ``checkpoint["model"]``."""
+    saved = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert not set(saved["state"]) & set(saved), "a state key shadows a checkpoint key"
+    return {**{key: value for key, value in saved.items() if key != "state"}, **saved["state"]}
 
 
 def read_metrics(trial_dir: Path) -> list[dict]:
@@ -304,15 +358,42 @@ def _digits():
     return load_dataset("digits", None)
 
 
-def evaluate_checkpoint(state: dict, model: str, hparams: dict) -> tuple[float, float]:
-    """(validation, test) accuracy of a checkpoint's weights, in this one process, W = 1."""
-    from seer_torch.models import build_model
+@functools.lru_cache(maxsize=1)
+def _tabular_module():
+    """examples/tabular_mlp/train.py imported as a module (its ``load`` and ``build``)."""
+    import importlib.util
 
-    splits = _digits()
-    net = build_model(model, num_classes=10, in_channels=1, image_size=8, **model_hparams(hparams))
+    spec = importlib.util.spec_from_file_location("tabular_mlp_train", TABULAR.script[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_model(subject: Subject, configuration: dict) -> torch.nn.Module:
+    """The subject's model for ``configuration``, as its launches build it."""
+    if subject.script:
+        x, y, _, _ = _tabular_module().load("breast_cancer", 0)
+        return _tabular_module().build(x.shape[1], int(y.max()) + 1, int(configuration["width"]),
+                                       int(configuration["depth"]))
+    from seer_torch.models import build_model as build
+
+    return build(subject.model, num_classes=10, in_channels=1, image_size=8, **model_hparams(configuration))
+
+
+def evaluate_checkpoint(subject: Subject, state: dict, configuration: dict) -> tuple[dict, dict]:
+    """A checkpoint's weights evaluated in this one process (W = 1): ``(exact, approximate)``
+    metrics, the first counts of correct samples (``val_accuracy``; the worker's
+    ``test_accuracy`` too), the second float sums (the script's ``val_loss``)."""
+    net = build_model(subject, configuration)
     net.load_state_dict(state["model"], strict=True)
     net.eval()
     with torch.no_grad():
-        val = (net(splits.val_x).argmax(1) == splits.val_y).sum().item() / NUM_VAL
+        if subject.script:
+            _, _, x_val, y_val = _tabular_module().load("breast_cancer", 0)
+            logits = net(x_val)
+            return ({"val_accuracy": (logits.argmax(1) == y_val).sum().item() / subject.num_val},
+                    {"val_loss": torch.nn.functional.cross_entropy(logits, y_val).item()})
+        splits = _digits()
+        val = (net(splits.val_x).argmax(1) == splits.val_y).sum().item() / subject.num_val
         test = (net(splits.test_x).argmax(1) == splits.test_y).sum().item() / NUM_TEST
-    return val, test
+    return {"val_accuracy": val, "test_accuracy": test}, {}

@@ -16,13 +16,15 @@ import pytest
 import torch
 
 from seer_torch.errors import CheckpointError
-from seer_torch.worker import (
+from seer_torch.trial_checkpoint import (
     CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
     PREVIOUS_CHECKPOINT_FILE,
     checkpoint_problem,
     resume_checkpoint,
     save_checkpoint,
 )
+from seer_torch.worker import state_problem
 
 STEPS_PER_EPOCH = 1257 // 64
 LAUNCH_TIMEOUT_S = 120
@@ -119,7 +121,7 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
     accumulator = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("train/loss")] == list(range(1, 4 * STEPS_PER_EPOCH + 1))
-    assert [e.step for e in accumulator.Scalars("val/accuracy")] == [
+    assert [e.step for e in accumulator.Scalars("val_accuracy")] == [
         e * STEPS_PER_EPOCH for e in (1, 2, 3, 4)
     ]
 
@@ -136,31 +138,38 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
 
 
 def _state(epoch: int, steps_per_epoch: int = 19, global_batch: int = 64) -> dict:
+    """A whole checkpoint of the built-in worker (the trial's format, the worker's state)."""
     step = epoch * steps_per_epoch
     return {
-        "format": 1,
-        "model": {"w": torch.zeros(2)},
-        "optimizer": {"state": {}, "param_groups": []},
-        "scheduler": {"last_epoch": step},
+        "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
         "step": step,
         "samples_seen": step * global_batch,
-        "rng": {"torch_cpu": torch.get_rng_state(), "python": random.getstate()},
-        "configuration": {"lr": 0.1},
-        "trial_id": "t",
         "global_batch": global_batch,
+        "trial_id": "t",
+        "configuration": {"lr": 0.1},
+        "rng": {"torch_cpu": torch.get_rng_state(), "python": random.getstate()},
+        "state": {
+            "model": {"w": torch.zeros(2)},
+            "optimizer": {"state": {}, "param_groups": []},
+            "scheduler": {"last_epoch": step},
+            "lr_schedule": [[0, 0.0, 10 * steps_per_epoch]],
+        },
     }
 
 
 @pytest.mark.parametrize(
     "damage, problem",
     [
-        (lambda s: s.pop("optimizer"), "missing optimizer"),
-        (lambda s: s.update(step=s["step"] + 1), "inconsistent counters"),
+        (lambda s: s["state"].pop("optimizer"), "missing optimizer"),
+        (lambda s: s.update(step=39, samples_seen=39 * 64), "inconsistent counters"),
         (lambda s: s.update(samples_seen=0), "samples_seen is not step x global_batch"),
-        (lambda s: s["scheduler"].update(last_epoch=3), "the scheduler is at step 3"),
+        (lambda s: s["state"]["scheduler"].update(last_epoch=3), "the scheduler is at step 3"),
         (lambda s: s.update(epoch=0, step=0, samples_seen=0), "inconsistent counters"),
-        (lambda s: s.update(model={}), "the model state is not a dictionary of tensors"),
+        (lambda s: s["state"].update(model={}), "the model state is not a dictionary of tensors"),
+        (lambda s: s["state"].update(lr_schedule=[[5, 0.0, 99]]), "its lr_schedule is not"),
+        (lambda s: s.update(format=1), "checkpoint format 1"),
+        (lambda s: s.pop("rng"), "the RNG state is incomplete"),
     ],
     ids=[
         "missing_key",
@@ -169,6 +178,9 @@ def _state(epoch: int, steps_per_epoch: int = 19, global_batch: int = 64) -> dic
         "scheduler_step",
         "epoch_0",
         "empty_model",
+        "lr_schedule",
+        "old_format",
+        "no_rng",
     ],
 )
 def test_an_inconsistent_checkpoint_falls_back_to_the_previous(tmp_path, capsys, damage, problem):
@@ -176,9 +188,9 @@ def test_an_inconsistent_checkpoint_falls_back_to_the_previous(tmp_path, capsys,
     save_checkpoint(path, _state(1))
     bad = _state(2)
     damage(bad)
-    assert problem in checkpoint_problem(bad)
+    assert problem in checkpoint_problem(bad, state_problem)
     save_checkpoint(path, bad)  # rotates the good epoch-1 checkpoint to checkpoint.prev.pt
-    state, source = resume_checkpoint(path, torch.device("cpu"))
+    state, source = resume_checkpoint(path, check=state_problem)
     assert source == str(tmp_path / PREVIOUS_CHECKPOINT_FILE) and state["epoch"] == 1
     assert problem in capsys.readouterr().err
 
@@ -186,12 +198,11 @@ def test_an_inconsistent_checkpoint_falls_back_to_the_previous(tmp_path, capsys,
 def test_rotation_rules(tmp_path):
     path = str(tmp_path / CHECKPOINT_FILE)
     prev = tmp_path / PREVIOUS_CHECKPOINT_FILE
-    cpu = torch.device("cpu")
-    assert checkpoint_problem(_state(3)) == ""
+    assert checkpoint_problem(_state(3), state_problem) == ""
     # A stale previous checkpoint without a current one is not resumed from, and a fresh
     # trial's first save removes it.
     torch.save(_state(5), prev)
-    assert resume_checkpoint(path, cpu) == (None, None)
+    assert resume_checkpoint(path) == (None, None)
     save_checkpoint(path, _state(1))
     assert not prev.exists()
     save_checkpoint(path, _state(2))
@@ -204,7 +215,7 @@ def test_rotation_rules(tmp_path):
     with open(path, "r+b") as f:
         f.truncate(10)
     with pytest.raises(CheckpointError, match="no previous checkpoint") as ei:
-        resume_checkpoint(path, cpu)
+        resume_checkpoint(path)
     assert path in str(ei.value)
     # A file weights_only=True refuses (a pickled object of a class outside the allowlist) is
     # unusable: it is never loaded unsafely.
@@ -212,5 +223,5 @@ def test_rotation_rules(tmp_path):
 
     save_checkpoint(path, _state(1))
     save_checkpoint(path, {**_state(2), "when": datetime.datetime(2020, 1, 1)})
-    state, source = resume_checkpoint(path, cpu, log=False)
+    state, source = resume_checkpoint(path, log=False)
     assert source == str(prev) and state["epoch"] == 1

@@ -89,7 +89,7 @@ def test_worker_on_cuda_w1_then_resize(tmp_path):
         assert line["throughput_samples_per_s"] > 0
     assert lines[-1]["test_samples"] == 100
     # The checkpoint holds no device-specific or W-specific layout: it loads on the CPU.
-    state = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert state["epoch"] == 2 and state["step"] == 2 * steps
-    assert not any(key.startswith("module.") for key in state["model"])
-    assert "torch_cuda" in state["rng"]
+    saved = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 2 and saved["step"] == 2 * steps
+    assert not any(key.startswith("module.") for key in saved["state"]["model"])
+    assert "torch_cuda" in saved["rng"]

@@ -108,6 +108,6 @@ def test_the_answer_ends_its_schedule_after_the_target_was_lowered(tmp_path: Pat
         {(s, 1) for s in range(1, change + 1)} | {(s, 2) for s in range(change + 1, 2 * change + 1)})
     for r in records:
         assert r["lr"] == pytest.approx(PEAK_LR * expected.factor(r["step"] - 1), rel=1e-12, abs=1e-15), r
-    state = torch.load(trial_dir / "checkpoint.pt", weights_only=True)
+    state = torch.load(trial_dir / "checkpoint.pt", weights_only=True)["state"]
     assert LrSchedule.from_list(state["lr_schedule"]) == expected
     assert state["scheduler"]["_last_lr"] == [0.0]

@@ -171,7 +171,7 @@ def test_stopped_while_the_first_checkpoint_is_written_resumes_from_what_is_dura
     state = json.loads((run_dir / "state.json").read_text())
     t = {x["trial_id"]: x for x in state["trials"]}[tid]
     # Its epoch 1 was never saved: the journal counts it at epoch 0, with no accuracy.
-    assert (t["epochs"], t["val_accuracy_by_epoch"]) == (0, {})
+    assert (t["epochs"], t["metric_by_epoch"]) == (0, {})
 
     proc = _seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

@@ -104,12 +104,14 @@ def test_resize_1_2_1_continues_exactly(tmp_path):
     )
 
     # The checkpoint: unwrapped keys, loads strictly into a fresh model, counters exact.
-    state = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert (state["epoch"], state["step"], state["samples_seen"]) == (
+    saved = torch.load(trial_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert (saved["format"], saved["epoch"], saved["step"], saved["samples_seen"]) == (
+        "seer-trial-1",
         3,
         3 * STEPS_PER_EPOCH,
         3 * STEPS_PER_EPOCH * GLOBAL_BATCH,
     )
+    state = saved["state"]
     assert not any(key.startswith(("module.", "_orig_mod.")) for key in state["model"])
     assert state["scheduler"]["last_epoch"] == 3 * STEPS_PER_EPOCH
     from seer_torch.models import build_model
@@ -127,7 +129,7 @@ def test_resize_1_2_1_continues_exactly(tmp_path):
     accumulator.Reload()
     loss_steps = [event.step for event in accumulator.Scalars("train/loss")]
     assert loss_steps == list(range(1, 3 * STEPS_PER_EPOCH + 1))
-    assert [event.step for event in accumulator.Scalars("val/accuracy")] == [19, 38, 57]
+    assert [event.step for event in accumulator.Scalars("val_accuracy")] == [19, 38, 57]
     assert [event.value for event in accumulator.Scalars("perf/world_size")] == [1, 2, 1]
     learning_rates = [event.value for event in accumulator.Scalars("train/lr")]
     assert all(a > b for a, b in zip(learning_rates, learning_rates[1:]))  # cosine, by step, across W
@@ -162,31 +164,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _one_step_config(micro_batch_max: int):
+def _one_step_trial(trial_dir: Path, micro_batch_max: int):
+    """The trial (W from the environment) and the worker's config of a case-9 trial folder."""
+    from seer_torch import trial
     from seer_torch.worker import TrialConfig
 
-    return TrialConfig.from_dict(
-        {
-            "trial_id": "case9",
-            "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.0},
-            "model": "digits_cnn",
-            "dataset": "digits",
-            "data_dir": None,
-            "global_batch": GLOBAL_BATCH,
-            "micro_batch_max": micro_batch_max,
-            "max_epochs": 3,
-            "seed": 0,
-            "tensorboard_dir": None,
-        }
-    )
+    raw = {
+        "trial_id": "case9",
+        "configuration": {"lr": 0.1, "weight_decay": 5e-4, "width": 4, "dropout": 0.0},
+        "model": "digits_cnn",
+        "dataset": "digits",
+        "data_dir": None,
+        "global_batch": GLOBAL_BATCH,
+        "micro_batch_max": micro_batch_max,
+        "max_epochs": 3,
+        "seed": 0,
+        "tensorboard_dir": None,
+    }
+    trial_dir.mkdir(exist_ok=True)
+    (trial_dir / "config.json").write_text(json.dumps(raw))
+    return trial.init(trial_dir, 1, cpu_threads=1), TrialConfig.from_dict(raw)
 
 
 def _one_step(rank: int, world_size: int, port: int, micro_batch_max: int, out_dir: str) -> None:
-    """One optimizer step of the worker's Trainer at W = world_size; saves the parameters."""
-    import torch.distributed as dist
-
-    from seer_torch.data import epoch_permutation
-    from seer_torch.worker import DistEnv, _init_process_group, build_trainer
+    """One optimizer step of the worker's Trainer at W = world_size on the trial's first
+    global batch; saves the parameters."""
+    from seer_torch.worker import build_trainer
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -195,27 +198,21 @@ def _one_step(rank: int, world_size: int, port: int, micro_batch_max: int, out_d
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world_size),
     )
-    torch.set_num_threads(1)
-    env = DistEnv.from_environ()
-    _init_process_group(env)
-    try:
-        trainer = build_trainer(_one_step_config(micro_batch_max), env, None)
-        trainer.train_step(1, 0, epoch_permutation(0, 1, trainer.splits.num_train))
+    t, config = _one_step_trial(Path(out_dir) / f"trial_r{rank}", micro_batch_max)
+    with t:
+        trainer = build_trainer(t, config, None)
+        trainer.train_step(1, 0, next(t.train_batches(trainer.splits.num_train, 1)))
         torch.save(dict(trainer.model.named_parameters()), os.path.join(out_dir, f"w{world_size}_r{rank}.pt"))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 @pytest.mark.integration
-def test_accumulation_syncs_once_and_matches_one_process(tmp_path):
+def test_accumulation_syncs_once_and_matches_one_process(tmp_path, monkeypatch):
     """Case 9: W=2 (gloo) with 2 accumulation steps; after one step the parameters are
     bit-identical on both ranks and equal a one-process run over the same 16-sample
     micro-batches (BatchNorm normalises per micro-batch) within 1e-6."""
     import torch.multiprocessing as mp
 
-    from seer_torch.data import epoch_permutation
-    from seer_torch.worker import DistEnv, build_trainer
+    from seer_torch.worker import build_trainer
 
     mp.spawn(_one_step, args=(2, _free_port(), 16, str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "w2_r0.pt", weights_only=True)
@@ -223,10 +220,14 @@ def test_accumulation_syncs_once_and_matches_one_process(tmp_path):
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
 
-    reference = build_trainer(_one_step_config(16), DistEnv(0, 0, 1, torch.device("cpu")), None)
-    assert reference.plan.accum_steps == 4
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):  # this process is W = 1
+        monkeypatch.delenv(name, raising=False)
+    t, config = _one_step_trial(tmp_path / "reference", 16)
+    reference = build_trainer(t, config, None)
+    assert t.accum_steps == 4
     before = {name: p.detach().clone() for name, p in reference.model.named_parameters()}
-    reference.train_step(1, 0, epoch_permutation(0, 1, reference.splits.num_train))
+    reference.train_step(1, 0, next(t.train_batches(reference.splits.num_train, 1)))
+    t.finish()
     for name, parameter in reference.model.named_parameters():
         assert not torch.equal(parameter, before[name]) or name.endswith("bias")
         torch.testing.assert_close(rank0[name], parameter.detach(), rtol=0, atol=1e-6)

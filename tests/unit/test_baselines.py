@@ -175,7 +175,7 @@ class FakeCluster:
                 epochs=t.epochs,
                 world_size=job.world_size if job else None,
                 until_epoch=job.until if job else None,
-                val_accuracy=dict(t.vals),
+                score=dict(t.vals),
                 world_sizes=tuple(t.world_sizes),
             )
         return Snapshot(
@@ -487,7 +487,7 @@ def test_hyperband_brackets_fit_the_deadline_and_answer_across_brackets():
     assert cluster.max_held <= 3
     assert cluster.end == "finish"
     # The answer: the best at epoch 9 over every bracket's finalists.
-    at9 = {t.trial_id: t.val_accuracy[9] for t in final.trials.values() if 9 in t.val_accuracy}
+    at9 = {t.trial_id: t.score[9] for t in final.trials.values() if 9 in t.score}
     assert len(at9) == sum(b["survivors"][-1] for b in brackets)
     assert answer == (max(at9, key=at9.get), 9)
 
@@ -542,7 +542,7 @@ def test_asha_promotes_the_top_third_and_answers_the_best_at_the_highest_rung():
     assert len(cluster.launched(until=9)) == 1
     assert cluster.end == "finish"
     assert cluster.max_held <= 3
-    at_top = {t.trial_id: t.val_accuracy[9] for t in final.trials.values() if 9 in t.val_accuracy}
+    at_top = {t.trial_id: t.score[9] for t in final.trials.values() if 9 in t.score}
     assert answer == (max(at_top, key=at_top.get), 9)
     report = json_roundtrip(policy.report())
     assert report["jobs_per_rung"] == [9, 3, 1]
@@ -569,9 +569,9 @@ def test_asha_many_configurations_deadline_and_no_job_left_unfinished():
     last_finish = cluster.decisions[-1][0]
     assert last_finish <= 360.0
     assert 360.0 - last_finish < 12.0 or len(cluster.launched(until=1)) == 64
-    rung_top = max(r for r in (1, 3, 9) if any(r in t.val_accuracy for t in final.trials.values()))
-    vals = {t.trial_id: t.val_accuracy[rung_top] for t in final.trials.values()
-            if rung_top in t.val_accuracy and t.status != "diverged"}
+    rung_top = max(r for r in (1, 3, 9) if any(r in t.score for t in final.trials.values()))
+    vals = {t.trial_id: t.score[rung_top] for t in final.trials.values()
+            if rung_top in t.score and t.status != "diverged"}
     assert answer == (max(vals, key=vals.get), rung_top)
 
 
@@ -785,7 +785,7 @@ def test_hyperband_best_effort_runs_its_s0_bracket_to_the_largest_target():
     cluster = FakeCluster(c, many_curves(64))
     answer, final = cluster.run(HyperbandPolicy())
     assert cluster.end == "finish"
-    at4 = {t.trial_id: t.val_accuracy[4] for t in final.trials.values()}
+    at4 = {t.trial_id: t.score[4] for t in final.trials.values()}
     assert answer == (max(at4, key=at4.get), 4)
 
 
@@ -804,7 +804,7 @@ def test_asha_best_effort_anchors_its_rungs_at_the_largest_target():
     assert policy.report()["plan"]["rungs"] == [1]
     assert sorted(cluster.launched(until=1)) == [0, 1, 2]  # one wave on 3 slots; a second ends too late
     assert cluster.end == "finish"
-    at1 = {t.trial_id: t.val_accuracy[1] for t in final.trials.values()}
+    at1 = {t.trial_id: t.score[1] for t in final.trials.values()}
     assert answer == (max(at1, key=at1.get), 1)
 
 
@@ -940,7 +940,7 @@ def test_every_policy_is_deterministic_finishes_and_never_answers_a_diverged_tri
         assert all(d.until_epoch <= c.max_epochs for _, d in cluster.launches)
         if answer is not None:
             assert final.trials[answer[0]].status != "diverged"
-            assert math.isfinite(final.trials[answer[0]].val_accuracy[answer[1]])
+            assert math.isfinite(final.trials[answer[0]].score[answer[1]])
         runs.append(([(t, d) for t, d in cluster.launches], answer, report, cluster.end))
     assert runs[0] == runs[1]
     assert runs[0][3] == "finish"

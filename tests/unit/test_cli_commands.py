@@ -23,7 +23,7 @@ from seer_torch.run_lock import LOCK_FILE, check_not_in_use, lock_run_dir
 
 PROFILES = Path(__file__).resolve().parents[1] / "data" / "scaling_profiles.json"
 POLICIES = ("seer", "sha", "hyperband", "asha", "elastic-sha", "elastic-uniform", "oracle")
-SIMULATE_HEADERS = ("policy", "final accuracy (mean ± std)", "regret", "time s", "money USD",
+SIMULATE_HEADERS = ("policy", "final val_accuracy, max (mean ± std)", "regret", "time s", "money USD",
                     "violations", "configurations", "no answer")
 
 

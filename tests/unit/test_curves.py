@@ -72,8 +72,9 @@ def test_save_load_round_trip_writes_nan_as_null(tmp_path):
     [
         (lambda r: r.pop("max_epochs"), "max_epochs", "required"),
         (lambda r: r.update(max_epochs=0), "max_epochs", "integer >= 1"),
-        (lambda r: r.update(metric="loss"), "metric", "val_accuracy"),
-        (lambda r: r.update(mode="min"), "mode", "max"),
+        (lambda r: r.update(metric=""), "metric", "non-empty string"),
+        (lambda r: r.update(metric="epochs"), "metric", "other than the record keys"),
+        (lambda r: r.update(mode="minimize"), "mode", "max"),
         (lambda r: r.update(epoch_time_s=-1), "epoch_time_s", "> 0"),
         (lambda r: r.update(epoch_time_s=NAN), "epoch_time_s", "> 0"),
         (lambda r: r.update(name=""), "name", "non-empty"),

@@ -111,7 +111,8 @@ def _trial(tmp_path: Path, name: str) -> Path:
 
 def _launch(trial_dir: Path, until_epoch: int, horizon: int, monkeypatch) -> None:
     """One launch as the executor makes it: config.json with the horizon, then the worker."""
-    from seer_torch.worker import DistEnv, TrialConfig, train
+    from seer_torch import trial
+    from seer_torch.worker import TrialConfig, train
 
     config = {
         "trial_id": trial_dir.name,
@@ -127,9 +128,8 @@ def _launch(trial_dir: Path, until_epoch: int, horizon: int, monkeypatch) -> Non
     }
     (trial_dir / "config.json").write_text(json.dumps(config))
     monkeypatch.setenv("SEER_RECORD_SAMPLES", str(trial_dir / "record"))
-    train(
-        str(trial_dir), until_epoch, TrialConfig.load(str(trial_dir)), DistEnv(0, 0, 1, torch.device("cpu"))
-    )
+    with trial.init(trial_dir, until_epoch, cpu_threads=None) as t:
+        train(t, TrialConfig.load(str(trial_dir)))
 
 
 def _step_lrs(trial_dir: Path) -> dict[int, float]:
@@ -184,7 +184,7 @@ def test_the_worker_matches_the_pure_schedule(tmp_path, monkeypatch):
     lrs = _step_lrs(trial_dir)
     assert all(lrs[s] == pytest.approx(PEAK_LR * expected.factor(s - 1), rel=1e-12, abs=1e-15) for s in lrs)
     state = torch.load(trial_dir / "checkpoint.pt", weights_only=True)
-    assert LrSchedule.from_list(state["lr_schedule"]) == expected
+    assert LrSchedule.from_list(state["state"]["lr_schedule"]) == expected
 
 
 # ------------------------------------------------------------------ the executor (simulated backend)

@@ -456,13 +456,6 @@ CASES = [
         {"trial.args": '["--hidden", "8"]'},
         ("trial.args: got ['--hidden', '8']", "only with trial.script"),
     ),
-    Case(
-        "trial_script_without_profile",
-        {"trial.script": '"train.py"'},
-        ("planner.profile: got None", "a [trial] script experiment needs a measured profile for now "
-         "(seer profile measures the built-in worker only)"),
-        files={"train.py": ""},
-    ),
     # -- the scaling profile
     Case(
         "profile_missing",

@@ -124,17 +124,17 @@ def test_metrics_past_the_durable_checkpoint_are_not_progress(tmp_path):
     _rows(trial_dir / "metrics.jsonl", range(1, 6))
     (trial_dir / ".checkpoint.pt.abcd.tmp").write_bytes(b"half a checkpoint")
     tuner = Tuner(exp, None, LocalBackend(2), policy=make_policy("seer"))
-    trial = Trial("t000", {"q": 0.7}, index=0, epochs=5, val_by_epoch={e: 0.1 * e for e in range(1, 6)})
+    trial = Trial("t000", {"q": 0.7}, index=0, epochs=5, metric_by_epoch={e: 0.1 * e for e in range(1, 6)})
     spec = JobSpec("t000", trial_dir, 1, 5)
     stopped = JobResult(spec, -15, 0.0, 9.0, 0.0, stopped=True)
     assert tuner.loop.read_results(trial, stopped) == "stopped"
-    assert (trial.epochs, trial.val_by_epoch) == (0, {})
-    assert trial.view().epochs == 0
+    assert (trial.epochs, trial.metric_by_epoch) == (0, {})
+    assert trial.view(tuner.book.objective).epochs == 0
 
     # Once a checkpoint at epoch 3 is durable, epochs 1-3 count and 4-5 stay debris.
     save_checkpoint(str(trial_dir / "checkpoint.pt"), _checkpoint_state(3))
     assert tuner.loop.read_results(trial, stopped) == "stopped"
-    assert trial.epochs == 3 and sorted(trial.val_by_epoch) == [1, 2, 3]
+    assert trial.epochs == 3 and sorted(trial.metric_by_epoch) == [1, 2, 3]
 
 
 def test_save_checkpoint_marks_the_durable_epoch(tmp_path):

@@ -37,7 +37,8 @@ def test_simulate_with_eta_auto_lets_the_planner_choose(capsys):
     out = json.loads(capsys.readouterr().out)
     seer = out["policies"]["seer"]
     assert seer["runs"] == 2 and seer["budget_violations"] == 0 and seer["no_answer"] == 0
-    assert 0.9 < seer["final_accuracy"]["mean"] <= 1.0
+    assert (out["metric"], out["mode"]) == ("val_accuracy", "max")
+    assert 0.9 < seer["final_value"]["mean"] <= 1.0
 
 
 @pytest.mark.parametrize("value", ["1", "x", "2.5"])

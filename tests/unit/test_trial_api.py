@@ -299,3 +299,152 @@ def test_tensorboard_scalars_are_written_per_epoch(tmp_path):
     trial_dir = make_trial_dir(tmp_path, tensorboard_dir=str(tensorboard_dir))
     run_launch(trial_dir, 2)
     assert list(tensorboard_dir.glob("events.out.tfevents.*"))
+
+
+def test_the_checkpoint_keeps_counters_configuration_and_rng_and_restores_the_rng(tmp_path):
+    import random
+
+    trial_dir = make_trial_dir(tmp_path)
+    t = start(trial_dir, 1)
+    t.load()
+    for epoch in t.epochs(checkpoint=lambda: {"w": torch.ones(())}):
+        list(t.train_batches(100, epoch))  # 3 steps of 32
+        t.report(epoch, val_accuracy=0.5)
+    saved = torch.load(trial_dir / "checkpoint.pt", weights_only=True)
+    assert (saved["epoch"], saved["step"], saved["samples_seen"], saved["trial_id"]) == (1, 3, 96, "t0007")
+    assert saved["configuration"] == {"lr": 0.01, "width": 16}
+    after_epoch_1 = torch.rand(4), random.random()  # the next draws after the save
+    torch.manual_seed(123)
+    random.seed(123)
+    t = start(trial_dir, 2)
+    assert float(t.load()["w"]) == 1.0 and (t.start_epoch, t.step) == (1, 3)
+    assert torch.equal(torch.rand(4), after_epoch_1[0]) and random.random() == after_epoch_1[1]
+
+
+def test_a_check_that_refuses_the_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    trial_dir = make_trial_dir(tmp_path)
+    run_launch(trial_dir, 1)
+    run_launch(trial_dir, 2)
+    t = start(trial_dir, 3)
+    state = t.load(check=lambda saved: "w is too large" if float(saved["state"]["w"]) > 1 else "")
+    assert float(state["w"]) == 1.0 and t.start_epoch == 1
+    assert "w is too large" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="refused"):
+        start(trial_dir, 3).load(check=lambda saved: "refused")
+
+
+def test_tensorboard_x_axis_is_the_step_and_a_relaunch_purges_the_steps_past_the_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tensorboard_dir = tmp_path / "tb"
+    trial_dir = make_trial_dir(tmp_path, tensorboard_dir=str(tensorboard_dir))
+
+    def launch(until, loss_offset):
+        t = start(trial_dir, until)
+        t.load()
+        for epoch in t.epochs(checkpoint=lambda: {}):
+            for _ in t.train_batches(100, epoch):  # 3 steps of 32 an epoch
+                t.log(step_loss=loss_offset + t.step)
+            t.log(after_epoch=float(epoch))  # outside the loop: at the steps trained
+            t.report(epoch, val_accuracy=epoch / 10)
+        t.finish()
+
+    launch(1, 0.0)
+    launch(3, 0.0)
+    # The epoch-3 checkpoint is lost: a relaunch from epoch 1 (step 3) trains epoch 2 again.
+    (trial_dir / "checkpoint.pt").rename(trial_dir / "kept.pt")
+    (trial_dir / "checkpoint.prev.pt").rename(trial_dir / "checkpoint.pt")  # back to epoch 1
+    (trial_dir / "kept.pt").unlink()
+    launch(2, 100.0)
+    acc = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("step_loss")]
+    assert steps == list(range(1, 7))  # 1..3 of the first launch, 4..6 of the replay; 7..9 purged
+    assert [e.value for e in acc.Scalars("step_loss")] == [0, 1, 2, 103, 104, 105]
+    assert [e.step for e in acc.Scalars("val_accuracy")] == [3, 6]
+    assert [e.step for e in acc.Scalars("perf/world_size")] == [3, 6]
+    assert [e.step for e in acc.Scalars("after_epoch")] == [3, 6]
+    assert [e.step for e in acc.Scalars("perf/throughput_samples_per_s")] == [3, 6]
+
+
+def test_a_script_that_counts_no_steps_gets_the_epoch_as_x_axis(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tensorboard_dir = tmp_path / "tb"
+    run_launch(make_trial_dir(tmp_path, tensorboard_dir=str(tensorboard_dir)), 2)
+    acc = EventAccumulator(str(tensorboard_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val_accuracy")] == [1, 2]
+    assert [e.step for e in acc.Scalars("perf/world_size")] == [1, 2]
+
+
+def test_untimed_work_is_left_out_of_the_epoch_time(tmp_path):
+    import time
+
+    trial_dir = make_trial_dir(tmp_path)
+    t = start(trial_dir, 2)
+    t.load()
+    for epoch in t.epochs():
+        if epoch == 1:
+            time.sleep(0.3)
+        else:
+            with t.untimed():
+                time.sleep(0.3)
+        t.report(epoch, val_accuracy=0.5)
+    first, second = metrics(trial_dir)
+    assert first["epoch_time_s"] >= 0.3 and second["epoch_time_s"] < 0.1
+
+
+def test_recording_writes_each_steps_samples_and_learning_rate(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEER_RECORD_SAMPLES", str(tmp_path / "record"))
+    t = start(make_trial_dir(tmp_path), 1)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([weight], lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (step + 1))
+    for batch in t.train_batches(100, 1):
+        for idx in t.accumulate(weight, batch):
+            (weight * len(idx)).sum().backward()
+        opt.step()
+        sched.step()
+    t.finish()
+    records = [json.loads(line) for line in (tmp_path / "record.rank0").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    assert [r["lr"] for r in records] == [0.5, 0.25, 0.5 / 3]  # the rate each step used
+    assert [r["indices"] for r in records] == epoch_permutation(3, 1, 100)[:96].view(3, 32).tolist()
+    assert (records[0]["micro_batch"], records[0]["accum_steps"], records[0]["world_size"]) == (8, 4, 1)
+
+
+def test_the_worker_and_a_script_write_their_lines_with_the_same_code(tmp_path, monkeypatch):
+    """One contract, two users: the built-in worker's metrics line and the example script's
+    carry the same bookkeeping keys, each written by Trial.report; only their metrics differ."""
+    import runpy
+    import sys
+
+    from seer_torch import trial as trial_module
+    from seer_torch.worker import TrialConfig, train
+
+    worker_dir = tmp_path / "worker"
+    worker_dir.mkdir()
+    raw = {"trial_id": "w", "configuration": {"lr": 0.1, "width": 4, "dropout": 0.0}, "model": "digits_cnn",
+           "dataset": "digits", "data_dir": None, "global_batch": 64, "micro_batch_max": 64, "max_epochs": 1,
+           "seed": 0, "tensorboard_dir": None}
+    (worker_dir / "config.json").write_text(json.dumps(raw))
+    with trial_module.init(worker_dir, 1, cpu_threads=None) as t:
+        train(t, TrialConfig.from_dict(raw))
+    (worker_line,) = metrics(worker_dir)
+
+    hparams = {"lr": 0.01, "weight_decay": 0.0, "width": 8, "depth": 1}
+    script_dir = make_trial_dir(tmp_path, configuration=hparams)
+    monkeypatch.setenv("SEER_TRIAL_DIR", str(script_dir))
+    monkeypatch.setenv("SEER_UNTIL_EPOCH", "1")
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    runpy.run_path(str(trial_module.Path(__file__).parents[2] / "examples" / "tabular_mlp" / "train.py"),
+                   run_name="__main__")
+    (script_line,) = metrics(script_dir)
+
+    bookkeeping = trial_module.RESERVED_KEYS - {"diverged", "probe_steps_per_epoch", "probe_train_s"}
+    assert bookkeeping <= set(worker_line) and bookkeeping <= set(script_line)
+    assert set(worker_line) - bookkeeping == {"lr", "train_loss", "val_accuracy", "val_loss", "val_samples",
+                                              "test_accuracy", "test_loss", "test_samples"}
+    assert set(script_line) - bookkeeping == {"val_accuracy", "val_loss", "train_loss"}
+    assert worker_line["step"] == 1257 // 64 and worker_line["throughput_samples_per_s"] > 0

@@ -3,7 +3,8 @@
 The experiment side (the path resolved like ``[planner] profile``, kept resolvable in the run
 folder's ``experiment.toml``), the job side (``JobSpec.script``, the argv and environment of
 the local backend), the executor side (``config.json`` without a model, every job of the run
-carrying the script) and the commands' refusals (no profile to measure for a script yet).
+carrying the script) and ``seer bench record``'s refusal (a script's profile is measured by
+tests/unit/test_script_profile.py).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import load_experiment, parse_experiment
 from seer_torch.errors import ConfigError
 from seer_torch.executor import (
-    SCRIPT_PROFILE_NEEDED,
     Tuner,
     draw_costs_needed,
-    measure_profile,
     trial_config,
     trial_job_spec,
 )
@@ -222,14 +221,7 @@ def test_every_job_of_a_run_carries_the_script(script_dir, tmp_path):
     assert tomllib.loads((tmp_path / "run" / "experiment.toml").read_text())["trial"]["script"] == str(script)
 
 
-# -- profiles: a script's cannot be measured yet ------------------------------------------------
-def test_the_profile_of_a_script_is_never_measured(script_dir, tmp_path):
-    exp = load_experiment(_write_experiment(script_dir, trial='script = "train.py"', profile=False))
-    with pytest.raises(ConfigError) as e:
-        measure_profile(exp, None, None, tmp_path, costs=None, on_job_end=print, over_budget=lambda h: None)
-    assert e.value.field == "planner.profile" and e.value.allowed == SCRIPT_PROFILE_NEEDED
-
-
+# -- profiles ----------------------------------------------------------------------------------
 def test_a_script_counts_no_flops_even_with_a_profile_by_flops(script_dir):
     exp = load_experiment(_write_experiment(script_dir, trial='script = "train.py"'))
     by_flops = dict(PROFILE, epoch_time_by_flops=[{"flops_per_sample": 1e6, "epoch_time_s": 1.0},
@@ -238,24 +230,6 @@ def test_a_script_counts_no_flops_even_with_a_profile_by_flops(script_dir):
     prof = load_profile(script_dir / "profile.json")
     assert len(prof.epoch_time_by_flops) == 2
     assert draw_costs_needed(exp, prof) is None and draw_costs_needed(exp, None) is None
-
-
-@pytest.mark.parametrize("command", ["tune", "plan", "profile"])
-def test_commands_refuse_a_script_without_a_profile(command, script_dir, tmp_path, capsys):
-    cfg = _write_experiment(script_dir, trial='script = "train.py"', profile=False)
-    argv = {"tune": ["--run-dir", str(tmp_path / "run")], "plan": ["--json"],
-            "profile": ["--out", str(tmp_path / "p.json")]}[command]
-    assert cli.main([command, str(cfg), *argv]) == 2
-    err = capsys.readouterr().err
-    assert "planner.profile: got None" in err
-    assert SCRIPT_PROFILE_NEEDED in err and "Traceback" not in err
-    assert not (tmp_path / "run").exists() and not (tmp_path / "p.json").exists()
-
-
-def test_seer_profile_refuses_a_script_even_with_a_profile(script_dir, tmp_path, capsys):
-    cfg = _write_experiment(script_dir, trial='script = "train.py"')
-    assert cli.main(["profile", str(cfg), "--out", str(tmp_path / "p.json")]) == 2
-    assert SCRIPT_PROFILE_NEEDED in capsys.readouterr().err
 
 
 def test_seer_bench_record_refuses_a_script(script_dir, tmp_path, capsys):

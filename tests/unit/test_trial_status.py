@@ -9,6 +9,7 @@ import pytest
 
 from seer_torch.executor import IllegalTransition, Trial, TrialStatus, transition
 from seer_torch.executor.trials import ALIVE, BROKEN, ENDED
+from seer_torch.objective import Objective
 
 S = TrialStatus
 
@@ -72,10 +73,11 @@ def test_a_move_the_executor_never_makes_raises(current, new):
 
 def test_a_trial_moves_only_through_the_transition_function():
     t = Trial("t000", {"q": 0.5})
-    assert t.status is S.PENDING and t.view().status == "paused"  # the policy sees it resting
+    objective = Objective()
+    assert t.status is S.PENDING and t.view(objective).status == "paused"  # the policy sees it resting
     t.move_to(S.RUNNING)
     t.move_to(S.DIVERGED)
-    assert t.to_dict()["status"] == "diverged" and type(t.view().status) is str
+    assert t.to_dict("val_accuracy")["status"] == "diverged" and type(t.view(objective).status) is str
     with pytest.raises(IllegalTransition):
         t.move_to(S.RUNNING)
     assert t.status is S.DIVERGED
