@@ -4,10 +4,12 @@ script`` through short jobs of the script itself, and write it for ``seer plan/t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,27 +96,17 @@ def _job_ended(res: Any, kind: str = "") -> None:
           file=sys.stderr, flush=True)
 
 
-def _measure(exp: Experiment, conf: dict[str, Any], sizes: tuple[int, ...], sequence: list[int],
-             steps: int) -> _Measured:
-    """Run the probes and the relaunch sequence on the local backend, in a temporary folder
-    removed afterwards, or kept (and named on stderr) when a job fails."""
+@contextlib.contextmanager
+def _work_folder(backend: Any) -> Iterator[Path]:
+    """A temporary folder for probe and relaunch jobs: removed afterwards, or kept (and named on
+    stderr) when a job failed (a :class:`SeerError`: its logs and torchrun's error.json are
+    there); every job ``backend`` still runs is stopped first on any error."""
     import shutil
     import tempfile
 
-    from seer_torch.clock import RealClock
-    from seer_torch.executor import trial_config
-    from seer_torch.scaling import profiler
-
     work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
-    backend, clock = make_backend(exp, num_slots=max(sizes)), RealClock()
     try:
-        config = trial_config(exp, "profile", conf, None)
-        probe_set = profiler.run_profile_probes(
-            backend, clock, work / "probes", exp, conf, sizes,
-            lambda trial_id, c: trial_config(exp, trial_id, c, None),
-            on_job_end=_job_ended, profile_steps=steps, timeout_s=900.0)
-        launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
-                                               on_job_end=_job_ended, timeout_s=3600.0)
+        yield work
     except BaseException as e:
         backend.stop_all()
         if isinstance(e, SeerError):
@@ -123,6 +115,25 @@ def _measure(exp: Experiment, conf: dict[str, Any], sizes: tuple[int, ...], sequ
             shutil.rmtree(work, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(exp: Experiment, conf: dict[str, Any], sizes: tuple[int, ...], sequence: list[int],
+             steps: int) -> _Measured:
+    """Run the probes and the relaunch sequence on the local backend, in a temporary folder
+    removed afterwards, or kept (and named on stderr) when a job fails."""
+    from seer_torch.clock import RealClock
+    from seer_torch.executor import trial_config
+    from seer_torch.scaling import profiler
+
+    backend, clock = make_backend(exp, num_slots=max(sizes)), RealClock()
+    with _work_folder(backend) as work:
+        config = trial_config(exp, "profile", conf, None)
+        probe_set = profiler.run_profile_probes(
+            backend, clock, work / "probes", exp, conf, sizes,
+            lambda trial_id, c: trial_config(exp, trial_id, c, None),
+            on_job_end=_job_ended, profile_steps=steps, timeout_s=900.0)
+        launches = profiler.measure_relaunches(backend, clock, work / "relaunch", config, sequence,
+                                               on_job_end=_job_ended, timeout_s=3600.0)
     return _Measured(probe_set, launches)
 
 
@@ -138,8 +149,6 @@ def _profile_script(exp: Experiment, args: argparse.Namespace, sizes: tuple[int,
     Raises:
         SeerError: a probe or relaunch job failed (the script's error).
     """
-    import shutil
-    import tempfile
 
     from seer_torch.clock import RealClock
     from seer_torch.executor import trial_config
@@ -152,25 +161,16 @@ def _profile_script(exp: Experiment, args: argparse.Namespace, sizes: tuple[int,
     print(f"seer profile: {exp.name}: script {script.name}, W in {list(sizes)}, epoch 1 of at most {steps} "
           f"steps per probe, then a relaunch {sequence[0]}->{sequence[1]} from a checkpoint", file=sys.stderr)
     stop_on_signals()
-    work = Path(tempfile.mkdtemp(prefix="seer-profile-"))
     backend, clock = make_backend(exp, num_slots=max(sizes)), RealClock()
     config = trial_config(exp, "profile", conf, None)
     timeout_s = max(900.0, exp.failures.hang_timeout_s)
-    try:
+    with _work_folder(backend) as work:
         records = script_profile.run_script_probes(
             backend, clock, work / "probes", config, sizes, script=script, script_args=exp.trial.args,
             on_job_end=_job_ended, probe_steps=steps, timeout_s=timeout_s)
         launches = profiler.measure_relaunches(
             backend, clock, work / "relaunch", config, sequence, on_job_end=lambda r: _job_ended(r, "epoch"),
             timeout_s=timeout_s, script=script, script_args=exp.trial.args, probe_steps=steps)
-    except BaseException as e:
-        backend.stop_all()
-        if isinstance(e, SeerError):
-            print(f"seer profile: job folders (logs, torchrun's error.json) kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    shutil.rmtree(work, ignore_errors=True)
     device = "cuda" if _cuda_available() else "cpu"
     source = (
         f"measured by `seer profile` on {exp.name} ({time.strftime('%Y-%m-%d')}): short jobs of "

@@ -158,6 +158,8 @@ def test_a_tuner_under_nohup_survives_sighup_and_says_interrupted_once(tmp_path:
             str(prof),
         ],
         cwd=tmp_path,
+        # slow steps: the run must still be training when Ctrl-C comes, 3 s after SIGHUP
+        env={**os.environ, "SEER_DEBUG_STEP_DELAY_S": "0.2"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
