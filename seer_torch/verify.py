@@ -177,6 +177,10 @@ def setup_from_experiment(exp: Experiment, *, overrides: Mapping[str, Any] | Non
     config = trial_config(exp, "verify", configuration, None, epochs)
     global_batch = int(configuration.get("global_batch", exp.training.global_batch))
     plan_batch(global_batch, world_size, exp.training.micro_batch_max)  # ConfigError: W cannot split it
+    # The same micro-batch at W=1 as at W: a larger one at W=1 only reorders float sums, which
+    # Adam amplifies over an epoch past any tolerance (and BatchNorm sees other batches); verify
+    # judges the script's logic, so both launches put the same samples through the model at once.
+    config["micro_batch_max"] = min(int(config["micro_batch_max"]), global_batch // world_size)
     config.pop("trial_id")
     script = Path(exp.trial.script) if exp.trial.script is not None else None
     return VerifySetup(script, tuple(exp.trial.args), config, world_size, epochs,

@@ -4,6 +4,8 @@ end (:func:`print_summary`)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,6 +94,16 @@ class LiveStatus:
         self._msg, self._st, self._st_at_s = msg, dict(st), self._clock()
         if msg in self._SAID_BY_THE_COMMAND or head in self._SAID_BY_THE_COMMAND:
             return
+        try:
+            self._show(msg, st)
+        except BrokenPipeError:
+            # The reader went away (`seer tune | head`): the run goes on, silently. Later prints
+            # (the end summary) go to /dev/null instead of raising (Python's documented recipe).
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+    def _show(self, msg: str, st: dict[str, Any]) -> None:
         if self.live is not None:
             self.live.refresh()
             if not msg.startswith("launched"):
