@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seer_torch.errors import ConfigError
+from seer_torch.runfiles import METRICS_LINE_KEYS
 
 #: The metric a run optimizes when the experiment names none.
 DEFAULT_METRIC = "val_accuracy"
@@ -34,9 +35,7 @@ BUILTIN_WORKER_METRICS = ("val_accuracy", "val_loss", "train_loss")
 #: Names a metric may not take: the keys a trial's ``metrics.jsonl`` line carries besides its
 #: metrics (the trial API's ``RESERVED_KEYS``), and the keys of a trial's record in
 #: ``results.json`` and ``state.json``, beside which the metric's value is written under its name.
-RESERVED_METRIC_NAMES = frozenset({
-    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "epoch_time_s",
-    "throughput_samples_per_s", "train_start_unix_s", "time_unix_s", "diverged",
+RESERVED_METRIC_NAMES = METRICS_LINE_KEYS | frozenset({
     "index", "config", "status", "epochs", "world_sizes", "error", "failures", "round_index",
     "schedule_epochs", "partial", "metric", "mode", "metric_by_epoch", "test_accuracy_by_epoch",
 })

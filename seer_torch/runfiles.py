@@ -14,6 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+#: The keys of a trial's ``metrics.jsonl`` line that are its bookkeeping, written by the trial API
+#: (:meth:`seer_torch.trial.Trial.report`) beside the metrics a script reports; no metric may take
+#: one of these names.
+METRICS_LINE_KEYS = frozenset({
+    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "micro_batch",
+    "accum_steps", "epoch_time_s", "throughput_samples_per_s", "train_start_unix_s", "time_unix_s",
+    "diverged", "probe_steps_per_epoch", "probe_train_s",
+})
+
 
 def atomic_write(
     path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False

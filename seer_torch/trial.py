@@ -87,7 +87,7 @@ import torch.distributed as dist
 
 from seer_torch import data
 from seer_torch.errors import ConfigError
-from seer_torch.runfiles import remove_worker_temporaries, write_durable_epoch
+from seer_torch.runfiles import METRICS_LINE_KEYS, remove_worker_temporaries, write_durable_epoch
 from seer_torch.trial_checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -127,12 +127,7 @@ WARMUP_STEPS = 3
 #: being what the script saved.
 TRIAL_CHECKPOINT_FORMAT = CHECKPOINT_FORMAT
 #: Keys of a metrics line the trial writes itself; ``report`` refuses them as metric names.
-RESERVED_KEYS = frozenset({
-    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "micro_batch",
-    "accum_steps", "epoch_time_s",
-    "throughput_samples_per_s", "train_start_unix_s", "time_unix_s", "diverged",
-    "probe_steps_per_epoch", "probe_train_s",
-})
+RESERVED_KEYS = METRICS_LINE_KEYS
 _SEED_SALT_EPOCH = 0x5EED_0003  # the built-in worker's dropout salt: same per-epoch seeds
 # What torch.load(weights_only=True) reads back (besides containers).
 _PLAIN = (torch.Tensor, int, float, bool, str, bytes, type(None), torch.dtype, torch.device, torch.Size)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seer_torch.backends.base import JobLog
+from seer_torch.runfiles import METRICS_LINE_KEYS
 
 #: Exceptions that say the script broke the trial API's contract, or that its checkpoint is
 #: unusable: the same script relaunched fails the same way, so they are never retried.
@@ -97,11 +98,7 @@ def crash_failure(error_text: str, log: JobLog, world_size: int) -> Failure:
 
 
 #: Keys of a metrics line that are the trial's bookkeeping, not metrics it reported.
-_BOOKKEEPING = frozenset({
-    "trial_id", "epoch", "step", "samples_seen", "world_size", "global_batch", "epoch_time_s",
-    "throughput_samples_per_s", "train_start_unix_s", "time_unix_s", "diverged", "accum_steps",
-    "micro_batch", "lr",
-})
+_BOOKKEEPING = METRICS_LINE_KEYS | {"lr"}  # the built-in worker's per-epoch learning rate
 
 
 def diverged_reason(row: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Tuner, trial_config
@@ -187,6 +187,13 @@ def harness(request, tmp_path, monkeypatch):
     h.backend.stop_all()
 
 
+def _why(res: JobResult) -> str:
+    """A failed job's error and the end of its stderr, for an assertion's message."""
+    log = res.spec.trial_dir / "stderr.log"
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no stderr.log)"
+    return f"{job_error_text(res)}\n{tail}"
+
+
 def _epochs(rows: list[dict[str, Any]]) -> list[int]:
     return [int(r["epoch"]) for r in rows]
 
@@ -200,7 +207,7 @@ def test_a_job_trains_to_its_epoch_and_the_next_one_continues_from_its_checkpoin
     handle = backend.launch(spec)
     assert handle.spec == spec and before <= handle.start_s <= backend.clock.now()
     res = harness.run_to_end(handle)
-    assert (res.returncode, res.stopped, res.spec) == (0, False, spec)
+    assert (res.returncode, res.stopped, res.spec) == (0, False, spec), _why(res)
     assert res.start_s == handle.start_s and res.end_s > res.start_s
     assert res.duration_s == res.end_s - res.start_s
     assert res.slot_seconds == pytest.approx(2 * res.duration_s)
@@ -214,9 +221,8 @@ def test_a_job_trains_to_its_epoch_and_the_next_one_continues_from_its_checkpoin
     # The next job of the trial, at another W, trains epoch 3 only: epochs 1-2 are kept.
     spec3 = harness.spec("t000", 1, 3)
     res3 = harness.run_to_end(backend.launch(spec3))
-    assert (res3.returncode, res3.stopped) == (0, False) and res3.slot_seconds == pytest.approx(
-        res3.duration_s
-    )
+    assert (res3.returncode, res3.stopped) == (0, False), _why(res3)
+    assert res3.slot_seconds == pytest.approx(res3.duration_s)
     rows3 = backend.read_metrics(spec3)
     assert _epochs(rows3) == [1, 2, 3] and rows3[:2] == rows and rows3[2]["world_size"] == 1
 

@@ -160,6 +160,9 @@ def test_a_tuner_under_nohup_survives_sighup_and_says_interrupted_once(tmp_path:
         cwd=tmp_path,
         # slow steps: the run must still be training when Ctrl-C comes, 3 s after SIGHUP
         env={**os.environ, "SEER_DEBUG_STEP_DELAY_S": "0.2"},
+        # Ctrl-C must reach it even when the suite runs in a background job (`cmd &` in a
+        # non-interactive shell starts it with SIGINT ignored, and exec keeps that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
