@@ -14,7 +14,9 @@ digits CPU profile; the first measured public profile with a 20 s start-up), thr
 (deadline and money in units of one full training at W = 1: tight, middling, generous),
 a rounded-billing case, a fixed-eta case, two seeds, and every policy. ``--compare`` prints
 each run whose decisions or final answer differ, with the first differing line, and exits 1
-if any does.
+if any does. Jobs exit at every rung unless ``--keep-alive`` (kept-alive jobs and warm
+workers, :data:`seer_torch.simulate.KEEP_ALIVE`): fingerprints recorded before kept-alive jobs
+compare with the default.
 """
 
 from __future__ import annotations
@@ -71,11 +73,12 @@ def cases() -> dict[str, SimulationCase]:
     return out
 
 
-def fingerprint(seeds: list[int], policies: list[str]) -> dict[str, dict]:
+def fingerprint(seeds: list[int], policies: list[str], keep_alive: bool = False) -> dict[str, dict]:
     """``{run name: {"decisions_sha256", "lines", "answer", "stop_reason"}}``."""
     result: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, case in cases().items():
+            case = replace(case, keep_alive=keep_alive)
             for policy in policies:
                 for seed in seeds:
                     key = f"{name}/{policy}/s{seed}"
@@ -147,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default=",".join(POLICY_NAMES))
     ap.add_argument("--out", help="write the fingerprint here (JSON)")
     ap.add_argument("--compare", help="a fingerprint written before; exit 1 on any difference")
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="simulate kept-alive jobs and warm workers (default: jobs exit at every rung)")
     args = ap.parse_args(argv)
-    now = fingerprint(list(range(args.seeds)), args.policies.split(","))
+    now = fingerprint(list(range(args.seeds)), args.policies.split(","), args.keep_alive)
     if args.out:
         tmp = Path(args.out + ".tmp")
         tmp.write_text(json.dumps(now))

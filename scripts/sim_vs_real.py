@@ -23,8 +23,10 @@ simulator would carry``.) Two models are reported:
 - ``profile``: every trial's epoch time is predicted from the profile alone: the profile's
   ``epoch_time_s`` (the probe configuration, the widest model), or, when the profile measured
   configurations of different cost (``epoch_time_by_flops``), the prediction for the trial's
-  FLOPs per sample (:meth:`Profile.epoch_time_for`); every job pays ``startup_s``/``resize_s``
-  from the profile: exactly what the simulator knows before the run;
+  FLOPs per sample (:meth:`Profile.epoch_time_for`); every job pays the profile's overheads
+  (``startup_s``, ``resize_s``; where jobs are kept alive, a continuation ``continue_s`` and a
+  warm worker's job ``warm_start_s``, the profile's or the executor's estimates,
+  :func:`seer_torch.simulate.simulated_backend`): exactly what the simulator knows before the run;
 - ``per-trial``: each trial's epoch time is the one it measured at W = 1 in the real run (the
   search space mixes model widths), overheads from the profile: how much of the gap the
   per-configuration epoch time explains.
@@ -45,6 +47,7 @@ from seer_torch.policies.base import Finish, Launch, PolicyContext, RoundTracker
 from seer_torch.policies.registry import make_policy
 from seer_torch.runfiles import read_metrics
 from seer_torch.scaling.profile import load_profile
+from seer_torch.simulate import KEEP_ALIVE, simulated_backend
 
 
 class ReplayPolicy:
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--out", default=None, help="JSON output (default RUN_DIR/sim_vs_real.json)")
     ap.add_argument("--tolerance", type=float, default=0.15)
+    ap.add_argument("--keep-alive", action=argparse.BooleanOptionalAction, default=KEEP_ALIVE,
+                    help="simulate kept-alive jobs and warm workers, as the real run's backend "
+                         f"(default {'on' if KEEP_ALIVE else 'off'}: as the local backend)")
     args = ap.parse_args(argv)
     run = Path(args.run_dir)
     real = json.loads((run / "results.json").read_text())
@@ -158,18 +164,16 @@ def main(argv: list[str] | None = None) -> int:
 
     members = round_members(real)
 
-    report = {"run_dir": str(run), "profile": profile.to_dict(), "simulations": {}}
+    report = {"run_dir": str(run), "profile": profile.to_dict(), "keep_alive": args.keep_alive,
+              "simulations": {}}
     for mode in ("profile", "per-trial"):
 
         def backend_for(clock: SimulatedClock, mode: str = mode) -> SimulatedBackend:
-            return SimulatedBackend(
+            return simulated_backend(
                 exp.resources.num_slots,
                 clock,
-                epoch_time_s=profile.epoch_time_s,
-                speedup=profile.scaling.speedup_at,
-                startup_s=profile.startup_s,
-                relaunch_s=profile.resize_s,
-                resize_s=profile.resize_s,
+                profile,
+                keep_alive=args.keep_alive,
                 val_at=val_at,
                 metric=exp.metric,
                 epoch_time_at=lambda i: (own_epoch_s if mode == "per-trial" else predicted_epoch_s).get(

@@ -201,8 +201,9 @@ def _events(progress: bool, on_event: EventHook | None) -> tuple[EventHook | Non
 
 def _simulated(exp: Experiment, curve: Any) -> tuple[Any, Any, Any]:
     """The simulated backend, its clock and the profile it takes its durations from."""
-    from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+    from seer_torch.backends.simulated import SimulatedClock
     from seer_torch.scaling.profile import load_profile
+    from seer_torch.simulate import simulated_backend
 
     if curve is None or not callable(curve):
         raise ConfigError("curve", curve, "a function curve(configuration, epoch) -> the metric's value, "
@@ -213,11 +214,8 @@ def _simulated(exp: Experiment, curve: Any) -> tuple[Any, Any, Any]:
                                            "its times")
     prof = load_profile(exp.planner.profile)
     clock = SimulatedClock()
-    backend = SimulatedBackend(
-        exp.resources.num_slots, clock, epoch_time_s=prof.epoch_time_s, speedup=prof.scaling.speedup_at,
-        startup_s=prof.startup_s, relaunch_s=prof.resize_s, resize_s=prof.resize_s, curve=curve,
-        metric=exp.metric,
-    )
+    backend = simulated_backend(exp.resources.num_slots, clock, prof, keep_alive=exp.resources.keep_alive,
+                                curve=curve, metric=exp.metric)
     return backend, clock, prof
 
 

@@ -123,9 +123,9 @@ def _add_profile_parser(sub: Any) -> None:
     prof.add_argument("--out", default="profile.json", metavar="PROFILE.json",
                       help="where to write it (default profile.json)")
     prof.add_argument("--steps", type=int, metavar="K",
-                      help="timed optimizer steps per probe, after the warm-up "
-                           "(default 60, timed in 6 windows; a script's probe: at most K steps of "
-                           "its epoch 1)")
+                      help="timed optimizer steps per measurement, after the warm-up (default 40: "
+                           "at each W, and for each configuration at W=1 over two rounds; a script's "
+                           "probe: at most K steps of its epoch 1)")
     prof.add_argument("--json", action="store_true", help="print the profile and every measurement as JSON")
     prof.set_defaults(func=cmd_profile)
 
@@ -178,6 +178,9 @@ def _add_simulate_parser(sub: Any) -> None:
                      help="relaunch/resize seconds per job (default start-up)")
     sim.add_argument("--billing-granularity-s", type=float, default=0.0, metavar="S")
     sim.add_argument("--billing-minimum-s", type=float, default=0.0, metavar="S")
+    sim.add_argument("--keep-alive", action=argparse.BooleanOptionalAction, default=None,
+                     help="jobs stay alive at their rung and continue there; warm workers take new "
+                          "trials at W=1 (default: as the local backend of seer tune)")
     sim.add_argument("--json", action="store_true", help="print the summary and every run as JSON")
     sim.set_defaults(func=cmd_simulate)
 

@@ -98,8 +98,13 @@ class BudgetSpec:
 
 @dataclass(frozen=True)
 class ResourceSpec:
+    """``keep_alive``: a trial's job waits, alive, at its rung for its next one (and a W=1
+    worker of the built-in worker takes up the next trial) instead of exiting (docs/design.md,
+    "Launch cost"); ``false`` relaunches every job."""
+
     num_slots: int = 1
     world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
+    keep_alive: bool = True
 
 
 @dataclass(frozen=True)
@@ -501,9 +506,13 @@ def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
             "a strictly increasing list of positive integers starting at 1, such as [1, 2, 4, 8] "
             f"({ladder_problem})",
         )
+    keep_alive = r.get("keep_alive", True)
+    if not isinstance(keep_alive, bool):
+        raise ConfigError("resources.keep_alive", keep_alive, "true or false")
     return ResourceSpec(
         num_slots=positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
         world_size_ladder=tuple(ladder_raw),
+        keep_alive=keep_alive,
     )
 
 

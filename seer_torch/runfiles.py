@@ -24,6 +24,35 @@ METRICS_LINE_KEYS = frozenset({
 })
 
 
+#: Kept-alive jobs (docs/design.md, "Launch cost"): a job launched with ``SEER_KEEP_ALIVE=1``
+#: parks at its target instead of exiting. Rank 0 writes :data:`PARKED_FILE` ``{"generation": g,
+#: "epoch": e, "unix_s": t}`` in the trial folder once epoch ``e`` is saved; every rank then waits
+#: for the backend's :data:`CONTROL_FILE` ``{"generation": g + 1, "action": ...}``: ``"continue"``
+#: with ``"until_epoch"`` (train on, same process), ``"stop"`` (end the launch as if it had
+#: reached its target), or ``"switch"`` (built-in worker at ``W = 1``: take up another trial,
+#: ``"trial_dir"``, ``"until_epoch"``, with ``"env"`` to set and ``"stdout"``/``"stderr"`` to
+#: append to). Both written atomically; the generation tells a fresh order from a stale one.
+KEEP_ALIVE_ENV = "SEER_KEEP_ALIVE"
+#: The job's generation at launch (0; a warm worker handed another trial carries its count on).
+GENERATION_ENV = "SEER_JOB_GENERATION"
+#: The tuner's process id: a parked job whose tuner is gone stops waiting and ends.
+TUNER_PID_ENV = "SEER_TUNER_PID"
+#: The longest a job waits parked for an order, seconds (``$SEER_PARK_TIMEOUT_S``); then it ends.
+PARK_TIMEOUT_ENV = "SEER_PARK_TIMEOUT_S"
+PARK_TIMEOUT_S = 1800.0
+PARKED_FILE = "parked.json"
+CONTROL_FILE = "control.json"
+
+
+def read_json_or_none(path: str | os.PathLike[str]) -> Any:
+    """``path``'s JSON, or ``None`` when it is missing or not (yet) whole JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def atomic_write(
     path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False
 ) -> None:
@@ -84,6 +113,11 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, keep_previous: boo
 #: epochs after ``E`` are not durable: a killed or stopped job wrote them past its last
 #: checkpoint, and the next launch trains those epochs again.
 DURABLE_FILE = "checkpoint.json"
+
+#: ``PROBE_DIR/probe_plan.json``: ``{"w1_configurations": [configuration, ...]}``, written by the
+#: profiler beside a probe job's ``config.json``: the built-in worker's probe then also times each
+#: configuration at W = 1 on every rank, in the same job (:mod:`seer_torch.training.probe`).
+PROBE_PLAN_FILE = "probe_plan.json"
 
 #: Temporary files of the worker's writes in a trial folder (:func:`atomic_write`'s
 #: ``.NAME.*.tmp``, and ``checkpoint.prev.pt.<pid>.tmp`` of the checkpoint's rotation).

@@ -18,6 +18,13 @@ oracle's (the table's best configuration, fully trained): ``oracle - final`` for
 metric, ``final - oracle`` for a minimized one. Budget violations: time used above the
 deadline, or money above the budget by more than :func:`money_slack_usd` (float round-off
 only: billing rounding is metered, so it is part of the spend, never slack).
+
+Kept-alive jobs: the simulated backend keeps jobs alive like the local one
+(:data:`KEEP_ALIVE`, ``SimulationCase.keep_alive``): a job parks at its rung, a continuation at
+the same ``W`` costs ``continue_s`` and a ``W = 1`` job of another trial on a parked worker
+``warm_start_s`` (the profile's when it measured them, else the executor's estimates,
+:data:`seer_torch.executor.context.CONTINUE_S` and :data:`~seer_torch.executor.context.WARM_START_S`;
+:func:`simulated_backend`).
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
-from seer_torch.config import Experiment, parse_experiment
+from seer_torch.config import Experiment, ResourceSpec, parse_experiment
 from seer_torch.curves import LearningCurveTable
 from seer_torch.errors import ConfigError
 from seer_torch.executor import Tuner
+from seer_torch.executor.context import CONTINUE_S, WARM_START_S, kept_alive_overhead_s
 from seer_torch.objective import Objective
 from seer_torch.policies import registry
 from seer_torch.policies.base import Policy
@@ -42,13 +50,46 @@ from seer_torch.policies.registry import POLICY_NAMES
 from seer_torch.scaling.profile import Profile
 
 __all__ = [
+    "KEEP_ALIVE",
     "POLICY_NAMES",
     "RunSummary",
     "SimulationCase",
     "make_policy",
     "simulate_run",
+    "simulated_backend",
     "summarize",
 ]
+
+#: Whether simulated runs keep jobs alive by default: as ``seer tune``'s local backend does by
+#: default (the experiment file's ``[resources] keep_alive``), so that ``seer simulate``
+#: predicts what ``seer tune`` does.
+KEEP_ALIVE: bool = ResourceSpec.keep_alive
+
+
+def simulated_backend(
+    num_slots: int, clock: SimulatedClock, profile: Profile, *, keep_alive: bool, **kwargs: Any
+) -> SimulatedBackend:
+    """A :class:`SimulatedBackend` whose jobs take the profile's times: its ``epoch_time_s``
+    and speedup, ``startup_s`` for a trial's first job, its ``resize_s`` for every later job
+    that starts processes; with ``keep_alive``, ``continue_s`` and ``warm_start_s`` the
+    profile's when it measured them, else :data:`~seer_torch.executor.context.CONTINUE_S` and
+    :data:`~seer_torch.executor.context.WARM_START_S` (the estimates the policies plan with,
+    :func:`seer_torch.executor.context.policy_context`). ``kwargs``: the backend's other
+    arguments (``curve`` or ``val_at``, ``metric``...)."""
+    kwargs.setdefault("epoch_time_s", profile.epoch_time_s)
+    return SimulatedBackend(
+        num_slots,
+        clock,
+        speedup=profile.scaling.speedup_at,
+        startup_s=profile.startup_s,
+        relaunch_s=profile.resize_s,
+        resize_s=profile.resize_s,
+        keep_alive=keep_alive,
+        continue_s=kept_alive_overhead_s(profile, "continue_s", CONTINUE_S),
+        warm_start_s=kept_alive_overhead_s(profile, "warm_start_s", WARM_START_S),
+        **kwargs,
+    )
+
 
 def make_policy(name: str) -> Policy:
     """A fresh policy object by name (one of :data:`POLICY_NAMES`, the registry's), from
@@ -81,6 +122,8 @@ class SimulationCase:
         billing_granularity_s / billing_minimum_s: billing rounding (0 = exact).
         safety_fraction: fraction of each budget plans may predict.
         max_configurations: cap on configurations (default: the table's size).
+        keep_alive: jobs park at their rung and continue there, warm workers take new
+            trials at ``W = 1`` (default :data:`KEEP_ALIVE`: as the local backend).
 
     The experiment optimizes the table's ``metric`` in its ``mode``.
     """
@@ -98,6 +141,7 @@ class SimulationCase:
     billing_minimum_s: float = 0.0
     safety_fraction: float = 0.9
     max_configurations: int | None = None
+    keep_alive: bool = KEEP_ALIVE
 
     def experiment(self, seed: int) -> Experiment:
         """The experiment a simulated run uses (validated like a user's file)."""
@@ -126,7 +170,8 @@ class SimulationCase:
                 "seed": seed,
                 "training": training,
                 "budget": budget,
-                "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder},
+                "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder,
+                              "keep_alive": self.keep_alive},
                 "search": {"max_configurations": self.max_configurations or len(self.table)},
                 "planner": {"safety_fraction": self.safety_fraction},
                 "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},
@@ -185,15 +230,11 @@ def simulate_run(case: SimulationCase, policy: str, seed: int, *, run_dir: Path 
     exp = case.experiment(seed)
     clock = SimulatedClock()
     prof = replace(case.profile, epoch_time_s=table.epoch_time_s)
-    scaling = prof.scaling
-    backend = SimulatedBackend(
+    backend = simulated_backend(
         case.num_slots,
         clock,
-        epoch_time_s=table.epoch_time_s,
-        speedup=scaling.speedup_at,
-        startup_s=prof.startup_s,
-        relaunch_s=prof.resize_s,
-        resize_s=prof.resize_s,
+        prof,
+        keep_alive=case.keep_alive,
         val_at=lambda i, e: table.val_at(order[i], e),
         test_at=lambda i, e: table.test_at(order[i], e),
         epoch_time_at=lambda i: table.epoch_time_at(order[i]),

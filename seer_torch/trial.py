@@ -87,7 +87,20 @@ import torch.distributed as dist
 
 from seer_torch import data
 from seer_torch.errors import ConfigError
-from seer_torch.runfiles import METRICS_LINE_KEYS, remove_worker_temporaries, write_durable_epoch
+from seer_torch.runfiles import (
+    CONTROL_FILE,
+    GENERATION_ENV,
+    KEEP_ALIVE_ENV,
+    METRICS_LINE_KEYS,
+    PARK_TIMEOUT_ENV,
+    PARK_TIMEOUT_S,
+    PARKED_FILE,
+    TUNER_PID_ENV,
+    atomic_write_json,
+    read_json_or_none,
+    remove_worker_temporaries,
+    write_durable_epoch,
+)
 from seer_torch.trial_checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_FORMAT,
@@ -100,7 +113,8 @@ from seer_torch.trial_checkpoint import (
     truncate_metrics,
 )
 
-__all__ = ["Trial", "init", "TRIAL_DIR_ENV", "UNTIL_EPOCH_ENV", "TRIAL_CHECKPOINT_FORMAT"]
+__all__ = ["Trial", "NextTrial", "init", "take_up", "TRIAL_DIR_ENV", "UNTIL_EPOCH_ENV",
+           "TRIAL_CHECKPOINT_FORMAT"]
 
 TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
 UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
@@ -343,6 +357,12 @@ class Trial:
         self._probe_steps = _probe_steps_from_env()  # None unless this launch is a profile probe
         self._probe_steps_per_epoch: int | None = None  # the epoch's full step count, when probing
         self._probe_train_s = 0.0  # seconds in train_batches this epoch, when probing
+        # Kept alive (the tuner's backend sets $SEER_KEEP_ALIVE=1): park at the target for the
+        # next order instead of ending the launch (:meth:`epochs`, :meth:`_park`).
+        self._keep_alive = os.environ.get(KEEP_ALIVE_ENV) == "1" and self._probe_steps is None
+        self._generation = int(os.environ.get(GENERATION_ENV) or 0)
+        #: Set when a parked built-in worker was handed another trial (:class:`NextTrial`).
+        self.next_trial: NextTrial | None = None
         if self.is_main:
             self.heartbeat()
 
@@ -454,6 +474,13 @@ class Trial:
         with :meth:`report`. After the last epoch, ``checkpoint()`` (called on every rank) gives
         the state :meth:`save` writes. After a diverged report the iteration stops, unsaved.
 
+        Kept alive (the tuner's backend says so, ``$SEER_KEEP_ALIVE=1``): after saving the last
+        epoch the iterator *parks* instead of ending: the process waits, alive, for the tuner's
+        next order, and when told to go on to a later epoch it simply yields the next epochs (no
+        relaunch, no re-import, no reload; :attr:`until_epoch` grows). Told to stop, or left
+        waiting past ``$SEER_PARK_TIMEOUT_S`` or by a tuner that died, it ends as it would
+        have without keep-alive. A script needs no change for this.
+
         Raises:
             ConfigError: a checkpoint exists but :meth:`load` was not called; an epoch ended
                 without its :meth:`report`.
@@ -467,24 +494,70 @@ class Trial:
             truncate_metrics(str(self.trial_dir / METRICS_FILE), self.start_epoch)
         self._train_start_unix_s = time.time()
         self._record_state(checkpoint, self.start_epoch)
-        for epoch in range(self.start_epoch + 1, self.until_epoch + 1):
-            torch.manual_seed(data.derive_seed(_SEED_SALT_EPOCH, self.seed, epoch, self.rank))
-            synchronize(self.device)
-            self._epoch_start_s, self._throughput, self._untimed_s = time.perf_counter(), None, 0.0
-            self._probe_steps_per_epoch, self._probe_train_s = None, 0.0
-            yield epoch
-            if self._diverged:
+        first = self.start_epoch + 1
+        while True:
+            for epoch in range(first, self.until_epoch + 1):
+                torch.manual_seed(data.derive_seed(_SEED_SALT_EPOCH, self.seed, epoch, self.rank))
+                synchronize(self.device)
+                self._epoch_start_s, self._throughput, self._untimed_s = time.perf_counter(), None, 0.0
+                self._probe_steps_per_epoch, self._probe_train_s = None, 0.0
+                yield epoch
+                if self._diverged:
+                    return
+                if self._reported != epoch:
+                    raise ConfigError("report", f"epoch {epoch} not reported",
+                                      f"one t.report({epoch}, {self.metric}=...) in every epoch")
+                self._record_state(checkpoint, epoch)
+            if checkpoint is not None and self.until_epoch >= first:
+                self.save(checkpoint())
+            elif self.is_main and self._saved_epoch != self._reported:
+                print(f"seer trial: epoch {self._reported} of trial {self.trial_id} ends unsaved (no "
+                      "checkpoint function given to t.epochs()): it cannot resume, resize or go on",
+                      file=sys.stderr, flush=True)
+            # Park only with everything saved: a parked job may be released, and its trial then
+            # resumes from the checkpoint elsewhere.
+            if not self._keep_alive or self._saved_epoch != self._reported or self._reported < 1:
                 return
-            if self._reported != epoch:
-                raise ConfigError("report", f"epoch {epoch} not reported",
-                                  f"one t.report({epoch}, {self.metric}=...) in every epoch")
-            self._record_state(checkpoint, epoch)
-        if checkpoint is not None and self.until_epoch > self.start_epoch:
-            self.save(checkpoint())
-        elif self.is_main and self._saved_epoch != self._reported:
-            print(f"seer trial: epoch {self._reported} of trial {self.trial_id} ends unsaved (no "
-                  "checkpoint function given to t.epochs()): it cannot resume, resize or go on",
-                  file=sys.stderr, flush=True)
+            order = self._park()
+            if order.get("action") != "continue":
+                if order.get("action") == "switch":  # the job moves out: its order goes with it
+                    self.next_trial = NextTrial.from_order(order)
+                    (self.trial_dir / CONTROL_FILE).unlink(missing_ok=True)
+                return
+            first, self.until_epoch = self.until_epoch + 1, int(order["until_epoch"])
+            self._train_start_unix_s = time.time()
+
+    def _park(self) -> dict[str, Any]:
+        """Wait, alive, for the tuner's next order (:data:`seer_torch.runfiles.CONTROL_FILE` of a
+        newer generation); rank 0 first says it waits (:data:`~seer_torch.runfiles.PARKED_FILE`)
+        and flushes TensorBoard, and touches the heartbeat while it waits. Every rank reads the
+        order itself (no collective runs while a job waits, so no timeout can fire). Returns
+        the order; ``{"action": "stop"}`` when the tuner is gone or the wait passed
+        ``$SEER_PARK_TIMEOUT_S``."""
+        generation = self._generation
+        if self._writer is not None:
+            self._writer.flush()
+        if self.is_main:
+            atomic_write_json(self.trial_dir / PARKED_FILE,
+                              {"generation": generation, "epoch": self._saved_epoch, "unix_s": time.time()})
+        timeout_s = float(os.environ.get(PARK_TIMEOUT_ENV) or PARK_TIMEOUT_S)
+        tuner_pid = int(os.environ.get(TUNER_PID_ENV) or 0)
+        start_s = last_check_s = time.monotonic()
+        while True:
+            order = read_json_or_none(self.trial_dir / CONTROL_FILE)
+            if isinstance(order, dict) and int(order.get("generation", -1)) > generation:
+                self._generation = int(order["generation"])
+                return order
+            now_s = time.monotonic()
+            if now_s - start_s > timeout_s:
+                return {"action": "stop"}
+            if now_s - last_check_s > 1.0:
+                last_check_s = now_s
+                if tuner_pid and not _process_alive(tuner_pid):
+                    return {"action": "stop"}
+                if self.is_main and time.time() - self._heartbeat_unix_s > 2.0:
+                    self.heartbeat()
+            time.sleep(0.01)
 
     def train_batches(self, num_samples: int, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """The optimizer steps of ``epoch``: for each, this rank's micro-batches, as int64
@@ -776,6 +849,56 @@ class Trial:
         """A global optimizer pre-step hook while recording: the step's learning rate."""
         if self._in_step and self._step_lr is None:
             self._step_lr = float(optimizer.param_groups[0]["lr"])
+
+
+@dataclass(frozen=True)
+class NextTrial:
+    """Another trial a parked warm worker was handed (the backend's ``"switch"`` order): its
+    folder, the epoch to train through, this job's generation, the environment variables to
+    set (``SEER_TRIAL_DIR``, ``SEER_UNTIL_EPOCH``, the error file, ...) and the log files to
+    append stdout and stderr to. :func:`take_up` makes the process the new trial's job."""
+
+    trial_dir: str
+    until_epoch: int
+    generation: int
+    env: Mapping[str, str]
+    stdout: str | None = None
+    stderr: str | None = None
+
+    @classmethod
+    def from_order(cls, order: Mapping[str, Any]) -> NextTrial:
+        return cls(str(order["trial_dir"]), int(order["until_epoch"]), int(order["generation"]),
+                   {str(k): str(v) for k, v in dict(order.get("env") or {}).items()},
+                   order.get("stdout"), order.get("stderr"))
+
+
+def take_up(next_trial: NextTrial) -> None:
+    """Make this process the job of ``next_trial`` (a warm worker, ``W = 1``, after its trial's
+    :class:`Trial` finished): set its environment variables (the next :func:`init` reads the
+    new trial folder, target and generation from them) and append stdout and stderr to its
+    log files, so that what it prints and the traceback of a failure land in the new trial's
+    folder."""
+    os.environ.update(next_trial.env)
+    os.environ[TRIAL_DIR_ENV] = next_trial.trial_dir
+    os.environ[UNTIL_EPOCH_ENV] = str(next_trial.until_epoch)
+    os.environ[GENERATION_ENV] = str(next_trial.generation)
+    for path, stream in ((next_trial.stdout, sys.stdout), (next_trial.stderr, sys.stderr)):
+        if path:
+            stream.flush()
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.dup2(fd, stream.fileno())
+            os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -240,9 +240,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.until_epoch is not None and not 1 <= args.until_epoch <= config.max_epochs:
         raise ConfigError("--until-epoch", args.until_epoch, f"an epoch in 1..max_epochs={config.max_epochs}")
-    with trial.init(trial_dir, args.until_epoch, cpu_threads=None) as t:
-        train(t, config)
-    return 0
+    until_epoch = args.until_epoch
+    while True:
+        with trial.init(trial_dir, until_epoch, cpu_threads=None) as t:
+            train(t, config)
+            next_trial = t.next_trial
+        if next_trial is None:
+            return 0
+        # A warm worker (W = 1, kept alive): the tuner handed it another trial. Same process,
+        # torch and the dataset already loaded; everything of the previous trial is gone with
+        # its Trial and Trainer (the next init re-seeds torch's RNG, builds a fresh model and
+        # optimizer, and restores the new trial's checkpoint and RNG states if it has one).
+        trial.take_up(next_trial)
+        trial_dir, until_epoch = next_trial.trial_dir, next_trial.until_epoch
+        config = TrialConfig.load(trial_dir)
 
 
 if __name__ == "__main__":

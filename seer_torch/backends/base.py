@@ -20,6 +20,17 @@ Required (abstract):
   that, and returns its result with ``stopped=True`` (or, if the job had ended by itself
   before, the result it ended with). Idempotent like ``poll``.
 
+Kept-alive jobs (backends that declare ``keeps_jobs_alive``): a job that reaches
+``spec.until_epoch`` saves its checkpoint, reports, and *parks*: its processes stay alive and
+hold their slots, waiting for the next target. ``poll`` then returns a result with
+``parked=True`` (the job's segment up to the moment it parked). The executor either hands the
+parked job its next target with :meth:`Backend.continue_job` (the same trial at the same ``W``:
+no process start, no import, no data load, no rendezvous; or, where the backend can, another
+trial at the same ``W`` on the warm worker), or ends it with :meth:`Backend.release`. Every
+slot-second of a kept-alive job is billed exactly once: the handle ``continue_job`` returns
+starts when the job parked (its wait is billed with its next segment), and ``release`` returns
+the last wait as a result of its own.
+
 Who owns what: the trial directory and its checkpoint belong to the trial (the worker writes
 them, the executor reads them); a backend never deletes a checkpoint, stopping a job keeps it,
 and the next job of the trial resumes from it. Jobs talk back through files in the trial
@@ -77,6 +88,15 @@ class JobResult:
     launch_unix_s: float
     stopped: bool = False
     error: str | None = None  # why it failed, when the backend knows without files (simulated)
+    # The job reached ``spec.until_epoch`` and waits, alive, holding its slots, for
+    # ``Backend.continue_job`` or ``Backend.release`` (backends that keep jobs alive).
+    parked: bool = False
+    # Seconds at the start of this segment that the job waited parked before it was handed
+    # its target (``continue_job``): billed, but neither start-up nor training.
+    wait_s: float = 0.0
+    # When the processes of this job started (a kept-alive job's segments are one rental:
+    # billing's minimum and granularity apply to the whole of it); ``None``: ``start_s``.
+    rental_start_s: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -105,6 +125,8 @@ class Backend(abc.ABC):
             when the next job ends, and the executor jumps the clock there instead of polling.
         detects_hangs: :meth:`seconds_since_progress` tells how long a running job made no
             progress; the executor kills a job silent for ``failures.hang_timeout_s`` as hung.
+        keeps_jobs_alive: a job that reaches its target parks instead of exiting (see the
+            module docstring); :meth:`continue_job` and :meth:`release` work on parked jobs.
     """
 
     num_slots: int
@@ -112,6 +134,7 @@ class Backend(abc.ABC):
     max_stop_s: float = 0.0
     discrete_events: bool = False
     detects_hangs: bool = False
+    keeps_jobs_alive: bool = False
 
     # -- required ---------------------------------------------------------------------------
     @abc.abstractmethod
@@ -168,6 +191,30 @@ class Backend(abc.ABC):
         since; ``None`` when there was none. Default: ``None`` (jobs that cannot outlive the
         tuner)."""
         return None
+
+    def continue_job(self, parked: JobHandle, spec: JobSpec) -> JobHandle | None:
+        """Hand a parked job (its :meth:`poll` returned ``parked=True``) its next target:
+        ``spec`` is the same trial's next job at the same ``W`` (train on to
+        ``spec.until_epoch``), or, on a backend that can reuse a warm worker, another trial's
+        job at the same ``W``. Returns the new handle at once; its ``start_s`` is when the job
+        parked, so its wait is billed with the segment that follows. Returns ``None`` when the
+        parked job cannot take ``spec`` (it died while waiting, another ``W`` or script, its
+        trial's ``config.json`` changed, a switch this backend or this ``W`` does not offer):
+        the caller then releases it and launches ``spec`` afresh. Only where
+        ``keeps_jobs_alive`` is declared; default ``None``."""
+        return None
+
+    def release(self, parked: JobHandle) -> JobResult:
+        """End a parked job's processes (its checkpoint kept) and return its last wait as a
+        result of its own (``start_s`` when it parked, ``end_s`` now, ``stopped=True``,
+        ``parked=True``), for the bill. Only where ``keeps_jobs_alive`` is declared."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no jobs alive")
+
+    def release_many(self, parked: list[JobHandle]) -> list[JobResult]:
+        """Release several parked jobs, results in the order given. Default: one
+        :meth:`release` after another; a backend whose release waits (the local one) releases
+        them all at once."""
+        return [self.release(h) for h in parked]
 
     def next_event_s(self) -> float:
         """When the next running job ends, on the backend's clock (``inf`` when none runs).

@@ -36,9 +36,19 @@ from pathlib import Path
 from seer_torch.backends.base import Backend, JobResult, JobSpec
 from seer_torch.backends.joblog import LAUNCH_HEADER
 from seer_torch.clock import Clock, RealClock
-from seer_torch.runfiles import atomic_write_json, read_durable_metrics
+from seer_torch.runfiles import (
+    CONTROL_FILE,
+    GENERATION_ENV,
+    KEEP_ALIVE_ENV,
+    PARKED_FILE,
+    TUNER_PID_ENV,
+    atomic_write_json,
+    read_durable_metrics,
+    read_json_or_none,
+)
 
 STOP_GRACE_S = 5.0  # between TERM and KILL
+RELEASE_GRACE_S = 3.0  # a released parked job ends by itself within this, else it is stopped
 JOB_FILE = "job.json"  # TRIAL_DIR/job.json: the running job's torchrun pid, while it runs
 #: Set in every job's environment to a token of its own: the job's processes and all their
 #: descendants carry it, even those that left its process group and session (torchrun's
@@ -57,17 +67,21 @@ PROBE_STEPS_ENV = "SEER_PROBE_STEPS"
 TORCHRUN_LOG_DIR = "torchrun_logs"
 
 
-def _forget(spec: JobSpec) -> None:
-    _remove_job_files(spec.trial_dir)
+def _forget(job: LocalJob) -> None:
+    _remove_job_files(job.spec.trial_dir)
+    if job.origin_dir is not None and job.origin_dir != job.spec.trial_dir:  # a warm worker's first trial
+        shutil.rmtree(Path(job.origin_dir) / TORCHRUN_LOG_DIR, ignore_errors=True)
 
 
 def _remove_job_files(trial_dir: Path) -> None:
-    """Remove what a job keeps in its trial folder only while it runs: ``job.json`` and
-    torchrun's log folder (called once the job has ended, whoever saw it end)."""
-    try:
-        os.unlink(Path(trial_dir) / JOB_FILE)
-    except OSError:
-        pass
+    """Remove what a job keeps in its trial folder only while it runs: ``job.json``, torchrun's
+    log folder and the kept-alive job's ``parked.json`` and ``control.json`` (called once the
+    job has ended, whoever saw it end)."""
+    for name in (JOB_FILE, PARKED_FILE, CONTROL_FILE):
+        try:
+            os.unlink(Path(trial_dir) / name)
+        except OSError:
+            pass
     shutil.rmtree(Path(trial_dir) / TORCHRUN_LOG_DIR, ignore_errors=True)
 
 
@@ -93,7 +107,9 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         cmdline = ""
-    if "torch.distributed.run" in cmdline and str(trial_dir) in cmdline:
+    # A warm worker handed this trial was started for another one: its command line names that.
+    cmd_dir = str(info.get("cmd_dir") or trial_dir)
+    if "torch.distributed.run" in cmdline and cmd_dir in cmdline:
         alive = True
         descendants = descendant_pids(pid)
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -121,6 +137,7 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
                 pass
         info["end_unix_s"] = min(time.time(), last)
     _remove_job_files(trial_dir)
+    shutil.rmtree(Path(cmd_dir) / TORCHRUN_LOG_DIR, ignore_errors=True)  # a warm worker's: where it began
     return info
 
 
@@ -132,6 +149,17 @@ class LocalJob:
     process: subprocess.Popen = field(repr=False)
     result: JobResult | None = None
     token: str | None = None  # its JOB_TOKEN_ENV value
+    # Kept-alive jobs: the order count (the worker's parked.json/control.json generation), when
+    # it parked (the clock's seconds), its trial's config.json when it began training the trial,
+    # the trial folder its command line names (torchrun's logs are there), the wait it began with.
+    generation: int = 0
+    parked_s: float | None = None
+    parked_unix_s: float | None = None
+    config_bytes: bytes | None = field(default=None, repr=False)
+    origin_dir: Path | None = None
+    wait_s: float = 0.0
+    rental_start_s: float | None = None  # when its processes started (a continuation's: the launch's)
+    released: JobResult | None = None  # release()'s result (release is idempotent)
 
 
 def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
@@ -191,7 +219,7 @@ class LocalBackend(Backend):
     detects_hangs = True
 
     def __init__(self, num_slots: int, clock: Clock | None = None, python: str = sys.executable,
-                 python_path: Sequence[str] = ()) -> None:
+                 python_path: Sequence[str] = (), keep_alive: bool = True) -> None:
         if num_slots < 1:
             raise ValueError(f"num_slots: got {num_slots}; allowed: an integer >= 1")
         self.num_slots = num_slots
@@ -204,12 +232,16 @@ class LocalBackend(Backend):
         # reaping (the executor's money check bills running jobs this far ahead).
         self.max_stop_s = STOP_GRACE_S + 1.0
         self._jobs: list[LocalJob] = []
+        # Jobs park at their target and wait for continue_job or release (module docstring).
+        self.keeps_jobs_alive = bool(keep_alive)
 
     def launch(self, spec: JobSpec) -> LocalJob:
         spec.trial_dir.mkdir(parents=True, exist_ok=True)
         # torchrun writes error.json only when a job fails with one: a previous launch's (a
         # hung job's SignalException) must not be read as this launch's error.
         (spec.trial_dir / "error.json").unlink(missing_ok=True)
+        for name in (PARKED_FILE, CONTROL_FILE):  # a previous kept-alive job's orders are not this one's
+            (spec.trial_dir / name).unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(
             OMP_NUM_THREADS="1",
@@ -218,6 +250,9 @@ class LocalBackend(Backend):
             TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
         )
         env.update(job_env(spec))
+        keep_alive = self.keeps_jobs_alive and spec.profile_steps is None
+        if keep_alive:
+            env.update({KEEP_ALIVE_ENV: "1", GENERATION_ENV: "0", TUNER_PID_ENV: str(os.getpid())})
         if self.python_path:
             env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
         token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
@@ -242,7 +277,9 @@ class LocalBackend(Backend):
                 env=env,
                 start_new_session=True,
             )
-        job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc, token=token)
+        job = LocalJob(spec=spec, start_s=start_s, launch_unix_s=launch_unix_s, process=proc, token=token,
+                       config_bytes=_read_bytes(spec.trial_dir / "config.json") if keep_alive else None,
+                       origin_dir=Path(spec.trial_dir))
         self._jobs.append(job)
         # So that a tuner that died without stopping it (SIGKILL, a reboot of its host) can find
         # and stop it on resume (`kill_leftover_job`).
@@ -263,13 +300,27 @@ class LocalBackend(Backend):
             return handle.result
         rc = handle.process.poll()
         if rc is None:
-            return None
+            if handle.config_bytes is None:  # not kept alive
+                return None
+            parked = read_json_or_none(handle.spec.trial_dir / PARKED_FILE)
+            if not isinstance(parked, dict) or parked.get("generation") != handle.generation:
+                return None
+            handle.parked_s, handle.parked_unix_s = self.clock.now(), time.time()
+            # seer resume bills a job a dead tuner left from job.json's time: the park, from now on.
+            info = read_json_or_none(handle.spec.trial_dir / JOB_FILE)
+            if isinstance(info, dict):
+                info["launch_unix_s"] = handle.parked_unix_s
+                atomic_write_json(handle.spec.trial_dir / JOB_FILE, info)
+            handle.result = JobResult(handle.spec, 0, handle.start_s, handle.parked_s, handle.launch_unix_s,
+                                      parked=True, wait_s=handle.wait_s, rental_start_s=handle.rental_start_s)
+            return handle.result
         self._reap_group(handle)
         # Descendants in sessions of their own left the group: the same sweep as a stop's.
         if handle.token:
             _kill_survivors(token_pids(handle.token))
-        handle.result = JobResult(handle.spec, rc, handle.start_s, self.clock.now(), handle.launch_unix_s)
-        _forget(handle.spec)
+        handle.result = JobResult(handle.spec, rc, handle.start_s, self.clock.now(), handle.launch_unix_s,
+                                  wait_s=handle.wait_s, rental_start_s=handle.rental_start_s)
+        _forget(handle)
         return handle.result
 
     def stop(self, handle: LocalJob) -> JobResult:
@@ -295,10 +346,107 @@ class LocalBackend(Backend):
             self._reap_group(h)
             _kill_survivors(descendants[id(h)] + (token_pids(h.token) if h.token else []))
             h.result = JobResult(
-                h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True
+                h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True,
+                wait_s=h.wait_s, rental_start_s=h.rental_start_s,
             )
-            _forget(h.spec)
+            _forget(h)
         return [h.result for h in handles]
+
+    def continue_job(self, parked: LocalJob, spec: JobSpec) -> LocalJob | None:
+        """Hand a parked job its next target (:meth:`Backend.continue_job`): the same trial at
+        the same ``W`` whose ``config.json`` is unchanged since the job began it (the schedule's
+        horizon is in it), or, for the built-in worker at ``W = 1``, another trial (a warm
+        worker: the order names the new folder, its environment and its logs). ``None``
+        otherwise, or when the job ended while it waited."""
+        if parked.result is None or not parked.result.parked or parked.process.poll() is not None:
+            return None
+        same = Path(spec.trial_dir) == Path(parked.spec.trial_dir)
+        if (spec.world_size != parked.spec.world_size or spec.profile_steps is not None
+                or spec.script != parked.spec.script
+                or tuple(spec.script_args) != tuple(parked.spec.script_args)):
+            return None
+        config_bytes = _read_bytes(spec.trial_dir / "config.json")
+        if same and config_bytes != parked.config_bytes:
+            return None
+        if not same and (spec.script is not None or spec.world_size != 1):
+            return None
+        generation = parked.generation + 1
+        header = f"\n{LAUNCH_HEADER}W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} " + (
+            "(kept alive) ===\n" if same else f"(warm worker of {parked.spec.trial_id}) ===\n")
+        order: dict = {"generation": generation, "action": "continue", "until_epoch": spec.until_epoch}
+        if not same:
+            spec.trial_dir.mkdir(parents=True, exist_ok=True)
+            for name in ("error.json", PARKED_FILE, CONTROL_FILE):
+                (spec.trial_dir / name).unlink(missing_ok=True)
+            order.update(action="switch", trial_dir=str(Path(spec.trial_dir).resolve()),
+                         stdout=str(spec.trial_dir / "stdout.log"), stderr=str(spec.trial_dir / "stderr.log"),
+                         env={**job_env(spec), "TORCHELASTIC_ERROR_FILE": str(spec.trial_dir / "error.json")})
+        for name in ("stdout.log", "stderr.log"):
+            with open(spec.trial_dir / name, "ab") as f:
+                f.write(header.encode())
+        now_s, now_unix_s = self.clock.now(), time.time()
+        job = LocalJob(spec=spec, start_s=parked.parked_s, launch_unix_s=now_unix_s, process=parked.process,
+                       token=parked.token, generation=generation, config_bytes=config_bytes,
+                       origin_dir=parked.origin_dir, wait_s=max(0.0, now_s - parked.parked_s),
+                       rental_start_s=parked.rental_start_s if parked.rental_start_s is not None
+                       else parked.start_s)
+        # job.json follows the job (seer resume bills it from its last billed moment, the park).
+        atomic_write_json(spec.trial_dir / JOB_FILE, {
+            "pid": parked.process.pid, "launch_unix_s": parked.parked_unix_s, "world_size": spec.world_size,
+            "until_epoch": spec.until_epoch, "token": parked.token, "cmd_dir": str(parked.origin_dir)})
+        atomic_write_json(parked.spec.trial_dir / CONTROL_FILE, order)
+        if not same:
+            for name in (JOB_FILE, PARKED_FILE):
+                (parked.spec.trial_dir / name).unlink(missing_ok=True)
+        self._jobs.remove(parked)
+        self._jobs.append(job)
+        return job
+
+    def release(self, parked: LocalJob) -> JobResult:
+        """End a parked job (:meth:`release_many` of one)."""
+        return self.release_many([parked])[0]
+
+    def release_many(self, handles: list[LocalJob]) -> list[JobResult]:
+        """End parked jobs at once: the order to stop to every one (each ends its launch as if
+        it had not been kept alive), then wait for them together; once a job's workers have
+        ended, its launcher (torchrun's agent, which has nothing left to do) is killed rather
+        than waited for through its interpreter's teardown; whatever still runs after
+        :data:`RELEASE_GRACE_S` is stopped (TERM, then KILL). Returns each job's wait, from
+        when it parked, as a result of its own (``stopped=True``, ``parked=True``)."""
+        handles_given = list(handles)
+        handles = [h for h in handles_given if h.released is None]
+        for h in handles:
+            assert h.result is not None and h.result.parked, "release() takes a parked job"
+            if h.process.poll() is None:
+                order = {"generation": h.generation + 1, "action": "stop"}
+                atomic_write_json(h.spec.trial_dir / CONTROL_FILE, order)
+        pending = [h for h in handles if h.process.poll() is None]
+        deadline = time.monotonic() + RELEASE_GRACE_S
+        while pending and time.monotonic() < deadline:
+            for h in list(pending):
+                if h.process.poll() is not None:
+                    pending.remove(h)
+                elif not descendant_pids(h.process.pid):  # its workers are gone: end the launcher
+                    self._signal_group(h, signal.SIGKILL)
+                    h.process.wait()
+                    pending.remove(h)
+            if pending:
+                time.sleep(0.02)
+        if pending:
+            for h in pending:
+                h.result = None  # stop_many stops jobs without a result
+            self.stop_many(pending)
+        for h in handles:
+            self._reap_group(h)
+            if h.token:
+                _kill_survivors(token_pids(h.token))
+            _forget(h)
+            if h in self._jobs:
+                self._jobs.remove(h)
+            h.released = JobResult(h.spec, 0, h.parked_s, self.clock.now(), h.launch_unix_s, stopped=True,
+                                   parked=True, rental_start_s=h.start_s if h.rental_start_s is None
+                                   else h.rental_start_s)
+        return [h.released for h in handles_given]
 
     def seconds_since_progress(self, handle: LocalJob) -> float:
         """Seconds since the job last showed progress: its launch, or the last write to the
@@ -323,7 +471,10 @@ class LocalBackend(Backend):
         return read_durable_metrics(spec.trial_dir)
 
     def stop_all(self) -> None:
-        """Stop every job still running (used on the way out, whatever happened)."""
+        """Stop every job still running, parked ones too (on the way out, whatever happened)."""
+        for job in self._jobs:
+            if job.result is not None and job.result.parked and job.process.poll() is None:
+                job.result = None
         self.stop_many([job for job in self._jobs if job.result is None])
 
     @staticmethod
@@ -342,6 +493,13 @@ class LocalBackend(Backend):
             deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline and _group_alive(handle.process.pid):
                 time.sleep(0.05)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def _process_table() -> list[tuple[int, str, int, int]]:

@@ -3,13 +3,24 @@
 A job of a trial at world size ``W`` from epoch ``e0`` to ``e1`` takes ``overhead + (e1 - e0)
 * epoch_time_s / s(W)`` simulated seconds, where ``overhead`` is ``startup_s`` for the trial's
 first job, ``relaunch_s`` for a later job at the same ``W`` and ``resize_s`` at a different
-``W`` (the planner's own cost model, docs/design.md). What the job reports is what the real worker
-writes to ``metrics.jsonl`` (one line per epoch: ``epoch``, ``world_size``, the metric,
-``epoch_time_s``; the metric's test value on the job's last epoch), with the metric (named
+``W`` (the planner's own cost model, docs/design.md, "The cloud model"; kept-alive jobs
+below). What the job reports is what the real worker writes to ``metrics.jsonl`` (one line
+per epoch: ``epoch``, ``world_size``, the metric, ``epoch_time_s``; the metric's test value
+on the job's last epoch), with the metric (named
 ``metric``: ``val_accuracy`` unless told otherwise, a learning-curve table's own ``metric``)
 ``= curve(configuration, epoch)`` or ``val_at(config_index, epoch)`` from a table. A NaN
 value means the trial diverged at that epoch: the job ends there with a ``diverged`` line, as
 the worker does. Stopping a job keeps the epochs it completed.
+
+Kept-alive jobs (``keep_alive=True``, the contract of :mod:`seer_torch.backends.base`): a job
+that reaches its target parks at that moment, holding its slots; :meth:`SimulatedBackend.poll`
+returns its segment with ``parked=True``. :meth:`SimulatedBackend.continue_job` hands it the
+same trial's next target at the same ``W`` for ``continue_s`` (no process start), or, on a
+``W = 1`` job, another trial's job for ``warm_start_s`` (a warm worker; refused when
+``warm_start_s`` is ``None``); another ``W`` is refused (``None``). The new handle's
+``start_s`` is when the job parked, so its wait is billed with its next segment;
+:meth:`SimulatedBackend.release` ends a parked job and returns its last wait as a result of
+its own. A job that diverges, crashes or hangs never parks.
 
 Discrete events: :meth:`SimulatedBackend.next_event_s` says when the next running job ends, so
 the executor jumps the clock there instead of polling; nothing is written to disk (the
@@ -43,6 +54,11 @@ class SimulatedClock:
 
 @dataclass
 class SimulatedJob:
+    """One job (a launch, or a kept-alive job's continuation). ``start_s`` is where its bill
+    starts (its launch, or when the job it continues parked); ``begin_s`` when its work began
+    (its launch or :meth:`SimulatedBackend.continue_job`); ``kind`` which overhead it paid:
+    ``startup``, ``relaunch``, ``resize``, ``continue`` or ``warm_start``."""
+
     spec: JobSpec
     start_s: float
     first_epoch: int
@@ -53,6 +69,13 @@ class SimulatedJob:
     end_s: float
     result: JobResult | None = None
     fault: tuple[str, int, str] | None = None  # ("crash" | "hang", epochs done first, error text)
+    begin_s: float = 0.0
+    kind: str = "startup"
+    diverges: bool = False  # its last epoch is NaN: it ends there, it does not park
+    # "running", "ended", "parked" (waits, holding its slots), "continued" or "released"
+    state: str = "running"
+    released: JobResult | None = None  # the last wait's result (release)
+    rental_start_s: float | None = None  # when its processes started (None: start_s)
 
 
 class SimulatedBackend(Backend):
@@ -60,9 +83,10 @@ class SimulatedBackend(Backend):
 
     Declared abilities (:class:`~seer_torch.backends.base.Backend`): ``discrete_events``
     (:meth:`next_event_s`), ``detects_hangs`` only when ``faults`` are given (jobs hang only
-    then), ``stop_all``, ``kill_leftover`` (jobs left running by a tuner killed in-process),
-    ``read_metrics`` from memory (nothing is written to disk). Stops are instant
-    (``max_stop_s`` 0).
+    then), ``keeps_jobs_alive`` only with ``keep_alive`` (:meth:`continue_job`,
+    :meth:`release`), ``stop_all``, ``kill_leftover`` (jobs left running or parked by a tuner
+    killed in-process), ``read_metrics`` from memory (nothing is written to disk). Stops are
+    instant (``max_stop_s`` 0).
 
     Args:
         num_slots: slots in the simulated cluster.
@@ -85,6 +109,24 @@ class SimulatedBackend(Backend):
             exits 1 with ``error`` after ``epochs`` of its epochs) or ``"hang"`` (it makes no
             progress after ``epochs`` epochs and never ends by itself).
         metric: the name the jobs report the metric under (the experiment's ``metric``).
+        keep_alive: jobs park at their target instead of exiting (module notes). Default
+            ``False``: the simulated twin of a backend whose jobs exit at every rung, as every
+            run simulated before kept-alive jobs (their decisions stay the same);
+            :mod:`seer_torch.simulate` turns it on to match the local backend.
+        continue_s: overhead of a parked job handed its trial's next target at the same ``W``,
+            seconds (default 0: no process starts; the decision's latency is the executor's).
+        warm_start_s: overhead of a parked ``W = 1`` job handed another trial's job, seconds
+            (the new trial's model built, its checkpoint read); ``None`` (default): no warm
+            workers, :meth:`continue_job` refuses another trial.
+
+    Attributes:
+        launches: every job :meth:`launch` started, in order.
+        jobs: every job, launched or continued (:meth:`continue_job`), in order; each job's
+            ``kind`` says which overhead it paid.
+
+    Raises:
+        ValueError: neither ``curve`` nor ``val_at``; a negative ``continue_s`` or
+            ``warm_start_s``.
     """
 
     discrete_events = True
@@ -105,9 +147,15 @@ class SimulatedBackend(Backend):
         epoch_time_at: Callable[[int], float] | None = None,
         faults: Callable[[str, int], tuple[str, int, str] | None] | None = None,
         metric: str = "val_accuracy",
+        keep_alive: bool = False,
+        continue_s: float = 0.0,
+        warm_start_s: float | None = None,
     ) -> None:
         if curve is None and val_at is None:
             raise ValueError("SimulatedBackend needs curve or val_at")
+        for name, value in (("continue_s", continue_s), ("warm_start_s", warm_start_s)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"SimulatedBackend: {name}={value!r}, seconds >= 0 expected")
         self.num_slots = num_slots
         self.clock = clock
         self.epoch_time_s = epoch_time_s
@@ -123,10 +171,15 @@ class SimulatedBackend(Backend):
         self.metric = metric
         self.test_key = "test_" + metric.removeprefix("val_")
         self.detects_hangs = faults is not None  # the executor looks for hangs only then
+        self.keeps_jobs_alive = keep_alive
+        self.continue_s = continue_s
+        self.warm_start_s = warm_start_s
         self.launches: list[SimulatedJob] = []
+        self.jobs: list[SimulatedJob] = []
         self._attempts: dict[str, int] = {}
         self._busy = 0
         self._running: dict[int, SimulatedJob] = {}
+        self._parked: dict[int, SimulatedJob] = {}
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._last_w: dict[str, int] = {}
 
@@ -150,42 +203,62 @@ class SimulatedBackend(Backend):
             raise RuntimeError(
                 f"over-asked slots: {self._busy} busy + W={spec.world_size} > {self.num_slots}"
             )
+        last_w = self._last_w.get(spec.trial_id)
+        if last_w is None:
+            overhead, kind = self.startup_s, "startup"
+        elif last_w == spec.world_size:
+            overhead, kind = self.relaunch_s, "relaunch"
+        else:
+            overhead, kind = self.resize_s, "resize"
+        now = self.clock.now()
+        job = self._job(spec, now, now, overhead, kind)
+        self._busy += spec.world_size
+        self.launches.append(job)
+        return job
+
+    def _job(self, spec: JobSpec, start_s: float, now: float, overhead: float, kind: str) -> SimulatedJob:
+        """A job of ``spec`` whose work begins ``now`` after ``overhead`` seconds, billed from
+        ``start_s``; registered as running (its slots are the caller's to count)."""
         if spec.configuration is not None:
             configuration = dict(spec.configuration)
         else:
             configuration = json.loads((spec.trial_dir / "config.json").read_text())["configuration"]
         rows = self._rows.setdefault(spec.trial_id, [])
         first = rows[-1]["epoch"] if rows else 0
-        last_w = self._last_w.get(spec.trial_id)
-        overhead = (
-            self.startup_s
-            if last_w is None
-            else (self.relaunch_s if last_w == spec.world_size else self.resize_s)
-        )
         base = self.epoch_time_s
         if self.epoch_time_at is not None and spec.config_index is not None:
             base = float(self.epoch_time_at(spec.config_index))
         epoch_s = base / self.speedup(spec.world_size)
-        now = self.clock.now()
-        job = SimulatedJob(spec, now, first, configuration, overhead, epoch_s, spec.until_epoch, 0.0)
+        job = SimulatedJob(spec, start_s, first, configuration, overhead, epoch_s, spec.until_epoch, 0.0,
+                           begin_s=now, kind=kind)
         for e in range(first + 1, spec.until_epoch + 1):  # where does it diverge, if it does?
             if not math.isfinite(self._val(job, e)):
                 job.last_epoch = e
+                job.diverges = True
                 break
         job.end_s = now + overhead + (job.last_epoch - first) * epoch_s
         attempt = self._attempts.get(spec.trial_id, 0)
         self._attempts[spec.trial_id] = attempt + 1
         fault = self.faults(spec.trial_id, attempt) if self.faults is not None else None
         if fault is not None:
-            kind, done, error = fault
+            crash, done = fault[0] == "crash", fault[1]
             job.fault = fault
             job.last_epoch = min(job.last_epoch, first + done)
-            job.end_s = now + overhead + (job.last_epoch - first) * epoch_s if kind == "crash" else math.inf
-        self._busy += spec.world_size
+            job.end_s = now + overhead + (job.last_epoch - first) * epoch_s if crash else math.inf
         self._last_w[spec.trial_id] = spec.world_size
         self._running[id(job)] = job
-        self.launches.append(job)
+        self.jobs.append(job)
         return job
+
+    def _parks(self, job: SimulatedJob, stopped: bool) -> bool:
+        """Whether ``job``, ending now, parks: kept-alive jobs that reached their target."""
+        return (
+            self.keeps_jobs_alive
+            and not stopped
+            and job.fault is None
+            and not job.diverges
+            and job.last_epoch == job.spec.until_epoch
+        )
 
     def _finish(self, job: SimulatedJob, last_epoch: int, end_s: float, stopped: bool) -> JobResult:
         rows = self._rows[job.spec.trial_id]
@@ -203,8 +276,14 @@ class SimulatedBackend(Backend):
             if epoch == last_epoch and not stopped:
                 row[self.test_key] = self._test(job, epoch, val)
             rows.append(row)
-        self._busy -= job.spec.world_size
         del self._running[id(job)]
+        parks = self._parks(job, stopped)
+        if parks:  # it waits, alive, holding its slots
+            job.state = "parked"
+            self._parked[id(job)] = job
+        else:
+            job.state = "ended"
+            self._busy -= job.spec.world_size
         crashed = job.fault is not None and job.fault[0] == "crash" and not stopped
         job.result = JobResult(
             job.spec,
@@ -214,6 +293,9 @@ class SimulatedBackend(Backend):
             0.0,
             stopped=stopped,
             error=job.fault[2] if crashed else None,
+            parked=parks,
+            wait_s=job.begin_s - job.start_s,  # a continuation's wait since its job parked
+            rental_start_s=job.rental_start_s,
         )
         return job.result
 
@@ -225,6 +307,9 @@ class SimulatedBackend(Backend):
         return self._finish(handle, handle.last_epoch, handle.end_s, stopped=False)
 
     def stop(self, handle: SimulatedJob) -> JobResult:
+        """End a running job (its result ``stopped=True``), or return the result it ended with.
+        A parked job's result is the segment it parked with; it stays parked (it ends with
+        :meth:`release`, which bills its wait)."""
         if handle.result is not None:
             return handle.result
         now = self.clock.now()
@@ -233,33 +318,105 @@ class SimulatedBackend(Backend):
         return self._finish(handle, self._epochs_done(handle, now), now, stopped=True)
 
     def seconds_since_progress(self, handle: SimulatedJob) -> float:
-        """Simulated seconds since the job's last completed epoch (or its launch)."""
+        """Simulated seconds since the job's last completed epoch (or its launch or
+        continuation); since it parked, for a parked job."""
         now = self.clock.now()
+        if handle.result is not None:
+            return now - handle.result.end_s
         done = self._epochs_done(handle, now)
         last = (
-            handle.start_s
+            handle.begin_s
             if done == handle.first_epoch
-            else (handle.start_s + handle.overhead_s + (done - handle.first_epoch) * handle.epoch_s)
+            else (handle.begin_s + handle.overhead_s + (done - handle.first_epoch) * handle.epoch_s)
         )
         return now - last
 
     def _epochs_done(self, handle: SimulatedJob, now: float) -> int:
         done = handle.first_epoch
         if handle.epoch_s > 0:
-            done += int(max(0.0, now - handle.start_s - handle.overhead_s) // handle.epoch_s)
+            done += int(max(0.0, now - handle.begin_s - handle.overhead_s) // handle.epoch_s)
         return min(done, handle.last_epoch)
 
+    # -- kept-alive jobs ------------------------------------------------------------------------
+    def continue_job(self, parked: SimulatedJob, spec: JobSpec) -> SimulatedJob | None:
+        """Hand the parked job ``parked`` the job ``spec`` (module notes): the same trial at the
+        same ``W`` pays ``continue_s``, another trial on a ``W = 1`` job ``warm_start_s``;
+        ``None`` for another ``W``, another script, a profile job, another trial on a wider
+        job, a user's script (only the built-in worker takes up another trial) or without warm
+        workers (the caller releases it and launches ``spec``). The new
+        handle's ``start_s`` is when ``parked`` parked; ``parked``'s handle is dead after.
+
+        Raises:
+            RuntimeError: ``parked`` is not a parked job (running, ended, already continued or
+                released): the caller's bug.
+        """
+        if not self.keeps_jobs_alive:
+            return None
+        if parked.state != "parked":
+            raise RuntimeError(f"continue_job: {parked.spec.trial_id}'s job is {parked.state}, not parked")
+        old = parked.spec
+        if (
+            spec.profile_steps is not None
+            or spec.world_size != old.world_size
+            or (spec.script, spec.script_args) != (old.script, old.script_args)
+        ):
+            return None
+        if spec.trial_id == old.trial_id:
+            overhead, kind = self.continue_s, "continue"
+        elif old.world_size == 1 and self.warm_start_s is not None and spec.script is None:
+            overhead, kind = self.warm_start_s, "warm_start"
+        else:
+            return None
+        assert parked.result is not None
+        del self._parked[id(parked)]
+        parked.state = "continued"
+        job = self._job(spec, parked.result.end_s, self.clock.now(), overhead, kind)
+        job.rental_start_s = parked.rental_start_s if parked.rental_start_s is not None else parked.start_s
+        return job
+
+    def release(self, parked: SimulatedJob) -> JobResult:
+        """End the parked job ``parked`` (its slots free) and return its last wait: ``start_s``
+        when it parked, ``end_s`` now, ``stopped=True``, ``parked=True``. Idempotent.
+
+        Raises:
+            RuntimeError: ``parked`` never parked, or was continued (its wait is billed with
+                the job that continued it): the caller's bug.
+        """
+        if parked.state == "released":
+            assert parked.released is not None
+            return parked.released
+        if parked.state != "parked":
+            raise RuntimeError(f"release: {parked.spec.trial_id}'s job is {parked.state}, not parked")
+        assert parked.result is not None
+        del self._parked[id(parked)]
+        self._busy -= parked.spec.world_size
+        parked.state = "released"
+        parked.released = JobResult(
+            parked.spec, 0, parked.result.end_s, self.clock.now(), 0.0, stopped=True, parked=True,
+            rental_start_s=parked.rental_start_s if parked.rental_start_s is not None else parked.start_s,
+        )
+        return parked.released
+
     def kill_leftover(self, trial_dir: Any) -> dict[str, Any] | None:
-        """Stop a job of the trial in ``trial_dir`` that a crashed tuner left running (the
-        simulated twin of :func:`seer_torch.backends.local.kill_leftover_job`); ``launch_unix_s``
-        and ``end_unix_s`` are on the simulated clock."""
+        """Stop a job of the trial in ``trial_dir`` that a crashed tuner left running or parked
+        (the simulated twin of :func:`seer_torch.backends.local.kill_leftover_job`);
+        ``launch_unix_s`` and ``end_unix_s`` are on the simulated clock: from the start of the
+        segment not billed yet (a running job's ``start_s``; a parked job's wait, the segment
+        it parked with having been polled) to its end (now, for a parked one)."""
         name = getattr(trial_dir, "name", str(trial_dir))
-        for job in list(self._running.values()):
+        for job in [*self._running.values(), *self._parked.values()]:
             if job.spec.trial_id == name:
-                res = self.stop(job)
+                if job.state == "parked":  # its segment was polled: its wait is what is left
+                    res = self.release(job)
+                    start_s, end_s = res.start_s, res.end_s
+                else:
+                    res = self.stop(job)
+                    start_s, end_s = res.start_s, res.end_s
+                    if job.state == "parked":  # it had reached its target: its wait too
+                        end_s = self.release(job).end_s
                 return {
-                    "launch_unix_s": res.start_s,
-                    "end_unix_s": res.end_s,
+                    "launch_unix_s": start_s,
+                    "end_unix_s": end_s,
                     "world_size": job.spec.world_size,
                     "until_epoch": job.spec.until_epoch,
                     "alive": True,
@@ -274,6 +431,9 @@ class SimulatedBackend(Backend):
         return min((j.end_s for j in self._running.values()), default=math.inf)
 
     def stop_all(self) -> None:
-        """Stop every job still running, at the current simulated time."""
+        """Stop every job still running, at the current simulated time, and release every
+        parked job."""
         for job in list(self._running.values()):
             self.stop(job)
+        for job in list(self._parked.values()):
+            self.release(job)

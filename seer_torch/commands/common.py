@@ -135,8 +135,14 @@ def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
     from seer_torch.backends.local import LocalBackend  # looked up at each call: tests replace it
 
     slots = exp.resources.num_slots if num_slots is None else num_slots
-    # python_path only when there is one: LocalBackend(slots) stays the call of every other run.
-    return LocalBackend(slots, python_path=exp.python_path) if exp.python_path else LocalBackend(slots)
+    # Keywords only when they differ from the defaults: LocalBackend(slots) stays the call of
+    # every other run.
+    kwargs: dict = {}
+    if exp.python_path:
+        kwargs["python_path"] = exp.python_path
+    if not exp.resources.keep_alive:
+        kwargs["keep_alive"] = False
+    return LocalBackend(slots, **kwargs)
 
 
 def print_table(console: Console, table: Table) -> None:

@@ -26,7 +26,7 @@ SCRIPT_PLAN_NEEDS_PROFILE = (
 
 # How long `seer tune` spends profiling before it plans, in launches of the worker; used by
 # `seer plan` to show the plan `seer tune` would make.
-PROFILE_EXTRA_S = 5.0  # the measured steps (60) and one validation pass of a probe
+PROFILE_EXTRA_S = 5.0  # a probe job's work: its timed steps at W=2 and W=1, validation passes
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ def _plan_inputs(exp: Experiment) -> _PlanInputs:
     costs = draw_costs_needed(exp, prof if exp.planner.profile else None)  # counted once
     if not exp.planner.profile:
         # `seer tune` measures its own profile first: one start-up and probe per batch of probes.
-        cost_probe = costs is not None and costs.cheapest() is not None
-        batches = profiler.probe_schedule(tune_probe_world_sizes(exp), cost_probe, exp.resources.num_slots)
+        batches = profiler.probe_schedule(tune_probe_world_sizes(exp))
         profiling_s = len(batches) * (prof.startup_s + PROFILE_EXTRA_S)
         profiling_slot_s = sum(map(sum, batches)) * (prof.startup_s + PROFILE_EXTRA_S)
     b = exp.budget
@@ -116,6 +115,7 @@ def _plan_inputs(exp: Experiment) -> _PlanInputs:
         time_left_s=b.time_budget_s - profiling_s - FINAL_GRACE_S,
         money_left_usd=b.money_budget_usd - profiling_slot_s * b.price_usd_per_slot_hour / 3600,
         draw_costs=costs,
+        keep_alive=exp.resources.keep_alive,  # seer tune's local backend keeps jobs alive unless told not to
     )
     return _PlanInputs(prof_path, note, prof, profiling_s, profiling_slot_s, ctx)
 

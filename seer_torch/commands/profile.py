@@ -34,9 +34,11 @@ class _Measured:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """Measure a scaling profile under torchrun, each job alone: one probe per usable world size
-    (throughput, speedup, start-up seconds), then one trial trained an epoch at the smallest W
-    and relaunched from its checkpoint at the largest (resize seconds). The probes run the
+    """Measure a scaling profile under torchrun, each job alone: one probe job at the smallest
+    usable ``W > 1`` that times W=1 on its ranks too, one at each larger usable ``W``
+    (:func:`profiler.run_profile_probes`: throughput, speedup, start-up seconds), then one trial
+    trained an epoch at the smallest W and relaunched from its checkpoint at the largest
+    (resize seconds). The probes run the
     built-in worker, or for a ``[trial] script`` the script itself (:func:`_profile_script`).
     Writes the profile atomically (docs/design.md "Formats") and prints a table. Job folders
     live in a temporary folder, kept (and named) only when a job fails.
@@ -141,10 +143,10 @@ def _profile_script(exp: Experiment, args: argparse.Namespace, sizes: tuple[int,
                     steps: int, out: Path) -> int:
     """``seer profile`` of a ``[trial] script``: short jobs of the script itself
     (:func:`seer_torch.scaling.script_profile.run_script_probes`: epoch 1 of the probe
-    configuration, at most ``steps`` optimizer steps, at each of ``sizes`` and W=1 again), then
-    the relaunch ``sequence`` from a checkpoint (resize seconds), in a temporary folder removed
-    afterwards or kept (and named) when a job fails. Writes the profile, prints a table (or JSON
-    with ``--json``). Returns 0.
+    configuration, at most ``steps`` optimizer steps, at W=1 twice side by side and at each
+    larger of ``sizes``), then the relaunch ``sequence`` from a checkpoint (resize seconds), in
+    a temporary folder removed afterwards or kept (and named) when a job fails. Writes the
+    profile, prints a table (or JSON with ``--json``). Returns 0.
 
     Raises:
         SeerError: a probe or relaunch job failed (the script's error).
@@ -215,14 +217,17 @@ def _machine(device: str) -> str:
 def _profile_source(exp: Experiment, conf: dict[str, Any], measured: _Measured, sequence: list[int],
                     steps: int, device: str) -> str:
     """The profile's ``source``: what was measured, how, and on what machine."""
+    from seer_torch.scaling import profiler
+
     probes, cheapest = measured.probe_set.probes, measured.probe_set.cheapest
+    jobs = profiler.probe_jobs([int(p["world_size"]) for p, _, _ in probes])
     return (
         f"measured by `seer profile` on {exp.name} ({time.strftime('%Y-%m-%d')}): {steps} steps after "
         f"{probes[0][0].get('warmup_steps', 3)} warm-up steps per world size, configuration "
         f"{json.dumps(conf, sort_keys=True)}"
         + (f"; the cheapest configuration {json.dumps(cheapest, sort_keys=True)} at W=1 too"
            if cheapest else "")
-        + "; the W=1 probes twice, their mean counts"
+        + f"; W=1 timed on each rank of the W={jobs[0]} probe job side by side, 3 rounds, their mean counts"
         + f"; resize: a relaunch {sequence[0]}->{sequence[1]} from a checkpoint; {_machine(device)}"
     )
 
@@ -241,7 +246,7 @@ def _print_table(exp: Experiment, prof: Any, probes: list[Any], sequence: list[i
     for col in ("W", "samples/s", "speedup", "efficiency", "start-up s"):
         table.add_column(col, justify="right")
     startups_by_w: dict[int, list[str]] = {}
-    for p, _, d in probes:  # W=1 was probed twice: both start-ups are shown
+    for p, _, d in probes:  # the start-up of the job that measured it (W=1's: the W=2 job's)
         startups_by_w.setdefault(int(p["world_size"]), []).append(f"{profiler.probe_startup_s(p, d):.2f}")
     for w, thr, s in zip(prof.world_sizes, prof.throughput_samples_per_s, prof.speedup):
         table.add_row(str(w), f"{thr:.1f}", f"{s:.2f}", f"{s / w:.0%}", ", ".join(startups_by_w.get(w, [])))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from seer_torch.commands.common import print_table
@@ -83,10 +84,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         world_size_ladder=tuple(w for w in (1, 2, 4, 8, 16, 32, 64) if w <= args.slots),
         billing_granularity_s=args.billing_granularity_s, billing_minimum_s=args.billing_minimum_s,
     )
+    if getattr(args, "keep_alive", None) is not None:  # --keep-alive / --no-keep-alive
+        case = dataclasses.replace(case, keep_alive=args.keep_alive)
     result = simulate(case, policies, list(range(args.seeds)))
     if args.json:
         print(json.dumps({"table": str(table_path), "metric": table.metric, "mode": table.mode,
-                          "profile": profile.to_dict(),
+                          "profile": profile.to_dict(), "keep_alive": case.keep_alive,
                           "time_budget_s": args.time_budget, "money_budget_usd": args.money_budget,
                           "num_slots": args.slots, **result}, indent=2))
         return 0
@@ -95,7 +98,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     t = Table(title=f"{table.name}: {len(table)} configurations x {table.max_epochs} epochs; "
                     f"profile {profile.name}; {args.time_budget:g} s, {args.money_budget:g} USD, "
-                    f"{args.slots} slots, {args.seeds} seeds")
+                    f"{args.slots} slots, {args.seeds} seeds; jobs "
+                    f"{'kept alive' if case.keep_alive else 'relaunched at every rung'}")
     for col in ("policy", f"final {table.metric}, {table.mode} (mean ± std)", "regret", "time s", "money USD",
                 "violations", "configurations", "no answer"):
         t.add_column(col, justify="left" if col == "policy" else "right")

@@ -26,7 +26,9 @@ FINAL_GRACE_S = 3.0  # stop jobs this long before the deadline, to write the ans
 STOP_MARGIN_S = 1.0  # money check: what a stop takes after the check that orders it, at least
 # (a backend that says how long its stop can take, ``max_stop_s``, gets that instead)
 
-Held = list[tuple[float, int]]  # running jobs as ``(start_s, world_size)``
+# Jobs holding slots as ``(start_s, world_size)``, or ``(start_s, world_size, rental_start_s)``
+# for a kept-alive job's segment: billing's minimum and granularity apply to the whole rental.
+Held = list[tuple]
 
 
 def experiment_billing(exp: Experiment) -> Billing:
@@ -71,9 +73,22 @@ class Meter:
         self.finished_slot_s += result.slot_seconds
         if self.reserved is not None and result.start_s >= self.reserved[1]:
             return 0.0
-        usd = self.billing.job_cost_usd(result.spec.world_size, result.duration_s)
+        usd = self._segment_usd(result.spec.world_size, result.start_s, result.end_s, result.rental_start_s)
         self.finished_usd += usd
         return usd
+
+    def _segment_usd(
+        self, world_size: int, start_s: float, end_s: float, rental_start_s: float | None
+    ) -> float:
+        """What the segment ``[start_s, end_s]`` of a rental that began at ``rental_start_s``
+        (``None``: at ``start_s``) adds to the bill: the rental's cost through ``end_s`` less its
+        cost through ``start_s``, so that the segments of one kept-alive job are billed as the
+        one rental the cloud bills (one minimum, one rounding)."""
+        if rental_start_s is None or rental_start_s >= start_s:
+            return self.billing.job_cost_usd(world_size, end_s - start_s)
+        return self.billing.job_cost_usd(world_size, end_s - rental_start_s) - self.billing.job_cost_usd(
+            world_size, start_s - rental_start_s
+        )
 
     def bill_held(self, world_size: int, held_s: float) -> None:
         """Bill a job known only by its slots and how long it held them (one a dead tuner left
@@ -90,10 +105,10 @@ class Meter:
         if self.reserved is not None:
             slots, since = self.reserved
             usd += self.billing.job_cost_usd(slots, now - since)
-            running = [(s, w) for s, w in running if s < since]
+            running = [r for r in running if r[0] < since]
         if self.billing.granularity_s == 0 and self.billing.minimum_s == 0:  # exact billing
-            return usd + self.price / 3600.0 * sum(w * max(0.0, now - s) for s, w in running)
-        return usd + sum(self.billing.job_cost_usd(w, now - s) for s, w in running)
+            return usd + self.price / 3600.0 * sum(r[1] * max(0.0, now - r[0]) for r in running)
+        return usd + sum(self._segment_usd(r[1], r[0], now, r[2] if len(r) > 2 else None) for r in running)
 
 
 class Limits:

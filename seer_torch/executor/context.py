@@ -17,11 +17,25 @@ from seer_torch.backends.base import Backend, JobResult, JobSpec
 from seer_torch.clock import Clock
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
-from seer_torch.executor.budget import Held, experiment_billing
+from seer_torch.executor.budget import POLL_S, Held, experiment_billing
 from seer_torch.policies.base import PolicyContext
 from seer_torch.runfiles import atomic_write_json
 from seer_torch.scaling import profiler, script_profile
 from seer_torch.scaling.profile import Profile
+
+#: Overhead of a kept-alive job handed its trial's next rung at the same ``W``, seconds, until a
+#: profile measures it: the executor notices a parked job within one poll (``POLL_S``, half of
+#: it on average) and the parked worker takes its next target within 0.01 s; no process starts,
+#: nothing is imported or loaded again. An estimate; a run re-plans with the measured one
+#: (``Snapshot.continue_overhead_s``).
+CONTINUE_S = POLL_S / 2
+
+#: Overhead of a ``W = 1`` job on the warm worker another trial's parked job left, seconds,
+#: until a profile measures it: the executor's poll as for :data:`CONTINUE_S`, plus building the
+#: trial's model and optimizer and reading its checkpoint in a process that already imported
+#: torch and loaded the data. An estimate: a small fraction of a launch's 3.5-5 s, most of which
+#: is imports (docs/design.md, "Launch cost"); a run re-plans with the measured one.
+WARM_START_S = 0.5
 
 
 def tune_probe_world_sizes(exp: Experiment) -> list[int]:
@@ -132,11 +146,19 @@ def policy_context(
     oracle_index: int | None = None,
     draw_times_s: list[float] | None = None,
     draw_costs: profiler.DrawCosts | None = None,
+    keep_alive: bool = False,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
     ``epoch_time_s`` is the profile's, or the mean over the draws when the profile knows each
     configuration's cost; ``draw_epoch_times_s`` is :func:`draw_epoch_times_s` (of
-    ``draw_costs`` when given), or ``draw_times_s`` when given (the simulator's table)."""
+    ``draw_costs`` when given), or ``draw_times_s`` when given (the simulator's table).
+
+    Overheads: ``startup_s`` the profile's, ``relaunch_s`` and ``resize_s`` its ``resize_s``;
+    with ``keep_alive`` (the backend's ``keeps_jobs_alive``) ``continue_s`` and
+    ``warm_start_s`` are the profile's when it measured them, else :data:`CONTINUE_S` and
+    :data:`WARM_START_S`; without, both ``None`` (every job starts processes). A ``[trial]
+    script`` has no warm workers (``warm_start_s`` ``None``): only the built-in worker takes
+    up another trial in its process."""
     draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile, draw_costs)
     epoch_time_s = profile.epoch_time_s if draw_times_s or not draws else statistics.fmean(draws)
     t = exp.training
@@ -163,7 +185,17 @@ def policy_context(
         oracle_index=oracle_index,
         num_finalists=getattr(exp.planner, "num_finalists", 1),
         draw_epoch_times_s=draws,
+        continue_s=kept_alive_overhead_s(profile, "continue_s", CONTINUE_S) if keep_alive else None,
+        warm_start_s=(kept_alive_overhead_s(profile, "warm_start_s", WARM_START_S)
+                      if keep_alive and exp.trial.script is None else None),
     )
+
+
+def kept_alive_overhead_s(profile: Profile, name: str, estimate_s: float) -> float:
+    """The profile's ``name`` (``continue_s`` or ``warm_start_s``, seconds) when it measured
+    it, else ``estimate_s``. (Profiles written before kept-alive jobs carry neither.)"""
+    value = getattr(profile, name, None)
+    return estimate_s if value is None else float(value)
 
 
 def measure_profile(
@@ -177,9 +209,10 @@ def measure_profile(
     over_budget: Callable[[Held], str | None],
 ) -> Profile:
     """The profile ``seer tune`` measures when none is given, at :func:`tune_probe_world_sizes`,
-    written to ``run_dir/profile.json``: probe jobs through the real worker (and the cheapest
-    draw at W=1 when draws differ in cost), or for a ``[trial] script`` short jobs of the script
-    itself (:func:`measure_script_profile`). ``on_job_end`` bills each probe job;
+    written to ``run_dir/profile.json``: one probe job through the real worker
+    (:func:`profiler.run_profile_probes`: W=2 when the slots allow, timing W=1 too, and the
+    cheapest draw at W=1 when draws differ in cost), or for a ``[trial] script`` short jobs of
+    the script itself (:func:`measure_script_profile`). ``on_job_end`` bills each probe job;
     ``over_budget(held)`` is the hard limit while probing.
 
     Raises:
@@ -212,15 +245,16 @@ def measure_profile(
     cost_note = ""
     if measured.cost_probes:
         cost_note = (
-            f"; the cheapest configuration ({measured.cost_probes[0][1] / measured.probe_flops:.2f} "
-            "of the probe's FLOPs) at W=1 too"
+            f" and the cheapest configuration ({measured.cost_probes[0][1] / measured.probe_flops:.2f} "
+            "of the probe's FLOPs)"
         )
+    jobs = profiler.probe_jobs(tune_probe_world_sizes(exp))
     prof = profiler.profile_from_probes(
         f"{exp.name}-measured",
         measured.probes,
-        source=f"measured by seer tune at the start of {run_dir.name}: "
-        f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps per world size{cost_note}; "
-        "the W=1 probes twice, their mean counts",
+        source=f"measured by seer tune at the start of {run_dir.name}: one probe job at W={jobs[0]}, "
+        f"{profiler.PROFILE_STEPS} steps after 3 warm-up steps at W={jobs[0]} and, at W=1 on each rank "
+        f"side by side, of the probe configuration{cost_note}, in three rounds whose mean counts",
         probe_flops=measured.probe_flops,
         cost_probes=measured.cost_probes,
     )
@@ -239,7 +273,8 @@ def measure_script_profile(
 ) -> Profile:
     """A ``[trial] script`` experiment's profile, measured on the script itself
     (:func:`seer_torch.scaling.script_profile.run_script_probes`): one short job of the script
-    at each of :func:`tune_probe_world_sizes` and W=1 again, each training epoch 1 of the probe
+    at W=1 twice (side by side when the slots allow) and at each larger of
+    :func:`tune_probe_world_sizes`, each training epoch 1 of the probe
     configuration (:func:`profiler.probe_configuration`) for at most
     :data:`profiler.PROFILE_STEPS` optimizer steps, in ``run_dir/profile/``; written to
     ``run_dir/profile.json``. A probe may run up to ``failures.hang_timeout_s`` (at least 300 s).
@@ -261,7 +296,8 @@ def measure_script_profile(
         source=f"measured by seer tune at the start of {run_dir.name}: short jobs of "
         f"{Path(exp.trial.script).name} (epoch 1, at most {profiler.PROFILE_STEPS} optimizer steps, "
         f"configuration {json.dumps(conf, sort_keys=True)}) at W in "
-        f"{sorted({int(r['world_size']) for r in records})}; the W=1 probe twice, its mean counts",
+        f"{sorted({int(r['world_size']) for r in records})}; the W=1 probe twice, side by side when the "
+        "slots allow, its mean counts",
     )
     atomic_write_json(run_dir / "profile.json", prof.to_dict())
     return prof

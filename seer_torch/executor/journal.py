@@ -187,7 +187,13 @@ class Journal:
                     "reserved_since_s": meter.reserved[1] - meter.start_s if meter.reserved else None,
                 },
                 "round_records": [dict(r.__dict__) for r in book.rounds.values()],
-                "measured": {"overheads_s": list(book.overheads_s), "tau_s": dict(book.tau_s)},
+                "measured": {
+                    "overheads_s": list(book.overheads_s),
+                    "tau_s": dict(book.tau_s),
+                    "continue_overheads_s": list(book.continue_overheads_s),
+                    "start_kinds": dict(book.start_kinds),
+                    "profiling_slot_s": book.profiling_slot_s,
+                },
             },
             keep_previous=True,
         )

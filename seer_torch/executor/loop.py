@@ -5,6 +5,15 @@ job failed (with the tail of its stderr, :mod:`~seer_torch.executor.failures`), 
 checkpoint when its failure budget allows and a relaunch can help, and tell the policy. The
 policy never sees the clock; the loop never decides who survives.
 
+Kept-alive jobs (a backend that declares ``keeps_jobs_alive``): a job that reached its rung
+parks, holding its slots, and the loop hears of it as of any job that reached its rung. A
+later launch of the same trial at the same ``W`` hands the parked job its next target
+(``continue_job``: no process start); a launch of another trial takes up a warm worker (a spare
+left by an eliminated trial, or, when no slot is free, a parked job of a trial not launched in
+the same decisions); otherwise parked jobs are released (``release``) as slots are needed, when
+their trial is stopped, when they waited longer than a cold start costs (rent or buy), and at the
+end. Policies never see parked jobs: their slots count as free. Every wait is billed.
+
 Waiting: on a backend with ``discrete_events`` (the simulated one) the clock jumps to the next
 job end or to the moment a hard limit would be reached, whichever is first; otherwise it polls
 every :data:`~seer_torch.executor.budget.POLL_S` seconds.
@@ -60,6 +69,8 @@ class EventLoop:
         self.fixed_configs = False
         self.failures: dict[str, Failure] = {}  # trial id -> how its job that just ended failed
         self.id_width = max(3, len(str(max(exp.search.max_configurations - 1, 0))))
+        self._batch_launches: set[int] = set()  # trial indices the decisions being carried out launch
+        self._wait_round: dict[int, int] = {}  # id(parked handle) -> the round its wait is billed to
 
     # ------------------------------------------------------------------ the loop
     def drive(self, events: list[JobEvent] | None = None) -> None:
@@ -106,17 +117,29 @@ class EventLoop:
                 - self.limits.money_reserve_usd(),
             ),
             num_slots=book.slots,
-            free_slots=book.free_slots(),
+            free_slots=book.free_slots() + book.idle_slots(),
             trials=dict(book.views),
             events=tuple(events),
             epoch_time_s=max(book.tau_s.values()) if book.tau_s else None,
             job_overhead_s=statistics.fmean(book.overheads_s) if book.overheads_s else None,
+            continue_overhead_s=(
+                statistics.fmean(book.continue_overheads_s) if book.continue_overheads_s else None
+            ),
         )
 
     # ------------------------------------------------------------------ decisions
     def apply(self, decisions, events: list[JobEvent]) -> Finish | None:
         """Carry out ``decisions`` in order (events of jobs they stop go to ``events``);
         returns the :class:`Finish` if there is one (what follows it is not carried out)."""
+        self._batch_launches = {d.trial_index for d in decisions if isinstance(d, Launch)}
+        try:
+            return self._apply(decisions, events)
+        finally:
+            self._batch_launches = set()
+            spares, self.book.spares = self.book.spares, []
+            self._release(*spares)  # warm workers no launch took up
+
+    def _apply(self, decisions, events: list[JobEvent]) -> Finish | None:
         t = self.t
         for d in decisions:
             if isinstance(d, Finish):
@@ -141,6 +164,12 @@ class EventLoop:
             )
         if isinstance(d, Eliminate):
             trial.eliminating = True
+        parked = self.book.parked.pop(trial.trial_id, None)
+        if parked is not None:  # a spare warm worker for this decision batch, or released at once
+            if isinstance(d, Eliminate):
+                self.book.spares.append(parked)
+            else:
+                self._release(parked)
         if trial.handle is not None:
             ev = self.job_ended(trial, self.backend.stop(trial.handle))
             if ev is not None:
@@ -162,18 +191,21 @@ class EventLoop:
             raise PolicyError(
                 f"policy {name}: trial index {d.trial_index} outside 0..{exp.search.max_configurations - 1}"
             )
-        free = book.free_slots()
+        free = book.free_slots() + book.idle_slots()
         if d.world_size < 1 or d.world_size > free:
             raise PolicyError(f"policy {name}: launch at W={d.world_size} with {free} free slots")
         self._check_script()
         # A hard limit, counting what the new job would cost by the next check (with billing's
         # minimum): a launch that would break a budget ends the run instead.
-        reason = self.limits.over_budget(extra=self.limits.new_job(d.world_size))
+        existing = book.trials_by_index.get(d.trial_index)
+        parked = book.parked.get(existing.trial_id) if existing is not None else None
+        held = parked is not None and parked.spec.world_size == d.world_size  # its slots are billed already
+        reason = self.limits.over_budget(extra=[] if held else self.limits.new_job(d.world_size))
         if reason:
             t.stop_reason = reason
             t.event(f"{reason}: not launching trial index {d.trial_index} at W={d.world_size}")
             return
-        trial = book.trials_by_index.get(d.trial_index) or self.create_trial(d.trial_index)
+        trial = existing or self.create_trial(d.trial_index)
         if trial.handle is not None or trial.status in ENDED:
             raise PolicyError(f"policy {name}: cannot launch {trial.trial_id} ({trial.status})")
         if not trial.epochs < d.until_epoch <= exp.training.max_epochs:
@@ -206,7 +238,7 @@ class EventLoop:
             configuration=trial.config,
             config_index=trial.index,
         )
-        trial.handle = self.backend.launch(spec)
+        trial.handle, how = self._start(trial, spec)
         trial.move_to(S.RUNNING)
         trial.round_index = d.round_index
         trial.world_sizes.append(d.world_size)
@@ -219,10 +251,101 @@ class EventLoop:
         rec.num_trials += 1
         rec.running += 1
         book.touch(trial)
-        t.event(f"launched {trial.trial_id} at W={d.world_size} until epoch {d.until_epoch}")
+        t.event(f"launched {trial.trial_id} at W={d.world_size} until epoch {d.until_epoch}{how}")
         if t.run_dir is not None:
             t.journal.write()
         journal.debug_crash_point("launch")
+
+    def _start(self, trial: Trial, spec) -> tuple[Any, str]:
+        """Start ``spec``'s job the cheapest way the backend offers, and say which (for the
+        live status): the trial's own parked job at the same ``W`` goes on; else a warm worker
+        takes it up (a spare; or, when no slot is free, the longest-parked job of a trial these
+        decisions do not launch); else parked jobs are released until the slots are free and
+        the job is launched."""
+        book, backend = self.book, self.backend
+        trial.start_kind = "launch"
+        parked = book.parked.pop(trial.trial_id, None)
+        if parked is not None:
+            handle = backend.continue_job(parked, spec)
+            if handle is not None:
+                trial.start_kind = "continue"
+                book.start_kinds["continue"] += 1
+                return handle, " (kept alive)"
+            self._release(parked)
+        candidates = list(book.spares)
+        if book.free_slots() < spec.world_size:
+            candidates += [h for tid, h in sorted(book.parked.items(), key=lambda kv: kv[1].result.end_s)
+                           if book.trials[tid].index not in self._batch_launches]
+        for idle in candidates:
+            if idle.spec.world_size != spec.world_size:
+                continue
+            handle = backend.continue_job(idle, spec)
+            if handle is not None:
+                self._forget_idle(idle)
+                trial.start_kind = "warm"
+                book.start_kinds["warm"] += 1
+                return handle, f" (warm worker of {idle.spec.trial_id})"
+        self._make_room(spec.world_size)
+        book.start_kinds["launch"] += 1
+        return backend.launch(spec), ""
+
+    def _make_room(self, world_size: int) -> None:
+        """Release parked jobs until ``world_size`` slots are free: spares first, then jobs of
+        trials these decisions do not launch, oldest parked first, then any."""
+        book = self.book
+
+        def rank(h: Any) -> tuple[int, float]:
+            tid = next((k for k, v in book.parked.items() if v is h), None)
+            keep = tid is not None and book.trials[tid].index in self._batch_launches
+            return (2 if keep else (0 if tid is None else 1), h.result.end_s)
+
+        chosen = []
+        for idle in sorted(book.idle_jobs(), key=rank):
+            if book.free_slots() >= world_size:
+                break
+            self._forget_idle(idle)
+            chosen.append(idle)
+        self._release(*chosen)
+
+    def _forget_idle(self, handle: Any) -> None:
+        """Take ``handle`` out of the parked jobs or the spares."""
+        book = self.book
+        if handle in book.spares:
+            book.spares.remove(handle)
+        for tid, h in list(book.parked.items()):
+            if h is handle:
+                del book.parked[tid]
+
+    def _release(self, *handles: Any) -> None:
+        """End parked jobs, all at once (the backend's ``release_many``), and bill each wait to
+        the round of the job that parked."""
+        if not handles:
+            return
+        for handle, res in zip(handles, self.backend.release_many(list(handles))):
+            usd = self.t.meter.bill(res)
+            rec = self.book.rounds.get(self._wait_round.pop(id(handle), -1))
+            if rec is not None and self.t.meter.reserved is None:
+                rec.cost_usd += usd
+
+    def release_idle(self, keep_alive_s: float | None = None) -> None:
+        """Release parked jobs that waited longer than ``keep_alive_s`` (default: what a cold
+        start costs, measured, or the profile's start-up: waiting longer than a relaunch costs
+        is the worse bet, the rent-or-buy rule); ``0`` releases every one."""
+        if keep_alive_s is None:
+            keep_alive_s = self.keep_alive_s()
+        now = self.t.clock.now()
+        expired = [h for h in self.book.idle_jobs() if now >= h.result.end_s + keep_alive_s]
+        for idle in expired:
+            self._forget_idle(idle)
+        self._release(*expired)
+
+    def keep_alive_s(self) -> float:
+        """How long a parked job may wait for its next order, seconds: the measured overhead of
+        a cold start (the profile's start-up before any was measured)."""
+        if self.book.overheads_s:
+            return statistics.fmean(self.book.overheads_s)
+        profile = self.t.profile
+        return float(profile.startup_s) if profile is not None else 5.0
 
     def _check_script(self) -> None:
         """Before a job of a user's script starts: the script is still there.
@@ -268,11 +391,13 @@ class EventLoop:
                 t.stop_reason = reason
                 t.event(f"{reason}: stopping {len(self.book.running)} running job(s)")
                 return self.stop_all()
+            self.release_idle()
             if not self.backend.discrete_events:
                 t.clock.sleep(POLL_S)
                 continue
             now = t.clock.now()
-            horizon = min(self.backend.next_event_s(), self.limits.deadline_s(), self._next_hang_s(now))
+            horizon = min(self.backend.next_event_s(), self.limits.deadline_s(), self._next_hang_s(now),
+                          self._next_release_s())
             t_limit = self.limits.limit_time_s(now, horizon)
             if t_limit <= now + LIMIT_TOL_S:  # at the limit: stop now, still within budget
                 t.stop_reason = self.limits.over_budget(now + 2 * LIMIT_TOL_S) or "money budget reached"
@@ -308,6 +433,11 @@ class EventLoop:
             trial.hang_checked_s = now
         return self.backend.seconds_since_progress(trial.handle) >= self.exp.failures.hang_timeout_s
 
+    def _next_release_s(self) -> float:
+        """When the first parked job's wait passes :meth:`keep_alive_s` (simulated backends)."""
+        idle = self.book.idle_jobs()
+        return idle[0].result.end_s + self.keep_alive_s() if idle else math.inf
+
     def _next_hang_s(self, now: float) -> float:
         """When the first running job would be declared hung (simulated backends)."""
         if not self.backend.detects_hangs or not self.book.running:
@@ -317,7 +447,9 @@ class EventLoop:
         return now + min(max(0.0, hang - since(x.handle)) for x in self.book.running.values())
 
     def stop_all(self) -> list[JobEvent]:
-        """Stop every running job at once (``stop_many``), bill it and record what it completed."""
+        """Stop every running job at once (``stop_many``), bill it and record what it completed;
+        release every parked job."""
+        self.release_idle(0.0)
         trials = list(self.book.running.values())
         results = self.backend.stop_many([x.handle for x in trials])
         events = [self.job_ended(x, r) for x, r in zip(trials, results)]
@@ -330,7 +462,7 @@ class EventLoop:
         a failure the retry budget absorbs)."""
         meter, book = self.t.meter, self.book
         del book.running[trial.trial_id]
-        trial.handle = None
+        handle, trial.handle = trial.handle, None
         usd = meter.bill(res)
         rec = book.rounds.get(trial.round_index)
         if rec is not None:
@@ -342,6 +474,12 @@ class EventLoop:
             rec.running -= 1
             rec.end_s = meter.elapsed_s()
         outcome = self.read_results(trial, res)
+        if res.parked:  # alive, holding its slots: kept for the trial's next rung, or released
+            if outcome == "reached":
+                book.parked[trial.trial_id] = handle
+                self._wait_round[id(handle)] = trial.round_index
+            else:
+                self._release(handle)
         failure = self.failures.pop(trial.trial_id, None)
         if outcome == "failed" and (failure is None or failure.retry) and self._retry(trial, res):
             return None
@@ -360,6 +498,10 @@ class EventLoop:
         rows = self.backend.read_metrics(res.spec)
         prev_epochs = trial.epochs
         new_rows = [r for r in rows if r.get("epoch", 0) > prev_epochs]
+        trial.trained_slot_s += sum(
+            float(r.get("epoch_time_s") or 0.0) * int(r.get("world_size") or 1) for r in new_rows
+            if not r.get("diverged")
+        )
         diverged = [r for r in rows if r.get("diverged")]
         if diverged:
             trial.move_to(S.DIVERGED)
@@ -375,6 +517,11 @@ class EventLoop:
             failure = hung_failure(self.exp.failures.hang_timeout_s)
         elif missing_metric is not None:  # the script reports other names than the experiment's metric
             failure = missing_metric_failure(missing_metric)
+        elif res.returncode != 0 and trial.epochs >= res.spec.until_epoch:
+            # It saved its target before it died (a kept-alive job killed while it waited at
+            # its rung): the rung is reached; the next job starts from that checkpoint.
+            self.t.event(f"{trial.trial_id}: its job ended with {res.returncode} after saving epoch "
+                         f"{trial.epochs}, its target: nothing to retry")
         elif res.returncode != 0:
             log = self.backend.job_log(res.spec)
             failure = crash_failure(job_error_text(res), log, res.spec.world_size)
@@ -406,7 +553,12 @@ class EventLoop:
         if trial.epoch_time_per_worker_s:
             self.book.tau_s[trial.trial_id] = statistics.median(trial.epoch_time_per_worker_s[-8:])
         trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
-        self.book.overheads_s.append(max(0.0, res.duration_s - trained_s))
+        overhead_s = max(0.0, res.duration_s - res.wait_s - trained_s)
+        kind = trial.start_kind
+        if kind == "continue":
+            self.book.continue_overheads_s.append(overhead_s)
+        elif kind == "launch":  # a warm worker's start is neither a continuation nor a cold start
+            self.book.overheads_s.append(overhead_s)
 
     @staticmethod
     def _ended_badly(trial: Trial, failure: Failure | None) -> str:
@@ -444,6 +596,7 @@ class EventLoop:
             extra=self.limits.new_job(res.spec.world_size)
         ):
             return False
+        self._make_room(res.spec.world_size)
         if res.spec.world_size > self.book.free_slots():
             return False
         what = "port clash" if port_clash else f"failure {trial.failures} of {failures.max_failures}"
@@ -452,6 +605,7 @@ class EventLoop:
         trial.error = None
         trial.stderr_tail = []
         trial.handle = self.backend.launch(res.spec)
+        trial.start_kind = "launch"
         trial.move_to(S.RUNNING)
         self.book.running[trial.trial_id] = trial
         rec = self.book.rounds.get(trial.round_index)

@@ -188,6 +188,7 @@ class Reporter:
                 "time_used_s": t.meter.elapsed_s(),
                 "cost_usd": t.meter.cost_usd(t.book.held()),
             },
+            "slot_seconds": self.slot_seconds(),
             "stop_reason": t.stop_reason,
             "num_slots": t.backend.num_slots,
             "reserved_slots": t.meter.reserved[0] if t.meter.reserved else None,
@@ -211,6 +212,24 @@ class Reporter:
             "plan": report.get("plan"),
             "replans": report.get("replans", []),
             "policy_report": {k: v for k, v in report.items() if k not in ("plan", "replans")},
+        }
+
+    def slot_seconds(self) -> dict[str, Any]:
+        """Where the paid slot-seconds went: ``paid`` (every job's slots from launch to exit,
+        parked waits and profile probes included), ``training`` (the trials' epochs that count:
+        ``epoch_time_s x world_size`` of every durable metrics line, training + validation),
+        ``training_share = training / paid``, ``profiling`` (the probes'), and ``jobs``: how
+        many trial jobs started cold (``launch``), went on kept alive (``continue``) or took up
+        a warm worker (``warm``)."""
+        t = self.tuner
+        paid = t.meter.finished_slot_s
+        training = sum(x.trained_slot_s for x in t.book.trials.values())
+        return {
+            "paid": paid,
+            "training": training,
+            "training_share": training / paid if paid > 0 else None,
+            "profiling": t.book.profiling_slot_s,
+            "jobs": dict(t.book.start_kinds),
         }
 
     def _best(self, best: Trial, epoch: int) -> dict[str, Any]:

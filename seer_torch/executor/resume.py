@@ -42,6 +42,7 @@ def trial_from_journal(raw: dict[str, Any]) -> Trial:
     t.failures = int(raw.get("failures", 0))
     t.round_index = int(raw.get("round_index", 0))
     t.schedule_epochs = int(raw.get("schedule_epochs", 0))
+    t.trained_slot_s = float(raw.get("trained_slot_s", 0.0))
     t.error = raw.get("error")
     t.stderr_tail = [str(line) for line in raw.get("stderr_tail", [])]
     return t
@@ -96,8 +97,12 @@ class Resumer:
                 }
             )
             book.rounds[rec.index] = rec
-        book.overheads_s.extend(state.get("measured", {}).get("overheads_s", []))
-        book.tau_s.update(state.get("measured", {}).get("tau_s", {}))
+        measured = state.get("measured", {})
+        book.overheads_s.extend(measured.get("overheads_s", []))
+        book.tau_s.update(measured.get("tau_s", {}))
+        book.continue_overheads_s.extend(measured.get("continue_overheads_s", []))
+        book.start_kinds.update(measured.get("start_kinds", {}))
+        book.profiling_slot_s = float(measured.get("profiling_slot_s", 0.0))
         # The slots the policy was set up with (a journal older than the field: the experiment's).
         t.setup_slots = int(state.get("setup_num_slots") or t.exp.resources.num_slots)
         if state.get("setup_budgets") is None:  # stopped before the policy was set up: profiling
@@ -114,6 +119,7 @@ class Resumer:
                 money_left_usd=money_left,
                 oracle_index=t.oracle_index,
                 draw_times_s=t.draw_times_s,
+                keep_alive=t.backend.keeps_jobs_alive,
             )
         )
         t.setup_budgets = (time_left, money_left)

@@ -95,6 +95,8 @@ class Trial:
     failures: int = 0  # crashes and hangs retried so far (planned resizes never count)
     port_retries: int = 0  # relaunches after a rendezvous-port clash (never count as failures)
     hung: bool = False  # the running job was killed for making no progress
+    start_kind: str = "launch"  # how its job started: "launch" (cold), "continue" (kept alive), "warm"
+    trained_slot_s: float = 0.0  # slot-seconds of its durable epochs (training + validation)
     schedule_epochs: int = 0  # the learning-rate schedule's horizon at its last launch (0: never launched)
     hang_checked_s: float = float("-inf")  # when its job's progress was last looked at (real jobs)
     stderr_tail: list[str] = field(default_factory=list)  # a failed job's last stderr lines (JobLog.tail)
@@ -145,6 +147,7 @@ class Trial:
             "failures": self.failures,
             "round_index": self.round_index,
             "schedule_epochs": self.schedule_epochs,
+            "trained_slot_s": self.trained_slot_s,
         }
 
 
@@ -223,7 +226,15 @@ class RunBook:
     Attributes:
         slots: the slots jobs may use now (a rented fixed cluster's, or the backend's).
         tau_s: trial id -> median one-epoch time on one worker, seconds.
-        overheads_s: the last jobs' time not spent training (launch, start-up), seconds.
+        overheads_s: the last jobs' time not spent training (launch, start-up), seconds, of
+            jobs that started processes.
+        continue_overheads_s: the same of kept-alive jobs handed their next rung (no start).
+        parked: trial id -> its kept-alive job, parked at its rung (slots held and billed).
+        spares: parked jobs of trials eliminated in the decisions being carried out: warm
+            workers another trial may take up before they are released.
+        start_kinds: how many jobs started cold (``launch``), went on kept alive
+            (``continue``) and took up a warm worker (``warm``).
+        profiling_slot_s: slot-seconds the profile's probe jobs held.
         objective: the metric and its direction; the views hold its scores.
     """
 
@@ -236,6 +247,11 @@ class RunBook:
     running: dict[str, Trial] = field(default_factory=dict)
     views: dict[str, TrialView] = field(default_factory=dict)
     tau_s: dict[str, float] = field(default_factory=dict)
+    continue_overheads_s: deque[float] = field(default_factory=lambda: deque(maxlen=16))
+    parked: dict[str, Any] = field(default_factory=dict)
+    spares: list[Any] = field(default_factory=list)
+    start_kinds: dict[str, int] = field(default_factory=lambda: {"launch": 0, "continue": 0, "warm": 0})
+    profiling_slot_s: float = 0.0  # slot-seconds of the profile's probe jobs
 
     def add(self, trial: Trial) -> None:
         self.trials[trial.trial_id] = trial
@@ -247,11 +263,26 @@ class RunBook:
         self.views[trial.trial_id] = trial.view(self.objective)
 
     def held(self) -> list[tuple[float, int]]:
-        """``(start_s, world_size)`` of every running job."""
-        return [(t.handle.start_s, t.handle.spec.world_size) for t in self.running.values()]
+        """``(start_s, world_size)`` of every job holding slots: running, and parked (billed
+        from when it parked)."""
+        return [
+            (t.handle.start_s, t.handle.spec.world_size, getattr(t.handle, "rental_start_s", None))
+            for t in self.running.values()
+        ] + [(h.result.end_s, h.spec.world_size, h.result.rental_start_s or h.result.start_s)
+             for h in self.idle_jobs()]
+
+    def idle_jobs(self) -> list[Any]:
+        """Parked jobs (of paused trials) and spares, oldest parked first."""
+        return sorted([*self.parked.values(), *self.spares], key=lambda h: h.result.end_s)
 
     def free_slots(self) -> int:
-        return self.slots - sum(t.handle.spec.world_size for t in self.running.values())
+        """Slots no job holds (parked jobs hold theirs)."""
+        return self.slots - sum(t.handle.spec.world_size for t in self.running.values()) - self.idle_slots()
+
+    def idle_slots(self) -> int:
+        """Slots held by parked jobs and spares: free for a policy, which never sees them (the
+        executor continues, switches or releases them as launches need)."""
+        return sum(h.spec.world_size for h in [*self.parked.values(), *self.spares])
 
     @staticmethod
     def job_row(t: Trial) -> dict[str, Any]:

@@ -242,6 +242,7 @@ class Tuner:
     def _probe_ended(self, res) -> None:
         """Bill a profile probe job that ended, and journal it (a resume keeps what it cost)."""
         self.meter.bill(res)
+        self.book.profiling_slot_s += res.slot_seconds
         self.journal.write()
 
     def _context(self) -> PolicyContext:
@@ -257,6 +258,7 @@ class Tuner:
             oracle_index=self.oracle_index,
             draw_times_s=self.draw_times_s,
             draw_costs=self.draw_costs,
+            keep_alive=self.backend.keeps_jobs_alive,
         )
 
     def _policy_ready(self) -> bool:

@@ -178,14 +178,23 @@ class AshaPolicy(PolicyBase):
             return False
         return finite_score(view, self._rungs[level])
 
-    def _job_s(self, snapshot: Snapshot, epochs: int, first_job: bool) -> float:
+    def _job_s(self, snapshot: Snapshot, epochs: int, first_job: bool, warm: bool = True) -> float:
         """A job's predicted duration: the larger of the profile's and the measured epoch time
-        and overhead (so a measured mean over first jobs and relaunches never shortens it)."""
+        and overhead (so a measured mean over first jobs and relaunches never shortens it).
+        Where the backend keeps jobs alive (the context's ``continue_s``), a promotion and a
+        new configuration once the cluster's first ``G`` have started (``warm``) find a parked
+        job at ``W = 1``, their own or another trial's warm worker: the larger of
+        ``continue_s`` and the warm start (:meth:`~seer_torch.policies.costs.Overheads.warm_s`)
+        and the measured continuation; a relaunch after a stop starts processes."""
         ctx = self._ctx
         assert ctx is not None
         tau = max(ctx.epoch_time_s, snapshot.epoch_time_s or 0.0)
-        overhead = ctx.startup_s if first_job else ctx.relaunch_s
-        overhead = max(overhead, snapshot.job_overhead_s or 0.0)
+        o = ctx.overheads
+        if warm and o.keeps_jobs_alive and (not first_job or self._next_index >= self._G):
+            overhead = max(o.continuation_s(), o.warm_s(first_job), snapshot.continue_overhead_s or 0.0)
+        else:
+            overhead = ctx.startup_s if first_job else ctx.relaunch_s
+            overhead = max(overhead, snapshot.job_overhead_s or 0.0)
         return job_time_s(overhead, epochs, tau, ctx.scaling.speedup_at(1))
 
     def _ends_in_time(self, snapshot: Snapshot, job_s: float) -> bool:
@@ -231,7 +240,7 @@ class AshaPolicy(PolicyBase):
                 self._bad_level[i] = level
                 self._members[level].append(i)
                 return self._next_job(snapshot, by_index)
-            job_s = self._job_s(snapshot, self._rungs[level] - view.epochs, view.epochs == 0)
+            job_s = self._job_s(snapshot, self._rungs[level] - view.epochs, view.epochs == 0, warm=False)
             if self._ends_in_time(snapshot, job_s):
                 self._retry.pop(pos)
                 return Launch(i, 1, self._rungs[level], level + 1)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from seer_torch.policies.billing import Billing
-from seer_torch.policies.costs import largest_fitting_slots
+from seer_torch.policies.costs import Overheads, largest_fitting_slots
 from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
@@ -61,7 +61,7 @@ class PolicyContext:
             by cost (``epoch_time_by_flops``).
         scaling: ``s(W)``, the speedup model.
         startup_s: overhead of a trial's first job (launch to first step, plus exit).
-        relaunch_s: overhead of a later job at the same ``W``.
+        relaunch_s: overhead of a later job at the same ``W`` that starts processes.
         resize_s: overhead of a later job at a different ``W``.
         time_budget_s: the deadline, seconds from the start of the run (what is left after
             profiling when the profile was measured by the run).
@@ -77,6 +77,13 @@ class PolicyContext:
         draw_epoch_times_s: one epoch on one worker of each configuration the run may draw,
             by index, when known before it runs (the simulator's learning-curve table; a
             profile that tells configurations apart by FLOPs); empty otherwise.
+        continue_s: overhead of a kept-alive job handed its trial's next rung at the same
+            ``W`` (no process start); ``None`` (default): the backend keeps no jobs alive, and
+            a continuation is a relaunch (``relaunch_s``).
+        warm_start_s: overhead of a ``W = 1`` job on the warm worker another trial's parked job
+            left; ``None`` (default): no warm workers (such a job starts cold).
+        The overheads together: :attr:`overheads` (:class:`~seer_torch.policies.costs.Overheads`,
+        which says which job pays which).
     """
 
     max_epochs: int
@@ -100,6 +107,13 @@ class PolicyContext:
     num_finalists: int | None = 1
     min_configurations: int | None = None
     draw_epoch_times_s: tuple[float, ...] = ()
+    continue_s: float | None = None
+    warm_start_s: float | None = None
+
+    @property
+    def overheads(self) -> Overheads:
+        """The job overheads of the cost model, seconds."""
+        return Overheads(self.startup_s, self.relaunch_s, self.resize_s, self.continue_s, self.warm_start_s)
 
     @property
     def usable_world_sizes(self) -> tuple[int, ...]:
@@ -176,7 +190,11 @@ class Snapshot:
         events: jobs that ended since the previous decision, in the order they ended.
         epoch_time_s: measured one-epoch time on one worker (median over recent jobs), or
             ``None`` before any job reported.
-        job_overhead_s: measured fixed cost of a job (launch, start-up, exit), or ``None``.
+        job_overhead_s: measured fixed cost of a job that starts processes (a first launch, a
+            resize, a relaunch after its kept-alive job was released), or ``None``.
+        continue_overhead_s: measured fixed cost of a kept-alive job handed its next rung at
+            the same ``W`` (the decision's latency; no process start), or ``None`` before any
+            continuation (or on a backend that keeps no jobs alive).
     """
 
     now_s: float
@@ -188,6 +206,7 @@ class Snapshot:
     events: tuple[JobEvent, ...] = ()
     epoch_time_s: float | None = None
     job_overhead_s: float | None = None
+    continue_overhead_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from seer_torch.errors import ConfigError
 from seer_torch.policies.base import PolicyContext, fixed_cluster_slots
 from seer_torch.policies.costs import (
     cluster_time_limit_s,
-    job_overhead_s,
     job_time_s,
     num_waves,
+    wave_overheads_s,
+    waves_cost_usd,
+    waves_time_s,
     with_slack,
 )
 from seer_torch.policies.rungs import rung_schedule, survivor_counts
@@ -41,8 +43,10 @@ DEFAULT_ETA = 3
 class RoundPrediction:
     """One planned round: its rung, trials, world size, waves and predicted time and cost.
 
-    ``cost_usd`` is what the round's jobs are billed when only held slots are billed (elastic);
-    a fixed cluster's rent is computed over the whole run instead.
+    ``job_s`` is a first-wave job's seconds (later waves may pay another overhead,
+    :func:`~seer_torch.policies.costs.wave_overheads_s`). ``cost_usd`` is what the round's jobs
+    are billed when only held slots are billed (elastic); a fixed cluster's rent is computed
+    over the whole run instead.
     """
 
     rung_epoch: int
@@ -74,26 +78,29 @@ def predict_rounds(
         num_slots: slots the rounds may hold at once (``S``).
         start_epoch: ``r_0``.
         previous_world_size: ``W`` of the trials' previous job when they have run before: the
-            first round then pays ``relaunch_s`` (same ``W``) or ``resize_s``; ``None``: it
-            pays ``startup_s``.
+            first round then pays a continuation (same ``W``) or ``resize_s``; ``None``: it
+            pays a first round's (:func:`~seer_torch.policies.costs.wave_overheads_s`; the
+            round before it is priced as several waves).
     """
     out = []
+    o = context.overheads
     prev_epoch, prev_w = start_epoch, previous_world_size
     for k, (rung, n, w) in enumerate(zip(rungs, counts, world_sizes)):
-        overhead = job_overhead_s(k == 0 and previous_world_size is None, w, prev_w,
-                                  context.startup_s, context.relaunch_s, context.resize_s)
-        job_s = job_time_s(overhead, rung - prev_epoch, context.epoch_time_s, context.scaling.speedup_at(w))
-        waves = num_waves(n, num_slots // w)
+        lanes = num_slots // w
+        overheads = wave_overheads_s(o, w, prev_w, k > 0 and counts[k - 1] <= lanes)
+        speed = context.scaling.speedup_at(w)
+        job_s, later_s = (job_time_s(x, rung - prev_epoch, context.epoch_time_s, speed) for x in overheads)
+        bill = context.billing.job_cost_usd
         out.append(
             RoundPrediction(
                 rung_epoch=rung,
                 start_epoch=prev_epoch,
                 num_trials=n,
                 world_size=w,
-                waves=waves,
+                waves=num_waves(n, lanes),
                 job_s=job_s,
-                duration_s=waves * job_s,
-                cost_usd=n * context.billing.job_cost_usd(w, job_s),
+                duration_s=waves_time_s(n, lanes, job_s, later_s),
+                cost_usd=waves_cost_usd(n, lanes, bill(w, job_s), bill(w, later_s)),
             )
         )
         prev_epoch, prev_w = rung, w

@@ -11,12 +11,18 @@ Formulas (SEER, ACM SoCC 2021, section 3, "cost model"; its closed form is ours,
 worker in seconds, ``s(W)`` the speedup of ``W`` workers (:class:`~seer_torch.scaling.model.
 ScalingModel`) and ``d`` the epochs a job trains:
 
-- one job: ``J = overhead_s + d * tau / s(W)`` seconds (:func:`job_time_s`), where the overhead
-  is ``startup_s`` for a trial's first job, ``relaunch_s`` at the previous job's ``W`` and
-  ``resize_s`` at another (:func:`job_overhead_s`);
+- one job: ``J = overhead_s + d * tau / s(W)`` seconds (:func:`job_time_s`);
+- the overhead is one of the cloud model's (docs/design.md, "The cloud model"; the split is
+  ours), :class:`Overheads`: a process start (``startup_s`` cold for a trial's first job,
+  ``relaunch_s`` for a later job at the previous job's ``W``, ``resize_s`` at another), or,
+  where the backend keeps jobs alive, no process start at all (``continue_s``, a parked job
+  handed its next rung at the same ``W``; ``warm_start_s``, a ``W = 1`` job on the warm
+  worker another trial's parked job left). Which one a round's jobs pay is
+  :func:`wave_overheads_s` (its first wave and its later waves may differ);
 - one round of ``n`` such jobs on ``S`` slots: ``S // W`` run at once, so it takes
-  ``waves = ceil(n / (S // W))`` waves (:func:`num_waves`) and ``waves * J`` seconds
-  (:func:`round_time_s`): waves are synchronous, the round ends with its last job;
+  ``waves = ceil(n / (S // W))`` waves (:func:`num_waves`) and ``J_first + (waves - 1) *
+  J_later`` seconds (:func:`waves_time_s`; ``waves * J`` when every wave pays the same,
+  :func:`round_time_s`): waves are synchronous, the round ends with its last job;
 - jobs of different lengths launched in order as slots free up (list scheduling, Graham 1966):
   the wall clock is the busiest lane's (:func:`list_scheduled_makespan_s`);
 - money: each job is one rental of ``W`` slots, ``price / 3600 * W * billed(J)``
@@ -32,14 +38,18 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from seer_torch.policies.billing import EXACT, Billing, billed_seconds
 
 __all__ = [
     "Billing",
     "EXACT",
+    "Overheads",
     "REL_TOL",
+    "WARM_WORLD_SIZE",
     "billed_seconds",
+    "first_wave_jobs",
     "job_overhead_s",
     "job_time_s",
     "list_scheduled_makespan_s",
@@ -47,6 +57,9 @@ __all__ = [
     "cluster_time_limit_s",
     "largest_fitting_slots",
     "round_time_s",
+    "wave_overheads_s",
+    "waves_cost_usd",
+    "waves_time_s",
     "with_slack",
 ]
 
@@ -73,11 +86,133 @@ def job_overhead_s(
     first_job: bool, world_size: int, previous_world_size: int | None,
     startup_s: float, relaunch_s: float, resize_s: float,
 ) -> float:
-    """The overhead of a job, seconds: ``startup_s`` for a trial's first job, else
-    ``relaunch_s`` when ``world_size == previous_world_size`` and ``resize_s`` otherwise."""
+    """The overhead of a job that starts processes, seconds: ``startup_s`` for a trial's first
+    job, else ``relaunch_s`` when ``world_size == previous_world_size`` and ``resize_s``
+    otherwise. (A backend that keeps jobs alive: :func:`wave_overheads_s`.)"""
     if first_job:
         return startup_s
     return relaunch_s if world_size == previous_world_size else resize_s
+
+
+#: Warm workers are ``W = 1`` jobs: a parked job of one worker takes another trial's job (the
+#: way Ray Tune reuses an actor); a wider parked job continues only its own trial.
+WARM_WORLD_SIZE = 1
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """A job's fixed seconds by how its processes start (docs/design.md, "The cloud model"; the
+    split is ours). Each is the time from the job's launch (or its continuation) to its first
+    step, plus its exit, seconds, ``>= 0``.
+
+    Attributes:
+        startup_s: a cold start: a trial's first job in new processes (torchrun, imports, data
+            load, rendezvous).
+        relaunch_s: new processes for a later job of a trial at its previous job's ``W``, from
+            its checkpoint.
+        resize_s: new processes at another ``W``, from the checkpoint.
+        continue_s: a kept-alive job handed the same trial's next rung at the same ``W``: no
+            process start (the decision's latency, about nothing). ``None``: the backend keeps
+            no jobs alive; a job exits at its rung and its continuation is a relaunch.
+        warm_start_s: a ``W = 1`` job on the warm worker another trial's parked job left
+            (torch and the data already loaded; the trial's model built and its checkpoint
+            read). ``None``: no warm workers; such a job starts cold (``startup_s`` for a
+            trial's first job, ``relaunch_s`` for a later one).
+    """
+
+    startup_s: float
+    relaunch_s: float
+    resize_s: float
+    continue_s: float | None = None
+    warm_start_s: float | None = None
+
+    @property
+    def keeps_jobs_alive(self) -> bool:
+        """Whether a job parks at its rung (``continue_s`` is known)."""
+        return self.continue_s is not None
+
+    def continuation_s(self) -> float:
+        """A trial's next job at the same ``W`` whose job parked at the rung: ``continue_s``, or
+        ``relaunch_s`` where jobs exit at every rung."""
+        return self.relaunch_s if self.continue_s is None else self.continue_s
+
+    def warm_s(self, first_job: bool) -> float:
+        """A ``W = 1`` job on another trial's warm worker: ``warm_start_s``; without warm
+        workers the cold start it is instead (``startup_s`` for a trial's first job,
+        ``relaunch_s`` for a later one)."""
+        if self.warm_start_s is not None:
+            return self.warm_start_s
+        return self.startup_s if first_job else self.relaunch_s
+
+
+def wave_overheads_s(
+    o: Overheads, world_size: int, previous_world_size: int | None, previous_in_one_wave: bool = False
+) -> tuple[float, float]:
+    """The overhead of a round's jobs, seconds: ``(first wave, later waves)``.
+
+    The first wave is the round's first ``num_slots // world_size`` jobs
+    (:func:`first_wave_jobs`); the later waves take the slots the earlier jobs held.
+
+    Args:
+        o: the overheads.
+        world_size: the round's ``W``.
+        previous_world_size: ``W`` of the trials' previous round; ``None`` when it is their
+            first (a fresh plan's first round).
+        previous_in_one_wave: the previous round, at the same ``W``, ran all its jobs in one
+            wave, so that every survivor's job parked at the rung and none was taken by another
+            trial (kept-alive jobs only).
+
+    Returns:
+        - a first round: the first wave starts cold (``startup_s``); the later waves, at
+          ``W = 1``, find the warm workers the first wave's parked jobs left
+          (:meth:`Overheads.warm_s`), at a wider ``W`` they start cold too;
+        - at another ``W`` than the previous round: ``resize_s`` for every job;
+        - at the same ``W``: :meth:`Overheads.continuation_s` for every job when the previous
+          round ran in one wave or jobs exit at every rung; otherwise a survivor's job may
+          have been taken by a later wave, and the round is priced at what such a survivor
+          pays, an upper bound (a warm worker at ``W = 1``, a relaunch wider). A parked job
+          the executor releases while it waits (its rent-or-buy rule) relaunches instead; the
+          model does not predict those, nor the waits a parked job is billed.
+
+    Source: SEER (SoCC 2021), section 3's round cost; the split of the overhead is ours
+    (docs/design.md, "The cloud model").
+    """
+    if previous_world_size is None:
+        later = o.warm_s(True) if world_size == WARM_WORLD_SIZE else o.startup_s
+        return o.startup_s, later
+    if world_size != previous_world_size:
+        return o.resize_s, o.resize_s
+    if previous_in_one_wave or not o.keeps_jobs_alive:
+        s = o.continuation_s()
+        return s, s
+    s = o.warm_s(False) if world_size == WARM_WORLD_SIZE else o.relaunch_s
+    return s, s
+
+
+def first_wave_jobs(num_jobs: int, num_lanes: int) -> int:
+    """How many of a round's ``num_jobs`` jobs run in its first wave on ``num_lanes`` lanes:
+    ``min(num_jobs, max(1, num_lanes))``."""
+    return min(num_jobs, max(1, num_lanes))
+
+
+def waves_time_s(num_jobs: int, num_lanes: int, first_job_s: float, later_job_s: float) -> float:
+    """Wall clock of a round whose first wave's jobs take ``first_job_s`` seconds and the later
+    waves' ``later_job_s``: ``first_job_s + (waves - 1) * later_job_s`` (synchronous waves;
+    :func:`round_time_s` when both are equal; 0 for no jobs)."""
+    if first_job_s == later_job_s:
+        return round_time_s(num_jobs, num_lanes, first_job_s)
+    waves = num_waves(num_jobs, num_lanes)
+    return first_job_s + (waves - 1) * later_job_s if waves else 0.0
+
+
+def waves_cost_usd(num_jobs: int, num_lanes: int, first_usd: float, later_usd: float) -> float:
+    """Money of a round whose first wave's jobs cost ``first_usd`` each and the later ones
+    ``later_usd`` (USD): ``k * first_usd + (num_jobs - k) * later_usd`` with ``k`` =
+    :func:`first_wave_jobs`; ``num_jobs * first_usd`` when both are equal."""
+    if first_usd == later_usd:
+        return num_jobs * first_usd
+    k = first_wave_jobs(num_jobs, num_lanes)
+    return k * first_usd + (num_jobs - k) * later_usd
 
 
 def num_waves(num_jobs: int, num_lanes: int) -> int:

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from seer_torch.errors import ConfigError
 from seer_torch.policies.costs import (
     billed_seconds,
-    job_overhead_s,
+    first_wave_jobs,
     job_time_s,
     num_waves,
-    round_time_s,
+    wave_overheads_s,
+    waves_cost_usd,
+    waves_time_s,
     with_slack,
 )
 from seer_torch.policies.plan_types import DEFAULT_ETA, PlannerInputs, RoundPlan
@@ -42,17 +44,23 @@ _COST_EPS = 2e-9
 
 
 class _Table:
-    """Per round and world size of a rung sequence: the job's seconds and dollars per trial,
-    for a previous round at the same ``W`` and at another (identical in the first round), and
-    per round the least dollars per trial over the sizes."""
+    """Per round and world size of a rung sequence: the job's seconds and dollars per trial in
+    the round's first wave and in its later waves (:func:`~.costs.wave_overheads_s`), for a
+    previous round at the same ``W`` that ran in one wave, at the same ``W`` in several waves,
+    and at another ``W`` (all three identical in the first round); and per round the least
+    dollars per trial over the sizes."""
 
     __slots__ = ("sizes", "per_wave", "jobs", "min_usd")
 
     def __init__(self, sizes: tuple[int, ...], per_wave: tuple[int, ...], jobs: list) -> None:
         self.sizes = sizes
         self.per_wave = per_wave
-        self.jobs = jobs  # jobs[k][i] = (job_same_s, usd_same, job_other_s, usd_other)
-        self.min_usd = tuple(min(min(us, uo) for _, us, _, uo in row) for row in jobs)
+        # jobs[k][i] = (same W after one wave, same W after several, another W), each
+        # (first wave's job_s, its usd, later waves' job_s, their usd)
+        self.jobs = jobs
+        self.min_usd = tuple(
+            min(min(min(v[1], v[3]) for v in variants) for variants in row) for row in jobs
+        )
 
     def cost_floor(self, counts: Sequence[int]) -> float:
         """A lower bound of the cost of any sequence at survivor counts ``counts``, USD."""
@@ -62,10 +70,24 @@ class _Table:
         return total
 
 
+def _round_of(n: int, lanes: int, waves: int, job: tuple[float, float, float, float]) -> tuple[float, float]:
+    """``(time, cost)`` of ``n`` jobs ``job`` = ``(first wave's s, usd, later waves' s, usd)`` on
+    ``lanes`` lanes in ``waves`` waves: :func:`~.costs.waves_time_s` and
+    :func:`~.costs.waves_cost_usd`, inlined for the search's inner loop."""
+    jf, uf, jl, ul = job
+    t = waves * jf if jf == jl else jf + (waves - 1) * jl
+    if uf == ul:
+        return t, n * uf
+    k = first_wave_jobs(n, lanes)
+    return t, k * uf + (n - k) * ul
+
+
 class _Eval:
     """A table at fixed survivor counts: per round and world size ``(time_same, cost_same,
-    time_other, cost_other)``, and suffix lower bounds ``low_t[k][i]``, ``low_c[k][i]``: the
-    least time (cost) of rounds ``k..K-1`` with ``W_k >= sizes[i]``, with the smaller overhead."""
+    time_other, cost_other)`` (``same``: after a round at the same ``W``, which ran in one wave
+    when the previous count fits its lanes), and suffix lower bounds ``low_t[k][i]``,
+    ``low_c[k][i]``: the least time (cost) of rounds ``k..K-1`` with ``W_k >= sizes[i]``, with
+    the smaller overhead."""
 
     __slots__ = ("rows", "low_t", "low_c")
 
@@ -83,10 +105,13 @@ class _Eval:
             lc = [0.0] * m
             bt = bc = math.inf
             jobs_k = table.jobs[k]
+            previous_n = counts[k - 1] if k > 0 else 0
             for i in range(m - 1, -1, -1):
-                js, us, jo, uo = jobs_k[i]
-                waves = num_waves(n, per_wave[i])
-                ts, cs, to, co = waves * js, n * us, waves * jo, n * uo
+                single, several, other = jobs_k[i]
+                lanes = per_wave[i]
+                waves = num_waves(n, lanes)
+                ts, cs = _round_of(n, lanes, waves, single if previous_n <= lanes else several)
+                to, co = _round_of(n, lanes, waves, other)
                 row.append((ts, cs, to, co))
                 t = (ts if ts < to else to) + nt[i]
                 c = (cs if cs < co else co) + nc[i]
@@ -151,17 +176,35 @@ class SequenceModel:
             got = self._jobs[key] = (job_s, usd)
         return got
 
-    def _row(self, epochs: int, sizes: tuple[int, ...], first_overheads: tuple[float, ...] | None) -> list:
-        """One round's ``[(job_same_s, usd_same, job_other_s, usd_other) per size]`` (cached);
-        ``first_overheads``: the first round's overhead per size, else ``None``."""
+    def jobs_of(
+        self, epochs: int, overheads: tuple[float, float], w: int
+    ) -> tuple[float, float, float, float]:
+        """``(J, usd)`` of the first wave's job and of the later waves' at ``W = w``, for
+        ``overheads`` = ``(first wave, later waves)`` seconds."""
+        return self.job(epochs, overheads[0], w) + self.job(epochs, overheads[1], w)
+
+    def _row(
+        self, epochs: int, sizes: tuple[int, ...], first_overheads: tuple[tuple[float, float], ...] | None
+    ) -> list:
+        """One round's ``[(same W after one wave, same W after several, another W) per size]``,
+        each :meth:`jobs_of` (cached); ``first_overheads``: the first round's overheads per
+        size (all three the same), else ``None`` (:func:`~.costs.wave_overheads_s`)."""
         key = (epochs, sizes, first_overheads)
         got = self._rows.get(key)
         if got is None:
+            o = self.inputs.overheads
             if first_overheads is None:
-                relaunch, resize = self.inputs.relaunch_s, self.inputs.resize_s
-                got = [self.job(epochs, relaunch, w) + self.job(epochs, resize, w) for w in sizes]
+                resize = (o.resize_s, o.resize_s)  # wave_overheads_s at another W
+                got = [
+                    (
+                        self.jobs_of(epochs, wave_overheads_s(o, w, w, True), w),
+                        self.jobs_of(epochs, wave_overheads_s(o, w, w, False), w),
+                        self.jobs_of(epochs, resize, w),
+                    )
+                    for w in sizes
+                ]
             else:
-                got = [self.job(epochs, o, w) * 2 for o, w in zip(first_overheads, sizes)]
+                got = [(self.jobs_of(epochs, f, w),) * 3 for f, w in zip(first_overheads, sizes)]
             self._rows[key] = got
         return got
 
@@ -170,10 +213,10 @@ class SequenceModel:
         rungs: tuple[int, ...],
         start_epoch: int,
         sizes: tuple[int, ...],
-        first_overheads: tuple[float, ...],
+        first_overheads: tuple[tuple[float, float], ...],
     ) -> _Table:
         """The :class:`_Table` of ``rungs`` over world sizes ``sizes`` (ascending), the first
-        round paying ``first_overheads[i]`` at ``sizes[i]`` (cached)."""
+        round paying ``first_overheads[i]`` (first wave, later waves) at ``sizes[i]`` (cached)."""
         key = (rungs, start_epoch, sizes, first_overheads)
         got = self._tables.get(key)
         if got is not None:
@@ -185,38 +228,46 @@ class SequenceModel:
         return got
 
     def plan_table(self, rungs: tuple[int, ...]) -> _Table:
-        """The table of a fresh plan: every usable size, ``startup_s`` in the first round."""
-        return self.table(rungs, 0, self.sizes, (self.inputs.startup_s,) * len(self.sizes))
+        """The table of a fresh plan: every usable size, a first round's overheads
+        (:func:`~.costs.wave_overheads_s`: cold, then warm workers at ``W = 1``)."""
+        o = self.inputs.overheads
+        return self.table(rungs, 0, self.sizes, tuple(wave_overheads_s(o, w, None) for w in self.sizes))
 
     def prepare(
         self,
         rungs: Sequence[int],
         world_sizes: Sequence[int],
         start_epoch: int,
-        first_overhead_s: float,
+        first_overheads: tuple[float, float],
         previous_world_size: int | None,
-    ) -> list[tuple[float, int, float]]:
-        """Per round ``(J_k, trials per wave, dollars per trial)``; independent of ``n_k``."""
-        inputs = self.inputs
+        counts: Sequence[int],
+    ) -> list[tuple[float, float, int, float, float]]:
+        """Per round ``(J_k first wave, J_k later waves, trials per wave, dollars per trial of
+        the first wave, of the later waves)``; the first round pays ``first_overheads``, the
+        others :func:`~.costs.wave_overheads_s` after the round before (``counts`` tell whether
+        it ran in one wave)."""
+        o = self.inputs.overheads
         rows = []
         prev_epoch = start_epoch
         prev_w = previous_world_size
         for k, (rung, w) in enumerate(zip(rungs, world_sizes)):
-            overhead = first_overhead_s if k == 0 else job_overhead_s(
-                False, w, prev_w, inputs.startup_s, inputs.relaunch_s, inputs.resize_s)
-            job_s, usd = self.job(rung - prev_epoch, overhead, w)
-            rows.append((job_s, self.slots // w, usd))
+            lanes = self.slots // w
+            overheads = first_overheads if k == 0 else wave_overheads_s(o, w, prev_w, counts[k - 1] <= lanes)
+            job_first, usd_first, job_later, usd_later = self.jobs_of(rung - prev_epoch, overheads, w)
+            rows.append((job_first, job_later, lanes, usd_first, usd_later))
             prev_epoch, prev_w = rung, w
         return rows
 
     @staticmethod
-    def totals(rows: Sequence[tuple[float, int, float]], counts: Sequence[int]) -> tuple[float, float]:
+    def totals(
+        rows: Sequence[tuple[float, float, int, float, float]], counts: Sequence[int]
+    ) -> tuple[float, float]:
         """``(sum D_k, sum C_k)`` for survivor counts ``counts``."""
         time_s = 0.0
         cost_usd = 0.0
-        for (job_s, per_wave, usd_per_trial), n in zip(rows, counts):
-            time_s += round_time_s(n, per_wave, job_s)
-            cost_usd += n * usd_per_trial
+        for (job_first, job_later, per_wave, usd_first, usd_later), n in zip(rows, counts):
+            time_s += waves_time_s(n, per_wave, job_first, job_later)
+            cost_usd += waves_cost_usd(n, per_wave, usd_first, usd_later)
         return time_s, cost_usd
 
     def fits(self, time_s: float, cost_usd: float) -> bool:
@@ -232,17 +283,16 @@ class SequenceModel:
         world_sizes: Sequence[int],
         counts: Sequence[int],
         start_epoch: int,
-        first_overhead_s: float,
+        first_overheads: tuple[float, float],
         previous_world_size: int | None,
         first_index: int = 1,
     ) -> tuple[RoundPlan, ...]:
-        rows = self.prepare(rungs, world_sizes, start_epoch, first_overhead_s, previous_world_size)
+        rows = self.prepare(rungs, world_sizes, start_epoch, first_overheads, previous_world_size, counts)
         out = []
         prev_epoch = start_epoch
-        for k, ((job_s, per_wave, usd_per_trial), rung, w, n) in enumerate(
+        for k, ((job_first, job_later, per_wave, usd_first, usd_later), rung, w, n) in enumerate(
             zip(rows, rungs, world_sizes, counts)
         ):
-            waves = num_waves(n, per_wave)
             out.append(
                 RoundPlan(
                     index=first_index + k,
@@ -250,9 +300,9 @@ class SequenceModel:
                     start_epoch=prev_epoch,
                     num_trials=n,
                     world_size=w,
-                    waves=waves,
-                    predicted_duration_s=waves * job_s,
-                    predicted_cost_usd=n * usd_per_trial,
+                    waves=num_waves(n, per_wave),
+                    predicted_duration_s=waves_time_s(n, per_wave, job_first, job_later),
+                    predicted_cost_usd=waves_cost_usd(n, per_wave, usd_first, usd_later),
                 )
             )
             prev_epoch = rung
@@ -547,8 +597,9 @@ def binding_for_more(inputs: PlannerInputs, model: SequenceModel, choice: Choice
     n = choice.counts[0]
     if n >= inputs.max_configurations:
         return "max_configurations"
-    rows = model.prepare(choice.rungs, choice.world_sizes, 0, inputs.startup_s, None)
     counts = survivor_counts_unchecked(n + 1, len(choice.rungs), choice.eta, choice.finalists)
+    first = wave_overheads_s(inputs.overheads, choice.world_sizes[0], None)
+    rows = model.prepare(choice.rungs, choice.world_sizes, 0, first, None, counts)
     time_ratio, money_ratio = model.overshoot(*model.totals(rows, counts))
     if time_ratio <= 1.0 and money_ratio <= 1.0:
         return "none"

@@ -17,6 +17,7 @@ from typing import Any
 
 from seer_torch.errors import ConfigError
 from seer_torch.policies.base import PolicyContext
+from seer_torch.policies.costs import Overheads
 from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
@@ -63,7 +64,8 @@ class PlannerInputs:
         epoch_time_s: ``tau``, one epoch (training + validation) on one worker, ``> 0``.
         scaling: the speedup model ``s(W)``.
         startup_s: overhead of a trial's first launch, before its first step, ``>= 0``.
-        relaunch_s: overhead of continuing a trial at the next rung with the same ``W``.
+        relaunch_s: overhead of relaunching a trial at the next rung with the same ``W`` (new
+            processes).
         resize_s: overhead of relaunching a trial at a different ``W``.
         time_budget_s: wall-clock time left, ``>= 0`` (``inf`` allowed).
         money_budget_usd: money left, ``>= 0`` (``inf`` allowed).
@@ -85,6 +87,11 @@ class PlannerInputs:
             slowest job does, so its duration follows the slowest trial while its cost
             follows each trial's own time, whose mean is ``epoch_time_s``. ``None``: the same
             as ``epoch_time_s`` (a fresh plan knows no spread; re-plans measure it).
+        continue_s: overhead of a kept-alive job handed its trial's next rung at the same
+            ``W``, ``>= 0``; ``None``: jobs exit at every rung (a continuation relaunches).
+        warm_start_s: overhead of a ``W = 1`` job on another trial's warm worker, ``>= 0``;
+            ``None``: no warm workers. Which job pays which overhead:
+            :func:`~seer_torch.policies.costs.wave_overheads_s`.
 
     Raises:
         ConfigError: any field out of its range (the message names field, value and range).
@@ -111,6 +118,8 @@ class PlannerInputs:
     billing_granularity_s: float = 0.0
     billing_minimum_s: float = 0.0
     wave_epoch_time_s: float | None = None
+    continue_s: float | None = None
+    warm_start_s: float | None = None
 
     def __post_init__(self) -> None:
         for name, minimum, optional in (
@@ -151,6 +160,10 @@ class PlannerInputs:
             value = getattr(self, name)
             if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise ConfigError(name, value, "a finite number >= 0")
+        for name in ("continue_s", "warm_start_s"):
+            value = getattr(self, name)
+            if value is not None and (not is_number(value) or not math.isfinite(value) or value < 0):
+                raise ConfigError(name, value, "a finite number of seconds >= 0, or None")
         for name in ("time_budget_s", "money_budget_usd"):
             value = getattr(self, name)
             if not is_number(value) or value < 0:
@@ -161,6 +174,11 @@ class PlannerInputs:
         value = self.min_configurations
         if value is not None and (not is_int(value) or value < 1):
             raise ConfigError("min_configurations", value, "an integer >= 1, or None for eta**2")
+
+    @property
+    def overheads(self) -> Overheads:
+        """The job overheads of the cost model, seconds."""
+        return Overheads(self.startup_s, self.relaunch_s, self.resize_s, self.continue_s, self.warm_start_s)
 
     @property
     def usable_world_sizes(self) -> tuple[int, ...]:
@@ -338,6 +356,8 @@ CONTEXT_TO_PLANNER: dict[str, tuple[str, ...]] = {
     "seed": (),  # the planner is deterministic and draws nothing
     "oracle_index": (),  # the oracle policy's alone
     "draw_epoch_times_s": (),  # SeerPolicy.first_plan turns it into wave_epoch_time_s
+    "continue_s": ("continue_s",),
+    "warm_start_s": ("warm_start_s",),
 }
 
 #: :class:`PlannerInputs` fields no context field gives (measured on the run, or set by SEER).
@@ -351,6 +371,7 @@ def planner_inputs_from_context(
     money_left_usd: float | None = None,
     epoch_time_s: float | None = None,
     overhead_s: float | None = None,
+    continue_overhead_s: float | None = None,
     **overrides: Any,
 ) -> PlannerInputs:
     """The planner's inputs from a policy context (:data:`CONTEXT_TO_PLANNER`). Pure.
@@ -360,8 +381,13 @@ def planner_inputs_from_context(
         time_left_s: the deadline left, seconds (default: the context's budget); below 0 is 0.
         money_left_usd: the money left, USD (default: the context's budget); below 0 is 0.
         epoch_time_s: a measured epoch on one worker, seconds (default: the context's).
-        overhead_s: a measured job overhead, seconds: both ``relaunch_s`` and ``resize_s``
-            (default: the context's).
+        overhead_s: a measured overhead of jobs that start processes, seconds: both
+            ``relaunch_s`` and ``resize_s`` (default: the context's).
+        continue_overhead_s: a measured overhead of kept-alive jobs handed their trial's next
+            target (``Snapshot.continue_overhead_s``), seconds: ``continue_s`` where the context
+            has it (a context without kept-alive jobs keeps its ``None``); default: the
+            context's. (``warm_start_s`` stays the context's: the executor does not count a
+            warm worker's start as a continuation.)
         overrides: :class:`PlannerInputs` fields to set (e.g. ``eta`` a plan chose).
 
     Raises:
@@ -392,9 +418,17 @@ def planner_inputs_from_context(
         billing_minimum_s=ctx.billing.minimum_s,
         num_finalists=ctx.num_finalists,
         min_configurations=ctx.min_configurations,
+        continue_s=_measured(ctx.continue_s, continue_overhead_s),
+        warm_start_s=ctx.warm_start_s,
     )
     values.update(overrides)
     return PlannerInputs(**values)
+
+
+def _measured(planned_s: float | None, measured_s: float | None) -> float | None:
+    """The kept-alive continuation's overhead: the measured one where the context has the
+    ability (``planned_s`` not ``None``), else the context's."""
+    return planned_s if planned_s is None or measured_s is None else measured_s
 
 
 # -- words for plan messages ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from seer_torch.errors import ConfigError
-from seer_torch.policies.costs import job_overhead_s
+from seer_torch.policies.costs import wave_overheads_s
 from seer_torch.policies.plan_search import Best, Choice, SequenceModel, usable_or_raise
 from seer_torch.policies.plan_types import (
     Plan,
@@ -23,15 +23,27 @@ from seer_torch.policies.plan_types import (
     summary_words,
 )
 
-__all__ = ["first_round_overhead_s", "replan"]
+__all__ = ["first_round_overheads_s", "replan"]
 
 
-def first_round_overhead_s(inputs: PlannerInputs, world_size: int, previous_world_size: int | None) -> float:
-    """``overhead_k`` (seconds) of the first round a plan or re-plan launches at ``world_size``
-    (module notes, cost model): ``startup_s`` when no job has run (``previous_world_size``
-    ``None`` or 0), ``relaunch_s`` at the previous round's ``W``, ``resize_s`` at another."""
-    return job_overhead_s(not previous_world_size, world_size, previous_world_size,
-                          inputs.startup_s, inputs.relaunch_s, inputs.resize_s)
+def first_round_overheads_s(
+    inputs: PlannerInputs,
+    world_size: int,
+    previous_world_size: int | None,
+    previous_num_trials: int | None = None,
+) -> tuple[float, float]:
+    """``overhead_k`` (seconds) of the first round a plan or re-plan launches at ``world_size``,
+    ``(first wave, later waves)`` (module notes, cost model;
+    :func:`~seer_torch.policies.costs.wave_overheads_s`): a first round's when no job has run
+    (``previous_world_size`` ``None`` or 0), else after a round at ``previous_world_size``
+    with ``previous_num_trials`` trials (``None``: not known, priced as several waves)."""
+    previous = previous_world_size or None
+    in_one_wave = (
+        previous is not None
+        and previous_num_trials is not None
+        and previous_num_trials <= inputs.num_slots // previous
+    )
+    return wave_overheads_s(inputs.overheads, world_size, previous, in_one_wave)
 
 
 def replan(
@@ -43,6 +55,7 @@ def replan(
     *,
     first_round_index: int = 1,
     planned_world_sizes: Sequence[int] | None = None,
+    previous_num_trials: int | None = None,
 ) -> Plan:
     """Choose world sizes for the remaining rounds of a run in progress.
 
@@ -64,14 +77,17 @@ def replan(
             When they still fit the budgets left, they are kept (the plan's promise of how many
             configurations to explore was made on them, and the safety margin is kept for
             prediction errors rather than spent on narrowing); otherwise the search below runs.
+        previous_num_trials: trials the last round ran (``None``: not known): whether it ran in
+            one wave, so that every survivor's kept-alive job waits at the rung
+            (:func:`first_round_overheads_s`).
 
     Returns:
         The cheapest plan whose remaining rounds all fit within ``safety_fraction`` of the
         budgets left, with ``W`` non-decreasing and ``>= current_world_size`` (when no usable
         world size is that large, any usable one). When none fits, the longest prefix of
         rounds that fits, ``feasible=False``; no rounds when not even the next one fits.
-        The first remaining round pays ``relaunch_s`` when its ``W`` equals
-        ``current_world_size``, ``resize_s`` otherwise. ``binding`` is ``"none"`` when every
+        The first remaining round pays :func:`first_round_overheads_s` (a continuation when its
+        ``W`` equals ``current_world_size``, ``resize_s`` otherwise). ``binding`` is ``"none"`` when every
         round fits, else the budget the next unplanned round breaks. Costs use the inputs'
         billing rounding.
 
@@ -84,7 +100,8 @@ def replan(
     rungs, survivors = tuple(rungs), tuple(survivors)
     _check_replan_args(rungs, survivors, current_epoch, current_world_size, first_round_index)
     usable = usable_or_raise(inputs)
-    left = _RoundsLeft.build(inputs, usable, rungs, survivors, current_epoch, current_world_size)
+    left = _RoundsLeft.build(inputs, usable, rungs, survivors, current_epoch, current_world_size,
+                             previous_num_trials)
     if not rungs:
         return Plan(
             (), 0, left.eta_echo, current_epoch, True, 0.0, 0.0, "none", "Nothing left to plan.",
@@ -133,7 +150,7 @@ def _check_replan_args(
 class _RoundsLeft:
     """The rounds left of a re-plan and the search over their world sizes: each a candidate
     ``>= current_world_size`` (any usable one when none is), the first paying
-    :func:`first_round_overhead_s`."""
+    :func:`first_round_overheads_s`."""
 
     inputs: PlannerInputs
     model: SequenceModel
@@ -141,19 +158,27 @@ class _RoundsLeft:
     survivors: tuple[int, ...]
     current_epoch: int
     candidates: tuple[int, ...]
-    firsts: tuple[float, ...]
+    firsts: tuple[tuple[float, float], ...]
     previous_w: int | None
+    previous_n: int | None
     eta_echo: int
     finalists_echo: int
 
     @classmethod
     def build(cls, inputs: PlannerInputs, usable: tuple[int, ...], rungs: tuple[int, ...],
-              survivors: tuple[int, ...], current_epoch: int, current_world_size: int) -> _RoundsLeft:
+              survivors: tuple[int, ...], current_epoch: int, current_world_size: int,
+              previous_num_trials: int | None) -> _RoundsLeft:
         candidates = tuple(w for w in usable if w >= current_world_size) or usable
         previous_w: int | None = current_world_size or None
-        firsts = tuple(first_round_overhead_s(inputs, w, previous_w) for w in candidates)
+        firsts = tuple(
+            first_round_overheads_s(inputs, w, previous_w, previous_num_trials) for w in candidates
+        )
         return cls(inputs, SequenceModel(inputs, usable), rungs, survivors, current_epoch, candidates, firsts,
-                   previous_w, inputs.eta or 0, inputs.num_finalists or 0)
+                   previous_w, previous_num_trials, inputs.eta or 0, inputs.num_finalists or 0)
+
+    def first_overheads(self, world_size: int) -> tuple[float, float]:
+        """:func:`first_round_overheads_s` of the first round left at ``world_size``."""
+        return first_round_overheads_s(self.inputs, world_size, self.previous_w, self.previous_n)
 
     def as_planned(self, ws: tuple[int, ...], usable: tuple[int, ...]) -> Choice | None:
         """The planned world sizes ``ws`` when every round left fits with them, else ``None``.
@@ -167,8 +192,8 @@ class _RoundsLeft:
                 "planned_world_sizes", list(ws),
                 f"{len(rungs)} non-decreasing world sizes from {list(usable)}",
             )
-        first_s = first_round_overhead_s(self.inputs, ws[0], self.previous_w)
-        rows = model.prepare(rungs, ws, self.current_epoch, first_s, self.previous_w)
+        rows = model.prepare(rungs, ws, self.current_epoch, self.first_overheads(ws[0]), self.previous_w,
+                             self.survivors)
         time_s, cost_usd = model.totals(rows, self.survivors)
         if model.fits(time_s, cost_usd):
             return Choice(rungs, ws, self.survivors, time_s, cost_usd, self.eta_echo, self.finalists_echo)
@@ -217,7 +242,7 @@ class _RoundsLeft:
             choice.world_sizes,
             choice.counts,
             self.current_epoch,
-            first_round_overhead_s(inputs, choice.world_sizes[0], self.previous_w),
+            self.first_overheads(choice.world_sizes[0]),
             self.previous_w,
             first_index=first_round_index,
         )

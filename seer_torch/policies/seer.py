@@ -20,8 +20,12 @@ epoch (training + validation) on one worker, ``s(W)`` from the
 :class:`~seer_torch.scaling.model.ScalingModel` and ``d_k = r_k - r_{k-1}``:
 
 - one trial's job in round ``k``: ``J_k = overhead_k + d_k * tau / s(W_k)`` seconds, where
-  ``overhead_k`` is ``startup_s`` in the first round, ``relaunch_s`` when ``W_k == W_{k-1}``
-  and ``resize_s`` otherwise (today every rung relaunches the job);
+  ``overhead_k`` is :func:`~seer_torch.policies.costs.wave_overheads_s`: ``startup_s`` in the
+  first round (its later waves at ``W = 1`` on warm workers, ``warm_start_s``, where the
+  backend keeps jobs alive), a continuation when ``W_k == W_{k-1}`` (``continue_s`` for a
+  kept-alive job, ``relaunch_s`` where jobs exit at every rung) and ``resize_s`` otherwise;
+  the first wave and the later waves of a round may pay different overheads, so
+  ``D_k = J_first + (waves_k - 1) * J_later`` (``waves_k * J_k`` below when they are equal);
 - ``num_slots // W_k`` trials run at once, so the round takes ``waves_k = ceil(n_k /
   (num_slots // W_k))`` waves and ``D_k = waves_k * J'_k`` seconds of wall clock (waves are
   synchronous: the round ends when its last trial reaches the rung), where ``J'_k`` is
@@ -144,11 +148,11 @@ from seer_torch.policies.plan_types import (
     shape_words,
     summary_words,
 )
-from seer_torch.policies.replan import first_round_overhead_s, replan
+from seer_torch.policies.replan import first_round_overheads_s, replan
 
 __all__ = [
     "BINDING_VALUES", "ETA_CHOICES", "FINALIST_CHOICES", "Plan", "PlannerInputs", "RoundPlan",
-    "first_round_overhead_s", "plan", "planner_inputs_from_context", "replan",
+    "first_round_overheads_s", "plan", "planner_inputs_from_context", "replan",
 ]
 
 
@@ -327,7 +331,8 @@ def _plan_from_choice(
     binding: str,
     message: str,
 ) -> Plan:
-    rounds = model.rounds(choice.rungs, choice.world_sizes, choice.counts, 0, inputs.startup_s, None)
+    first = first_round_overheads_s(inputs, choice.world_sizes[0], None)
+    rounds = model.rounds(choice.rungs, choice.world_sizes, choice.counts, 0, first, None)
     return Plan(
         rounds=rounds,
         num_configurations=choice.counts[0],

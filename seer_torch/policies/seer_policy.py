@@ -67,7 +67,7 @@ from seer_torch.policies.base import (
     Snapshot,
     best_at_rungs,
 )
-from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s, num_waves
+from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s, num_waves, wave_overheads_s
 from seer_torch.policies.engine import BAD_STATUSES, RoundEngine, round_record, stopped_short
 from seer_torch.policies.plan_types import planner_inputs_from_context
 from seer_torch.policies.seer_rounds import (
@@ -135,10 +135,12 @@ class SeerPolicy(RoundEngine):
         clock of round 1 is planned on the draws it launches: ``wave_epoch_time_s`` is the
         epoch that makes ``waves * J'`` equal to the makespan of their jobs launched in draw
         order as slots free up (list scheduling: a wave with one slow draw lasts as long as
-        that draw; configurations differ up to 6x in epoch time). Money stays on the
-        context's typical epoch: later rounds train survivors not known yet. ``n_1`` depends
-        on those times, so the plan is repeated on the first ``n_1`` of the plan before until
-        ``n_1`` repeats (at most 8 plans)."""
+        that draw; configurations differ up to 6x in epoch time; the first wave's jobs start
+        cold, the later ones pay the later waves' overhead,
+        :func:`~seer_torch.policies.costs.wave_overheads_s`). Money stays on the context's
+        typical epoch: later rounds train survivors not known yet. ``n_1`` depends on those
+        times, so the plan is repeated on the first ``n_1`` of the plan before until ``n_1``
+        repeats (at most 8 plans)."""
         inputs = planner_inputs_from_context(context)
         plan = planner.plan(inputs)
         times = context.draw_epoch_times_s
@@ -154,10 +156,16 @@ class SeerPolicy(RoundEngine):
             speed = context.scaling.speedup_at(w)
             epochs = first.rung_epoch - first.start_epoch
             num_lanes = max(1, context.num_slots // w)
-            jobs_s = [job_time_s(context.startup_s, epochs, tau, speed) for tau in draws]
+            first_s, later_s = wave_overheads_s(context.overheads, w, None)
+            jobs_s = [job_time_s(first_s if i < num_lanes else later_s, epochs, tau, speed)
+                      for i, tau in enumerate(draws)]
             makespan_s = list_scheduled_makespan_s(jobs_s, num_lanes)
             waves = num_waves(n, num_lanes)
-            wave_tau = max(1e-9, (makespan_s / waves - context.startup_s) * speed / epochs)
+            if first_s == later_s:
+                wave_tau = max(1e-9, (makespan_s / waves - first_s) * speed / epochs)
+            else:  # makespan = first_s + (waves - 1) * later_s + waves * epochs * tau' / s(W)
+                trained_s = makespan_s - first_s - (waves - 1) * later_s
+                wave_tau = max(1e-9, trained_s / waves * speed / epochs)
             plan = planner.plan(dataclasses.replace(inputs, wave_epoch_time_s=wave_tau))
         return plan
 
@@ -248,6 +256,7 @@ class SeerPolicy(RoundEngine):
             money_left_usd=snap.money_left_usd,
             epoch_time_s=snap.epoch_time_s,
             overhead_s=snap.job_overhead_s,
+            continue_overhead_s=snap.continue_overhead_s,
             eta=self.plan.eta,  # what the plan chose, when the experiment left it open
             num_finalists=self.plan.num_finalists,
         )

@@ -196,18 +196,29 @@ class RungReplan:
             current_world_size=self.current.world_size,
             first_round_index=self.current.index + 1,
             planned_world_sizes=planned if keep_sizes else None,
+            previous_num_trials=self.previous_num_trials,
         )
+
+    @property
+    def previous_num_trials(self) -> int:
+        """Trials of the round just closed (whether it ran in one wave, so that every
+        survivor's kept-alive job waits at the rung)."""
+        return max(self.current.num_trials, len(self.ranked))
 
     def next_round_s(self, plan: planner.Plan) -> float:
         """Wall clock of the plan's next round (it has one): its members' jobs, each at its own
-        trial's measured epoch, list-scheduled on the slots."""
+        trial's measured epoch, list-scheduled on the slots (the first wave's jobs paying the
+        first wave's overhead, :func:`~seer_torch.policies.seer.first_round_overheads_s`)."""
         rp = plan.rounds[0]
         speed = self.ctx.scaling.speedup_at(rp.world_size)
-        overhead_s = planner.first_round_overhead_s(self.base_inputs, rp.world_size, self.current.world_size)
+        first_s, later_s = planner.first_round_overheads_s(
+            self.base_inputs, rp.world_size, self.current.world_size, self.previous_num_trials)
+        lanes = self.ctx.num_slots // rp.world_size
         default_tau = self.base_inputs.epoch_time_s
-        jobs_s = [job_time_s(overhead_s, rp.rung_epoch - rp.start_epoch, t.epoch_time_s or default_tau, speed)
-                  for t in self.ranked[:rp.num_trials]]
-        return list_scheduled_makespan_s(jobs_s, self.ctx.num_slots // rp.world_size)
+        jobs_s = [job_time_s(first_s if i < lanes else later_s, rp.rung_epoch - rp.start_epoch,
+                             t.epoch_time_s or default_tau, speed)
+                  for i, t in enumerate(self.ranked[:rp.num_trials])]
+        return list_scheduled_makespan_s(jobs_s, lanes)
 
     def fits(self, plan: planner.Plan) -> bool:
         """Every round left fits the budgets left, and the plan's next round

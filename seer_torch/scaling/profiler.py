@@ -1,26 +1,29 @@
-"""The profiler: short probe jobs through the real worker, one world size at a time.
+"""The profiler: short probe jobs through the real worker, as few as the world sizes allow.
 
-Each probe runs ``seer_torch.worker --profile-steps N`` (3 warm-up steps excluded, device
-synchronized before timers are read, one validation pass timed) alone on the backend, so
-the measurement is not disturbed by other jobs. From the probes:
+A profile is measured in one job (:func:`run_profile_probes`), so that a run pays one launch
+for it: ``seer_torch.worker --profile-steps N`` at the smallest ``W > 1`` to probe (at W = 1
+when that is the only one), alone on the backend, with a probe plan that asks it to time each
+configuration to measure at W = 1 too, on every rank side by side (as the run's W = 1 trials
+train beside each other), in three rounds with its own measurement at ``W`` between them
+(:mod:`seer_torch.training.probe`; 3 warm-up steps excluded, device synchronized before
+timers are read, one validation pass timed each). A larger ``W`` (``seer profile`` on more
+slots) gets a plain probe job of its own (:func:`run_probes`). From the probes:
 
 - ``speedup[W] = throughput(W) / throughput(1)``;
 - ``startup_s`` = the median over the probe jobs of a job's whole duration minus the time it
-  spent in measured steps and the validation pass: the fixed cost of one job (torch imported
-  by the agent and each worker, data and model built, the process group formed, warm-up
-  steps, and torchrun's exit), which every launch pays;
-- ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1.
+  spent in measured work (timed steps, validation passes, the W = 1 trainers' set-up): the
+  fixed cost of one job (torch imported by the agent and each worker, data and model built,
+  the process group formed, warm-up steps, and torchrun's exit), which every launch pays;
+- ``epoch_time_s`` = train samples / throughput(1) + one validation pass at W=1, throughput(1)
+  at the mean of its rounds' step times (the machine's speed drifts, and the trials of the
+  run see the same drift).
 
-When the search space mixes configurations of different cost (model widths), one more probe
-at W=1 measures the cheapest configuration the run may draw (fewest FLOPs per sample,
-:func:`configuration_flops`), and the profile's ``epoch_time_by_flops`` holds both points, so
-that each configuration's epoch time can be predicted from its FLOPs
+When the search space mixes configurations of different cost (model widths), the cheapest
+configuration the run may draw (fewest FLOPs per sample, :func:`configuration_flops`) is
+measured at W = 1 in the same job, and the profile's ``epoch_time_by_flops`` holds both points,
+so that each configuration's epoch time can be predicted from its FLOPs
 (:meth:`seer_torch.scaling.profile.Profile.epoch_time_for`; :func:`cost_probe_configuration`
-says when the extra probe is worth its start-up).
-
-The W=1 probes run twice, first and last, and their mean counts (:func:`run_profile_probes`,
-:func:`profile_from_probes`): the machine's speed drifts, and the trials of the run see the
-same drift.
+says when the two cost enough apart to be told apart).
 
 Resize seconds are measured by relaunching (:func:`measure_relaunches`, used by
 ``seer profile`` and ``scripts/bench_cifar.py``): one trial trains epoch 1 at the first ``W``
@@ -47,18 +50,23 @@ from typing import Any
 from seer_torch.backends.base import Backend, JobResult, JobSpec, job_error_text
 from seer_torch.clock import Clock
 from seer_torch.errors import BudgetExhausted, WorkerError
-from seer_torch.runfiles import atomic_write_json, read_metrics
+from seer_torch.runfiles import PROBE_PLAN_FILE, atomic_write_json, read_metrics
 from seer_torch.scaling.profile import Profile
 
-# Timed optimizer steps per probe. 20 were too few on a shared 2-core machine: the digits
-# default measured 620 samples/s at W=1 and a speedup of 1.69 at W=2 with 20 steps, 760 and 1.39
-# with 60, against whole epochs of the tuned finalist at 1.30 (sim_vs_real.py, issue 4).
-PROFILE_STEPS = 60
+#: Timed optimizer steps per probe measurement: at the probe job's ``W``, and for each
+#: configuration at W = 1 over its rounds (on every rank). Fewer steps move the estimate less
+#: than the machine's drift between one round and the next does; far fewer (20 at W = 1,
+#: one probe) were too few on a shared 2-core machine (docs/design-notes.md, "The profile").
+PROFILE_STEPS = 40
 
 
 def probe_startup_s(probe: dict[str, Any], duration_s: float) -> float:
     """A probe job's fixed cost: its whole duration minus the measured steps and the timed
-    validation pass (everything a launch pays before and after useful work)."""
+    validation pass (everything a launch pays before and after useful work); for a job with a
+    probe plan, its duration minus ``probe_work_s`` (what the job did beyond a launch's own
+    set-up and warm-up: the other trainers, every timed step and validation pass)."""
+    if "probe_work_s" in probe:
+        return max(0.0, duration_s - float(probe["probe_work_s"]))
     train_s = probe.get("measured_train_s", float(probe["measured_steps"]) * float(probe["step_time_s"]))
     working_s = float(train_s) + float(probe["eval_time_s"])
     return max(0.0, duration_s - working_s)
@@ -101,8 +109,8 @@ def resize_s_from_launches(launches: Sequence[dict[str, Any]]) -> float | None:
     return max(overheads) if overheads else None
 
 
-#: The extra W=1 probe of the cheapest configuration runs only when the probe configuration
-#: costs at least this many times its FLOPs per sample (else one epoch time serves all).
+#: The cheapest configuration is measured at W=1 too only when the probe configuration costs
+#: at least this many times its FLOPs per sample (else one epoch time serves all).
 COST_SPREAD = 1.25
 
 
@@ -197,7 +205,8 @@ def profile_from_probes(
         probes: ``(probe_json, launch_unix_s, job_duration_s)`` per world size; a world size
             probed more than once counts at the mean of its probes (:func:`mean_probe`: the
             mean epoch time). ``probe_json`` is what the worker wrote with ``--profile-out``.
-            ``startup_s`` is the median of the probes' start-ups (:func:`probe_startup_s`),
+            ``startup_s`` is the median of the probe jobs' start-ups (:func:`probe_startup_s`;
+            one per job, the measurements with the same launch and duration being one job's),
             so that one slow launch does not set it.
         resize_s: measured relaunch seconds (:func:`resize_s_from_launches`); without it the
             resize cost is estimated by ``startup_s``.
@@ -219,7 +228,9 @@ def profile_from_probes(
     world_sizes = sorted(by_w)
     throughput = [float(mean_probe(by_w[w])["throughput_samples_per_s"]) for w in world_sizes]
     thr1 = throughput[0]
-    startup_s = statistics.median(probe_startup_s(p, duration) for p, _, duration in probes)
+    # One start-up per job: the measurements of one job (a probe plan's) share its launch.
+    by_job = {(launch, duration): probe_startup_s(p, duration) for p, launch, duration in probes}
+    startup_s = statistics.median(by_job.values())
     epoch_time_s = probe_epoch_time_s(mean_probe(by_w[1]))
     points: dict[float, float] = {}
     if probe_flops is not None and cost_probes:
@@ -314,17 +325,21 @@ def count_draw_costs(exp: Any, probe_conf: dict[str, Any]) -> DrawCosts:
     return DrawCosts(probe_flops, tuple(drawn), tuple(drawn_flops))
 
 
-def probe_schedule(world_sizes: Sequence[int], cost_probe: bool, num_slots: int) -> list[list[int]]:
-    """The world sizes of the probe jobs :func:`run_profile_probes` runs, in batches that run at
-    the same time: one batch per world size, the cost probe's ``[1]`` when ``cost_probe``, then
-    the repeated W=1 probes (``[1, 1]`` side by side when there are two and ``num_slots >= 2``).
-    Pure: ``seer plan`` estimates the profiling's seconds (one start-up and probe per batch) and
-    slot-seconds from it."""
-    batches = [[int(w)] for w in world_sizes]
-    repeats = 2 if cost_probe else 1
-    batches += [[1]] if cost_probe else []
-    batches += [[1] * repeats] if num_slots >= repeats else [[1]] * repeats
-    return batches
+def probe_jobs(world_sizes: Sequence[int]) -> list[int]:
+    """The world sizes of the probe jobs :func:`run_profile_probes` runs, one at a time: the
+    smallest ``W > 1`` of ``world_sizes`` (it times the W = 1 configurations on its ranks too,
+    :mod:`seer_torch.training.probe`), or ``[1]`` when that is the only one, then each larger
+    ``W``. Pure."""
+    sizes = sorted({int(w) for w in world_sizes})
+    multi = [w for w in sizes if w > 1]
+    return multi if multi else [1]
+
+
+def probe_schedule(world_sizes: Sequence[int]) -> list[list[int]]:
+    """The probe jobs of :func:`run_profile_probes` as batches of world sizes that run at the
+    same time (one job each: :func:`probe_jobs`). Pure: ``seer plan`` estimates the profiling's
+    seconds (one start-up and probe per batch) and slot-seconds from it."""
+    return [[w] for w in probe_jobs(world_sizes)]
 
 
 @dataclass(frozen=True)
@@ -333,12 +348,13 @@ class ProbeSet:
 
     Attributes:
         probes: ``(probe_json, launch_unix_s, duration_s)`` of the probe configuration, one per
-            world size, and W=1 twice (first and last).
+            world size, W = 1 first (a W = 1 measurement made inside a larger job carries that
+            job's launch, duration and ``probe_work_s``, so its start-up is the job's).
         probe_flops: FLOPs per sample of the probe configuration.
-        cost_probes: ``(probe_json, flops_per_sample)`` of the cheapest configuration at W=1
-            (twice), or empty when the configurations cost about the same.
+        cost_probes: ``(probe_json, flops_per_sample)`` of the cheapest configuration at W=1,
+            or empty when the configurations cost about the same.
         cheapest: the cheapest configuration measured, or ``None``.
-        records: one summary per probe job, as written to ``probes.json``.
+        records: one summary per measurement, as written to ``probes.json``.
     """
 
     probes: list[tuple[dict[str, Any], float, float]]
@@ -346,6 +362,28 @@ class ProbeSet:
     cost_probes: list[tuple[dict[str, Any], float]]
     cheapest: dict[str, Any] | None
     records: list[dict[str, Any]]
+
+
+def w1_probe(job_probe: dict[str, Any], index: int) -> dict[str, Any]:
+    """The W = 1 measurement ``index`` of a probe plan's job (``job_probe["w1"][index]``,
+    :mod:`seer_torch.training.probe`) as a probe of its own: its throughput, step time and
+    windows (both rounds', every rank's), validation pass and configuration, with the job's
+    ``probe_work_s`` (:func:`probe_startup_s` is then the job's). Pure."""
+    m = job_probe["w1"][index]
+    return {
+        "world_size": 1,
+        "configuration": m["configuration"],
+        "throughput_samples_per_s": float(m["throughput_samples_per_s"]),
+        "step_time_s": float(m["step_time_s"]),
+        "round_step_times_s": m.get("round_step_times_s"),
+        "step_time_windows_s": [w for ws in m["step_time_windows_s"] for w in ws],
+        "eval_time_s": float(m["eval_time_s"]),
+        "measured_steps": int(m["measured_steps"]),
+        "num_train_samples": int(m["num_train_samples"]),
+        "warmup_steps": job_probe.get("warmup_steps", 3),
+        "device": job_probe.get("device", "cpu"),
+        "probe_work_s": float(job_probe["probe_work_s"]),
+    }
 
 
 def run_profile_probes(
@@ -362,80 +400,86 @@ def run_profile_probes(
     timeout_s: float = 300.0,
     costs: DrawCosts | None = None,
 ) -> ProbeSet:
-    """Every probe a profile takes, in this order: the probe configuration at each of
-    ``world_sizes`` (:func:`run_probes`); the cheapest configuration the run may draw at W=1
-    when it costs less (:meth:`DrawCosts.cheapest` of ``costs``, counted here when not given);
-    then the W=1 probes again, side by side when
-    there are slots for them (``probe_dir/repeat/``). :func:`profile_from_probes` takes the
-    mean of the two W=1 measurements of each configuration (:func:`mean_probe`): on a shared or
-    cloud machine the speed drifts (issue 4: the first W=1 probe after a pause measured 1.95 s
-    an epoch and its repeat 1.49 s where the run's trials of that width took 1.59 s), and the
-    trials see that drift too. ``make_config(trial_id, configuration)`` gives a probe's
-    ``config.json`` content. Writes ``probe_dir/probes.json`` (:attr:`ProbeSet.records`).
+    """Every probe a profile takes, in as few jobs as :func:`probe_jobs` allows: one job at the
+    smallest ``W > 1`` of ``world_sizes`` (or at W = 1) with a probe plan
+    (:data:`seer_torch.runfiles.PROBE_PLAN_FILE`): the probe configuration and, when the
+    run's draws differ in cost, the cheapest one (:meth:`DrawCosts.cheapest` of ``costs``,
+    counted here when not given) at W = 1 on every rank side by side, in rounds with the job's
+    own measurement at its ``W`` between them; then one plain probe at each larger ``W``
+    (:func:`run_probes`). Each W = 1 measurement counts at the mean of its rounds: on a
+    shared or cloud machine the speed drifts (issue 4: the first W=1 probe after a pause
+    measured 1.95 s an epoch and its repeat 1.49 s where the run's trials of that width took
+    1.59 s), and the trials see that drift too; side by side, as the run's W = 1 trials train
+    beside each other. ``make_config(trial_id, configuration)`` gives a probe's
+    ``config.json`` content. ``timeout_s`` is per measurement (the first job may run that
+    times each of its measurements). Writes ``probe_dir/probes.json`` (:attr:`ProbeSet.records`).
 
     Raises:
-        as :func:`run_probes`.
+        as :func:`run_probes` (a failed job: ``profile probe at W=...``).
     """
-    probes = run_probes(backend, clock, probe_dir, make_config("profile", probe_conf), world_sizes,
-                        on_job_end=on_job_end, over_budget=over_budget, profile_steps=profile_steps,
-                        timeout_s=timeout_s)
-    records = [_probe_record("probe", p, duration) for p, _, duration in probes]
     costs = costs if costs is not None else count_draw_costs(exp, probe_conf)
     probe_flops, cheap = costs.probe_flops, costs.cheapest()
+    first, *larger = probe_jobs(world_sizes)
+    confs = [probe_conf] + ([cheap[0]] if cheap is not None else [])
+    d = probe_dir / f"w{first}"
+    out = _prepare_probe_dir(d, make_config("profile", probe_conf), w1_configurations=confs)
+    spec = JobSpec(trial_id=f"profile-w{first}", trial_dir=d, world_size=first, until_epoch=1,
+                   profile_steps=profile_steps, profile_out=out)
+    # The job measures its own W and each configuration at W=1: a probe's time limit for each.
+    res = _run_alone(backend, clock, spec, f"profiling at W={first}", f"profile probe at W={first}",
+                     on_job_end, over_budget, timeout_s * (len(confs) + (first > 1)))
+    if not out.exists():
+        raise WorkerError(f"profile probe at W={first} failed: {job_error_text(res)}")
+    job = json.loads(out.read_text())
+    if len(job.get("w1") or []) != len(confs) or "probe_work_s" not in job:
+        raise WorkerError(f"profile probe at W={first} failed: it wrote no W=1 measurement of each of the "
+                          f"{len(confs)} configurations of its {PROBE_PLAN_FILE} (see {d / 'stderr.log'})")
+    w1 = w1_probe(job, 0)
+    probes = [(w1, res.launch_unix_s, res.duration_s)]
+    records = [_probe_record("probe", w1, res.duration_s, f"w{first}")]
+    if first > 1:
+        probes.append((job, res.launch_unix_s, res.duration_s))
+        records.append(_probe_record("probe", job, res.duration_s, f"w{first}"))
     cost_probes: list[tuple[dict[str, Any], float]] = []
     if cheap is not None:
-        p, _, duration = run_probes(backend, clock, probe_dir / "cheapest",
-                                    make_config("profile-cheapest", cheap[0]),
-                                    [1], on_job_end=on_job_end, over_budget=over_budget,
-                                    profile_steps=profile_steps, timeout_s=timeout_s)[0]
+        p = w1_probe(job, 1)
         cost_probes.append((p, cheap[1]))
-        records.append(_probe_record("cheapest", p, duration))
-    # The W=1 probes again: (kind, configuration, FLOPs), side by side when the slots allow.
-    repeat = [("probe", probe_conf, probe_flops)] + ([("cheapest", *cheap)] if cheap is not None else [])
-    first = 0  # the batches after those run so far (one per record)
-    for sizes in probe_schedule(world_sizes, cheap is not None, backend.num_slots)[len(records):]:
-        batch, first = repeat[first:first + len(sizes)], first + len(sizes)
-        jobs = []
-        for kind, conf, _ in batch:
-            d = probe_dir / "repeat" / kind
-            trial_id = "profile" if kind == "probe" else f"profile-{kind}"
-            out = _prepare_probe_dir(d, make_config(trial_id, conf))
-            jobs.append((JobSpec(trial_id=f"profile-repeat-{kind}", trial_dir=d, world_size=1, until_epoch=1,
-                                 profile_steps=profile_steps, profile_out=out),
-                         f"repeated profile probe of the {kind} configuration at W=1"))
-        results = run_side_by_side(backend, clock, jobs, "repeating the W=1 probes", on_job_end, over_budget,
-                                    timeout_s)
-        for (kind, _, flops), (spec, job), res in zip(batch, jobs, results):
-            if not Path(spec.profile_out).exists():
-                raise WorkerError(f"{job} failed: {job_error_text(res)}")
-            p = json.loads(Path(spec.profile_out).read_text())
-            records.append(_probe_record(f"{kind} (repeat)", p, res.duration_s))
-            if kind == "probe":
-                probes.append((p, res.launch_unix_s, res.duration_s))
-            else:
-                cost_probes.append((p, flops))
+        records.append(_probe_record("cheapest", p, res.duration_s, f"w{first}"))
+    if larger:
+        more = run_probes(backend, clock, probe_dir, make_config("profile", probe_conf), larger,
+                          on_job_end=on_job_end, over_budget=over_budget, profile_steps=profile_steps,
+                          timeout_s=timeout_s)
+        probes += more
+        records += [_probe_record("probe", p, duration, f"w{p['world_size']}") for p, _, duration in more]
     atomic_write_json(probe_dir / "probes.json", records)
     cheapest = cheap[0] if cheap is not None else None
     return ProbeSet(probes, probe_flops, cost_probes, cheapest, records)
 
 
-def _probe_record(kind: str, probe: dict[str, Any], duration_s: float) -> dict[str, Any]:
-    """One line of ``probes.json``: which probe, its world size, job seconds, start-up
-    (:func:`probe_startup_s`), step time and predicted epoch (:func:`probe_epoch_time_s`)."""
-    return {"probe": kind, "world_size": int(probe["world_size"]), "job_s": duration_s,
+def _probe_record(kind: str, probe: dict[str, Any], duration_s: float, job: str) -> dict[str, Any]:
+    """One line of ``probes.json``: which probe, its world size, the job it ran in and that
+    job's seconds and start-up (:func:`probe_startup_s`), step time (and each round's, for a
+    W = 1 measurement of a probe plan), the timed windows and the predicted epoch
+    (:func:`probe_epoch_time_s`)."""
+    return {"probe": kind, "world_size": int(probe["world_size"]), "job": job, "job_s": duration_s,
             "startup_s": probe_startup_s(probe, duration_s), "step_time_s": float(probe["step_time_s"]),
+            "round_step_times_s": probe.get("round_step_times_s"),
             "step_time_windows_s": probe.get("step_time_windows_s"),
             "epoch_time_s": probe_epoch_time_s(probe)}
 
 
-def _prepare_probe_dir(d: Path, config: dict[str, Any]) -> Path:
-    """Write a probe's ``config.json`` (without TensorBoard) in ``d`` and remove what an
-    earlier probe left; returns the probe JSON's path."""
+def _prepare_probe_dir(d: Path, config: dict[str, Any],
+                       w1_configurations: Sequence[dict[str, Any]] = ()) -> Path:
+    """Write a probe's ``config.json`` (without TensorBoard) in ``d``, and its probe plan
+    (:data:`PROBE_PLAN_FILE`) when ``w1_configurations`` are given; remove what an earlier
+    probe left; returns the probe JSON's path."""
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text(json.dumps({**config, "tensorboard_dir": None}, indent=2))
-    out = d / "profile.json"
-    for stale in (out, d / "error.json"):
+    out, plan = d / "profile.json", d / PROBE_PLAN_FILE
+    for stale in (out, d / "error.json", plan):
         stale.unlink(missing_ok=True)
+    if w1_configurations:
+        atomic_write_json(plan, {"w1_configurations": list(w1_configurations)})
     return out
 
 
@@ -463,7 +507,9 @@ def run_side_by_side(
     timeout_s: float,
 ) -> list[JobResult]:
     """Launch ``jobs`` (``(spec, name)``) together and wait until every one has ended; bill
-    each with ``on_job_end``. ``doing`` names the activity in budget messages ("profiling at
+    each with ``on_job_end``. A job a kept-alive backend parks at its target
+    (``JobResult.parked``) is released at once, and its wait billed too; its result is the
+    segment up to the park. ``doing`` names the activity in budget messages ("profiling at
     W=2"), each job's name its failure message. Returns the results in ``jobs``' order.
 
     Raises:
@@ -482,6 +528,8 @@ def run_side_by_side(
             if results[i] is None and (res := backend.poll(handle)) is not None:
                 results[i] = res
                 on_job_end(res)
+                if res.parked:  # a kept-alive backend's job waits at its target: end it (billed too)
+                    on_job_end(backend.release(handle))
         running = [i for i, r in enumerate(results) if r is None]
         if not running:
             break

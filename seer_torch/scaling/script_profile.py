@@ -24,8 +24,9 @@ step limit and is probed for a whole epoch: ``epoch_s`` is its ``epoch_time_s``.
 Then (:func:`profile_from_script_probes`) ``speedup[W] = epoch_s(1) / epoch_s(W)``: the whole
 epoch, evaluation included, is what the planner predicts at each W (``epoch_time_s /
 speedup[W]``), so the speedup is taken over whole epochs rather than over training steps
-alone; the W = 1 probe runs twice (first and last) and counts at the mean of its two epochs,
-as the built-in worker's probes do (:func:`seer_torch.scaling.profiler.mean_probe`). The
+alone; the W = 1 probe runs twice, side by side when the slots allow (as the run's W = 1 trials
+train beside each other), and counts at the mean of its two epochs, as the built-in worker's
+W = 1 rounds do. The
 profile is the same format as the built-in worker's (:class:`~seer_torch.scaling.profile.Profile`):
 the planner needs no change.
 
@@ -143,10 +144,12 @@ def profile_from_script_probes(
     )
 
 
-def script_probe_schedule(world_sizes: Sequence[int]) -> list[int]:
-    """The world sizes of a script's probes, one job at a time: each of ``world_sizes`` in
-    order, then W = 1 again (its two runs' mean counts: the machine's speed drifts). Pure."""
-    return [int(w) for w in world_sizes] + [1]
+def script_probe_schedule(world_sizes: Sequence[int], num_slots: int) -> list[list[int]]:
+    """The world sizes of a script's probes, in batches of jobs that run at the same time: W = 1
+    twice (side by side when ``num_slots >= 2``, as the run's W = 1 trials train beside each
+    other; their mean counts), then each larger of ``world_sizes`` alone. Pure."""
+    larger = [[int(w)] for w in world_sizes if int(w) > 1]
+    return ([[1, 1]] if num_slots >= 2 else [[1], [1]]) + larger
 
 
 def run_script_probes(
@@ -163,12 +166,12 @@ def run_script_probes(
     probe_steps: int = PROFILE_STEPS,
     timeout_s: float = 300.0,
 ) -> list[dict[str, Any]]:
-    """Run the script's probe jobs (:func:`script_probe_schedule`), each alone, and return one
-    :func:`script_probe_record` per job, in launch order; also written to
-    ``probe_dir/probes.json``.
+    """Run the script's probe jobs (:func:`script_probe_schedule` on ``backend.num_slots``), a
+    batch at a time, and return one :func:`script_probe_record` per job, in launch order; also
+    written to ``probe_dir/probes.json``.
 
     Each probe trains epoch 1 of a fresh trial in its own folder under ``probe_dir``
-    (``w1``, ``w2``, ..., ``w1-repeat``; emptied first) whose ``config.json`` is
+    (``w1``, ``w1-2``, ``w2``, ...; emptied first) whose ``config.json`` is
     ``trial_config`` without TensorBoard, ``probe_steps`` optimizer steps at most.
     ``on_job_end`` and ``over_budget`` are as in :func:`seer_torch.scaling.profiler.run_probes`.
 
@@ -181,26 +184,31 @@ def run_script_probes(
     if probe_steps < 1:
         raise ValueError(f"probe_steps: got {probe_steps}; allowed: an integer >= 1")
     records: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for w in script_probe_schedule(world_sizes):
-        d = probe_dir / (f"w{w}-repeat" if w in seen else f"w{w}")
-        seen.add(w)
-        _fresh_trial_dir(d, trial_config)
-        spec = JobSpec(trial_id=f"profile-w{w}", trial_dir=d, world_size=w, until_epoch=1,
-                       profile_steps=probe_steps, script=Path(script), script_args=tuple(script_args))
-        job = f"profile probe of the script at W={w}"
-        # Raises WorkerError with the script's own error when the job fails.
-        (res,) = run_side_by_side(backend, clock, [(spec, job)], f"profiling at W={w}", on_job_end,
-                                  over_budget, timeout_s)
-        lines = [x for x in read_metrics(d / "metrics.jsonl") if x.get("epoch") == 1]
-        if not lines or lines[-1].get("diverged"):
-            why = "its epoch 1 diverged" if lines else "it exited 0 without a metrics line for epoch 1"
-            raise WorkerError(f"{job} failed: {why} (see {d / 'stderr.log'})")
-        try:
-            records.append(script_probe_record(lines[-1], res.duration_s))
-        except ValueError as e:
-            raise WorkerError(f"{job}: {e} (report through seer_torch.trial, which writes "
-                              "epoch_time_s)") from None
+    count: dict[int, int] = {}
+    for sizes in script_probe_schedule(world_sizes, backend.num_slots):
+        jobs = []
+        for w in sizes:
+            count[w] = count.get(w, 0) + 1
+            name = f"w{w}" if count[w] == 1 else f"w{w}-{count[w]}"
+            d = probe_dir / name
+            _fresh_trial_dir(d, trial_config)
+            spec = JobSpec(trial_id=f"profile-{name}", trial_dir=d, world_size=w, until_epoch=1,
+                           profile_steps=probe_steps, script=Path(script), script_args=tuple(script_args))
+            jobs.append((spec, f"profile probe of the script at W={w}"))
+        # Raises WorkerError with the script's own error when a job fails.
+        results = run_side_by_side(backend, clock, jobs, f"profiling at W={'+'.join(map(str, sizes))}",
+                                   on_job_end, over_budget, timeout_s)
+        for (spec, job), res in zip(jobs, results):
+            d = Path(spec.trial_dir)
+            lines = [x for x in read_metrics(d / "metrics.jsonl") if x.get("epoch") == 1]
+            if not lines or lines[-1].get("diverged"):
+                why = "its epoch 1 diverged" if lines else "it exited 0 without a metrics line for epoch 1"
+                raise WorkerError(f"{job} failed: {why} (see {d / 'stderr.log'})")
+            try:
+                records.append(script_probe_record(lines[-1], res.duration_s))
+            except ValueError as e:
+                raise WorkerError(f"{job}: {e} (report through seer_torch.trial, which writes "
+                                  "epoch_time_s)") from None
     atomic_write_json(probe_dir / "probes.json", records)
     return records
 

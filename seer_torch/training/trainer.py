@@ -167,6 +167,20 @@ def state_problem(checkpoint: dict[str, Any]) -> str:
     return ""
 
 
+#: The last dataset this process loaded: a warm worker handed another trial of the same run
+#: reuses it (training reads it by index, which copies; nothing writes into it).
+_LOADED_SPLITS: dict[tuple[str, str | None], Splits] = {}
+
+
+def _load_splits(dataset: str, data_dir: str | None) -> Splits:
+    """:func:`seer_torch.data.load_dataset`, once per process for the same ``(dataset, data_dir)``."""
+    key = (dataset, data_dir)
+    if key not in _LOADED_SPLITS:
+        _LOADED_SPLITS.clear()
+        _LOADED_SPLITS[key] = load_dataset(dataset, data_dir)
+    return _LOADED_SPLITS[key]
+
+
 def build_trainer(t: Trial, config: TrialConfig, state: dict[str, Any] | None) -> Trainer:
     """Load the data, build model, optimizer and schedule, restore ``state`` (what
     :meth:`Trial.load` returned, or ``None``), and wrap the model in DDP when ``W > 1``.
@@ -175,7 +189,7 @@ def build_trainer(t: Trial, config: TrialConfig, state: dict[str, Any] | None) -
         ConfigError: fewer training samples than one global batch.
         CheckpointError: the checkpoint's steps do not fit this dataset's steps per epoch.
     """
-    splits = load_dataset(config.dataset, config.data_dir)
+    splits = _load_splits(config.dataset, config.data_dir)
     num_steps = steps_per_epoch(splits.num_train, config.global_batch)
     if num_steps < 1:
         raise ConfigError("global_batch", config.global_batch,

@@ -22,6 +22,16 @@ from pathlib import Path
 import torch
 
 from seer_torch.backends.local import descendant_pids
+from seer_torch.runfiles import (
+    CONTROL_FILE,
+    GENERATION_ENV,
+    KEEP_ALIVE_ENV,
+    PARK_TIMEOUT_ENV,
+    PARKED_FILE,
+    TUNER_PID_ENV,
+    atomic_write_json,
+    read_json_or_none,
+)
 
 LAUNCH_TIMEOUT_S = 150
 REPO = Path(__file__).resolve().parents[2]
@@ -223,7 +233,10 @@ def finish(procs: list[subprocess.Popen], what: str, timeout: float = LAUNCH_TIM
 
 @dataclass
 class Launch:
-    """One launch of a sequence and what it left (snapshots taken right after it)."""
+    """One launch of a sequence and what it left (snapshots taken right after it). A kept-alive
+    job's segments are launches too: ``continued`` when the segment went on in the same
+    process and the same trial API object as the launch before it (no start, no new
+    TensorBoard file)."""
 
     world_size: int
     until_epoch: int
@@ -231,6 +244,7 @@ class Launch:
     nodes: int = 1
     checkpoint: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)
+    continued: bool = False
 
 
 def launch(
@@ -264,6 +278,92 @@ def launch(
     result.checkpoint = load_checkpoint(trial_dir)
     result.metrics = read_metrics(trial_dir)
     return result
+
+
+class KeptJob:
+    """One kept-alive launch (``$SEER_KEEP_ALIVE=1``) driven as the tuner's backend drives it:
+    wait for ``parked.json`` of the current generation, then write the next order to the
+    ``control.json`` of the trial the job works on (seer_torch/runfiles.py, the protocol).
+    Its output goes to a log file (nothing is read from a pipe while it waits)."""
+
+    def __init__(self, trial_dir: Path, world_size: int, until_epoch: int, record: Path, log: Path, *,
+                 subject: Subject = WORKER) -> None:
+        self.trial_dir, self.generation, self.log = Path(trial_dir), 0, log
+        env = base_env(SEER_RECORD_SAMPLES=str(record), **trial_env(trial_dir, until_epoch), **{
+            KEEP_ALIVE_ENV: "1", GENERATION_ENV: "0", TUNER_PID_ENV: str(os.getpid()),
+            PARK_TIMEOUT_ENV: str(LAUNCH_TIMEOUT_S)})
+        with open(log, "w") as out:
+            argv = standalone_argv(trial_dir, world_size, until_epoch, subject)
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait_parked(self, timeout_s: float = LAUNCH_TIMEOUT_S) -> dict:
+        """Wait until the job parks at the current generation; returns ``parked.json``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            parked = read_json_or_none(self.trial_dir / PARKED_FILE)
+            if isinstance(parked, dict) and parked.get("generation") == self.generation:
+                return parked
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"{self.trial_dir.name}: the kept-alive job ended (exit "
+                                     f"{self.proc.returncode}) or hung instead of parking at generation "
+                                     f"{self.generation}\n{self.log.read_text()[-6000:]}")
+            time.sleep(0.01)
+
+    def order(self, action: str, **fields) -> None:
+        """Write the next order (``continue`` with ``until_epoch``; ``switch`` with ``trial_dir``,
+        ``until_epoch``, ``env``; ``stop``) where the parked job reads it."""
+        self.generation += 1
+        atomic_write_json(self.trial_dir / CONTROL_FILE, {"generation": self.generation, "action": action,
+                                                          **fields})
+        if action == "switch":
+            self.trial_dir = Path(fields["trial_dir"])
+
+    def stop(self, timeout_s: float = LAUNCH_TIMEOUT_S) -> None:
+        """Order it to stop; it must end by itself, exit 0."""
+        self.order("stop")
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            self.kill()
+        assert self.proc.returncode == 0, f"exit {self.proc.returncode}\n{self.log.read_text()[-6000:]}"
+
+    def kill(self) -> None:
+        kill_group(self.proc)
+        self.proc.wait(timeout=60)
+
+
+def launch_kept(trial_dir: Path, world_size: int, targets: list[int], record: Path, log: Path, *,
+                subject: Subject = WORKER, warm_from: Path | None = None) -> list[Launch]:
+    """One kept-alive job trains ``trial_dir`` to each of ``targets`` in turn (parked at each,
+    snapshotted, then ordered to continue), and is ordered to stop. With ``warm_from``, the job
+    first trains that other trial (``W = 1``, the built-in worker) to epoch 1, parks, and is
+    switched to ``trial_dir`` (fresh), as a warm worker. Returns a :class:`Launch` per target."""
+    launches = []
+    job = KeptJob(warm_from or trial_dir, world_size, 1 if warm_from else targets[0],
+                  record.with_name(record.name + ".warm") if warm_from else record, log, subject=subject)
+    try:
+        if warm_from is not None:
+            job.wait_parked()
+            job.order("switch", trial_dir=str(Path(trial_dir).resolve()), until_epoch=targets[0],
+                      env={"SEER_RECORD_SAMPLES": str(record), **trial_env(trial_dir, targets[0])})
+        for index, target in enumerate(targets):
+            if index:
+                job.order("continue", until_epoch=target)
+            parked = job.wait_parked()
+            assert parked["epoch"] == target, parked
+            item = Launch(world_size, target, record, continued=index > 0)
+            item.checkpoint = load_checkpoint(trial_dir)
+            item.metrics = read_metrics(trial_dir)
+            launches.append(item)
+        job.stop()
+    finally:
+        if job.proc.poll() is None:
+            job.kill()
+    return launches
 
 
 def load_checkpoint(trial_dir: Path) -> dict:

@@ -8,7 +8,11 @@ idempotent; ``read_metrics`` returns the epochs that were trained, and the trial
 continues from its checkpoint; a stop ends a running job with its checkpoint kept, within the
 declared ``max_stop_s``; ``stop_all`` and ``kill_leftover`` end what runs; the slots of ended
 jobs are free again; and the declared abilities are honest: a declared one works, and an
-undeclared one is never used by the executor.
+undeclared one is never used by the executor. A backend that keeps jobs alive
+(``keeps_jobs_alive``): a job parks at its target, continues there at the same ``W`` from where
+it parked (its wait billed with the next segment), refuses another ``W``, may take another
+trial's job on a warm ``W = 1`` worker, and ends with ``release`` (its last wait a result of its
+own), with ``stop_all`` and with ``kill_leftover``; every slot-second it held is billed once.
 
 Adding a backend (the Ray one) is one entry in :data:`HARNESSES`: a :class:`Harness` subclass
 that builds the backend and moves its clock.
@@ -115,6 +119,7 @@ class SimulatedHarness(Harness):
     name = "simulated"
     epoch_s = 10.0
     faults = None
+    keep_alive: dict[str, Any] = {}  # the backend's keep-alive arguments
 
     def make_backend(self) -> Backend:
         self.clock = SimulatedClock()
@@ -126,6 +131,7 @@ class SimulatedHarness(Harness):
             startup_s=5.0,
             curve=_curve,
             faults=self.faults,
+            **self.keep_alive,
         )
 
     def advance(self, seconds: float) -> None:
@@ -141,6 +147,14 @@ class SimulatedHangsHarness(SimulatedHarness):
     @staticmethod
     def faults(trial_id: str, attempt: int) -> None:
         return None
+
+
+class SimulatedKeepAliveHarness(SimulatedHarness):
+    """The simulated backend with kept-alive jobs and warm workers: it declares
+    ``keeps_jobs_alive``."""
+
+    name = "simulated-keep-alive"
+    keep_alive = {"keep_alive": True, "continue_s": 0.5, "warm_start_s": 2.0}
 
 
 class LocalHarness(Harness):
@@ -172,6 +186,7 @@ class LocalScriptHarness(LocalHarness):
 HARNESSES = [
     pytest.param(SimulatedHarness, id="simulated"),
     pytest.param(SimulatedHangsHarness, id="simulated-hangs"),
+    pytest.param(SimulatedKeepAliveHarness, id="simulated-keep-alive"),
     pytest.param(LocalHarness, id="local", marks=pytest.mark.integration),
 ]
 #: The first test also runs the local backend on a user's script (one job, then its next one
@@ -229,8 +244,12 @@ def test_a_job_trains_to_its_epoch_and_the_next_one_continues_from_its_checkpoin
 
 def test_stops_end_running_jobs_and_keep_their_checkpoints(harness):
     backend = harness.backend
-    first = harness.run_to_end(backend.launch(harness.spec("t000", 1, 1)))  # a checkpoint at epoch 1
+    first_handle = backend.launch(harness.spec("t000", 1, 1))
+    first = harness.run_to_end(first_handle)  # a checkpoint at epoch 1
     assert (first.returncode, first.stopped) == (0, False)
+    assert first.parked == backend.keeps_jobs_alive
+    if first.parked:
+        backend.release(first_handle)  # its slot, for the three jobs below
     harness.slow()
     specs = [harness.spec(f"t00{i}", 1, 9) for i in range(3)]
     handles = [backend.launch(s) for s in specs]
@@ -269,12 +288,20 @@ def test_the_slots_of_ended_jobs_are_free_again(harness):
 def test_declared_abilities_work_and_undeclared_ones_are_not_used(harness, tmp_path):
     backend = harness.backend
     calls: list[str] = []
-    for name in ("next_event_s", "seconds_since_progress", "stop_many", "read_metrics"):
+    spied = ("next_event_s", "seconds_since_progress", "stop_many", "read_metrics", "continue_job", "release",
+             "release_many", "stop_all")
+    inside: list[str] = []  # the spied method running now: a backend's own calls are not the executor's
+    for name in spied:
         method = getattr(backend, name)
 
         def spy(*args, _name=name, _method=method):
-            calls.append(_name)
-            return _method(*args)
+            if not inside:
+                calls.append(_name)
+            inside.append(_name)
+            try:
+                return _method(*args)
+            finally:
+                inside.pop()
 
         setattr(backend, name, spy)
 
@@ -321,3 +348,95 @@ def test_declared_abilities_work_and_undeclared_ones_are_not_used(harness, tmp_p
     assert ("next_event_s" in calls) == backend.discrete_events
     assert ("seconds_since_progress" in calls) == backend.detects_hangs
     assert "stop_many" in calls  # the wrap-up stops what runs (nothing here) at once
+    kept_alive = {"continue_job", "release", "release_many"} & set(calls)
+    if not backend.keeps_jobs_alive:
+        assert not kept_alive
+    else:  # the job parked at epoch 1; the executor releases it at the run's end: nothing is left
+        assert kept_alive & {"release", "release_many"}
+        assert backend.kill_leftover(tmp_path / "run" / "trials" / res["trials"][0]["trial_id"]) is None
+
+
+# -- kept-alive jobs (backends that declare keeps_jobs_alive) ------------------------------------
+
+
+def _keeps_jobs_alive(harness: Harness) -> Backend:
+    if not harness.backend.keeps_jobs_alive:
+        pytest.skip(f"{harness.name} keeps no jobs alive")
+    return harness.backend
+
+
+def test_a_kept_alive_job_parks_continues_at_its_w_and_is_released_billed_once(harness):
+    backend = _keeps_jobs_alive(harness)
+    spec1 = harness.spec("t000", 1, 1)
+    h1 = backend.launch(spec1)
+    parked1 = harness.run_to_end(h1)
+    assert (parked1.returncode, parked1.stopped, parked1.parked) == (0, False, True), _why(parked1)
+    assert parked1.start_s == h1.start_s and parked1.end_s > parked1.start_s
+    assert backend.poll(h1) == parked1 and backend.stop(h1) == parked1  # idempotent; still parked
+    assert _epochs(backend.read_metrics(spec1)) == [1]
+    harness.advance(0.5 * harness.epoch_s)  # the decision takes a while: the job waits
+
+    # The same trial's next rung at the same W: no start; its wait is billed with the segment.
+    spec2 = harness.spec("t000", 1, 2)
+    h2 = backend.continue_job(h1, spec2)
+    assert h2 is not None and h2.spec == spec2 and h2.start_s == parked1.end_s
+    parked2 = harness.run_to_end(h2)
+    assert (parked2.returncode, parked2.parked, parked2.spec) == (0, True, spec2), _why(parked2)
+    assert parked2.start_s == parked1.end_s
+    rows = backend.read_metrics(spec2)
+    assert _epochs(rows) == [1, 2] and rows[1]["world_size"] == 1  # epoch 1 not trained again
+
+    # Another W is a relaunch: refused, and the job stays parked until it is released.
+    assert backend.continue_job(h2, harness.spec("t000", 2, 3)) is None
+    harness.advance(0.2 * harness.epoch_s)
+    released = backend.release(h2)
+    assert (released.stopped, released.parked, released.spec) == (True, True, spec2)
+    assert released.start_s == parked2.end_s and released.end_s >= released.start_s
+    assert backend.kill_leftover(spec2.trial_dir) is None  # nothing left of it
+    # Every slot-second the job held, from its launch to its release, billed exactly once.
+    billed = parked1.slot_seconds + parked2.slot_seconds + released.slot_seconds
+    assert billed == pytest.approx(released.end_s - parked1.start_s)
+    assert _epochs(backend.read_metrics(harness.spec("t000", 1, 2))) == [1, 2]
+
+
+def test_a_parked_w1_job_may_take_another_trial_as_a_warm_worker(harness):
+    backend = _keeps_jobs_alive(harness)
+    spec_a = harness.spec("t000", 1, 1)
+    h_a = backend.launch(spec_a)
+    parked_a = harness.run_to_end(h_a)
+    assert parked_a.parked, _why(parked_a)
+    spec_b = harness.spec("t001", 1, 1)
+    h_b = backend.continue_job(h_a, spec_b)
+    if h_b is None:  # a backend without warm workers: release, then launch afresh
+        assert backend.release(h_a).parked
+        return
+    assert h_b.spec == spec_b and h_b.start_s == parked_a.end_s
+    parked_b = harness.run_to_end(h_b)
+    assert (parked_b.returncode, parked_b.parked, parked_b.spec) == (0, True, spec_b), _why(parked_b)
+    assert _epochs(backend.read_metrics(spec_b)) == [1]  # the new trial's own first epoch
+    assert _epochs(backend.read_metrics(spec_a)) == [1]  # the old one's left as it was
+    released = backend.release(h_b)
+    assert released.spec == spec_b and released.start_s == parked_b.end_s
+    billed = parked_a.slot_seconds + parked_b.slot_seconds + released.slot_seconds
+    assert billed == pytest.approx(released.end_s - parked_a.start_s)
+
+
+def test_stop_all_and_kill_leftover_end_parked_jobs(harness):
+    backend = _keeps_jobs_alive(harness)
+    specs = [harness.spec(f"t00{i}", 1, 1) for i in range(3)]
+    handles = [backend.launch(s) for s in specs]
+    results = [harness.run_to_end(h) for h in handles]
+    assert all(r.parked for r in results), [_why(r) for r in results]
+
+    # kill_leftover: a parked job a dead tuner left is found and ended, its wait reported.
+    harness.advance(0.3 * harness.epoch_s)
+    info = backend.kill_leftover(specs[0].trial_dir)
+    assert info is not None and info["alive"] is True and info["world_size"] == 1
+    assert info["end_unix_s"] >= info["launch_unix_s"]
+    assert backend.kill_leftover(specs[0].trial_dir) is None
+
+    # stop_all: the other parked jobs end too; every slot is free again.
+    backend.stop_all()
+    assert all(backend.kill_leftover(s.trial_dir) is None for s in specs)
+    res = backend.stop_many([backend.launch(harness.spec("t009", NUM_SLOTS, 1))])[0]
+    assert res.stopped and res.spec.world_size == NUM_SLOTS

@@ -12,7 +12,14 @@ One uninterrupted W = 1 run over the 3-epoch schedule is the reference; the worl
 sequences 1 -> 2 -> 1, a crash (SIGKILL mid-epoch at W = 2, resumed at W = 3) and two "nodes"
 on this machine (torchrun ``--nnodes 2`` with a c10d rendezvous, 1 and 2 processes each) must
 reproduce it; the worker also runs 2 -> 3 -> 4, 4 -> 1 and a BatchNorm model (``digits_cnn``)
-2 -> 1 -> 2 for checkpoints and running statistics. The models have no dropout, so that their
+2 -> 1 -> 2 for checkpoints and running statistics. Kept-alive jobs (docs/design.md, "Launch
+cost"; the test drives the job's ``control.json`` as the tuner's backend does) must reproduce it
+too: one W = 1 process parked at epochs 1 and 2 and told to continue each time (bit for bit,
+both subjects); the worker also at W = 2 (parked at 2, continued to 3), and as a warm worker: one
+W = 1 process trains another trial (another seed, learning rate, momentum, width and dropout)
+to epoch 1 and is then switched to a fresh trial of the reference's configuration, which must
+come out bit for bit the reference (nothing of the first trial leaks into the second: RNG,
+model, optimizer, data, global torch settings). The models have no dropout, so that their
 parameters can be compared. A few assertions are the worker's own reporting rather than the
 contract, and a script need not match them: the split sizes, the learning rate and test
 metrics in each metrics line, its scheduler's state, and its per-step TensorBoard curves.
@@ -45,6 +52,7 @@ from contract_harness import (
     global_order,
     kill_group,
     launch,
+    launch_kept,
     load_checkpoint,
     read_metrics,
     read_records,
@@ -90,8 +98,18 @@ class Sequence:
 #: are the worker's (its model has BatchNorm; the rest is the same API code).
 RESIZED = {"worker": ["1-2-1", "2-3-4", "4-1", "crash-2-kill-3", "nodes-1-2x1-2x2"],
            "tabular_mlp": ["1-2-1", "crash-2-kill-3"]}
-ALL_TRAINED = {"worker": ["reference", "restart-1-1", *RESIZED["worker"], "bn-2-1-2"],
-               "tabular_mlp": ["reference", "restart-1-1", *RESIZED["tabular_mlp"]]}
+#: Kept-alive jobs: one process parked at each target and told to continue ("kept-1-1-1" at
+#: W = 1, "kept-2-2" at W = 2); "warm": one W = 1 process trains another trial to epoch 1, then
+#: is switched to this one and trains it 1, 2, 3 as a kept-alive job. The W = 1 ones must be bit
+#: for bit the reference (KEPT_BITWISE).
+KEPT = {"worker": ["kept-1-1-1", "kept-2-2", "warm"], "tabular_mlp": ["kept-1-1-1"]}
+KEPT_BITWISE = {"worker": ["kept-1-1-1", "warm"], "tabular_mlp": ["kept-1-1-1"]}
+#: The other trial the warm worker trains first: everything that could leak differs.
+WARM_FIRST = {"lr": 0.2, "weight_decay": 0.0, "momentum": 0.5, "width": 16, "dropout": 0.25}
+WARM_FIRST_SEED = 1
+ALL_TRAINED = {"worker": ["reference", "restart-1-1", *RESIZED["worker"], "bn-2-1-2", *KEPT["worker"]],
+               "tabular_mlp": ["reference", "restart-1-1", *RESIZED["tabular_mlp"], *KEPT["tabular_mlp"]]}
+RESIZED_OR_KEPT = {name: [*RESIZED[name], *KEPT[name]] for name in RESIZED}
 
 
 def cases(table: dict[str, list[str]], *extra: str) -> list:
@@ -145,6 +163,21 @@ def _run_crash(root: Path, base: Sequence) -> Sequence:
     return Sequence("crash", trial, subject, [*base.launches, resumed], killed=killed)
 
 
+def _run_kept(root: Path, name: str, subject: Subject, world_size: int, targets: list[int], *,
+              warm: bool = False) -> Sequence:
+    """A kept-alive job over ``targets`` (contract_harness.launch_kept) on a fresh trial; with
+    ``warm``, the job first trains another trial (WARM_FIRST, seed WARM_FIRST_SEED) to epoch 1."""
+    trial = root / name
+    write_config(trial, subject)
+    first = None
+    if warm:
+        first = root / f"{name}-first"
+        write_config(first, subject, configuration=WARM_FIRST, seed=WARM_FIRST_SEED)
+    launches = launch_kept(trial, world_size, targets, root / f"{name}.rec0", root / f"{name}.log",
+                           subject=subject, warm_from=first)
+    return Sequence(name, trial, subject, launches)
+
+
 def _run_all(root: Path, subject: Subject) -> dict[str, Sequence]:
     seqs: dict[str, Sequence] = {}
     seqs["reference"] = _run(root, "reference", subject, [(1, 3, 1)])
@@ -163,6 +196,11 @@ def _run_all(root: Path, subject: Subject) -> dict[str, Sequence]:
     if "bn-2-1-2" in ALL_TRAINED[subject.name]:
         # BatchNorm model: checkpoints across W in both directions.
         seqs["bn-2-1-2"] = _run(root, "bn_212", WORKER_BN, [(2, 1, 1), (1, 2, 1), (2, 3, 1)])
+    seqs["kept-1-1-1"] = _run_kept(root, "kept111", subject, 1, [1, 2, 3])
+    if "kept-2-2" in KEPT[subject.name]:
+        seqs["kept-2-2"] = _run_kept(root, "kept22", subject, 2, [2, 3])
+    if "warm" in KEPT[subject.name]:
+        seqs["warm"] = _run_kept(root, "warm", subject, 1, [1, 2, 3], warm=True)
     return seqs
 
 
@@ -289,7 +327,8 @@ def _expected_lr(subject: Subject, step: int) -> float:
     return subject.configuration["lr"] * cosine_lr_factor(step - 1, MAX_EPOCHS * subject.steps_per_epoch)
 
 
-@pytest.mark.parametrize("subject, name", cases({**RESIZED, "worker": [*RESIZED["worker"], "bn-2-1-2"]}))
+@pytest.mark.parametrize("subject, name", cases({**RESIZED_OR_KEPT,
+                                                 "worker": [*RESIZED_OR_KEPT["worker"], "bn-2-1-2"]}))
 def test_learning_rate_at_every_step_equals_the_uninterrupted_run(runs, subject, name):
     """The learning rate each step used (recorded on every rank), resized or not, is the
     uninterrupted run's and the schedule's."""
@@ -347,7 +386,7 @@ def _optimizer_tensors(checkpoint: dict) -> dict[str, torch.Tensor]:
             for key, value in state.items() if isinstance(value, torch.Tensor)}
 
 
-@pytest.mark.parametrize("subject, name", cases(RESIZED))
+@pytest.mark.parametrize("subject, name", cases(RESIZED_OR_KEPT))
 def test_parameters_match_the_uninterrupted_w1_run(runs, subject, name):
     reference = runs(subject)["reference"].launches[-1].checkpoint
     final = runs(subject)[name].launches[-1].checkpoint
@@ -393,34 +432,62 @@ def test_checkpoints_are_w_independent_and_load_strictly(runs, subject, name):
         )
 
 
-@BOTH
-def test_restart_at_the_same_w_is_bitwise_the_uninterrupted_run(runs, subject):
-    """Everything carries over a restart -- weights, optimizer state, schedule, torch RNG state,
-    counters: W = 1 for epoch 1, restart, W = 1 for epochs 2-3 is bit for bit the one-launch run."""
-    a = runs(subject)["restart-1-1"].launches[-1].checkpoint
-    b = runs(subject)["reference"].launches[-1].checkpoint
+#: Metrics-line keys that are times (they differ between any two runs) or the trial's name.
+UNTIMED_KEYS_EXCLUDED = {"epoch_time_s", "throughput_samples_per_s", "train_start_unix_s", "time_unix_s",
+                         "trial_id"}
 
-    def same(x, y, where):
-        if isinstance(x, torch.Tensor):
-            assert torch.equal(x, y), where
-        elif isinstance(x, dict):
-            assert x.keys() == y.keys(), where
-            for key in x:
-                # Python's random is not used in training and not seeded: a fresh launch starts
-                # it from the OS, so only a resumed one has a reproducible state.
-                if key != "trial_id" and f"{where}.{key}" != "checkpoint.rng.python":
-                    same(x[key], y[key], f"{where}.{key}")
-        elif isinstance(x, (list, tuple)):
-            assert len(x) == len(y), where
-            for i, (u, v) in enumerate(zip(x, y)):
-                same(u, v, f"{where}[{i}]")
-        else:
-            assert x == y, where
 
-    same(a, b, "checkpoint")
-    assert [line["train_loss"] for line in runs(subject)["restart-1-1"].launches[-1].metrics] == [
-        line["train_loss"] for line in runs(subject)["reference"].launches[-1].metrics
-    ]
+def _assert_same(x, y, where: str) -> None:
+    """``x`` and ``y`` equal bit for bit (tensors with ``torch.equal``), recursively; the trial's
+    name and Python's ``random`` state excepted (not used in training and not seeded: a fresh
+    launch starts it from the OS, so only a resumed one has a reproducible state)."""
+    if isinstance(x, torch.Tensor):
+        assert torch.equal(x, y), where
+    elif isinstance(x, dict):
+        assert x.keys() == y.keys(), where
+        for key in x:
+            if key != "trial_id" and f"{where}.{key}" != "checkpoint.rng.python":
+                _assert_same(x[key], y[key], f"{where}.{key}")
+    elif isinstance(x, (list, tuple)):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y)):
+            _assert_same(u, v, f"{where}[{i}]")
+    else:
+        assert x == y, where
+
+
+@pytest.mark.parametrize("subject, name", cases({s: ["restart-1-1", *KEPT_BITWISE[s]] for s in SUBJECTS}))
+def test_same_w_relaunched_or_kept_alive_is_bitwise_the_uninterrupted_run(runs, subject, name):
+    """Everything carries over a restart and a kept-alive job's continuations -- weights,
+    optimizer state, schedule, torch RNG state, counters: W = 1 for epoch 1, restart, W = 1 for
+    epochs 2-3 (or one process parked at 1 and 2 and told to go on; or a warm worker that
+    trained another trial first) is bit for bit the one-launch run, and so is every metric
+    each epoch reported (times excepted)."""
+    seq, reference = runs(subject)[name], runs(subject)["reference"]
+    _assert_same(seq.launches[-1].checkpoint, reference.launches[-1].checkpoint, "checkpoint")
+    lines, reference_lines = seq.launches[-1].metrics, reference.launches[-1].metrics
+    assert [line["epoch"] for line in lines] == [line["epoch"] for line in reference_lines] == [1, 2, 3]
+    for line, expected in zip(lines, reference_lines):
+        for key in expected.keys() - UNTIMED_KEYS_EXCLUDED:
+            assert line[key] == expected[key], f"epoch {line['epoch']} {key}"
+
+
+def test_a_warm_worker_leaks_no_state_into_its_next_trial(runs):
+    """The warm sequence's process really trained another trial first (its own folder, seed and
+    hyperparameters, epoch 1 saved), then the reference's configuration fresh: its first
+    checkpoint already equals a fresh W = 1 launch's to epoch 1 bit for bit (the base sequence:
+    the RNG state the trial API saved included), its records hold this trial's steps only."""
+    seq, base = runs("worker")["warm"], runs("worker")["restart-1-1"]
+    first = seq.trial_dir.parent / "warm-first"
+    first_state = load_checkpoint(first)
+    assert first_state["epoch"] == 1 and first_state["configuration"] == WARM_FIRST
+    assert [line["epoch"] for line in read_metrics(first)] == [1]
+    # the first trial's model is another size: nothing of it could have been loaded into this one
+    shape = first_state["model"]["hidden.weight"].shape
+    assert shape != seq.launches[0].checkpoint["model"]["hidden.weight"].shape
+    _assert_same(seq.launches[0].checkpoint, base.launches[0].checkpoint, "checkpoint")
+    assert {line["step"] for line in read_records(seq.launches[0].record)} == set(
+        range(1, 3 * WORKER.steps_per_epoch + 1))
 
 
 def test_batchnorm_statistics_carry_over_between_w1_and_w2(runs):
@@ -475,8 +542,9 @@ def test_tensorboard_steps_increase_and_one_run_directory(runs, subject, name):
     tb_dir = seq.trial_dir / "tensorboard"
     files = tensorboard_files(tb_dir)
     assert {path.parent for path in files} == {tb_dir}, "a trial has one TensorBoard run directory"
-    # only global rank 0 writes: one event file per launch that trained
-    launches = len(seq.launches) + (1 if seq.killed else 0)
+    # only global rank 0 writes: one event file per launch that trained (a kept-alive job's
+    # continuations write on in the file of the launch they continue)
+    launches = sum(not item.continued for item in seq.launches) + (1 if seq.killed else 0)
     assert len(files) == launches
     scalars = tensorboard_scalars(tb_dir)
     epochs = seq.launches[-1].until_epoch

@@ -69,9 +69,10 @@ def test_seer_profile_two_slots_then_plan(tmp_path: Path):
     ):
         assert key in raw
     assert "W" in proc.stdout and "samples/s" in proc.stdout and "efficiency" in proc.stdout
+    assert proc.stderr.count(" probe: ") == 1  # one probe job (W=2) measured W=1 and W=2
     assert not list(tmp_path.glob(".profile.json.*"))  # the atomic write left no temporary file
-    # The search space mixes widths 8 and 16: the probes measure width 16 (the last choice), and
-    # one more W=1 probe the cheapest draw (width 8), at the FLOPs counted for each.
+    # The search space mixes widths 8 and 16: the probe job measures width 16 (the last choice),
+    # and at W=1 the cheapest draw (width 8) too, at the FLOPs counted for each.
     from seer_torch.config import load_experiment
     from seer_torch.scaling.profiler import configuration_flops
 

@@ -136,7 +136,8 @@ def test_resume_while_the_tuner_runs_is_refused_and_the_tuner_finishes_unharmed(
     assert res["best"] is not None and res["stop_reason"] in (None, "")
     assert [t["failures"] for t in res["trials"]] == [0] * len(res["trials"])
     assert all(t["status"] != "failed" for t in res["trials"])
-    assert sum(len(t["world_sizes"]) for t in res["trials"]) == len(res["trials"])  # one launch each
+    # Every job the policy asked for started once (cold, kept alive or on a warm worker): none again.
+    assert sum(len(t["world_sizes"]) for t in res["trials"]) == sum(res["slot_seconds"]["jobs"].values())
     time.sleep(0.5)
     assert not descendant_pids(os.getpid())
 

@@ -93,32 +93,33 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
         assert (run_dir / name).exists(), name
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished"
-    # The probe's step time is the median of its timed windows (a load burst moves one window).
+    # One probe job, at W=2: its step time is the median of its timed windows (a load burst moves
+    # one window), and it timed W=1 on both ranks in two rounds; the profile's epoch is their mean.
     import statistics
 
     from seer_torch.scaling.profiler import PROFILE_STEPS
     from seer_torch.worker import PROFILE_WINDOWS
 
-    probe = json.loads((run_dir / "profile" / "w1" / "profile.json").read_text())
+    probe = json.loads((run_dir / "profile" / "w2" / "profile.json").read_text())
     windows = probe["step_time_windows_s"]
     assert len(windows) == PROFILE_WINDOWS and probe["measured_steps"] == PROFILE_STEPS
     assert probe["step_time_s"] == pytest.approx(statistics.median(windows))
     assert probe["throughput_samples_per_s"] == pytest.approx(
         probe["global_batch"] / statistics.median(windows)
     )
-    assert probe["measured_train_s"] == pytest.approx(sum(windows) * PROFILE_STEPS / PROFILE_WINDOWS)
-    # The W=1 probe ran again last; the profile's epoch is the mean of the two.
+    (w1,) = probe["w1"]  # one width: no cheapest configuration to time
+    rounds = w1["step_time_windows_s"]  # each round: both ranks' windows
+    assert w1["ranks"] == 2 and [len(ws) for ws in rounds] == [PROFILE_WINDOWS // 2 * 2] * 2
+    assert w1["step_time_s"] == pytest.approx(statistics.fmean(statistics.median(ws) for ws in rounds))
     records = json.loads((run_dir / "profile" / "probes.json").read_text())
-    assert records[-1]["probe"] == "probe (repeat)" and records[-1]["world_size"] == 1
-    again = json.loads((run_dir / "profile" / "repeat" / "probe" / "profile.json").read_text())
+    measured = [(r["probe"], r["world_size"], r["job"]) for r in records]
+    assert measured == [("probe", 1, "w2"), ("probe", 2, "w2")]
     prof = json.loads((run_dir / "profile.json").read_text())
-    epochs = [
-        p["num_train_samples"] / p["throughput_samples_per_s"] + p["eval_time_s"] for p in (probe, again)
-    ]
-    assert prof["epoch_time_s"] == pytest.approx(statistics.fmean(epochs))
-    assert [
-        r["epoch_time_s"] for r in records if r["probe"].startswith("probe") and r["world_size"] == 1
-    ] == pytest.approx(epochs)
+    epoch = w1["num_train_samples"] / w1["throughput_samples_per_s"] + w1["eval_time_s"]
+    assert prof["epoch_time_s"] == pytest.approx(epoch) == records[0]["epoch_time_s"]
+    speedup = probe["throughput_samples_per_s"] / w1["throughput_samples_per_s"]
+    assert prof["speedup"][1] == pytest.approx(speedup)
+    assert 0 < prof["startup_s"] == pytest.approx(records[0]["job_s"] - probe["probe_work_s"])
     assert (run_dir / "tensorboard" / "experiment").is_dir()
     assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).
@@ -135,17 +136,35 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     assert not [p for p in descendant_pids(os.getpid())]
 
 
+def _default_without_keep_alive(folder: Path) -> Path:
+    """The embedded default experiment with ``[resources] keep_alive = false``."""
+    from seer_torch.config import default_experiment_path
+
+    text = default_experiment_path().read_text()
+    assert "\n[resources]\n" in text
+    path = folder / "relaunching.toml"
+    path.write_text(text.replace("\n[resources]\n", "\n[resources]\nkeep_alive = false\n"))
+    return path
+
+
 def test_seer_plan_launches_nothing(tmp_path: Path):
     proc = _seer("plan", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["plan"]["feasible"] is True
     assert out["plan"]["rounds"][-1]["rung_epoch"] == 81  # the default max_epochs
-    # one finalist (the default sets num_finalists = 1), widened to both slots: on two slots two
-    # finalists would fill them at W = 1, and the default must show SEER's widening (issue 13)
     last = out["plan"]["rounds"][-1]
     assert out["plan"]["num_finalists"] == 1 and last["num_trials"] == 1
-    assert last["world_size"] == 2 and last["waves"] == 1
+    # Jobs relaunched at every rung (keep_alive = false) cost a start-up each: the same deadline
+    # explores fewer configurations, and the deadline binds, so the lone finalist is widened to
+    # both slots (SEER's widening, issue 13). Kept alive, the cheaper rounds explore more.
+    folder = tmp_path.parent / f"{tmp_path.name}-cfg"
+    folder.mkdir()
+    relaunching_cfg = str(_default_without_keep_alive(folder))
+    relaunching = json.loads(_seer("plan", relaunching_cfg, "--json", cwd=tmp_path).stdout)
+    last_relaunching = relaunching["plan"]["rounds"][-1]
+    assert last_relaunching["world_size"] == 2 and last_relaunching["waves"] == 1
+    assert out["plan"]["num_configurations"] > relaunching["plan"]["num_configurations"]
     # The shipped profile is a slow day's (1.92 s an epoch, 11.6 s start-up) and the plan leaves
     # out the 4 batches of probes seer tune runs first: 14 configurations (a tune run measuring
     # 1.3-1.5 s and 8-9 s ran 26-32).
@@ -170,7 +189,12 @@ def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
             }
         )
     )
-    args = ("plan", "--profile", str(prof), "--time-budget", "15", "--slots", "2")
+    # Jobs relaunched at every rung (keep_alive = false): kept alive, a 0.5 s warm start makes
+    # exploring 4 configurations fit instead (EXPLORATION FIRST).
+    folder = tmp_path.parent / f"{tmp_path.name}-cfg"
+    folder.mkdir()
+    cfg = str(_default_without_keep_alive(folder))
+    args = ("plan", cfg, "--profile", str(prof), "--time-budget", "15", "--slots", "2")
     out = json.loads(_seer(*args, "--json", cwd=tmp_path).stdout)["plan"]
     assert out["feasible"] is False
     assert out["target_epochs"] == 10
@@ -179,7 +203,7 @@ def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
     assert text.returncode == 0, text.stderr
     assert "BEST EFFORT" in text.stdout and "too short" in text.stdout
     # Nothing fits at all: it says so and still exits 0.
-    none = _seer("plan", "--profile", str(prof), "--time-budget", "4", cwd=tmp_path)
+    none = _seer("plan", cfg, "--profile", str(prof), "--time-budget", "4", cwd=tmp_path)
     assert none.returncode == 0 and "NO PLAN" in none.stdout
 
 

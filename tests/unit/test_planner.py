@@ -56,19 +56,43 @@ def reference_billed(inputs, seconds):
     return max(minimum, seconds)
 
 
+def reference_overheads(inputs, k, w, prev_w, previous_n, first_overhead):
+    """(first wave, later waves) overhead of round ``k`` straight from the documented rules:
+    a first round starts cold, its later waves at W=1 on warm workers (where there are any);
+    another W resizes; the same W continues a kept-alive job when the round before ran in one
+    wave, else pays a warm worker (W=1) or a relaunch; jobs that exit at every rung relaunch."""
+    alive = inputs.continue_s is not None
+    warm = inputs.warm_start_s
+    if k == 0 and first_overhead is not None:
+        return first_overhead, first_overhead
+    if k == 0:
+        later = warm if (w == 1 and warm is not None) else inputs.startup_s
+        return inputs.startup_s, later
+    if w != prev_w:
+        return inputs.resize_s, inputs.resize_s
+    if not alive:
+        return inputs.relaunch_s, inputs.relaunch_s
+    if previous_n <= inputs.num_slots // w:
+        return inputs.continue_s, inputs.continue_s
+    other = warm if (w == 1 and warm is not None) else inputs.relaunch_s
+    return other, other
+
+
 def reference_cost(inputs, rungs, world_sizes, counts, start_epoch=0, first_overhead=None, prev_w=None):
     """(per-round (waves, duration, cost), total time, total cost) straight from the formulas."""
     rows = []
     previous_epoch = start_epoch
     for k, (rung, w, n) in enumerate(zip(rungs, world_sizes, counts)):
-        if k == 0:
-            overhead = inputs.startup_s if first_overhead is None else first_overhead
-        else:
-            overhead = inputs.relaunch_s if w == prev_w else inputs.resize_s
-        job = overhead + (rung - previous_epoch) * inputs.epoch_time_s / inputs.scaling.speedup_at(w)
-        waves = math.ceil(n / (inputs.num_slots // w))
-        usd = inputs.price_usd_per_slot_hour / 3600 * n * w * reference_billed(inputs, job)
-        rows.append((waves, waves * job, usd))
+        first, later = reference_overheads(inputs, k, w, prev_w, counts[k - 1] if k else 0, first_overhead)
+        train = (rung - previous_epoch) * inputs.epoch_time_s / inputs.scaling.speedup_at(w)
+        lanes = inputs.num_slots // w
+        waves = math.ceil(n / lanes)
+        in_first = min(n, lanes)
+        duration = (first + train) + (waves - 1) * (later + train)
+        billed = in_first * reference_billed(inputs, first + train) + (n - in_first) * reference_billed(
+            inputs, later + train)
+        usd = inputs.price_usd_per_slot_hour / 3600 * w * billed
+        rows.append((waves, duration, usd))
         previous_epoch, prev_w = rung, w
     return rows, sum(r[1] for r in rows), sum(r[2] for r in rows)
 
@@ -315,6 +339,36 @@ def test_plan_matches_brute_force_on_random_small_inputs():
             else:
                 assert p.rounds == ()
     assert checked_feasible > 20 and checked_best_effort > 5
+
+
+def _kept_alive(rng: random.Random, inputs: PlannerInputs) -> PlannerInputs:
+    """``inputs`` on a backend that keeps jobs alive: continuations cost about nothing, and
+    (mostly) warm workers start W=1 jobs for a fraction of a cold start."""
+    warm = rng.choice((None, rng.uniform(0, 2), rng.uniform(0, 2)))
+    return dataclasses.replace(inputs, continue_s=rng.uniform(0, 0.5), warm_start_s=warm)
+
+
+def test_kept_alive_plans_match_brute_force_on_random_small_inputs():
+    rng = random.Random(16)
+    checked = 0
+    for _ in range(120):
+        inputs = _kept_alive(rng, _random_inputs(rng, small=True))
+        p = plan(inputs)
+        check_plan_invariants(inputs, p)
+        inputs = resolve_finalists(inputs)
+        expected = brute_force(inputs, inputs.max_epochs, with_hedge=True)
+        if expected is not None:
+            assert p.feasible and p.num_configurations == expected[0]
+            assert p.predicted_cost_usd == pytest.approx(expected[2], rel=1e-9, abs=1e-9)
+            checked += 1
+    assert checked > 20
+
+
+def test_kept_alive_invariants_on_random_inputs():
+    rng = random.Random(17)
+    for _ in range(200):
+        inputs = _kept_alive(rng, _random_inputs(rng, small=False, min_configurations=rng.choice((1, None))))
+        check_plan_invariants(inputs, plan(inputs))
 
 
 def test_invariants_on_random_inputs():

@@ -67,6 +67,19 @@ def test_profile_from_probes_takes_the_mean_of_repeated_probes():
     assert profile_from_probes("x", probes[1:], source="t").epoch_time_s == pytest.approx(1257 / 640 + 0.1)
 
 
+def test_measurements_of_one_probe_job_count_its_start_up_once():
+    # One W=2 job with a probe plan measured W=1 (on its ranks) and W=2: 30 s long, 8 s of it the
+    # plan's work, so its start-up is 22 s; a plain W=4 job's is 10 s. The median is over jobs.
+    w1 = {**_probe(1, 640.0, 0.1, 0.2), "probe_work_s": 8.0}
+    w2 = {**_probe(2, 1152.0, 0.055, 0.1), "probe_work_s": 8.0}
+    w4 = _probe(4, 2000.0, 0.03, 0.1)  # 12 x 0.03 + 0.1 = 0.46 s working
+    probes = [(w1, 1000.0, 30.0), (w2, 1000.0, 30.0), (w4, 1040.0, 10.46)]
+    p = profile_from_probes("x", probes, source="test")
+    assert p.startup_s == pytest.approx((22.0 + 10.0) / 2)  # not the median of 22, 22 and 10
+    assert p.speedup == pytest.approx((1.0, 1152.0 / 640.0, 2000.0 / 640.0))
+    assert profile_from_probes("x", probes[:2], source="test").startup_s == pytest.approx(22.0)
+
+
 def test_parse_profile_errors_name_the_field():
     good = {"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.0, "startup_s": 5.0}
     assert parse_profile(good).resize_s == 5.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from seer_torch.backends.base import JobResult, JobSpec
 from seer_torch.cli import main
 from seer_torch.config import load_experiment, parse_experiment
 from seer_torch.errors import WorkerError
+from seer_torch.runfiles import PROBE_PLAN_FILE
 from seer_torch.scaling import profiler
 from seer_torch.scaling.profile import load_profile
 
@@ -82,8 +84,24 @@ class FakeBackend:
                 "warmup_steps": 3,
                 "device": "cpu",
             }
+            work_s = spec.profile_steps * step_s + 0.5
+            plan = d / PROBE_PLAN_FILE
+            if plan.exists():  # the probe plan: each configuration at W=1 (the i-th 1 + i/2 times as fast)
+                probe["w1"] = []
+                for i, conf in enumerate(json.loads(plan.read_text())["w1_configurations"]):
+                    s1 = 64 / (100.0 * (1 + i / 2))
+                    probe["w1"].append({
+                        "configuration": conf, "throughput_samples_per_s": 64 / s1, "step_time_s": s1,
+                        "round_step_times_s": [s1, s1], "step_time_windows_s": [[s1] * 3, [s1] * 3],
+                        "eval_time_s": 0.5, "measured_steps": spec.profile_steps, "num_train_samples": 1000,
+                    })
+                    work_s += spec.profile_steps * s1 + 0.5
+                if w == 1:
+                    probe.update({k: probe["w1"][0][k] for k in ("throughput_samples_per_s", "step_time_s")})
+                    work_s -= spec.profile_steps * step_s + 0.5
+                probe["probe_work_s"] = work_s
             Path(spec.profile_out).write_text(json.dumps(probe))
-            duration = STARTUP_S + spec.profile_steps * step_s + 0.5
+            duration = STARTUP_S + work_s
         else:
             resumed = (d / "checkpoint.pt").exists()
             duration = (RESIZE_S if resumed else STARTUP_S) + EPOCH_S
@@ -209,6 +227,38 @@ def test_measure_relaunches_fresh_start_then_resize(tmp_path):
     assert not (d / "error.json").exists()
 
 
+class KeepAliveBackend(FakeBackend):
+    """A job that trains (not a probe) parks at its target, alive, until released: ``poll``
+    says ``parked``, ``release`` ends it 0.5 s later and returns that wait as a result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[JobSpec] = []
+
+    def poll(self, handle: FakeHandle) -> JobResult | None:
+        res = super().poll(handle)
+        if res is not None and handle.spec.profile_steps is None:
+            res = dataclasses.replace(res, parked=True)
+        return res
+
+    def release(self, handle: FakeHandle) -> JobResult:
+        self.released.append(handle.spec)
+        end = handle.result.end_s
+        self.clock.t = end + 0.5
+        launch_unix_s = handle.result.launch_unix_s
+        return JobResult(handle.spec, 0, end, end + 0.5, launch_unix_s, stopped=True, parked=True)
+
+
+def test_a_parked_relaunch_is_released_and_its_wait_billed(tmp_path):
+    backend = KeepAliveBackend()
+    billed = []
+    launches = profiler.measure_relaunches(backend, backend.clock, tmp_path / "r", CONFIG, [1, 2],
+                                           on_job_end=billed.append)
+    assert [(s.world_size, s.until_epoch) for s in backend.released] == [(1, 1), (2, 2)]
+    assert [round(r.duration_s, 3) for r in billed] == [STARTUP_S + EPOCH_S, 0.5, RESIZE_S + EPOCH_S, 0.5]
+    assert [x["overhead_s"] for x in launches] == pytest.approx([STARTUP_S, RESIZE_S])  # up to the park
+
+
 def test_measure_relaunches_failures_name_the_launch_and_the_worker_error(tmp_path):
     backend = FakeBackend(fail_at=2)
     with pytest.raises(WorkerError, match=r"resize 1->2 at W=2 \(epoch 2\) failed: RuntimeError: boom"):
@@ -228,8 +278,8 @@ def test_run_probes_keeps_its_messages(tmp_path):
     assert [p["world_size"] for p, _, _ in ok] == [1, 2]
 
 
-def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
-    exp = load_experiment(None)  # the default: widths 64 and 96, so the cheapest width is probed too
+def test_run_profile_probes_measures_everything_in_one_job(tmp_path):
+    exp = load_experiment(None)  # the default: widths 64 and 96, so the cheapest width is measured too
     conf = profiler.probe_configuration(exp)
     backend = FakeBackend(num_slots=2)
     billed = []
@@ -244,40 +294,32 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
         on_job_end=billed.append,
         profile_steps=5,
     )
-    order = [(s.trial_id, s.world_size) for s in backend.launched]
-    assert order == [
-        ("profile-w1", 1),
-        ("profile-w2", 2),
-        ("profile-w1", 1),
-        ("profile-repeat-probe", 1),
-        ("profile-repeat-cheapest", 1),
-    ]
-    assert len(billed) == 5
-    repeat_starts = [r.start_s for r in billed[3:]]
-    assert repeat_starts[0] == repeat_starts[1]  # side by side: both launched before either ended
-    batches: dict[float, list[int]] = {}
-    for r in billed:
-        batches.setdefault(r.start_s, []).append(r.spec.world_size)
-    assert list(batches.values()) == profiler.probe_schedule([1, 2], True, 2) == [[1], [2], [1], [1, 1]]
-    assert [int(p["world_size"]) for p, _, _ in got.probes] == [1, 2, 1]
+    # One job, at W=2, whose probe plan lists the probe configuration and the cheapest one.
+    assert [(s.trial_id, s.world_size) for s in backend.launched] == [("profile-w2", 2)] and len(billed) == 1
+    plan = json.loads((tmp_path / "w2" / PROBE_PLAN_FILE).read_text())["w1_configurations"]
+    assert [c["width"] for c in plan] == [96, 64] and plan[0] == conf
     assert got.cheapest is not None and got.cheapest["width"] == 64 and conf["width"] == 96
-    assert len(got.cost_probes) == 2 and got.cost_probes[0][1] == got.cost_probes[1][1] < got.probe_flops
+    # W=1 (from the plan's first measurement) and W=2, both carrying the one job's launch.
+    assert [int(p["world_size"]) for p, _, _ in got.probes] == [1, 2]
+    assert got.probes[0][0]["throughput_samples_per_s"] == pytest.approx(100.0)
+    assert got.probes[1][0]["throughput_samples_per_s"] == pytest.approx(100.0 * 2**0.8)
+    assert {(launch, d) for _, launch, d in got.probes} == {(billed[0].launch_unix_s, billed[0].duration_s)}
+    assert len(got.cost_probes) == 1 and got.cost_probes[0][1] < got.probe_flops
+    assert got.cost_probes[0][0]["throughput_samples_per_s"] == pytest.approx(150.0)
     written = json.loads((tmp_path / "probes.json").read_text())
-    assert [r["probe"] for r in written] == [
-        "probe",
-        "probe",
-        "cheapest",
-        "probe (repeat)",
-        "cheapest (repeat)",
-    ]
-    assert written[0]["startup_s"] == pytest.approx(STARTUP_S)  # job minus 5 steps minus validation
-    assert (
-        json.loads((tmp_path / "repeat" / "cheapest" / "config.json").read_text())["configuration"]["width"]
-        == 64
-    )
-    # One slot: the repeats run one after the other.
+    assert [(r["probe"], r["world_size"], r["job"]) for r in written] == [
+        ("probe", 1, "w2"), ("probe", 2, "w2"), ("cheapest", 1, "w2")]
+    # The job's start-up: its duration less the work its plan added (every timed step and pass).
+    assert [r["startup_s"] for r in written] == pytest.approx([STARTUP_S] * 3)
+    prof = profiler.profile_from_probes("x", got.probes, "t", probe_flops=got.probe_flops,
+                                        cost_probes=got.cost_probes)
+    assert prof.startup_s == pytest.approx(STARTUP_S)
+    assert prof.speedup == pytest.approx((1.0, 2**0.8))
+    assert prof.epoch_time_s == pytest.approx(1000 / 100 + 0.5)
+    assert [t for _, t in prof.epoch_time_by_flops] == pytest.approx([1000 / 150 + 0.5, 1000 / 100 + 0.5])
+    # One slot: one W=1 job times both configurations.
     one = FakeBackend(num_slots=1)
-    profiler.run_profile_probes(
+    got = profiler.run_profile_probes(
         one,
         one.clock,
         tmp_path / "one",
@@ -287,18 +329,43 @@ def test_run_profile_probes_repeats_the_w1_probes_last_side_by_side(tmp_path):
         lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
         profile_steps=5,
     )
-    assert [s.trial_id for s in one.launched] == [
-        "profile-w1",
-        "profile-w1",
-        "profile-repeat-probe",
-        "profile-repeat-cheapest",
-    ]
+    assert [(s.trial_id, s.world_size) for s in one.launched] == [("profile-w1", 1)]
+    assert [int(p["world_size"]) for p, _, _ in got.probes] == [1] and len(got.cost_probes) == 1
+    assert profiler.probe_startup_s(got.probes[0][0], got.probes[0][2]) == pytest.approx(STARTUP_S)
+    # More slots (`seer profile --slots 4`): a plain probe at each larger W, after the one job.
+    four = FakeBackend(num_slots=4)
+    got = profiler.run_profile_probes(
+        four, four.clock, tmp_path / "four", exp, conf, [1, 2, 4],
+        lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c}, profile_steps=5,
+    )
+    assert [(s.trial_id, s.world_size) for s in four.launched] == [("profile-w2", 2), ("profile-w4", 4)]
+    assert not (tmp_path / "four" / "w4" / PROBE_PLAN_FILE).exists()
+    assert [int(p["world_size"]) for p, _, _ in got.probes] == [1, 2, 4]
 
 
 def test_probe_schedule_is_what_seer_plan_counts():
-    assert profiler.probe_schedule([1, 2], False, 2) == [[1], [2], [1]]
-    assert profiler.probe_schedule([1], True, 1) == [[1], [1], [1], [1]]  # one slot: nothing side by side
-    assert profiler.probe_schedule([1, 2], True, 4) == [[1], [2], [1], [1, 1]]
+    assert profiler.probe_schedule([1, 2]) == [[2]]  # one job: W=1 is timed on its ranks
+    assert profiler.probe_schedule([1]) == [[1]]
+    assert profiler.probe_schedule([1, 2, 4]) == [[2], [4]]
+    assert profiler.probe_jobs([4, 1, 2]) == [2, 4]
+
+
+def test_a_probe_job_without_its_w1_measurements_is_a_worker_error(tmp_path):
+    backend = FakeBackend(num_slots=2)
+    real_launch = backend.launch
+
+    def launch(spec):  # a worker that ignores the probe plan
+        (spec.trial_dir / PROBE_PLAN_FILE).unlink()
+        return real_launch(spec)
+
+    backend.launch = launch
+    exp = load_experiment(None)
+    with pytest.raises(WorkerError, match=r"^profile probe at W=2 failed: it wrote no W=1 measurement "
+                                          r"of each of the 2 configurations of its probe_plan.json"):
+        profiler.run_profile_probes(
+            backend, backend.clock, tmp_path, exp, profiler.probe_configuration(exp), [1, 2],
+            lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c}, profile_steps=5,
+        )
 
 
 def test_seer_plan_leaves_out_the_profiling_seer_tune_does_first(capsys):
@@ -307,40 +374,11 @@ def test_seer_plan_leaves_out_the_profiling_seer_tune_does_first(capsys):
     assert main(["plan", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     startup_s = load_profile(shipped_profile_path(load_experiment(None))).startup_s
-    # The default on 2 slots: W=1, W=2, the cheapest width at W=1, then both W=1 probes again side by side.
-    assert out["profiling_s"] == pytest.approx(4 * (startup_s + PROFILE_EXTRA_S))
+    # The default on 2 slots: one probe job at W=2 (W=1 and the cheapest width timed on its ranks).
+    assert out["profiling_s"] == pytest.approx(startup_s + PROFILE_EXTRA_S)
     assert main(["plan", "--json", "--slots", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["profiling_s"] == pytest.approx(4 * (startup_s + PROFILE_EXTRA_S))  # W=1, cheapest, both again
-
-
-def test_run_profile_probes_failed_repeat_names_it(tmp_path):
-    backend = FakeBackend(num_slots=2)
-    exp = parse_experiment({"search_space": {"lr": {"distribution": "loguniform", "low": 0.01, "high": 1.0}}})
-    real_launch = backend.launch
-
-    def launch(spec):
-        if spec.trial_id == "profile-repeat-probe":
-            backend.fail_at = 1
-        return real_launch(spec)
-
-    backend.launch = launch
-    with pytest.raises(
-        WorkerError,
-        match=r"^repeated profile probe of the probe configuration at W=1 failed: "
-        r"RuntimeError: boom$",
-    ):
-        profiler.run_profile_probes(
-            backend,
-            backend.clock,
-            tmp_path,
-            exp,
-            profiler.probe_configuration(exp),
-            [1, 2],
-            lambda trial_id, c: {**CONFIG, "trial_id": trial_id, "configuration": c},
-            profile_steps=5,
-        )
-    assert [s.trial_id for s in backend.launched] == ["profile-w1", "profile-w2", "profile-repeat-probe"]
+    assert out["profiling_s"] == pytest.approx(startup_s + PROFILE_EXTRA_S)  # one job at W=1
 
 
 # ------------------------------------------------------------------ seer profile, on the fake backend
@@ -384,13 +422,8 @@ def test_seer_profile_writes_a_profile_plan_accepts(tmp_path, fake_local, capsys
     assert main(["profile", "--slots", "2", "--steps", "3", "--out", str(out), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["profile"]["world_sizes"] == [1, 2] and len(shown["launches"]) == 2
-    assert [(r["probe"], r["world_size"]) for r in shown["probes"]] == [
-        ("probe", 1),
-        ("probe", 2),
-        ("cheapest", 1),
-        ("probe (repeat)", 1),
-        ("cheapest (repeat)", 1),
-    ]
+    probes = [(r["probe"], r["world_size"]) for r in shown["probes"]]
+    assert probes == [("probe", 1), ("probe", 2), ("cheapest", 1)]
     assert load_profile(out).world_sizes == (1, 2)
 
 

@@ -98,8 +98,10 @@ def test_a_profile_slower_at_w2_and_without_step_counts_is_still_a_profile():
         profile_from_script_probes("p", [_record(2, 1.0, 1.0)], "src")
 
 
-def test_the_probe_schedule_repeats_w1_last():
-    assert script_probe_schedule([1, 2, 4]) == [1, 2, 4, 1]
+def test_the_probe_schedule_runs_w1_twice_side_by_side_when_the_slots_allow():
+    assert script_probe_schedule([1, 2, 4], 4) == [[1, 1], [2], [4]]
+    assert script_probe_schedule([1, 2], 1) == [[1], [1], [2]]
+    assert script_probe_schedule([1], 2) == [[1, 1]]
 
 
 # -- the probe job: the script's own argv, the step limit in its environment ---------------------
@@ -225,17 +227,20 @@ CONFIG = {"trial_id": "profile", "configuration": {"lr": 0.1}, "global_batch": 1
           "max_epochs": 3, "seed": 0, "tensorboard_dir": "/nowhere"}
 
 
-def test_run_script_probes_probes_each_w_then_w1_again_in_fresh_folders(tmp_path):
+def test_run_script_probes_probes_w1_twice_side_by_side_then_each_w_in_fresh_folders(tmp_path):
     backend = ScriptLikeBackend()
     (tmp_path / "p" / "w1").mkdir(parents=True)
     (tmp_path / "p" / "w1" / "metrics.jsonl").write_text("left over\n")  # emptied before the probe
+    billed = []
     records = run_script_probes(backend, backend.clock, tmp_path / "p", CONFIG, [1, 2],
-                                script=tmp_path / "s.py", script_args=("--a",), probe_steps=20)
-    assert [s.world_size for s in backend.launched] == [1, 2, 1]
-    assert [s.trial_dir.name for s in backend.launched] == ["w1", "w2", "w1-repeat"]
+                                on_job_end=billed.append, script=tmp_path / "s.py", script_args=("--a",),
+                                probe_steps=20)
+    assert [s.world_size for s in backend.launched] == [1, 1, 2]
+    assert [s.trial_dir.name for s in backend.launched] == ["w1", "w1-2", "w2"]
+    assert billed[0].start_s == billed[1].start_s < billed[2].start_s  # the two W=1 jobs together
     assert {(s.script, s.script_args, s.profile_steps, s.until_epoch) for s in backend.launched} == {
         (tmp_path / "s.py", ("--a",), 20, 1)}
-    assert [r["epoch_s"] for r in records] == pytest.approx([0.5 + 2.5, 0.5 + 2.5 / 2**0.5, 0.5 + 2.5])
+    assert [r["epoch_s"] for r in records] == pytest.approx([0.5 + 2.5, 0.5 + 2.5, 0.5 + 2.5 / 2**0.5])
     assert all(r["startup_s"] == pytest.approx(6.0) for r in records)
     assert json.loads((tmp_path / "p" / "probes.json").read_text()) == records
     prof = profile_from_script_probes("p", records, "src")
@@ -283,7 +288,7 @@ def test_a_script_profile_needs_a_run_folder(tmp_path):
 
 
 def test_seer_profile_of_a_script_on_a_fake_backend_writes_a_profile(tmp_path, monkeypatch, capsys):
-    """`seer profile` on a script: the probes at W = 1, 2 and W = 1 again, then the relaunch 1 -> 2,
+    """`seer profile` on a script: the probes at W = 1 twice and W = 2, then the relaunch 1 -> 2,
     every job the script's; the profile's epoch and speedup are the probes'."""
     backend = ScriptLikeBackend()
     monkeypatch.setattr("seer_torch.backends.local.LocalBackend", lambda num_slots, clock=None: backend)
@@ -292,10 +297,10 @@ def test_seer_profile_of_a_script_on_a_fake_backend_writes_a_profile(tmp_path, m
     out = tmp_path / "p.json"
     assert cli.main(["profile", str(cfg), "--slots", "2", "--steps", "20", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [s.world_size for s in backend.launched] == [1, 2, 1, 1, 2]  # 3 probes, then the relaunch
+    assert [s.world_size for s in backend.launched] == [1, 1, 2, 1, 2]  # 3 probes, then the relaunch
     assert all(s.script == (tmp_path / "x" / "train.py").resolve() for s in backend.launched)
     prof = json.loads(out.read_text())
     assert prof["world_sizes"] == [1, 2] and prof["epoch_time_s"] == pytest.approx(3.0)
     assert prof["speedup"][1] == pytest.approx(3.0 / (0.5 + 2.5 / 2**0.5))
-    assert [r["world_size"] for r in report["probes"]] == [1, 2, 1] and len(report["launches"]) == 2
+    assert [r["world_size"] for r in report["probes"]] == [1, 1, 2] and len(report["launches"]) == 2
     assert "short jobs of train.py" in prof["source"]
