@@ -18,7 +18,7 @@ from seer_torch.clock import Clock
 from seer_torch.config import Experiment
 from seer_torch.policies.billing import Billing
 
-POLL_S = 0.2
+POLL_S = 0.05  # how often running jobs are looked at; a parked one waits for this, half on average
 HANG_CHECK_S = 2.0  # how often a running job's progress is looked at
 LIMIT_TOL_S = 1e-6  # simulated backends: how close to a hard limit the executor stops jobs
 NEW_JOB_S = 1e-6  # a job about to start is billed as if it had run this long (its first increment)

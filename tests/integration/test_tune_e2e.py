@@ -94,10 +94,11 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished"
     # One probe job, at W=2: its step time is the median of its timed windows (a load burst moves
-    # one window), and it timed W=1 on both ranks in two rounds; the profile's epoch is their mean.
+    # one window), and it timed W=1 on both ranks in rounds; the profile's epoch is their mean.
     import statistics
 
     from seer_torch.scaling.profiler import PROFILE_STEPS
+    from seer_torch.training.probe import W1_ROUNDS
     from seer_torch.worker import PROFILE_WINDOWS
 
     probe = json.loads((run_dir / "profile" / "w2" / "profile.json").read_text())
@@ -109,7 +110,7 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     )
     (w1,) = probe["w1"]  # one width: no cheapest configuration to time
     rounds = w1["step_time_windows_s"]  # each round: both ranks' windows
-    assert w1["ranks"] == 2 and [len(ws) for ws in rounds] == [PROFILE_WINDOWS // 2 * 2] * 2
+    assert w1["ranks"] == 2 and [len(ws) for ws in rounds] == [PROFILE_WINDOWS // W1_ROUNDS * 2] * W1_ROUNDS
     assert w1["step_time_s"] == pytest.approx(statistics.fmean(statistics.median(ws) for ws in rounds))
     records = json.loads((run_dir / "profile" / "probes.json").read_text())
     measured = [(r["probe"], r["world_size"], r["job"]) for r in records]

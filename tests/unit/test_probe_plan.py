@@ -1,5 +1,5 @@
 """The worker's profile probe in this process (W = 1, no torchrun): without a probe plan it
-times the job's own configuration; with one it times each listed configuration in two rounds
+times the job's own configuration; with one it times each listed configuration in rounds
 and says how long its work beyond a launch's own set-up took (the profiler's start-up)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from seer_torch import trial
 from seer_torch.errors import ConfigError
 from seer_torch.runfiles import PROBE_PLAN_FILE
 from seer_torch.training.config import TrialConfig
-from seer_torch.training.probe import PROFILE_WINDOWS, profile
+from seer_torch.training.probe import PROFILE_WINDOWS, W1_ROUNDS, profile
 
 WIDE = {"lr": 0.1, "weight_decay": 0.0005, "width": 16, "dropout": 0.0}
 NARROW = {**WIDE, "width": 8}
@@ -50,12 +50,12 @@ def test_without_a_plan_the_probe_times_its_own_configuration(tmp_path):
     assert "w1" not in p and "probe_work_s" not in p
 
 
-def test_a_plan_times_each_configuration_in_two_rounds_in_one_job(tmp_path):
+def test_a_plan_times_each_configuration_in_rounds_in_one_job(tmp_path):
     p = _probe(tmp_path, 6, {"w1_configurations": [WIDE, NARROW]})
     assert [m["configuration"] for m in p["w1"]] == [WIDE, NARROW]
     for m in p["w1"]:
-        rounds = m["step_time_windows_s"]
-        assert len(rounds) == 2 and all(len(ws) == PROFILE_WINDOWS // 2 for ws in rounds)  # 3 steps a round
+        rounds = m["step_time_windows_s"]  # 2 steps a round, in 2 windows of 1 step
+        assert len(rounds) == W1_ROUNDS and all(len(ws) == PROFILE_WINDOWS // W1_ROUNDS for ws in rounds)
         assert m["round_step_times_s"] == pytest.approx([statistics.median(ws) for ws in rounds])
         assert m["step_time_s"] == pytest.approx(statistics.fmean(m["round_step_times_s"]))
         assert m["throughput_samples_per_s"] == pytest.approx(64 / m["step_time_s"])
