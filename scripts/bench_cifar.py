@@ -174,7 +174,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "tensorboard_dir": None,
     }
     clock = RealClock()
-    backend = LocalBackend(num_slots=max(world_sizes), clock=clock)
+    # Each launch timed to its exit: no job kept alive.
+    backend = LocalBackend(num_slots=max(world_sizes), clock=clock, keep_alive=False)
     name = f"resnet18_cifar-w{args.width}-{'synthetic-' if synthetic else ''}cifar10-gb{args.global_batch}"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:

@@ -121,7 +121,7 @@ def worker_run(work: Path, index: int, config: dict[str, Any], epochs: int, time
     trial_dir.mkdir(parents=True)
     (trial_dir / "config.json").write_text(json.dumps({**config, "tensorboard_dir": str(trial_dir / "tb")}))
     clock = RealClock()
-    backend = LocalBackend(num_slots=1, clock=clock)
+    backend = LocalBackend(num_slots=1, clock=clock, keep_alive=False)  # a job from launch to exit
     try:
         res = wait_job(backend, clock, backend.launch(JobSpec("overhead", trial_dir, 1, epochs)), timeout_s)
     finally:
