@@ -268,6 +268,7 @@ class EventLoop:
         if parked is not None:
             handle = backend.continue_job(parked, spec)
             if handle is not None:
+                self._wait_round.pop(id(parked), None)  # its wait is billed with the new segment
                 trial.start_kind = "continue"
                 book.start_kinds["continue"] += 1
                 return handle, " (kept alive)"
@@ -282,6 +283,7 @@ class EventLoop:
             handle = backend.continue_job(idle, spec)
             if handle is not None:
                 self._forget_idle(idle)
+                self._wait_round.pop(id(idle), None)  # its wait is billed with the new segment
                 trial.start_kind = "warm"
                 book.start_kinds["warm"] += 1
                 return handle, f" (warm worker of {idle.spec.trial_id})"
