@@ -219,7 +219,7 @@ def test_seer_tune_bad_input_exits_2_and_launches_nothing(tmp_path: Path):
 
 @pytest.mark.parametrize(
     "flag, value, reason",
-    [("--time-budget", "8", "deadline reached"), ("--money-budget", "0.001", "money budget reached")],
+    [("--time-budget", "3", "deadline reached"), ("--money-budget", "0.001", "money budget reached")],
 )
 def test_budget_too_small_to_profile_is_never_exceeded(tmp_path: Path, flag, value, reason):
     cfg = tmp_path / "tiny.toml"
