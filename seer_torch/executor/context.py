@@ -33,9 +33,10 @@ CONTINUE_S = POLL_S / 2
 #: Overhead of a ``W = 1`` job on the warm worker another trial's parked job left, seconds,
 #: until a profile measures it: the executor's poll as for :data:`CONTINUE_S`, plus building the
 #: trial's model and optimizer and reading its checkpoint in a process that already imported
-#: torch and loaded the data. An estimate: a small fraction of a launch's 3.5-5 s, most of which
-#: is imports (docs/design.md, "Launch cost"); a run re-plans with the measured one.
-WARM_START_S = 0.5
+#: torch and loaded the data. An estimate, a small fraction of a launch's start (most of which
+#: is imports: docs/design.md, "Launch cost"), set from the warm starts runs measured
+#: (docs/design-notes.md); a run re-plans with its own (``Snapshot.warm_start_overhead_s``).
+WARM_START_S = 0.15
 
 
 def tune_probe_world_sizes(exp: Experiment) -> list[int]:

@@ -191,6 +191,7 @@ class Journal:
                     "overheads_s": list(book.overheads_s),
                     "tau_s": dict(book.tau_s),
                     "continue_overheads_s": list(book.continue_overheads_s),
+                    "warm_overheads_s": list(book.warm_overheads_s),
                     "start_kinds": dict(book.start_kinds),
                     "profiling_slot_s": book.profiling_slot_s,
                 },

@@ -125,6 +125,9 @@ class EventLoop:
             continue_overhead_s=(
                 statistics.fmean(book.continue_overheads_s) if book.continue_overheads_s else None
             ),
+            warm_start_overhead_s=(
+                statistics.fmean(book.warm_overheads_s) if book.warm_overheads_s else None
+            ),
         )
 
     # ------------------------------------------------------------------ decisions
@@ -559,7 +562,9 @@ class EventLoop:
         kind = trial.start_kind
         if kind == "continue":
             self.book.continue_overheads_s.append(overhead_s)
-        elif kind == "launch":  # a warm worker's start is neither a continuation nor a cold start
+        elif kind == "warm":
+            self.book.warm_overheads_s.append(overhead_s)
+        else:
             self.book.overheads_s.append(overhead_s)
 
     @staticmethod

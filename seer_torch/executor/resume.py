@@ -101,6 +101,7 @@ class Resumer:
         book.overheads_s.extend(measured.get("overheads_s", []))
         book.tau_s.update(measured.get("tau_s", {}))
         book.continue_overheads_s.extend(measured.get("continue_overheads_s", []))
+        book.warm_overheads_s.extend(measured.get("warm_overheads_s", []))
         book.start_kinds.update(measured.get("start_kinds", {}))
         book.profiling_slot_s = float(measured.get("profiling_slot_s", 0.0))
         # The slots the policy was set up with (a journal older than the field: the experiment's).

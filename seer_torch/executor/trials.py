@@ -229,6 +229,7 @@ class RunBook:
         overheads_s: the last jobs' time not spent training (launch, start-up), seconds, of
             jobs that started processes.
         continue_overheads_s: the same of kept-alive jobs handed their next rung (no start).
+        warm_overheads_s: the same of ``W = 1`` jobs on warm workers (another trial's process).
         parked: trial id -> its kept-alive job, parked at its rung (slots held and billed).
         spares: parked jobs of trials eliminated in the decisions being carried out: warm
             workers another trial may take up before they are released.
@@ -248,6 +249,7 @@ class RunBook:
     views: dict[str, TrialView] = field(default_factory=dict)
     tau_s: dict[str, float] = field(default_factory=dict)
     continue_overheads_s: deque[float] = field(default_factory=lambda: deque(maxlen=16))
+    warm_overheads_s: deque[float] = field(default_factory=lambda: deque(maxlen=16))
     parked: dict[str, Any] = field(default_factory=dict)
     spares: list[Any] = field(default_factory=list)
     start_kinds: dict[str, int] = field(default_factory=lambda: {"launch": 0, "continue": 0, "warm": 0})

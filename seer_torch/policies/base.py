@@ -195,6 +195,9 @@ class Snapshot:
         continue_overhead_s: measured fixed cost of a kept-alive job handed its next rung at
             the same ``W`` (the decision's latency; no process start), or ``None`` before any
             continuation (or on a backend that keeps no jobs alive).
+        warm_start_overhead_s: measured fixed cost of a ``W = 1`` job on a warm worker another
+            trial's parked job left (the decision's latency, building the model, reading the
+            checkpoint), or ``None`` before any.
     """
 
     now_s: float
@@ -207,6 +210,7 @@ class Snapshot:
     epoch_time_s: float | None = None
     job_overhead_s: float | None = None
     continue_overhead_s: float | None = None
+    warm_start_overhead_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -372,6 +372,7 @@ def planner_inputs_from_context(
     epoch_time_s: float | None = None,
     overhead_s: float | None = None,
     continue_overhead_s: float | None = None,
+    warm_start_overhead_s: float | None = None,
     **overrides: Any,
 ) -> PlannerInputs:
     """The planner's inputs from a policy context (:data:`CONTEXT_TO_PLANNER`). Pure.
@@ -386,8 +387,10 @@ def planner_inputs_from_context(
         continue_overhead_s: a measured overhead of kept-alive jobs handed their trial's next
             target (``Snapshot.continue_overhead_s``), seconds: ``continue_s`` where the context
             has it (a context without kept-alive jobs keeps its ``None``); default: the
-            context's. (``warm_start_s`` stays the context's: the executor does not count a
-            warm worker's start as a continuation.)
+            context's.
+        warm_start_overhead_s: a measured overhead of ``W = 1`` jobs on warm workers
+            (``Snapshot.warm_start_overhead_s``), seconds: ``warm_start_s`` where the context
+            has warm workers; default: the context's.
         overrides: :class:`PlannerInputs` fields to set (e.g. ``eta`` a plan chose).
 
     Raises:
@@ -419,15 +422,15 @@ def planner_inputs_from_context(
         num_finalists=ctx.num_finalists,
         min_configurations=ctx.min_configurations,
         continue_s=_measured(ctx.continue_s, continue_overhead_s),
-        warm_start_s=ctx.warm_start_s,
+        warm_start_s=_measured(ctx.warm_start_s, warm_start_overhead_s),
     )
     values.update(overrides)
     return PlannerInputs(**values)
 
 
 def _measured(planned_s: float | None, measured_s: float | None) -> float | None:
-    """The kept-alive continuation's overhead: the measured one where the context has the
-    ability (``planned_s`` not ``None``), else the context's."""
+    """A kept-alive job's overhead (a continuation's, a warm start's): the measured one where
+    the context has the ability (``planned_s`` not ``None``), else the context's."""
     return planned_s if planned_s is None or measured_s is None else measured_s
 
 

@@ -257,6 +257,7 @@ class SeerPolicy(RoundEngine):
             epoch_time_s=snap.epoch_time_s,
             overhead_s=snap.job_overhead_s,
             continue_overhead_s=snap.continue_overhead_s,
+            warm_start_overhead_s=snap.warm_start_overhead_s,
             eta=self.plan.eta,  # what the plan chose, when the experiment left it open
             num_finalists=self.plan.num_finalists,
         )
