@@ -177,11 +177,13 @@ def test_context_and_planner_inputs_carry_the_kept_alive_overheads():
     assert ctx.overheads == Overheads(5.0, 1.0, 3.0, 0.2, 0.7)
     inputs = planner_inputs_from_context(ctx)
     assert inputs.overheads == ctx.overheads
-    # A re-plan's measured continuation replaces the planned one (a warm start is not one)...
+    # A re-plan's measured continuation and warm start replace the planned ones, each its own...
     measured = planner_inputs_from_context(ctx, overhead_s=2.0, continue_overhead_s=0.05)
     assert measured.overheads == Overheads(5.0, 2.0, 2.0, 0.05, 0.7)
-    # ... and never gives a backend without kept-alive jobs an ability it lacks.
-    plain = planner_inputs_from_context(context(), continue_overhead_s=0.05)
+    warm = planner_inputs_from_context(ctx, continue_overhead_s=0.05, warm_start_overhead_s=0.12)
+    assert warm.overheads == Overheads(5.0, 1.0, 3.0, 0.05, 0.12)
+    # ... and never give a backend without kept-alive jobs an ability it lacks.
+    plain = planner_inputs_from_context(context(), continue_overhead_s=0.05, warm_start_overhead_s=0.12)
     assert (plain.continue_s, plain.warm_start_s) == (None, None)
     with pytest.raises(ConfigError, match="continue_s"):
         dataclasses.replace(inputs, continue_s=-1.0)

@@ -6,6 +6,7 @@ slot-second it held is billed exactly once."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -223,3 +224,9 @@ def test_the_executor_on_kept_alive_jobs_pays_cold_starts_warm_ones_and_continua
     # Both slots held from the start to the end, each slot-second billed once (3.6 USD/h).
     assert res["budget"]["cost_usd"] == pytest.approx(2 * end_s * 3.6 / 3600)
     assert b.kill_leftover(tmp_path / "run" / "trials" / "t004") is None  # released at the end
+    # What each kind of start cost is measured apart and journaled, for re-plans and resume.
+    measured = json.loads((tmp_path / "run" / "state.json").read_text())["measured"]
+    assert measured["overheads_s"] == pytest.approx([STARTUP_S] * 2)
+    assert measured["warm_overheads_s"] == pytest.approx([WARM_S] * 4)
+    assert measured["continue_overheads_s"] == pytest.approx([CONTINUE_S] * 2)
+    assert measured["start_kinds"] == {"launch": 2, "warm": 4, "continue": 2}
