@@ -193,6 +193,7 @@ class Journal:
                     "continue_overheads_s": list(book.continue_overheads_s),
                     "warm_overheads_s": list(book.warm_overheads_s),
                     "start_kinds": dict(book.start_kinds),
+                    "start_slot_s": dict(book.start_slot_s),
                     "profiling_slot_s": book.profiling_slot_s,
                 },
             },

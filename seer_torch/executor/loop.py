@@ -560,6 +560,8 @@ class EventLoop:
         trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
         overhead_s = max(0.0, res.duration_s - res.wait_s - trained_s)
         kind = trial.start_kind
+        slot_s = self.book.start_slot_s
+        slot_s[kind] = slot_s.get(kind, 0.0) + overhead_s * res.spec.world_size
         if kind == "continue":
             self.book.continue_overheads_s.append(overhead_s)
         elif kind == "warm":

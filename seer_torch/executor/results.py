@@ -218,18 +218,25 @@ class Reporter:
         """Where the paid slot-seconds went: ``paid`` (every job's slots from launch to exit,
         parked waits and profile probes included), ``training`` (the trials' epochs that count:
         ``epoch_time_s x world_size`` of every durable metrics line, training + validation),
-        ``training_share = training / paid``, ``profiling`` (the probes'), and ``jobs``: how
+        ``training_share = training / paid``, ``profiling`` (the probes'), ``jobs``: how
         many trial jobs started cold (``launch``), went on kept alive (``continue``) or took up
-        a warm worker (``warm``)."""
+        a warm worker (``warm``), ``starting``: by the same kinds, the slot-seconds those jobs
+        held outside their epochs and their waits for an order (start-up, the order's
+        latency, a new trial's model and checkpoint), and ``other``: the rest of ``paid``
+        (parked jobs waiting for an order, the untimed test evaluation at a rung, stopping;
+        jobs that failed or were stopped before their rung)."""
         t = self.tuner
         paid = t.meter.finished_slot_s
         training = sum(x.trained_slot_s for x in t.book.trials.values())
+        starting = dict(t.book.start_slot_s)
         return {
             "paid": paid,
             "training": training,
             "training_share": training / paid if paid > 0 else None,
             "profiling": t.book.profiling_slot_s,
             "jobs": dict(t.book.start_kinds),
+            "starting": starting,
+            "other": paid - training - t.book.profiling_slot_s - sum(starting.values()),
         }
 
     def _best(self, best: Trial, epoch: int) -> dict[str, Any]:

@@ -103,6 +103,7 @@ class Resumer:
         book.continue_overheads_s.extend(measured.get("continue_overheads_s", []))
         book.warm_overheads_s.extend(measured.get("warm_overheads_s", []))
         book.start_kinds.update(measured.get("start_kinds", {}))
+        book.start_slot_s.update(measured.get("start_slot_s", {}))
         book.profiling_slot_s = float(measured.get("profiling_slot_s", 0.0))
         # The slots the policy was set up with (a journal older than the field: the experiment's).
         t.setup_slots = int(state.get("setup_num_slots") or t.exp.resources.num_slots)

@@ -235,6 +235,8 @@ class RunBook:
             workers another trial may take up before they are released.
         start_kinds: how many jobs started cold (``launch``), went on kept alive
             (``continue``) and took up a warm worker (``warm``).
+        start_slot_s: by the same kinds, the slot-seconds those jobs held outside their epochs
+            and their waits for an order (each job's overhead times its ``W``), summed.
         profiling_slot_s: slot-seconds the profile's probe jobs held.
         objective: the metric and its direction; the views hold its scores.
     """
@@ -253,6 +255,8 @@ class RunBook:
     parked: dict[str, Any] = field(default_factory=dict)
     spares: list[Any] = field(default_factory=list)
     start_kinds: dict[str, int] = field(default_factory=lambda: {"launch": 0, "continue": 0, "warm": 0})
+    start_slot_s: dict[str, float] = field(
+        default_factory=lambda: {"launch": 0.0, "continue": 0.0, "warm": 0.0})
     profiling_slot_s: float = 0.0  # slot-seconds of the profile's probe jobs
 
     def add(self, trial: Trial) -> None:

@@ -230,3 +230,10 @@ def test_the_executor_on_kept_alive_jobs_pays_cold_starts_warm_ones_and_continua
     assert measured["warm_overheads_s"] == pytest.approx([WARM_S] * 4)
     assert measured["continue_overheads_s"] == pytest.approx([CONTINUE_S] * 2)
     assert measured["start_kinds"] == {"launch": 2, "warm": 4, "continue": 2}
+    # Every paid slot-second is training or a start: these jobs never waited for an order.
+    slots = res["slot_seconds"]
+    assert slots["paid"] == pytest.approx(2 * end_s)
+    assert slots["training"] == pytest.approx(10 * EPOCH_S)  # 6 trials x 1 epoch + 2 x 2 more
+    assert slots["starting"] == pytest.approx({"launch": 2 * STARTUP_S, "warm": 4 * WARM_S,
+                                               "continue": 2 * CONTINUE_S})
+    assert slots["other"] == pytest.approx(0.0, abs=1e-9)
