@@ -33,11 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seer_torch.backends.local import descendant_pids, pids_naming
+from seer_torch.backends.local import descendant_pids
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.executor import Crash, Tuner, journal
 from seer_torch.policies.registry import make_policy
+from seer_torch.testing import processes_of, run_seer, write_faults_experiment
 
 POINTS = ("launch", "job_end", "decide")
 
@@ -166,69 +167,10 @@ def simulated_sweep(tmp: Path) -> dict[str, Any]:
 
 
 # -- real ------------------------------------------------------------------------------------
-REAL_EXPERIMENT = """
-name = "sweep-real"
-seed = 2
-[data]
-dataset = "digits"
-[model]
-name = "digits_mlp"
-[training]
-max_epochs = 3
-min_epochs = 1
-eta = 3
-global_batch = 64
-micro_batch_max = 64
-[budget]
-time_budget_s = 900
-money_budget_usd = 10.0
-[resources]
-num_slots = 2
-world_size_ladder = [1, 2]
-[search]
-max_configurations = 3
-[planner]
-profile = "profile.json"
-num_finalists = 1
-max_world_size = 2
-[search_space]
-lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
-weight_decay = 0.0005
-width = { choices = [32] }
-dropout = 0.0
-"""
-REAL_PROFILE = {
-    "name": "fixed",
-    "world_sizes": [1, 2],
-    "speedup": [1.0, 1.6],
-    "epoch_time_s": 1.5,
-    "startup_s": 1.0,
-    "resize_s": 1.0,
-}
-
-
-def _seer(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600):
-    return subprocess.run(
-        [sys.executable, "-m", "seer_torch.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def _processes_of(run_dir: Path) -> list[int]:
-    """Live processes whose command line names the run directory (orphans included)."""
-    return pids_naming(str(run_dir))
-
-
 def _real_write(tmp: Path, time_budget_s: float) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "profile.json").write_text(json.dumps(REAL_PROFILE))
-    cfg = tmp / "exp.toml"
-    cfg.write_text(REAL_EXPERIMENT.replace("time_budget_s = 900", f"time_budget_s = {time_budget_s}"))
-    return cfg
+    """The fault tests' digits experiment (:func:`seer_torch.testing.faults_experiment`, its
+    given profile) with ``time_budget_s``, W at most 2."""
+    return write_faults_experiment(tmp, name="sweep-real", time_budget_s=time_budget_s, max_world_size=2)
 
 
 def _kill_during_checkpoint(cfg: Path, run_dir: Path, cwd: Path) -> None:
@@ -265,10 +207,11 @@ def real_case(
     if point == "checkpoint":
         _kill_during_checkpoint(cfg, run_dir, tmp)
     else:
-        proc = _seer(
+        proc = run_seer(
             ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
             cwd=tmp,
             env={"SEER_DEBUG_CRASH_AT": point},
+            timeout=600,
         )
         if proc.returncode != -signal.SIGKILL:
             return {
@@ -279,7 +222,7 @@ def real_case(
             }
     time.sleep(1.0)
     args = ["resume", str(run_dir), "--quiet"] + (["--slots", str(slots)] if slots != 2 else [])
-    proc = _seer(args, cwd=tmp)
+    proc = run_seer(args, cwd=tmp, timeout=600)
     problems: list[str] = []
     record: dict[str, Any] = {"point": point, "slots": slots, "resume_exit": proc.returncode}
     if proc.returncode != 0:
@@ -310,7 +253,7 @@ def real_case(
     tmps = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*.tmp")]
     if tmps:
         problems.append(f"temporary files left: {tmps}")
-    procs = _processes_of(run_dir)
+    procs = processes_of(run_dir)
     if procs:
         problems.append(f"processes left: {procs}")
     record.update(
@@ -323,7 +266,8 @@ def real_case(
 
 def real_sweep(tmp: Path, num_points: int, time_budget_s: float) -> dict[str, Any]:
     cfg = _real_write(tmp / "clean", time_budget_s)
-    proc = _seer(["tune", str(cfg), "--run-dir", str(tmp / "clean" / "run"), "--quiet"], cwd=tmp / "clean")
+    proc = run_seer(["tune", str(cfg), "--run-dir", str(tmp / "clean" / "run"), "--quiet"], cwd=tmp / "clean",
+                    timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"the uninterrupted real run failed: {proc.stderr[-2000:]}")
     clean = json.loads((tmp / "clean" / "run" / "results.json").read_text())

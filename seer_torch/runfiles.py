@@ -24,6 +24,11 @@ METRICS_LINE_KEYS = frozenset({
 })
 
 
+#: The trial folder and the last epoch to train, set for every job the tuner starts (and by a
+#: warm worker that takes up another trial): read by :func:`seer_torch.trial.init`.
+TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
+UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
+
 #: Kept-alive jobs (docs/design.md, "Launch cost"): a job launched with ``SEER_KEEP_ALIVE=1``
 #: parks at its target instead of exiting. Rank 0 writes :data:`PARKED_FILE` ``{"generation": g,
 #: "epoch": e, "unix_s": t}`` in the trial folder once epoch ``e`` is saved; every rank then waits

@@ -66,7 +66,9 @@ step (lets a test kill a job mid-epoch); ``SEER_DEBUG_SAVE_DELAY_S=SECONDS`` hol
 checkpoint write half-way (:func:`seer_torch.trial_checkpoint.save_checkpoint`).
 
 Imports nothing from seer_torch above the worker layer: :mod:`seer_torch.errors`,
-:mod:`seer_torch.data`, :mod:`seer_torch.runfiles` and :mod:`seer_torch.trial_checkpoint`.
+:mod:`seer_torch.data`, :mod:`seer_torch.runfiles`, :mod:`seer_torch.trial_checkpoint` and
+:mod:`seer_torch.trial_keepalive` (a kept-alive job's parking and switching; :class:`NextTrial`
+and :func:`take_up` are re-exported here).
 """
 
 from __future__ import annotations
@@ -92,12 +94,8 @@ from seer_torch.runfiles import (
     GENERATION_ENV,
     KEEP_ALIVE_ENV,
     METRICS_LINE_KEYS,
-    PARK_TIMEOUT_ENV,
-    PARK_TIMEOUT_S,
-    PARKED_FILE,
-    TUNER_PID_ENV,
-    atomic_write_json,
-    read_json_or_none,
+    TRIAL_DIR_ENV,
+    UNTIL_EPOCH_ENV,
     remove_worker_temporaries,
     write_durable_epoch,
 )
@@ -112,12 +110,11 @@ from seer_torch.trial_checkpoint import (
     set_rng_state,
     truncate_metrics,
 )
+from seer_torch.trial_keepalive import NextTrial, park, take_up
 
 __all__ = ["Trial", "NextTrial", "init", "take_up", "TRIAL_DIR_ENV", "UNTIL_EPOCH_ENV",
            "TRIAL_CHECKPOINT_FORMAT"]
 
-TRIAL_DIR_ENV = "SEER_TRIAL_DIR"
-UNTIL_EPOCH_ENV = "SEER_UNTIL_EPOCH"
 #: Set by the profiler (:mod:`seer_torch.scaling.script_profile`) on a probe launch: each epoch
 #: trains at most this many optimizer steps of :meth:`Trial.train_batches`, and the metrics line
 #: says how many the whole epoch has (``probe_steps_per_epoch``) and how long the steps took
@@ -134,6 +131,8 @@ RECORD_STATES_ENV = "SEER_RECORD_STATES"
 HEARTBEAT_FILE = "heartbeat"
 #: Rank 0 touches the heartbeat at least this often while it trains (seconds).
 HEARTBEAT_S = 10.0
+#: A parked job's rank 0 touches the heartbeat when it is older than this (seconds).
+PARK_HEARTBEAT_S = 2.0
 #: Optimizer steps at the start of a launch left out of ``throughput_samples_per_s`` (warm-up).
 WARMUP_STEPS = 3
 #: The checkpoint layout (:mod:`seer_torch.trial_checkpoint`): ``{"format", "epoch", "step",
@@ -528,36 +527,19 @@ class Trial:
             self._train_start_unix_s = time.time()
 
     def _park(self) -> dict[str, Any]:
-        """Wait, alive, for the tuner's next order (:data:`seer_torch.runfiles.CONTROL_FILE` of a
-        newer generation); rank 0 first says it waits (:data:`~seer_torch.runfiles.PARKED_FILE`)
-        and flushes TensorBoard, and touches the heartbeat while it waits. Every rank reads the
-        order itself (no collective runs while a job waits, so no timeout can fire). Returns
-        the order; ``{"action": "stop"}`` when the tuner is gone or the wait passed
-        ``$SEER_PARK_TIMEOUT_S``."""
-        generation = self._generation
+        """Wait, alive, for the tuner's next order (:func:`seer_torch.trial_keepalive.park`), with
+        TensorBoard flushed first and the heartbeat kept fresh; returns the order
+        (``{"action": "stop"}`` when the tuner is gone or the wait timed out)."""
         if self._writer is not None:
             self._writer.flush()
-        if self.is_main:
-            atomic_write_json(self.trial_dir / PARKED_FILE,
-                              {"generation": generation, "epoch": self._saved_epoch, "unix_s": time.time()})
-        timeout_s = float(os.environ.get(PARK_TIMEOUT_ENV) or PARK_TIMEOUT_S)
-        tuner_pid = int(os.environ.get(TUNER_PID_ENV) or 0)
-        start_s = last_check_s = time.monotonic()
-        while True:
-            order = read_json_or_none(self.trial_dir / CONTROL_FILE)
-            if isinstance(order, dict) and int(order.get("generation", -1)) > generation:
-                self._generation = int(order["generation"])
-                return order
-            now_s = time.monotonic()
-            if now_s - start_s > timeout_s:
-                return {"action": "stop"}
-            if now_s - last_check_s > 1.0:
-                last_check_s = now_s
-                if tuner_pid and not _process_alive(tuner_pid):
-                    return {"action": "stop"}
-                if self.is_main and time.time() - self._heartbeat_unix_s > 2.0:
-                    self.heartbeat()
-            time.sleep(0.01)
+
+        def heartbeat() -> None:
+            if time.time() - self._heartbeat_unix_s > PARK_HEARTBEAT_S:
+                self.heartbeat()
+
+        order, self._generation = park(self.trial_dir, self._generation, self._saved_epoch,
+                                       is_main=self.is_main, heartbeat=heartbeat)
+        return order
 
     def train_batches(self, num_samples: int, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         """The optimizer steps of ``epoch``: for each, this rank's micro-batches, as int64
@@ -849,56 +831,6 @@ class Trial:
         """A global optimizer pre-step hook while recording: the step's learning rate."""
         if self._in_step and self._step_lr is None:
             self._step_lr = float(optimizer.param_groups[0]["lr"])
-
-
-@dataclass(frozen=True)
-class NextTrial:
-    """Another trial a parked warm worker was handed (the backend's ``"switch"`` order): its
-    folder, the epoch to train through, this job's generation, the environment variables to
-    set (``SEER_TRIAL_DIR``, ``SEER_UNTIL_EPOCH``, the error file, ...) and the log files to
-    append stdout and stderr to. :func:`take_up` makes the process the new trial's job."""
-
-    trial_dir: str
-    until_epoch: int
-    generation: int
-    env: Mapping[str, str]
-    stdout: str | None = None
-    stderr: str | None = None
-
-    @classmethod
-    def from_order(cls, order: Mapping[str, Any]) -> NextTrial:
-        return cls(str(order["trial_dir"]), int(order["until_epoch"]), int(order["generation"]),
-                   {str(k): str(v) for k, v in dict(order.get("env") or {}).items()},
-                   order.get("stdout"), order.get("stderr"))
-
-
-def take_up(next_trial: NextTrial) -> None:
-    """Make this process the job of ``next_trial`` (a warm worker, ``W = 1``, after its trial's
-    :class:`Trial` finished): set its environment variables (the next :func:`init` reads the
-    new trial folder, target and generation from them) and append stdout and stderr to its
-    log files, so that what it prints and the traceback of a failure land in the new trial's
-    folder."""
-    os.environ.update(next_trial.env)
-    os.environ[TRIAL_DIR_ENV] = next_trial.trial_dir
-    os.environ[UNTIL_EPOCH_ENV] = str(next_trial.until_epoch)
-    os.environ[GENERATION_ENV] = str(next_trial.generation)
-    for path, stream in ((next_trial.stdout, sys.stdout), (next_trial.stderr, sys.stderr)):
-        if path:
-            stream.flush()
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.dup2(fd, stream.fileno())
-            os.close(fd)
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (signal 0)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_plain(value: Any, where: str) -> None:

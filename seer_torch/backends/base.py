@@ -156,6 +156,12 @@ class Backend(abc.ABC):
         ``n`` stops hold slots no longer than ``max_stop_s``."""
         return [self.stop(h) for h in handles]
 
+    def wait_for_news(self, timeout_s: float) -> None:
+        """Sleep between the executor's polls: up to ``timeout_s`` seconds on the backend's
+        clock. Default: the whole of it; a backend whose jobs can say they parked (the local
+        one, :mod:`seer_torch.wakeup`) returns as soon as one does."""
+        self.clock.sleep(timeout_s)
+
     def stop_all(self) -> None:
         """Stop every job this backend started that still runs (on the way out, whatever
         happened, including jobs the executor does not know of such as profile probes).

@@ -29,7 +29,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from seer_torch.runfiles import (
     read_durable_metrics,
     read_json_or_none,
 )
+from seer_torch.wakeup import WAKE_FIFO_ENV, WakeUp
 
 STOP_GRACE_S = 5.0  # between TERM and KILL
 RELEASE_GRACE_S = 3.0  # a released parked job ends by itself within this, else it is stopped
@@ -162,20 +164,24 @@ class LocalJob:
     released: JobResult | None = None  # release()'s result (release is idempotent)
 
 
-def torchrun_argv(spec: JobSpec, python: str = sys.executable) -> list[str]:
+#: torchrun's rendezvous options of a job on one host: a c10d rendezvous of its own on a free port.
+STANDALONE = ("--standalone", "--nnodes", "1")
+
+
+def torchrun_argv(spec: JobSpec, python: str = sys.executable, *, rendezvous: Sequence[str] = STANDALONE,
+                  nproc_per_node: int | None = None) -> list[str]:
     """The command line of one job, as an argv list (never a split string): torchrun running
     ``spec.script`` with ``spec.script_args`` when the job has a script (a script's profile
     probe is told by :func:`job_env`), else the built-in worker (with ``--profile-steps`` for a
-    profile probe)."""
+    profile probe). ``rendezvous`` and ``nproc_per_node`` (default ``spec.world_size``): one
+    node's part of a job over several hosts (the Ray backend's)."""
     launcher = [
         python,
         "-m",
         "torch.distributed.run",
-        "--standalone",
-        "--nnodes",
-        "1",
+        *rendezvous,
         "--nproc-per-node",
-        str(spec.world_size),
+        str(spec.world_size if nproc_per_node is None else nproc_per_node),
         "--max-restarts",
         "0",
         "--monitor-interval",
@@ -209,6 +215,59 @@ def job_env(spec: JobSpec) -> dict[str, str]:
     return env
 
 
+def prepare_trial_dir(spec: JobSpec) -> None:
+    """Make ``spec``'s trial folder ready for a launch: created, and without a previous launch's
+    ``error.json`` (torchrun writes one only when a job fails with one: a hung job's
+    ``SignalException`` must not be read as this launch's error) or a previous kept-alive job's
+    ``parked.json``/``control.json`` (its orders are not this job's)."""
+    spec.trial_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("error.json", PARKED_FILE, CONTROL_FILE):
+        (spec.trial_dir / name).unlink(missing_ok=True)
+
+
+def launch_env(spec: JobSpec, base: Mapping[str, str], *, python_path: Sequence[str] = (),
+               tuner_pid: int | str | None = None) -> dict[str, str]:
+    """The environment of a job's torchrun: ``base`` (this process's environment, or what a
+    remote host's agent has) with one thread per worker, unbuffered output, torchrun's error
+    file in the trial folder, :func:`job_env`, ``python_path`` first on ``PYTHONPATH``, a fresh
+    :data:`JOB_TOKEN_ENV` token, and, for a kept-alive job (``tuner_pid`` given: the process
+    whose end tells a parked job to end), the keep-alive protocol's variables."""
+    env = dict(base)
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
+    )
+    env.update(job_env(spec))
+    if tuner_pid is not None:
+        env.update({KEEP_ALIVE_ENV: "1", GENERATION_ENV: "0", TUNER_PID_ENV: str(tuner_pid)})
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join([*python_path, *filter(None, [env.get("PYTHONPATH")])])
+    env[JOB_TOKEN_ENV] = uuid.uuid4().hex
+    return env
+
+
+def launch_header(spec: JobSpec, note: str = "") -> str:
+    """The line a launch (or a kept-alive job's next segment, ``note``) writes first to the
+    trial's ``stdout.log`` and ``stderr.log`` (:data:`~seer_torch.backends.joblog.LAUNCH_HEADER`)."""
+    return (f"\n{LAUNCH_HEADER}W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()}"
+            f"{' ' + note if note else ''} ===\n")
+
+
+def progress_age_s(trial_dir: Path, since_unix_s: float) -> float:
+    """Seconds since a job in ``trial_dir`` last showed progress: ``since_unix_s`` (its launch),
+    or the last write to the trial's ``heartbeat`` (rank 0 rewrites it every few seconds while
+    training), ``metrics.jsonl``, ``stdout.log`` or ``stderr.log`` (wall clock)."""
+    last = since_unix_s
+    for name in ("heartbeat", "metrics.jsonl", "stdout.log", "stderr.log"):
+        try:
+            last = max(last, os.stat(Path(trial_dir) / name).st_mtime)
+        except OSError:
+            pass
+    return time.time() - last
+
+
 class LocalBackend(Backend):
     """Runs jobs as torchrun subprocesses; ``num_slots`` CPU processes (one thread each) at most.
 
@@ -234,35 +293,23 @@ class LocalBackend(Backend):
         self._jobs: list[LocalJob] = []
         # Jobs park at their target and wait for continue_job or release (module docstring).
         self.keeps_jobs_alive = bool(keep_alive)
+        self._wake: WakeUp | None = None  # the pipe a job that parks writes to (made at need)
+        self._wake_failed = False
 
     def launch(self, spec: JobSpec) -> LocalJob:
-        spec.trial_dir.mkdir(parents=True, exist_ok=True)
-        # torchrun writes error.json only when a job fails with one: a previous launch's (a
-        # hung job's SignalException) must not be read as this launch's error.
-        (spec.trial_dir / "error.json").unlink(missing_ok=True)
-        for name in (PARKED_FILE, CONTROL_FILE):  # a previous kept-alive job's orders are not this one's
-            (spec.trial_dir / name).unlink(missing_ok=True)
-        env = dict(os.environ)
-        env.update(
-            OMP_NUM_THREADS="1",
-            MKL_NUM_THREADS="1",
-            PYTHONUNBUFFERED="1",
-            TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
-        )
-        env.update(job_env(spec))
+        prepare_trial_dir(spec)
         keep_alive = self.keeps_jobs_alive and spec.profile_steps is None
-        if keep_alive:
-            env.update({KEEP_ALIVE_ENV: "1", GENERATION_ENV: "0", TUNER_PID_ENV: str(os.getpid())})
-        if self.python_path:
-            env["PYTHONPATH"] = os.pathsep.join([*self.python_path, *filter(None, [env.get("PYTHONPATH")])])
-        token = env[JOB_TOKEN_ENV] = uuid.uuid4().hex
+        env = launch_env(spec, os.environ, python_path=self.python_path,
+                         tuner_pid=os.getpid() if keep_alive else None)
+        wake = self._wake_pipe() if keep_alive else None
+        if wake is not None:
+            env[WAKE_FIFO_ENV] = wake.path
+        token = env[JOB_TOKEN_ENV]
         with (
             open(spec.trial_dir / "stdout.log", "ab") as out,
             open(spec.trial_dir / "stderr.log", "ab") as err,
         ):
-            header = (
-                f"\n{LAUNCH_HEADER}W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} ===\n"
-            )
+            header = launch_header(spec)
             out.write(header.encode())
             err.write(header.encode())
             out.flush()
@@ -451,14 +498,8 @@ class LocalBackend(Backend):
     def seconds_since_progress(self, handle: LocalJob) -> float:
         """Seconds since the job last showed progress: its launch, or the last write to the
         trial's ``heartbeat`` (rank 0 rewrites it every few seconds while training),
-        ``metrics.jsonl``, ``stdout.log`` or ``stderr.log`` (wall clock)."""
-        last = handle.launch_unix_s
-        for name in ("heartbeat", "metrics.jsonl", "stdout.log", "stderr.log"):
-            try:
-                last = max(last, os.stat(handle.spec.trial_dir / name).st_mtime)
-            except OSError:
-                pass
-        return time.time() - last
+        ``metrics.jsonl``, ``stdout.log`` or ``stderr.log`` (wall clock; :func:`progress_age_s`)."""
+        return progress_age_s(handle.spec.trial_dir, handle.launch_unix_s)
 
     def kill_leftover(self, trial_dir: Path) -> dict | None:
         """:func:`kill_leftover_job` (for ``seer resume``)."""
@@ -471,11 +512,36 @@ class LocalBackend(Backend):
         return read_durable_metrics(spec.trial_dir)
 
     def stop_all(self) -> None:
-        """Stop every job still running, parked ones too (on the way out, whatever happened)."""
+        """Stop every job still running, parked ones too (on the way out, whatever happened),
+        and close the wake-up pipe."""
         for job in self._jobs:
             if job.result is not None and job.result.parked and job.process.poll() is None:
                 job.result = None
         self.stop_many([job for job in self._jobs if job.result is None])
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
+
+    def wait_for_news(self, timeout_s: float) -> None:
+        """Up to ``timeout_s`` seconds, less when a kept-alive job writes that it parked to the
+        wake-up pipe (:mod:`seer_torch.wakeup`): its next order then waits for no poll. On a
+        clock of its own (a test's), or without the pipe, the clock's sleep."""
+        if self._wake is None or not isinstance(self.clock, RealClock):
+            self.clock.sleep(timeout_s)
+        else:
+            self._wake.wait(timeout_s)
+
+    def _wake_pipe(self) -> WakeUp | None:
+        """The wake-up pipe, made at the first kept-alive launch (``None`` where it cannot be:
+        jobs then wait for the executor's poll)."""
+        if self._wake is None and not self._wake_failed:
+            try:
+                self._wake = WakeUp()
+            except OSError:
+                self._wake_failed = True
+            else:  # removed at exit too when the tuner never reached stop_all
+                weakref.finalize(self, self._wake.close)
+        return self._wake
 
     @staticmethod
     def _signal_group(handle: LocalJob, sig: int) -> None:

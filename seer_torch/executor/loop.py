@@ -398,7 +398,7 @@ class EventLoop:
                 return self.stop_all()
             self.release_idle()
             if not self.backend.discrete_events:
-                t.clock.sleep(POLL_S)
+                self.backend.wait_for_news(POLL_S)  # a job that parks ends the wait at once
                 continue
             now = t.clock.now()
             horizon = min(self.backend.next_event_s(), self.limits.deadline_s(), self._next_hang_s(now),

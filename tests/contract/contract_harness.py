@@ -22,16 +22,7 @@ from pathlib import Path
 import torch
 
 from seer_torch.backends.local import descendant_pids
-from seer_torch.runfiles import (
-    CONTROL_FILE,
-    GENERATION_ENV,
-    KEEP_ALIVE_ENV,
-    PARK_TIMEOUT_ENV,
-    PARKED_FILE,
-    TUNER_PID_ENV,
-    atomic_write_json,
-    read_json_or_none,
-)
+from seer_torch.testing import kept_alive_env, parked_at, write_order
 
 LAUNCH_TIMEOUT_S = 150
 REPO = Path(__file__).resolve().parents[2]
@@ -289,9 +280,8 @@ class KeptJob:
     def __init__(self, trial_dir: Path, world_size: int, until_epoch: int, record: Path, log: Path, *,
                  subject: Subject = WORKER) -> None:
         self.trial_dir, self.generation, self.log = Path(trial_dir), 0, log
-        env = base_env(SEER_RECORD_SAMPLES=str(record), **trial_env(trial_dir, until_epoch), **{
-            KEEP_ALIVE_ENV: "1", GENERATION_ENV: "0", TUNER_PID_ENV: str(os.getpid()),
-            PARK_TIMEOUT_ENV: str(LAUNCH_TIMEOUT_S)})
+        env = base_env(SEER_RECORD_SAMPLES=str(record), **trial_env(trial_dir, until_epoch),
+                       **kept_alive_env(os.getpid(), park_timeout_s=LAUNCH_TIMEOUT_S))
         with open(log, "w") as out:
             argv = standalone_argv(trial_dir, world_size, until_epoch, subject)
             self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -301,8 +291,8 @@ class KeptJob:
         """Wait until the job parks at the current generation; returns ``parked.json``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            parked = read_json_or_none(self.trial_dir / PARKED_FILE)
-            if isinstance(parked, dict) and parked.get("generation") == self.generation:
+            parked = parked_at(self.trial_dir, self.generation)
+            if parked is not None:
                 return parked
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
@@ -315,8 +305,7 @@ class KeptJob:
         """Write the next order (``continue`` with ``until_epoch``; ``switch`` with ``trial_dir``,
         ``until_epoch``, ``env``; ``stop``) where the parked job reads it."""
         self.generation += 1
-        atomic_write_json(self.trial_dir / CONTROL_FILE, {"generation": self.generation, "action": action,
-                                                          **fields})
+        write_order(self.trial_dir, self.generation, action, **fields)
         if action == "switch":
             self.trial_dir = Path(fields["trial_dir"])
 

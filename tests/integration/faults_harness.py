@@ -1,6 +1,7 @@
 """Helpers of the fault tests with real `seer tune` / `seer resume` processes
 (test_fault_injection.py, test_keep_alive_faults.py): the tiny digits experiment they share
-(3 configurations, rungs 1 and 3, 2 slots, a given profile), running the CLI, reading a run's
+(3 configurations, rungs 1 and 3, 2 slots, a given profile) and running the CLI, both from
+:mod:`seer_torch.testing` (``scripts/fault_sweep.py`` uses them too), reading a run's
 launches, comparing a run with an uninterrupted one (the session fixture ``clean`` of
 tests/integration/conftest.py), and finding a trial's job processes (a warm worker's command
 line names the trial it was started for, not the one it trains: its job.json names it)."""
@@ -8,84 +9,34 @@ line names the trial it was started for, not the one it trains: its job.json nam
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from seer_torch.backends.local import (
     JOB_FILE,
     TORCHRUN_LOG_DIR,
     descendant_pids,
-    pids_naming,
     token_pids,
 )
 from seer_torch.runfiles import CONTROL_FILE, PARKED_FILE, read_json_or_none
+from seer_torch.testing import (
+    FAULTS_PROFILE,
+    faults_experiment,
+    processes_of,
+    write_faults_experiment,
+)
+from seer_torch.testing import run_seer as seer
 
-EXPERIMENT = """
-name = "faults"
-seed = 2
-[data]
-dataset = "digits"
-[model]
-name = "digits_mlp"
-[training]
-max_epochs = 3
-min_epochs = 1
-eta = 3
-global_batch = 64
-micro_batch_max = 64
-[budget]
-time_budget_s = 900
-money_budget_usd = 10.0
-[resources]
-num_slots = 2
-world_size_ladder = [1, 2]
-[search]
-max_configurations = 3
-[planner]
-profile = "profile.json"
-num_finalists = 1
-[search_space]
-lr = { distribution = "loguniform", low = 0.05, high = 0.3 }
-weight_decay = 0.0005
-width = { choices = [32] }
-dropout = 0.0
-"""
-PROFILE = {
-    "name": "fixed",
-    "world_sizes": [1, 2],
-    "speedup": [1.0, 1.6],
-    "epoch_time_s": 1.5,
-    "startup_s": 1.0,
-    "resize_s": 1.0,
-}
+__all__ = ["EXPERIMENT", "PROFILE", "check_against", "job_files_left", "job_pids", "launch_headers",
+           "launches", "parked_now", "processes_of", "seer", "worker_pids", "write_experiment"]
+
+#: The experiment (:func:`seer_torch.testing.faults_experiment`) and its given profile.
+EXPERIMENT = faults_experiment()
+PROFILE = FAULTS_PROFILE
 
 
 def write_experiment(tmp: Path) -> Path:
     """:data:`EXPERIMENT` and its :data:`PROFILE` in ``tmp``; returns the experiment's path."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "profile.json").write_text(json.dumps(PROFILE))
-    cfg = tmp / "exp.toml"
-    cfg.write_text(EXPERIMENT)
-    return cfg
-
-
-def seer(args, cwd, env=None, timeout=400, launcher=None):
-    """Run ``python -m seer_torch.cli ARGS`` (or ``launcher + ARGS``) to its end (output captured)."""
-    return subprocess.run(
-        [*(launcher or [sys.executable, "-m", "seer_torch.cli"]), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def processes_of(run_dir: Path) -> list[int]:
-    """Live processes whose command line names the run directory (orphans included)."""
-    return pids_naming(str(run_dir))
+    return write_faults_experiment(tmp)
 
 
 def launches(run_dir: Path) -> dict[str, list[int]]:

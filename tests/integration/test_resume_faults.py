@@ -22,79 +22,21 @@ from pathlib import Path
 
 import pytest
 
-from seer_torch.backends.local import pids_naming
+from seer_torch.testing import FAULTS_PROFILE, run_seer, write_faults_experiment
+from seer_torch.testing import processes_of as _processes_of
 
 pytestmark = pytest.mark.integration
 
-EXPERIMENT = """
-name = "resume-faults"
-seed = 2
-[data]
-dataset = "digits"
-[model]
-name = "digits_mlp"
-[training]
-max_epochs = 3
-min_epochs = 1
-eta = 3
-global_batch = 64
-micro_batch_max = 64
-[budget]
-time_budget_s = {time_budget_s}
-money_budget_usd = 10.0
-[resources]
-num_slots = 2
-world_size_ladder = [1, 2]
-[search]
-max_configurations = 3
-[planner]
-{profile_line}
-num_finalists = 1
-[search_space]
-lr = {{ distribution = "loguniform", low = 0.05, high = 0.3 }}
-weight_decay = 0.0005
-width = {{ choices = [32] }}
-dropout = 0.0
-"""
-
 
 def _write(tmp: Path, *, epoch_time_s: float = 1.5, time_budget_s: float = 900, profile: bool = True) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "profile.json").write_text(
-        json.dumps(
-            {
-                "name": "fixed",
-                "world_sizes": [1, 2],
-                "speedup": [1.0, 1.9],
-                "epoch_time_s": epoch_time_s,
-                "startup_s": 1.0,
-                "resize_s": 1.0,
-            }
-        )
-    )
-    cfg = tmp / "exp.toml"
-    cfg.write_text(
-        EXPERIMENT.format(
-            time_budget_s=time_budget_s, profile_line='profile = "profile.json"' if profile else ""
-        )
-    )
-    return cfg
+    """The fault tests' digits experiment (:func:`seer_torch.testing.faults_experiment`) with a
+    W = 2 speedup of 1.9 and ``epoch_time_s`` in its given profile, or none (``profile=False``)."""
+    given = {**FAULTS_PROFILE, "speedup": [1.0, 1.9], "epoch_time_s": epoch_time_s} if profile else None
+    return write_faults_experiment(tmp, profile=given, name="resume-faults", time_budget_s=time_budget_s)
 
 
 def _seer(args, cwd, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "seer_torch.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def _processes_of(run_dir: Path) -> list[int]:
-    """Live processes whose command line names the run directory (orphans included)."""
-    return pids_naming(str(run_dir))
+    return run_seer(args, cwd, env, timeout)
 
 
 def _launches(trial_dir: Path) -> list[tuple[int, int]]:

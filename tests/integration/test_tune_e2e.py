@@ -191,8 +191,8 @@ def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
             }
         )
     )
-    # Jobs relaunched at every rung (keep_alive = false): kept alive, a warm start of a fraction of a second makes
-    # exploring 4 configurations fit instead (EXPLORATION FIRST).
+    # Jobs relaunched at every rung (keep_alive = false): kept alive, a warm start of a fraction
+    # of a second makes exploring 4 configurations fit instead (EXPLORATION FIRST).
     folder = tmp_path.parent / f"{tmp_path.name}-cfg"
     folder.mkdir()
     cfg = str(_default_without_keep_alive(folder))

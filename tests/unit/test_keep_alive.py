@@ -23,9 +23,8 @@ from seer_torch.runfiles import (
     PARK_TIMEOUT_ENV,
     PARKED_FILE,
     TUNER_PID_ENV,
-    atomic_write_json,
-    read_json_or_none,
 )
+from seer_torch.testing import kept_alive_env, parked_at, write_order
 
 WAIT_S = 30.0
 
@@ -36,9 +35,8 @@ def _kept_alive(monkeypatch):
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "SEER_TRIAL_DIR", "SEER_UNTIL_EPOCH",
                  "SEER_RECORD_SAMPLES", "SEER_DEBUG_STEP_DELAY_S", "SEER_PROBE_STEPS", PARK_TIMEOUT_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(KEEP_ALIVE_ENV, "1")
-    monkeypatch.setenv(GENERATION_ENV, "0")
-    monkeypatch.setenv(TUNER_PID_ENV, str(os.getpid()))
+    for name, value in kept_alive_env(os.getpid()).items():
+        monkeypatch.setenv(name, value)
 
 
 def trial_dir_of(tmp_path, name="t0", seed=3):
@@ -83,8 +81,8 @@ class Launch(threading.Thread):
 def wait_parked(trial_dir, generation, launch):
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        parked = read_json_or_none(trial_dir / PARKED_FILE)
-        if isinstance(parked, dict) and parked["generation"] == generation:
+        parked = parked_at(trial_dir, generation)
+        if parked is not None:
             return parked
         assert launch.is_alive(), f"the launch ended instead of parking: {launch.error!r}"
         time.sleep(0.01)
@@ -93,7 +91,7 @@ def wait_parked(trial_dir, generation, launch):
 
 def order(where, generation, action, **fields):
     """Write an order to the ``control.json`` of folder ``where``."""
-    atomic_write_json(where / CONTROL_FILE, {"generation": generation, "action": action, **fields})
+    write_order(where, generation, action, **fields)
 
 
 def saved_epoch(trial_dir):
@@ -192,3 +190,17 @@ def test_a_switch_order_hands_over_the_next_trial_which_parks_in_its_own_folder(
     assert wait_parked(second, 1, taken)["epoch"] == 2
     order(second, 2, "stop")
     assert taken.ended().seen == [1, 2] and saved_epoch(second) == 2
+
+
+def test_a_launch_that_parks_wakes_the_tuner_through_its_pipe(tmp_path, monkeypatch):
+    from seer_torch.wakeup import WAKE_FIFO_ENV, WakeUp
+
+    with WakeUp() as wake:
+        monkeypatch.setenv(WAKE_FIFO_ENV, wake.path)
+        d = trial_dir_of(tmp_path)
+        launch = Launch(d, 1)
+        assert wake.wait(WAIT_S) is True  # woken, not timed out: the launch parked
+        assert parked_at(d, 0)["epoch"] == 1
+        write_order(d, 1, "stop")
+        launch.ended()
+        assert launch.seen == [1]

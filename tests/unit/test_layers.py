@@ -57,6 +57,10 @@ FOUNDATION: dict[str, str] = {
         "ends of it import it"
     ),
     "seer_torch/run_lock.py": "the run folder's lock, taken by the commands and known to the executor",
+    "seer_torch/wakeup.py": (
+        "the tuner's wake-up pipe: the local backend holds it, a parked job's rank 0 writes to it "
+        "(both ends of one protocol, like runfiles.py)"
+    ),
     "seer_torch/config.py": (
         "the experiment file's schema and its draws (sample_configurations), read by the "
         "commands, the harness, the executor and the profiler (which draws its probe configurations)"
@@ -88,12 +92,17 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     ("seer_torch/recording.py", "harness"),
     ("seer_torch/verify.py", "harness"),  # seer verify: runs the launches (torchrun), above the executor
     ("seer_torch/verify_checks.py", "harness"),  # seer verify's judgement, pure
+    # what tests/ and scripts/ share (the fault experiment, running seer, the kept-alive
+    # protocol's tuner side): above the backends it reads processes through; nothing imports it
+    ("seer_torch/testing.py", "harness"),
     ("seer_torch/executor*", "executor"),
     ("seer_torch/policies/*", "policies"),
     ("seer_torch/scaling/*", "scaling"),
     ("seer_torch/backends/*", "backends"),
     ("seer_torch/worker*", "worker"),
     ("seer_torch/training/*", "worker"),
+    # the trial API (trial.py) and the modules under it: trial_checkpoint.py (the checkpoint
+    # format), trial_keepalive.py (a kept-alive job's parking and switching)
     ("seer_torch/trial*", "worker"),
     ("models/*", "models"),
     ("seer_torch/data.py", "data"),
