@@ -1,7 +1,7 @@
 """The ``seer`` command.
 
     seer tune [CONFIG.toml] [--run-dir DIR] [--time-budget S] [--money-budget USD] [--slots N]
-              [--profile P.json]
+              [--profile P.json] [--backend local|ray] [--address ADDR]
     seer plan [CONFIG.toml] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json] [--json]
     seer bench record [CONFIG.toml] --configurations N --epochs E --out TABLE.json [--slots S] [--run-dir DIR]
     seer profile [CONFIG.toml] [--slots N] [--out PROFILE.json] [--steps K] [--json]
@@ -39,6 +39,7 @@ from seer_torch.commands.status import LiveStatus as _LiveStatus
 from seer_torch.commands.status import print_summary as _print_summary
 from seer_torch.commands.tune import cmd_resume, cmd_tune
 from seer_torch.commands.verify import add_verify_arguments, cmd_verify
+from seer_torch.config import BACKENDS
 from seer_torch.errors import ConfigError, DatasetNotFoundError, SeerError
 
 __all__ = [
@@ -103,6 +104,10 @@ def _add_tune_parser(sub: Any) -> None:
     tune.add_argument("--run-dir", metavar="DIR",
                       help="where the run's files go (default: runs/NAME-TIMESTAMP)")
     tune.add_argument("--quiet", action="store_true", help="print only the final summary")
+    tune.add_argument("--backend", choices=BACKENDS,
+                      help="where the jobs run (overrides resources.backend; docs/ray.md)")
+    tune.add_argument("--address", metavar="ADDR",
+                      help="the Ray cluster to join, such as 'auto' (overrides resources.address)")
     tune.set_defaults(func=cmd_tune)
 
 

@@ -96,15 +96,23 @@ class BudgetSpec:
     billing_minimum_s: float = 0.0
 
 
+#: Where jobs run (``[resources] backend``): torchrun on this machine, or a Ray cluster (docs/ray.md).
+BACKENDS = ("local", "ray")
+
+
 @dataclass(frozen=True)
 class ResourceSpec:
     """``keep_alive``: a trial's job waits, alive, at its rung for its next one (and a W=1
     worker of the built-in worker takes up the next trial) instead of exiting (docs/design.md,
-    "Launch cost"); ``false`` relaunches every job."""
+    "Launch cost"); ``false`` relaunches every job. ``backend``: one of :data:`BACKENDS`;
+    ``address``: the Ray cluster to join (``"auto"``, ``"IP:PORT"``, ``"ray://..."``; only
+    with ``backend = "ray"``; ``None``: ``$RAY_ADDRESS`` or a new local Ray)."""
 
     num_slots: int = 1
     world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
     keep_alive: bool = True
+    backend: str = "local"
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,8 +235,11 @@ class Experiment:
         money_budget_usd: float | None = None,
         num_slots: int | None = None,
         profile: str | None = None,
+        backend: str | None = None,
+        address: str | None = None,
     ) -> Experiment:
-        """A copy with the CLI's overrides applied and validated.
+        """A copy with the CLI's overrides applied and validated (``backend``/``address``: the
+        ``--backend``/``--address`` of ``seer tune``; an address alone keeps the file's backend).
 
         Raises:
             ConfigError: an override is out of range.
@@ -245,6 +256,12 @@ class Experiment:
         res = self.resources
         if num_slots is not None:
             res = dataclasses.replace(res, num_slots=positive_int("resources.num_slots", num_slots))
+        if backend is not None or address is not None:
+            chosen = res.backend if backend is None else backend
+            kept = res.address if backend is None or backend == res.backend else None
+            chosen, where = check_backend(chosen, kept if address is None else address,
+                                          fields=("--backend", "--address"))
+            res = dataclasses.replace(res, backend=chosen, address=where)
         planner = self.planner
         if profile is not None:
             planner = dataclasses.replace(planner, profile=existing_file("planner.profile", profile))
@@ -509,11 +526,35 @@ def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
     keep_alive = r.get("keep_alive", True)
     if not isinstance(keep_alive, bool):
         raise ConfigError("resources.keep_alive", keep_alive, "true or false")
+    backend, address = check_backend(r.get("backend", "local"), r.get("address"))
     return ResourceSpec(
         num_slots=positive_int("resources.num_slots", r.get("num_slots", os.cpu_count() or 1)),
         world_size_ladder=tuple(ladder_raw),
         keep_alive=keep_alive,
+        backend=backend,
+        address=address,
     )
+
+
+def check_backend(backend: Any, address: Any, *, fields: tuple[str, str] = (
+        "resources.backend", "resources.address")) -> tuple[str, str | None]:
+    """``(backend, address)`` validated: a backend of :data:`BACKENDS`, and an address (a
+    non-empty string) only for the Ray backend. ``fields``: the names the errors give (the
+    file's, or the command line's flags).
+
+    Raises:
+        ConfigError: an unknown backend, an address that is not a non-empty string, or an
+            address given to the local backend.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(fields[0], backend, "one of " + ", ".join(repr(b) for b in BACKENDS))
+    if address is not None:
+        if not isinstance(address, str) or not address.strip():
+            raise ConfigError(fields[1], address, "a Ray address: 'auto', 'IP:PORT' or 'ray://HOST:PORT'")
+        if backend != "ray":
+            raise ConfigError(fields[1], address, f"no address with {fields[0]} = {backend!r} (the Ray "
+                                                  "backend's only: set the backend to 'ray')")
+    return backend, address
 
 
 def _parse_planner(pl: Mapping[str, Any], source: str) -> PlannerSpec:

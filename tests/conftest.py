@@ -24,6 +24,10 @@ GRACE_S = 5.0
 # it: multiprocessing's resource tracker (started by the first semaphore, for example
 # torch.multiprocessing.spawn's error queues) and its fork server. Not a test's children.
 _INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+#: While the session's Ray cluster runs (:func:`ray_cluster`): its own processes (GCS, raylets,
+#: their helpers and worker processes, titled ``ray::...``), matched by command line. What they
+#: start (an agent's torchrun and its workers) is still a test's and still checked.
+_SESSION_SERVICES: list[str] = []
 
 
 def _cmdline(pid: int) -> str | None:
@@ -40,7 +44,8 @@ def leftover_processes() -> list[tuple[int, str]]:
     found = []
     for pid in descendant_pids(os.getpid()):
         cmd = _cmdline(pid)
-        if cmd is not None and not any(helper in cmd for helper in _INTERPRETER_HELPERS):
+        exempt = (*_INTERPRETER_HELPERS, *_SESSION_SERVICES)
+        if cmd is not None and not any(helper in cmd for helper in exempt):
             found.append((pid, cmd))
     return found
 
@@ -73,3 +78,28 @@ def no_child_process_left():
             + "; ".join(f"pid {pid}: {cmd[:300]}" for pid, cmd in left),
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the session's Ray tests (started on first use): a head and two
+    nodes of one CPU each, so that a job of two or three workers spans nodes and meets on a
+    c10d rendezvous. Yields the :class:`ray.cluster_utils.Cluster`, this process connected to
+    it; shuts down only this cluster at the end (never ``ray stop``: other Rays on the machine
+    are not ours). Skips without Ray."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized(), "a test connected to another Ray before the session's cluster"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    _SESSION_SERVICES.extend(["ray::", f"{os.sep}site-packages{os.sep}ray{os.sep}"])
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        _SESSION_SERVICES.clear()

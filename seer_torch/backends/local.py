@@ -600,10 +600,11 @@ def descendant_pids(pid: int) -> list[int]:
     return found
 
 
-def token_pids(token: str) -> list[int]:
-    """Live processes (of this user) whose environment holds ``JOB_TOKEN_ENV=token``: a job's
-    processes and every descendant, whatever session they moved to."""
-    needle = f"{JOB_TOKEN_ENV}={token}".encode()
+def token_pids(token: str, name: str = JOB_TOKEN_ENV) -> list[int]:
+    """Live processes (of this user) whose environment holds ``name=token`` (by default
+    ``JOB_TOKEN_ENV=token``): a job's processes and every descendant, whatever session they
+    moved to."""
+    needle = f"{name}={token}".encode()
     found = []
     for pid, state, _, _ in _process_table():
         if state == "Z" or pid == os.getpid():

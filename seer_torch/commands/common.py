@@ -121,8 +121,9 @@ def interrupted_message(run_dir: Path, *, again: bool = False) -> str:
 
 def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
     """The backend every command runs its jobs on: the one place a backend is chosen and
-    built. Today always :class:`seer_torch.backends.local.LocalBackend` (torchrun on this
-    machine).
+    built: :class:`seer_torch.backends.local.LocalBackend` (torchrun on this machine), or with
+    ``[resources] backend = "ray"`` :class:`seer_torch.backends.ray_backend.RayBackend` (a Ray
+    cluster, joined at ``resources.address``; docs/ray.md).
 
     Args:
         exp: the experiment the jobs belong to.
@@ -142,6 +143,10 @@ def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
         kwargs["python_path"] = exp.python_path
     if not exp.resources.keep_alive:
         kwargs["keep_alive"] = False
+    if exp.resources.backend == "ray":
+        from seer_torch.backends.ray_backend import RayBackend  # imports Ray: only when asked for
+
+        return RayBackend(slots, address=exp.resources.address, **kwargs)
     return LocalBackend(slots, **kwargs)
 
 

@@ -159,7 +159,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: bad input; nothing is written then.
     """
-    exp = experiment_from_args(args)
+    exp = experiment_from_args(args).with_overrides(backend=args.backend, address=args.address)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(exp)
     status = LiveStatus(quiet=args.quiet)
     started = _Started()

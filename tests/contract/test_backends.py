@@ -14,8 +14,8 @@ it parked (its wait billed with the next segment), refuses another ``W``, may ta
 trial's job on a warm ``W = 1`` worker, and ends with ``release`` (its last wait a result of its
 own), with ``stop_all`` and with ``kill_leftover``; every slot-second it held is billed once.
 
-Adding a backend (the Ray one) is one entry in :data:`HARNESSES`: a :class:`Harness` subclass
-that builds the backend and moves its clock.
+Adding a backend is one entry in :data:`HARNESSES`: a :class:`Harness` subclass that builds the
+backend and moves its clock (the Ray one: :class:`RayHarness`, on the session's local cluster).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class Harness:
     #: seconds on the backend's clock an epoch takes, about (to wait for progress)
     epoch_s = 1.0
     timeout_s = 60.0
+    #: the name of a session fixture the backend needs first (a cluster), or ``None``
+    cluster_fixture: str | None = None
     experiment: dict[str, Any] = EXPERIMENT
     configuration: dict[str, Any] = CONFIGURATION
 
@@ -182,12 +184,28 @@ class LocalScriptHarness(LocalHarness):
     configuration = SCRIPT_CONFIGURATION
 
 
-#: Every backend the suite runs against; the local one starts real torchrun jobs.
+class RayHarness(LocalHarness):
+    """The Ray backend on the session's local Ray cluster (``ray_cluster`` in tests/conftest.py:
+    three nodes of one CPU each, so a job of ``W >= 2`` spans nodes and meets on a c10d
+    rendezvous): the same torchrun jobs, one per node part, started by Ray actors."""
+
+    name = "ray"
+    cluster_fixture = "ray_cluster"
+    timeout_s = 90.0
+
+    def make_backend(self) -> Backend:
+        from seer_torch.backends.ray_backend import RayBackend
+
+        return RayBackend(NUM_SLOTS)
+
+
+#: Every backend the suite runs against; the local and Ray ones start real torchrun jobs.
 HARNESSES = [
     pytest.param(SimulatedHarness, id="simulated"),
     pytest.param(SimulatedHangsHarness, id="simulated-hangs"),
     pytest.param(SimulatedKeepAliveHarness, id="simulated-keep-alive"),
     pytest.param(LocalHarness, id="local", marks=pytest.mark.integration),
+    pytest.param(RayHarness, id="ray", marks=pytest.mark.integration),
 ]
 #: The first test also runs the local backend on a user's script (one job, then its next one
 #: from the checkpoint at another W); the others are about the backend, whatever the job runs.
@@ -197,6 +215,8 @@ WITH_SCRIPT = [*HARNESSES, pytest.param(LocalScriptHarness, id="local-script", m
 @pytest.fixture(params=HARNESSES)
 def harness(request, tmp_path, monkeypatch):
     monkeypatch.delenv("SEER_DEBUG_STEP_DELAY_S", raising=False)
+    if request.param.cluster_fixture:  # a cluster the backend joins (the session's Ray)
+        request.getfixturevalue(request.param.cluster_fixture)
     h = request.param(tmp_path, monkeypatch)
     yield h
     h.backend.stop_all()

@@ -193,3 +193,35 @@ def test_a_script_experiment_needs_no_model_or_data_and_round_trips(tmp_path):
     assert exp.trial.script == str(tmp_path.resolve() / "train.py") and exp.trial.args == ("--depth", "2")
     again = parse_experiment(tomllib.loads(exp.to_toml()))  # no source: the path is absolute
     assert again.trial == exp.trial and again.training == exp.training
+
+
+@pytest.mark.parametrize(
+    "resources, field, value",
+    [
+        ({"backend": "slurm"}, "resources.backend", "slurm"),
+        ({"backend": "ray", "address": ""}, "resources.address", ""),
+        ({"backend": "ray", "address": 6379}, "resources.address", 6379),
+        ({"address": "auto"}, "resources.address", "auto"),  # an address only for the Ray backend
+    ],
+)
+def test_backend_and_address_are_checked_naming_the_field(resources, field, value):
+    with pytest.raises(ConfigError) as ei:
+        parse_experiment({"resources": resources, "search_space": SPACE})
+    assert (ei.value.field, ei.value.value) == (field, value)
+    assert str(ei.value).startswith(field + ":") and "allowed:" in str(ei.value)
+
+
+def test_backend_overrides_and_round_trip():
+    import tomllib
+
+    exp = parse_experiment({"search_space": SPACE})
+    assert (exp.resources.backend, exp.resources.address) == ("local", None)
+    ray = exp.with_overrides(backend="ray", address="auto")
+    assert (ray.resources.backend, ray.resources.address) == ("ray", "auto")
+    again = parse_experiment(tomllib.loads(ray.to_toml()))  # what `seer resume` reads back
+    assert again.resources == ray.resources
+    # Back to the local backend: the file's address goes with the Ray backend it was for.
+    assert ray.with_overrides(backend="local").resources.address is None
+    with pytest.raises(ConfigError) as ei:
+        exp.with_overrides(address="auto")  # --address without --backend ray
+    assert ei.value.field == "--address"
