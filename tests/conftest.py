@@ -24,10 +24,10 @@ GRACE_S = 5.0
 # it: multiprocessing's resource tracker (started by the first semaphore, for example
 # torch.multiprocessing.spawn's error queues) and its fork server. Not a test's children.
 _INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
-#: While the session's Ray cluster runs (:func:`ray_cluster`): its own processes (GCS, raylets,
+#: While a module's Ray cluster runs (:func:`ray_cluster`): its own processes (GCS, raylets,
 #: their helpers and worker processes, titled ``ray::...``), matched by command line. What they
 #: start (an agent's torchrun and its workers) is still a test's and still checked.
-_SESSION_SERVICES: list[str] = []
+_RAY_SERVICES: list[str] = []
 
 
 def _cmdline(pid: int) -> str | None:
@@ -44,7 +44,7 @@ def leftover_processes() -> list[tuple[int, str]]:
     found = []
     for pid in descendant_pids(os.getpid()):
         cmd = _cmdline(pid)
-        exempt = (*_INTERPRETER_HELPERS, *_SESSION_SERVICES)
+        exempt = (*_INTERPRETER_HELPERS, *_RAY_SERVICES)
         if cmd is not None and not any(helper in cmd for helper in exempt):
             found.append((pid, cmd))
     return found
@@ -80,19 +80,20 @@ def no_child_process_left():
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster for the session's Ray tests (started on first use): a head and two
-    nodes of one CPU each, so that a job of two or three workers spans nodes and meets on a
-    c10d rendezvous. Yields the :class:`ray.cluster_utils.Cluster`, this process connected to
-    it; shuts down only this cluster at the end (never ``ray stop``: other Rays on the machine
-    are not ours). Skips without Ray."""
+    """One local Ray cluster for a test module's Ray tests (started on first use, about 12 s):
+    a head and two nodes of one CPU each, so that a job of two or three workers spans nodes and
+    meets on a c10d rendezvous. Yields the :class:`ray.cluster_utils.Cluster`, this process
+    connected to it; shuts down only this cluster when the module's tests are done (never
+    ``ray stop``: other Rays on the machine are not ours), so that no Ray process is a child of
+    the tests that follow (several assert that the test process has none). Skips without Ray."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
-    assert not ray.is_initialized(), "a test connected to another Ray before the session's cluster"
+    assert not ray.is_initialized(), "a test connected to another Ray before the module's cluster"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    _SESSION_SERVICES.extend(["ray::", f"{os.sep}site-packages{os.sep}ray{os.sep}"])
+    _RAY_SERVICES.extend(["ray::", f"{os.sep}site-packages{os.sep}ray{os.sep}"])
     try:
         for _ in range(2):
             cluster.add_node(num_cpus=1)
@@ -102,4 +103,12 @@ def ray_cluster():
     finally:
         ray.shutdown()
         cluster.shutdown()
-        _SESSION_SERVICES.clear()
+        patterns = tuple(_RAY_SERVICES)
+        _RAY_SERVICES.clear()
+        deadline = time.monotonic() + 4 * GRACE_S
+        while (left := [(pid, cmd) for pid, cmd in leftover_processes() if any(p in cmd for p in patterns)]):
+            if time.monotonic() > deadline:
+                _kill([pid for pid, _ in left])
+                pytest.fail("Ray processes left after the cluster's shutdown: "
+                            + "; ".join(f"pid {pid}: {cmd[:200]}" for pid, cmd in left), pytrace=False)
+            time.sleep(0.2)
