@@ -260,7 +260,8 @@ class Experiment:
             chosen = res.backend if backend is None else backend
             kept = res.address if backend is None or backend == res.backend else None
             chosen, where = check_backend(chosen, kept if address is None else address,
-                                          fields=("--backend", "--address"))
+                                          fields=("resources.backend" if backend is None else "--backend",
+                                                  "--address"))
             res = dataclasses.replace(res, backend=chosen, address=where)
         planner = self.planner
         if profile is not None:

@@ -97,6 +97,8 @@ PART_TOKEN_ENV = "SEER_JOB_PART_TOKEN"
 RAY_CALL_S = 2.0
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 INSTALL_HINT = "pip install 'seer-torch[ray]'"
+#: Seconds a ``resources.address`` of the form ``IP:PORT`` has to accept a TCP connection.
+CONNECT_TIMEOUT_S = 5.0
 
 
 def _import_ray(field_name: str = "resources.backend") -> Any:
@@ -106,6 +108,26 @@ def _import_ray(field_name: str = "resources.backend") -> Any:
         raise ConfigError(field_name, "ray", f"a backend whose library is installed: Ray is not; "
                                              f"install it with `{INSTALL_HINT}`") from None
     return ray
+
+
+def _connect(ray: Any, address: str | None) -> None:
+    """``ray.init(address)``, or a :class:`ConfigError` naming ``resources.address`` when no
+    Ray answers there: an ``IP:PORT`` is first tried with a plain TCP connection of
+    :data:`CONNECT_TIMEOUT_S` (``ray.init`` itself retries an unreachable one for minutes)."""
+    allowed = "the address of a running Ray cluster (start one with `ray start --head`; docs/ray.md)"
+    if address and address not in ("auto", "local") and "://" not in address:
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+                pass
+        except (OSError, ValueError) as e:
+            why = f"{allowed}; nothing answers there ({e})"
+            raise ConfigError("resources.address", address, why) from None
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, TimeoutError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError("resources.address", address, f"{allowed}; {first}") from None
 
 
 def _die_with_parent() -> Any:
@@ -255,7 +277,7 @@ class RayBackend(Backend):
         use_gpus: bundles of one GPU; ``None``: when the cluster has GPUs.
 
     Raises:
-        ConfigError: Ray is not installed.
+        ConfigError: Ray is not installed, or no Ray cluster answers at ``address``.
     """
 
     detects_hangs = True
@@ -267,7 +289,7 @@ class RayBackend(Backend):
             raise ValueError(f"num_slots: got {num_slots}; allowed: an integer >= 1")
         ray = _import_ray()
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            _connect(ray, address)
         self._ray = ray
         self.num_slots = num_slots
         self.clock = clock or RealClock()

@@ -88,8 +88,16 @@ def check_new_run_dir(run_dir: Path, *, locked: bool = False) -> None:
     if run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir())):
         if not locked:
             check_not_in_use(run_dir)
-        held = "holds a run: continue it with `seer resume " + str(run_dir) + "`" \
-            if (run_dir / "experiment.toml").is_file() else "is a file or holds files"
+        held = "is a file or holds files"
+        if (run_dir / "experiment.toml").is_file():
+            held = "holds a run: continue it with `seer resume " + str(run_dir) + "`"
+            try:
+                from seer_torch.executor.journal import read_journal
+
+                if read_journal(run_dir).get("status") == "finished":
+                    held = "holds a run that finished: its answer is in results.json"
+            except ConfigError:  # no readable journal: resume says what it lacks
+                pass
         raise ConfigError("--run-dir", str(run_dir), f"a new or empty directory (this one {held})")
 
 

@@ -104,6 +104,11 @@ def test_tune_on_a_run_dir_a_live_tuner_holds_names_the_lock_not_seer_resume(tmp
         f"seer: error: --run-dir: got {str(run_dir)!r}; allowed: a new or empty directory "
         f"(this one holds a run: continue it with `seer resume {run_dir}`)\n"
     )
+    # A finished one: `seer resume` would refuse it, so the message does not send the user there.
+    (run_dir / "state.json").write_text(json.dumps({"status": "finished", "trials": []}))
+    assert main(argv) == 2
+    assert capsys.readouterr().err.endswith(
+        "(this one holds a run that finished: its answer is in results.json)\n")
 
 
 def test_resume_of_a_folder_a_starting_tuner_holds_names_the_lock(tmp_path, capsys):

@@ -224,4 +224,21 @@ def test_backend_overrides_and_round_trip():
     assert ray.with_overrides(backend="local").resources.address is None
     with pytest.raises(ConfigError) as ei:
         exp.with_overrides(address="auto")  # --address without --backend ray
-    assert ei.value.field == "--address"
+    assert ei.value.field == "--address" and "resources.backend = 'local'" in str(ei.value)
+
+
+def test_a_ray_address_where_nothing_answers_is_a_clear_error_at_once():
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    from seer_torch.backends.ray_backend import RayBackend
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as ei:
+        RayBackend(1, address=f"127.0.0.1:{port}")
+    assert (ei.value.field, ei.value.value) == ("resources.address", f"127.0.0.1:{port}")
+    assert "nothing answers there" in str(ei.value) and time.monotonic() - start < 10.0
