@@ -114,16 +114,7 @@ def kill_leftover_job(trial_dir: Path) -> dict | None:
     if "torch.distributed.run" in cmdline and cmd_dir in cmdline:
         alive = True
         descendants = descendant_pids(pid)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pid, sig)
-            except OSError:
-                pass
-            deadline = time.monotonic() + STOP_GRACE_S
-            while _group_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not _group_alive(pid):
-                break
+        end_group(pid, STOP_GRACE_S, kill_wait_s=STOP_GRACE_S)
         _kill_survivors(descendants)
     if info.get("token"):  # what left the job's sessions, whether torchrun still ran or not
         _kill_survivors(token_pids(str(info["token"])))
@@ -552,13 +543,7 @@ class LocalBackend(Backend):
 
     def _reap_group(self, handle: LocalJob) -> None:
         # torchrun has exited; make sure nothing it started outlives it (TERM, then KILL).
-        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
-            if not _group_alive(handle.process.pid):
-                return
-            self._signal_group(handle, sig)
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and _group_alive(handle.process.pid):
-                time.sleep(0.05)
+        end_group(handle.process.pid, STOP_GRACE_S)
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -666,6 +651,22 @@ def _kill_survivors(pids: list[int]) -> None:
         while time.monotonic() < deadline and any(_alive(p) for p in alive):
             time.sleep(0.05)
         alive = [p for p in alive if _alive(p)]
+
+
+def end_group(pgid: int, grace_s: float, *, kill_wait_s: float = 0.0) -> None:
+    """End process group ``pgid``: SIGTERM, then SIGKILL once ``grace_s`` seconds pass with a
+    member still alive, then wait up to ``kill_wait_s`` for the killed to go. Returns at once
+    when no member is (or is left) alive."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
+        if not group_members(pgid):
+            return
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+        deadline = time.monotonic() + wait_s
+        while group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _group_alive(pgid: int) -> bool:

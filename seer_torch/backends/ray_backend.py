@@ -64,7 +64,7 @@ from seer_torch.backends.local import (
     _read_bytes,
     _remove_job_files,
     descendant_pids,
-    group_members,
+    end_group,
     launch_env,
     launch_header,
     prepare_trial_dir,
@@ -203,30 +203,12 @@ class NodeAgent:
         if proc is None:
             return
         descendants = descendant_pids(proc.pid)
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
-            if not group_members(proc.pid):
-                break
-            try:
-                os.killpg(proc.pid, sig)
-            except OSError:
-                pass
-            deadline = time.monotonic() + wait_s
-            while group_members(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        end_group(proc.pid, grace_s)
         _kill_survivors(descendants + token_pids(self.part_token, PART_TOKEN_ENV))
 
     def _end_leftovers(self, pgid: int) -> None:
         # torchrun has exited: its group and its part's token must be gone too.
-        for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
-            if not group_members(pgid):
-                break
-            try:
-                os.killpg(pgid, sig)
-            except OSError:
-                pass
-            deadline = time.monotonic() + wait_s
-            while group_members(pgid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+        end_group(pgid, STOP_GRACE_S)
         _kill_survivors(token_pids(self.part_token, PART_TOKEN_ENV))
 
 
