@@ -185,6 +185,28 @@ class ParamSpec:
             return self.choices[rng.randrange(len(self.choices))]
         return self.value
 
+    def allowed(self) -> str:
+        """What this dimension allows, in words (for an error message)."""
+        if self.kind == "choice":
+            return f"one of {list(self.choices)}"
+        if self.kind == "fixed":
+            return f"{self.value!r} (fixed)"
+        kind = "an integer" if self.kind == "int_uniform" else "a number"
+        return f"{kind} in [{self.low:g}, {self.high:g}] ({self.kind})"
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this dimension can draw."""
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "fixed":
+            return value == self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int_uniform" and value != int(value):
+            return False
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high
+
 
 @dataclass(frozen=True)
 class Experiment:

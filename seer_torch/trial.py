@@ -52,9 +52,11 @@ script briefly at ``W = 1`` and ``W = 2`` and says, check by check, whether its 
 Files in the trial folder, written by this module for every script (seer-torch's own,
 :mod:`seer_torch.worker`, is one of them): ``config.json`` (read; written by the tuner),
 ``metrics.jsonl`` (one line per epoch, rank 0, :meth:`Trial.report`), ``checkpoint.pt`` /
-``checkpoint.prev.pt`` / ``checkpoint.json`` (rank 0, at the end of each launch; the format is
-:mod:`seer_torch.trial_checkpoint`'s), ``heartbeat`` (rank 0 touches it; the tuner's hang
-detection reads its time), TensorBoard events in ``tensorboard_dir`` (:meth:`Trial.log`).
+``checkpoint.prev.pt`` / ``checkpoint.json`` (rank 0, at the end of each launch, every
+:data:`CHECKPOINT_INTERVAL_S` between, and after the epoch in progress when the job is told to
+stop, :data:`STOP_SAVE_WINDOW_S`; the format is :mod:`seer_torch.trial_checkpoint`'s),
+``heartbeat`` (rank 0 touches it; the tuner's hang detection reads its time), TensorBoard
+events in ``tensorboard_dir`` (:meth:`Trial.log`).
 Side effects happen on rank 0 only; every rank must call every method in the same order
 (several run collectives at ``W > 1``).
 
@@ -62,7 +64,9 @@ Debugging hooks (environment variables, off by default; the tests and ``seer ver
 them): ``SEER_RECORD_SAMPLES=PATH`` records every step's samples and learning rate
 (:meth:`Trial._record`); ``SEER_RECORD_STATES=PATH`` the script's state before and after every
 epoch (:data:`RECORD_STATES_ENV`); ``SEER_DEBUG_STEP_DELAY_S=SECONDS`` sleeps that long after every
-step (lets a test kill a job mid-epoch); ``SEER_DEBUG_SAVE_DELAY_S=SECONDS`` holds every
+step (lets a test kill a job mid-epoch), ``SEER_DEBUG_SAMPLE_DELAY_S=SECONDS`` that long per
+sample of the rank's share of the step (simulated work that speeds up with ``W``);
+``SEER_DEBUG_SAVE_DELAY_S=SECONDS`` holds every
 checkpoint write half-way (:func:`seer_torch.trial_checkpoint.save_checkpoint`).
 
 Imports nothing from seer_torch above the worker layer: :mod:`seer_torch.errors`,
@@ -77,7 +81,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -135,6 +141,15 @@ HEARTBEAT_S = 10.0
 PARK_HEARTBEAT_S = 2.0
 #: Optimizer steps at the start of a launch left out of ``throughput_samples_per_s`` (warm-up).
 WARMUP_STEPS = 3
+#: Told to stop (SIGTERM: the tuner's deadline, a stop, Ctrl-C), a job finishes the epoch in
+#: progress and saves it when that is expected to take at most this long (seconds: the epoch's
+#: time left, judged by the launch's previous epoch, plus the last save's time); else it ends at
+#: once, as without a handler. Below the backends' SIGTERM-to-SIGKILL grace (5 s) and the
+#: executor's deadline grace (3 s).
+STOP_SAVE_WINDOW_S = 2.0
+#: Between rung targets, a job saves at the end of an epoch when its last save is at least this
+#: old (seconds), so a job stopped or killed mid-way loses at most about this much training.
+CHECKPOINT_INTERVAL_S = 60.0
 #: The checkpoint layout (:mod:`seer_torch.trial_checkpoint`): ``{"format", "epoch", "step",
 #: "samples_seen", "global_batch", "trial_id", "configuration", "rng", "state"}``, ``state``
 #: being what the script saved.
@@ -341,6 +356,14 @@ class Trial:
         self._throughput: float | None = None
         self._launch_steps = 0
         self._heartbeat_unix_s = 0.0
+        # Stopping (SIGTERM while training, :meth:`_on_sigterm`): asked on this rank, agreed by
+        # every rank (after train_batches and in report), and what the decision is judged by.
+        self._stop_asked = self._stopping = self._save_due = False
+        self._yielded = 0  # the epoch epochs() last began
+        self._epoch_wall_s: float | None = None  # the launch's previous epoch, start to report
+        self._save_s = 0.0  # the last save's seconds
+        self._saved_unix_s = time.time()
+        self._previous_sigterm: Any = None  # the handler before ours, while ours is installed
         self._writer: Any = None
         self._untimed_s = 0.0  # seconds of this epoch spent in untimed()
         self._in_step = False  # inside the body of a train_batches step
@@ -353,6 +376,10 @@ class Trial:
 
             self._lr_hook = register_optimizer_step_pre_hook(self._capture_lr)
         self._step_delay_s = float(os.environ.get("SEER_DEBUG_STEP_DELAY_S") or 0.0)
+        # Simulated compute that divides over the ranks as real work does: seconds per sample of
+        # this rank's share of each global batch (a perfect speed-up with W, for tests).
+        self._step_delay_s += (float(os.environ.get("SEER_DEBUG_SAMPLE_DELAY_S") or 0.0)
+                               * self.global_batch / env.world_size)
         self._probe_steps = _probe_steps_from_env()  # None unless this launch is a profile probe
         self._probe_steps_per_epoch: int | None = None  # the epoch's full step count, when probing
         self._probe_train_s = 0.0  # seconds in train_batches this epoch, when probing
@@ -449,6 +476,7 @@ class Trial:
         if self._reported < 1:
             raise ConfigError("save", "before any report", "call report(epoch, ...) before saving")
         _check_plain(state, "state")
+        start_s = time.perf_counter()
         if self.is_main:
             saved = {"format": CHECKPOINT_FORMAT, "epoch": self._reported, "step": self._step,
                      "samples_seen": self._step * self.global_batch, "global_batch": self.global_batch,
@@ -460,6 +488,7 @@ class Trial:
         self._saved_epoch = self._reported
         if self.world_size > 1:  # no rank goes on (and maybe exits) before the file is in place
             dist.barrier()
+        self._save_s, self._saved_unix_s = time.perf_counter() - start_s, time.time()
 
     # --- the epochs and the batches ----------------------------------------------------------------
 
@@ -471,7 +500,13 @@ class Trial:
         the checkpoint's epoch and writes ``checkpoint.json`` for it. Each epoch seeds torch's
         global RNG from ``(seed, epoch, rank)`` (dropout repeats after a resume) and must end
         with :meth:`report`. After the last epoch, ``checkpoint()`` (called on every rank) gives
-        the state :meth:`save` writes. After a diverged report the iteration stops, unsaved.
+        the state :meth:`save` writes; so it does after an epoch that ends
+        :data:`CHECKPOINT_INTERVAL_S` after the last save. After a diverged report the
+        iteration stops, unsaved.
+
+        Told to stop (SIGTERM) while the epochs train, the launch finishes the epoch in progress,
+        saves it and ends, when that fits :data:`STOP_SAVE_WINDOW_S` (:attr:`stopping` says so
+        during that epoch); else it ends at once, as without this.
 
         Kept alive (the tuner's backend says so, ``$SEER_KEEP_ALIVE=1``): after saving the last
         epoch the iterator *parks* instead of ending: the process waits, alive, for the tuner's
@@ -493,38 +528,102 @@ class Trial:
             truncate_metrics(str(self.trial_dir / METRICS_FILE), self.start_epoch)
         self._train_start_unix_s = time.time()
         self._record_state(checkpoint, self.start_epoch)
+        stoppable = checkpoint is not None and self._probe_steps is None
         first = self.start_epoch + 1
-        while True:
-            for epoch in range(first, self.until_epoch + 1):
-                torch.manual_seed(data.derive_seed(_SEED_SALT_EPOCH, self.seed, epoch, self.rank))
-                synchronize(self.device)
-                self._epoch_start_s, self._throughput, self._untimed_s = time.perf_counter(), None, 0.0
-                self._probe_steps_per_epoch, self._probe_train_s = None, 0.0
-                yield epoch
-                if self._diverged:
+        try:
+            while True:
+                if stoppable:
+                    self._catch_sigterm()
+                for epoch in range(first, self.until_epoch + 1):
+                    torch.manual_seed(data.derive_seed(_SEED_SALT_EPOCH, self.seed, epoch, self.rank))
+                    synchronize(self.device)
+                    self._epoch_start_s, self._throughput, self._untimed_s = time.perf_counter(), None, 0.0
+                    self._probe_steps_per_epoch, self._probe_train_s = None, 0.0
+                    self._yielded = epoch
+                    yield epoch
+                    self._epoch_wall_s = time.perf_counter() - self._epoch_start_s
+                    if self._diverged:
+                        return
+                    if self._reported != epoch:
+                        raise ConfigError("report", f"epoch {epoch} not reported",
+                                          f"one t.report({epoch}, {self.metric}=...) in every epoch")
+                    self._record_state(checkpoint, epoch)
+                    if self._stopping:
+                        break
+                    if self._save_due and checkpoint is not None and epoch < self.until_epoch:
+                        self.save(checkpoint())  # CHECKPOINT_INTERVAL_S since the last save
+                if checkpoint is not None and self._reported >= first and self._saved_epoch != self._reported:
+                    self.save(checkpoint())
+                elif self.is_main and self._saved_epoch != self._reported:
+                    print(f"seer trial: epoch {self._reported} of trial {self.trial_id} ends unsaved (no "
+                          "checkpoint function given to t.epochs()): it cannot resume, resize or go on",
+                          file=sys.stderr, flush=True)
+                self._release_sigterm()  # parked, or after the loop, a SIGTERM ends the process at once
+                if self._stopping or self._stop_asked:
+                    if self.is_main:
+                        print(f"seer trial: stopped after saving epoch {self._saved_epoch}",
+                              file=sys.stderr, flush=True)
                     return
-                if self._reported != epoch:
-                    raise ConfigError("report", f"epoch {epoch} not reported",
-                                      f"one t.report({epoch}, {self.metric}=...) in every epoch")
-                self._record_state(checkpoint, epoch)
-            if checkpoint is not None and self.until_epoch >= first:
-                self.save(checkpoint())
-            elif self.is_main and self._saved_epoch != self._reported:
-                print(f"seer trial: epoch {self._reported} of trial {self.trial_id} ends unsaved (no "
-                      "checkpoint function given to t.epochs()): it cannot resume, resize or go on",
-                      file=sys.stderr, flush=True)
-            # Park only with everything saved: a parked job may be released, and its trial then
-            # resumes from the checkpoint elsewhere.
-            if not self._keep_alive or self._saved_epoch != self._reported or self._reported < 1:
+                # Park only with everything saved: a parked job may be released, and its trial
+                # then resumes from the checkpoint elsewhere.
+                if not self._keep_alive or self._saved_epoch != self._reported or self._reported < 1:
+                    return
+                order = self._park()
+                if order.get("action") != "continue":
+                    if order.get("action") == "switch":  # the job moves out: its order goes with it
+                        self.next_trial = NextTrial.from_order(order)
+                        (self.trial_dir / CONTROL_FILE).unlink(missing_ok=True)
+                    return
+                first, self.until_epoch = self.until_epoch + 1, int(order["until_epoch"])
+                self._train_start_unix_s = time.time()
+        finally:
+            self._release_sigterm()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether this epoch is the launch's last because the job was told to stop (SIGTERM:
+        the tuner's deadline or stop, an interrupted ``seer tune``): it is saved after its
+        :meth:`report`, and the launch ends. The same on every rank once :meth:`train_batches`'
+        loop has ended (decided there, over all ranks); the built-in worker then evaluates its
+        test set, as at a target. Whether a stop waits for the epoch is
+        :data:`STOP_SAVE_WINDOW_S`' rule (:meth:`_on_sigterm`)."""
+        return self._stopping
+
+    def _catch_sigterm(self) -> None:
+        """Take SIGTERM while the epochs train (:meth:`_on_sigterm`); the main thread only."""
+        if self._previous_sigterm is not None or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_sigterm = (signal.getsignal(signal.SIGTERM),)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _release_sigterm(self) -> None:
+        """Give SIGTERM back to the handler it had before :meth:`_catch_sigterm`."""
+        if self._previous_sigterm is None:
+            return
+        (previous,), self._previous_sigterm = self._previous_sigterm, None
+        with contextlib.suppress(ValueError):  # not the main thread (a generator closed elsewhere)
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        """Told to stop while training: finish the epoch in progress and save it when that fits
+        :data:`STOP_SAVE_WINDOW_S` (judged by the launch's previous epoch and the last save);
+        else, or with no epoch timed yet, end as the handler before ours would (the default:
+        at once)."""
+        if self._epoch_wall_s is not None:
+            in_epoch = self._reported < self._yielded  # between its start and its report
+            more = self._reported < self.until_epoch
+            elapsed_s = time.perf_counter() - self._epoch_start_s
+            # in an epoch: its time left; between two: the next whole epoch; after the last: none
+            left_s = (max(0.0, self._epoch_wall_s - elapsed_s) if in_epoch
+                      else self._epoch_wall_s if more else 0.0)
+            if left_s + self._save_s <= STOP_SAVE_WINDOW_S:
+                if self.is_main and not self._stop_asked:
+                    print(f"seer trial: told to stop: saving after epoch {self._reported + int(more)} "
+                          f"(about {left_s:.1f} s away)", file=sys.stderr, flush=True)
+                self._stop_asked = True
                 return
-            order = self._park()
-            if order.get("action") != "continue":
-                if order.get("action") == "switch":  # the job moves out: its order goes with it
-                    self.next_trial = NextTrial.from_order(order)
-                    (self.trial_dir / CONTROL_FILE).unlink(missing_ok=True)
-                return
-            first, self.until_epoch = self.until_epoch + 1, int(order["until_epoch"])
-            self._train_start_unix_s = time.time()
+        self._release_sigterm()
+        os.kill(os.getpid(), signum)
 
     def _park(self) -> dict[str, Any]:
         """Wait, alive, for the tuner's next order (:func:`seer_torch.trial_keepalive.park`), with
@@ -587,6 +686,9 @@ class Trial:
                 time.sleep(self._step_delay_s)
         synchronize(self.device)
         self._throughput = measured * self.global_batch / max(time.perf_counter() - measure_s, 1e-9)
+        if self._previous_sigterm is not None:  # a stop asked of any rank is every rank's (one all-reduce)
+            flag = torch.tensor([float(self._stop_asked or self._stopping)], device=self.device)
+            self._stopping = bool(self.all_reduce_sum(flag).item())
         if self._probe_steps is not None:
             self._probe_train_s += time.perf_counter() - probe_start_s
 
@@ -684,9 +786,13 @@ class Trial:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"report({name}=...)", value, "a number or a one-element tensor")
             values[name] = float(value) if isinstance(value, float) else value
-        # Any rank's non-finite value counts, so that every rank stops after the same epoch.
-        bad = torch.tensor([float(not all(math.isfinite(v) for v in values.values()))], device=self.device)
-        diverged = bool(self.all_reduce_sum(bad).item())
+        # Any rank's non-finite value counts, so that every rank stops after the same epoch; so
+        # does a stop any rank was told of, and rank 0's clock saying a save is due (one all-reduce).
+        save_due = self.is_main and time.time() - self._saved_unix_s >= CHECKPOINT_INTERVAL_S
+        flags = torch.tensor([float(not all(math.isfinite(v) for v in values.values())),
+                              float(self._stop_asked or self._stopping), float(save_due)], device=self.device)
+        diverged, stopping, save_due = (bool(x > 0) for x in self.all_reduce_sum(flags).tolist())
+        self._stopping, self._save_due = stopping, save_due
         line: dict[str, Any] = {
             "trial_id": self.trial_id, "epoch": epoch, "step": self._step,
             "samples_seen": self._step * self.global_batch, "world_size": self.world_size,

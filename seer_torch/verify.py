@@ -51,7 +51,8 @@ from seer_torch.verify_checks import (
 )
 
 #: Environment variables of the tuner's own tools that must not leak into a verification.
-_CLEARED_ENV = (RECORD_STATES_ENV, RECORD_SAMPLES_ENV, "SEER_DEBUG_STEP_DELAY_S", "SEER_PROBE_STEPS")
+_CLEARED_ENV = (RECORD_STATES_ENV, RECORD_SAMPLES_ENV, "SEER_DEBUG_STEP_DELAY_S",
+                "SEER_DEBUG_SAMPLE_DELAY_S", "SEER_PROBE_STEPS")
 DEFAULT_EPOCHS = 2
 DEFAULT_TIMEOUT_S = 600.0
 STOP_GRACE_S = 5.0
@@ -158,7 +159,8 @@ def setup_from_experiment(exp: Experiment, *, overrides: Mapping[str, Any] | Non
         any_override: accept override names outside the search space (a bare script).
 
     Raises:
-        ConfigError: ``epochs``, ``world_size``, ``timeout_s`` or an override name out of range.
+        ConfigError: ``epochs``, ``world_size``, ``timeout_s`` out of range, or an override
+            whose name or value is not in the search space (unless ``any_override``).
     """
     from seer_torch.data import plan_batch
 
@@ -167,6 +169,10 @@ def setup_from_experiment(exp: Experiment, *, overrides: Mapping[str, Any] | Non
     unknown = sorted(set(overrides) - set(names))
     if unknown and not any_override:
         raise ConfigError("--config", unknown[0], f"a parameter of the search space: {', '.join(names)}")
+    for p in exp.search_space:
+        if p.name in overrides and not any_override and not p.contains(overrides[p.name]):
+            raise ConfigError(f"--config {p.name}", overrides[p.name],
+                              f"a value of the search space: {p.allowed()}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 2:
         raise ConfigError("--epochs", epochs, "an integer >= 2 (the W=2 launch trains the first half)")
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 2:

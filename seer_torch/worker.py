@@ -174,9 +174,10 @@ def train(t: Trial, config: TrialConfig) -> None:
 
 
 def _train_epoch(trainer: Trainer, epoch: int, *, last: bool) -> None:
-    """Train epoch ``epoch``, validate, and report its metrics (test too when ``last`` or with
-    ``test_every_epoch``, outside the epoch's time). A loss that is not finite stops the epoch
-    at once and reports it diverged (the trial then ends the launch, unsaved)."""
+    """Train epoch ``epoch``, validate, and report its metrics (test too when ``last``, when the
+    job was told to stop after this epoch, or with ``test_every_epoch``, outside the epoch's
+    time). A loss that is not finite stops the epoch at once and reports it diverged (the trial
+    then ends the launch, unsaved)."""
     t, splits = trainer.t, trainer.splits
     loss_sum, steps = 0.0, 0
     for step_in_epoch, micro_batches in enumerate(t.train_batches(splits.num_train, epoch)):
@@ -191,7 +192,7 @@ def _train_epoch(trainer: Trainer, epoch: int, *, last: bool) -> None:
     val_accuracy, val_loss = trainer.evaluate(splits.val_x, splits.val_y)
     metrics = {"lr": trainer.lr(), "train_loss": loss_sum / steps, "val_accuracy": val_accuracy,
                "val_loss": val_loss, "val_samples": int(splits.val_y.shape[0])}
-    if last or trainer.config.test_every_epoch:
+    if last or t.stopping or trainer.config.test_every_epoch:
         with t.untimed():
             metrics["test_accuracy"], metrics["test_loss"] = trainer.evaluate(splits.test_x, splits.test_y)
         metrics["test_samples"] = int(splits.test_y.shape[0])

@@ -382,7 +382,8 @@ class LocalBackend(Backend):
                 self._signal_group(h, signal.SIGKILL)
                 h.process.wait()
             self._reap_group(h)
-            _kill_survivors(descendants[id(h)] + (token_pids(h.token) if h.token else []))
+            _kill_survivors(descendants[id(h)] + (token_pids(h.token) if h.token else []),
+                            grace_s=max(0.0, deadline - time.monotonic()))
             h.result = JobResult(
                 h.spec, h.process.returncode, h.start_s, self.clock.now(), h.launch_unix_s, stopped=True,
                 wait_s=h.wait_s, rental_start_s=h.rental_start_s,
@@ -635,11 +636,13 @@ def _alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
 
 
-def _kill_survivors(pids: list[int]) -> None:
-    """TERM, then KILL, whichever of ``pids`` are still alive (processes that left the job's
-    process group, such as torchrun's workers)."""
+def _kill_survivors(pids: list[int], grace_s: float = STOP_GRACE_S) -> None:
+    """TERM, then KILL after ``grace_s`` seconds, whichever of ``pids`` are still alive
+    (processes that left the job's process group, such as torchrun's workers). A stop whose
+    workers were told to stop already (torchrun forwards its SIGTERM) passes what is left of
+    its own grace, so that it holds no longer than the backend's ``max_stop_s``."""
     alive = [p for p in pids if _alive(p)]
-    for sig, wait_s in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
         if not alive:
             return
         for p in alive:

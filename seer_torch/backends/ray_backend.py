@@ -203,8 +203,10 @@ class NodeAgent:
         if proc is None:
             return
         descendants = descendant_pids(proc.pid)
+        deadline = time.monotonic() + grace_s
         end_group(proc.pid, grace_s)
-        _kill_survivors(descendants + token_pids(self.part_token, PART_TOKEN_ENV))
+        _kill_survivors(descendants + token_pids(self.part_token, PART_TOKEN_ENV),
+                        grace_s=max(0.0, deadline - time.monotonic()))
 
     def _end_leftovers(self, pgid: int) -> None:
         # torchrun has exited: its group and its part's token must be gone too.
@@ -311,23 +313,25 @@ class RayBackend(Backend):
             "until_epoch": spec.until_epoch, "token": job.token, "placement_group": group.id.hex()})
         return job
 
-    def _node_parts(self, job: RayJob) -> list[list[int]]:
-        """The group's bundle indices by node part, node rank order: the node of bundle 0 first
-        (it hosts the rendezvous); one bundle a part on a cluster with GPUs."""
+    def _node_parts(self, job: RayJob) -> list[tuple[str, list[int]]]:
+        """The group's bundle indices by node part, node rank order, each with its node's id:
+        the node of bundle 0 first (it hosts the rendezvous); one bundle a part on a cluster
+        with GPUs."""
         from ray.util.placement_group import placement_group_table
 
         where = placement_group_table(job.group)["bundles_to_node_id"]
-        parts: dict[str, list[int]] = {}
+        parts: dict[str, tuple[str, list[int]]] = {}
         for index in range(job.spec.world_size):
             key = f"{where[index]}/{index}" if self.use_gpus else where[index]
-            parts.setdefault(key, []).append(index)
+            parts.setdefault(key, (where[index], []))[1].append(index)
         return list(parts.values())
 
     def _start(self, job: RayJob) -> None:
         """The group is placed: one agent per node part, each starting its torchrun."""
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        parts = self._node_parts(job)
+        placed = self._node_parts(job)
+        parts = [bundles for _, bundles in placed]
         rdzv = job.token[:16]
         for rank, bundles in enumerate(parts):
             strategy = PlacementGroupSchedulingStrategy(job.group, placement_group_bundle_index=bundles[0])
@@ -335,6 +339,10 @@ class RayBackend(Backend):
                 scheduling_strategy=strategy, num_cpus=0, num_gpus=1 if self.use_gpus else 0,
                 max_concurrency=4, max_restarts=0).remote(f"{job.token}.{rank}"))
         job.nodes = [len(b) for b in parts]
+        line = (f"=== ray: W={job.spec.world_size} on {len(parts)} node(s): "
+                + ", ".join(f"{len(b)} on {node[:12]}" for node, b in placed) + " ===\n")
+        with open(job.spec.trial_dir / "stdout.log", "ab") as f:
+            f.write(line.encode())
         endpoint = job.agents[0].endpoint.remote()
         for rank, (agent, bundles) in enumerate(zip(job.agents, parts)):
             rendezvous = ("--nnodes", str(len(parts)), "--node-rank", str(rank), "--rdzv-backend", "c10d",

@@ -426,6 +426,17 @@ class SimulatedBackend(Backend):
     def read_metrics(self, spec: JobSpec) -> list[dict[str, Any]]:
         return list(self._rows.get(spec.trial_id, ()))
 
+    def reported_epoch(self, spec: JobSpec) -> int:
+        """The last epoch the trial reported: its rows', or, while a job of it runs, the epochs
+        that job has completed by now (a real job's ``metrics.jsonl`` holds those before a
+        checkpoint makes them durable)."""
+        done = max((int(r["epoch"]) for r in self._rows.get(spec.trial_id, ())), default=0)
+        now = self.clock.now()
+        for job in self._running.values():
+            if job.spec.trial_id == spec.trial_id:
+                done = max(done, self._epochs_done(job, now))
+        return done
+
     def next_event_s(self) -> float:
         """When the next running job ends (simulated seconds; ``inf`` when none runs)."""
         return min((j.end_s for j in self._running.values()), default=math.inf)

@@ -158,6 +158,16 @@ def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
     return LocalBackend(slots, **kwargs)
 
 
+def text_console() -> Console:
+    """A console for a command's report: on a terminal rich wraps long lines at its width; in
+    a pipe or a file each line is written whole (rich would cut it at 80 columns)."""
+    from rich.console import Console
+
+    console = Console()
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def print_table(console: Console, table: Table) -> None:
     """Print ``table`` with every cell and header whole, never cut with "…": each column
     folds what does not fit onto more lines. On a terminal rich fits the table to the

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import experiment_from_args, print_table, shipped_profile_path, what_trains
+from seer_torch.commands.common import (
+    experiment_from_args,
+    print_table,
+    shipped_profile_path,
+    text_console,
+    what_trains,
+)
 from seer_torch.config import Experiment
 from seer_torch.errors import ConfigError
 
@@ -51,7 +57,10 @@ class _PlanInputs:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """``seer plan``: check the experiment as ``seer tune`` would, plan with the same inputs,
-    print the plan. Returns the exit status (0).
+    print the plan. Returns the exit status: 0 with a plan (a ``BEST EFFORT`` or
+    ``EXPLORATION FIRST`` one too), 1 with ``NO PLAN`` (the budgets pay for not even one epoch of
+    one configuration: ``seer tune`` would give no answer), so ``seer plan && seer tune`` runs
+    only what can answer.
 
     Raises:
         ConfigError: bad input, or no profile (none given and none shipped for the model and
@@ -67,7 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _print_json(exp, inputs, plan)
     else:
         _print_table(exp, inputs, plan)
-    return 0
+    return 0 if plan.rounds else 1
 
 
 def _profile_to_plan_with(exp: Experiment) -> tuple[Path, str]:
@@ -139,11 +148,10 @@ def _print_json(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
 
 
 def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     b, prof, ctx = exp.budget, inputs.prof, inputs.ctx
-    console = Console()
+    console = text_console()
     console.print(
         f"[bold]{exp.name}[/]: {what_trains(exp)}; deadline {b.time_budget_s:g} s, "
         f"money {b.money_budget_usd:g} USD at {b.price_usd_per_slot_hour:g} USD/slot-hour, "
@@ -165,9 +173,11 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
     def chosen(value: object) -> str:  # left open to the planner
         return " (chosen)" if value is None else ""
 
+    # num_finalists is a floor: eta's cut may carry more to the last rung (10 -> 3 at eta 3).
+    last = plan.rounds[-1].num_trials if plan.rounds else 0
     table = Table(title=f"SEER plan: {plan.num_configurations} configurations, "
-                        f"eta {plan.eta}{chosen(exp.training.eta)}, "
-                        f"{plan.num_finalists} finalist(s){chosen(exp.planner.num_finalists)}")
+                        f"eta {plan.eta}{chosen(exp.training.eta)}, {last} to the last rung "
+                        f"(num_finalists {plan.num_finalists}{chosen(exp.planner.num_finalists)})")
     for col in ("round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"):
         table.add_column(col, justify="right")
     for r in plan.rounds:

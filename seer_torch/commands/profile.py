@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seer_torch.commands.checks import check_before_launch
-from seer_torch.commands.common import make_backend, output_file, print_table, stop_on_signals
+from seer_torch.commands.common import make_backend, output_file, print_table, stop_on_signals, text_console
 from seer_torch.config import Experiment, load_experiment
 from seer_torch.errors import ConfigError, SeerError
 
@@ -233,14 +233,13 @@ def _profile_source(exp: Experiment, conf: dict[str, Any], measured: _Measured, 
 
 
 def _print_table(exp: Experiment, prof: Any, probes: list[Any], sequence: list[int], out: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from seer_torch.scaling import profiler
     from seer_torch.scaling.model import PRIOR_SERIAL_FRACTION
 
     model = prof.scaling
-    console = Console()
+    console = text_console()
     table = Table(title=f"scaling profile {prof.name}: {exp.model.name} on {exp.data.dataset}, "
                         f"global batch {exp.training.global_batch}")
     for col in ("W", "samples/s", "speedup", "efficiency", "start-up s"):
@@ -275,12 +274,11 @@ def _print_script_table(exp: Experiment, prof: Any, records: list[dict[str, Any]
                         out: Path) -> None:
     """The script's profile: per W the whole epoch's seconds (predicted from the probe's steps),
     speedup, efficiency and each probe's start-up."""
-    from rich.console import Console
     from rich.table import Table
 
     from seer_torch.scaling.model import PRIOR_SERIAL_FRACTION
 
-    console = Console()
+    console = text_console()
     table = Table(title=f"scaling profile {prof.name}: script {Path(str(exp.trial.script)).name}, "
                         f"global batch {exp.training.global_batch}")
     for col in ("W", "epoch s", "speedup", "efficiency", "start-up s"):

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from seer_torch.commands.common import print_table
+from seer_torch.commands.common import print_table, text_console
 from seer_torch.errors import ConfigError
 
 
@@ -93,7 +93,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           "time_budget_s": args.time_budget, "money_budget_usd": args.money_budget,
                           "num_slots": args.slots, **result}, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"{table.name}: {len(table)} configurations x {table.max_epochs} epochs; "
@@ -105,5 +104,5 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         t.add_column(col, justify="left" if col == "policy" else "right")
     for row in format_report(result, case):
         t.add_row(*row)
-    print_table(Console(), t)
+    print_table(text_console(), t)
     return 0

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from seer_torch.commands.common import print_table, stop_on_signals
+from seer_torch.commands.common import print_table, stop_on_signals, text_console
 from seer_torch.config import Experiment, load_experiment, parse_experiment
 from seer_torch.errors import ConfigError
 
@@ -196,14 +196,13 @@ def _as_json(report: Any) -> dict[str, Any]:
 
 
 def _print_report(report: Any, work_dir: Path | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from seer_torch.verify_checks import CAUSES
 
     setup = report.setup
     what = f"script {setup.script.name}" if setup.script is not None else "the built-in worker"
-    console = Console()
+    console = text_console()
     config = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in setup.configuration.items())
     table = Table(title=f"seer verify: {what} ({config}), global batch {setup.global_batch}: "

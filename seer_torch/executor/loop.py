@@ -41,7 +41,7 @@ from seer_torch.executor.failures import (
     missing_metric_failure,
 )
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
-from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop
+from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop, policy_news
 from seer_torch.runfiles import atomic_write_json
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class EventLoop:
             decisions = t.policy.decide(snap)
             t.journal.log_decide(snap, decisions)
             journal.debug_crash_point("decide")
+            for line in policy_news(t.policy):
+                t.event(line)
             events = []
             finish = self.apply(decisions, events)
             if finish is not None:

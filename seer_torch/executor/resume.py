@@ -14,7 +14,7 @@ from seer_torch.errors import SeerError
 from seer_torch.executor.context import draw_costs_needed, policy_context, trial_job_spec
 from seer_torch.executor.journal import DECISIONS_FILE, decision_to_dict, view_from_dict
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
-from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView
+from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView, policy_news
 from seer_torch.runfiles import atomic_write_text, remove_worker_temporaries
 from seer_torch.scaling.profile import load_profile
 
@@ -172,6 +172,7 @@ class Resumer:
                 )
             )
             got = [decision_to_dict(d) for d in decisions]
+            policy_news(t.policy)  # said when they were made, before the run stopped
             self._track(line, running, eliminated)
             if got != line["decisions"]:
                 raise SeerError(

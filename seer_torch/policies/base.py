@@ -36,7 +36,7 @@ from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
     "Decision", "Eliminate", "Finish", "JobEvent", "Launch", "Policy", "PolicyContext", "Snapshot",
-    "ANSWER_TOLERANCE", "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots",
+    "ANSWER_TOLERANCE", "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots", "policy_news",
 ]
 
 
@@ -266,6 +266,13 @@ class Policy(Protocol):
 
     def report(self) -> dict[str, Any]:
         """JSON-able facts for ``results.json`` (``plan``, predictions...)."""
+
+
+def policy_news(policy: Any) -> list[str]:
+    """What ``policy`` has to say since it last decided, one line each (its optional
+    ``news()`` method: the SEER policy's re-plans), or nothing. The executor shows each line."""
+    news = getattr(policy, "news", None)
+    return list(news()) if callable(news) else []
 
 
 #: How far (in score, the metric's own units) a trial stopped at the rung below the top rung must

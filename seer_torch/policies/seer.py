@@ -159,7 +159,7 @@ __all__ = [
 def _choice_words(inputs: PlannerInputs, choice: Choice, finalists_chosen: bool) -> str:
     """``eta E, F finalist(s)``, each marked ``chosen`` when the planner chose it."""
     eta = f"eta {choice.eta}" + (" (chosen)" if inputs.eta is None else "")
-    fin = f"{choice.finalists} finalist" + ("s" if choice.finalists != 1 else "")
+    fin = f"at least {choice.finalists} finalist" + ("s" if choice.finalists != 1 else "")
     fin += " (chosen)" if finalists_chosen or inputs.num_finalists is None else ""
     return f"{eta}, {fin}"
 

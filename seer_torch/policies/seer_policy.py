@@ -105,6 +105,7 @@ class SeerPolicy(RoundEngine):
         self.plan: planner.Plan | None = None
         self.plan_epoch_time_s = 0.0  # the profile's epoch the first plan assumed
         self.replans: list[dict[str, Any]] = []
+        self._news: list[str] = []  # re-plans that changed the plan, for the live status (news())
         self.remaining: list[planner.RoundPlan] = []
         self.current: planner.RoundPlan | None = None
         self.reserve: list[int] = []  # replacements for the current round, best first
@@ -180,6 +181,14 @@ class SeerPolicy(RoundEngine):
 
     def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
         return best_at_rungs(snapshot.trials, self.completed_rungs)
+
+    def news(self) -> list[str]:
+        """The re-plans since the last call that changed the plan (carried fewer or more, raised
+        the target, best effort), one line each, for the run's log and live status; the full
+        record is :meth:`report`'s ``replans``. An optional method of a policy: the executor
+        shows what a policy that has it says after each decision."""
+        news, self._news = self._news, []
+        return news
 
     def report(self) -> dict[str, Any]:
         return {
@@ -273,6 +282,8 @@ class SeerPolicy(RoundEngine):
         self.replans.append({"at_s": snap.now_s, "planned_survivors": list(counts),
                              "survivors": [r.num_trials for r in new.rounds], "reason": reason,
                              "plan": new.to_dict()})
+        if reason != "as planned":
+            self._news.append(f"re-plan at epoch {rung}: {reason}")
         if not new.rounds:
             self._finish(f"budget left cannot pay for round {self.current.index + 1}: {new.message}"
                          + self._answer_note(snap))

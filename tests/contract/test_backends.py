@@ -36,6 +36,7 @@ from seer_torch.scaling.profile import parse_profile
 
 NUM_SLOTS = 3
 SLOW_STEP_S = 0.1  # the local slow jobs sleep this long after every step (26 steps an epoch)
+BRISK_STEP_S = 0.02  # the local brisk ones: epochs of about 0.6 s
 EXPERIMENT = {
     "name": "contract",
     "seed": 0,
@@ -97,8 +98,15 @@ class Harness:
             script=script, script_args=self.exp.trial.args,
         )
 
+    #: Real jobs told to stop save their epoch in progress (seer_torch.trial.STOP_SAVE_WINDOW_S).
+    saves_on_stop = False
+
     def slow(self) -> None:
         """Make the jobs launched from now on slow enough to be stopped half-way."""
+
+    def brisk(self) -> None:
+        """Make the jobs launched from now on train epochs of well under a second, slow enough
+        to be stopped mid-way through a launch."""
 
     def advance(self, seconds: float) -> None:
         raise NotImplementedError
@@ -168,8 +176,13 @@ class LocalHarness(Harness):
 
         return LocalBackend(NUM_SLOTS)
 
+    saves_on_stop = True
+
     def slow(self) -> None:
         self.monkeypatch.setenv("SEER_DEBUG_STEP_DELAY_S", str(SLOW_STEP_S))
+
+    def brisk(self) -> None:
+        self.monkeypatch.setenv("SEER_DEBUG_STEP_DELAY_S", str(BRISK_STEP_S))
 
     def advance(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -295,6 +308,30 @@ def test_stops_end_running_jobs_and_keep_their_checkpoints(harness):
     backend.stop_all()
     last = backend.poll(handles[2])
     assert last is not None and last.stopped
+
+
+def test_a_stop_keeps_every_epoch_reported_before_it(harness):
+    # The tuner's deadline stops jobs mid-way: the epochs they reported are not lost. A real
+    # job told to stop (SIGTERM) finishes its epoch in progress when that takes under
+    # STOP_SAVE_WINDOW_S, saves it (with its test accuracy) and ends; then it is the last kept.
+    backend = harness.backend
+    harness.brisk()
+    spec = harness.spec("t000", 2, 9)
+    handle = backend.launch(spec)
+
+    def two_reported() -> int:
+        assert backend.poll(handle) is None, _why(backend.poll(handle))  # (a backend may start it in poll)
+        return backend.reported_epoch(spec) >= 2 and backend.reported_epoch(spec)
+
+    reported = harness.wait_for(two_reported, "two epochs reported")
+    res = backend.stop(handle)
+    assert res.stopped and backend.reported_epoch(spec) < 9
+    rows = backend.read_metrics(spec)
+    kept = _epochs(rows)
+    assert kept == list(range(1, len(kept) + 1)) and len(kept) >= reported, (reported, kept, _why(res))
+    if harness.saves_on_stop:
+        assert len(kept) == backend.reported_epoch(spec)  # every epoch reported is durable: none lost
+        assert rows[-1].get("test_accuracy") is not None  # evaluated as at a target
 
 
 def test_the_slots_of_ended_jobs_are_free_again(harness):

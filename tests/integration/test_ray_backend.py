@@ -110,3 +110,171 @@ def test_a_lost_agent_fails_the_job_at_once_and_leaves_no_process(ray_cluster, t
     _wait(lambda: not token_pids(job.token) and not pids_naming(str(spec.trial_dir)), "no process left")
     # What the first job saved is kept: the trial's retry resumes from epoch 1 (as after any failure).
     assert [r["epoch"] for r in backend.read_metrics(spec)] == [1]
+
+
+#: A given profile under which SEER plans W = 1, 1, 2 for the rounds to rungs 1, 3, 9 with a
+#: deadline of MOVE_DEADLINE_S (``seer plan`` shows W = 2 from 91 s down, W = 1 throughout from
+#: 92 s): 8 s an epoch at W = 1, 1.9 times faster at W = 2, 8 s a start.
+MOVE_PROFILE = {"name": "ray-move", "world_sizes": [1, 2], "speedup": [1.0, 1.9], "epoch_time_s": 8.0,
+                "startup_s": 8.0, "resize_s": 8.0}
+MOVE_DEADLINE_S = 78
+#: The workers sleep this long per sample of their share of each step: an epoch takes the
+#: profile's 8 s at W = 1 and half that at W = 2, as real work would (digits_mlp itself trains an
+#: epoch in a fraction of a second).
+MOVE_SAMPLE_DELAY_S = 0.0062
+MOVE_EXPERIMENT = f"""
+name = "ray-move"
+seed = 0
+[data]
+dataset = "digits"
+[model]
+name = "digits_mlp"
+[training]
+max_epochs = 9
+min_epochs = 1
+eta = 3
+global_batch = 48
+micro_batch_max = 12
+[budget]
+time_budget_s = {MOVE_DEADLINE_S}
+money_budget_usd = 10
+price_usd_per_slot_hour = 3.6
+[resources]
+num_slots = 2
+world_size_ladder = [1, 2]
+backend = "ray"
+[search]
+max_configurations = 2
+[planner]
+profile = "profile.json"
+num_finalists = 1
+[search_space]
+lr = {{ choices = [0.05, 0.1] }}
+weight_decay = 0.0005
+momentum = 0.9
+width = 32
+dropout = 0.0
+"""
+
+
+def _w_runs(rows: list[dict]) -> list[tuple[int, int]]:
+    """``(W, last epoch)`` of each run of epochs at one ``W``, in order: the jobs to replay."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][0] == r["world_size"]:
+            runs[-1] = (r["world_size"], r["epoch"])
+        else:
+            runs.append((r["world_size"], r["epoch"]))
+    return runs
+
+
+def test_seer_tune_on_ray_moves_the_finalist_from_one_node_to_two_with_local_metrics(ray_cluster, tmp_path):
+    from seer_torch.testing import run_seer
+
+    (tmp_path / "profile.json").write_text(json.dumps(MOVE_PROFILE))
+    (tmp_path / "exp.toml").write_text(MOVE_EXPERIMENT)
+    run_dir = tmp_path / "run"
+    proc = run_seer(["tune", "exp.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address],
+                    tmp_path, env={"SEER_DEBUG_SAMPLE_DELAY_S": str(MOVE_SAMPLE_DELAY_S)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((run_dir / "results.json").read_text())
+    best = res["best"]
+    assert best["epochs"] == 9, res["stop_reason"]
+    trial_dir = run_dir / "trials" / best["trial_id"]
+    rows = [json.loads(x) for x in (trial_dir / "metrics.jsonl").read_text().splitlines()]
+    runs = _w_runs(rows)
+    assert [w for w, _ in runs] == [1, 2], (runs, res["plan"]["message"], res.get("replans"))
+    # Its W = 1 jobs ran on one node, its W = 2 job on two (one worker each, c10d rendezvous).
+    placed = [x for x in (trial_dir / "stdout.log").read_text().splitlines() if x.startswith("=== ray: ")]
+    assert [p.split(" on ")[1].split()[0] for p in placed] == ["1", "2"], placed
+
+    # The same trial replayed on the local backend, a job to each rung it reached (where it
+    # evaluated its test set), at the W it had there: the same curve, number for number.
+    local = LocalBackend(2, keep_alive=False)
+    replay = tmp_path / "local" / best["trial_id"]
+    replay.mkdir(parents=True)
+    (replay / "config.json").write_bytes((trial_dir / "config.json").read_bytes())
+    for r in rows:
+        if "test_accuracy" in r:
+            job = local.launch(JobSpec(best["trial_id"], replay, r["world_size"], r["epoch"]))
+            _ok(_wait(lambda job=job: local.poll(job), f"W={r['world_size']} to epoch {r['epoch']}"))
+    replayed = local.read_metrics(JobSpec(best["trial_id"], replay, 1, 9))
+    assert [{k: r.get(k) for k in TRAINING_KEYS} for r in rows] == [
+        {k: r.get(k) for k in TRAINING_KEYS} for r in replayed]
+
+
+def _removing_a_node(ray_cluster, run_dir: Path, at_epoch: int) -> dict:
+    """Wait until a trial of the run in ``run_dir`` reports ``at_epoch`` in a job of its last
+    round, then remove the node its job runs on (its raylet and every process on it, as a lost
+    machine); returns what was removed."""
+    deadline = time.monotonic() + TIMEOUT_S * 2
+    while time.monotonic() < deadline:
+        for metrics in run_dir.glob("trials/*/metrics.jsonl"):
+            epochs = [json.loads(x)["epoch"] for x in metrics.read_text().splitlines() if x.strip()]
+            if epochs and max(epochs) >= at_epoch:
+                placed = [x for x in (metrics.parent / "stdout.log").read_text().splitlines()
+                          if x.startswith("=== ray: ")]
+                node_prefix = placed[-1].rsplit(" on ", 1)[1].split()[0]
+                (node,) = [n for n in ray_cluster.worker_nodes if n.node_id.startswith(node_prefix)]
+                ray_cluster.remove_node(node, allow_graceful=False)
+                return {"trial_id": metrics.parent.name, "epoch": max(epochs), "node": node.node_id}
+        time.sleep(0.1)
+    raise AssertionError(f"no trial of {run_dir} reached epoch {at_epoch}")
+
+
+def test_a_node_lost_mid_job_fails_it_at_once_and_the_trial_resumes_on_the_others_same_answer(
+        ray_cluster, tmp_path):
+    import threading
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from seer_torch.testing import run_seer
+
+    # The experiment of the move test with time to spare (W = 1 throughout) and 3 s epochs.
+    experiment = MOVE_EXPERIMENT.replace(f"time_budget_s = {MOVE_DEADLINE_S}", "time_budget_s = 400")
+    (tmp_path / "profile.json").write_text(json.dumps(MOVE_PROFILE))
+    (tmp_path / "ray.toml").write_text(experiment)
+    (tmp_path / "local.toml").write_text(experiment.replace('backend = "ray"', 'backend = "local"'))
+    # The answer without a fault: the same run on the local backend (its plan does not depend on
+    # the machine's speed: two configurations, W = 1, rungs 1, 3, 9).
+    ref = run_seer(["tune", "local.toml", "--run-dir", str(tmp_path / "ref")], tmp_path, timeout=300)
+    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+    expected = json.loads((tmp_path / "ref" / "results.json").read_text())
+
+    # The head's CPU is held, so that every job runs on one of the two nodes that can be lost.
+    @ray.remote(num_cpus=1)
+    class Hold:
+        def ping(self) -> int:
+            return 1
+
+    hold = Hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+        ray_cluster.head_node.node_id, soft=False)).remote()
+    ray.get(hold.ping.remote())
+    run_dir, removed = tmp_path / "run", {}
+    remover = threading.Thread(target=lambda: removed.update(_removing_a_node(ray_cluster, run_dir, 5)))
+    remover.start()
+    try:
+        proc = run_seer(["tune", "ray.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address],
+                        tmp_path, env={"SEER_DEBUG_SAMPLE_DELAY_S": "0.0024"}, timeout=300)
+        remover.join()
+    finally:
+        ray.kill(hold)
+        ray_cluster.add_node(num_cpus=1)  # the cluster as the module's other tests know it
+        ray_cluster.wait_for_nodes()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((run_dir / "results.json").read_text())
+    trials = {t["trial_id"]: t for t in res["trials"]}
+    lost = trials[removed["trial_id"]]
+    # The job failed (its agent's node was lost) and was retried once, from its checkpoint.
+    assert lost["failures"] == 1, lost
+    log = (run_dir / "trials" / removed["trial_id"] / "stdout.log").read_text()
+    placed = [x for x in log.splitlines() if x.startswith("=== ray: ")]
+    assert removed["node"][:12] not in placed[-1]  # relaunched on a node that is still there
+    # The answer is the one without the fault, number for number.
+    for key in ("trial_id", "val_accuracy", "test_accuracy", "epochs"):
+        assert res["best"][key] == expected["best"][key], key
+    ref_trials = {t["trial_id"]: t for t in expected["trials"]}
+    assert lost["metric_by_epoch"] == ref_trials[removed["trial_id"]]["metric_by_epoch"]
+    # No torchrun or worker of the run is left on any node (all share this host here).
+    _wait(lambda: not pids_naming(str(run_dir)), "no process of the run left")

@@ -204,9 +204,9 @@ def test_seer_plan_too_short_deadline_shows_best_effort(tmp_path: Path):
     text = _seer(*args, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert "BEST EFFORT" in text.stdout and "too short" in text.stdout
-    # Nothing fits at all: it says so and still exits 0.
+    # Nothing fits at all: it says so and exits 1, as seer tune would without an answer.
     none = _seer("plan", cfg, "--profile", str(prof), "--time-budget", "4", cwd=tmp_path)
-    assert none.returncode == 0 and "NO PLAN" in none.stdout
+    assert none.returncode == 1 and "NO PLAN" in none.stdout
 
 
 def test_seer_tune_bad_input_exits_2_and_launches_nothing(tmp_path: Path):

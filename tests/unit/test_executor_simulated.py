@@ -38,6 +38,7 @@ def _run(
     backend_epoch_time_at=None,
     num_finalists=1,
     policy=None,
+    events=None,
 ):
     profile = tmp_path / "profile.json"
     profile.write_text(
@@ -84,7 +85,9 @@ def _run(
         curve=curve,
         epoch_time_at=backend_epoch_time_at,
     )
-    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=policy or SeerPolicy())
+    on_event = None if events is None else (lambda msg, status: events.append(msg))
+    tuner = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=policy or SeerPolicy(),
+                  on_event=on_event)
     return tuner.run(), backend
 
 
@@ -325,8 +328,10 @@ def test_when_survivors_train_faster_than_the_profile_the_money_saved_carries_mo
     # still ends within its budget.
     (tmp_path / "fast").mkdir()
     (tmp_path / "same").mkdir()
+    events: list[str] = []
     res, _ = _run(
         tmp_path / "fast",
+        events=events,
         max_configurations=64,
         max_epochs=9,
         eta=3,
@@ -344,6 +349,10 @@ def test_when_survivors_train_faster_than_the_profile_the_money_saved_carries_mo
     first = res["replans"][0]  # the re-plan at rung 1 says what it carried against the plan
     assert first["planned_survivors"][0] == planned[1] and first["survivors"][0] == ran[1]
     assert first["reason"].startswith("carried more") and "the plan assumed 10 s" in first["reason"]
+    # ... and the live status says so when it happens (re-plans as planned are not news).
+    news = [e for e in events if e.startswith("re-plan at epoch")]
+    assert news[0] == f"re-plan at epoch 1: {first['reason']}"
+    assert len(news) == sum(r["reason"] != "as planned" for r in res["replans"])
     assert all(
         r["reason"] == "as planned" for r in res["replans"][1:] if r["survivors"] == r["planned_survivors"]
     )

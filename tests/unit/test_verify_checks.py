@@ -335,6 +335,7 @@ def test_overrides_are_read_as_json_else_as_strings():
     (["{script}", "--config", "lr=1", "--epochs", "1"], "--epochs"),
     (["{script}", "--config", "lr=1", "--world-size", "3"], "global_batch"),
     (["{toml}", "--config", "nosuch=1"], "--config"),
+    (["{toml}", "--config", "lr=5"], "--config lr"),  # outside the search space's range
     (["{toml}", "--", "--dataset", "wine"], "SCRIPT_ARGS"),
 ])
 def test_bad_input_is_exit_2_naming_the_field(tmp_path, capsys, argv, field):
