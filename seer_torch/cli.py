@@ -10,13 +10,18 @@
                 [-- SCRIPT_ARGS...]
     seer simulate --profile P.json[:NAME] --time-budget S --money-budget USD [--table T.json]
                   [--policies seer,sha,...] [--seeds N] [--slots N] [--json]
+    seer report RUN_DIR [--out FILE] [--png]
+    seer export RUN_DIR [--out FILE]
 
 With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done
-(for ``tune``: with an answer), 1 no answer or another error, 2 bad input (the message names
-the field, the value and what is allowed) or a run directory another seer process holds
-(:mod:`seer_torch.run_lock`), 130 interrupted (SIGINT, SIGTERM or SIGHUP, unless ignored at
+(for ``tune``: with an answer), 1 no answer (``plan``: ``NO PLAN``) or another error, 2 bad
+input (the message names the field, the value and what is allowed) or a run directory another
+seer process holds (:mod:`seer_torch.run_lock`), 130 interrupted (SIGINT, SIGTERM or SIGHUP, unless ignored at
 start as under ``nohup``; running jobs are stopped and what was completed is written).
-``seer plan`` imports no torch and launches nothing.
+``seer plan`` imports no torch and launches nothing. ``seer report`` and ``seer export`` exit 0
+with their file written (a partial report of a killed run too), 1 when nothing could be drawn,
+2 for a path that is no run directory or a run still in progress
+(:mod:`seer_torch.commands.report`).
 
 This module parses the command line and hands it to a command in :mod:`seer_torch.commands`;
 it turns the errors they raise into messages and exit codes.
@@ -34,6 +39,7 @@ from seer_torch.commands.checks import check_before_launch
 from seer_torch.commands.common import shipped_profile_path
 from seer_torch.commands.plan import PROFILE_EXTRA_S, cmd_plan
 from seer_torch.commands.profile import cmd_profile
+from seer_torch.commands.report import cmd_export, cmd_report
 from seer_torch.commands.simulate import cmd_simulate, eta_or_auto
 from seer_torch.commands.status import LiveStatus as _LiveStatus
 from seer_torch.commands.status import print_summary as _print_summary
@@ -84,6 +90,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_simulate_parser(sub)
     _add_resume_parser(sub)
     _add_verify_parser(sub)
+    _add_report_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -207,6 +215,32 @@ def _add_verify_parser(sub: Any) -> None:
                     "each failure. Exit 0 when no check fails, 1 when one does, 2 for bad input.")
     add_verify_arguments(ver)
     ver.set_defaults(func=cmd_verify)
+
+
+def _add_report_parser(sub: Any) -> None:
+    rep = sub.add_parser(
+        "report", help="draw a run: RUN_DIR/report.html, one self-contained page",
+        description="Write RUN_DIR/report.html: the allocation chart (each trial's jobs over time, by W), "
+                    "the budget burn-down against the plan, planned against measured rounds, the "
+                    "slot-seconds split, learning curves, the search space, the answer and why the run "
+                    "ended. Exit 0 written (a partial report of a killed run too), 1 nothing could be "
+                    "drawn, 2 not a run directory or a run still in progress.")
+    rep.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory")
+    rep.add_argument("--out", metavar="FILE", help="where the page goes (default RUN_DIR/report.html)")
+    rep.add_argument("--png", action="store_true",
+                     help="also write each figure as report_figures/NAME.png beside the page")
+    rep.set_defaults(func=cmd_report)
+
+
+def _add_export_parser(sub: Any) -> None:
+    exp = sub.add_parser(
+        "export", help="write RUN_DIR/trials.csv: one row per trial",
+        description="Write RUN_DIR/trials.csv: trial_id, each hyperparameter, status, epochs reached, the "
+                    "metric at the last epoch and at each rung, each job's W, retries, the answer, its "
+                    "checkpoint. Exit codes as seer report.")
+    exp.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory")
+    exp.add_argument("--out", metavar="FILE", help="where the CSV goes (default RUN_DIR/trials.csv)")
+    exp.set_defaults(func=cmd_export)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,6 +95,9 @@ LAYER_RULES: tuple[tuple[str, str], ...] = (
     # what tests/ and scripts/ share (the fault experiment, running seer, the kept-alive
     # protocol's tuner side): above the backends it reads processes through; nothing imports it
     ("seer_torch/testing.py", "harness"),
+    # seer report: reads a run's files (report_data.py, pure but for read_run_files) and draws them
+    # (report.py); above the executor and the policies whose records and answer rule it reads
+    ("seer_torch/report*", "harness"),
     ("seer_torch/executor*", "executor"),
     ("seer_torch/policies/*", "policies"),
     ("seer_torch/scaling/*", "scaling"),
