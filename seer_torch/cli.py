@@ -5,7 +5,7 @@
     seer plan [CONFIG.toml] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json] [--json]
     seer bench record [CONFIG.toml] --configurations N --epochs E --out TABLE.json [--slots S] [--run-dir DIR]
     seer profile [CONFIG.toml] [--slots N] [--out PROFILE.json] [--steps K] [--json]
-    seer resume RUN_DIR [--slots N]
+    seer resume RUN_DIR [--slots N] [--time-budget [+]S] [--money-budget [+]USD]
     seer verify SCRIPT_OR_CONFIG [--config NAME=VALUE ...] [--epochs E] [--world-size W] [--json]
                 [-- SCRIPT_ARGS...]
     seer simulate --profile P.json[:NAME] --time-budget S --money-budget USD [--table T.json]
@@ -202,6 +202,10 @@ def _add_resume_parser(sub: Any) -> None:
     resume = sub.add_parser("resume", help="continue a run that was killed or interrupted, from its journal")
     resume.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory (holds state.json)")
     resume.add_argument("--slots", type=int, metavar="N", help="worker slots (default: the run's)")
+    resume.add_argument("--time-budget", metavar="S", help="a new deadline for the whole run, seconds, or +S "
+                        "to add S; with it (or --money-budget) a run that ended by its budget goes on")
+    resume.add_argument("--money-budget", metavar="USD", help="a new money budget for the whole run, or +USD "
+                        "to add")
     resume.add_argument("--quiet", action="store_true", help="print only the final summary")
     resume.set_defaults(func=cmd_resume)
 

@@ -101,18 +101,32 @@ BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
+class NodeType:
+    """A kind of machine a Ray cluster holds, and its price: ``slots`` (CPU slots, or GPUs on a
+    cluster with GPUs) and ``price_usd_per_hour`` for the whole node. A node the cluster holds
+    is this type when it offers this many slots (issue 17: money metered on what is held)."""
+
+    name: str
+    slots: int
+    price_usd_per_hour: float
+
+
+@dataclass(frozen=True)
 class ResourceSpec:
     """``keep_alive``: a trial's job waits, alive, at its rung for its next one (and a W=1
     worker of the built-in worker takes up the next trial) instead of exiting (docs/design.md,
     "Launch cost"); ``false`` relaunches every job. ``backend``: one of :data:`BACKENDS`;
     ``address``: the Ray cluster to join (``"auto"``, ``"IP:PORT"``, ``"ray://..."``; only
-    with ``backend = "ray"``; ``None``: ``$RAY_ADDRESS`` or a new local Ray)."""
+    with ``backend = "ray"``; ``None``: ``$RAY_ADDRESS`` or a new local Ray). ``node_types``:
+    the price of each kind of node on Ray (:class:`NodeType`; a node of no listed type costs
+    ``budget.price_usd_per_slot_hour`` a slot)."""
 
     num_slots: int = 1
     world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
     keep_alive: bool = True
     backend: str = "local"
     address: str | None = None
+    node_types: tuple[NodeType, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -556,7 +570,43 @@ def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
         keep_alive=keep_alive,
         backend=backend,
         address=address,
+        node_types=_parse_node_types(r.get("node_types", [])),
     )
+
+
+_NODE_TYPE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _parse_node_types(raw: Any) -> tuple[NodeType, ...]:
+    """``[[resources.node_types]]``: a list of ``{name, slots, price_usd_per_hour}`` tables, names
+    and slot counts each distinct (a node's type is the one with its slots).
+
+    Raises:
+        ConfigError: not a list of such tables, a missing or unknown key, a bad value, or two
+            types with one name or one slot count.
+    """
+    fld = "resources.node_types"
+    allowed = ('a list of tables {name = "cpu4", slots = 4, price_usd_per_hour = 0.2}, one per kind of '
+               "node (as [[resources.node_types]] sections)")
+    if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
+        raise ConfigError(fld, raw, allowed)
+    out: list[NodeType] = []
+    for i, t in enumerate(raw):
+        where = f"{fld}[{i}]"
+        if set(t) != {"name", "slots", "price_usd_per_hour"}:
+            raise ConfigError(where, dict(t), allowed)
+        name = t["name"]
+        if not isinstance(name, str) or not _NODE_TYPE_NAME.match(name):
+            raise ConfigError(f"{where}.name", name, "a name of letters, digits, _ and -")
+        slots = positive_int(f"{where}.slots", t["slots"])
+        price = nonnegative_float(f"{where}.price_usd_per_hour", t["price_usd_per_hour"])
+        for other in out:
+            if other.name == name or other.slots == slots:
+                raise ConfigError(where, dict(t), f"a name and a slot count of its own ({other.name!r} "
+                                                  f"has {other.slots} slots): a node's type is the one "
+                                                  "with its slots")
+        out.append(NodeType(name, slots, price))
+    return tuple(out)
 
 
 def check_backend(backend: Any, address: Any, *, fields: tuple[str, str] = (
@@ -640,6 +690,10 @@ def _parse_failures(fl: Mapping[str, Any]) -> FailureSpec:
 def _check_combinations(exp: Experiment) -> None:
     if exp.trial.script is None:  # the built-in worker trains: it reports only some metrics
         check_builtin_metric("metric", exp.metric)
+    if exp.resources.node_types and exp.resources.backend != "ray":
+        raise ConfigError("resources.node_types", [t.name for t in exp.resources.node_types],
+                          "none with the local backend (node types price a Ray cluster's nodes; locally "
+                          "each slot costs budget.price_usd_per_slot_hour): set resources.backend = 'ray'")
     t = exp.training
     if t.min_epochs is not None and t.min_epochs > t.max_epochs:
         raise ConfigError("training.min_epochs", t.min_epochs,
@@ -754,4 +808,6 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):  # an inline table; keys are bare (node type fields)
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {v!r} as TOML")

@@ -183,6 +183,13 @@ class Backend(abc.ABC):
         :class:`JobLog` without the file)."""
         return read_job_log(spec.trial_dir)
 
+    def held_nodes(self) -> dict[str, int] | None:
+        """The machines a cluster backend holds now, node id to the slots it offers, for the
+        meter of what the cluster costs (:mod:`seer_torch.executor.held_nodes`); ``None`` for a
+        backend that rents no machines of its own (the local and simulated ones: their jobs'
+        slot-seconds are billed). May answer from a look a moment old."""
+        return None
+
     def reported_epoch(self, spec: JobSpec) -> int:
         """The last epoch the trial's ``metrics.jsonl`` holds, durable or not (0 without any): a
         job that reported epochs past its durable checkpoint saved none for them. Default: read

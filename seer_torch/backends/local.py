@@ -165,7 +165,9 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable, *, rendezvous: Se
     ``spec.script`` with ``spec.script_args`` when the job has a script (a script's profile
     probe is told by :func:`job_env`), else the built-in worker (with ``--profile-steps`` for a
     profile probe). ``rendezvous`` and ``nproc_per_node`` (default ``spec.world_size``): one
-    node's part of a job over several hosts (the Ray backend's)."""
+    node's part of a job over several hosts (the Ray backend's). Paths are absolute: another
+    host's agent starts it from another folder."""
+    trial_dir = Path(spec.trial_dir).resolve()
     launcher = [
         python,
         "-m",
@@ -178,7 +180,7 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable, *, rendezvous: Se
         "--monitor-interval",
         "0.1",
         "--log-dir",
-        str(spec.trial_dir / TORCHRUN_LOG_DIR),
+        str(trial_dir / TORCHRUN_LOG_DIR),
     ]
     if spec.script is not None:
         return [*launcher, str(spec.script), *spec.script_args]
@@ -187,12 +189,14 @@ def torchrun_argv(spec: JobSpec, python: str = sys.executable, *, rendezvous: Se
         "-m",
         "seer_torch.worker",
         "--trial-dir",
-        str(spec.trial_dir),
+        str(trial_dir),
         "--until-epoch",
         str(spec.until_epoch),
     ]
     if spec.profile_steps is not None:
-        argv += ["--profile-steps", str(spec.profile_steps), "--profile-out", str(spec.profile_out)]
+        argv += ["--profile-steps", str(spec.profile_steps)]
+        if spec.profile_out is not None:
+            argv += ["--profile-out", str(Path(spec.profile_out).resolve())]
     return argv
 
 
@@ -228,7 +232,7 @@ def launch_env(spec: JobSpec, base: Mapping[str, str], *, python_path: Sequence[
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
-        TORCHELASTIC_ERROR_FILE=str(spec.trial_dir / "error.json"),
+        TORCHELASTIC_ERROR_FILE=str(Path(spec.trial_dir).resolve() / "error.json"),
     )
     env.update(job_env(spec))
     if tuner_pid is not None:

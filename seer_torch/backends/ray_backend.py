@@ -42,6 +42,7 @@ how to install it (``pip install 'seer-torch[ray]'``).
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -89,6 +90,9 @@ AGENT_PID = "{agent_pid}"
 #: Variables of the tuner's environment every job gets on every node (seer-torch's own
 #: settings, such as ``SEER_RECORD_SAMPLES``); the rest of a job's environment is its node's.
 FORWARDED_PREFIX = "SEER_"
+#: The meter looks at the cluster's nodes at most this often (seconds): a node's span is known
+#: to within it.
+NODE_LOOK_S = 1.0
 #: A node part's own token, beside the job's: what an agent ends once its torchrun has exited is
 #: its part's processes only (on a cluster whose nodes share a host, as in tests, the job's
 #: token would also name the other parts, still finishing).
@@ -127,6 +131,12 @@ def _connect(ray: Any, address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, TimeoutError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        cause = e.__cause__
+        token_off = os.environ.get("RAY_AUTH_MODE") != "token"
+        if cause is not None and "InvalidAuthToken" in str(cause) and token_off:
+            # `ray start` (Ray >= 2.5x) turns on token authentication; drivers need it on too.
+            first += ("; the cluster wants an authentication token: set RAY_AUTH_MODE=token (the token "
+                      "is read from ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN)")
         raise ConfigError("resources.address", address, f"{allowed}; {first}") from None
 
 
@@ -287,6 +297,30 @@ class RayBackend(Backend):
         self._bundle = {"GPU": 1, "CPU": 1} if use_gpus else {"CPU": 1}
         self._agent_cls = ray.remote(NodeAgent)
         self._jobs: list[RayJob] = []
+        self._nodes: dict[str, int] = {}
+        self._nodes_looked_s = -math.inf
+
+    # -- the cluster ------------------------------------------------------------------------------
+    def request_slots(self, slots: int) -> None:
+        """Ask the cluster's autoscaler for ``slots`` bundles (``ray.autoscaler.sdk.
+        request_resources``: it boots machines until they fit, and keeps them while asked for;
+        each request replaces the last; 0 withdraws it). Without an autoscaler it does nothing."""
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[dict(self._bundle) for _ in range(slots)])
+
+    def held_nodes(self) -> dict[str, int]:
+        """The cluster's live nodes, node id to the slots each offers (GPUs on a cluster with
+        GPUs, else CPUs; the head counts when it offers slots), from ``ray.nodes()`` looked at
+        most every :data:`NODE_LOOK_S` (it has no start or end times: the meter's are those of
+        its looks)."""
+        now = time.monotonic()
+        if now - self._nodes_looked_s >= NODE_LOOK_S:
+            key = "GPU" if self.use_gpus else "CPU"
+            self._nodes = {n["NodeID"]: int(n.get("Resources", {}).get(key, 0))
+                           for n in self._ray.nodes() if n.get("Alive")}
+            self._nodes_looked_s = now
+        return dict(self._nodes)
 
     # -- launching --------------------------------------------------------------------------------
     def launch(self, spec: JobSpec) -> RayJob:
@@ -349,9 +383,9 @@ class RayBackend(Backend):
                           "--rdzv-endpoint", RDZV_ENDPOINT, "--rdzv-id", rdzv,
                           "--rdzv-conf", f"is_host={int(rank == 0)}")
             argv = torchrun_argv(job.spec, self.python, rendezvous=rendezvous, nproc_per_node=len(bundles))
+            trial_dir = Path(job.spec.trial_dir).resolve()  # the agent runs in another folder
             job.futures.append(agent.run.remote(
-                argv, job.env, str(job.spec.trial_dir / "stdout.log"), str(job.spec.trial_dir / "stderr.log"),
-                endpoint))
+                argv, job.env, str(trial_dir / "stdout.log"), str(trial_dir / "stderr.log"), endpoint))
 
     # -- watching ----------------------------------------------------------------------------------
     def poll(self, handle: RayJob) -> JobResult | None:

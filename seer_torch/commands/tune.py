@@ -108,21 +108,28 @@ def resume_run(
     run_dir: Path,
     *,
     num_slots: int | None = None,
+    time_budget: str | float | None = None,
+    money_budget: str | float | None = None,
     on_event: EventHook | None = None,
     live: contextlib.AbstractContextManager[Any] | None = None,
     on_start: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The run journaled in ``run_dir`` continued, the body of ``seer resume``
     (:meth:`seer_torch.executor.Tuner.resume` says what resuming does). ``num_slots``: the
-    slots from now on (default: the run's); the other arguments as :func:`tune_run`.
+    slots from now on (default: the run's); ``time_budget`` / ``money_budget``: new totals for
+    the whole run (seconds, USD), or ``"+X"`` to add ``X`` to the run's: with either, a run that
+    ended by its budget goes on (:func:`more_budget`); the other arguments as :func:`tune_run`.
 
     Raises:
         RunDirInUse: another live process holds ``run_dir``.
-        ConfigError: ``run_dir`` is not a run directory, or ``num_slots`` is below 1.
+        ConfigError: ``run_dir`` is not a run directory (or a finished run given no more
+            budget), ``num_slots`` is below 1, or a budget is not a number above what the run
+            has used.
         KeyboardInterrupt: interrupted; ``results.json`` holds what was completed.
     """
     from seer_torch.config import load_experiment
     from seer_torch.executor import Tuner
+    from seer_torch.executor.journal import read_journal
     from seer_torch.policies.registry import make_policy
 
     check_run_dir_to_resume(run_dir)
@@ -131,13 +138,46 @@ def resume_run(
     # Before the journal is read or a leftover job stopped: a tuner still alive keeps its run.
     with lock_run_dir(run_dir, field="RUN_DIR"):
         exp = load_experiment(run_dir / "experiment.toml")
+        raised = time_budget is not None or money_budget is not None
+        if raised:
+            exp = more_budget(exp, read_journal(run_dir), time_budget, money_budget)
         slots = exp.resources.num_slots if num_slots is None else num_slots
         tuner = Tuner.resume(run_dir, make_backend(exp, num_slots=slots), make_policy=make_policy,
-                             on_event=on_event)
+                             on_event=on_event, experiment=exp if raised else None)
         if on_start is not None:
             on_start()
         with live if live is not None else contextlib.nullcontext():
             return tuner.run(resume=True)
+
+
+def more_budget(exp: Any, state: dict[str, Any], time_budget: str | float | None,
+                money_budget: str | float | None) -> Any:
+    """``exp`` with the budgets ``seer resume --time-budget/--money-budget`` give: a new total
+    for the whole run, or ``"+X"`` added to the run's, each above what the journal ``state``
+    says the run has used (``time_used_s``, ``cost_usd``).
+
+    Raises:
+        ConfigError: a value that is not a number (or ``+number``), or not above what was used.
+    """
+    def total(flag: str, given: str | float | None, current: float, used: float,
+              unit: str) -> float | None:
+        if given is None:
+            return None
+        text = str(given).strip()
+        try:
+            value = current + float(text[1:]) if text.startswith("+") else float(text)
+        except ValueError:
+            raise ConfigError(flag, given, f"a number of {unit} for the whole run, or +{unit} to "
+                                           "add") from None
+        if not value > used:
+            raise ConfigError(flag, given, f"more than the run has used: {used:.4g} {unit} (so far "
+                                           f"{current:g}); +{unit} adds to {current:g}")
+        return value
+
+    b = exp.budget
+    t = total("--time-budget", time_budget, b.time_budget_s, float(state.get("time_used_s") or 0.0), "s")
+    m = total("--money-budget", money_budget, b.money_budget_usd, float(state.get("cost_usd") or 0.0), "USD")
+    return exp.with_overrides(time_budget_s=t, money_budget_usd=m)
 
 
 class _Started:
@@ -186,7 +226,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     status = LiveStatus(quiet=args.quiet)
     started = _Started()
     try:
-        results = resume_run(run_dir, num_slots=args.slots, on_event=status.event, live=status,
+        results = resume_run(run_dir, num_slots=args.slots, time_budget=args.time_budget,
+                             money_budget=args.money_budget, on_event=status.event, live=status,
                              on_start=started)
     except KeyboardInterrupt:
         if not started.yes:  # before the run: nothing changed

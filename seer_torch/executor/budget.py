@@ -5,7 +5,9 @@ running jobs will have cost by the next check and their stop).
 Money: each job holds ``W`` slots from launch to exit and is billed by
 :class:`~seer_torch.policies.billing.Billing` (``price x W x billed_seconds(duration)``); a
 policy that reserves a fixed cluster of ``G`` slots is billed ``G`` slots from its set-up to
-the end of the run instead. Time is the injected clock's, from the start of the run.
+the end of the run instead; on a cluster backend (Ray) the machines it holds are billed instead
+of the jobs (:mod:`seer_torch.executor.held_nodes`), and the jobs' cost is what was used. Time
+is the injected clock's, from the start of the run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from seer_torch.backends.base import Backend, JobResult
 from seer_torch.clock import Clock
 from seer_torch.config import Experiment
+from seer_torch.executor.held_nodes import HeldNodes
 from seer_torch.policies.billing import Billing
 
 POLL_S = 0.05  # how often running jobs are looked at; a parked one waits for this, half on average
@@ -60,6 +63,9 @@ class Meter:
         self.finished_slot_s = 0.0  # slot-seconds held by finished jobs (unrounded)
         self.finished_usd = 0.0
         self.reserved: tuple[int, float] | None = None  # (slots, since_s): a rented fixed cluster
+        # A cluster's machines, billed instead of the jobs (the jobs' cost is then what was used).
+        self.held_nodes: HeldNodes | None = None
+        self.held_nodes_carried_usd = 0.0  # what the nodes cost before a resume
 
     def elapsed_s(self) -> float:
         return self.clock.now() - self.start_s
@@ -99,8 +105,11 @@ class Meter:
 
     def cost_usd(self, running: Held = (), at_s: float | None = None) -> float:  # type: ignore[assignment]
         """Money spent by ``at_s`` (default now) if the running jobs (``(start_s, world_size)``
-        each) were stopped then, billing rounding included."""
+        each) were stopped then, billing rounding included; on a cluster, what its machines
+        cost by then (held through ``at_s``), whatever runs."""
         now = self.clock.now() if at_s is None else at_s
+        if self.held_nodes is not None:  # the cluster's machines, whatever runs on them
+            return self.held_nodes_carried_usd + self.held_nodes.cost_usd(now)
         usd = self.finished_usd
         if self.reserved is not None:
             slots, since = self.reserved
@@ -155,8 +164,9 @@ class Limits:
 
     def new_job(self, world_size: int) -> Held:
         """A job about to start, as the money check counts it: billed its first increment (and
-        billing's minimum) at once; nothing extra inside a rented fixed cluster."""
-        if self.meter.reserved is not None:
+        billing's minimum) at once; nothing extra inside a rented fixed cluster, or on a cluster
+        billed by its machines."""
+        if self.meter.reserved is not None or self.meter.held_nodes is not None:
             return []
         return [(self.clock.now() - NEW_JOB_S, world_size)]
 

@@ -185,6 +185,8 @@ class Journal:
                     "finished_slot_s": meter.finished_slot_s,
                     "reserved_slots": meter.reserved[0] if meter.reserved else None,
                     "reserved_since_s": meter.reserved[1] - meter.start_s if meter.reserved else None,
+                    # a cluster's machines: what they cost so far (a resume carries it)
+                    "held_nodes_usd": meter.cost_usd() if meter.held_nodes is not None else None,
                 },
                 "round_records": [dict(r.__dict__) for r in book.rounds.values()],
                 "measured": {

@@ -94,6 +94,7 @@ class EventLoop:
                 return
             if t.stop_reason is not None:  # a hard limit refused the launches
                 return
+            t.provision()
             t.report.panels.log(t)
             if not self.book.running:
                 idle = 0 if events else idle + 1
@@ -387,6 +388,7 @@ class EventLoop:
         """Wait until a job ends (its events) or a hard limit is reached (jobs stopped)."""
         t = self.t
         while True:
+            t.observe_nodes()
             ended = self._poll_all()
             if ended:
                 if t.run_dir is not None:
@@ -399,6 +401,7 @@ class EventLoop:
                 t.event(f"{reason}: stopping {len(self.book.running)} running job(s)")
                 return self.stop_all()
             self.release_idle()
+            t.provision()  # a parked job released above frees its machine
             if not self.backend.discrete_events:
                 self.backend.wait_for_news(POLL_S)  # a job that parks ends the wait at once
                 continue

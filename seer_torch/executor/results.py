@@ -192,6 +192,7 @@ class Reporter:
             "stop_reason": t.stop_reason,
             "num_slots": t.backend.num_slots,
             "reserved_slots": t.meter.reserved[0] if t.meter.reserved else None,
+            "cluster": self.cluster(),
             "rounds": self.round_rows(),
             "trials": [
                 {
@@ -238,6 +239,22 @@ class Reporter:
             "starting": starting,
             "other": paid - training - t.book.profiling_slot_s - sum(starting.values()),
         }
+
+    def cluster(self) -> dict[str, Any] | None:
+        """On a cluster backend, what it held against what the jobs used (``None`` elsewhere):
+        ``held`` (:meth:`seer_torch.executor.held_nodes.HeldNodes.to_dict`: each node with its
+        type, start and end in seconds since the run began, seconds held and billed, USD; and
+        the sums ``node_seconds``, ``slot_seconds``, ``cost_usd``; ``carried_usd``: the cost
+        before a resume), ``used`` (the jobs' ``slot_seconds`` and what they would cost at
+        ``budget.price_usd_per_slot_hour``) and ``requests`` (what the tuner asked an autoscaler
+        for: ``at_s``, ``slots``). ``budget.cost_usd`` is the held cost."""
+        meter = self.tuner.meter
+        if meter.held_nodes is None:
+            return None
+        held = meter.held_nodes.to_dict(meter.clock.now(), origin_s=meter.start_s)
+        held["carried_usd"] = meter.held_nodes_carried_usd
+        return {"held": held, "used": {"slot_seconds": meter.finished_slot_s, "cost_usd": meter.finished_usd},
+                "requests": list(self.tuner.slot_requests)}
 
     def _best(self, best: Trial, epoch: int) -> dict[str, Any]:
         return {

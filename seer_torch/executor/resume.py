@@ -51,10 +51,21 @@ def trial_from_journal(raw: dict[str, Any]) -> Trial:
 class Resumer:
     """Restores ``tuner`` from the journal ``state`` (read by :meth:`Tuner.resume`)."""
 
-    def __init__(self, tuner: Tuner, state: dict[str, Any]) -> None:
+    def __init__(self, tuner: Tuner, state: dict[str, Any], *, more_budget: bool = False,
+                 after_finish: bool = False) -> None:
         self.t = tuner
         self.state = state
         self.replayed: Replayed | None = None
+        # seer resume --time-budget/--money-budget: experiment.toml gets the new budgets once
+        # the replay succeeded; a run that had finished resumes where it ended (no downtime: it
+        # was over, and the new budget is for going on).
+        self.more_budget = more_budget
+        self.after_finish = after_finish
+        # A policy that finished for want of budget decides again with more: its last decision
+        # (a Finish, with the eliminations it made for it) is not replayed; its events are the
+        # first live decision's instead, and the trials it eliminated are paused again.
+        self.undone_events: list[JobEvent] = []
+        self.undone_eliminated: list[str] = []
 
     # ------------------------------------------------------------------ first half: read
     def restore_journal(self) -> None:
@@ -65,12 +76,17 @@ class Resumer:
         t, state = self.t, self.state
         assert t.run_dir is not None
         book, meter = t.book, t.meter
-        downtime_s = max(0.0, time.time() - float(state["journal_unix_s"]))
+        downtime_s = 0.0 if self.after_finish else max(0.0, time.time() - float(state["journal_unix_s"]))
         elapsed_s = float(state["time_used_s"]) + downtime_s
         meter.start_s = t.clock.now() - elapsed_s
         m = state["meter"]
         meter.finished_usd = float(m["finished_usd"])
         meter.finished_slot_s = float(m["finished_slot_s"])
+        if m.get("held_nodes_usd") is not None and meter.held_nodes is not None:
+            # The machines held before the stop, carried; those held now are looked at afresh
+            # (the time the tuner was down is not billed: no look saw it).
+            meter.held_nodes_carried_usd = float(m["held_nodes_usd"])
+            t.observe_nodes()
         t.start_unix_s = float(state.get("start_unix_s", t.start_unix_s))
         t.stop_reason = None
         t.report.panels.rounds_logged = int(state.get("tensorboard_rounds", 0))
@@ -129,7 +145,30 @@ class Resumer:
             # A rented cluster is billed as rented; jobs run on the slots there are now.
             book.slots = min(int(m["reserved_slots"]), t.backend.num_slots)
             meter.reserved = (int(m["reserved_slots"]), meter.start_s + float(m["reserved_since_s"]))
-        self.replayed = self._replay(int(state.get("decide_calls", 0)))
+        calls = int(state.get("decide_calls", 0))
+        if self.more_budget and self.after_finish:
+            calls = self._undo_finish(calls)
+        self.replayed = self._replay(calls)
+
+    def _undo_finish(self, calls: int) -> int:
+        """When the run's last decision was the policy's ``Finish`` (with more budget it may
+        go on): keep it out of the replay, and its events and eliminations for
+        :meth:`restore`. Returns the decisions to replay."""
+        assert self.t.run_dir is not None
+        path = self.t.run_dir / DECISIONS_FILE
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if not 1 <= calls <= len(lines):
+            return calls
+        try:
+            last = json.loads(lines[calls - 1])
+        except json.JSONDecodeError:
+            return calls
+        if not any(d.get("type") == "Finish" for d in last["decisions"]):
+            return calls
+        self.undone_events = [JobEvent(**e) for e in last["snapshot"]["events"]]
+        self.undone_eliminated = [d["trial_id"] for d in last["decisions"] if d.get("type") == "Eliminate"]
+        self.t.event("more budget: the policy's last decision (it finished for want of budget) is made again")
+        return calls - 1
 
     def _replay(self, calls: int) -> Replayed:
         """Feed the policy the snapshots it saw before, checking that it decides the same.
@@ -206,6 +245,10 @@ class Resumer:
         stopped before its plan (while profiling) profiles again and plans with the budget left."""
         t = self.t
         assert t.run_dir is not None
+        if self.more_budget:
+            atomic_write_text(t.run_dir / "experiment.toml", t.exp.to_toml())
+            b = t.exp.budget
+            t.event(f"more budget: the run goes on to {b.time_budget_s:g} s and {b.money_budget_usd:g} USD")
         self._stop_leftovers()
         if t.setup_budgets is None:
             if t.profile is None and t.exp.planner.profile is not None:
@@ -229,7 +272,11 @@ class Resumer:
             if trial is not None and trial.status not in BROKEN:
                 trial.move_to(S.ELIMINATED)
                 trial.eliminating = True
-        events = self._carry_out(running)
+        for tid in self.undone_eliminated:  # eliminated by the decision made again: at its rung
+            trial = t.book.trials.get(tid)
+            if trial is not None and trial.status == S.ELIMINATED and tid not in eliminated:
+                trial.status, trial.eliminating = S.PAUSED, False  # a resume's set-up, as from the journal
+        events = self._carry_out(running) + self.undone_events
         for rec in t.book.rounds.values():
             rec.running = sum(1 for x in t.book.running.values() if x.round_index == rec.index)
         for trial in t.book.trials.values():

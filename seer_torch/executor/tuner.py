@@ -19,6 +19,7 @@ from seer_torch.config import Experiment
 from seer_torch.errors import BudgetExhausted, ConfigError
 from seer_torch.executor.budget import NEW_JOB_S, Limits, Meter, experiment_billing
 from seer_torch.executor.context import draw_costs_needed, measure_profile, policy_context
+from seer_torch.executor.held_nodes import HeldNodes
 from seer_torch.executor.journal import Crash, Journal, read_journal
 from seer_torch.executor.loop import EventLoop, PolicyError
 from seer_torch.executor.results import Reporter
@@ -79,6 +80,11 @@ class Tuner:
         self.draw_times_s = draw_times_s
         self.draw_costs: profiler.DrawCosts | None = None
         self.meter = Meter(self.clock, billing=experiment_billing(experiment))
+        if backend.held_nodes() is not None:  # a cluster: its machines are what is billed
+            billing = self.meter.billing
+            self.meter.held_nodes = HeldNodes(experiment.resources.node_types,
+                                              billing.price_usd_per_slot_hour, billing.granularity_s,
+                                              billing.minimum_s)
         self.book = RunBook(
             slots=backend.num_slots,
             overheads_s=deque(maxlen=max(4, backend.num_slots)),
@@ -95,6 +101,7 @@ class Tuner:
         if configurations is not None:
             self.loop.configs, self.loop.fixed_configs = list(configurations), True
         self._resumer: Resumer | None = None
+        self.slot_requests: list[dict[str, float]] = []  # what provision() asked a cluster for
 
     @property
     def trials(self) -> dict[str, Trial]:
@@ -166,6 +173,14 @@ class Tuner:
         )
         self.loop.stop_all()
         self.backend.stop_all()
+        if getattr(self.backend, "request_slots", None) is not None:
+            try:
+                self._request_slots(0, "the run is over")
+            except Exception as e:  # the results are written whatever the cluster says
+                self.event(f"cluster: withdrawing the request failed ({type(e).__name__}: {e})")
+        if self.meter.held_nodes is not None:  # the run stops paying for the cluster here
+            self.observe_nodes()
+            self.meter.held_nodes.close(self.clock.now())
         target = self.policy.schedule_epochs if self._policy_ready() else self.exp.training.max_epochs
         for t in book.trials.values():
             if t.status in ALIVE:
@@ -196,6 +211,40 @@ class Tuner:
         if not self.draw_times_s and (self.profile is not None or self.run_dir is not None):
             self.draw_costs = draw_costs_needed(self.exp, self.profile)
         self.meter.start_s = self.clock.now()
+        self.observe_nodes()
+
+    def observe_nodes(self) -> None:
+        """On a cluster backend, hand the meter a look at the machines it holds now."""
+        if self.meter.held_nodes is not None:
+            nodes = self.backend.held_nodes()
+            if nodes is not None:
+                self.meter.held_nodes.observe(self.clock.now(), nodes)
+
+    def provision(self) -> None:
+        """On a backend that rents machines (its optional ``request_slots``: Ray's autoscaler),
+        ask for the slots the jobs hold now or the next planned round's (the policy's optional
+        ``next_round_slots``), whichever is more, at most the slots, whenever that number
+        changes: the next round's machines boot while the current round ends, and are returned
+        once eliminations lower it; 0 at the end. The larger of the two, not their sum: the
+        next round's jobs start as the current round's end (its survivors keep their slots).
+        Each request replaces the last; each is an event and a line of ``results.json``'s
+        ``cluster.requests`` (seconds since the run began, slots)."""
+        request = getattr(self.backend, "request_slots", None)
+        if request is None:
+            return
+        upcoming = getattr(self.policy, "next_round_slots", None)
+        held = self.book.slots - self.book.free_slots()
+        nxt = int(upcoming()) if callable(upcoming) else 0
+        self._request_slots(min(self.backend.num_slots, max(held, nxt)),
+                            f"{held} held, {nxt} for the next round")
+
+    def _request_slots(self, slots: int, why: str) -> None:
+        if self.slot_requests and self.slot_requests[-1]["slots"] == slots:
+            return
+        self.backend.request_slots(slots)  # type: ignore[attr-defined]
+        at_s = self.meter.elapsed_s()
+        self.slot_requests.append({"at_s": at_s, "slots": slots})
+        self.event(f"cluster: asked for {slots} slot(s) ({why}) at {at_s:.1f} s")
 
     def start_policy(self) -> None:
         """Profile (unless read before the clock), set the policy up, rent a fixed cluster if it asks.
@@ -278,10 +327,14 @@ class Tuner:
         make_policy: PolicyFactory,
         clock: Clock | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        experiment: Experiment | None = None,
     ) -> Tuner:
         """A tuner that continues the run journaled in ``run_dir``; call ``run(resume=True)``.
         ``make_policy(name)`` builds a fresh policy by the name the journal holds (the CLI
-        passes :func:`seer_torch.policies.registry.make_policy`).
+        passes :func:`seer_torch.policies.registry.make_policy`). ``experiment``: the run's
+        with more budget (``seer resume --time-budget/--money-budget``): then a run that
+        finished by its budget goes on too, and ``experiment.toml`` is rewritten with it once
+        the replay succeeded.
 
         What resuming does (``seer resume RUN_DIR``):
 
@@ -324,16 +377,18 @@ class Tuner:
 
         run_dir = Path(run_dir)
         state = read_journal(run_dir)
-        if state.get("status") == "finished":
+        finished = state.get("status") == "finished"
+        if finished and experiment is None:
             raise ConfigError(
                 "RUN_DIR",
                 str(run_dir),
                 "a run that did not finish (this one finished: "
-                f"{state.get('stop_reason') or 'its answer is in results.json'})",
+                f"{state.get('stop_reason') or 'its answer is in results.json'}), or give it more: "
+                f"seer resume {run_dir} --time-budget +S (or --money-budget +USD)",
             )
         if state.get("setup_budgets") is not None and not state.get("profile"):
             raise ConfigError("RUN_DIR", str(run_dir), "a journal with the profile its plan was made with")
-        exp = load_experiment(run_dir / "experiment.toml")
+        exp = experiment if experiment is not None else load_experiment(run_dir / "experiment.toml")
         profile = parse_profile(state["profile"]) if state.get("profile") else None
         tuner = cls(
             exp,
@@ -344,7 +399,7 @@ class Tuner:
             policy=make_policy(state.get("policy", "seer")),
             profile=profile,
         )
-        tuner._resumer = Resumer(tuner, state)
+        tuner._resumer = Resumer(tuner, state, more_budget=experiment is not None, after_finish=finished)
         return tuner
 
     # ------------------------------------------------------------------ reporting

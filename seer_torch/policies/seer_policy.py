@@ -182,6 +182,16 @@ class SeerPolicy(RoundEngine):
     def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
         return best_at_rungs(snapshot.trials, self.completed_rungs)
 
+    def next_round_slots(self) -> int:
+        """Slots the next planned round holds at once: its trials times its ``W``, at most the
+        slots (0 when no round is planned after the current one). An optional method of a
+        policy: on a cluster that rents machines, the executor asks for them ahead, so they boot
+        while the current round ends (:meth:`seer_torch.executor.tuner.Tuner.provision`)."""
+        if not self.remaining or self.ctx is None:
+            return 0
+        r = self.remaining[0]
+        return min(r.num_trials * r.world_size, self.ctx.num_slots)
+
     def news(self) -> list[str]:
         """The re-plans since the last call that changed the plan (carried fewer or more, raised
         the target, best effort), one line each, for the run's log and live status; the full

@@ -143,6 +143,7 @@ price_usd_per_slot_hour = 3.6
 num_slots = 2
 world_size_ladder = [1, 2]
 backend = "ray"
+node_types = [{{ name = "cpu1", slots = 1, price_usd_per_hour = 1.8 }}]
 [search]
 max_configurations = 2
 [planner]
@@ -187,6 +188,14 @@ def test_seer_tune_on_ray_moves_the_finalist_from_one_node_to_two_with_local_met
     # Its W = 1 jobs ran on one node, its W = 2 job on two (one worker each, c10d rendezvous).
     placed = [x for x in (trial_dir / "stdout.log").read_text().splitlines() if x.startswith("=== ray: ")]
     assert [p.split(" on ")[1].split()[0] for p in placed] == ["1", "2"], placed
+    # The money is what the cluster held (its three 1-CPU nodes, "cpu1" at 1.8 USD an hour, for
+    # the whole run), not what the jobs used: both are in results.json.
+    held, used = res["cluster"]["held"], res["cluster"]["used"]
+    assert [(n["node_type"], n["slots"]) for n in held["nodes"]] == [("cpu1", 1)] * 3
+    for n in held["nodes"]:
+        assert n["held_s"] == pytest.approx(res["budget"]["time_used_s"], abs=2.0), n
+    assert res["budget"]["cost_usd"] == pytest.approx(1.8 / 3600 * held["node_seconds"], rel=0.01)
+    assert 0 < used["slot_seconds"] < held["slot_seconds"]
 
     # The same trial replayed on the local backend, a job to each rung it reached (where it
     # evaluated its test set), at the W it had there: the same curve, number for number.
@@ -235,7 +244,8 @@ def test_a_node_lost_mid_job_fails_it_at_once_and_the_trial_resumes_on_the_other
     experiment = MOVE_EXPERIMENT.replace(f"time_budget_s = {MOVE_DEADLINE_S}", "time_budget_s = 400")
     (tmp_path / "profile.json").write_text(json.dumps(MOVE_PROFILE))
     (tmp_path / "ray.toml").write_text(experiment)
-    (tmp_path / "local.toml").write_text(experiment.replace('backend = "ray"', 'backend = "local"'))
+    local_experiment = "\n".join(x for x in experiment.splitlines() if not x.startswith("node_types"))
+    (tmp_path / "local.toml").write_text(local_experiment.replace('backend = "ray"', 'backend = "local"'))
     # The answer without a fault: the same run on the local backend (its plan does not depend on
     # the machine's speed: two configurations, W = 1, rungs 1, 3, 9).
     ref = run_seer(["tune", "local.toml", "--run-dir", str(tmp_path / "ref")], tmp_path, timeout=300)

@@ -1,0 +1,105 @@
+"""Money metered on what a cluster holds (issue 17): every node that offers slots, from the
+first look that finds it to the first that does not, priced by its type. Pure: the executor
+looks at the cluster (the backend's ``held_nodes()``) and hands each look to :meth:`HeldNodes.observe`.
+
+Why: on a cluster the cloud bills machines, not jobs. A node held while its slots wait idle
+(a round that uses fewer workers, a machine the autoscaler has not returned yet) costs money
+that the jobs' slot-seconds do not show; this meter shows it. Each node is billed as one
+rental, with the experiment's billing granularity and minimum
+(:func:`seer_torch.policies.billing.billed_seconds`):
+
+    cost = sum over nodes of price_usd_per_hour / 3600 * billed_seconds(end_s - start_s)
+
+``price_usd_per_hour`` is the node's type's (:class:`seer_torch.config.NodeType`: the type
+with the node's slot count), else ``budget.price_usd_per_slot_hour`` times its slots. A node
+still held is billed through the time asked for (so the money check can look ahead). The
+times are the run's clock at the looks, so a node's span is known to within the time between
+two looks (:data:`seer_torch.backends.ray_backend.NODE_LOOK_S`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from seer_torch.config import NodeType
+from seer_torch.policies.billing import billed_seconds
+
+__all__ = ["HeldNodes", "NodeSpan"]
+
+
+@dataclass
+class NodeSpan:
+    """One node held from ``start_s`` to ``end_s`` (``None``: still held), seconds on the run's
+    clock; ``node_type`` is its type's name (``""``: none listed, priced by the slot)."""
+
+    node_id: str
+    slots: int
+    node_type: str
+    price_usd_per_hour: float
+    start_s: float
+    end_s: float | None = None
+
+    def held_s(self, at_s: float) -> float:
+        """Seconds held by ``at_s`` (its end, once it has one)."""
+        end = self.end_s if self.end_s is not None else max(at_s, self.start_s)
+        return end - self.start_s
+
+
+class HeldNodes:
+    """The nodes a cluster held during a run, and what they cost.
+
+    Args:
+        node_types: the experiment's ``resources.node_types``.
+        price_usd_per_slot_hour: the price of a slot of a node of no listed type.
+        granularity_s, minimum_s: the billing increment and the least billed per node, seconds.
+    """
+
+    def __init__(self, node_types: Sequence[NodeType], price_usd_per_slot_hour: float,
+                 granularity_s: float = 0.0, minimum_s: float = 0.0) -> None:
+        self._types = {t.slots: t for t in node_types}
+        self._slot_price = float(price_usd_per_slot_hour)
+        self._granularity_s, self._minimum_s = float(granularity_s), float(minimum_s)
+        self.spans: list[NodeSpan] = []
+        self._open: dict[str, NodeSpan] = {}
+
+    def observe(self, now_s: float, alive: Mapping[str, int]) -> None:
+        """One look at the cluster at ``now_s``: ``alive`` maps each live node's id to its slots.
+        A node seen for the first time starts now; a held node not among them (or with no slots
+        left) ended now."""
+        for node_id, slots in alive.items():
+            if slots > 0 and node_id not in self._open:
+                kind = self._types.get(slots)
+                span = NodeSpan(node_id, slots, kind.name if kind else "",
+                                kind.price_usd_per_hour if kind else self._slot_price * slots, now_s)
+                self.spans.append(span)
+                self._open[node_id] = span
+        for node_id in [n for n in self._open if alive.get(n, 0) <= 0]:
+            self._open.pop(node_id).end_s = now_s
+
+    def close(self, now_s: float) -> None:
+        """The run is over: every node still held ends at ``now_s`` (the run stops paying)."""
+        self.observe(now_s, {})
+
+    def cost_usd(self, at_s: float) -> float:
+        """What the nodes cost through ``at_s`` (nodes still held billed through it), USD."""
+        return sum(self._node_usd(s, at_s) for s in self.spans)
+
+    def _node_usd(self, span: NodeSpan, at_s: float) -> float:
+        return span.price_usd_per_hour / 3600.0 * billed_seconds(span.held_s(at_s), self._granularity_s,
+                                                                  self._minimum_s)
+
+    def to_dict(self, at_s: float, origin_s: float = 0.0) -> dict[str, Any]:
+        """For ``results.json``: each node (id, type, slots, start and end in seconds since
+        ``origin_s``, seconds held and billed, USD) and the sums: ``node_seconds``,
+        ``slot_seconds`` (held), ``cost_usd``."""
+        nodes = [{"node_id": s.node_id, "node_type": s.node_type or None, "slots": s.slots,
+                  "price_usd_per_hour": s.price_usd_per_hour, "start_s": s.start_s - origin_s,
+                  "end_s": None if s.end_s is None else s.end_s - origin_s,
+                  "held_s": s.held_s(at_s),
+                  "billed_s": billed_seconds(s.held_s(at_s), self._granularity_s, self._minimum_s),
+                  "cost_usd": self._node_usd(s, at_s)} for s in self.spans]
+        return {"nodes": nodes, "node_seconds": sum(n["held_s"] for n in nodes),
+                "slot_seconds": sum(n["held_s"] * n["slots"] for n in nodes),
+                "cost_usd": sum(n["cost_usd"] for n in nodes)}

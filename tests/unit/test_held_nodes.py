@@ -1,0 +1,137 @@
+"""Money metered on what a cluster holds: the node ledger, the experiment's node types, and a
+run on a simulated cluster that grows and shrinks, billed by its machines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+from seer_torch.config import NodeType, parse_experiment
+from seer_torch.errors import ConfigError
+from seer_torch.executor import Tuner
+from seer_torch.executor.held_nodes import HeldNodes
+from seer_torch.policies.seer_policy import SeerPolicy
+
+TYPES = (NodeType("cpu2", 2, 0.36), NodeType("cpu4", 4, 0.72))
+
+
+def test_each_node_is_billed_from_the_first_look_that_finds_it_to_the_first_that_does_not():
+    ledger = HeldNodes(TYPES, price_usd_per_slot_hour=0.5)
+    ledger.observe(10.0, {"a": 2, "head": 0})  # a head without slots is not a worker: not billed
+    ledger.observe(20.0, {"a": 2, "b": 4})
+    ledger.observe(50.0, {"b": 4, "c": 1})  # a ended at 50; c is of no listed type: 0.5 a slot
+    assert ledger.cost_usd(60.0) == pytest.approx(
+        0.36 / 3600 * 40 + 0.72 / 3600 * 40 + 0.5 / 3600 * 10)
+    ledger.close(70.0)
+    assert ledger.cost_usd(1000.0) == pytest.approx(0.36 / 3600 * 40 + 0.72 / 3600 * 50 + 0.5 / 3600 * 20)
+    held = ledger.to_dict(1000.0, origin_s=10.0)
+    assert [(n["node_id"], n["node_type"], n["start_s"], n["end_s"]) for n in held["nodes"]] == [
+        ("a", "cpu2", 0.0, 40.0), ("b", "cpu4", 10.0, 60.0), ("c", None, 40.0, 60.0)]
+    assert held["node_seconds"] == pytest.approx(40 + 50 + 20)
+    assert held["slot_seconds"] == pytest.approx(2 * 40 + 4 * 50 + 1 * 20)
+    assert held["cost_usd"] == pytest.approx(ledger.cost_usd(1000.0))
+
+
+def test_a_node_seen_again_after_it_went_is_a_new_rental_with_its_own_minimum():
+    ledger = HeldNodes(TYPES, price_usd_per_slot_hour=0.5, granularity_s=10.0, minimum_s=60.0)
+    ledger.observe(0.0, {"a": 2})
+    ledger.observe(61.0, {})  # 61 s: rounded up to 70
+    ledger.observe(100.0, {"a": 2})
+    ledger.observe(105.0, {})  # 5 s: the minimum, 60
+    assert [n["billed_s"] for n in ledger.to_dict(200.0)["nodes"]] == [70.0, 60.0]
+    assert ledger.cost_usd(200.0) == pytest.approx(0.36 / 3600 * 130)
+
+
+def test_node_types_are_read_checked_and_written_back():
+    raw = {"resources": {"backend": "ray", "num_slots": 4, "node_types": [
+        {"name": "cpu2", "slots": 2, "price_usd_per_hour": 0.36}]}, "search_space": {"lr": 0.1}}
+    exp = parse_experiment(raw)
+    assert exp.resources.node_types == (NodeType("cpu2", 2, 0.36),)
+    import tomllib
+
+    assert parse_experiment(tomllib.loads(exp.to_toml())).resources == exp.resources
+    bad = [
+        ({"name": "cpu2", "slots": 2}, "resources.node_types[0]"),
+        ({"name": "a b", "slots": 2, "price_usd_per_hour": 1}, "resources.node_types[0].name"),
+        ({"name": "x", "slots": 0, "price_usd_per_hour": 1}, "resources.node_types[0].slots"),
+        ({"name": "x", "slots": 1, "price_usd_per_hour": -1}, "resources.node_types[0].price_usd_per_hour"),
+    ]
+    for table, field in bad:
+        with pytest.raises(ConfigError) as e:
+            parse_experiment({**raw, "resources": {**raw["resources"], "node_types": [table]}})
+        assert e.value.field == field
+    two = [{"name": "a", "slots": 2, "price_usd_per_hour": 1},
+           {"name": "b", "slots": 2, "price_usd_per_hour": 2}]
+    with pytest.raises(ConfigError, match="slot count of its own"):
+        parse_experiment({**raw, "resources": {**raw["resources"], "node_types": two}})
+    with pytest.raises(ConfigError) as e:  # the local backend bills slots: no node types
+        parse_experiment({**raw, "resources": {**raw["resources"], "backend": "local"}})
+    assert e.value.field == "resources.node_types"
+
+
+class _Cluster(SimulatedBackend):
+    """The simulated backend as a cluster: two 2-slot nodes while a job of the first round may
+    run (the first 60 simulated seconds), then one; a 1-slot head the meter does not bill."""
+
+    requests: list[tuple[float, int]]
+
+    def held_nodes(self) -> dict[str, int]:
+        now = self.clock.now()
+        return {"head": 0, "n1": 2, **({"n2": 2} if now < 60.0 else {})}
+
+    def request_slots(self, slots: int) -> None:
+        self.requests.append((self.clock.now(), slots))
+
+
+def test_a_run_on_a_cluster_is_billed_by_its_machines_and_reports_held_against_used(tmp_path):
+    exp = parse_experiment({
+        "name": "cluster", "seed": 1,
+        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 64},
+        "budget": {"time_budget_s": 1e5, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
+        "resources": {"num_slots": 4, "world_size_ladder": [1], "backend": "ray",
+                      "node_types": [{"name": "cpu2", "slots": 2, "price_usd_per_hour": 7.2}]},
+        "search": {"max_configurations": 9},
+        "planner": {"profile": str(_profile(tmp_path))},
+        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+    })
+    clock = SimulatedClock()
+    backend = _Cluster(4, clock, epoch_time_s=10.0, speedup=lambda w: 1.0, startup_s=5.0,
+                       curve=lambda c, e: c["q"] * (1 - 0.5 ** e))
+    backend.requests = []
+    res = Tuner(exp, tmp_path / "run", backend, clock=clock, policy=SeerPolicy()).run()
+    cluster = res["cluster"]
+    # The autoscaler was asked, at each change, for the slots held or the next round's: the 4
+    # slots of round 1's 9 trials at W = 1 before it began, round 2's 3 once round 1's last
+    # wave held fewer, round 3's 2 once round 2's eliminations were decided, none at the end.
+    rounds = [(r["start_s"], r["num_trials"]) for r in res["rounds"]]
+    assert [n for _, n in rounds] == [9, 3, 2]
+    assert [n for _, n in backend.requests] == [4, 3, 2, 0]
+    at_s = [a for a, _ in backend.requests]
+    assert at_s[0] == 0.0 and 0.0 < at_s[1] <= rounds[1][0] and at_s[2] == rounds[2][0]
+    assert at_s[3] == res["budget"]["time_used_s"]
+    assert cluster["requests"] == [{"at_s": at, "slots": n} for at, n in backend.requests]
+    held, used = cluster["held"], cluster["used"]
+    # n1 held the whole run, n2 until 60 s (the first look without it: the executor looks at
+    # every wait), the head never: billed 7.2 USD an hour each.
+    nodes = {n["node_id"]: n for n in held["nodes"]}
+    assert set(nodes) == {"n1", "n2"}
+    time_used_s = res["budget"]["time_used_s"]
+    assert nodes["n1"]["held_s"] == pytest.approx(time_used_s, abs=1.0)
+    assert 60.0 <= nodes["n2"]["end_s"] <= 70.0
+    expected_usd = 7.2 / 3600 * (nodes["n1"]["held_s"] + nodes["n2"]["held_s"])
+    assert res["budget"]["cost_usd"] == pytest.approx(expected_usd, rel=0.01)
+    assert held["cost_usd"] == pytest.approx(res["budget"]["cost_usd"])
+    # Held against used: the jobs' slot-seconds are less than what the nodes held.
+    assert 0 < used["slot_seconds"] < held["slot_seconds"]
+    assert used["cost_usd"] == pytest.approx(3.6 / 3600 * used["slot_seconds"], rel=1e-6)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["meter"]["held_nodes_usd"] == pytest.approx(res["budget"]["cost_usd"])
+
+
+def _profile(tmp_path):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 10.0,
+                                "startup_s": 5.0, "resize_s": 5.0}))
+    return path
