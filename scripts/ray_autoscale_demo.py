@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -123,16 +122,10 @@ def _ours(markers: list[str]) -> list[int]:
 
 
 def _stop(markers: list[str]) -> None:
-    """TERM, then KILL after 10 s, this cluster's processes only."""
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
-        for pid in _ours(markers):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while _ours(markers) and time.monotonic() < deadline:
-            time.sleep(0.2)
+    """TERM, then KILL after 10 s, this cluster's processes only (the backends' own way)."""
+    from seer_torch.backends.local import _kill_survivors
+
+    _kill_survivors(_ours(markers), grace_s=10.0)
 
 
 def main(argv: list[str] | None = None) -> int:

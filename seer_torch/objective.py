@@ -38,6 +38,7 @@ BUILTIN_WORKER_METRICS = ("val_accuracy", "val_loss", "train_loss")
 RESERVED_METRIC_NAMES = METRICS_LINE_KEYS | frozenset({
     "index", "config", "status", "epochs", "world_sizes", "error", "failures", "round_index",
     "schedule_epochs", "partial", "metric", "mode", "metric_by_epoch", "test_accuracy_by_epoch",
+    "checkpoint", "checkpoint_epoch",
 })
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 from importlib import resources
 from pathlib import Path
@@ -124,7 +125,7 @@ def interrupted_message(run_dir: Path, *, again: bool = False) -> str:
     """What ``seer tune`` and ``seer resume`` say when interrupted: where what was completed
     is, and how to continue (``again``: the run was a resume already)."""
     return (f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
-            f"resume{' again' if again else ''} with `seer resume {run_dir}`")
+            f"resume{' again' if again else ''} with `seer resume {shlex.quote(str(run_dir))}`")
 
 
 def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:

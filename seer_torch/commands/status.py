@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -153,6 +154,10 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
         print(f"  {metric} {shown} ({direction}), {test}")
         if best.get("partial"):
             print(f"  partial: its learning-rate schedule runs to epoch {best.get('schedule_epochs')}")
+        if best.get("checkpoint"):
+            held = best.get("checkpoint_epoch")
+            note = "" if held == best["epochs"] else f"; judged at epoch {best['epochs']}, trained further"
+            print(f"  checkpoint: {best['checkpoint']} (epoch {held}{note})")
         print("config: " + json.dumps(best["config"], indent=2))
     print(
         f"used {b['time_used_s']:.1f} of {b['time_budget_s']:g} s and {b['cost_usd']:.4f} of "
@@ -161,4 +166,4 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
     )
     print(f"results: {run_dir / 'results.json'}")
     if (run_dir / "tensorboard").is_dir():
-        print(f"tensorboard --logdir {run_dir / 'tensorboard'}")
+        print(f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}")

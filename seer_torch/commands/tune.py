@@ -165,10 +165,13 @@ def more_budget(exp: Any, state: dict[str, Any], time_budget: str | float | None
             return None
         text = str(given).strip()
         try:
-            value = current + float(text[1:]) if text.startswith("+") else float(text)
+            added = float(text[1:]) if text.startswith("+") else None
+            value = current + added if added is not None else float(text)
+            if added is not None and not added > 0:
+                raise ValueError("+X adds X > 0")
         except ValueError:
             raise ConfigError(flag, given, f"a number of {unit} for the whole run, or +{unit} to "
-                                           "add") from None
+                                           "add (above 0)") from None
         if not value > used:
             raise ConfigError(flag, given, f"more than the run has used: {used:.4g} {unit} (so far "
                                            f"{current:g}); +{unit} adds to {current:g}")

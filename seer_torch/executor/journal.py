@@ -112,11 +112,14 @@ class Journal:
         decide_calls: decisions made so far (journaled; a resume replays that many).
         interrupted: the jobs a stop at the end of an unfinished run ended (a resume
             relaunches them where they are).
+        more_budget_calls: the decisions made so far when ``seer resume`` gave the run more
+            budget (the policy heard so then; a resume replays it at the same points).
     """
 
     def __init__(self, tuner: Tuner) -> None:
         self.tuner = tuner
         self.decide_calls = 0
+        self.more_budget_calls: list[int] = []
         self.logged_views: dict[str, TrialView] = {}
         self.interrupted: list[dict[str, Any]] = []
 
@@ -141,6 +144,8 @@ class Journal:
                 "free_slots": snap.free_slots,
                 "epoch_time_s": snap.epoch_time_s,
                 "job_overhead_s": snap.job_overhead_s,
+                "continue_overhead_s": snap.continue_overhead_s,
+                "warm_start_overhead_s": snap.warm_start_overhead_s,
                 "events": [dataclasses.asdict(e) for e in snap.events],
                 "changed": changed,
             },
@@ -177,6 +182,7 @@ class Journal:
                 # What `seer resume` needs (see Tuner.resume).
                 "journal_unix_s": time.time(),
                 "decide_calls": self.decide_calls,
+                "more_budget_calls": list(self.more_budget_calls),
                 "setup_budgets": list(t.setup_budgets) if t.setup_budgets else None,
                 "setup_num_slots": t.setup_slots,
                 "tensorboard_rounds": t.report.panels.rounds_logged,

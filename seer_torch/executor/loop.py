@@ -125,8 +125,12 @@ class EventLoop:
             events=tuple(events),
             epoch_time_s=max(book.tau_s.values()) if book.tau_s else None,
             job_overhead_s=statistics.fmean(book.overheads_s) if book.overheads_s else None,
+            # A survivor goes on in its parked job; with none parked or running (after a resume,
+            # or a deadline's stop), its next job is a cold start.
             continue_overhead_s=(
-                statistics.fmean(book.continue_overheads_s) if book.continue_overheads_s else None
+                (statistics.fmean(book.continue_overheads_s) if book.parked or book.running else
+                 statistics.fmean(book.overheads_s) if book.overheads_s else None)
+                if book.continue_overheads_s else None
             ),
             warm_start_overhead_s=(
                 statistics.fmean(book.warm_overheads_s) if book.warm_overheads_s else None

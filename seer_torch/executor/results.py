@@ -257,7 +257,14 @@ class Reporter:
                 "requests": list(self.tuner.slot_requests)}
 
     def _best(self, best: Trial, epoch: int) -> dict[str, Any]:
+        checkpoint, held = None, None
+        if self.tuner.run_dir is not None:  # the answer's weights, and the epoch they are at
+            path = self.tuner.run_dir / "trials" / best.trial_id / "checkpoint.pt"
+            if path.exists():
+                checkpoint, held = str(path.resolve()), best.epochs
         return {
+            "checkpoint": checkpoint,
+            "checkpoint_epoch": held,
             "trial_id": best.trial_id,
             "config": best.config,
             self.tuner.exp.metric: best.metric_by_epoch.get(epoch),

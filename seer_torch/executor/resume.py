@@ -14,7 +14,7 @@ from seer_torch.errors import SeerError
 from seer_torch.executor.context import draw_costs_needed, policy_context, trial_job_spec
 from seer_torch.executor.journal import DECISIONS_FILE, decision_to_dict, view_from_dict
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
-from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView, policy_news
+from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView, give_more_budget, policy_news
 from seer_torch.runfiles import atomic_write_text, remove_worker_temporaries
 from seer_torch.scaling.profile import load_profile
 
@@ -66,6 +66,7 @@ class Resumer:
         # first live decision's instead, and the trials it eliminated are paused again.
         self.undone_events: list[JobEvent] = []
         self.undone_eliminated: list[str] = []
+        self.more_budget_calls: list[int] = []  # the journal's: where earlier resumes gave more
 
     # ------------------------------------------------------------------ first half: read
     def restore_journal(self) -> None:
@@ -148,7 +149,12 @@ class Resumer:
         calls = int(state.get("decide_calls", 0))
         if self.more_budget and self.after_finish:
             calls = self._undo_finish(calls)
+        self.more_budget_calls = [int(c) for c in state.get("more_budget_calls", [])]
         self.replayed = self._replay(calls)
+        t.journal.more_budget_calls = [c for c in self.more_budget_calls if c <= calls]
+        if self.more_budget:  # told after the replay, at this point of its decisions (journaled)
+            give_more_budget(t.policy)
+            t.journal.more_budget_calls.append(calls)
 
     def _undo_finish(self, calls: int) -> int:
         """When the run's last decision was the policy's ``Finish`` (with more budget it may
@@ -193,6 +199,8 @@ class Resumer:
                 line = json.loads(text)
             except json.JSONDecodeError:
                 break  # a torn last line: the journal does not count it either
+            if done in self.more_budget_calls:  # a resume gave more budget here
+                give_more_budget(t.policy)
             snap = line["snapshot"]
             for raw in snap["changed"]:
                 v = view_from_dict(raw)
@@ -208,6 +216,9 @@ class Resumer:
                     events=tuple(JobEvent(**e) for e in snap["events"]),
                     epoch_time_s=snap["epoch_time_s"],
                     job_overhead_s=snap["job_overhead_s"],
+                    # what the policy planned continuations with (journals before they were kept: none)
+                    continue_overhead_s=snap.get("continue_overhead_s"),
+                    warm_start_overhead_s=snap.get("warm_start_overhead_s"),
                 )
             )
             got = [decision_to_dict(d) for d in decisions]

@@ -7,6 +7,7 @@ and the reports (:mod:`~seer_torch.executor.results`). See the package docstring
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -384,7 +385,7 @@ class Tuner:
                 str(run_dir),
                 "a run that did not finish (this one finished: "
                 f"{state.get('stop_reason') or 'its answer is in results.json'}), or give it more: "
-                f"seer resume {run_dir} --time-budget +S (or --money-budget +USD)",
+                f"seer resume {shlex.quote(str(run_dir))} --time-budget +S (or --money-budget +USD)",
             )
         if state.get("setup_budgets") is not None and not state.get("profile"):
             raise ConfigError("RUN_DIR", str(run_dir), "a journal with the profile its plan was made with")

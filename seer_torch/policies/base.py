@@ -36,7 +36,8 @@ from seer_torch.scaling.model import ScalingModel
 
 __all__ = [
     "Decision", "Eliminate", "Finish", "JobEvent", "Launch", "Policy", "PolicyContext", "Snapshot",
-    "ANSWER_TOLERANCE", "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots", "policy_news",
+    "ANSWER_TOLERANCE", "Stop", "TrialView", "best_at_rungs", "fixed_cluster_slots", "give_more_budget",
+    "policy_news",
 ]
 
 
@@ -273,6 +274,16 @@ def policy_news(policy: Any) -> list[str]:
     ``news()`` method: the SEER policy's re-plans), or nothing. The executor shows each line."""
     news = getattr(policy, "news", None)
     return list(news()) if callable(news) else []
+
+
+def give_more_budget(policy: Any) -> None:
+    """Tell ``policy`` the run was given more budget (``seer resume --time-budget/--money-budget``),
+    through its optional ``more_budget()`` (the SEER policy then plans one more round toward
+    ``max_epochs`` when its plan ran out short of it); a policy without it re-plans with the
+    budgets left as it always does."""
+    more = getattr(policy, "more_budget", None)
+    if callable(more):
+        more()
 
 
 #: How far (in score, the metric's own units) a trial stopped at the rung below the top rung must

@@ -106,6 +106,7 @@ class SeerPolicy(RoundEngine):
         self.plan_epoch_time_s = 0.0  # the profile's epoch the first plan assumed
         self.replans: list[dict[str, Any]] = []
         self._news: list[str] = []  # re-plans that changed the plan, for the live status (news())
+        self._more_budget = False  # more_budget(): the next rung with no round left plans one more
         self.remaining: list[planner.RoundPlan] = []
         self.current: planner.RoundPlan | None = None
         self.reserve: list[int] = []  # replacements for the current round, best first
@@ -192,6 +193,14 @@ class SeerPolicy(RoundEngine):
         r = self.remaining[0]
         return min(r.num_trials * r.world_size, self.ctx.num_slots)
 
+    def more_budget(self) -> None:
+        """The run was given more budget (``seer resume --time-budget/--money-budget``): when
+        the next rung closes with no round left and its epoch short of ``max_epochs`` (a plan
+        cut by its budget: ``BEST EFFORT``), plan one more round to ``max_epochs`` for the
+        finalists, which the re-plan at that rung fits to the budgets left, as at any rung. An
+        optional method of a policy (:func:`~seer_torch.policies.base.give_more_budget`)."""
+        self._more_budget = True
+
     def news(self) -> list[str]:
         """The re-plans since the last call that changed the plan (carried fewer or more, raised
         the target, best effort), one line each, for the run's log and live status; the full
@@ -255,6 +264,14 @@ class SeerPolicy(RoundEngine):
         # The next-best are held back to replace a survivor that diverges or fails in the next
         # round; the previous round's reserve is no longer needed.
         old_reserve = [by_index[i] for i in self.reserve if i in by_index]
+        if not self.remaining and self._more_budget and rung < self.ctx.max_epochs:
+            # More budget for a plan that ran out short of max_epochs: one more round for the
+            # finalists, to max_epochs; the re-plan below fits it to the budgets left.
+            self._more_budget = False
+            finalists = max(1, min(len(members), self.plan.num_finalists or 1))
+            self.remaining = [dataclasses.replace(self.current, index=self.current.index + 1,
+                                                  start_epoch=rung, rung_epoch=self.ctx.max_epochs,
+                                                  num_trials=finalists)]
         survivors, self.reserve, out = carry(ranked, len(ranked), members, old_reserve, bool(self.remaining))
         if not survivors:
             self._finish("no trial has a valid result at the last rung")

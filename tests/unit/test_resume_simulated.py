@@ -123,3 +123,34 @@ def test_a_damaged_journal_falls_back_to_the_previous_one(tmp_path, monkeypatch)
     atomic_write_text(run_dir / "state.json", text[: len(text) // 2])  # torn by a failing disk
     res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     assert res["best"] is not None and res["best"]["epochs"] == 9
+
+
+@pytest.mark.parametrize("time_budget_s", [80.0, 150.0])
+def test_a_run_cut_short_by_its_deadline_goes_on_with_more_time_and_trains_its_answer_further(
+        tmp_path, time_budget_s):
+    # 80 s: BEST EFFORT, 4 configurations, the answer trained to epoch 7 of 9; 150 s: EXPLORATION
+    # FIRST, 9 configurations to epoch 3. Each policy finished there: its last decision is made
+    # again with more time, and it plans one more round toward max_epochs.
+    import dataclasses
+
+    exp, clock, backend = _setup(tmp_path)
+    exp = dataclasses.replace(exp, budget=dataclasses.replace(exp.budget, time_budget_s=time_budget_s))
+    run_dir = tmp_path / "run"
+    first = Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
+    assert first["best"] is None or first["best"]["epochs"] < 9, first["stop_reason"]
+    before = {t["trial_id"]: t["epochs"] for t in first["trials"]}
+    launches_before = len(backend.launches)
+    clock.sleep(1000.0)  # a finished run's idle time does not count against the new budget
+
+    more = exp.with_overrides(time_budget_s=time_budget_s + 1000.0)
+    tuner = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock, experiment=more)
+    res = tuner.run(resume=True)
+    assert res["best"]["epochs"] == 9 and res["budget"]["time_budget_s"] == time_budget_s + 1000.0
+    assert res["budget"]["time_used_s"] < time_budget_s + 1000.0
+    assert "time_budget_s = " + repr(time_budget_s + 1000.0) in (run_dir / "experiment.toml").read_text()
+    for job in backend.launches[launches_before:]:  # every job goes on from its trial's epochs
+        assert job.first_epoch >= before.get(job.spec.trial_id, 0)
+    # A later resume replays the decisions made with more budget as they were made.
+    again = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock,
+                         experiment=more.with_overrides(time_budget_s=time_budget_s + 2000.0))
+    assert again.run(resume=True)["best"] == res["best"]
