@@ -96,12 +96,16 @@ class Meter:
             world_size, start_s - rental_start_s
         )
 
-    def bill_held(self, world_size: int, held_s: float) -> None:
+    def bill_held(self, world_size: int, held_s: float) -> float:
         """Bill a job known only by its slots and how long it held them (one a dead tuner left
-        running): its slot-seconds, and its cost unless a rented cluster already pays for it."""
+        running): its slot-seconds, and its cost unless a rented cluster already pays for it.
+        Returns that cost, USD."""
         self.finished_slot_s += held_s * world_size
-        if self.reserved is None:
-            self.finished_usd += self.billing.job_cost_usd(world_size, held_s)
+        if self.reserved is not None:
+            return 0.0
+        usd = self.billing.job_cost_usd(world_size, held_s)
+        self.finished_usd += usd
+        return usd
 
     def cost_usd(self, running: Held = (), at_s: float | None = None) -> float:  # type: ignore[assignment]
         """Money spent by ``at_s`` (default now) if the running jobs (``(start_s, world_size)``

@@ -380,7 +380,13 @@ class Resumer:
             if info is not None:  # it ran, unbilled, from its launch until now
                 w = int(info.get("world_size") or 1)
                 held_s = max(0.0, float(info["end_unix_s"]) - float(info["launch_unix_s"]))
-                t.meter.bill_held(w, held_s)
+                usd = t.meter.bill_held(w, held_s)
+                trial = t.book.trials.get(d.name) if d in trial_dirs else None
+                rec = t.book.rounds.get(trial.round_index) if trial is not None else None
+                if rec is not None:  # its round paid for it, and lasted until it ended
+                    end_s = float(info["end_unix_s"]) - (time.time() - t.meter.elapsed_s())
+                    rec.cost_usd += usd
+                    rec.end_s = max(rec.end_s if rec.end_s is not None else end_s, end_s)
                 what = (
                     "stopped the job the previous tuner left running"
                     if info.get("alive")

@@ -52,6 +52,12 @@ def test_tuner_killed_then_resumed_gives_the_same_answer(tmp_path, clean, point)
     check_against(clean, run_dir, state["cost_usd"])
     res = json.loads((run_dir / "results.json").read_text())
     assert res["budget"]["time_used_s"] >= state["time_used_s"] + 1.0  # the downtime counts
+    # The jobs the dead tuner left are billed to their rounds: the rounds and the profile's
+    # probes add up to the run's cost, and every round has its end.
+    profiling_usd = res["slot_seconds"]["profiling"] * res["budget"]["price_usd_per_slot_hour"] / 3600
+    rounds_usd = sum(r["cost_usd"] for r in res["rounds"])
+    assert rounds_usd + profiling_usd == pytest.approx(res["budget"]["cost_usd"], rel=1e-6), res["rounds"]
+    assert all(r["end_s"] is not None for r in res["rounds"])
 
 
 def test_host_crash_while_a_checkpoint_is_written(tmp_path, clean):
