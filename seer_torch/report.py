@@ -172,6 +172,7 @@ def draw_allocation(data: ReportData) -> Figure | None:
     deadline = data.burn.time_budget_s
     if deadline is not None and deadline <= t_max:  # else the legend says it is off the scale
         ax.axvline(deadline, color="#d62728", lw=1.6, zorder=4, gid="deadline")
+    earlier = _resume_marks(ax, data, deadline, t_max)
     ax.set_xlim(0, t_max)
     ax.set_ylim(n - 0.5, _LABEL_ROW - 0.6)  # the first trial on top; a row above it for the round names
     step = max(1, math.ceil(n / 60))
@@ -189,8 +190,37 @@ def draw_allocation(data: ReportData) -> Figure | None:
     if deadline is not None:
         off = "" if deadline <= t_max else " (off the scale)"
         handles.append(Line2D([], [], color="#d62728", lw=1.6, label=f"deadline {deadline:g} s{off}"))
+    handles += earlier
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
+
+
+def _resume_marks(ax: Any, data: ReportData, deadline: float | None, t_max: float) -> list[Any]:
+    """Each ``seer resume`` on the allocation chart: a purple dotted line where the run went
+    on (the tuner's downtime before it shaded), and a deadline a resume raised as a thin
+    dashed red line; returns their legend handles."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    for k, r in enumerate(data.resumes, 1):
+        if r.resumed_at_s - r.stopped_at_s >= 0.05:
+            ax.axvspan(r.stopped_at_s, r.resumed_at_s, color="#9467bd", alpha=0.15, lw=0, zorder=2,
+                       gid=f"down:{k}")
+        ax.axvline(r.resumed_at_s, color="#9467bd", ls=":", lw=1.6, zorder=4, gid=f"resume:{k}")
+        before = r.previous_time_budget_s
+        if before is not None and before != deadline and before <= t_max:
+            ax.axvline(before, color="#d62728", ls="--", lw=1.0, alpha=0.7, zorder=4,
+                       gid=f"deadline-before-resume:{k}")
+            handles.append(Line2D([], [], color="#d62728", ls="--", lw=1.0, alpha=0.7,
+                                  label=f"deadline {before:g} s until resume {k}"))
+    if data.resumes:
+        handles.insert(0, Line2D([], [], color="#9467bd", ls=":", lw=1.6,
+                                 label="seer resume: the run went on"))
+        if any(r.resumed_at_s - r.stopped_at_s >= 0.05 for r in data.resumes):
+            handles.insert(1, Patch(facecolor="#9467bd", alpha=0.15,
+                                    label="tuner down (counts against the deadline)"))
+    return handles
 
 
 # ---------------------------------------------------------------------- money and time
@@ -251,7 +281,7 @@ def draw_burndown(data: ReportData) -> Figure | None:
 def _round_label(r: RoundRow) -> str:
     """A round's tick label: its name, rung (and the first plan's, when another), survivors and
     ``W``, and whether the run ended before it did."""
-    planned = (f" (plan {r.planned_rung_epoch})"
+    planned = (f"\n(plan {r.planned_rung_epoch})"
                if r.planned_rung_epoch is not None and r.planned_rung_epoch != r.rung_epoch else "")
     state = "" if r.completed else ("\nnot run" if r.start_s is None else "\ncut short")
     return f"R{r.index}\nto epoch {r.rung_epoch}{planned}\n{r.num_trials}x W{r.world_size}{state}"
@@ -605,9 +635,12 @@ def _rounds_html(data: ReportData) -> str:
 
 
 def _replans_html(data: ReportData) -> str:
-    if not data.burn.replans:
+    if not data.burn.replans and not data.resumes:
         return "<p class='caption'>No re-plans.</p>"
     rows = [[k, _n(at, ".1f"), reason] for k, (at, reason, _) in enumerate(data.burn.replans, 1)]
+    # Each seer resume among them, at its time (numbered apart: the burn-down numbers re-plans).
+    rows += [[f"resume {k}", _n(r.resumed_at_s, ".1f"), r.words()] for k, r in enumerate(data.resumes, 1)]
+    rows.sort(key=lambda row: float(row[1]) if row[1] not in ("", "n/a") else math.inf)
     return "<h3>Re-plans</h3>" + _table(["#", "at s", "reason"], rows, left=0).replace(
         "<td class=\"\">", "<td class=\"l\">")
 

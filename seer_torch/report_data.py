@@ -244,6 +244,7 @@ def _results_from_state(state: dict[str, Any], experiment: dict[str, Any]) -> di
         "trials": trials,
         "plan": report.get("plan"),
         "replans": list(report.get("replans") or []),
+        "resumes": list(state.get("resumes") or []),
     }
 
 
@@ -308,6 +309,55 @@ class Mark:
     trial_id: str
     at_s: float
     kind: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """One ``seer resume`` of the run (``results.json``'s ``resumes``): the run's clock at its
+    last journal before the stop (``stopped_at_s``) and where it went on (``resumed_at_s``;
+    the seconds between, the tuner down, count against the deadline), with the budgets before
+    and after (seconds, USD)."""
+
+    stopped_at_s: float
+    resumed_at_s: float
+    time_budget_s: float | None
+    money_budget_usd: float | None
+    previous_time_budget_s: float | None
+    previous_money_budget_usd: float | None
+
+    @property
+    def more_budget(self) -> bool:
+        """Whether this resume raised a budget."""
+        return (self.time_budget_s, self.money_budget_usd) != (self.previous_time_budget_s,
+                                                                self.previous_money_budget_usd)
+
+    def words(self) -> str:
+        """The resume in plain words, e.g. ``seer resume at 58.1 s: deadline 60 s -> 120 s``."""
+        text = f"seer resume at {self.resumed_at_s:.1f} s"
+        down_s = self.resumed_at_s - self.stopped_at_s
+        if down_s >= 0.05:
+            text += f" ({down_s:.1f} s down since the last journal at {self.stopped_at_s:.1f} s)"
+        changes = []
+        if self.time_budget_s != self.previous_time_budget_s:
+            changes.append(f"deadline {_fmt(self.previous_time_budget_s)} s -> {_fmt(self.time_budget_s)} s")
+        if self.money_budget_usd != self.previous_money_budget_usd:
+            changes.append(f"money budget {_fmt(self.previous_money_budget_usd)} USD -> "
+                           f"{_fmt(self.money_budget_usd)} USD")
+        return text + (": more budget: " + ", ".join(changes) if changes else ": the same budgets")
+
+
+def resumes(results: dict[str, Any]) -> list[Resume]:
+    """The run's resumes, oldest first (records that cannot be read are left out)."""
+    out = []
+    for r in results.get("resumes") or []:
+        if not isinstance(r, dict):
+            continue
+        stopped, resumed = _num(r.get("stopped_at_s")), _num(r.get("resumed_at_s"))
+        if stopped is None or resumed is None:
+            continue
+        out.append(Resume(stopped, resumed, _num(r.get("time_budget_s")), _num(r.get("money_budget_usd")),
+                          _num(r.get("previous_time_budget_s")), _num(r.get("previous_money_budget_usd"))))
+    return out
 
 
 _TRIAL_ID = re.compile(r"^t(\d+)$")
@@ -807,6 +857,7 @@ class ReportData:
         curves, rungs, params: :func:`curves`, :func:`rungs`, :func:`search_space`.
         answer_words, stop_words: :func:`answer_words`, :func:`stop_reason_words`.
         checkpoint: the answer's ``checkpoint.pt`` and the epoch it holds, or ``None``.
+        resumes: :func:`resumes`.
     """
 
     files: RunFiles
@@ -825,6 +876,7 @@ class ReportData:
     answer_words: str
     stop_words: str
     checkpoint: tuple[Path, int | None] | None
+    resumes: list[Resume] = field(default_factory=list)
 
 
 def report_data(files: RunFiles) -> ReportData | None:
@@ -850,6 +902,11 @@ def report_data(files: RunFiles) -> ReportData | None:
         final_epochs={t["trial_id"]: int(t.get("epochs") or 0) for t in trials},
     )
     best = (res.get("best") or {}).get("trial_id")
+    resumed = resumes(res)
+    stop_words = stop_reason_words(res, view.status)
+    if resumed:
+        said = "; ".join(r.words() for r in resumed)
+        stop_words += f" It was resumed {len(resumed)} time(s): {said}."
     return ReportData(
         files=files,
         view=view,
@@ -865,15 +922,17 @@ def report_data(files: RunFiles) -> ReportData | None:
         rungs=rungs(res),
         params=search_space(res, files.experiment),
         answer_words=answer_words(res, best_so_far_only=view.best_so_far),
-        stop_words=stop_reason_words(res, view.status),
+        stop_words=stop_words,
         checkpoint=files.checkpoints.get(best) if best else None,
+        resumes=resumed,
     )
 
 
 __all__ = [
     "BurnDown", "BurnPoint", "Curve", "Job", "Mark", "MoneySplit", "OUTCOME_ENDED_WITH_RUN", "Param",
-    "RUN_FILES", "ReportData", "RoundRow", "RunFiles", "RunView", "answer_words", "best_so_far", "burn_down",
+    "RUN_FILES", "ReportData", "Resume", "RoundRow",
+    "RunFiles", "RunView", "answer_words", "best_so_far", "burn_down",
     "csv_rows", "curves", "jobs_from_decisions", "money_split", "price_usd_per_slot_s", "read_run_files",
-    "report_data", "round_rows", "run_view", "rungs", "search_space", "slot_seconds_split",
+    "report_data", "resumes", "round_rows", "run_view", "rungs", "search_space", "slot_seconds_split",
     "stop_reason_words", "trial_ids_by_index", "trial_order",
 ]

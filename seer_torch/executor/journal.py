@@ -114,12 +114,18 @@ class Journal:
             relaunches them where they are).
         more_budget_calls: the decisions made so far when ``seer resume`` gave the run more
             budget (the policy heard so then; a resume replays it at the same points).
+        resumes: one record per ``seer resume`` of the run, oldest first: ``stopped_at_s`` (the
+            run's clock at its last journal before the stop), ``resumed_at_s`` (where it went
+            on: ``stopped_at_s`` + ``down_s``, the seconds the tuner was down, which count
+            against the deadline; 0 for a run that had finished), the budgets after it
+            (``time_budget_s``, ``money_budget_usd``) and before it (``previous_...``).
     """
 
     def __init__(self, tuner: Tuner) -> None:
         self.tuner = tuner
         self.decide_calls = 0
         self.more_budget_calls: list[int] = []
+        self.resumes: list[dict[str, Any]] = []
         self.logged_views: dict[str, TrialView] = {}
         self.interrupted: list[dict[str, Any]] = []
 
@@ -183,6 +189,7 @@ class Journal:
                 "journal_unix_s": time.time(),
                 "decide_calls": self.decide_calls,
                 "more_budget_calls": list(self.more_budget_calls),
+                "resumes": list(self.resumes),
                 "setup_budgets": list(t.setup_budgets) if t.setup_budgets else None,
                 "setup_num_slots": t.setup_slots,
                 "tensorboard_rounds": t.report.panels.rounds_logged,

@@ -212,6 +212,7 @@ class Reporter:
             "profile": t.profile.to_dict() if t.profile else None,
             "plan": report.get("plan"),
             "replans": report.get("replans", []),
+            "resumes": list(t.journal.resumes),
             "policy_report": {k: v for k, v in report.items() if k not in ("plan", "replans")},
         }
 

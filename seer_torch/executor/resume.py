@@ -52,7 +52,7 @@ class Resumer:
     """Restores ``tuner`` from the journal ``state`` (read by :meth:`Tuner.resume`)."""
 
     def __init__(self, tuner: Tuner, state: dict[str, Any], *, more_budget: bool = False,
-                 after_finish: bool = False) -> None:
+                 after_finish: bool = False, budgets_before: tuple[float, float] | None = None) -> None:
         self.t = tuner
         self.state = state
         self.replayed: Replayed | None = None
@@ -67,6 +67,7 @@ class Resumer:
         self.undone_events: list[JobEvent] = []
         self.undone_eliminated: list[str] = []
         self.more_budget_calls: list[int] = []  # the journal's: where earlier resumes gave more
+        self.budgets_before = budgets_before  # (time_budget_s, money_budget_usd) before this resume
 
     # ------------------------------------------------------------------ first half: read
     def restore_journal(self) -> None:
@@ -91,6 +92,17 @@ class Resumer:
         t.start_unix_s = float(state.get("start_unix_s", t.start_unix_s))
         t.stop_reason = None
         t.report.panels.rounds_logged = int(state.get("tensorboard_rounds", 0))
+        b = t.exp.budget
+        before = self.budgets_before or (b.time_budget_s, b.money_budget_usd)
+        t.journal.resumes = [dict(r) for r in state.get("resumes", [])] + [{
+            "stopped_at_s": float(state["time_used_s"]),
+            "resumed_at_s": elapsed_s,
+            "down_s": downtime_s,
+            "time_budget_s": b.time_budget_s,
+            "money_budget_usd": b.money_budget_usd,
+            "previous_time_budget_s": before[0],
+            "previous_money_budget_usd": before[1],
+        }]
         t.event(
             f"resuming {t.run_dir.name}: {elapsed_s:.1f} s used ({downtime_s:.1f} s down), "
             f"{meter.cost_usd():.4f} USD spent"

@@ -389,7 +389,8 @@ class Tuner:
             )
         if state.get("setup_budgets") is not None and not state.get("profile"):
             raise ConfigError("RUN_DIR", str(run_dir), "a journal with the profile its plan was made with")
-        exp = experiment if experiment is not None else load_experiment(run_dir / "experiment.toml")
+        exp_before = load_experiment(run_dir / "experiment.toml")
+        exp = experiment if experiment is not None else exp_before
         profile = parse_profile(state["profile"]) if state.get("profile") else None
         tuner = cls(
             exp,
@@ -400,7 +401,9 @@ class Tuner:
             policy=make_policy(state.get("policy", "seer")),
             profile=profile,
         )
-        tuner._resumer = Resumer(tuner, state, more_budget=experiment is not None, after_finish=finished)
+        tuner._resumer = Resumer(tuner, state, more_budget=experiment is not None, after_finish=finished,
+                                 budgets_before=(exp_before.budget.time_budget_s,
+                                                 exp_before.budget.money_budget_usd))
         return tuner
 
     # ------------------------------------------------------------------ reporting

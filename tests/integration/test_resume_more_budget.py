@@ -78,6 +78,14 @@ def test_a_run_ended_by_its_deadline_goes_on_with_more_time_from_its_checkpoints
     assert data is not None
     last_end_s = max(j.end_s for j in data.jobs)
     assert before["budget"]["time_used_s"] < last_end_s <= after["budget"]["time_used_s"] + 1
+    # The resume is on record (results.json, the report's data and words): where the first part
+    # stopped and the second went on (a finished run: no downtime), the deadline before and after.
+    (record,) = after["resumes"]
+    assert record["stopped_at_s"] == pytest.approx(before["budget"]["time_used_s"], abs=0.5)
+    assert record["resumed_at_s"] == pytest.approx(record["stopped_at_s"])
+    assert (record["previous_time_budget_s"], record["time_budget_s"]) == (18.0, 78.0)
+    (resume,) = data.resumes
+    assert resume.more_budget and "deadline 18 s -> 78 s" in data.stop_words
     export = run_seer(["export", str(run_dir)], tmp_path)
     assert export.returncode == 0, export.stderr
     rows = {r["trial_id"]: r for r in csv.DictReader((run_dir / "trials.csv").open())}

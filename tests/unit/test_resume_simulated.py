@@ -150,7 +150,24 @@ def test_a_run_cut_short_by_its_deadline_goes_on_with_more_time_and_trains_its_a
     assert "time_budget_s = " + repr(time_budget_s + 1000.0) in (run_dir / "experiment.toml").read_text()
     for job in backend.launches[launches_before:]:  # every job goes on from its trial's epochs
         assert job.first_epoch >= before.get(job.spec.trial_id, 0)
-    # A later resume replays the decisions made with more budget as they were made.
+    # The resume is on record: a finished run goes on where it ended (no downtime), and the
+    # report draws it, with the deadline it had before, and says it.
+    (record,) = res["resumes"]
+    assert record["stopped_at_s"] == pytest.approx(first["budget"]["time_used_s"])
+    assert record["resumed_at_s"] == pytest.approx(record["stopped_at_s"])
+    assert record["previous_time_budget_s"] == time_budget_s
+    assert record["time_budget_s"] == time_budget_s + 1000.0
+    from seer_torch.report import draw_allocation
+    from seer_torch.report_data import read_run_files, report_data
+
+    data = report_data(read_run_files(run_dir))
+    lines = {ln.get_gid(): ln.get_xdata()[0] for ln in draw_allocation(data).axes[0].lines if ln.get_gid()}
+    assert lines["resume:1"] == pytest.approx(record["resumed_at_s"])
+    assert lines["deadline-before-resume:1"] == time_budget_s
+    assert f"deadline {time_budget_s:g} s -> {time_budget_s + 1000:g} s" in data.stop_words
+    # A later resume replays the decisions made with more budget as they were made, and adds its record.
     again = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock,
                          experiment=more.with_overrides(time_budget_s=time_budget_s + 2000.0))
-    assert again.run(resume=True)["best"] == res["best"]
+    res2 = again.run(resume=True)
+    assert res2["best"] == res["best"]
+    assert [r["time_budget_s"] for r in res2["resumes"]] == [time_budget_s + 1000.0, time_budget_s + 2000.0]
