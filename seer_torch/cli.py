@@ -17,7 +17,9 @@ With no CONFIG.toml both use the embedded default experiment (digits). Exit code
 (for ``tune``: with an answer), 1 no answer (``plan``: ``NO PLAN``) or another error, 2 bad
 input (the message names the field, the value and what is allowed) or a run directory another
 seer process holds (:mod:`seer_torch.run_lock`), 130 interrupted (SIGINT, SIGTERM or SIGHUP, unless ignored at
-start as under ``nohup``; running jobs are stopped and what was completed is written).
+start as under ``nohup``; running jobs are stopped and what was completed is written), 141
+its output's reader went away (``seer plan | head -1``: 128 + SIGPIPE, as a shell reports a
+command that signal ended; never 1, which ``seer plan`` keeps for ``NO PLAN``).
 ``seer plan`` imports no torch and launches nothing. ``seer report`` and ``seer export`` exit 0
 with their file written (a partial report of a killed run too), 1 when nothing could be drawn,
 2 for a path that is no run directory or a run still in progress
@@ -52,6 +54,9 @@ __all__ = [
     "PROFILE_EXTRA_S", "check_before_launch", "main", "shipped_profile_path", "_LiveStatus", "_print_summary",
 ]
 
+#: Exit status when stdout's reader went away: 128 + SIGPIPE (13), as a shell reports it.
+EXIT_BROKEN_PIPE = 141
+
 _CONFIG_HELP = "experiment TOML file (default: the embedded digits experiment)"
 
 
@@ -65,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader went away (`seer plan --json | head`): stop quietly, as the Python docs
         # recommend (signal module, "Note on SIGPIPE"): what is still buffered goes to devnull.
+        # The status is a shell's for a command SIGPIPE ended, not 1 (NO PLAN, no answer).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return EXIT_BROKEN_PIPE
     except (ConfigError, DatasetNotFoundError) as e:
         print(f"seer: error: {e}", file=sys.stderr)
         return 2

@@ -762,15 +762,15 @@ def stop_reason_words(results: dict[str, Any], status: str | None) -> str:
                 "running jobs were stopped at their checkpoints.")
     if reason.startswith("money budget reached"):
         return ("The money budget was reached: running jobs were stopped so that it is never overrun "
-                f"({reason}).")
+                f"({reason.rstrip('.')}).")
     if reason == "interrupted":
         return ("The run was interrupted (Ctrl-C, SIGTERM or SIGHUP): running jobs were stopped at their "
                 "checkpoints; `seer resume RUN_DIR` continues it.")
     if reason.startswith("error:"):
         return f"The run stopped on an error: {reason[len('error:'):].strip()}"
     if "nothing left to run" in reason:
-        return f"The policy had nothing left to run ({reason})."
-    return f"The policy finished: {reason}."
+        return f"The policy had nothing left to run ({reason.rstrip('.')})."
+    return f"The policy finished: {reason.rstrip('.')}."
 
 
 def answer_words(results: dict[str, Any], *, best_so_far_only: bool = False) -> str:

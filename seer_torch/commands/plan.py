@@ -150,6 +150,8 @@ def _print_json(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
 def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
     from rich.table import Table
 
+    from seer_torch.executor import FINAL_GRACE_S
+
     b, prof, ctx = exp.budget, inputs.prof, inputs.ctx
     console = text_console()
     console.print(
@@ -167,8 +169,15 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
         + ", ".join(f"W={w}: {s:.2f}" for w, s in zip(prof.world_sizes, prof.speedup))
     )
     if inputs.profiling_s:
-        console.print(f"seer tune first spends about {inputs.profiling_s:.0f} s measuring its own profile; "
-                      "the plan leaves it out.")
+        profiling_usd = inputs.profiling_slot_s * b.price_usd_per_slot_hour / 3600
+        console.print(f"seer tune first spends about {inputs.profiling_s:.0f} s and {profiling_usd:.4f} USD "
+                      "measuring its own profile; the plan leaves them out.")
+        if ctx.money_budget_usd <= 0 or ctx.time_budget_s <= 0:
+            which = "money budget" if ctx.money_budget_usd <= 0 else "deadline"
+            given = (f"{b.money_budget_usd:g} USD" if ctx.money_budget_usd <= 0
+                     else f"{b.time_budget_s:g} s, less {FINAL_GRACE_S:g} s kept to write the answer")
+            console.print(f"[bold red]the {which} ({given}) does not even pay for that[/]: "
+                          "nothing is left to plan with (--profile FILE skips the measuring).")
 
     def chosen(value: object) -> str:  # left open to the planner
         return " (chosen)" if value is None else ""
@@ -185,11 +194,12 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
             str(r.index), str(r.rung_epoch), str(r.num_trials), str(r.world_size), str(r.waves),
             f"{r.predicted_duration_s:.1f}", f"{r.predicted_cost_usd:.4f}",
         )
-    print_table(console, table)
-    console.print(
-        f"total: {plan.predicted_time_s:.1f} s of {ctx.time_budget_s:.0f} s left, "
-        f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "
-        f"safety_fraction {ctx.safety_fraction:g} of each); binding: {plan.binding}"
-    )
+    if plan.rounds:  # NO PLAN has no rounds: no empty table, no totals of nothing
+        print_table(console, table)
+        console.print(
+            f"total: {plan.predicted_time_s:.1f} s of {ctx.time_budget_s:.0f} s left, "
+            f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "
+            f"safety_fraction {ctx.safety_fraction:g} of each); binding: {plan.binding}"
+        )
     style = "bold green" if plan.feasible else "bold red"
     console.print(f"[{style}]{plan.message}[/]")

@@ -159,11 +159,17 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
             note = "" if held == best["epochs"] else f"; judged at epoch {best['epochs']}, trained further"
             print(f"  checkpoint: {best['checkpoint']} (epoch {held}{note})")
         print("config: " + json.dumps(best["config"], indent=2))
+    # The seconds the tuner was down between a kill and its resume count against the deadline
+    # (a wall-clock promise) but trained nothing: said, so that "used 71.5 of 60 s" is no riddle.
+    down_s = sum(max(0.0, float(r.get("resumed_at_s", 0.0)) - float(r.get("stopped_at_s", 0.0)))
+                 for r in results.get("resumes") or [])
     print(
         f"used {b['time_used_s']:.1f} of {b['time_budget_s']:g} s and {b['cost_usd']:.4f} of "
         f"{b['money_budget_usd']:g} USD; {len(results['trials'])} configurations, "
         f"{len(results['rounds'])} rounds"
     )
+    if down_s >= 0.05:
+        print(f"  {down_s:.1f} s of it the tuner was down before seer resume (the deadline counts it)")
     print(f"results: {run_dir / 'results.json'}")
     if (run_dir / "tensorboard").is_dir():
         print(f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}")

@@ -63,6 +63,16 @@ def test_plan_prints_its_table_whole_into_a_pipe_whatever_columns_says(tmp_path,
     assert headers == [["round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"]]
 
 
+def test_plan_says_when_the_profiling_eats_the_money_budget_and_prints_no_empty_table(capsys):
+    # The shipped default: seer tune first measures its profile (about 10 s on 2 slots at
+    # 3.06 USD/slot-hour, 0.0165 USD), more than a 0.01 USD budget.
+    assert main(["plan", "--money-budget", "0.01"]) == 1
+    out = capsys.readouterr().out
+    assert "and 0.0165 USD measuring its own profile" in out
+    assert "the money budget (0.01 USD) does not even pay for that" in out
+    assert "NO PLAN" in out and "┃" not in out and "total:" not in out
+
+
 def test_a_table_too_wide_for_a_terminal_folds_its_cells_instead_of_cutting_them():
     table = Table()
     table.add_column("policy")

@@ -427,3 +427,13 @@ def test_what_a_job_ended_with_when_the_run_stopped_it(tmp_path):
                                        (t["epochs"] for t in results["trials"] if t["trial_id"] in
                                         {j.trial_id for j in cut})}
     assert "deadline was reached" in data.stop_words
+
+
+def test_why_the_run_ended_is_one_sentence_whatever_the_reason_ends_with():
+    from seer_torch.report_data import stop_reason_words
+
+    reason = "BEST EFFORT: not one survivor reaches epoch 38 within the budgets left; 1 go on to epoch 22."
+    assert stop_reason_words({"stop_reason": reason}, "finished") == f"The policy finished: {reason}"
+    money = "money budget reached: 0.99 of 1 USD."
+    words = stop_reason_words({"stop_reason": money}, "finished")
+    assert words.endswith("(money budget reached: 0.99 of 1 USD).")
