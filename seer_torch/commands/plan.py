@@ -141,10 +141,28 @@ def _print_json(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
                            "price_usd_per_slot_hour": b.price_usd_per_slot_hour},
                 "num_slots": exp.resources.num_slots,
                 "plan": plan.to_dict(),
+                "nodes": [_nodes_dict(n) for n in _plan_nodes(exp, plan)] or None,
             },
             indent=2,
         )
     )
+
+
+def _plan_nodes(exp: Experiment, plan: Any) -> list[Any]:
+    """Each round's machines (:func:`~seer_torch.executor.held_nodes.round_nodes`), or ``[]``
+    without ``[resources] node_types``."""
+    from seer_torch.executor.held_nodes import round_nodes
+
+    types = exp.resources.node_types
+    if not types:
+        return []
+    return [round_nodes(r.num_trials, r.world_size, exp.resources.num_slots, r.predicted_duration_s, types)
+            for r in plan.rounds]
+
+
+def _nodes_dict(n: Any) -> dict[str, Any] | None:
+    return None if n is None else {"slots": n.slots, "node_type": n.node_type.name, "nodes": n.nodes,
+                                   "cost_usd": n.cost_usd}
 
 
 def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
@@ -187,13 +205,17 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
     table = Table(title=f"SEER plan: {plan.num_configurations} configurations, "
                         f"eta {plan.eta}{chosen(exp.training.eta)}, {last} to the last rung "
                         f"(num_finalists {plan.num_finalists}{chosen(exp.planner.num_finalists)})")
-    for col in ("round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"):
+    nodes = _plan_nodes(exp, plan)
+    cols = ["round", "rung (epochs)", "trials", "W", "waves", "predicted s", "predicted USD"]
+    for col in cols + (["machines", "machines USD"] if nodes else []):
         table.add_column(col, justify="right")
-    for r in plan.rounds:
-        table.add_row(
-            str(r.index), str(r.rung_epoch), str(r.num_trials), str(r.world_size), str(r.waves),
-            f"{r.predicted_duration_s:.1f}", f"{r.predicted_cost_usd:.4f}",
-        )
+    for k, r in enumerate(plan.rounds):
+        row = [str(r.index), str(r.rung_epoch), str(r.num_trials), str(r.world_size), str(r.waves),
+               f"{r.predicted_duration_s:.1f}", f"{r.predicted_cost_usd:.4f}"]
+        if nodes:
+            n = nodes[k]
+            row += [f"{n.nodes} x {n.node_type.name}", f"{n.cost_usd:.4f}"] if n else ["", ""]
+        table.add_row(*row)
     if plan.rounds:  # NO PLAN has no rounds: no empty table, no totals of nothing
         print_table(console, table)
         console.print(
@@ -201,5 +223,12 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
             f"{plan.predicted_cost_usd:.4f} USD of {ctx.money_budget_usd:.4f} USD (plans may use "
             f"safety_fraction {ctx.safety_fraction:g} of each); binding: {plan.binding}"
         )
+        if nodes:
+            held = sum(n.cost_usd for n in nodes if n)
+            console.print(
+                f"machines: the cheapest \\[resources] node_types to hold each round's busy slots, held "
+                f"through the round: {held:.4f} USD in all (the meter on Ray bills what the cluster "
+                "holds: boots, idle slots and nodes the autoscaler keeps after a round count too)"
+            )
     style = "bold green" if plan.feasible else "bold red"
     console.print(f"[{style}]{plan.message}[/]")

@@ -19,6 +19,7 @@ two looks (:data:`seer_torch.backends.ray_backend.NODE_LOOK_S`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from seer_torch.config import NodeType
 from seer_torch.policies.billing import billed_seconds
 
-__all__ = ["HeldNodes", "NodeSpan"]
+__all__ = ["HeldNodes", "NodeSpan", "RoundNodes", "round_nodes"]
 
 
 @dataclass
@@ -45,6 +46,51 @@ class NodeSpan:
         """Seconds held by ``at_s`` (its end, once it has one)."""
         end = self.end_s if self.end_s is not None else max(at_s, self.start_s)
         return end - self.start_s
+
+
+@dataclass(frozen=True)
+class RoundNodes:
+    """The machines one planned round needs (``seer plan`` with ``[resources] node_types``).
+
+    Attributes:
+        slots: slots busy at once (``min(n_k, num_slots // W_k) * W_k``).
+        node_type: the type that holds them at the least cost per hour.
+        nodes: how many of it (``ceil(slots / node_type.slots)``).
+        cost_usd: ``nodes * price_usd_per_hour / 3600 * duration_s``: the machines held for
+            the whole round, idle slots included (the plan's own money counts only the jobs'
+            slot-seconds at the slot price). No billing minimum: a node held across rounds is
+            one rental, so a minimum per round would count it again.
+    """
+
+    slots: int
+    node_type: NodeType
+    nodes: int
+    cost_usd: float
+
+
+def round_nodes(num_trials: int, world_size: int, num_slots: int, duration_s: float,
+                node_types: Sequence[NodeType]) -> RoundNodes | None:
+    """How many machines of which type a round of ``num_trials`` jobs of ``world_size`` slots,
+    run in waves on ``num_slots`` slots for ``duration_s`` seconds, holds, and what they cost
+    (:class:`RoundNodes`); ``None`` without node types or trials. Of the node types, the one
+    whose whole nodes hold the busy slots for the least money per hour (fewest nodes on a
+    tie): on a cloud the autoscaler may pick another; this is what to expect of it, not what it
+    must do. Pure.
+
+    Raises:
+        ValueError: ``world_size`` or ``num_slots`` under 1, or a negative ``duration_s``.
+    """
+    if world_size < 1 or num_slots < 1:
+        raise ValueError(f"world_size, num_slots: got {world_size}, {num_slots}; allowed: >= 1")
+    if not duration_s >= 0:
+        raise ValueError(f"duration_s: got {duration_s!r}; allowed: seconds >= 0")
+    if not node_types or num_trials <= 0:
+        return None
+    slots = min(num_trials, max(1, num_slots // world_size)) * world_size
+    best = min(node_types, key=lambda t: (math.ceil(slots / t.slots) * t.price_usd_per_hour,
+                                          math.ceil(slots / t.slots)))
+    nodes = math.ceil(slots / best.slots)
+    return RoundNodes(slots, best, nodes, nodes * best.price_usd_per_hour / 3600.0 * duration_s)
 
 
 class HeldNodes:

@@ -135,3 +135,52 @@ def _profile(tmp_path):
     path.write_text(json.dumps({"world_sizes": [1], "speedup": [1.0], "epoch_time_s": 10.0,
                                 "startup_s": 5.0, "resize_s": 5.0}))
     return path
+
+
+# ---------------------------------------------------------------------- seer plan: machines per round
+def test_a_round_is_held_by_the_cheapest_whole_nodes_for_its_busy_slots():
+    from seer_torch.executor.held_nodes import round_nodes
+
+    small, big = NodeType("small", 2, 5.0), NodeType("big", 8, 18.0)
+    # 64 trials at W=1 on 8 slots: 8 busy; 4 small cost 20 USD/h, 1 big 18.
+    r = round_nodes(64, 1, 8, 36.0, [small, big])
+    assert (r.slots, r.node_type, r.nodes) == (8, big, 1)
+    assert r.cost_usd == pytest.approx(18.0 * 36.0 / 3600)
+    # 2 finalists at W=1: 2 busy slots; one small (5 USD/h) beats one big.
+    r = round_nodes(2, 1, 8, 100.0, [small, big])
+    assert (r.slots, r.node_type, r.nodes, r.cost_usd) == (2, small, 1, pytest.approx(5.0 * 100 / 3600))
+    # 1 trial at W=4 on 8 slots: 4 busy; 2 small (10 USD/h) beat 1 big (18).
+    assert round_nodes(1, 4, 8, 10.0, [small, big]).nodes == 2
+    assert round_nodes(3, 1, 8, 10.0, []) is None
+    with pytest.raises(ValueError, match="world_size"):
+        round_nodes(3, 0, 8, 10.0, [small])
+
+
+def test_seer_plan_shows_each_rounds_machines_with_node_types(tmp_path, capsys):
+    from seer_torch.cli import main
+
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text("""name = "nodes"
+[budget]
+time_budget_s = 420
+money_budget_usd = 1.0
+[resources]
+num_slots = 8
+backend = "ray"
+node_types = [{name = "small", slots = 2, price_usd_per_hour = 5.0},
+              {name = "big", slots = 8, price_usd_per_hour = 18.0}]
+[search_space]
+lr = {distribution = "loguniform", low = 0.01, high = 0.8}
+""")
+    assert main(["plan", str(cfg), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rounds, nodes = out["plan"]["rounds"], out["nodes"]
+    assert len(nodes) == len(rounds) >= 2
+    for r, n in zip(rounds, nodes):
+        busy = min(r["num_trials"], 8 // r["world_size"]) * r["world_size"]
+        assert n["slots"] == busy
+        price = {"small": 5.0, "big": 18.0}[n["node_type"]]
+        assert n["cost_usd"] == pytest.approx(n["nodes"] * price * r["predicted_duration_s"] / 3600)
+    assert nodes[0]["node_type"] == "big"  # 8 busy slots: one big node is cheaper than 4 small
+    assert main(["plan", str(cfg)]) == 0
+    assert "machines USD" in capsys.readouterr().out
