@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,15 +60,20 @@ def read_json_or_none(path: str | os.PathLike[str]) -> Any:
 
 
 def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False, *,
+    temp_prefix: str | None = None,
 ) -> None:
     """Write a file atomically: ``write(f)`` fills a temporary file in the same folder, which is
     fsynced and then renamed over ``path`` with ``os.replace``. On any error the temporary file
     is removed and ``path`` is untouched. The file gets the ordinary permissions of the umask.
+    The temporary file is ``.NAME.*.tmp``, or ``TEMP_PREFIX*.tmp`` with ``temp_prefix`` (for a
+    folder whose readers would take ``.NAME.*`` for one of theirs, as TensorBoard takes any
+    name holding ``tfevents``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}." if temp_prefix is None else temp_prefix
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
@@ -110,6 +116,36 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, keep_previous: boo
         except OSError:
             pass
     atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False) + "\n")
+
+
+#: The longest name :func:`tensorboard_run_name` gives, in characters (Ray Tune cuts its trial
+#: names at 130): short enough for TensorBoard's run list and any file system.
+TENSORBOARD_RUN_MAX_CHARS = 100
+_UNSAFE_IN_RUN_NAME = re.compile(r"[^A-Za-z0-9._+=,-]+")
+
+
+def tensorboard_run_name(trial_id: str, config: dict[str, Any], *, leave_out: Any = (),
+                         max_chars: int = TENSORBOARD_RUN_MAX_CHARS) -> str:
+    """The name of a trial's TensorBoard run (its folder under ``RUN_DIR/tensorboard``), which
+    says which configuration it is, as Ray Tune's trial names do: the trial id, then each
+    hyperparameter of ``config`` not in ``leave_out`` (the search space's fixed ones) as
+    ``name=value`` in the configuration's order, floats to 4 significant digits:
+    ``t003_lr=0.003162,width=64``. Characters other than letters, digits and ``._+=,-`` become
+    ``_``; a name longer than ``max_chars`` is cut there (never into the trial id, which keeps
+    names unique). The same arguments always give the same name; the executor journals it, so
+    a resumed trial writes on in the same run."""
+    def value(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, (bool, int, str)):
+            return str(v)
+        return json.dumps(v, separators=(",", ":"), sort_keys=True)
+
+    parts = [f"{k}={value(v)}" for k, v in config.items() if k not in leave_out]
+    name = _UNSAFE_IN_RUN_NAME.sub("_", f"{trial_id}_{','.join(parts)}" if parts else trial_id)
+    if len(name) > max(max_chars, len(trial_id)):
+        name = name[: max(max_chars, len(trial_id))].rstrip("_,=")
+    return name
 
 
 #: ``TRIAL_DIR/checkpoint.json``: ``{"epoch": E, "step": S}`` of the checkpoint a relaunch resumes

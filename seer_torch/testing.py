@@ -1,8 +1,9 @@
 """What the tests (``tests/``, several folders) and ``scripts/`` share, as ``optuna.testing`` does
 for optuna's: the tiny digits experiment the fault tests and ``scripts/fault_sweep.py`` kill and
-resume, running the ``seer`` command to its end, finding a run's processes, and the tuner's side
+resume, running the ``seer`` command to its end, finding a run's processes, the tuner's side
 of the kept-alive protocol (docs/design.md, "Launch cost"; the files in
-:mod:`seer_torch.runfiles`) for tests that drive a kept-alive job themselves.
+:mod:`seer_torch.runfiles`) for tests that drive a kept-alive job themselves, and what
+TensorBoard's HParams tab shows of a run (:func:`hparams_tab`).
 
 Nothing in the package imports it.
 """
@@ -109,6 +110,51 @@ def run_seer(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = Non
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def hparams_tab(logdir: Path, *, sort_by: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    """What TensorBoard's HParams tab shows for ``logdir`` (``RUN_DIR/tensorboard``), read by
+    the HParams plugin's own request handlers, as the tab asks them (every session status).
+
+    Returns:
+        The experiment (``tensorboard.plugins.hparams.api_pb2.Experiment``: its
+        ``hparam_infos`` are the columns, in the tab's order, and ``metric_infos`` the
+        metrics), and one row per session in the tab's order (by the last value of the metric
+        ``sort_by``, largest first, when given): ``{"run", "hparams": {name: value},
+        "metrics": {tag: last value}, "steps": {tag: its step}, "status"`` (``STATUS_SUCCESS``,
+        ...), ``"start_s", "end_s"}``.
+    """
+    from tensorboard import context
+    from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
+
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    ctx = backend_context.Context(base_plugin.TBContext(
+        logdir=str(logdir), data_provider=MultiplexerDataProvider(mux, str(logdir)), multiplexer=mux))
+    request = context.RequestContext()
+    experiment = get_experiment.Handler(request, ctx, "", api_pb2.GetExperimentRequest()).run()
+    order = ([api_pb2.ColParams(metric=api_pb2.MetricName(tag=sort_by), order=api_pb2.ORDER_DESC)]
+             if sort_by else [])
+    groups = list_session_groups.Handler(request, ctx, "", api_pb2.ListSessionGroupsRequest(
+        allowed_statuses=list(api_pb2.Status.values()), start_index=0, slice_size=1_000_000,
+        col_params=order)).run()
+    rows = []
+    for group in groups.session_groups:
+        for s in group.sessions:
+            rows.append({
+                "run": s.name,
+                "hparams": {k: getattr(v, v.WhichOneof("kind")) for k, v in group.hparams.items()},
+                "metrics": {m.name.tag: m.value for m in s.metric_values},
+                "steps": {m.name.tag: m.training_step for m in s.metric_values},
+                "status": api_pb2.Status.Name(s.status),
+                "start_s": s.start_time_secs,
+                "end_s": s.end_time_secs,
+            })
+    return experiment, rows
 
 
 def processes_of(run_dir: Path) -> list[int]:

@@ -16,7 +16,7 @@ talks to the executor only through files in the trial directory ``DIR``:
      "configuration": {"lr": 0.1, "weight_decay": 0.0005, "width": 32, "dropout": 0.1},
      "model": "digits_cnn", "dataset": "digits", "data_dir": null,
      "global_batch": 64, "micro_batch_max": 64, "max_epochs": 27, "seed": 0,
-     "tensorboard_dir": "/abs/path/run/tensorboard/t0003"}
+     "tensorboard_dir": "/abs/path/run/tensorboard/t0003_lr=0.1,weight_decay=0.0005,width=32,dropout=0.1"}
 
   Optional: ``"test_every_epoch": true`` evaluates the test split after every epoch, not only
   at a launch's last one (``seer bench record`` uses it to record test curves); default false.

@@ -58,7 +58,8 @@ def tune_run(
 ) -> dict[str, Any]:
     """A new run of ``exp`` in ``run_dir``, the body of ``seer tune``: check everything (as
     :func:`~seer_torch.commands.checks.check_before_launch`, the policy's name, a given profile
-    file), make and lock the run directory, run the tuner.
+    file), make and lock the run directory, run the tuner; when the run has finished, write
+    its report to TensorBoard (:func:`report_to_tensorboard`).
 
     Args:
         exp: the validated experiment (overrides applied).
@@ -101,7 +102,9 @@ def tune_run(
         if on_start is not None:
             on_start()
         with live if live is not None else contextlib.nullcontext():
-            return tuner.run()
+            results = tuner.run()
+        report_to_tensorboard(run_dir)
+        return results
 
 
 def resume_run(
@@ -119,6 +122,7 @@ def resume_run(
     slots from now on (default: the run's); ``time_budget`` / ``money_budget``: new totals for
     the whole run (seconds, USD), or ``"+X"`` to add ``X`` to the run's: with either, a run that
     ended by its budget goes on (:func:`more_budget`); the other arguments as :func:`tune_run`.
+    When the run has finished, its report goes to TensorBoard (:func:`report_to_tensorboard`).
 
     Raises:
         RunDirInUse: another live process holds ``run_dir``.
@@ -147,7 +151,27 @@ def resume_run(
         if on_start is not None:
             on_start()
         with live if live is not None else contextlib.nullcontext():
-            return tuner.run(resume=True)
+            results = tuner.run(resume=True)
+        report_to_tensorboard(run_dir)
+        return results
+
+
+def report_to_tensorboard(run_dir: Path) -> None:
+    """A finished run's report in its TensorBoard, from the files it wrote
+    (:func:`seer_torch.report_tensorboard.write_run_summaries`: each trial's HParams summary,
+    ``seer report``'s figures under ``experiment/``). Called once the tuner returned: the run
+    finished (its answer, or a budget spent; an interrupted or failed run raised instead), its
+    ``results.json`` and ``state.json`` are written, and nothing is lost if this fails: each
+    part that cannot be written is a warning on stderr (``seer: TensorBoard: ...``), and so is
+    an interrupt while it writes (the run is over: the command goes on to its summary)."""
+    from seer_torch.report_tensorboard import write_run_summaries
+
+    try:
+        warnings = write_run_summaries(run_dir)
+    except KeyboardInterrupt:
+        warnings = [f"interrupted: the report was not all written (`seer report {run_dir}` draws it)"]
+    for warning in warnings:
+        print(f"seer: TensorBoard: {warning}", file=sys.stderr)
 
 
 def more_budget(exp: Any, state: dict[str, Any], time_budget: str | float | None,

@@ -42,7 +42,7 @@ from seer_torch.executor.failures import (
 )
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
 from seer_torch.policies.base import Eliminate, Finish, JobEvent, Launch, Snapshot, Stop, policy_news
-from seer_torch.runfiles import atomic_write_json
+from seer_torch.runfiles import atomic_write_json, tensorboard_run_name
 
 if TYPE_CHECKING:
     from seer_torch.executor.tuner import Tuner
@@ -235,7 +235,7 @@ class EventLoop:
                     exp,
                     trial.trial_id,
                     trial.config,
-                    t.run_dir / "tensorboard" / trial.trial_id,
+                    t.run_dir / "tensorboard" / trial.tensorboard_run,
                     trial.schedule_epochs,
                 ),
             )
@@ -381,7 +381,11 @@ class EventLoop:
         while not self.fixed_configs and len(self.configs) <= index:  # seeded per index: lazily is the same
             self.configs = sample_configurations(self.exp, max(index + 1, 2 * len(self.configs)))
         tid = f"t{index:0{self.id_width}d}"
-        trial = Trial(trial_id=tid, config=self.configs[index], index=index)
+        config = self.configs[index]
+        fixed = {p.name for p in self.exp.search_space
+                 if p.kind == "fixed" or (p.kind == "choice" and len(p.choices) == 1)}
+        trial = Trial(trial_id=tid, config=config, index=index,
+                      tensorboard_run=tensorboard_run_name(tid, config, leave_out=fixed))
         if self.t.run_dir is not None:  # its config.json is written at each launch (launch)
             (self.t.run_dir / "trials" / tid).mkdir(parents=True, exist_ok=True)
         self.book.add(trial)

@@ -206,6 +206,7 @@ class Reporter:
                     "error": x.error,
                     "stderr_tail": x.stderr_tail,
                     "failures": x.failures,
+                    "tensorboard_run": x.tensorboard_run,
                 }
                 for x in t.book.trials.values()
             ],

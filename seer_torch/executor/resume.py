@@ -45,6 +45,8 @@ def trial_from_journal(raw: dict[str, Any]) -> Trial:
     t.trained_slot_s = float(raw.get("trained_slot_s", 0.0))
     t.error = raw.get("error")
     t.stderr_tail = [str(line) for line in raw.get("stderr_tail", [])]
+    # A journal from before trials' TensorBoard runs were named: the trial id was the name.
+    t.tensorboard_run = str(raw.get("tensorboard_run") or t.trial_id)
     return t
 
 

@@ -100,6 +100,12 @@ class Trial:
     schedule_epochs: int = 0  # the learning-rate schedule's horizon at its last launch (0: never launched)
     hang_checked_s: float = float("-inf")  # when its job's progress was last looked at (real jobs)
     stderr_tail: list[str] = field(default_factory=list)  # a failed job's last stderr lines (JobLog.tail)
+    # Its TensorBoard run, RUN_DIR/tensorboard/<this> (runfiles.tensorboard_run_name; journaled,
+    # so a resumed trial keeps it; the trial id when not given, as runs before the names had).
+    tensorboard_run: str = ""
+
+    def __post_init__(self) -> None:
+        self.tensorboard_run = self.tensorboard_run or self.trial_id
 
     def move_to(self, status: TrialStatus) -> None:
         """Change the status through :func:`transition` (raises on an illegal move)."""
@@ -148,6 +154,7 @@ class Trial:
             "round_index": self.round_index,
             "schedule_epochs": self.schedule_epochs,
             "trained_slot_s": self.trained_slot_s,
+            "tensorboard_run": self.tensorboard_run,
         }
 
 

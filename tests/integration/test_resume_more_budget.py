@@ -67,6 +67,26 @@ def test_a_run_ended_by_its_deadline_goes_on_with_more_time_from_its_checkpoints
     answer_dir = run_dir / "trials" / best["trial_id"]
     epochs = [json.loads(x)["epoch"] for x in (answer_dir / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+    # TensorBoard: the report the first end wrote is replaced by the second's (one file of each:
+    # TensorBoard would keep the first HParams summary it read), so the HParams tab shows each
+    # trial, in the same run as before the resume, as it ended the second time.
+    from seer_torch.testing import hparams_tab
+
+    tb = run_dir / "tensorboard"
+    assert [t["tensorboard_run"] for t in after["trials"][:len(before["trials"])]] == [
+        t["tensorboard_run"] for t in before["trials"]]
+    for t in after["trials"]:
+        assert len(list((tb / t["tensorboard_run"]).glob("*.seer-hparams"))) == 1
+    assert len(list((tb / "experiment").glob("*.seer-figures"))) == 1
+    _, rows = hparams_tab(tb)
+    shown = {r["run"]: r for r in rows}
+    assert sorted(shown) == sorted(t["tensorboard_run"] for t in after["trials"])
+    for t in after["trials"]:
+        row = shown[t["tensorboard_run"]]
+        assert (row["hparams"]["status"], row["hparams"]["epochs"]) == (t["status"], t["epochs"])
+        assert row["hparams"]["answer"] == (t["trial_id"] == best["trial_id"])
+        if t[after["metric"]] is not None:
+            assert row["metrics"][after["metric"]] == pytest.approx(t[after["metric"]], rel=1e-6)
 
     # The report and the CSV cover both parts: the jobs after the resume are drawn, and the
     # answer's row says epoch 3.

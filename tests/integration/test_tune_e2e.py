@@ -121,8 +121,35 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     speedup = probe["throughput_samples_per_s"] / w1["throughput_samples_per_s"]
     assert prof["speedup"][1] == pytest.approx(speedup)
     assert 0 < prof["startup_s"] == pytest.approx(records[0]["job_s"] - probe["probe_work_s"])
-    assert (run_dir / "tensorboard" / "experiment").is_dir()
-    assert (run_dir / "tensorboard" / best["trial_id"]).is_dir()
+    # TensorBoard: each trial's run is named after its configuration (the fixed hyperparameters
+    # left out), the report's figures are images under experiment/, and the HParams tab lists
+    # every trial with its configuration and the last value its worker logged of the metric.
+    tb = run_dir / "tensorboard"
+    assert (tb / "experiment").is_dir()
+    for t in res["trials"]:
+        assert t["tensorboard_run"] == f"{t['trial_id']}_lr={t['config']['lr']:.4g}"
+        assert (tb / t["tensorboard_run"]).is_dir()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seer_torch.report import FIGURES
+    from seer_torch.testing import hparams_tab
+
+    panels = EventAccumulator(str(tb / "experiment"), size_guidance={"images": 0})
+    panels.Reload()
+    assert sorted(panels.Tags()["images"]) == sorted(f"experiment/{name}" for name in FIGURES)
+    assert all(len(panels.Images(tag)[0].encoded_image_string) > 5000 for tag in panels.Tags()["images"])
+    experiment, rows = hparams_tab(tb, sort_by="val_accuracy")
+    assert {"val_accuracy", "val_loss", "train_loss"} <= {m.name.tag for m in experiment.metric_infos}
+    assert sorted(r["run"] for r in rows) == sorted(t["tensorboard_run"] for t in res["trials"])
+    by_run = {t["tensorboard_run"]: t for t in res["trials"]}
+    for r in rows:
+        t = by_run[r["run"]]
+        assert r["hparams"]["lr"] == t["config"]["lr"] and r["hparams"]["width"] == 16
+        assert (r["hparams"]["status"], r["hparams"]["epochs"]) == (t["status"], t["epochs"])
+        assert r["hparams"]["answer"] == (t["trial_id"] == best["trial_id"])
+        assert r["metrics"]["val_accuracy"] == pytest.approx(t["val_accuracy"], rel=1e-6)
+    values = [r["metrics"]["val_accuracy"] for r in rows]
+    assert values == sorted(values, reverse=True)
     # Every trial's TensorBoard steps strictly increase (the checker exits 1 otherwise).
     repo = Path(__file__).resolve().parents[2]
     check = subprocess.run(
@@ -133,6 +160,7 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "train/loss" in check.stdout
+    assert f"HParams: {len(res['trials'])} trial(s)" in check.stdout
     # Nothing the run started is still alive.
     assert not [p for p in descendant_pids(os.getpid())]
 
