@@ -101,6 +101,7 @@ def tune(
     curve: Callable[[dict[str, Any], int], float] | None = None,
     progress: bool = True,
     on_event: EventHook | None = None,
+    report: bool = True,
 ) -> Results:
     """Tune ``experiment`` to its answer and return its :class:`Results` (``seer tune``).
 
@@ -124,6 +125,9 @@ def tune(
             after ``epoch`` epochs (1-based); NaN means it diverged there.
         progress: print a line per event (the live status of ``seer tune``).
         on_event: called at each event instead (with ``progress``, as well).
+        report: keep ``run_dir/report.html`` (``seer report``'s page) fresh: redrawn in the
+            background after each completed round, at most every 30 s, and once more at the
+            end (about 1-2 s of CPU each); ``False`` as ``seer tune --no-report``.
 
     Returns:
         The run's results, read back from ``run_dir/results.json``.
@@ -149,18 +153,19 @@ def tune(
     if backend == "simulated":
         sim_backend, clock, prof = _simulated(exp, curve)
         tune_run(exp, folder, policy=policy, backend=sim_backend, clock=clock, profile=prof,
-                 on_event=hook, live=live)
+                 on_event=hook, live=live, report=report)
     else:
         if curve is not None:
             raise ConfigError("curve", curve, "None with backend='local' (the trials train and report)")
-        tune_run(exp, folder, policy=policy, on_event=hook, live=live)
+        tune_run(exp, folder, policy=policy, on_event=hook, live=live, report=report)
     return Results.load(folder)
 
 
 def resume(run_dir: str | os.PathLike[str], *, num_slots: int | None = None, progress: bool = True,
-           on_event: EventHook | None = None) -> Results:
+           on_event: EventHook | None = None, report: bool = True) -> Results:
     """Continue the run journaled in ``run_dir`` (``seer resume``; what that does:
     :meth:`seer_torch.executor.Tuner.resume`) on this machine, and return its :class:`Results`.
+    ``report``: as :func:`tune`'s.
 
     Raises:
         ConfigError: ``run_dir`` holds no resumable run, or ``num_slots`` is below 1.
@@ -170,7 +175,7 @@ def resume(run_dir: str | os.PathLike[str], *, num_slots: int | None = None, pro
     from seer_torch.commands.tune import resume_run
 
     hook, live = _events(progress, on_event)
-    resume_run(Path(run_dir), num_slots=num_slots, on_event=hook, live=live)
+    resume_run(Path(run_dir), num_slots=num_slots, on_event=hook, live=live, report=report)
     return Results.load(run_dir)
 
 

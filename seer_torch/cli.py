@@ -1,16 +1,16 @@
 """The ``seer`` command.
 
     seer tune [CONFIG.toml] [--run-dir DIR] [--time-budget S] [--money-budget USD] [--slots N]
-              [--profile P.json] [--backend local|ray] [--address ADDR]
+              [--profile P.json] [--backend local|ray] [--address ADDR] [--no-report]
     seer plan [CONFIG.toml] [--time-budget S] [--money-budget USD] [--slots N] [--profile P.json] [--json]
     seer bench record [CONFIG.toml] --configurations N --epochs E --out TABLE.json [--slots S] [--run-dir DIR]
     seer profile [CONFIG.toml] [--slots N] [--out PROFILE.json] [--steps K] [--json]
-    seer resume RUN_DIR [--slots N] [--time-budget [+]S] [--money-budget [+]USD]
+    seer resume RUN_DIR [--slots N] [--time-budget [+]S] [--money-budget [+]USD] [--no-report]
     seer verify SCRIPT_OR_CONFIG [--config NAME=VALUE ...] [--epochs E] [--world-size W] [--json]
                 [-- SCRIPT_ARGS...]
-    seer simulate --profile P.json[:NAME] --time-budget S --money-budget USD [--table T.json]
+    seer simulate --profile P.json[:NAME] --time-budget S[,S...] --money-budget USD[,USD...] [--table T.json]
                   [--policies seer,sha,...] [--seeds N] [--slots N] [--json]
-    seer report RUN_DIR [--out FILE] [--png]
+    seer report RUN_DIR|SIMULATION.json [--out FILE] [--png]
     seer export RUN_DIR [--out FILE]
 
 With no CONFIG.toml both use the embedded default experiment (digits). Exit codes: 0 done
@@ -118,6 +118,9 @@ def _add_tune_parser(sub: Any) -> None:
     tune.add_argument("--run-dir", metavar="DIR",
                       help="where the run's files go (default: runs/NAME-TIMESTAMP)")
     tune.add_argument("--quiet", action="store_true", help="print only the final summary")
+    tune.add_argument("--no-report", action="store_true",
+                      help="do not keep RUN_DIR/report.html: by default it is redrawn after each round "
+                           "(at most every 30 s) and at the end, its figures in TensorBoard too")
     tune.add_argument("--backend", choices=BACKENDS,
                       help="where the jobs run (overrides resources.backend; docs/ray.md)")
     tune.add_argument("--address", metavar="ADDR",
@@ -178,9 +181,11 @@ def _add_simulate_parser(sub: Any) -> None:
                      help="learning-curve table (default: the shipped digits table)")
     sim.add_argument("--profile", required=True, metavar="P.json[:NAME]",
                      help="scaling profile, or FILE:NAME for a file with a 'profiles' list")
-    sim.add_argument("--time-budget", type=float, required=True, metavar="S", help="deadline, seconds")
-    sim.add_argument("--money-budget", type=float, required=True, metavar="USD",
-                     help="money budget, US dollars")
+    sim.add_argument("--time-budget", required=True, metavar="S[,S...]",
+                     help="deadline, seconds; a comma-separated list sweeps them")
+    sim.add_argument("--money-budget", required=True, metavar="USD[,USD...]",
+                     help="money budget, US dollars; a comma-separated list sweeps them (every pair with "
+                          "the deadlines is simulated)")
     sim.add_argument("--policies", default=",".join(POLICY_NAMES),
                      help=f"comma-separated, from {','.join(POLICY_NAMES)}")
     sim.add_argument("--seeds", type=int, default=5, metavar="N", help="seeds 0..N-1 (default 5)")
@@ -213,6 +218,8 @@ def _add_resume_parser(sub: Any) -> None:
     resume.add_argument("--money-budget", metavar="USD", help="a new money budget for the whole run, or +USD "
                         "to add")
     resume.add_argument("--quiet", action="store_true", help="print only the final summary")
+    resume.add_argument("--no-report", action="store_true",
+                        help="do not redraw RUN_DIR/report.html during and at the end of the run")
     resume.set_defaults(func=cmd_resume)
 
 
@@ -229,14 +236,21 @@ def _add_verify_parser(sub: Any) -> None:
 
 def _add_report_parser(sub: Any) -> None:
     rep = sub.add_parser(
-        "report", help="draw a run: RUN_DIR/report.html, one self-contained page",
+        "report", help="draw a run (RUN_DIR/report.html) or a seer simulate comparison: one self-contained "
+                       "page",
         description="Write RUN_DIR/report.html: the allocation chart (each trial's jobs over time, by W), "
                     "the budget burn-down against the plan, planned against measured rounds, the "
                     "slot-seconds split, learning curves, the search space, the answer and why the run "
-                    "ended. Exit 0 written (a partial report of a killed run too), 1 nothing could be "
-                    "drawn, 2 not a run directory or a run still in progress.")
-    rep.add_argument("run_dir", metavar="RUN_DIR", help="the run's directory")
-    rep.add_argument("--out", metavar="FILE", help="where the page goes (default RUN_DIR/report.html)")
+                    "ended. Given the JSON of `seer simulate --json` instead, write SIMULATION.html beside "
+                    "it: each policy's metric, time and money used and configurations tried against the "
+                    "budget, and the numbers. Exit 0 written (a partial report of a killed run too), 1 "
+                    "nothing could be drawn, 2 neither a run directory nor a simulate JSON, or a run still "
+                    "in progress.")
+    rep.add_argument("run_dir", metavar="RUN_DIR|SIMULATION.json",
+                     help="the run's directory, or a file that `seer simulate --json` printed")
+    rep.add_argument("--out", metavar="FILE",
+                     help="where the page goes (default RUN_DIR/report.html, or SIMULATION.html beside "
+                          "the JSON)")
     rep.add_argument("--png", action="store_true",
                      help="also write each figure as report_figures/NAME.png beside the page")
     rep.set_defaults(func=cmd_report)

@@ -8,7 +8,9 @@ the artists that carry the run's numbers have a ``gid`` (``job:TRIAL:K`` for the
 ``deadline``, ``rung:I``) so that tests can read what was drawn.
 
 The page (:func:`render_html`) loads nothing from the network: styles are inline, images are
-``data:`` URIs.
+``data:`` URIs. Its scaffolding (:func:`page_head`, :func:`figure_html`, :func:`table_html`,
+:func:`write_page`) also makes the page of a ``seer simulate`` comparison
+(:mod:`seer_torch.report_simulation`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ _LABEL_ROW = -1.0  # the allocation chart's row (y) of the round names, above th
 _W_COLOURS = ("#9ecae1", "#3182bd", "#fd8d3c", "#a63603", "#74c476", "#238b45", "#9e9ac8", "#54278f")
 
 
-def _figure(width_in: float, height_in: float, **kw: Any) -> Figure:
+def new_figure(width_in: float, height_in: float, **kw: Any) -> Figure:
     """A figure on matplotlib's Agg canvas (no pyplot, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -121,7 +123,7 @@ def draw_allocation(data: ReportData) -> Figure | None:
     rows = data.rows
     row_of = {tid: i for i, tid in enumerate(rows)}
     n = len(rows)
-    fig = _figure(12, min(22.0, 2.4 + 0.2 * n))
+    fig = new_figure(12, min(22.0, 2.4 + 0.2 * n))
     ax = fig.subplots()
     ladder = sorted({j.world_size for j in data.jobs})
     t_max = _time_limit_s(data)
@@ -186,7 +188,8 @@ def draw_allocation(data: ReportData) -> Figure | None:
     handles += [Line2D([], [], marker=m, color=c, ls="", label=k) for k, (m, c, _) in styles.items()
                 if any(x.kind == k for x in data.marks)]
     if any(j.outcome == OUTCOME_ENDED_WITH_RUN for j in data.jobs):
-        handles.append(Patch(facecolor="white", edgecolor="#222222", hatch="///", label="running at the end"))
+        running = "running now (the run goes on)" if data.view.live else "running at the end"
+        handles.append(Patch(facecolor="white", edgecolor="#222222", hatch="///", label=running))
     if deadline is not None:
         off = "" if deadline <= t_max else " (off the scale)"
         handles.append(Line2D([], [], color="#d62728", lw=1.6, label=f"deadline {deadline:g} s{off}"))
@@ -230,7 +233,7 @@ def draw_burndown(data: ReportData) -> Figure | None:
     b = data.burn
     if len(b.measured) < 2 and not b.planned:
         return None
-    fig = _figure(12, 4.8)
+    fig = new_figure(12, 4.8)
     axes = fig.subplots(1, 2)
     replanned = [q for _, _, path in b.replans for q in path]
     indexes = sorted({p.round_index for p in [*b.measured, *b.planned, *replanned]})
@@ -293,7 +296,7 @@ def draw_rounds(data: ReportData) -> Figure | None:
     rows = data.rounds
     if not rows:
         return None
-    fig = _figure(12, 4.6)
+    fig = new_figure(12, 4.6)
     ax_s, ax_usd = fig.subplots(1, 2)
     width = 0.27
     x = list(range(len(rows)))
@@ -336,7 +339,7 @@ def draw_slot_seconds(data: ReportData) -> Figure | None:
     if not parts:
         return None
     paid = sum(v for _, v in data.slot_seconds)
-    fig = _figure(12, 2.2)
+    fig = new_figure(12, 2.2)
     ax = fig.subplots()
     colours = {"training": "#2ca02c", "profiling": "#9467bd", "other": "#bbbbbb"}
     left = 0.0
@@ -365,7 +368,7 @@ def draw_curves(data: ReportData) -> Figure | None:
 
     res = data.view.results
     metric, mode = res.get("metric", "val_accuracy"), res.get("mode", "max")
-    fig = _figure(12, 5.6)
+    fig = new_figure(12, 5.6)
     ax = fig.subplots()
     top = max(max(c.epochs) for c in curves)
     styles = {"failed": "#ff7f0e", "diverged": "#9467bd"}
@@ -433,7 +436,7 @@ def draw_space(data: ReportData) -> Figure | None:
     metric = res.get("metric", "val_accuracy")
     ncols = min(3, len(params))
     nrows = math.ceil(len(params) / ncols)
-    fig = _figure(12, 3.3 * nrows + 0.5)
+    fig = new_figure(12, 3.3 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     all_epochs = [e for p in params for e in p.epochs]
     lo, hi = max(1, min(all_epochs)), max(max(all_epochs), 1)
@@ -515,7 +518,15 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
 th { background: #f2f2f2; } td.l, th.l { text-align: left; }
 .missing { background: #fff4e5; border: 1px solid #f0b46a; padding: 0.5em 1em; }
 .caption { color: #555; font-size: 0.9em; } code { background: #f4f4f4; padding: 0 0.2em; }
+.live { background: #e8f4fd; border: 1px solid #6baed6; padding: 0.5em 1em; }
 """
+
+#: A live run's page (``seer tune`` refreshing it at each rung) asks the browser to reload it
+#: this often, seconds.
+LIVE_RELOAD_S = 30
+
+#: The end of every page :func:`page_head` starts.
+PAGE_END = "</body></html>"
 
 
 def _e(x: Any) -> str:
@@ -526,8 +537,42 @@ def _n(x: Any, fmt: str = ".4g") -> str:
     return "" if not isinstance(x, (int, float)) or not math.isfinite(x) else format(x, fmt)
 
 
-def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
-    """An HTML table; the first ``left`` columns are left-aligned."""
+def page_head(title: str, *, reload_s: int | None = None) -> str:
+    """The start of a self-contained page up to its open ``<body>``: the title, the styles
+    inline (the page loads nothing from the network); ``reload_s``: the browser reloads the
+    page every that many seconds (a page that is rewritten while it is open). End the page
+    with :data:`PAGE_END`."""
+    reload = f"<meta http-equiv='refresh' content='{int(reload_s)}'>" if reload_s else ""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>{reload}<title>{_e(title)}</title>"
+            f"<style>{_CSS}</style></head><body>")
+
+
+def figure_html(name: str, title: str, caption: str, png: bytes) -> str:
+    """One figure of a page: its heading (anchor ``name``), its caption and the PNG image
+    ``png`` inside the page as a ``data:`` URI."""
+    b64 = base64.b64encode(png).decode("ascii")
+    return (f"<h2 id='{_e(name)}'>{_e(title)}</h2><p class='caption'>{_e(caption)}</p>"
+            f"<img alt='{_e(title)}' src='data:image/png;base64,{b64}'>")
+
+
+def write_page(out: Path, page: str, images: dict[str, bytes], *, png_dir: Path | None = None) -> None:
+    """Write ``page`` to ``out`` atomically (a reader never sees half a page) and, with
+    ``png_dir``, each of ``images`` (PNG bytes by name) as ``png_dir/NAME.png``.
+
+    Raises:
+        OSError: a file cannot be written (``out`` is then left as it was).
+    """
+    from seer_torch.runfiles import atomic_write_text
+
+    atomic_write_text(out, page)
+    if png_dir is not None:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for name, png in images.items():
+            (png_dir / f"{name}.png").write_bytes(png)
+
+
+def table_html(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
+    """An HTML table (every cell escaped); the first ``left`` columns are left-aligned."""
     def cls(i: int) -> str:
         return "l" if i < left else ""
 
@@ -539,15 +584,23 @@ def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(data: ReportData, images: dict[str, bytes], *, run_dir: Path) -> str:
+def render_html(data: ReportData, images: dict[str, bytes], *, run_dir: Path,
+                live_note: str | None = None) -> str:
     """The report page: every figure in ``images`` (PNG bytes by name) embedded, the plan
-    against reality, the re-plans, the answer and the stop reason; what is missing first."""
+    against reality, the re-plans, the answer and the stop reason; what is missing first.
+
+    ``live_note``: the page of a run in progress (``seer tune`` refreshing it at each rung):
+    a banner at the top says so with this note, and the browser reloads the page every
+    :data:`LIVE_RELOAD_S` seconds."""
     res = data.view.results
     metric, mode = res.get("metric", "val_accuracy"), res.get("mode", "max")
     budget = res.get("budget") or {}
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>seer report: {_e(run_dir.name)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
+    live = live_note is not None
+    out = [page_head(f"seer report{' (in progress)' if live else ''}: {run_dir.name}",
+                     reload_s=LIVE_RELOAD_S if live else None)]
     out.append(f"<h1>seer report: {_e(res.get('experiment') or run_dir.name)}</h1>")
+    if live:
+        out.append(f"<div class='live'><b>In progress.</b> {_e(live_note)}</div>")
     out.append(
         f"<p>Run directory <code>{_e(run_dir)}</code>; policy {_e(res.get('policy'))}; metric "
         f"<code>{_e(metric)}</code> ({'larger' if mode == 'max' else 'smaller'} is better); "
@@ -560,24 +613,25 @@ def render_html(data: ReportData, images: dict[str, bytes], *, run_dir: Path) ->
         if name not in images:
             missing.append(f"no {FIGURES[name][0].split(':')[0].lower()} figure: nothing to draw it from")
     if missing:
-        what = "This is a partial report. " if data.view.partial else ""
+        what = "This is a partial report. " if data.view.partial and not live else ""
         out.append(f"<div class='missing'><b>{what}Missing:</b><ul>"
                    + "".join(f"<li>{_e(m)}</li>" for m in missing) + "</ul></div>")
-    out.append("<h2>The answer</h2>" + _answer_html(data, run_dir))
-    out.append(f"<h2>Why the run ended</h2><p>{_e(data.stop_words)}</p>")
+    answer, ended = (("The best trial so far", "Where the run stands") if live
+                     else ("The answer", "Why the run ended"))
+    out.append(f"<h2>{answer}</h2>" + _answer_html(data, run_dir))
+    out.append(f"<h2>{ended}</h2><p>{_e(data.stop_words)}</p>")
     for name, (title, caption) in FIGURES.items():
         if name not in images:
             continue
-        b64 = base64.b64encode(images[name]).decode("ascii")
-        out.append(f"<h2 id='{name}'>{_e(title)}</h2><p class='caption'>{_e(caption)}</p>"
-                   f"<img alt='{_e(title)}' src='data:image/png;base64,{b64}'>")
+        out.append(figure_html(name, title, caption, images[name]))
         if name == "burndown":
             out.append(_replans_html(data))
         if name == "rounds":
             out.append(_rounds_html(data))
     out.append(_trials_html(data))
-    out.append("<p class='caption'>Written by <code>seer report</code>; a CSV of every trial: "
-               f"<code>seer export {_e(run_dir)}</code>.</p></body></html>")
+    writer = "<code>seer tune</code> as it runs" if live else "<code>seer report</code>"
+    out.append(f"<p class='caption'>Written by {writer}; a CSV of every trial: "
+               f"<code>seer export {_e(run_dir)}</code>.</p>" + PAGE_END)
     return "\n".join(out)
 
 
@@ -601,7 +655,7 @@ def _answer_html(data: ReportData, run_dir: Path) -> str:
                          f"({_e(best.get('epochs'))}): the trial trained on after that rung.</p>")
     else:
         rows.append(["checkpoint", f"none in {run_dir / 'trials' / best['trial_id']}"])
-    parts.append(_table(["", best["trial_id"]], rows))
+    parts.append(table_html(["", best["trial_id"]], rows))
     return "".join(parts)
 
 
@@ -631,7 +685,7 @@ def _rounds_html(data: ReportData) -> str:
     note = ("<p class='caption'>The plan's totals are its rounds'; the run's are its clock and its bill "
             "(profiling and the moments between rounds included).")
     note += f" The first plan: {_e(plan.get('message'))}</p>" if plan.get("message") else "</p>"
-    return "<h3>Plan against reality</h3>" + _table(headers, rows) + note
+    return "<h3>Plan against reality</h3>" + table_html(headers, rows) + note
 
 
 def _replans_html(data: ReportData) -> str:
@@ -641,7 +695,7 @@ def _replans_html(data: ReportData) -> str:
     # Each seer resume among them, at its time (numbered apart: the burn-down numbers re-plans).
     rows += [[f"resume {k}", _n(r.resumed_at_s, ".1f"), r.words()] for k, r in enumerate(data.resumes, 1)]
     rows.sort(key=lambda row: float(row[1]) if row[1] not in ("", "n/a") else math.inf)
-    return "<h3>Re-plans</h3>" + _table(["#", "at s", "reason"], rows, left=0).replace(
+    return "<h3>Re-plans</h3>" + table_html(["#", "at s", "reason"], rows, left=0).replace(
         "<td class=\"\">", "<td class=\"l\">")
 
 
@@ -655,27 +709,35 @@ def _trials_html(data: ReportData) -> str:
         rows.append([tid, t.get("status", ""), t.get("epochs", ""), _n(t.get(metric)),
                      " ".join(str(w) for w in t.get("world_sizes") or []), t.get("failures", 0) or "",
                      t.get("error") or ""])
+    headers = ["trial", "status", "epochs", metric, "W of each job", "retries", "error"]
     return (f"<h2>Every trial</h2><details><summary>{len(rows)} trials, in the allocation chart's order"
-            "</summary>" + _table(["trial", "status", "epochs", metric, "W of each job", "retries", "error"],
-                                  rows) + "</details>")
+            "</summary>" + table_html(headers, rows) + "</details>")
 
 
-def write_report(data: ReportData, out: Path, *, png_dir: Path | None = None) -> list[str]:
+def write_report(data: ReportData, out: Path, *, png_dir: Path | None = None,
+                 live_note: str | None = None, images_out: dict[str, bytes] | None = None) -> list[str]:
     """Draw every figure of ``data``, write the page to ``out`` (atomically) and, with
     ``png_dir``, each figure as ``png_dir/NAME.png``; returns the names of the figures drawn
-    (nothing is written when there are none)."""
-    from seer_torch.runfiles import atomic_write_text
+    (nothing is written when there are none). ``live_note``: the page of a run in progress
+    (:func:`render_html`). ``images_out`` gets each figure's PNG by name (to be written
+    elsewhere too, such as TensorBoard, without drawing them again).
 
+    Raises:
+        OSError: a file cannot be written.
+    """
     figures = draw_all(data)
     if not figures:
         return []
     images = {name: png_bytes(fig) for name, fig in figures.items()}
-    atomic_write_text(out, render_html(data, images, run_dir=data.files.run_dir))
-    if png_dir is not None:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        for name, png in images.items():
-            (png_dir / f"{name}.png").write_bytes(png)
+    if images_out is not None:
+        images_out.update(images)
+    write_page(out, render_html(data, images, run_dir=data.files.run_dir, live_note=live_note), images,
+               png_dir=png_dir)
     return list(figures)
 
 
-__all__ = ["DRAW", "FIGURES", "draw_all", "png_bytes", "render_html", "w_colour", "write_report"]
+__all__ = [
+    "DRAW", "FIGURES", "LIVE_RELOAD_S", "PAGE_END", "draw_all", "figure_html", "new_figure", "page_head",
+    "png_bytes",
+    "render_html", "table_html", "w_colour", "write_page", "write_report",
+]

@@ -94,10 +94,15 @@ def _read_json(path: Path, missing: list[str], *, what: str) -> Any:
         return None
 
 
-def read_run_files(run_dir: str | Path) -> RunFiles:
+def read_run_files(run_dir: str | Path, *, live: bool = False) -> RunFiles:
     """Read a run directory's ``results.json``, ``state.json``, ``decisions.jsonl`` and
     ``experiment.toml``; what is missing or torn is noted in :attr:`RunFiles.missing`, never
     raised. Reads only.
+
+    ``live``: the run is in progress (its own tuner reads it, to refresh its page): what a run
+    in progress lacks is not noted (``results.json`` not written yet, the last line of
+    ``decisions.jsonl`` being appended). The journal is read before ``decisions.jsonl``, so
+    every decision the journal reflects is there (:func:`report_data` leaves out the later ones).
 
     Raises:
         ConfigError: ``run_dir`` is not a run directory (nothing there, a file, or a folder
@@ -112,7 +117,10 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
     if not any((path / name).is_file() for name in RUN_FILES):
         raise ConfigError("RUN_DIR", str(path), f"{allowed}; this folder holds none of them")
     files = RunFiles(path)
-    results = _read_json(path / "results.json", files.missing, what="the run has not ended, or was killed")
+    results_missing: list[str] = []
+    results = _read_json(path / "results.json", results_missing, what="the run has not ended, or was killed")
+    if not (live and results is None and not (path / "results.json").exists()):
+        files.missing += results_missing
     files.results = results if isinstance(results, dict) and "trials" in results else None
     if results is not None and files.results is None:
         files.missing.append("results.json holds no trials")
@@ -133,11 +141,12 @@ def read_run_files(run_dir: str | Path) -> RunFiles:
         lines = []
         files.missing.append("decisions.jsonl is missing: no job can be placed in time")
     torn = 0
-    for text in lines:
+    for k, text in enumerate(lines):
         try:
             line = json.loads(text)
         except ValueError:
-            torn += 1
+            # A run in progress may be appending its last line: not torn, not there yet.
+            torn += not (live and k == len(lines) - 1)
             continue
         if isinstance(line, dict) and "snapshot" in line and "decisions" in line:
             files.decisions.append(line)
@@ -173,6 +182,8 @@ class RunView:
             killed while it ran), or ``None`` without a journal.
         best_so_far: ``results["best"]`` was computed here, not written by the run.
         missing: :attr:`RunFiles.missing` and what the view could not rebuild.
+        live: the run is in progress (read by its own tuner, :func:`run_view`'s ``live``, and
+            its journal says ``running``): drawn from the journal, with the best trial so far.
     """
 
     results: dict[str, Any]
@@ -180,12 +191,15 @@ class RunView:
     status: str | None
     best_so_far: bool = False
     missing: list[str] = field(default_factory=list)
+    live: bool = False
 
 
-def run_view(files: RunFiles) -> RunView | None:
+def run_view(files: RunFiles, *, live: bool = False) -> RunView | None:
     """The run as the report shows it: ``results.json`` when it is there and not older than
     the journal, else the journal's rounds, trials, plan and spend (``partial``); ``None``
-    when neither is readable."""
+    when neither is readable. ``live``: read by the run's own tuner while it runs: a journal
+    that says ``running`` is a run in progress (:attr:`RunView.live`), not one killed while
+    it ran, and what it has not written yet is not noted as missing."""
     missing = list(files.missing)
     state = files.state
     status = state.get("status") if state else None
@@ -193,16 +207,18 @@ def run_view(files: RunFiles) -> RunView | None:
         return RunView(files.results, partial=False, status=status, missing=missing)
     if state is None:
         return None
-    if files.results is not None:  # killed during a resume: results.json is the part before
+    live = live and status == "running"
+    if files.results is not None and not live:  # killed during a resume: results.json is the part before
         missing.append("results.json is older than the journal (the run was killed while it ran): "
                        "drawn from state.json")
     results = _results_from_state(state, files.experiment or {})
-    view = RunView(results, partial=True, status=status, missing=missing)
+    view = RunView(results, partial=True, status=status, missing=missing, live=live)
     found = best_so_far(results)
     if found is not None:
         results["best"] = found
         view.best_so_far = True
-    missing.append("no answer was written: the best trial so far by the answer's rule is shown instead")
+    if not live:
+        missing.append("no answer was written: the best trial so far by the answer's rule is shown instead")
     return view
 
 
@@ -749,9 +765,13 @@ def _hashable(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- words
-def stop_reason_words(results: dict[str, Any], status: str | None) -> str:
-    """Why the run ended, in plain words."""
+def stop_reason_words(results: dict[str, Any], status: str | None, *, live: bool = False) -> str:
+    """Why the run ended, in plain words; ``live``: that it has not ended yet (a run in
+    progress, :attr:`RunView.live`)."""
     reason = results.get("stop_reason")
+    if live:
+        return ("The run has not ended: it is in progress. This page is drawn from its journal "
+                "(state.json) as it stood; it is rewritten at the next rung and once more when the run ends.")
     if status == "running":
         return ("The run did not end: it was killed while it ran (its journal says running and no "
                 "process holds it). `seer resume RUN_DIR` continues it from its checkpoints.")
@@ -879,10 +899,12 @@ class ReportData:
     resumes: list[Resume] = field(default_factory=list)
 
 
-def report_data(files: RunFiles) -> ReportData | None:
+def report_data(files: RunFiles, *, live: bool = False) -> ReportData | None:
     """All the report's data from ``files``; ``None`` when neither ``results.json`` nor the
-    journal can be read (nothing to draw)."""
-    view = run_view(files)
+    journal can be read (nothing to draw). ``live``: the run's own tuner reads it while it
+    runs (:func:`run_view`); the decisions its journal does not reflect yet are left out, as
+    those of a killed run are, but not noted: they are being carried out."""
+    view = run_view(files, live=live)
     if view is None:
         return None
     res = view.results
@@ -890,8 +912,9 @@ def report_data(files: RunFiles) -> ReportData | None:
     reflected = (files.state or {}).get("decide_calls")
     if isinstance(reflected, int) and 0 <= reflected < len(decisions):
         # Decided, then killed before the journal said so: never carried out (seer resume drops them).
-        view.missing.append(f"decisions.jsonl: the last {len(decisions) - reflected} decision(s) were never "
-                            "carried out (the run was killed first): left out")
+        if not view.live:
+            view.missing.append(f"decisions.jsonl: the last {len(decisions) - reflected} decision(s) were "
+                                "never carried out (the run was killed first): left out")
         decisions = decisions[:reflected]
     trials = res.get("trials") or []
     run_end_s = _num((res.get("budget") or {}).get("time_used_s"))
@@ -903,7 +926,7 @@ def report_data(files: RunFiles) -> ReportData | None:
     )
     best = (res.get("best") or {}).get("trial_id")
     resumed = resumes(res)
-    stop_words = stop_reason_words(res, view.status)
+    stop_words = stop_reason_words(res, view.status, live=view.live)
     if resumed:
         said = "; ".join(r.words() for r in resumed)
         stop_words += f" It was resumed {len(resumed)} time(s): {said}."

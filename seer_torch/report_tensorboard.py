@@ -365,17 +365,20 @@ def write_hparams(run_dir: Path, results: dict[str, Any], experiment: dict[str, 
     return written
 
 
-def write_figures(data: ReportData, *, now_unix_s: float) -> Path | None:
-    """Draw ``seer report``'s figures of ``data`` (:func:`seer_torch.report.draw_all`) and write
-    them as images of the experiment's run at ``now_unix_s`` (UNIX seconds); returns the file,
-    or ``None`` when there is nothing to draw.
+def write_figures(data: ReportData, *, now_unix_s: float,
+                  images: dict[str, bytes] | None = None) -> Path | None:
+    """Draw ``seer report``'s figures of ``data`` (:func:`seer_torch.report.draw_all`; or take
+    ``images``, their PNGs by name, already drawn) and write them as images of the experiment's
+    run at ``now_unix_s`` (UNIX seconds); returns the file, or ``None`` when there is nothing
+    to draw.
 
     Raises:
         OSError: the file cannot be written. Whatever matplotlib raises while drawing.
     """
     from seer_torch.report import FIGURES, draw_all, png_bytes
 
-    images = {name: png_bytes(fig) for name, fig in draw_all(data).items()}
+    if images is None:
+        images = {name: png_bytes(fig) for name, fig in draw_all(data).items()}
     if not images:
         return None
     events = figure_events(images, FIGURES, wall_time=now_unix_s)
@@ -383,9 +386,11 @@ def write_figures(data: ReportData, *, now_unix_s: float) -> Path | None:
                             now_unix_s=now_unix_s)
 
 
-def write_run_summaries(run_dir: str | Path, *, figures: bool = True) -> list[str]:
+def write_run_summaries(run_dir: str | Path, *, figures: bool = True,
+                        images: dict[str, bytes] | None = None) -> list[str]:
     """Write the run's report to TensorBoard from the files it left: each trial's HParams
-    summary, then (``figures``) ``seer report``'s figures. Call it once ``results.json`` and
+    summary, then (``figures``) ``seer report``'s figures (``images``: their PNGs, already
+    drawn for the run's page; else drawn here). Call it once ``results.json`` and
     ``state.json`` are final. Never raises for what it writes: each part that cannot be
     written or drawn is left out, and said in the returned warnings (one line each; empty when
     all was written); nothing else in the run directory is touched."""
@@ -407,7 +412,7 @@ def write_run_summaries(run_dir: str | Path, *, figures: bool = True) -> list[st
         warnings.append(f"the HParams summaries were not written ({type(e).__name__}: {e})")
     if figures:
         try:
-            write_figures(data, now_unix_s=now)
+            write_figures(data, now_unix_s=now, images=images)
         except Exception as e:
             warnings.append(f"the figures were not written ({type(e).__name__}: {e}); "
                             f"`seer report {run_dir}` draws them")

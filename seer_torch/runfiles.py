@@ -59,6 +59,22 @@ def read_json_or_none(path: str | os.PathLike[str]) -> Any:
         return None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system shows it (Linux's
+    ``/proc/self/status``): setting it to read it, elsewhere, changes it for every thread for
+    an instant (a file another thread creates then would get the wrong permissions)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def atomic_write(
     path: str | os.PathLike[str], write: Callable[[IO[Any]], None], binary: bool = False, *,
     temp_prefix: str | None = None,
@@ -74,9 +90,7 @@ def atomic_write(
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}." if temp_prefix is None else temp_prefix
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)

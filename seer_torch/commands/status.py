@@ -132,10 +132,10 @@ def best_text(st: dict[str, Any]) -> str:
     return f"{metric} {shown} ({mode}, {best['trial_id']} @ epoch {best['epoch']})"
 
 
-def print_summary(results: dict[str, Any], run_dir: Path) -> None:
+def print_summary(results: dict[str, Any], run_dir: Path, *, report: bool = False) -> None:
     """Print the end of a run: the best trial, the metric it was chosen by and its configuration
-    (or that there is no answer), the time and money used, and where ``results.json`` and
-    TensorBoard's logs are."""
+    (or that there is no answer), the time and money used, and where ``results.json``,
+    TensorBoard's logs and (``report``: the run kept it, and it is there) ``report.html`` are."""
     b = results["budget"]
     best = results["best"]
     print()
@@ -171,5 +171,7 @@ def print_summary(results: dict[str, Any], run_dir: Path) -> None:
     if down_s >= 0.05:
         print(f"  {down_s:.1f} s of it the tuner was down before seer resume (the deadline counts it)")
     print(f"results: {run_dir / 'results.json'}")
+    if report and (run_dir / "report.html").is_file():
+        print(f"report: {run_dir / 'report.html'}")
     if (run_dir / "tensorboard").is_dir():
         print(f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}")

@@ -32,6 +32,8 @@ from seer_torch.run_lock import lock_run_dir
 if TYPE_CHECKING:
     from seer_torch.backends.base import Backend
     from seer_torch.clock import Clock
+    from seer_torch.executor import Tuner
+    from seer_torch.report_live import LiveReport
     from seer_torch.scaling.profile import Profile
 
 #: ``on_event(message, status)``: what happened, with :meth:`seer_torch.executor.Tuner.status`.
@@ -55,6 +57,7 @@ def tune_run(
     on_event: EventHook | None = None,
     live: contextlib.AbstractContextManager[Any] | None = None,
     on_start: Callable[[], None] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """A new run of ``exp`` in ``run_dir``, the body of ``seer tune``: check everything (as
     :func:`~seer_torch.commands.checks.check_before_launch`, the policy's name, a given profile
@@ -73,6 +76,9 @@ def tune_run(
         live: entered around the run (the live status's panel).
         on_start: called once the directory is locked, just before the run (the CLI installs
             its signal handlers there).
+        report: keep ``run_dir/report.html`` fresh: redrawn after each completed round and
+            once more at the end (:mod:`seer_torch.report_live`; ``seer tune --no-report``
+            turns it off).
 
     Returns:
         The ``results.json`` content (also written to ``run_dir``).
@@ -97,13 +103,15 @@ def tune_run(
     # that cannot be made or written is bad input too).
     with lock_run_dir(run_dir, create=True):
         check_new_run_dir(run_dir, locked=True)  # nothing came in between
+        page = _live_report(run_dir) if report else None
         tuner = Tuner(exp, run_dir, backend if backend is not None else make_backend(exp),
-                      policy=policy_object, clock=clock, profile=profile, on_event=on_event)
+                      policy=policy_object, clock=clock, profile=profile, on_event=on_event,
+                      on_round=page.round_completed if page is not None else None)
         if on_start is not None:
             on_start()
         with live if live is not None else contextlib.nullcontext():
-            results = tuner.run()
-        report_to_tensorboard(run_dir)
+            results = _run_with_page(tuner, page, resume=False)
+        report_to_tensorboard(run_dir, page)
         return results
 
 
@@ -116,13 +124,15 @@ def resume_run(
     on_event: EventHook | None = None,
     live: contextlib.AbstractContextManager[Any] | None = None,
     on_start: Callable[[], None] | None = None,
+    report: bool = True,
 ) -> dict[str, Any]:
     """The run journaled in ``run_dir`` continued, the body of ``seer resume``
     (:meth:`seer_torch.executor.Tuner.resume` says what resuming does). ``num_slots``: the
     slots from now on (default: the run's); ``time_budget`` / ``money_budget``: new totals for
     the whole run (seconds, USD), or ``"+X"`` to add ``X`` to the run's: with either, a run that
-    ended by its budget goes on (:func:`more_budget`); the other arguments as :func:`tune_run`.
-    When the run has finished, its report goes to TensorBoard (:func:`report_to_tensorboard`).
+    ended by its budget goes on (:func:`more_budget`); the other arguments as :func:`tune_run`
+    (``report``: ``seer resume --no-report`` turns it off). When the run has finished, its
+    report goes to TensorBoard (:func:`report_to_tensorboard`).
 
     Raises:
         RunDirInUse: another live process holds ``run_dir``.
@@ -146,32 +156,71 @@ def resume_run(
         if raised:
             exp = more_budget(exp, read_journal(run_dir), time_budget, money_budget)
         slots = exp.resources.num_slots if num_slots is None else num_slots
+        page = _live_report(run_dir) if report else None
         tuner = Tuner.resume(run_dir, make_backend(exp, num_slots=slots), make_policy=make_policy,
-                             on_event=on_event, experiment=exp if raised else None)
+                             on_event=on_event, experiment=exp if raised else None,
+                             on_round=page.round_completed if page is not None else None)
         if on_start is not None:
             on_start()
         with live if live is not None else contextlib.nullcontext():
-            results = tuner.run(resume=True)
-        report_to_tensorboard(run_dir)
+            results = _run_with_page(tuner, page, resume=True)
+        report_to_tensorboard(run_dir, page)
         return results
 
 
-def report_to_tensorboard(run_dir: Path) -> None:
+def report_to_tensorboard(run_dir: Path, page: LiveReport | None = None) -> None:
     """A finished run's report in its TensorBoard, from the files it wrote
     (:func:`seer_torch.report_tensorboard.write_run_summaries`: each trial's HParams summary,
-    ``seer report``'s figures under ``experiment/``). Called once the tuner returned: the run
-    finished (its answer, or a budget spent; an interrupted or failed run raised instead), its
-    ``results.json`` and ``state.json`` are written, and nothing is lost if this fails: each
-    part that cannot be written is a warning on stderr (``seer: TensorBoard: ...``), and so is
-    an interrupt while it writes (the run is over: the command goes on to its summary)."""
+    ``seer report``'s figures under ``experiment/``), and with ``page`` (the run's live page,
+    closed by now) its final ``report.html`` from the same figures, drawn once; without it (``seer
+    tune --no-report``) no figures are drawn, only the HParams summaries written. Called once the
+    tuner returned: the run finished (its answer, or a budget spent; an interrupted or failed
+    run raised instead), its ``results.json`` and ``state.json`` are written, and nothing is
+    lost if this fails: each part that cannot be written is a warning on stderr (``seer:
+    TensorBoard: ...``, or the page's own), and so is an interrupt while it writes (the run is
+    over: the command goes on to its summary)."""
     from seer_torch.report_tensorboard import write_run_summaries
 
+    images: dict[str, bytes] | None = None
     try:
-        warnings = write_run_summaries(run_dir)
+        if page is not None:
+            images = page.draw_final()
+        warnings = write_run_summaries(run_dir, figures=page is not None, images=images)
     except KeyboardInterrupt:
         warnings = [f"interrupted: the report was not all written (`seer report {run_dir}` draws it)"]
     for warning in warnings:
         print(f"seer: TensorBoard: {warning}", file=sys.stderr)
+
+
+def _live_report(run_dir: Path) -> LiveReport:
+    """The keeper of ``run_dir/report.html`` during the run (:mod:`seer_torch.report_live`)."""
+    from seer_torch.report_live import LiveReport
+
+    return LiveReport(run_dir)
+
+
+def _run_with_page(tuner: Tuner, page: LiveReport | None, *, resume: bool) -> dict[str, Any]:
+    """``tuner.run(resume=resume)``; with ``page`` (a :class:`~seer_torch.report_live.LiveReport`),
+    no live page is drawn once the run is over. A run that finished gets its final page from
+    :func:`report_to_tensorboard` (drawn once for the page and TensorBoard); one that ended
+    otherwise (interrupted, failed) is drawn here as it ended (``results.json`` and the journal
+    are written by then); not when the run refused to begin (a resume whose replay failed
+    writes nothing), nor after an emulated kill (:class:`~seer_torch.executor.journal.Crash`:
+    nothing more is written)."""
+    from seer_torch.executor.journal import Crash
+
+    if page is None:
+        return tuner.run(resume=resume)
+    crashed = finished = False
+    try:
+        results = tuner.run(resume=resume)
+        finished = True
+        return results
+    except Crash:
+        crashed = True
+        raise
+    finally:
+        page.close(final=tuner.began and not crashed and not finished)
 
 
 def more_budget(exp: Any, state: dict[str, Any], time_budget: str | float | None,
@@ -231,13 +280,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     status = LiveStatus(quiet=args.quiet)
     started = _Started()
     try:
-        results = tune_run(exp, run_dir, on_event=status.event, live=status, on_start=started)
+        results = tune_run(exp, run_dir, on_event=status.event, live=status, on_start=started,
+                           report=not args.no_report)
     except KeyboardInterrupt:
         if not started.yes:  # before the run: nothing to resume
             raise
         print(interrupted_message(run_dir), file=sys.stderr)
         return 130
-    print_summary(results, run_dir)
+    print_summary(results, run_dir, report=not args.no_report)
     return 0 if results["best"] is not None else 1
 
 
@@ -255,11 +305,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     try:
         results = resume_run(run_dir, num_slots=args.slots, time_budget=args.time_budget,
                              money_budget=args.money_budget, on_event=status.event, live=status,
-                             on_start=started)
+                             on_start=started, report=not args.no_report)
     except KeyboardInterrupt:
         if not started.yes:  # before the run: nothing changed
             raise
         print(interrupted_message(run_dir, again=True), file=sys.stderr)
         return 130
-    print_summary(results, run_dir)
+    print_summary(results, run_dir, report=not args.no_report)
     return 0 if results["best"] is not None else 1

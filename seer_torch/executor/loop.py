@@ -96,6 +96,7 @@ class EventLoop:
                 return
             t.provision()
             t.report.panels.log(t)
+            t.tell_rounds()
             if not self.book.running:
                 idle = 0 if events else idle + 1
                 if idle >= 2:  # nothing runs and the policy asks for nothing: it is done

@@ -53,6 +53,10 @@ class Tuner:
             space (the simulator passes a learning-curve table's, in a seeded order).
         draw_times_s: one epoch at W = 1 of each configuration, by index, known in advance
             (the simulator passes its table's); SEER plans round 1 with them.
+        on_round: called with the number of rounds completed each time it grows, from the
+            control loop once the journal says so (``seer tune`` redraws its page there,
+            :mod:`seer_torch.report_live`); it must return at once. What it raises is an
+            event, never the run's end.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Tuner:
         oracle_index: int | None = None,
         configurations: list[dict[str, Any]] | None = None,
         draw_times_s: list[float] | None = None,
+        on_round: Callable[[int], None] | None = None,
     ) -> None:
         assert policy is not None, "Tuner needs a policy object"
         self.exp = experiment
@@ -75,6 +80,9 @@ class Tuner:
         self.backend = backend
         self.clock = clock or RealClock()
         self.on_event = on_event
+        self.on_round = on_round
+        self._rounds_told = 0  # the completed rounds on_round last heard of
+        self.began = False  # run() got past its checks (a resume past its replay): it writes its files
         self.policy = policy
         self.profile: Profile | None = profile
         self.oracle_index = oracle_index
@@ -137,6 +145,7 @@ class Tuner:
         if resume:
             assert self._resumer is not None, "run(resume=True) needs a tuner made by Tuner.resume"
             self._resumer.restore_journal()  # reads and replays only: a resume that fails here writes nothing
+        self.began = True  # from here on the run writes results.json and its journal, however it ends
         try:
             if resume:
                 self.loop.drive(self._resumer.restore())
@@ -196,6 +205,20 @@ class Tuner:
             self.journal.write(status=status)
         self.event(status + (f": {self.stop_reason}" if self.stop_reason else ""))
         return results
+
+    def tell_rounds(self) -> None:
+        """Call ``on_round`` with the number of completed rounds when it grew since the last
+        call (the control loop calls this after each batch of decisions is journaled)."""
+        if self.on_round is None:
+            return
+        done = sum(1 for r in self.report.round_rows() if r["completed"])
+        if done <= self._rounds_told:
+            return
+        self._rounds_told = done
+        try:
+            self.on_round(done)
+        except Exception as e:  # the run goes on
+            self.event(f"on_round failed ({type(e).__name__}: {e})")
 
     def _before_clock(self) -> None:
         """What a new run does before its clock (and so its deadline) starts: read the given
@@ -329,13 +352,14 @@ class Tuner:
         clock: Clock | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         experiment: Experiment | None = None,
+        on_round: Callable[[int], None] | None = None,
     ) -> Tuner:
         """A tuner that continues the run journaled in ``run_dir``; call ``run(resume=True)``.
         ``make_policy(name)`` builds a fresh policy by the name the journal holds (the CLI
-        passes :func:`seer_torch.policies.registry.make_policy`). ``experiment``: the run's
-        with more budget (``seer resume --time-budget/--money-budget``): then a run that
-        finished by its budget goes on too, and ``experiment.toml`` is rewritten with it once
-        the replay succeeded.
+        passes :func:`seer_torch.policies.registry.make_policy`); ``on_round``: as the
+        constructor's. ``experiment``: the run's with more budget (``seer resume
+        --time-budget/--money-budget``): then a run that finished by its budget goes on too,
+        and ``experiment.toml`` is rewritten with it once the replay succeeded.
 
         What resuming does (``seer resume RUN_DIR``):
 
@@ -400,6 +424,7 @@ class Tuner:
             on_event=on_event,
             policy=make_policy(state.get("policy", "seer")),
             profile=profile,
+            on_round=on_round,
         )
         tuner._resumer = Resumer(tuner, state, more_budget=experiment is not None, after_finish=finished,
                                  budgets_before=(exp_before.budget.time_budget_s,

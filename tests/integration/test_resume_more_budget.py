@@ -87,6 +87,11 @@ def test_a_run_ended_by_its_deadline_goes_on_with_more_time_from_its_checkpoints
         assert row["hparams"]["answer"] == (t["trial_id"] == best["trial_id"])
         if t[after["metric"]] is not None:
             assert row["metrics"][after["metric"]] == pytest.approx(t[after["metric"]], rel=1e-6)
+    # The resume redrew the run's page at its end: both parts, finished, the new answer.
+    page = (run_dir / "report.html").read_text()
+    assert (run_dir / "report.html").stat().st_mtime >= resumed_unix_s
+    assert f"report: {run_dir / 'report.html'}" in more.stdout
+    assert "In progress" not in page and f"The answer is {best['trial_id']}" in page
 
     # The report and the CSV cover both parts: the jobs after the resume are drawn, and the
     # answer's row says epoch 3.

@@ -93,6 +93,12 @@ def test_seer_tune_tiny_budget(tmp_path: Path):
         assert (run_dir / name).exists(), name
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished"
+    # The page the run kept fresh, drawn once more at its end: the run as it finished.
+    page = (run_dir / "report.html").read_text()
+    assert f"report: {run_dir / 'report.html'}" in proc.stdout
+    assert "In progress" not in page and "http-equiv" not in page and "Why the run ended" in page
+    assert f"The answer is {best['trial_id']}" in page and page.count("src='data:image/png;base64,") >= 5
+    assert not list(run_dir.glob(".report.html.*"))  # no half-written page left
     # One probe job, at W=2: its step time is the median of its timed windows (a load burst moves
     # one window), and it timed W=1 on both ranks in rounds; the profile's epoch is their mean.
     import statistics

@@ -196,6 +196,7 @@ def test_ctrl_c_on_resume_says_the_same_with_again(tmp_path, capsys, monkeypatch
 
     class Interrupted:
         run = staticmethod(_ctrl_c)
+        began = False  # interrupted before it began: no report page is drawn
 
     monkeypatch.setattr(Tuner, "resume", classmethod(lambda cls, *a, **kw: Interrupted()))
     run_dir = _a_run_dir(tmp_path, with_experiment=True)

@@ -406,6 +406,8 @@ def test_a_run_in_progress_exits_2_with_a_message(sim, tmp_path, lock_holder, ca
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and str(copy) in err and f"process {pid} holds" in err
+    assert err.endswith(f"; meanwhile open {copy / 'report.html'}: the run redraws it after each round, "
+                        "unless --no-report\n")
     assert not (copy / "report.html").exists()
     assert main(["export", str(copy)]) == 2
 
