@@ -22,9 +22,10 @@ How (:class:`LiveReport`):
 - written atomically (a reader never sees half a page); temporary files of a drawing that a
   killed tuner left are removed when the next tuner of the run starts;
 - never in the run's way: a drawing that fails is one line on stderr (each different failure
-  once) and the run goes on; the final drawing (:meth:`LiveReport.close`) waits for the one
-  under way, then draws the page of the run as it ended (``seer report``'s page: finished,
-  interrupted, failed).
+  once) and the run goes on; the final drawing waits for the one under way, then draws the
+  page of the run as it ended (``seer report``'s page): :meth:`LiveReport.draw_final` for a
+  finished run (its figures go to the run's TensorBoard too, drawn once), :meth:`LiveReport.close`
+  for one interrupted or failed.
 
 This module is the effects (a thread, the wall clock, files); what is drawn is
 :mod:`seer_torch.report_data` and :mod:`seer_torch.report`.
