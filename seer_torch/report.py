@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -497,14 +498,21 @@ DRAW = {
 }
 
 
-def draw_all(data: ReportData) -> dict[str, Figure]:
-    """Every figure there is something to draw for, by name, in the page's order."""
+def draw_figures(draw: dict[str, Callable[[Any], Figure | None]], names: Iterable[str],
+                 data: Any) -> dict[str, Figure]:
+    """``draw[name](data)`` for each of ``names`` in order, the figures drawn by name (a
+    function returns ``None`` when there is nothing to draw: left out)."""
     figures = {}
-    for name in FIGURES:
-        fig = DRAW[name](data)
+    for name in names:
+        fig = draw[name](data)
         if fig is not None:
             figures[name] = fig
     return figures
+
+
+def draw_all(data: ReportData) -> dict[str, Figure]:
+    """Every figure there is something to draw for, by name, in the page's order."""
+    return draw_figures(DRAW, FIGURES, data)
 
 
 # ---------------------------------------------------------------------- the page
@@ -737,7 +745,7 @@ def write_report(data: ReportData, out: Path, *, png_dir: Path | None = None,
 
 
 __all__ = [
-    "DRAW", "FIGURES", "LIVE_RELOAD_S", "PAGE_END", "draw_all", "figure_html", "new_figure", "page_head",
-    "png_bytes",
+    "DRAW", "FIGURES", "LIVE_RELOAD_S", "PAGE_END", "draw_all", "draw_figures", "figure_html", "new_figure",
+    "page_head", "png_bytes",
     "render_html", "table_html", "w_colour", "write_page", "write_report",
 ]

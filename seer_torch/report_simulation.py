@@ -448,12 +448,9 @@ DRAW = {"metric": draw_metric, "spend": draw_spend, "configurations": draw_confi
 
 def draw_all(sim: Simulation) -> dict[str, Figure]:
     """Every figure there is something to draw for, by name, in the page's order."""
-    figures = {}
-    for name in FIGURES:
-        fig = DRAW[name](sim)
-        if fig is not None:
-            figures[name] = fig
-    return figures
+    from seer_torch.report import draw_figures
+
+    return draw_figures(DRAW, FIGURES, sim)
 
 
 # ---------------------------------------------------------------------- the page
