@@ -295,7 +295,7 @@ def raise_target(
     stretched, target = bisect_target(plan_for, at.fits, new.target_epochs + 1, max_epochs)
     if stretched is None:
         return new, ""
-    return stretched, f"; target raised to epoch {target} (from {at.rungs[-1]})"
+    return stretched, f"; target raised to epoch {target} (the first plan's: {at.rungs[-1]})"
 
 
 def carry_more(

@@ -210,7 +210,7 @@ def test_carry_fewer_leaves_a_fitting_plan_and_marks_one_that_nothing_fixes():
 def test_raise_target_trains_to_the_most_epochs_that_fit():
     at = FakeAt(lambda p: p.target_epochs <= 11)
     new, note = raise_target(at, make_plan((3, 1), (3, 9)), (3, 1), max_epochs=12)
-    assert new.target_epochs == 11 and note == "; target raised to epoch 11 (from 9)"
+    assert new.target_epochs == 11 and note == "; target raised to epoch 11 (the first plan's: 9)"
     assert all(wave for _, _, wave in at.calls)  # on the slowest survivor's wall clock
     plan = make_plan((3, 1), (3, 12))
     assert raise_target(at, plan, (3, 1), max_epochs=12) == (plan, "")
