@@ -32,6 +32,7 @@ answer's rule instead of the answer, and ``missing`` says what is not there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -360,6 +361,37 @@ class Resume:
             changes.append(f"money budget {_fmt(self.previous_money_budget_usd)} USD -> "
                            f"{_fmt(self.money_budget_usd)} USD")
         return text + (": more budget: " + ", ".join(changes) if changes else ": the same budgets")
+
+
+#: A job the tuner's downtime cut in two (:func:`split_at_downtime`): its part before the stop.
+OUTCOME_TUNER_DOWN = "tuner down"
+
+
+def split_at_downtime(jobs: list[Job], resumed: list[Resume]) -> list[Job]:
+    """``jobs`` with each one that spans a resume's downtime (the tuner killed at
+    ``stopped_at_s``, resumed at ``resumed_at_s``) drawn as two: up to the stop (outcome
+    :data:`OUTCOME_TUNER_DOWN`), and from the resume on (the resumed tuner relaunches it from
+    its checkpoint, or hears at once that it reached its rung). ``decisions.jsonl`` knows
+    nothing of the gap (a decision before the kill launched the job, one after the resume
+    ended it), and no file of the run says what the job did while its tuner was down (its
+    workers may finish an epoch or their round, then exit): the chart leaves that time to the
+    shaded downtime instead of drawing the job through it. Pure."""
+    out = list(jobs)
+    for r in resumed:
+        if r.resumed_at_s - r.stopped_at_s < 0.05:
+            continue
+        cut = []
+        for j in out:
+            if j.start_s < r.stopped_at_s and j.end_s > r.resumed_at_s:
+                cut.append(dataclasses.replace(j, end_s=r.stopped_at_s, epochs=None,
+                                               outcome=OUTCOME_TUNER_DOWN))
+                cut.append(dataclasses.replace(j, start_s=r.resumed_at_s))
+            elif r.stopped_at_s < j.end_s <= r.resumed_at_s and j.start_s < r.stopped_at_s:
+                cut.append(dataclasses.replace(j, end_s=r.stopped_at_s))  # ended while the tuner was down
+            else:
+                cut.append(j)
+        out = cut
+    return out
 
 
 def resumes(results: dict[str, Any]) -> list[Resume]:
@@ -926,6 +958,7 @@ def report_data(files: RunFiles, *, live: bool = False) -> ReportData | None:
     )
     best = (res.get("best") or {}).get("trial_id")
     resumed = resumes(res)
+    jobs = split_at_downtime(jobs, resumed)
     stop_words = stop_reason_words(res, view.status, live=view.live)
     if resumed:
         said = "; ".join(r.words() for r in resumed)

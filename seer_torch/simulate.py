@@ -363,7 +363,9 @@ def load_profile_for_simulation(
     if resize_s is not None:
         raw["resize_s"] = resize_s
     if "startup_s" not in raw:
-        raise ConfigError("--startup-s", None, f"seconds of start-up per job (profile {spec} has none)")
+        raise ConfigError("--startup-s", "not given",
+                          f"seconds of start-up per job: profile {spec} has none, so give it "
+                          "(measured public profiles carry no overheads)")
     return parse_profile(raw, where=f"profile {spec}")
 
 

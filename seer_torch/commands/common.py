@@ -6,6 +6,7 @@ an interrupted run, and signals that end a command like Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import signal
@@ -121,11 +122,22 @@ def check_run_dir_to_resume(run_dir: Path) -> None:
         raise ConfigError("RUN_DIR", str(run_dir), f"{allowed} (it has no experiment.toml)")
 
 
-def interrupted_message(run_dir: Path, *, again: bool = False) -> str:
+def interrupted_message(run_dir: Path, *, again: bool = False, since_unix_s: float | None = None) -> str:
     """What ``seer tune`` and ``seer resume`` say when interrupted: where what was completed
-    is, and how to continue (``again``: the run was a resume already)."""
-    return (f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
-            f"resume{' again' if again else ''} with `seer resume {shlex.quote(str(run_dir))}`")
+    is, and how to continue (``again``: the run was a resume already). ``results.json`` is
+    named only when it was written by this command (modified at or after ``since_unix_s``, its
+    start): a second interrupt can cut the first one's writing short, and then the journal
+    (``state.json``), which ``seer resume`` reads, holds what was completed."""
+    results = run_dir / "results.json"
+    resume = f"resume{' again' if again else ''} with `seer resume {shlex.quote(str(run_dir))}`"
+    try:
+        written = since_unix_s is None or results.stat().st_mtime >= since_unix_s - 1.0
+    except OSError:
+        written = False
+    if written:
+        return f"seer: interrupted; what was completed is in {results}; {resume}"
+    return (f"seer: interrupted before results.json was written (a second interrupt cuts the writing "
+            f"short); what was completed is in the run's journal, {run_dir / 'state.json'}; {resume}")
 
 
 def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
@@ -159,12 +171,24 @@ def make_backend(exp: Experiment, *, num_slots: int | None = None) -> Backend:
     return LocalBackend(slots, **kwargs)
 
 
+def _console(**kw: Any) -> Console:
+    """A rich console whose closed pipe (``seer plan | head -1``) raises ``BrokenPipeError``
+    for :func:`seer_torch.cli.main` to end with 141, as every command does; rich itself would
+    exit 1 there (``Console.on_broken_pipe``, its documented hook), which is ``NO PLAN``."""
+    from rich.console import Console
+
+    class _PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "the reader of the output went away")
+
+    return _PipeConsole(**kw)
+
+
 def text_console() -> Console:
     """A console for a command's report: on a terminal rich wraps long lines at its width; in
     a pipe or a file each line is written whole (rich would cut it at 80 columns)."""
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     console.soft_wrap = not console.is_terminal
     return console
 
@@ -175,7 +199,6 @@ def print_table(console: Console, table: Table) -> None:
     terminal's width; elsewhere (a pipe, a file) rich would fit it to 80 columns, so it is
     printed at its natural width instead, one line per row.
     """
-    from rich.console import Console
     from rich.measure import Measurement
 
     for column in table.columns:
@@ -184,7 +207,7 @@ def print_table(console: Console, table: Table) -> None:
         console.print(table)
         return
     natural = Measurement.get(console, console.options.update_width(_WIDEST_TABLE), table).maximum
-    Console(file=console.file, width=max(natural, console.width)).print(table)
+    _console(file=console.file, width=max(natural, console.width)).print(table)
 
 
 _WIDEST_TABLE = 10_000  # columns: a bound for measuring a table's natural width

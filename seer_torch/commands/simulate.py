@@ -105,10 +105,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for flag, value in (("--startup-s", args.startup_s), ("--resize-s", args.resize_s)):
         if value is not None and (not value >= 0 or value == float("inf")):
             raise ConfigError(flag, value, "a finite number of seconds >= 0")
-    profile = load_profile_for_simulation(args.profile, startup_s=args.startup_s, resize_s=args.resize_s)
     policies = _check_args(args, POLICY_NAMES)
     times = budget_values("--time-budget", args.time_budget)
     moneys = budget_values("--money-budget", args.money_budget)
+    # After the flags' own checks: a profile without start-up needs --startup-s, said last.
+    profile = load_profile_for_simulation(args.profile, startup_s=args.startup_s, resize_s=args.resize_s)
     case = SimulationCase(
         table, profile, times[0], moneys[0], num_slots=args.slots,
         price_usd_per_slot_hour=args.price, eta=args.eta,

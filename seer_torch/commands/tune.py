@@ -262,10 +262,11 @@ class _Started:
 
     def __init__(self) -> None:
         self.yes = False
+        self.unix_s: float | None = None  # when the run started
 
     def __call__(self) -> None:
         stop_on_signals()
-        self.yes = True
+        self.yes, self.unix_s = True, time.time()
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -285,7 +286,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if not started.yes:  # before the run: nothing to resume
             raise
-        print(interrupted_message(run_dir), file=sys.stderr)
+        print(interrupted_message(run_dir, since_unix_s=started.unix_s), file=sys.stderr)
         return 130
     print_summary(results, run_dir, report=not args.no_report)
     return 0 if results["best"] is not None else 1
@@ -309,7 +310,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if not started.yes:  # before the run: nothing changed
             raise
-        print(interrupted_message(run_dir, again=True), file=sys.stderr)
+        print(interrupted_message(run_dir, again=True, since_unix_s=started.unix_s), file=sys.stderr)
         return 130
     print_summary(results, run_dir, report=not args.no_report)
     return 0 if results["best"] is not None else 1

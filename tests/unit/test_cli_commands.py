@@ -180,7 +180,11 @@ def test_ctrl_c_on_tune_says_where_the_results_are_and_how_to_resume(tmp_path, c
                                                                       made_backends):
     from seer_torch.executor import Tuner
 
-    monkeypatch.setattr(Tuner, "run", _ctrl_c)
+    def written_then_ctrl_c(self, *a, **kw):  # the stop wrote what was completed
+        (self.run_dir / "results.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tuner, "run", written_then_ctrl_c)
     run_dir = tmp_path / "run"
     argv = ["tune", "--run-dir", str(run_dir), "--profile", _profile(tmp_path), "--slots", "3", "--quiet"]
     assert main(argv) == 130
@@ -189,6 +193,15 @@ def test_ctrl_c_on_tune_says_where_the_results_are_and_how_to_resume(tmp_path, c
         f"resume with `seer resume {run_dir}`\n"
     )
     assert made_backends == [3]
+    # A second Ctrl-C cut the writing of results.json short: the journal is named instead.
+    monkeypatch.setattr(Tuner, "run", _ctrl_c)
+    run_dir = tmp_path / "run2"
+    assert main(["tune", "--run-dir", str(run_dir), "--profile", _profile(tmp_path), "--quiet"]) == 130
+    assert capsys.readouterr().err == (
+        "seer: interrupted before results.json was written (a second interrupt cuts the writing short); "
+        f"what was completed is in the run's journal, {run_dir / 'state.json'}; "
+        f"resume with `seer resume {run_dir}`\n"
+    )
 
 
 def test_ctrl_c_on_resume_says_the_same_with_again(tmp_path, capsys, monkeypatch, made_backends):
@@ -201,8 +214,8 @@ def test_ctrl_c_on_resume_says_the_same_with_again(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(Tuner, "resume", classmethod(lambda cls, *a, **kw: Interrupted()))
     run_dir = _a_run_dir(tmp_path, with_experiment=True)
     assert main(["resume", str(run_dir), "--slots", "1", "--quiet"]) == 130
-    assert capsys.readouterr().err == (
-        f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
+    assert capsys.readouterr().err.endswith(  # results.json, if any, is the run's before this resume
+        f"what was completed is in the run's journal, {run_dir / 'state.json'}; "
         f"resume again with `seer resume {run_dir}`\n"
     )
     assert made_backends == [1]

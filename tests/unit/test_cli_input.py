@@ -189,12 +189,14 @@ def _toml(tmp_path: Path, root: Path) -> Path:
 
 
 # ------------------------------------------------------------------ a closed pipe
-def test_seer_plan_json_into_a_closed_pipe_ends_quietly(tmp_path):
+@pytest.mark.parametrize("as_json", [True, False])  # json.dumps, and rich's table (its own pipe hook)
+def test_seer_plan_into_a_closed_pipe_ends_quietly_with_141(tmp_path, as_json):
     read_end, write_end = os.pipe()
     os.close(read_end)  # as `seer plan --json | head` once head has exited
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "seer_torch.cli", "plan", "--json", "--profile", _profile(tmp_path)],
+            [sys.executable, "-m", "seer_torch.cli", "plan", *(["--json"] if as_json else []),
+             "--profile", _profile(tmp_path)],
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,

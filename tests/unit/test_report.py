@@ -6,6 +6,7 @@ a partial report with the documented exit code, never a traceback."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -439,3 +440,20 @@ def test_why_the_run_ended_is_one_sentence_whatever_the_reason_ends_with():
     money = "money budget reached: 0.99 of 1 USD."
     words = stop_reason_words({"stop_reason": money}, "finished")
     assert words.endswith("(money budget reached: 0.99 of 1 USD).")
+
+
+def test_a_job_through_the_tuners_downtime_is_drawn_up_to_the_stop_and_from_the_resume():
+    from seer_torch.report_data import OUTCOME_TUNER_DOWN, Job, Resume, split_at_downtime
+
+    killed = Resume(stopped_at_s=25.0, resumed_at_s=100.0, time_budget_s=90.0, money_budget_usd=1.0,
+                    previous_time_budget_s=90.0, previous_money_budget_usd=1.0)
+    through = Job("t003", 2, 20.0, 110.0, 3, 9, 9, "reached", 3)  # launched before the kill, ended after
+    ended_while_down = Job("t004", 1, 20.0, 60.0, 3, 9, None, "stopped", 3)
+    before = Job("t001", 1, 5.0, 10.0, 0, 1, 1, "reached", 1)
+    after = Job("t005", 1, 101.0, 104.0, 0, 1, 1, "reached", 1)
+    got = split_at_downtime([through, ended_while_down, before, after], [killed])
+    assert [(j.trial_id, j.start_s, j.end_s, j.outcome) for j in got] == [
+        ("t003", 20.0, 25.0, OUTCOME_TUNER_DOWN), ("t003", 100.0, 110.0, "reached"),
+        ("t004", 20.0, 25.0, "stopped"), ("t001", 5.0, 10.0, "reached"), ("t005", 101.0, 104.0, "reached")]
+    no_downtime = dataclasses.replace(killed, resumed_at_s=25.0)  # a finished run given more budget
+    assert split_at_downtime([through], [no_downtime]) == [through]
