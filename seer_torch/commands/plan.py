@@ -175,7 +175,7 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
     console.print(
         f"[bold]{exp.name}[/]: {what_trains(exp)}; deadline {b.time_budget_s:g} s, "
         f"money {b.money_budget_usd:g} USD at {b.price_usd_per_slot_hour:g} USD/slot-hour, "
-        f"{exp.resources.num_slots} slots"
+        f"{exp.resources.num_slots} slot{'s' if exp.resources.num_slots != 1 else ''}"
     )
     draws_s = ctx.draw_epoch_times_s
     console.print(

@@ -245,7 +245,11 @@ class Resumer:
                 )
             done += 1
         if done < calls:
-            raise SeerError(f"resume: {DECISIONS_FILE} holds {done} complete decisions, the journal {calls}")
+            torn = " (its last line is cut short: a disk that filled up or lost power?)" if done < len(
+                lines[:calls]) else ""
+            raise SeerError(f"resume: {DECISIONS_FILE} holds {done} complete decisions, the journal counts "
+                            f"{calls}{torn}: the policy cannot be brought back to where it was; the run's "
+                            f"results so far are in {t.run_dir / 'state.json'} and its trials' checkpoints")
         t.journal.decide_calls = calls
         return running, eliminated, lines[:calls]
 

@@ -15,7 +15,7 @@ def clean(tmp_path_factory):
     Run once per session."""
     tmp = tmp_path_factory.mktemp("clean")
     cfg = write_experiment(tmp)
-    proc = seer(["tune", str(cfg), "--run-dir", str(tmp / "run"), "--quiet"], cwd=tmp)
+    proc = seer(["tune", str(cfg), "--run-dir", str(tmp / "run"), "--quiet", "--no-report"], cwd=tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads((tmp / "run" / "results.json").read_text())
     assert [r["num_trials"] for r in res["rounds"]] == [3, 1]

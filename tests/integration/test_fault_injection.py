@@ -39,7 +39,8 @@ def test_tuner_killed_then_resumed_gives_the_same_answer(tmp_path, clean, point)
     cfg = write_experiment(tmp_path)
     run_dir = tmp_path / "run"
     proc = seer(
-        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
         cwd=tmp_path,
         env={"SEER_DEBUG_CRASH_AT": point},
     )
@@ -47,7 +48,7 @@ def test_tuner_killed_then_resumed_gives_the_same_answer(tmp_path, clean, point)
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running"
     time.sleep(1.0)  # down for a while; jobs it left keep running (and cost)
-    proc = seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
+    proc = seer(["resume", str(run_dir), "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check_against(clean, run_dir, state["cost_usd"])
     res = json.loads((run_dir / "results.json").read_text())
@@ -64,7 +65,8 @@ def test_host_crash_while_a_checkpoint_is_written(tmp_path, clean):
     cfg = write_experiment(tmp_path)
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -91,7 +93,7 @@ def test_host_crash_while_a_checkpoint_is_written(tmp_path, clean):
         proc.stdout.close()
         proc.stderr.close()
     state = json.loads((run_dir / "state.json").read_text())
-    proc = seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
+    proc = seer(["resume", str(run_dir), "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check_against(clean, run_dir, state["cost_usd"])
 
@@ -100,7 +102,8 @@ def test_a_worker_killed_mid_epoch_is_retried_from_its_checkpoint(tmp_path, clea
     cfg = write_experiment(tmp_path)
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -83,7 +83,8 @@ def test_a_job_killed_while_parked_at_its_rung_is_relaunched_from_its_checkpoint
     run_dir, marker = tmp_path / "run", tmp_path / "killed.json"
     final = clean["best"]["trial_id"]
     hooked = [sys.executable, "-c", KILL_WHEN_PARKED, str(run_dir / "trials" / final), str(marker)]
-    proc = seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"], cwd=tmp_path, launcher=hooked)
+    proc = seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"], cwd=tmp_path, launcher=hooked)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     killed = json.loads(marker.read_text())
     assert killed["epoch"] == clean["rounds"][0]["rung_epoch"] == 1 and killed["pids"]
@@ -104,7 +105,8 @@ def test_a_job_killed_while_parked_at_its_rung_is_relaunched_from_its_checkpoint
 def test_tuner_killed_while_jobs_are_parked_they_end_and_the_resume_gives_the_same_answer(tmp_path, clean):
     cfg = write_experiment(tmp_path)
     run_dir = tmp_path / "run"
-    proc = seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"], cwd=tmp_path,
+    proc = seer(["tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"], cwd=tmp_path,
                 env={"SEER_DEBUG_CRASH_AT": "job_end:1"})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     died_s = time.monotonic()
@@ -120,7 +122,7 @@ def test_tuner_killed_while_jobs_are_parked_they_end_and_the_resume_gives_the_sa
     assert ended_s < 15, ended_s
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running"
-    proc = seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
+    proc = seer(["resume", str(run_dir), "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check_against(clean, run_dir, state["cost_usd"])
     res = json.loads((run_dir / "results.json").read_text())

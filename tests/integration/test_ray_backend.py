@@ -175,7 +175,8 @@ def test_seer_tune_on_ray_moves_the_finalist_from_one_node_to_two_with_local_met
     (tmp_path / "profile.json").write_text(json.dumps(MOVE_PROFILE))
     (tmp_path / "exp.toml").write_text(MOVE_EXPERIMENT)
     run_dir = tmp_path / "run"
-    proc = run_seer(["tune", "exp.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address],
+    proc = run_seer(["tune", "exp.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address,
+                     "--no-report"],
                     tmp_path, env={"SEER_DEBUG_SAMPLE_DELAY_S": str(MOVE_SAMPLE_DELAY_S)}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((run_dir / "results.json").read_text())
@@ -248,7 +249,8 @@ def test_a_node_lost_mid_job_fails_it_at_once_and_the_trial_resumes_on_the_other
     (tmp_path / "local.toml").write_text(local_experiment.replace('backend = "ray"', 'backend = "local"'))
     # The answer without a fault: the same run on the local backend (its plan does not depend on
     # the machine's speed: two configurations, W = 1, rungs 1, 3, 9).
-    ref = run_seer(["tune", "local.toml", "--run-dir", str(tmp_path / "ref")], tmp_path, timeout=300)
+    ref = run_seer(["tune", "local.toml", "--run-dir", str(tmp_path / "ref"), "--no-report"], tmp_path,
+                   timeout=300)
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
     expected = json.loads((tmp_path / "ref" / "results.json").read_text())
 
@@ -265,7 +267,8 @@ def test_a_node_lost_mid_job_fails_it_at_once_and_the_trial_resumes_on_the_other
     remover = threading.Thread(target=lambda: removed.update(_removing_a_node(ray_cluster, run_dir, 5)))
     remover.start()
     try:
-        proc = run_seer(["tune", "ray.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address],
+        proc = run_seer(["tune", "ray.toml", "--run-dir", str(run_dir), "--address", ray_cluster.address,
+                         "--no-report"],
                         tmp_path, env={"SEER_DEBUG_SAMPLE_DELAY_S": "0.0024"}, timeout=300)
         remover.join()
     finally:

@@ -66,7 +66,8 @@ def _temporaries(run_dir: Path) -> list[str]:
 def _tune_until(cfg: Path, run_dir: Path, cwd: Path, env: dict, caught, timeout_s: float = 240):
     """Start `seer tune` and poll ``caught()`` every 50 ms; returns (process, what it caught)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -117,7 +118,7 @@ def test_stopped_while_the_first_checkpoint_is_written_resumes_from_what_is_dura
     # Its epoch 1 was never saved: the journal counts it at epoch 0, with no accuracy.
     assert (t["epochs"], t["metric_by_epoch"]) == (0, {})
 
-    proc = _seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
+    proc = _seer(["resume", str(run_dir), "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # It was trained again from the start to the rung it was launched to (epoch 1), once.
     assert _launches(trial_dir)[:2] == [(1, 1), (1, 1)], _launches(trial_dir)
@@ -139,7 +140,8 @@ def test_killed_during_a_wide_job_resumes_on_fewer_slots(tmp_path):
     cfg = _write(tmp_path, epoch_time_s=25.0, time_budget_s=100)
     run_dir = tmp_path / "run"
     proc = _seer(
-        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet"],
+        ["tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
         cwd=tmp_path,
         env={"SEER_DEBUG_CRASH_AT": "launch:4"},
     )
@@ -148,7 +150,7 @@ def test_killed_during_a_wide_job_resumes_on_fewer_slots(tmp_path):
     assert [(j["world_size"], j["until_epoch"]) for j in state["running"]] == [(2, 3)]
     finalist = state["running"][0]["trial_id"]
 
-    proc = _seer(["resume", str(run_dir), "--slots", "1", "--quiet"], cwd=tmp_path)
+    proc = _seer(["resume", str(run_dir), "--slots", "1", "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     res = json.loads((run_dir / "results.json").read_text())
     assert res["num_slots"] == 1
@@ -182,7 +184,7 @@ def test_killed_while_profiling_resumes_by_profiling_again(tmp_path):
     state = json.loads(state_path.read_text()) if state_path.exists() else None
     time.sleep(1.0)  # down for a while: the downtime counts
 
-    proc = _seer(["resume", str(run_dir), "--quiet"], cwd=tmp_path)
+    proc = _seer(["resume", str(run_dir), "--quiet", "--no-report"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # The journal said where it was: running, not yet planned.
     assert state is not None and state["status"] == "running" and state["setup_budgets"] is None

@@ -62,7 +62,8 @@ def test_seer_tune_ranks_the_example_by_its_validation_loss(tmp_path: Path):
     cfg = tmp_path / "exp.toml"
     cfg.write_text(_experiment())
     run_dir = tmp_path / "run"
-    argv = [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"]
+    argv = [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"]
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=420)
     where = proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.returncode == 0, where

@@ -99,7 +99,8 @@ def test_seer_tune_with_a_plugin_model_and_dataset(tmp_path: Path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": "/nonexistent/already/there"}
     proc = subprocess.run([sys.executable, "-m", "seer_torch.cli", "tune", str(folder / "experiment.toml"),
-                           "--run-dir", str(run_dir), "--quiet"],
+                           "--run-dir", str(run_dir), "--quiet",
+         "--no-report"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -200,7 +200,8 @@ def test_seer_tune_runs_a_user_script_with_a_plan_that_widens_it(tmp_path: Path)
     cfg = tmp_path / "exp.toml"
     cfg.write_text(_experiment(deadline_s))
     run_dir = tmp_path / "run"
-    argv = [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet"]
+    argv = [sys.executable, "-m", "seer_torch.cli", "tune", str(cfg), "--run-dir", str(run_dir), "--quiet",
+         "--no-report"]
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     where = f"start-up {startup_s:.1f} s, deadline {deadline_s} s\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
     assert proc.returncode == 0, where

@@ -230,7 +230,7 @@ def shared_run(tmp_path_factory) -> dict:
     (home / "profile.json").write_text(json.dumps(PROFILE))
     (home / "exp.toml").write_text(experiment(len(SHARED), slots=2))
     start = time.monotonic()
-    proc = seer("tune", "exp.toml", "--run-dir", "run", cwd=home)
+    proc = seer("tune", "exp.toml", "--run-dir", "run", "--no-report", cwd=home)
     run_dir = home / "run"
     return {"proc": proc, "run_dir": run_dir, "home": home, "seconds": time.monotonic() - start,
             "results": json.loads((run_dir / "results.json").read_text()),
@@ -291,7 +291,7 @@ def _missing_at_start(row: Row, tmp_path: Path) -> None:
     (tmp_path / "profile.json").write_text(json.dumps(PROFILE))
     (tmp_path / "exp.toml").write_text(experiment(2, slots=1, script="missing.py"))
     start = time.monotonic()
-    proc = seer("tune", "exp.toml", "--run-dir", "run", cwd=tmp_path)
+    proc = seer("tune", "exp.toml", "--run-dir", "run", "--no-report", cwd=tmp_path)
     print(f"\n{row.mode} | exit {proc.returncode} | {proc.stderr.strip()} | {time.monotonic() - start:.1f} s")
     assert proc.returncode == 2, proc.stderr
     assert row.says in proc.stderr and "an existing file" in proc.stderr and "Traceback" not in proc.stderr
@@ -307,7 +307,7 @@ def _deleted_mid_run(row: Row, tmp_path: Path) -> None:
     (tmp_path / "profile.json").write_text(json.dumps(PROFILE))
     (tmp_path / "exp.toml").write_text(experiment(2, slots=1))
     start = time.monotonic()
-    proc = seer("tune", "exp.toml", "--run-dir", "run", cwd=tmp_path)
+    proc = seer("tune", "exp.toml", "--run-dir", "run", "--no-report", cwd=tmp_path)
     print(f"\n{row.mode} | exit {proc.returncode} | {proc.stderr.strip()} | {time.monotonic() - start:.1f} s")
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr
     assert not script.exists()
@@ -317,7 +317,7 @@ def _deleted_mid_run(row: Row, tmp_path: Path) -> None:
     assert [(t["trial_id"], t["status"]) for t in res["trials"]] == [("t000", "completed")], res["trials"]
     assert processes_of(tmp_path) == []
     script.write_text(broken(Row("valid")))
-    resumed = seer("resume", "run", cwd=tmp_path)
+    resumed = seer("resume", "run", "--no-report", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert {t["trial_id"]: t["status"] for t in res["trials"]} == {"t000": "completed", "t001": "completed"}
