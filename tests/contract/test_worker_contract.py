@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,29 +181,40 @@ def _run_kept(root: Path, name: str, subject: Subject, world_size: int, targets:
 
 
 def _run_all(root: Path, subject: Subject) -> dict[str, Sequence]:
-    seqs: dict[str, Sequence] = {}
-    seqs["reference"] = _run(root, "reference", subject, [(1, 3, 1)])
-    base = _run(root, "base", subject, [(1, 1, 1)])
-    base.snapshot = root / "base"
-    seqs["restart-1-1"] = _run(root, "r11", subject, [(1, 3, 1)], start_from=base)
-    seqs["1-2-1"] = _run(root, "s121", subject, [(2, 2, 1), (1, 3, 1)], start_from=base)
+    """Every sequence of ``subject``, two at a time: they are independent process trees in their
+    own folders (those resumed from ``base`` wait for it), and one launch alone keeps only about
+    one of this machine's two cores busy (most of it is starting Python and importing torch)."""
+    chains: dict[str, Callable[[], Sequence]] = {
+        "reference": lambda: _run(root, "reference", subject, [(1, 3, 1)]),
+    }
     if "2-3-4" in RESIZED[subject.name]:
-        seqs["2-3-4"] = _run(root, "s234", subject, [(2, 1, 1), (3, 2, 1), (4, 3, 1)])
+        chains["2-3-4"] = lambda: _run(root, "s234", subject, [(2, 1, 1), (3, 2, 1), (4, 3, 1)])
     if "4-1" in RESIZED[subject.name]:
-        seqs["4-1"] = _run(root, "s41", subject, [(4, 1, 1), (1, 3, 1)])
-    seqs["crash-2-kill-3"] = _run_crash(root, base)
-    if "nodes-1-2x1-2x2" in RESIZED[subject.name]:
-        # two "nodes" on this machine: 1 -> 2 nodes x 1 process -> 2 nodes x 2 processes
-        seqs["nodes-1-2x1-2x2"] = _run(root, "nodes", subject, [(2, 2, 2), (4, 3, 2)], start_from=base)
+        chains["4-1"] = lambda: _run(root, "s41", subject, [(4, 1, 1), (1, 3, 1)])
     if "bn-2-1-2" in ALL_TRAINED[subject.name]:
         # BatchNorm model: checkpoints across W in both directions.
-        seqs["bn-2-1-2"] = _run(root, "bn_212", WORKER_BN, [(2, 1, 1), (1, 2, 1), (2, 3, 1)])
-    seqs["kept-1-1-1"] = _run_kept(root, "kept111", subject, 1, [1, 2, 3])
+        chains["bn-2-1-2"] = lambda: _run(root, "bn_212", WORKER_BN, [(2, 1, 1), (1, 2, 1), (2, 3, 1)])
+    chains["kept-1-1-1"] = lambda: _run_kept(root, "kept111", subject, 1, [1, 2, 3])
     if "kept-2-2" in KEPT[subject.name]:
-        seqs["kept-2-2"] = _run_kept(root, "kept22", subject, 2, [2, 3])
+        chains["kept-2-2"] = lambda: _run_kept(root, "kept22", subject, 2, [2, 3])
     if "warm" in KEPT[subject.name]:
-        seqs["warm"] = _run_kept(root, "warm", subject, 1, [1, 2, 3], warm=True)
-    return seqs
+        chains["warm"] = lambda: _run_kept(root, "warm", subject, 1, [1, 2, 3], warm=True)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        base_future = pool.submit(_run, root, "base", subject, [(1, 1, 1)])
+        futures = {name: pool.submit(chain) for name, chain in chains.items()}
+        base = base_future.result()
+        base.snapshot = root / "base"
+        from_base: dict[str, Callable[[], Sequence]] = {
+            "restart-1-1": lambda: _run(root, "r11", subject, [(1, 3, 1)], start_from=base),
+            "1-2-1": lambda: _run(root, "s121", subject, [(2, 2, 1), (1, 3, 1)], start_from=base),
+            "crash-2-kill-3": lambda: _run_crash(root, base),
+        }
+        if "nodes-1-2x1-2x2" in RESIZED[subject.name]:
+            # two "nodes" on this machine: 1 -> 2 nodes x 1 process -> 2 nodes x 2 processes
+            from_base["nodes-1-2x1-2x2"] = lambda: _run(root, "nodes", subject, [(2, 2, 2), (4, 3, 2)],
+                                                        start_from=base)
+        futures.update({name: pool.submit(chain) for name, chain in from_base.items()})
+        return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.fixture(scope="module")
