@@ -30,6 +30,25 @@ _INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.for
 _RAY_SERVICES: list[str] = []
 
 
+UNIT_PREFIX = "tests/unit/"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler (pyproject.toml's addopts run two workers): every test outside
+    tests/unit starts processes (torchrun jobs, `seer` commands, a Ray cluster) and many time them
+    against deadlines, so they are one scope that one worker runs one after another; each unit
+    test (pure, one core) is a scope of its own, spread over both workers. (xdist's own
+    ``--dist loadgroup`` marks groups by rewriting node ids, which pytest 9.2 no longer allows.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ProcessTestsInOneScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if nodeid.startswith(UNIT_PREFIX) else "processes"
+
+    return ProcessTestsInOneScope(config, log)
+
+
 def _cmdline(pid: int) -> str | None:
     """The command line of ``pid``, or ``None`` if it is gone."""
     try:
