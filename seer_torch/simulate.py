@@ -70,17 +70,20 @@ def simulated_backend(
     num_slots: int, clock: SimulatedClock, profile: Profile, *, keep_alive: bool, **kwargs: Any
 ) -> SimulatedBackend:
     """A :class:`SimulatedBackend` whose jobs take the profile's times: its ``epoch_time_s``
-    and speedup, ``startup_s`` for a trial's first job, its ``resize_s`` for every later job
+    and speedup (a configuration of another epoch gaining as :meth:`~seer_torch.scaling.model.
+    ScalingModel.sync_s` says), ``startup_s`` for a trial's first job, its ``resize_s`` for every later job
     that starts processes; with ``keep_alive``, ``continue_s`` and ``warm_start_s`` the
     profile's when it measured them, else :data:`~seer_torch.executor.context.CONTINUE_S` and
     :data:`~seer_torch.executor.context.WARM_START_S` (the estimates the policies plan with,
     :func:`seer_torch.executor.context.policy_context`). ``kwargs``: the backend's other
     arguments (``curve`` or ``val_at``, ``metric``...)."""
     kwargs.setdefault("epoch_time_s", profile.epoch_time_s)
+    scaling = profile.scaling
     return SimulatedBackend(
         num_slots,
         clock,
-        speedup=profile.scaling.speedup_at,
+        speedup=scaling.speedup_at,
+        sync_s=scaling.sync_s,
         startup_s=profile.startup_s,
         relaunch_s=profile.resize_s,
         resize_s=profile.resize_s,

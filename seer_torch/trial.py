@@ -868,6 +868,14 @@ class Trial:
 
             # Events past the checkpoint's step (or epoch) belong to a launch that was killed: purged.
             purge = (self._loaded_step if self._loaded_step > 0 else self.start_epoch) + 1
+            # TensorBoard reads a run's event files in name order, and a name starts with the
+            # whole second its writer opened in, then the host and the pid: two of a trial's jobs
+            # opened in one second (fast epochs) can be read later one first, and the earlier
+            # one's purge_step then hides what the later one wrote (seen: a trial's last value
+            # was its first epoch's). A writer never opens in the second of one already there.
+            now = time.time()
+            if any(Path(self.tensorboard_dir).glob(f"events.out.tfevents.{int(now):010d}.*")):
+                time.sleep(math.floor(now) + 1.01 - now)
             self._writer = SummaryWriter(log_dir=self.tensorboard_dir, purge_step=purge)
         return self._writer
 

@@ -1,7 +1,9 @@
 """The simulated backend: jobs advance on a simulated clock instead of running.
 
 A job of a trial at world size ``W`` from epoch ``e0`` to ``e1`` takes ``overhead + (e1 - e0)
-* epoch_time_s / s(W)`` simulated seconds, where ``overhead`` is ``startup_s`` for the trial's
+* epoch_time_s / s(W)`` simulated seconds (with ``sync_s``, a configuration of another epoch
+time ``t`` on one worker takes ``t / W + b(W)`` an epoch instead: the model of
+:meth:`seer_torch.scaling.model.ScalingModel.sync_s`), where ``overhead`` is ``startup_s`` for the trial's
 first job, ``relaunch_s`` for a later job at the same ``W`` and ``resize_s`` at a different
 ``W`` (the planner's own cost model, docs/design.md, "The cloud model"; kept-alive jobs
 below). What the job reports is what the real worker writes to ``metrics.jsonl`` (one line
@@ -104,6 +106,11 @@ class SimulatedBackend(Backend):
             metric's name without its ``val_`` prefix (``test_loss`` for ``val_loss``).
         epoch_time_at: ``config_index -> seconds`` of one epoch on one worker (default
             ``epoch_time_s``).
+        sync_s: ``W -> b(W)``, the seconds of an epoch at ``W`` that do not shrink with ``W``
+            (:meth:`~seer_torch.scaling.model.ScalingModel.sync_s`, ``None`` where unknown):
+            given, a configuration whose epoch on one worker takes ``t`` takes
+            ``min(t, t / W + b(W))`` at ``W``; default ``None``: ``t / s(W)`` (every
+            configuration gains the same from more workers).
         faults: fault injection: ``(trial_id, attempt) -> None`` or ``(kind, epochs, error)``
             where ``attempt`` counts the trial's jobs from 0, ``kind`` is ``"crash"`` (the job
             exits 1 with ``error`` after ``epochs`` of its epochs) or ``"hang"`` (it makes no
@@ -150,6 +157,7 @@ class SimulatedBackend(Backend):
         keep_alive: bool = False,
         continue_s: float = 0.0,
         warm_start_s: float | None = None,
+        sync_s: Callable[[int], float | None] | None = None,
     ) -> None:
         if curve is None and val_at is None:
             raise ValueError("SimulatedBackend needs curve or val_at")
@@ -167,6 +175,7 @@ class SimulatedBackend(Backend):
         self.val_at = val_at
         self.test_at = test_at
         self.epoch_time_at = epoch_time_at
+        self.sync_s = sync_s
         self.faults = faults
         self.metric = metric
         self.test_key = "test_" + metric.removeprefix("val_")
@@ -196,6 +205,14 @@ class SimulatedBackend(Backend):
         return val
 
     # -- the backend interface ----------------------------------------------------------------
+    def epoch_at_s(self, epoch_time_s: float, world_size: int) -> float:
+        """One epoch at ``world_size`` of a configuration whose epoch on one worker takes
+        ``epoch_time_s``: ``min(t, t / W + b(W))`` with :attr:`sync_s`, else ``t / s(W)``."""
+        sync = self.sync_s(world_size) if self.sync_s is not None and world_size > 1 else None
+        if sync is None:
+            return epoch_time_s / self.speedup(world_size)
+        return min(epoch_time_s, epoch_time_s / world_size + sync)
+
     def launch(self, spec: JobSpec) -> SimulatedJob:
         if spec.profile_steps is not None:
             raise ValueError("the simulated backend takes its profile as given; it runs no probes")
@@ -228,7 +245,7 @@ class SimulatedBackend(Backend):
         base = self.epoch_time_s
         if self.epoch_time_at is not None and spec.config_index is not None:
             base = float(self.epoch_time_at(spec.config_index))
-        epoch_s = base / self.speedup(spec.world_size)
+        epoch_s = self.epoch_at_s(base, spec.world_size)
         job = SimulatedJob(spec, start_s, first, configuration, overhead, epoch_s, spec.until_epoch, 0.0,
                            begin_s=now, kind=kind)
         for e in range(first + 1, spec.until_epoch + 1):  # where does it diverge, if it does?

@@ -30,6 +30,7 @@ def view_to_dict(v: TrialView) -> dict[str, Any]:
     d = dataclasses.asdict(v)
     d["score"] = {str(k): x for k, x in v.score.items()}
     d["world_sizes"] = list(v.world_sizes)
+    d["epoch_time_by_world_s"] = {str(w): x for w, x in v.epoch_time_by_world_s.items()}
     return d
 
 
@@ -45,6 +46,9 @@ def view_from_dict(d: dict[str, Any]) -> TrialView:
             **d,
             "score": {int(k): float(x) for k, x in d["score"].items()},
             "world_sizes": tuple(d["world_sizes"]),
+            # a journal from before the field: none measured
+            "epoch_time_by_world_s": {int(w): float(x)
+                                      for w, x in d.get("epoch_time_by_world_s", {}).items()},
         }
     )
 

@@ -562,15 +562,17 @@ class EventLoop:
         return "reached"
 
     def _measure(self, trial: Trial, res: JobResult, new_rows: list[dict[str, Any]]) -> None:
-        """What a job that reached its rung measured: the trial's one-epoch time on one worker
-        (its epochs' times times the profile's speed-up at their W), and the job's overhead."""
+        """What a job that reached its rung measured: its epochs' times at their W, the trial's
+        one-epoch time on one worker (:attr:`Trial.tau_s`), and the job's overhead."""
         profile = self.t.profile
         for r in new_rows:
             if r.get("epoch_time_s") and r.get("world_size"):
-                s = profile.scaling.speedup_at(int(r["world_size"])) if profile else 1.0
+                w = int(r["world_size"])
+                s = profile.scaling.speedup_at(w) if profile else 1.0
                 trial.epoch_time_per_worker_s.append(float(r["epoch_time_s"]) * s)
-        if trial.epoch_time_per_worker_s:
-            self.book.tau_s[trial.trial_id] = statistics.median(trial.epoch_time_per_worker_s[-8:])
+                trial.epoch_times_by_world_s.setdefault(w, []).append(float(r["epoch_time_s"]))
+        if trial.tau_s is not None:
+            self.book.tau_s[trial.trial_id] = trial.tau_s
         trained_s = sum(float(r.get("epoch_time_s") or 0.0) for r in new_rows)
         overhead_s = max(0.0, res.duration_s - res.wait_s - trained_s)
         kind = trial.start_kind

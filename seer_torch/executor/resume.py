@@ -47,6 +47,8 @@ def trial_from_journal(raw: dict[str, Any]) -> Trial:
     t.stderr_tail = [str(line) for line in raw.get("stderr_tail", [])]
     # A journal from before trials' TensorBoard runs were named: the trial id was the name.
     t.tensorboard_run = str(raw.get("tensorboard_run") or t.trial_id)
+    t.epoch_times_by_world_s = {int(w): [float(x) for x in v]
+                                for w, v in raw.get("epoch_times_by_world_s", {}).items()}
     return t
 
 

@@ -88,6 +88,7 @@ class Trial:
     test_accuracy_by_epoch: dict[int, float] = field(default_factory=dict)
     world_sizes: list[int] = field(default_factory=list)
     epoch_time_per_worker_s: list[float] = field(default_factory=list)  # tau estimates
+    epoch_times_by_world_s: dict[int, list[float]] = field(default_factory=dict)  # W -> its epochs' times
     error: str | None = None
     handle: Any = None  # the running job
     round_index: int = 0
@@ -130,10 +131,25 @@ class Trial:
             until_epoch=self.handle.spec.until_epoch if running else None,
             score={e: objective.score(v) for e, v in self.metric_by_epoch.items()},
             world_sizes=tuple(self.world_sizes),
-            epoch_time_s=statistics.median(self.epoch_time_per_worker_s[-8:])
-            if self.epoch_time_per_worker_s
-            else None,
+            epoch_time_s=self.tau_s,
+            epoch_time_by_world_s={w: statistics.median(times[-8:])
+                                   for w, times in sorted(self.epoch_times_by_world_s.items()) if times},
         )
+
+    @property
+    def tau_s(self) -> float | None:
+        """One epoch on one worker, seconds: the median of its last 8 epochs at ``W = 1``, or
+        when it never trained at ``W = 1``, of its last 8 epochs scaled to ``W = 1`` by the
+        profile's speedup (:attr:`epoch_time_per_worker_s`); ``None`` before any epoch. (Its
+        epochs at ``W > 1`` say how fast it is at ``W``, :attr:`epoch_times_by_world_s`: a
+        cheap configuration gains less from a second worker than the profile's, and scaled by
+        the profile's speedup they would make it look slower at ``W = 1`` than it is.)"""
+        at_one = self.epoch_times_by_world_s.get(1)
+        if at_one:
+            return statistics.median(at_one[-8:])
+        if self.epoch_time_per_worker_s:
+            return statistics.median(self.epoch_time_per_worker_s[-8:])
+        return None
 
     def to_dict(self, metric: str) -> dict[str, Any]:
         """The trial as ``state.json`` journals it: its ``metric``'s last value under the
@@ -155,6 +171,7 @@ class Trial:
             "schedule_epochs": self.schedule_epochs,
             "trained_slot_s": self.trained_slot_s,
             "tensorboard_run": self.tensorboard_run,
+            "epoch_times_by_world_s": {str(w): v[-8:] for w, v in self.epoch_times_by_world_s.items()},
         }
 
 

@@ -142,8 +142,11 @@ class TrialView:
             is minimized (the executor applies the direction, ``seer_torch.objective``; a
             policy only ever compares scores, larger is better).
         world_sizes: ``W`` of each job the trial ran, in order.
-        epoch_time_s: one epoch of this trial on one worker, measured (median of its recent
-            epochs, scaled to W=1 by the profile's speedup); ``None`` before it reported.
+        epoch_time_s: one epoch of this trial on one worker, measured: the median of its recent
+            epochs at ``W = 1``; when it never ran at ``W = 1``, of its recent epochs scaled to
+            ``W = 1`` by the profile's speedup. ``None`` before it reported.
+        epoch_time_by_world_s: ``W -> `` the median of its recent epochs at ``W`` (seconds),
+            for each ``W`` it trained at; empty before it reported.
     """
 
     trial_id: str
@@ -155,6 +158,7 @@ class TrialView:
     score: Mapping[int, float]
     world_sizes: tuple[int, ...] = ()
     epoch_time_s: float | None = None  # its measured epoch on one worker (median, seconds)
+    epoch_time_by_world_s: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ from seer_torch.policies.seer_rounds import (
     select_survivors,
     truncation_note,
 )
+from seer_torch.policies.trial_speed import epoch_time_at_s, sync_by_world_s
 
 __all__ = ["SeerPolicy", "list_scheduled_makespan_s", "planner_inputs_from_context", "select_survivors"]
 
@@ -297,8 +298,9 @@ class SeerPolicy(RoundEngine):
             eta=self.plan.eta,  # what the plan chose, when the experiment left it open
             num_finalists=self.plan.num_finalists,
         )
+        sync_s = sync_by_world_s(self.ctx.scaling, snap.trials.values(), self.ctx.world_size_ladder)
         at = RungReplan(self.ctx, base_inputs, tuple(ranked), rungs, rung, self.current,
-                        tuple(self.remaining), snap.time_left_s, snap.money_left_usd)
+                        tuple(self.remaining), snap.time_left_s, snap.money_left_usd, sync_s, previous_target)
         new, carried, reason, extended = self._rounds_left(at, counts)
         survivors, self.reserve, out = carry(ranked, carried, members, old_reserve, True)
         if extended and len(new.rounds) == 1 and len(survivors) > new.rounds[0].num_trials:
@@ -372,13 +374,13 @@ class SeerPolicy(RoundEngine):
         queued = [views[i] for i in self.tracker.queue if i in views]
         if not queued:
             return rp.rung_epoch
-        speed = self.ctx.scaling.speedup_at(w)
         overhead_s = snap.job_overhead_s if snap.job_overhead_s is not None else self.ctx.resize_s
         default_tau = snap.epoch_time_s if snap.epoch_time_s is not None else self.ctx.epoch_time_s
+        sync_s = sync_by_world_s(self.ctx.scaling, snap.trials.values(), self.ctx.world_size_ladder)
+        epoch_s = {t.index: epoch_time_at_s(t, w, default_tau, self.ctx.scaling, sync_s) for t in queued}
 
         def makespan_s(rung: int) -> float:
-            jobs = [job_time_s(overhead_s, rung - t.epochs, t.epoch_time_s or default_tau, speed)
-                    for t in queued]
+            jobs = [job_time_s(overhead_s, rung - t.epochs, epoch_s[t.index], 1.0) for t in queued]
             return list_scheduled_makespan_s(jobs, max(1, self.ctx.num_slots // w))
 
         if makespan_s(rp.rung_epoch) < snap.time_left_s:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from seer_torch.policies import seer as planner
@@ -25,6 +25,7 @@ from seer_torch.policies.base import Decision, Eliminate, PolicyContext, TrialVi
 from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s
 from seer_torch.policies.engine import BAD_STATUSES, OUT_STATUSES, finite_score, rank_at_rung
 from seer_torch.policies.rungs import survivors_at_rung
+from seer_torch.policies.trial_speed import epoch_time_at_s, trials_scaling
 
 __all__ = [
     "CARRY_FEWER_FRACTIONS",
@@ -159,6 +160,12 @@ class RungReplan:
         remaining: the rounds the plan kept after it.
         time_left_s: the deadline left.
         money_left_usd: the money left.
+        sync_s: ``W -> b(W)``, the seconds of an epoch at ``W`` that do not shrink with ``W``
+            (:func:`~seer_torch.policies.trial_speed.sync_by_world_s`); empty: each trial at
+            ``W`` is its epoch on one worker over the profile's ``s(W)``.
+        schedule_epochs: the target the survivors' jobs run with (their learning-rate
+            schedule's horizon); ``None``: not known, a parked job is taken to go on whatever
+            the target (:meth:`overheads_for`).
     """
 
     ctx: PolicyContext
@@ -170,16 +177,34 @@ class RungReplan:
     remaining: tuple[planner.RoundPlan, ...]
     time_left_s: float
     money_left_usd: float
+    sync_s: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    schedule_epochs: int | None = None
+
+    def overheads_for(self, inputs: planner.PlannerInputs, target: int | None) -> planner.PlannerInputs:
+        """``inputs`` for a plan to ``target``: a survivor's parked job goes on only with the
+        learning-rate schedule it runs (its ``config.json``, :meth:`LocalBackend.continue_job`),
+        so when ``target`` is not :attr:`schedule_epochs` its next job starts processes again
+        (``continue_s`` left out: a relaunch's overhead). Seen: a re-plan that lowered the
+        target priced the final job as a continuation, it paid a 5 s relaunch, and the deadline
+        stopped it short of its target."""
+        if self.schedule_epochs is None or target == self.schedule_epochs or inputs.continue_s is None:
+            return inputs
+        return dataclasses.replace(inputs, continue_s=None)
 
     def inputs_for(self, carried: int, wave: bool) -> planner.PlannerInputs:
         """The inputs for carrying the best ``carried``: the mean of their measured epoch times
         for money (each job is billed its own time) and, with ``wave``, their slowest for wall
-        clock (a round ends when its slowest job does)."""
-        measured = [t.epoch_time_s for t in self.ranked[:carried] if t.epoch_time_s is not None]
+        clock (a round ends when its slowest job does); the speedup of those trials
+        (:func:`~seer_torch.policies.trial_speed.trials_scaling`: a cheap configuration gains
+        less from a second worker than the profile's)."""
+        trials = self.ranked[:carried]
+        measured = [t.epoch_time_s for t in trials if t.epoch_time_s is not None]
         if not measured:
             return self.base_inputs
+        scaling = trials_scaling(trials, self.base_inputs.epoch_time_s, self.ctx.scaling, self.sync_s,
+                                 self.ctx.world_size_ladder)
         return dataclasses.replace(self.base_inputs, epoch_time_s=sum(measured) / len(measured),
-                                   wave_epoch_time_s=max(measured) if wave else None)
+                                   wave_epoch_time_s=max(measured) if wave else None, scaling=scaling)
 
     def replan(self, survivor_counts: tuple[int, ...], rung_list: tuple[int, ...] | None = None,
                wave: bool = False) -> planner.Plan:
@@ -189,7 +214,8 @@ class RungReplan:
         planned = tuple(r.world_size for r in self.remaining)
         keep_sizes = rung_list == tuple(r.rung_epoch for r in self.remaining)
         return planner.replan(
-            self.inputs_for(survivor_counts[0], wave),
+            self.overheads_for(self.inputs_for(survivor_counts[0], wave),
+                               rung_list[-1] if rung_list else self.schedule_epochs),
             rungs=rung_list,
             survivors=survivor_counts,
             current_epoch=self.rung,
@@ -207,16 +233,19 @@ class RungReplan:
 
     def next_round_s(self, plan: planner.Plan) -> float:
         """Wall clock of the plan's next round (it has one): its members' jobs, each at its own
-        trial's measured epoch, list-scheduled on the slots (the first wave's jobs paying the
+        trial's measured epoch at the round's ``W`` (:func:`~seer_torch.policies.trial_speed.
+        epoch_time_at_s`), list-scheduled on the slots (the first wave's jobs paying the
         first wave's overhead, :func:`~seer_torch.policies.seer.first_round_overheads_s`)."""
         rp = plan.rounds[0]
-        speed = self.ctx.scaling.speedup_at(rp.world_size)
         first_s, later_s = planner.first_round_overheads_s(
-            self.base_inputs, rp.world_size, self.current.world_size, self.previous_num_trials)
+            self.overheads_for(self.base_inputs, plan.rounds[-1].rung_epoch), rp.world_size,
+            self.current.world_size, self.previous_num_trials)
         lanes = self.ctx.num_slots // rp.world_size
         default_tau = self.base_inputs.epoch_time_s
-        jobs_s = [job_time_s(first_s if i < lanes else later_s, rp.rung_epoch - rp.start_epoch,
-                             t.epoch_time_s or default_tau, speed)
+        epochs = rp.rung_epoch - rp.start_epoch
+        jobs_s = [job_time_s(first_s if i < lanes else later_s, epochs,
+                             epoch_time_at_s(t, rp.world_size, default_tau, self.ctx.scaling, self.sync_s),
+                             1.0)
                   for i, t in enumerate(self.ranked[:rp.num_trials])]
         return list_scheduled_makespan_s(jobs_s, lanes)
 

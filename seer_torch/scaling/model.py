@@ -27,6 +27,19 @@ be fitted (only the ``W = 1`` point), and bounds it from below when the measurem
 noisy (a point was non-monotone or superlinear and had to be cleaned): then
 ``f = max(fit, PRIOR_SERIAL_FRACTION)``, i.e. noisy data never earns a more optimistic
 extrapolation than the prior. :attr:`ScalingModel.used_prior` says when either happened.
+
+Configurations of other cost
+----------------------------
+``s(W)`` is measured on one configuration (the profile's, whose epoch on one worker took
+``epoch_time_s`` = ``T``). Part of an epoch at ``W`` does not shrink with ``W``: the gradient
+all-reduce and the synchronisation of every step, ``b(W) = T / s(W) - T / W`` seconds an epoch
+(:meth:`ScalingModel.sync_s`). It is the same for every configuration of one model family,
+global batch and data set, while the compute shrinks with ``W``, so a configuration whose epoch
+on one worker takes ``t`` takes ``t / W + b(W)`` at ``W``: a cheaper one speeds up less
+(Amdahl's law with a fixed serial *time*, not a fixed serial fraction; the same split of a
+step into computation over ``W`` plus communication as Optimus, Peng et al., EuroSys 2018,
+section 3.2). On this machine's 2 cores: a width-64 MLP on digits, half the probe's (width 96)
+epoch, gains about 1.1 at ``W = 2`` where the probe gains 1.55 (docs/design-notes.md).
 """
 
 from __future__ import annotations
@@ -80,6 +93,9 @@ class ScalingModel:
             by :meth:`throughput_at`.
         name: the profile's name (informational).
         source: where the measurements come from (informational).
+        epoch_time_s: one epoch on one worker of the configuration the speedups were measured
+            on, seconds (``T`` of the module docstring), when known; needed only by
+            :meth:`sync_s`.
 
     Derived on construction (not arguments): ``clean_speedup`` (the cleaned points, aligned with
     ``world_sizes``), ``serial_fraction`` (the ``f`` used beyond the last point) and
@@ -96,6 +112,7 @@ class ScalingModel:
     base_throughput_samples_per_s: float | None = None
     name: str = ""
     source: str = ""
+    epoch_time_s: float | None = None
     clean_speedup: tuple[float, ...] = field(init=False, repr=False)
     serial_fraction: float = field(init=False)
     used_prior: bool = field(init=False)
@@ -275,6 +292,19 @@ class ScalingModel:
             s0, s1 = clean[i], clean[i + 1]
             s = s0 + (s1 - s0) * (w - w0) / (w1 - w0)
         return min(max(s, 1.0), float(w))
+
+    def sync_s(self, world_size: int) -> float | None:
+        """``b(W) = T / s(W) - T / W``, at least 0: the seconds of an epoch at ``W`` that do not
+        shrink with ``W`` (module docstring, "Configurations of other cost"); ``None`` when
+        :attr:`epoch_time_s` (``T``) is unknown. ``0`` at ``W = 1``.
+
+        Raises:
+            ConfigError: ``world_size`` is not an integer ``>= 1``.
+        """
+        speedup = self.speedup_at(world_size)
+        if self.epoch_time_s is None:
+            return None
+        return max(0.0, self.epoch_time_s / speedup - self.epoch_time_s / world_size)
 
     def throughput_at(self, world_size: int) -> float:
         """Return the predicted ``throughput(W)`` in samples/s: ``throughput(1) * s(W)``.

@@ -70,7 +70,10 @@ class Profile:
 
     @property
     def scaling(self) -> ScalingModel:
-        return ScalingModel(world_sizes=self.world_sizes, speedup=self.speedup)
+        """``s(W)``, knowing the epoch of the configuration it was measured on (for
+        :meth:`ScalingModel.sync_s`)."""
+        return ScalingModel(world_sizes=self.world_sizes, speedup=self.speedup,
+                            epoch_time_s=self.epoch_time_s)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

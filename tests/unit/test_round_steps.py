@@ -9,6 +9,7 @@ checked against hand-computed job times.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -303,3 +304,21 @@ def test_rung_replan_keeps_the_planned_world_sizes_when_they_fit():
 def test_rung_replan_with_no_time_has_no_rounds(time_left_s):
     plan = replan_at(time_left_s).replan((3, 1))
     assert not plan.feasible and plan.rounds == ()
+
+
+def test_a_replan_that_moves_the_target_prices_the_survivors_next_job_as_a_relaunch():
+    # Kept-alive jobs (continue 0.1 s, relaunch 1 s) run the schedule to epoch 9. A plan to 9:
+    # the survivors' parked jobs go on. A plan to 7: their config.json changes, so they start
+    # again: 1 s each (2 epochs of 20 s, the slowest, plus the overhead, 4 lanes).
+    base = replan_at(1000.0)
+    ctx = dataclasses.replace(base.ctx, continue_s=0.1)
+    inputs = planner_inputs_from_context(ctx, time_left_s=1000.0, money_left_usd=100.0, eta=3,
+                                         num_finalists=1)
+    one_wave = RoundPlan(1, 1, 0, 3, 1, 1, 30.0, 0.1)  # the 3 ran at once: each parked at the rung
+    at = dataclasses.replace(base, ctx=ctx, base_inputs=inputs, current=one_wave, schedule_epochs=9)
+    assert at.next_round_s(make_plan((3, 1), (3, 9))) == pytest.approx(0.1 + 2 * 20)
+    assert at.next_round_s(make_plan((3, 1), (3, 7))) == pytest.approx(1.0 + 2 * 20)
+    assert at.overheads_for(inputs, 9) is inputs and at.overheads_for(inputs, 7).continue_s is None
+    # Not knowing the schedule (None): taken to go on, as before.
+    unknown = dataclasses.replace(at, schedule_epochs=None)
+    assert unknown.next_round_s(make_plan((3, 1), (3, 7))) == pytest.approx(0.1 + 2 * 20)

@@ -365,6 +365,12 @@ def test_tensorboard_x_axis_is_the_step_and_a_relaunch_purges_the_steps_past_the
     assert [e.step for e in acc.Scalars("perf/world_size")] == [3, 6]
     assert [e.step for e in acc.Scalars("after_epoch")] == [3, 6]
     assert [e.step for e in acc.Scalars("perf/throughput_samples_per_s")] == [3, 6]
+    # The three launches came a fraction of a second apart; each writer opened in a second of its
+    # own, so TensorBoard (which reads a run's files in name order, the second first, then host
+    # and pid) reads them in launch order: a later pid sorting first would have its steps purged
+    # by the earlier file's purge_step.
+    names = sorted(p.name for p in tensorboard_dir.glob("events.out.tfevents.*"))
+    assert len(names) == 3 and len({name.split(".")[3] for name in names}) == 3, names
 
 
 def test_a_script_that_counts_no_steps_gets_the_epoch_as_x_axis(tmp_path):
