@@ -320,7 +320,8 @@ class Trial:
         global_batch: samples per optimizer step, the same at every ``W``.
         micro_batch_max: the most samples one rank puts through the model at once.
         max_epochs: the schedule's horizon in epochs (the tuner's current target; it may
-            change between launches).
+            change between launches, and for the built-in worker while its kept-alive job is
+            parked: a continue order may carry a new one).
         until_epoch: the last epoch this launch trains.
         metric: the metric every :meth:`report` must carry: the experiment's ``metric``
             (``config.json``'s ``metric``; ``"val_accuracy"`` when it names none).
@@ -575,6 +576,12 @@ class Trial:
                         (self.trial_dir / CONTROL_FILE).unlink(missing_ok=True)
                     return
                 first, self.until_epoch = self.until_epoch + 1, int(order["until_epoch"])
+                # The built-in worker's order may move the schedule's horizon (a re-plan moved the
+                # target; the worker re-anchors its cosine, seer_torch.backends.base.continue_order).
+                self.max_epochs = int(order.get("max_epochs", self.max_epochs))
+                if self.until_epoch > self.max_epochs:
+                    raise ConfigError("continue order until_epoch", self.until_epoch,
+                                      f"an epoch <= max_epochs={self.max_epochs}")
                 self._train_start_unix_s = time.time()
         finally:
             self._release_sigterm()

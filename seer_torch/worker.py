@@ -170,6 +170,7 @@ def train(t: Trial, config: TrialConfig) -> None:
     del state
     trainer.model.train()
     for epoch in t.epochs(checkpoint=trainer.state):
+        trainer.retarget(t.max_epochs)  # a kept-alive job's horizon may move while it is parked
         _train_epoch(trainer, epoch, last=epoch == t.until_epoch)
 
 

@@ -212,7 +212,8 @@ class Backend(abc.ABC):
         job at the same ``W``. Returns the new handle at once; its ``start_s`` is when the job
         parked, so its wait is billed with the segment that follows. Returns ``None`` when the
         parked job cannot take ``spec`` (it died while waiting, another ``W`` or script, its
-        trial's ``config.json`` changed, a switch this backend or this ``W`` does not offer):
+        trial's ``config.json`` changed other than a horizon the built-in worker takes in place,
+        :func:`continue_order`; a switch this backend or this ``W`` does not offer):
         the caller then releases it and launches ``spec`` afresh. Only where
         ``keeps_jobs_alive`` is declared; default ``None``."""
         return None
@@ -238,6 +239,32 @@ class Backend(abc.ABC):
         """Seconds since ``handle``'s job last showed progress. Only where ``detects_hangs``
         is declared."""
         raise NotImplementedError(f"{type(self).__name__} does not detect hangs")
+
+
+def continue_order(parked_config: bytes | None, config: bytes | None,
+                   script: Path | None) -> dict[str, Any] | None:
+    """What a continue order carries besides its target when a parked job may go on with its
+    trial's ``config.json`` as it is now (``config``; ``parked_config`` when the job began):
+    ``{}`` when it is unchanged; ``{"max_epochs": N}`` when only the learning-rate schedule's
+    horizon moved (a re-plan moved the target) and the job runs the built-in worker
+    (``script`` ``None``), which re-anchors its cosine in place exactly as a relaunch would
+    (:meth:`seer_torch.training.trainer.Trainer.retarget`); ``None`` otherwise: a user's script
+    builds its schedule once, so its job starts again."""
+    if config == parked_config:
+        return {}
+    if script is not None or parked_config is None or config is None:
+        return None
+    try:
+        before, now = json.loads(parked_config), json.loads(config)
+    except ValueError:
+        return None
+    if not isinstance(before, dict) or not isinstance(now, dict):
+        return None
+    horizon = now.get("max_epochs")
+    rest = {k: v for k, v in now.items() if k != "max_epochs"}
+    if type(horizon) is not int or rest != {k: v for k, v in before.items() if k != "max_epochs"}:
+        return None
+    return {"max_epochs": horizon}
 
 
 def job_error_text(res: JobResult) -> str:

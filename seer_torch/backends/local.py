@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec, continue_order
 from seer_torch.backends.joblog import LAUNCH_HEADER
 from seer_torch.clock import Clock, RealClock
 from seer_torch.runfiles import (
@@ -409,14 +409,16 @@ class LocalBackend(Backend):
                 or tuple(spec.script_args) != tuple(parked.spec.script_args)):
             return None
         config_bytes = _read_bytes(spec.trial_dir / "config.json")
-        if same and config_bytes != parked.config_bytes:
+        moved = continue_order(parked.config_bytes, config_bytes, spec.script) if same else {}
+        if moved is None:
             return None
         if not same and (spec.script is not None or spec.world_size != 1):
             return None
         generation = parked.generation + 1
         header = f"\n{LAUNCH_HEADER}W={spec.world_size} until_epoch={spec.until_epoch} at {time.ctime()} " + (
             "(kept alive) ===\n" if same else f"(warm worker of {parked.spec.trial_id}) ===\n")
-        order: dict = {"generation": generation, "action": "continue", "until_epoch": spec.until_epoch}
+        order: dict = {"generation": generation, "action": "continue", "until_epoch": spec.until_epoch,
+                       **moved}
         if not same:
             spec.trial_dir.mkdir(parents=True, exist_ok=True)
             for name in ("error.json", PARKED_FILE, CONTROL_FILE):

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seer_torch.backends.base import Backend, JobResult, JobSpec
+from seer_torch.backends.base import Backend, JobResult, JobSpec, continue_order
 from seer_torch.backends.local import (
     JOB_FILE,
     JOB_TOKEN_ENV,
@@ -506,8 +506,9 @@ class RayBackend(Backend):
 
     def continue_job(self, parked: RayJob, spec: JobSpec) -> RayJob | None:
         """Hand a parked job its next target: the same trial at the same ``W`` with the same
-        script and an unchanged ``config.json`` (:meth:`Backend.continue_job`). ``None``
-        otherwise (another trial: no warm workers on Ray yet), or when a part has ended."""
+        script and a ``config.json`` it can go on with (:func:`~seer_torch.backends.base.
+        continue_order`; :meth:`Backend.continue_job`). ``None`` otherwise (another trial: no
+        warm workers on Ray yet), or when a part has ended."""
         if parked.result is None or not parked.result.parked or parked.released is not None:
             return None
         if (Path(spec.trial_dir) != Path(parked.spec.trial_dir) or spec.world_size != parked.spec.world_size
@@ -515,7 +516,8 @@ class RayBackend(Backend):
                 or tuple(spec.script_args) != tuple(parked.spec.script_args)):
             return None
         config_bytes = _read_bytes(spec.trial_dir / "config.json")
-        if self._ended(parked.futures) or config_bytes != parked.config_bytes:
+        moved = continue_order(parked.config_bytes, config_bytes, spec.script)
+        if self._ended(parked.futures) or moved is None:
             return None
         header = launch_header(spec, "(kept alive)")
         for name in ("stdout.log", "stderr.log"):
@@ -533,7 +535,7 @@ class RayBackend(Backend):
             info.update(until_epoch=spec.until_epoch, launch_unix_s=parked.parked_unix_s)
             atomic_write_json(spec.trial_dir / JOB_FILE, info)
         atomic_write_json(spec.trial_dir / CONTROL_FILE, {"generation": job.generation, "action": "continue",
-                                                          "until_epoch": spec.until_epoch})
+                                                          "until_epoch": spec.until_epoch, **moved})
         self._jobs.remove(parked)
         self._jobs.append(job)
         return job

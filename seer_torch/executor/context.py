@@ -189,6 +189,7 @@ def policy_context(
         continue_s=kept_alive_overhead_s(profile, "continue_s", CONTINUE_S) if keep_alive else None,
         warm_start_s=(kept_alive_overhead_s(profile, "warm_start_s", WARM_START_S)
                       if keep_alive and exp.trial.script is None else None),
+        retarget_in_place=keep_alive and exp.trial.script is None,
     )
 
 

@@ -83,6 +83,10 @@ class PolicyContext:
             a continuation is a relaunch (``relaunch_s``).
         warm_start_s: overhead of a ``W = 1`` job on the warm worker another trial's parked job
             left; ``None`` (default): no warm workers (such a job starts cold).
+        retarget_in_place: a kept-alive job goes on when a re-plan moved the target (the
+            built-in worker re-anchors its learning-rate schedule in place,
+            :func:`seer_torch.backends.base.continue_order`); ``False`` (default): its trial's
+            next job then starts processes again (a user's script builds its schedule once).
         The overheads together: :attr:`overheads` (:class:`~seer_torch.policies.costs.Overheads`,
         which says which job pays which).
     """
@@ -110,6 +114,7 @@ class PolicyContext:
     draw_epoch_times_s: tuple[float, ...] = ()
     continue_s: float | None = None
     warm_start_s: float | None = None
+    retarget_in_place: bool = False
 
     @property
     def overheads(self) -> Overheads:

@@ -358,6 +358,7 @@ CONTEXT_TO_PLANNER: dict[str, tuple[str, ...]] = {
     "draw_epoch_times_s": (),  # SeerPolicy.first_plan turns it into wave_epoch_time_s
     "continue_s": ("continue_s",),
     "warm_start_s": ("warm_start_s",),
+    "retarget_in_place": (),  # SeerPolicy's re-plans: RungReplan.schedule_epochs
 }
 
 #: :class:`PlannerInputs` fields no context field gives (measured on the run, or set by SEER).

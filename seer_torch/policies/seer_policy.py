@@ -300,7 +300,8 @@ class SeerPolicy(RoundEngine):
         )
         sync_s = sync_by_world_s(self.ctx.scaling, snap.trials.values(), self.ctx.world_size_ladder)
         at = RungReplan(self.ctx, base_inputs, tuple(ranked), rungs, rung, self.current,
-                        tuple(self.remaining), snap.time_left_s, snap.money_left_usd, sync_s, previous_target)
+                        tuple(self.remaining), snap.time_left_s, snap.money_left_usd, sync_s,
+                        None if self.ctx.retarget_in_place else previous_target)
         new, carried, reason, extended = self._rounds_left(at, counts)
         survivors, self.reserve, out = carry(ranked, carried, members, old_reserve, True)
         if extended and len(new.rounds) == 1 and len(survivors) > new.rounds[0].num_trials:

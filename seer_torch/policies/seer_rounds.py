@@ -164,8 +164,9 @@ class RungReplan:
             (:func:`~seer_torch.policies.trial_speed.sync_by_world_s`); empty: each trial at
             ``W`` is its epoch on one worker over the profile's ``s(W)``.
         schedule_epochs: the target the survivors' jobs run with (their learning-rate
-            schedule's horizon); ``None``: not known, a parked job is taken to go on whatever
-            the target (:meth:`overheads_for`).
+            schedule's horizon); ``None``: a parked job goes on whatever the target (the
+            built-in worker takes a new horizon in place, ``PolicyContext.retarget_in_place``),
+            :meth:`overheads_for`.
     """
 
     ctx: PolicyContext
@@ -181,12 +182,13 @@ class RungReplan:
     schedule_epochs: int | None = None
 
     def overheads_for(self, inputs: planner.PlannerInputs, target: int | None) -> planner.PlannerInputs:
-        """``inputs`` for a plan to ``target``: a survivor's parked job goes on only with the
-        learning-rate schedule it runs (its ``config.json``, :meth:`LocalBackend.continue_job`),
-        so when ``target`` is not :attr:`schedule_epochs` its next job starts processes again
-        (``continue_s`` left out: a relaunch's overhead). Seen: a re-plan that lowered the
-        target priced the final job as a continuation, it paid a 5 s relaunch, and the deadline
-        stopped it short of its target."""
+        """``inputs`` for a plan to ``target``: a user script's parked job goes on only with
+        the learning-rate schedule it runs (its ``config.json``,
+        :func:`~seer_torch.backends.base.continue_order`), so when ``target`` is not
+        :attr:`schedule_epochs` its next job starts processes again (``continue_s`` left out: a
+        relaunch's overhead). Seen (before the built-in worker took a new horizon in place): a
+        re-plan that lowered the target priced the final job as a continuation, it paid a 5 s
+        relaunch, and the deadline stopped it short of its target."""
         if self.schedule_epochs is None or target == self.schedule_epochs or inputs.continue_s is None:
             return inputs
         return dataclasses.replace(inputs, continue_s=None)

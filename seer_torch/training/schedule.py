@@ -7,6 +7,7 @@ Imports torch only to build the optimizer's scheduler (:func:`cosine_schedule`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -125,11 +126,23 @@ def cosine_schedule(optimizer: torch.optim.Optimizer,
 
     if isinstance(schedule, int):
         schedule = LrSchedule.cosine(schedule)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _factor_function(schedule))
 
+
+def _factor_function(schedule: LrSchedule) -> Callable[[int], float]:
     def factor(step: int) -> float:  # a plain function: LambdaLR saves no state for it
         return schedule.factor(step)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def follow(scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: LrSchedule) -> None:
+    """Make ``scheduler`` (from :func:`cosine_schedule`) follow ``schedule`` from its next step
+    on, in place: what a relaunch from this step's checkpoint builds (:func:`launch_lr_schedule`
+    and a loaded ``LambdaLR`` state), for a kept-alive job whose horizon moved while it was
+    parked. The learning rate already set for the next step is the optimizer's and stays; a
+    ``schedule`` from :meth:`LrSchedule.retarget` at the step trained agrees with it there."""
+    scheduler.lr_lambdas = [_factor_function(schedule) for _ in scheduler.lr_lambdas]
 
 
 def launch_lr_schedule(horizon_step: int, saved: Any, step: int) -> LrSchedule:

@@ -24,7 +24,7 @@ from seer_torch.data import Splits, augment_crop_flip, load_dataset, steps_per_e
 from seer_torch.errors import CheckpointError, ConfigError
 from seer_torch.models import build_model
 from seer_torch.training.config import TrialConfig
-from seer_torch.training.schedule import LrSchedule, cosine_schedule, launch_lr_schedule
+from seer_torch.training.schedule import LrSchedule, cosine_schedule, follow, launch_lr_schedule
 from seer_torch.trial import WARMUP_STEPS, Trial
 
 __all__ = ["WARMUP_STEPS", "STATE_KEYS", "Trainer", "build_trainer", "state_problem"]
@@ -58,6 +58,21 @@ class Trainer:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     steps_per_epoch: int
     lr_schedule: LrSchedule
+
+    def retarget(self, max_epochs: int) -> None:
+        """Move the learning-rate schedule's horizon to ``max_epochs`` at the step trained (a
+        kept-alive job handed a new target whose re-plan moved the horizon while it was
+        parked): the cosine re-anchored there exactly as a relaunch from this step's checkpoint
+        re-anchors it (:func:`~seer_torch.training.schedule.launch_lr_schedule`); nothing when
+        the horizon is unchanged.
+
+        Raises:
+            ConfigError: the new horizon is not after the step trained.
+        """
+        schedule = self.lr_schedule.retarget(self.t.step, max_epochs * self.steps_per_epoch)
+        if schedule is not self.lr_schedule:
+            self.lr_schedule = schedule
+            follow(self.scheduler, schedule)
 
     def lr(self) -> float:
         """The learning rate of the (single) parameter group now: the next step's."""

@@ -204,3 +204,92 @@ def test_a_launch_that_parks_wakes_the_tuner_through_its_pipe(tmp_path, monkeypa
         write_order(d, 1, "stop")
         launch.ended()
         assert launch.seen == [1]
+
+
+# -- a parked built-in worker handed a new horizon -------------------------------------------------
+
+
+def worker_trial_dir(tmp_path, name, max_epochs):
+    from seer_torch.training.config import DEFAULT_CONFIG
+
+    d = tmp_path / name
+    d.mkdir()
+    config = {**DEFAULT_CONFIG, "trial_id": name, "model": "digits_mlp", "max_epochs": max_epochs,
+              "configuration": {"lr": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "width": 16,
+                                "dropout": 0.0},
+              "tensorboard_dir": None}
+    (d / "config.json").write_text(json.dumps(config))
+    return d
+
+
+class WorkerLaunch(Launch):
+    """The built-in worker's training (``seer_torch.worker.train``) as one launch in a thread."""
+
+    def run(self):
+        from seer_torch.training.config import TrialConfig
+        from seer_torch.worker import train
+
+        try:
+            with trial.init(self.trial_dir, self.until_epoch, cpu_threads=None) as t:
+                train(t, TrialConfig.load(self.trial_dir))
+        except BaseException as error:  # noqa: BLE001 -- shown by the test
+            self.error = error
+
+
+def set_horizon(trial_dir, max_epochs):
+    config = json.loads((trial_dir / "config.json").read_text())
+    (trial_dir / "config.json").write_text(json.dumps({**config, "max_epochs": max_epochs}))
+
+
+def test_a_parked_worker_takes_a_new_horizon_in_place_as_a_relaunch_would(tmp_path):
+    # Kept alive: parked at epoch 1 with the schedule to epoch 5, then the re-plan lowers the
+    # target to 3 and the order carries it. Relaunched: a new launch from the epoch-1
+    # checkpoint with max_epochs 3 (what happened before, at the price of a process start).
+    kept = worker_trial_dir(tmp_path, "kept", 5)
+    launch = WorkerLaunch(kept, 1)
+    wait_parked(kept, 0, launch)
+    set_horizon(kept, 3)
+    order(kept, 1, "continue", until_epoch=3, max_epochs=3)
+    wait_parked(kept, 1, launch)
+    order(kept, 2, "stop")
+    launch.ended()
+
+    relaunched = worker_trial_dir(tmp_path, "relaunched", 5)
+    first = WorkerLaunch(relaunched, 1)
+    wait_parked(relaunched, 0, first)
+    order(relaunched, 1, "stop")
+    first.ended()
+    set_horizon(relaunched, 3)
+    second = WorkerLaunch(relaunched, 3)
+    wait_parked(relaunched, 0, second)
+    order(relaunched, 1, "stop")
+    second.ended()
+
+    def lines(d):
+        return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["epoch"] for r in lines(kept)] == [1, 2, 3]
+    assert [r["lr"] for r in lines(kept)] == [r["lr"] for r in lines(relaunched)]
+    assert [r["train_loss"] for r in lines(kept)] == [r["train_loss"] for r in lines(relaunched)]
+    assert lines(kept)[-1]["lr"] == 0.0  # the cosine reached 0 at the new horizon, epoch 3
+    a = torch.load(kept / "checkpoint.pt", weights_only=False)["state"]
+    b = torch.load(relaunched / "checkpoint.pt", weights_only=False)["state"]
+    assert a["lr_schedule"] == b["lr_schedule"] and len(a["lr_schedule"]) == 2  # re-anchored once
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_a_continue_order_carries_a_moved_horizon_only_for_the_built_in_worker():
+    from pathlib import Path
+
+    from seer_torch.backends.base import continue_order
+
+    config = {"trial_id": "t0", "max_epochs": 27, "configuration": {"lr": 0.1}}
+    before = json.dumps(config).encode()
+    moved = json.dumps({**config, "max_epochs": 9}).encode()
+    other = json.dumps({**config, "configuration": {"lr": 0.2}, "max_epochs": 9}).encode()
+    assert continue_order(before, before, None) == {} == continue_order(before, before, Path("train.py"))
+    assert continue_order(before, moved, None) == {"max_epochs": 9}
+    assert continue_order(before, moved, Path("train.py")) is None  # a script builds its schedule once
+    assert continue_order(before, other, None) is None  # anything else changed: start again
+    assert continue_order(before, b"{torn", None) is None and continue_order(None, moved, None) is None
