@@ -85,9 +85,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _version() -> str:
+    """The installed seer-torch's version (its package metadata), with the torch it runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("seer-torch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "(not installed)"
+    try:
+        return f"{ours} (torch {version('torch')})"
+    except PackageNotFoundError:
+        return ours
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seer",
                                      description="Elastic hyperparameter tuning for PyTorch (SEER).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_tune_parser(sub)
     _add_plan_parser(sub)

@@ -381,3 +381,12 @@ def test_the_summary_fits_80_columns(tmp_path, capsys):
         json.loads(out[out.index("config: ") + len("config: ") : out.index("\nused ")])
         == results["best"]["config"]
     )
+
+
+def test_seer_version_names_the_installed_package_and_its_torch(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as ended:
+        main(["--version"])
+    assert ended.value.code == 0
+    assert capsys.readouterr().out.strip() == f"seer {version('seer-torch')} (torch {version('torch')})"
