@@ -395,8 +395,11 @@ def best_effort(
     extended = extend_best_effort(at, new, used)
     if extended is not None:
         new = extended
-    reason = (f"best effort: not one survivor reaches epoch {at.rungs[-1]} within the budgets left; "
-              f"{new.survivors[-1] if new.rounds else 0} go on to epoch {new.target_epochs}")
+    head = f"best effort: not one survivor reaches epoch {at.rungs[-1]} within the budgets left; "
+    if new.rounds:
+        reason = head + f"{new.survivors[-1]} go on to epoch {new.target_epochs}"
+    else:
+        reason = head + f"none goes on: the best stays at epoch {at.rung}"
     return new, reason, extended is not None
 
 

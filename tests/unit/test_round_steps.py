@@ -245,6 +245,11 @@ def test_best_effort_reason_names_what_goes_on():
     assert extended and new.rungs == (2,) and new.feasible is False
     assert reason == ("best effort: not one survivor reaches epoch 9 within the budgets left; "
                       "1 go on to epoch 2")
+    # Not one more epoch fits: no "0 go on to epoch 0".
+    at = FakeAt(lambda p: False, rungs=(3, 9), rung=1)
+    new, reason, extended = best_effort(at, make_plan((), (), feasible=False), (3, 1))
+    assert not extended and new.rounds == ()
+    assert reason.endswith("; none goes on: the best stays at epoch 1"), reason
 
 
 def test_truncation_note_names_the_binding_budget():
