@@ -448,7 +448,7 @@ def budget_words(inputs: PlannerInputs, binding: str) -> str:
 
 def summary_words(inputs: PlannerInputs, time_s: float, cost_usd: float) -> str:
     return (
-        f"predicted {time_s:.1f} s of {inputs.time_limit_s:g} s and {cost_usd:.4g} USD of "
+        f"predicted {time_s:.1f} s of {inputs.time_limit_s:.1f} s and {cost_usd:.4g} USD of "
         f"{inputs.money_limit_usd:.4g} USD (safety fraction {inputs.safety_fraction:g})"
     )
 
