@@ -161,21 +161,27 @@ def tune(
     return Results.load(folder)
 
 
-def resume(run_dir: str | os.PathLike[str], *, num_slots: int | None = None, progress: bool = True,
-           on_event: EventHook | None = None, report: bool = True) -> Results:
+def resume(run_dir: str | os.PathLike[str], *, num_slots: int | None = None,
+           time_budget: str | float | None = None, money_budget: str | float | None = None,
+           progress: bool = True, on_event: EventHook | None = None, report: bool = True) -> Results:
     """Continue the run journaled in ``run_dir`` (``seer resume``; what that does:
     :meth:`seer_torch.executor.Tuner.resume`) on this machine, and return its :class:`Results`.
-    ``report``: as :func:`tune`'s.
+    ``time_budget`` / ``money_budget``: as ``seer resume --time-budget/--money-budget``, a new
+    total for the whole run (seconds, USD) or ``"+X"`` to add ``X``; with either, a run that
+    ended by its budget goes on. ``report``: as :func:`tune`'s.
 
     Raises:
-        ConfigError: ``run_dir`` holds no resumable run, or ``num_slots`` is below 1.
+        ConfigError: ``run_dir`` holds no resumable run (or a finished run given no more
+            budget), ``num_slots`` is below 1, or a budget is not a number above what the run
+            has used.
         RunDirInUse: another live process holds ``run_dir``.
         KeyboardInterrupt: interrupted; ``results.json`` holds what was completed.
     """
     from seer_torch.commands.tune import resume_run
 
     hook, live = _events(progress, on_event)
-    resume_run(Path(run_dir), num_slots=num_slots, on_event=hook, live=live, report=report)
+    resume_run(Path(run_dir), num_slots=num_slots, time_budget=time_budget, money_budget=money_budget,
+               on_event=hook, live=live, report=report)
     return Results.load(run_dir)
 
 

@@ -137,3 +137,16 @@ def test_importing_seer_torch_imports_neither_torch_nor_the_api_until_asked():
     assert json.loads(out.stdout) == [False, False, True, False, "seer_torch.api", []]
     with pytest.raises(AttributeError, match="no attribute 'tunee'"):
         seer_torch.tunee  # noqa: B018
+
+
+def test_resume_takes_more_budget_as_seer_resume_does(tmp_path):
+    run_dir = tmp_path / "run"
+    seer_torch.tune(seer_torch.experiment(_spec(tmp_path)), run_dir, backend="simulated", curve=curve,
+                    progress=False)
+    used = json.loads((run_dir / "results.json").read_text())["budget"]["time_used_s"]
+    with pytest.raises(ConfigError) as refused:
+        seer_torch.resume(run_dir, time_budget=f"{used / 2:g}", progress=False)
+    assert refused.value.field == "--time-budget" and "more than the run has used" in str(refused.value)
+    with pytest.raises(ConfigError) as refused:
+        seer_torch.resume(run_dir, money_budget="+abc", progress=False)
+    assert refused.value.field == "--money-budget"
