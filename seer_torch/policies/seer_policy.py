@@ -56,6 +56,7 @@ no clock, files or processes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from seer_torch.policies import seer as planner
@@ -182,7 +183,35 @@ class SeerPolicy(RoundEngine):
         return rounds[-1].rung_epoch if rounds else self.ctx.max_epochs
 
     def answer(self, snapshot: Snapshot) -> tuple[str, int] | None:
-        return best_at_rungs(snapshot.trials, self.completed_rungs)
+        """The best trial at the completed rungs (:func:`best_at_rungs`) and, when the
+        current round was cut short (:meth:`cut_epoch`), at the epoch it was cut at."""
+        cut = self.cut_epoch(snapshot)
+        return best_at_rungs(snapshot.trials, self.completed_rungs + ([cut] if cut is not None else []))
+
+    def cut_epoch(self, snapshot: Snapshot) -> int | None:
+        """The epoch the current round was cut at, when the run ended inside it (the deadline
+        or the money stopped its jobs, which keep every epoch they reported,
+        docs/fault-tolerance.md) with one member still in the running (a lone finalist): the
+        epoch it saved, when it is stopped, reported a finite score there, and that lies past the
+        last completed rung; else ``None``. The answer is then still the best trial of the last
+        completed rung (CASES.md 6: it was carried as the best there, unless it collapsed
+        after it), judged where its checkpoint is. Several finalists cut at different epochs
+        are compared at the last completed rung, as before. Seen: a final round planned at
+        19.8 s took 22.5 s (its ``W = 2`` epochs 5-18% slower than in the round before, in 4
+        of 4 such runs); the deadline stopped its lone finalist after epoch 55, short of its
+        target, and the answer was judged at the last completed rung, 17."""
+        if self.current is None or not self.round_records or self.round_records[-1].get("completed"):
+            return None
+        by_index = {t.index: t for t in snapshot.trials.values()}
+        if any(i not in by_index for i in self.members):
+            return None  # a member never started
+        alive = [by_index[i] for i in self.members if by_index[i].status not in ("eliminated", *BAD_STATUSES)]
+        if len(alive) != 1 or alive[0].status == "running":
+            return None
+        cut = alive[0].epochs
+        if cut <= (self.completed_rungs[-1] if self.completed_rungs else 0):
+            return None
+        return cut if math.isfinite(alive[0].score.get(cut, math.nan)) else None
 
     def next_round_slots(self) -> int:
         """Slots the next planned round holds at once: its trials times its ``W``, at most the

@@ -135,7 +135,8 @@ def test_budgets_hold_and_the_deadline_widens_the_last_round(tmp_path):
 def test_case6_the_deadline_cuts_a_round_and_the_answer_is_the_last_completed_rung(tmp_path):
     # The profile promises 1.8x at W=2, but the cluster delivers no speedup at all: the
     # widened final round cannot finish, is stopped at the deadline, and the answer is the best
-    # trial of the last completed rung.
+    # trial of the last completed rung, judged at the epoch its stopped job saved (the lone
+    # finalist's: SeerPolicy.cut_epoch).
     res, backend = _run(
         tmp_path,
         max_configurations=200,
@@ -156,9 +157,15 @@ def test_case6_the_deadline_cuts_a_round_and_the_answer_is_the_last_completed_ru
     last = res["rounds"][-1]
     assert last["completed"] is False
     previous_rung = res["rounds"][-2]["rung_epoch"]
-    assert res["best"]["epochs"] == previous_rung
-    stopped = [t for t in res["trials"] if t["status"] == "stopped"]
-    assert stopped and all(t["epochs"] < 27 for t in stopped)
+    at_rung = {t["trial_id"]: {int(e): v for e, v in t["metric_by_epoch"].items()}.get(previous_rung)
+               for t in res["trials"]}
+    best_at_rung = max((v, tid) for tid, v in at_rung.items() if v is not None)[1]
+    # the lone finalist (a runner-up held back at the rung is stopped there too)
+    stopped = [t for t in res["trials"] if t["status"] == "stopped" and t["epochs"] > previous_rung]
+    assert [t["trial_id"] for t in stopped] == [best_at_rung]
+    assert previous_rung < stopped[0]["epochs"] < 27
+    assert res["best"]["trial_id"] == best_at_rung
+    assert res["best"]["epochs"] == stopped[0]["epochs"]
 
 
 def test_a_round_predicted_to_break_the_budget_is_not_started(tmp_path):

@@ -8,6 +8,7 @@ simulated clock when the job starts.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -236,3 +237,55 @@ def test_fault7_best_effort_names_max_epochs_and_the_budget_and_keeps_the_finali
     last = res["rounds"][-1]
     assert last["num_trials"] == 2, res["rounds"]
     assert res["budget"]["time_used_s"] <= 130.0
+
+
+# -- a final round cut by the deadline ---------------------------------------------------------
+
+
+def test_a_final_round_the_deadline_cut_is_judged_at_the_epoch_its_finalist_saved(tmp_path):
+    # The machine slows down (2.0 -> 2.6 s an epoch from 40 s on) after the re-plans measured
+    # it: the last round, planned to fit, runs past the deadline, which stops its lone finalist
+    # past the last completed rung. The answer is judged at the epoch it saved, not at that rung.
+    res = _run(tmp_path, time_s=100.0, loaded_until_s=40.0, loaded_epoch_s=2.0, quiet_epoch_s=2.6)
+    assert res["stop_reason"] == "deadline reached"
+    last, before = res["rounds"][-1], res["rounds"][-2]
+    assert not last["completed"] and before["completed"]
+    assert last["num_trials"] == 1
+    finalist = next(t for t in res["trials"]
+                    if t["status"] == "stopped" and t["epochs"] > before["rung_epoch"])
+    assert before["rung_epoch"] < finalist["epochs"] < last["rung_epoch"]
+    assert res["best"]["trial_id"] == finalist["trial_id"]
+    assert res["best"]["epochs"] == finalist["epochs"]
+
+
+def test_a_cut_round_is_judged_where_its_lone_finalist_saved():
+    # A lone finalist stopped at epoch 12 past the rung at 5 is judged at 12; two finalists
+    # still in the round, one not past the rung, one still running, or a member that never
+    # started: no cut epoch (they are compared at the last completed rung, CASES.md 6).
+    from seer_torch.policies.seer_policy import SeerPolicy
+
+    policy = SeerPolicy()
+    policy.completed_rungs = [1, 5]
+    policy.current = object()  # a round in progress
+    policy.round_records = [{"completed": True}, {"completed": True}, {"completed": False}]
+    policy.members = [0, 1]
+    scores = {e: 0.5 + e / 100 for e in range(1, 15)}
+
+    def snap(*views):
+        return base.Snapshot(0.0, 0.0, 0.0, 2, 2, {v.trial_id: v for v in views}, ())
+
+    a = TrialView("t000", 0, "stopped", 12, None, None, {e: v for e, v in scores.items() if e <= 12})
+    gone = TrialView("t001", 1, "diverged", 7, None, None, {1: 0.9, 5: 0.9, 7: math.nan})
+    assert policy.cut_epoch(snap(a, gone)) == 12
+    assert policy.answer(snap(a, gone)) == ("t000", 12)
+    policy.round_records[-1]["completed"] = True
+    assert policy.cut_epoch(snap(a, gone)) is None  # the round completed: its rung is judged
+    policy.round_records[-1]["completed"] = False
+    b = TrialView("t001", 1, "stopped", 14, None, None, {e: v + 0.01 for e, v in scores.items()})
+    assert policy.cut_epoch(snap(a, b)) is None
+    assert policy.answer(snap(a, b)) == ("t001", 5)
+    behind = TrialView("t000", 0, "paused", 5, None, None, {1: 0.5, 5: 0.55})
+    assert policy.cut_epoch(snap(behind, gone)) is None
+    running = TrialView("t000", 0, "running", 12, 1, 17, a.score)
+    assert policy.cut_epoch(snap(running, gone)) is None
+    assert policy.cut_epoch(snap(a)) is None  # a member never started
