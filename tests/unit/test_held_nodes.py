@@ -245,19 +245,28 @@ class _BootingCluster(SimulatedBackend):
         self.requests.append((self.clock.now(), slots))
 
 
-def _booting_run(tmp_path, name, **resources):
+def _booting_run(tmp_path, name, boot_s=7.0, slots=4, speedup=(1.0,), configurations=9,
+                 time_budget_s=1e5, **resources):
+    """A SEER run on a :class:`_BootingCluster` whose nodes come ``boot_s`` after a request;
+    ``speedup`` at W = 1, 2, 4, ... (the ladder)."""
+    ladder = [2 ** i for i in range(len(speedup))]
+    profile = tmp_path / f"{name}-profile.json"
+    profile.write_text(json.dumps({"world_sizes": ladder, "speedup": list(speedup), "epoch_time_s": 10.0,
+                                   "startup_s": 5.0, "resize_s": 5.0}))
     exp = parse_experiment({
         "name": "boots", "seed": 1,
-        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 64},
-        "budget": {"time_budget_s": 1e5, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
-        "resources": {"num_slots": 4, "world_size_ladder": [1], "backend": "ray", **resources},
-        "search": {"max_configurations": 9},
-        "planner": {"profile": str(_profile(tmp_path))},
+        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 8},
+        "budget": {"time_budget_s": time_budget_s, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
+        "resources": {"num_slots": slots, "world_size_ladder": ladder, "backend": "ray", **resources},
+        "search": {"max_configurations": configurations},
+        "planner": {"profile": str(profile)},
         "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
     })
     clock = SimulatedClock()
-    backend = _BootingCluster(4, clock, epoch_time_s=10.0, speedup=lambda w: 1.0, startup_s=5.0,
+    by_w = dict(zip(ladder, speedup))
+    backend = _BootingCluster(slots, clock, epoch_time_s=10.0, speedup=lambda w: by_w[w], startup_s=5.0,
                               curve=lambda c, e: c["q"] * (1 - 0.5 ** e))
+    backend.BOOT_S = boot_s
     backend.requests = []
     policy = SeerPolicy()
     res = Tuner(exp, tmp_path / name, backend, clock=clock, policy=policy).run()
@@ -308,3 +317,34 @@ def test_machine_start_s_is_read_checked_and_written_back():
     with pytest.raises(ConfigError) as e:  # local slots need no machine start
         parse_experiment({**raw, "resources": {"num_slots": 4, "machine_start_s": 45}})
     assert e.value.field == "resources.machine_start_s" and "backend = 'ray'" in str(e.value)
+
+
+_WIDE = dict(slots=8, speedup=(1.0, 1.9, 3.6, 6.4), configurations=3, time_budget_s=140.0)
+
+
+def test_a_re_plan_waits_what_is_left_of_the_machine_start_after_the_round_just_closed(tmp_path):
+    # 3 configurations on 8 slots: round 1 holds 3 (W = 1), round 2 its 2 survivors at W = 2,
+    # 4 slots: new machines. The first plan waits 40 s for round 1's machines (35 + 40 s), and
+    # round 2's booted meanwhile. The simulated jobs do not wait for machines: round 1 ends at
+    # 35 s, no node has been seen yet (they come at 40 s), so the re-plan waits 40 - 35 = 5 s.
+    res, policy = _booting_run(tmp_path, "left", boot_s=40.0, machine_start_s=40.0, **_WIDE)
+    first = [(r.num_trials, r.world_size, r.predicted_duration_s) for r in policy.plan.rounds]
+    assert first == [(3, 1, pytest.approx(35.0 + 40.0)), (2, 2, pytest.approx(5.0 + 60 / 1.9))]
+    (replan,) = policy.replans
+    assert replan["at_s"] == 35.0
+    (r2,) = replan["plan"]["rounds"]
+    assert (r2["num_trials"], r2["world_size"]) == (2, 2)
+    assert r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9 + 5.0)
+
+
+def test_a_re_plan_uses_the_measured_machine_start_over_the_configured_one(tmp_path):
+    # The same run (160 s) with 60 s configured, and nodes 5 s after the request, first seen at round
+    # 1's end (35 s: the simulated clock looks at events): measured 35 s, so round 2 waits
+    # 35 - 35 = 0 s, not the configured 60 - 35 = 25 s.
+    res, policy = _booting_run(tmp_path, "measured-wins", boot_s=5.0, machine_start_s=60.0,
+                               **{**_WIDE, "time_budget_s": 160.0})
+    assert policy.plan.rounds[0].predicted_duration_s == pytest.approx(35.0 + 60.0)
+    assert res["cluster"]["machine_starts_s"][0] == 35.0
+    (replan,) = policy.replans
+    (r2,) = replan["plan"]["rounds"]
+    assert r2["world_size"] == 2 and r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9)
