@@ -237,7 +237,9 @@ class RoundPlan:
         num_trials: ``n_k``.
         world_size: ``W_k``, workers of each trial.
         waves: ``ceil(n_k / (num_slots // W_k))``, batches of trials run one after another.
-        predicted_duration_s: ``D_k = waves * J_k``, wall clock of the round.
+        predicted_duration_s: ``D_k = waves * J_k``, wall clock of the round, plus its wait for
+            machines on a cluster that rents them
+            (:func:`~seer_torch.policies.costs.machine_wait_s`).
         predicted_cost_usd: ``C_k = price / 3600 * n_k * W_k * billed(J_k)``.
     """
 
@@ -252,7 +254,8 @@ class RoundPlan:
 
     @property
     def job_duration_s(self) -> float:
-        """``J_k``: predicted seconds of one trial's job in this round, overhead included."""
+        """``J_k``: predicted seconds of one trial's job in this round, overhead included (a
+        wait for machines spread over the waves: an upper bound for a job of a later wave)."""
         return self.predicted_duration_s / self.waves
 
 
