@@ -246,7 +246,7 @@ class _BootingCluster(SimulatedBackend):
 
 
 def _booting_run(tmp_path, name, boot_s=7.0, slots=4, speedup=(1.0,), configurations=9,
-                 time_budget_s=1e5, **resources):
+                 time_budget_s=1e5, _crash_at=None, **resources):
     """A SEER run on a :class:`_BootingCluster` whose nodes come ``boot_s`` after a request;
     ``speedup`` at W = 1, 2, 4, ... (the ladder)."""
     ladder = [2 ** i for i in range(len(speedup))]
@@ -269,6 +269,8 @@ def _booting_run(tmp_path, name, boot_s=7.0, slots=4, speedup=(1.0,), configurat
     backend.BOOT_S = boot_s
     backend.requests = []
     policy = SeerPolicy()
+    if _crash_at is not None:  # stopped there (the test resumes it)
+        return Tuner(exp, tmp_path / name, backend, clock=clock, policy=policy), backend, clock
     res = Tuner(exp, tmp_path / name, backend, clock=clock, policy=policy).run()
     return res, policy
 
@@ -348,3 +350,24 @@ def test_a_re_plan_uses_the_measured_machine_start_over_the_configured_one(tmp_p
     (replan,) = policy.replans
     (r2,) = replan["plan"]["rounds"]
     assert r2["world_size"] == 2 and r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9)
+
+
+def test_a_resumed_run_keeps_the_machine_starts_it_measured(tmp_path, monkeypatch):
+    from seer_torch.executor import journal
+    from seer_torch.executor.journal import Crash
+    from seer_torch.policies.registry import make_policy
+
+    clean, _ = _booting_run(tmp_path, "clean")
+    tuner, backend, clock = _booting_run(tmp_path, "killed", _crash_at="decide:4")
+    monkeypatch.setattr(journal, "_crash_counts", {})
+    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "decide:4")
+    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
+    with pytest.raises(Crash):
+        tuner.run()
+    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["measured"]["machine_starts_s"] == [15.0, 15.0]
+    res = Tuner.resume(tmp_path / "killed", backend, make_policy=make_policy, clock=clock).run(resume=True)
+    # the replay decided as before (the snapshots' machine starts journaled), the starts kept
+    assert res["cluster"]["machine_starts_s"][:2] == [15.0, 15.0]
+    assert res["best"]["trial_id"] == clean["best"]["trial_id"]
