@@ -119,7 +119,10 @@ class ResourceSpec:
     ``address``: the Ray cluster to join (``"auto"``, ``"IP:PORT"``, ``"ray://..."``; only
     with ``backend = "ray"``; ``None``: ``$RAY_ADDRESS`` or a new local Ray). ``node_types``:
     the price of each kind of node on Ray (:class:`NodeType`; a node of no listed type costs
-    ``budget.price_usd_per_slot_hour`` a slot)."""
+    ``budget.price_usd_per_slot_hour`` a slot). ``machine_start_s``: seconds from asking the
+    Ray autoscaler for a machine to its slots offered, which SEER plans a round that needs new
+    machines with until the run has measured one (only with ``backend = "ray"``; ``None``: 0
+    until measured)."""
 
     num_slots: int = 1
     world_size_ladder: tuple[int, ...] = (1, 2, 4, 8)
@@ -127,6 +130,7 @@ class ResourceSpec:
     backend: str = "local"
     address: str | None = None
     node_types: tuple[NodeType, ...] = ()
+    machine_start_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -571,7 +575,23 @@ def _parse_resources(r: Mapping[str, Any]) -> ResourceSpec:
         backend=backend,
         address=address,
         node_types=_parse_node_types(r.get("node_types", [])),
+        machine_start_s=_parse_machine_start(r.get("machine_start_s")),
     )
+
+
+def _parse_machine_start(raw: Any) -> float | None:
+    """``[resources] machine_start_s``: absent, or a finite number of seconds ``>= 0``.
+
+    Raises:
+        ConfigError: anything else (naming the field, the value and what is allowed).
+    """
+    if raw is None:
+        return None
+    if not is_number(raw) or raw < 0:
+        raise ConfigError("resources.machine_start_s", raw,
+                          "a finite number of seconds >= 0 (from asking the Ray autoscaler for a machine "
+                          "to its slots offered), or leave it out")
+    return float(raw)
 
 
 _NODE_TYPE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -694,6 +714,10 @@ def _check_combinations(exp: Experiment) -> None:
         raise ConfigError("resources.node_types", [t.name for t in exp.resources.node_types],
                           "none with the local backend (node types price a Ray cluster's nodes; locally "
                           "each slot costs budget.price_usd_per_slot_hour): set resources.backend = 'ray'")
+    if exp.resources.machine_start_s is not None and exp.resources.backend != "ray":
+        raise ConfigError("resources.machine_start_s", exp.resources.machine_start_s,
+                          "none with the local backend (it is how long a Ray autoscaler takes to start a "
+                          "machine; local slots need none): set resources.backend = 'ray' or leave it out")
     t = exp.training
     if t.min_epochs is not None and t.min_epochs > t.max_epochs:
         raise ConfigError("training.min_epochs", t.min_epochs,

@@ -127,6 +127,11 @@ class SimulationCase:
         max_configurations: cap on configurations (default: the table's size).
         keep_alive: jobs park at their rung and continue there, warm workers take new
             trials at ``W = 1`` (default :data:`KEEP_ALIVE`: as the local backend).
+        machine_start_s: plan as on a Ray cluster whose machines take this long to start
+            (``[resources] machine_start_s``: SEER's rounds that need more slots than the round
+            before wait for them, :func:`seer_torch.policies.costs.machine_wait_s`); ``None``
+            (default): no machines to wait for. The simulated cluster itself starts none: its
+            jobs never wait, so only the plans change.
 
     The experiment optimizes the table's ``metric`` in its ``mode``.
     """
@@ -145,6 +150,7 @@ class SimulationCase:
     safety_fraction: float = 0.9
     max_configurations: int | None = None
     keep_alive: bool = KEEP_ALIVE
+    machine_start_s: float | None = None
 
     def experiment(self, seed: int) -> Experiment:
         """The experiment a simulated run uses (validated like a user's file)."""
@@ -167,14 +173,17 @@ class SimulationCase:
             training["eta"] = self.eta
         if self.min_epochs is not None:
             training["min_epochs"] = self.min_epochs
+        resources: dict[str, Any] = {"num_slots": self.num_slots, "world_size_ladder": ladder,
+                                     "keep_alive": self.keep_alive}
+        if self.machine_start_s is not None:  # planned as on a Ray cluster that starts machines
+            resources.update(backend="ray", machine_start_s=self.machine_start_s)
         exp = parse_experiment(
             {
                 "name": f"sim-{self.table.name}",
                 "seed": seed,
                 "training": training,
                 "budget": budget,
-                "resources": {"num_slots": self.num_slots, "world_size_ladder": ladder,
-                              "keep_alive": self.keep_alive},
+                "resources": resources,
                 "search": {"max_configurations": self.max_configurations or len(self.table)},
                 "planner": {"safety_fraction": self.safety_fraction},
                 "search_space": {"row": {"distribution": "uniform", "low": 0.0, "high": 1.0}},

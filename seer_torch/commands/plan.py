@@ -142,6 +142,7 @@ def _print_json(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
                 "num_slots": exp.resources.num_slots,
                 "plan": plan.to_dict(),
                 "nodes": [_nodes_dict(n) for n in _plan_nodes(exp, plan)] or None,
+                "machine_start_s": inputs.ctx.machine_start_s,
             },
             indent=2,
         )
@@ -230,5 +231,20 @@ def _print_table(exp: Experiment, inputs: _PlanInputs, plan: Any) -> None:
                 f"through the round: {held:.4f} USD in all (the meter on Ray bills what the cluster "
                 "holds: boots, idle slots and nodes the autoscaler keeps after a round count too)"
             )
+    if exp.resources.backend == "ray":
+        console.print(machine_start_words(ctx.machine_start_s))
     style = "bold green" if plan.feasible else "bold red"
     console.print(f"[{style}]{plan.message}[/]")
+
+
+def machine_start_words(machine_start_s: float | None) -> str:
+    """The machine start a plan on the Ray backend was made with, in words (``seer plan``)."""
+    if machine_start_s is None:
+        return ("machine start: planned as 0 s (\\[resources] machine_start_s not set); seer tune "
+                "measures it on the cluster and re-plans with it at each rung")
+    words = f"machine start: {machine_start_s:g} s (\\[resources] machine_start_s)"
+    if machine_start_s > 0:
+        words += (": round 1 waits it for its machines, and a round that holds more slots than the one "
+                  "before waits what is left of it after that round (its machines are asked for when that "
+                  "round starts); seer tune re-plans with the start it measures")
+    return words

@@ -159,7 +159,9 @@ def policy_context(
     ``warm_start_s`` are the profile's when it measured them, else :data:`CONTINUE_S` and
     :data:`WARM_START_S`; without, both ``None`` (every job starts processes). A ``[trial]
     script`` has no warm workers (``warm_start_s`` ``None``): only the built-in worker takes
-    up another trial in its process."""
+    up another trial in its process. ``machine_start_s``: the experiment's ``[resources]
+    machine_start_s`` on the Ray backend (the run's measured one replaces it in each snapshot,
+    ``Snapshot.machine_start_s``), else ``None``."""
     draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile, draw_costs)
     epoch_time_s = profile.epoch_time_s if draw_times_s or not draws else statistics.fmean(draws)
     t = exp.training
@@ -190,6 +192,7 @@ def policy_context(
         warm_start_s=(kept_alive_overhead_s(profile, "warm_start_s", WARM_START_S)
                       if keep_alive and exp.trial.script is None else None),
         retarget_in_place=keep_alive and exp.trial.script is None,
+        machine_start_s=exp.resources.machine_start_s if exp.resources.backend == "ray" else None,
     )
 
 

@@ -15,11 +15,20 @@ with the node's slot count), else ``budget.price_usd_per_slot_hour`` times its s
 still held is billed through the time asked for (so the money check can look ahead). The
 times are the run's clock at the looks, so a node's span is known to within the time between
 two looks (:data:`seer_torch.backends.ray_backend.NODE_LOOK_S`).
+
+Machine start (issue 17): the executor tells the meter each request it makes of the autoscaler
+(:meth:`HeldNodes.asked`). A request for more slots than were asked for and held waits for
+that many; a node first seen while one waits started ``now_s -`` that request's time, its
+*machine start*, and fills the oldest waiting request first (:attr:`HeldNodes.machine_starts_s`,
+their median :meth:`HeldNodes.machine_start_s`: what SEER plans a round that needs new machines
+with). Nodes no request waits for (those held before the first request, one the autoscaler
+launched beyond the request) have none.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,11 +118,48 @@ class HeldNodes:
         self._granularity_s, self._minimum_s = float(granularity_s), float(minimum_s)
         self.spans: list[NodeSpan] = []
         self._open: dict[str, NodeSpan] = {}
+        self.machine_starts_s: list[float] = []  # seconds, in the order the nodes came
+        self._asked_slots = 0  # the latest request
+        self._waiting: list[list[float]] = []  # requests still waiting: [asked at (s), slots to come]
+
+    def held_slots(self) -> int:
+        """Slots of the nodes held now (as of the latest look)."""
+        return sum(s.slots for s in self._open.values())
+
+    def asked(self, now_s: float, slots: int) -> None:
+        """The executor asked the cluster for ``slots`` slots at ``now_s`` (replacing its
+        previous request). What it asks beyond both the previous request and the slots held waits
+        for new nodes from ``now_s``; a lower request drops the newest waiting slots it no longer
+        asks for.
+
+        Raises:
+            ValueError: ``slots`` below 0.
+        """
+        if slots < 0:
+            raise ValueError(f"slots: got {slots}; allowed: >= 0")
+        held = self.held_slots()
+        extra = slots - max(self._asked_slots, held)
+        if extra > 0:
+            self._waiting.append([now_s, float(extra)])
+        else:
+            excess = sum(w[1] for w in self._waiting) - max(0, slots - held)
+            while excess > 0 and self._waiting:
+                cut = min(excess, self._waiting[-1][1])
+                self._waiting[-1][1] -= cut
+                excess -= cut
+                if self._waiting[-1][1] <= 0:
+                    self._waiting.pop()
+        self._asked_slots = slots
+
+    def machine_start_s(self) -> float | None:
+        """The median of :attr:`machine_starts_s`, seconds; ``None`` before any was measured."""
+        return statistics.median(self.machine_starts_s) if self.machine_starts_s else None
 
     def observe(self, now_s: float, alive: Mapping[str, int]) -> None:
         """One look at the cluster at ``now_s``: ``alive`` maps each live node's id to its slots.
-        A node seen for the first time starts now; a held node not among them (or with no slots
-        left) ended now."""
+        A node seen for the first time starts now (and, when a request waits for it, its machine
+        start is measured: the module notes); a held node not among them (or with no slots left)
+        ended now."""
         for node_id, slots in alive.items():
             if slots > 0 and node_id not in self._open:
                 kind = self._types.get(slots)
@@ -121,6 +167,12 @@ class HeldNodes:
                                 kind.price_usd_per_hour if kind else self._slot_price * slots, now_s)
                 self.spans.append(span)
                 self._open[node_id] = span
+                if self._waiting:  # the node a waiting request asked for: its machine start
+                    oldest = self._waiting[0]
+                    self.machine_starts_s.append(max(0.0, now_s - oldest[0]))
+                    oldest[1] -= slots
+                    if oldest[1] <= 0:
+                        self._waiting.pop(0)
         for node_id in [n for n in self._open if alive.get(n, 0) <= 0]:
             self._open.pop(node_id).end_s = now_s
 

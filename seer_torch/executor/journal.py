@@ -156,6 +156,7 @@ class Journal:
                 "job_overhead_s": snap.job_overhead_s,
                 "continue_overhead_s": snap.continue_overhead_s,
                 "warm_start_overhead_s": snap.warm_start_overhead_s,
+                "machine_start_s": snap.machine_start_s,
                 "events": [dataclasses.asdict(e) for e in snap.events],
                 "changed": changed,
             },
@@ -214,6 +215,9 @@ class Journal:
                     "start_kinds": dict(book.start_kinds),
                     "start_slot_s": dict(book.start_slot_s),
                     "profiling_slot_s": book.profiling_slot_s,
+                    # a cluster's measured machine starts (seconds): a resume plans with them
+                    "machine_starts_s": (list(meter.held_nodes.machine_starts_s)
+                                         if meter.held_nodes is not None else []),
                 },
             },
             keep_previous=True,

@@ -136,6 +136,8 @@ class EventLoop:
             warm_start_overhead_s=(
                 statistics.fmean(book.warm_overheads_s) if book.warm_overheads_s else None
             ),
+            # on a cluster that rents machines: the median machine start measured so far
+            machine_start_s=t.meter.held_nodes.machine_start_s() if t.meter.held_nodes is not None else None,
         )
 
     # ------------------------------------------------------------------ decisions

@@ -249,14 +249,19 @@ class Reporter:
         the sums ``node_seconds``, ``slot_seconds``, ``cost_usd``; ``carried_usd``: the cost
         before a resume), ``used`` (the jobs' ``slot_seconds`` and what they would cost at
         ``budget.price_usd_per_slot_hour``) and ``requests`` (what the tuner asked an autoscaler
-        for: ``at_s``, ``slots``). ``budget.cost_usd`` is the held cost."""
+        for: ``at_s``, ``slots``), ``machine_starts_s`` (each node's machine start, seconds from
+        the request that asked for it to the first look that saw it,
+        :class:`~seer_torch.executor.held_nodes.HeldNodes`) and their median
+        ``machine_start_median_s`` (``None`` before any). ``budget.cost_usd`` is the held cost."""
         meter = self.tuner.meter
         if meter.held_nodes is None:
             return None
         held = meter.held_nodes.to_dict(meter.clock.now(), origin_s=meter.start_s)
         held["carried_usd"] = meter.held_nodes_carried_usd
         return {"held": held, "used": {"slot_seconds": meter.finished_slot_s, "cost_usd": meter.finished_usd},
-                "requests": list(self.tuner.slot_requests)}
+                "requests": list(self.tuner.slot_requests),
+                "machine_starts_s": list(meter.held_nodes.machine_starts_s),
+                "machine_start_median_s": meter.held_nodes.machine_start_s()}
 
     def _best(self, best: Trial, epoch: int) -> dict[str, Any]:
         checkpoint, held = None, None

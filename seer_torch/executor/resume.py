@@ -138,6 +138,8 @@ class Resumer:
         book.start_kinds.update(measured.get("start_kinds", {}))
         book.start_slot_s.update(measured.get("start_slot_s", {}))
         book.profiling_slot_s = float(measured.get("profiling_slot_s", 0.0))
+        if meter.held_nodes is not None:  # the machine starts measured before the stop
+            meter.held_nodes.machine_starts_s[:0] = [float(x) for x in measured.get("machine_starts_s", [])]
         # The slots the policy was set up with (a journal older than the field: the experiment's).
         t.setup_slots = int(state.get("setup_num_slots") or t.exp.resources.num_slots)
         if state.get("setup_budgets") is None:  # stopped before the policy was set up: profiling
@@ -235,6 +237,7 @@ class Resumer:
                     # what the policy planned continuations with (journals before they were kept: none)
                     continue_overhead_s=snap.get("continue_overhead_s"),
                     warm_start_overhead_s=snap.get("warm_start_overhead_s"),
+                    machine_start_s=snap.get("machine_start_s"),  # journals before it was kept: none
                 )
             )
             got = [decision_to_dict(d) for d in decisions]

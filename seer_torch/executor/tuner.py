@@ -252,7 +252,9 @@ class Tuner:
         once eliminations lower it; 0 at the end. The larger of the two, not their sum: the
         next round's jobs start as the current round's end (its survivors keep their slots).
         Each request replaces the last; each is an event and a line of ``results.json``'s
-        ``cluster.requests`` (seconds since the run began, slots)."""
+        ``cluster.requests`` (seconds since the run began, slots), and the node meter measures
+        the machine start of the nodes it brings (:meth:`~seer_torch.executor.held_nodes.
+        HeldNodes.asked`)."""
         request = getattr(self.backend, "request_slots", None)
         if request is None:
             return
@@ -266,6 +268,8 @@ class Tuner:
         if self.slot_requests and self.slot_requests[-1]["slots"] == slots:
             return
         self.backend.request_slots(slots)  # type: ignore[attr-defined]
+        if self.meter.held_nodes is not None:  # the nodes it asks for: their machine start
+            self.meter.held_nodes.asked(self.clock.now(), slots)
         at_s = self.meter.elapsed_s()
         self.slot_requests.append({"at_s": at_s, "slots": slots})
         self.event(f"cluster: asked for {slots} slot(s) ({why}) at {at_s:.1f} s")

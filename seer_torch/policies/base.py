@@ -87,6 +87,10 @@ class PolicyContext:
             built-in worker re-anchors its learning-rate schedule in place,
             :func:`seer_torch.backends.base.continue_order`); ``False`` (default): its trial's
             next job then starts processes again (a user's script builds its schedule once).
+        machine_start_s: one machine's start on a cluster that rents them (from the request
+            that asks for it to its slots offered), seconds: a round that needs more slots
+            than the round before waits for it (:func:`~seer_torch.policies.costs.
+            machine_wait_s`); ``None`` (default): machines need no waiting (the local backend).
         The overheads together: :attr:`overheads` (:class:`~seer_torch.policies.costs.Overheads`,
         which says which job pays which).
     """
@@ -115,6 +119,7 @@ class PolicyContext:
     continue_s: float | None = None
     warm_start_s: float | None = None
     retarget_in_place: bool = False
+    machine_start_s: float | None = None
 
     @property
     def overheads(self) -> Overheads:
@@ -208,6 +213,10 @@ class Snapshot:
         warm_start_overhead_s: measured fixed cost of a ``W = 1`` job on a warm worker another
             trial's parked job left (the decision's latency, building the model, reading the
             checkpoint), or ``None`` before any.
+        machine_start_s: measured start of a machine on a cluster that rents them (the median
+            over the machines it started, from the request that asked for more slots to the
+            first look that saw the node), or ``None``: none measured yet, or no such cluster
+            (the local backend).
     """
 
     now_s: float
@@ -221,6 +230,7 @@ class Snapshot:
     job_overhead_s: float | None = None
     continue_overhead_s: float | None = None
     warm_start_overhead_s: float | None = None
+    machine_start_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,13 @@ ScalingModel`) and ``d`` the epochs a job trains:
   the wall clock is the busiest lane's (:func:`list_scheduled_makespan_s`);
 - money: each job is one rental of ``W`` slots, ``price / 3600 * W * billed(J)``
   (:class:`~.billing.Billing`, :func:`~.billing.billed_seconds`); a fixed cluster of ``G``
-  slots is one rental for the whole run (:func:`cluster_time_limit_s`, :func:`largest_fitting_slots`).
+  slots is one rental for the whole run (:func:`cluster_time_limit_s`, :func:`largest_fitting_slots`);
+- machines (a cluster that rents them, issue 17): a round whose busy slots
+  (:func:`busy_slots`) exceed the previous round's needs new machines, asked for when the
+  previous round started, so they boot while it runs; its first wave waits
+  ``max(0, machine_start_s - D_{k-1})`` beyond its job overhead, the first round of a run the
+  whole ``machine_start_s`` (:func:`machine_wait_s`). Wall clock only: a machine is not billed
+  before it exists, and the jobs start once it does.
 
 A prediction fits a limit with 1e-9 relative slack (:func:`with_slack`) so that float round-off
 in a sum of durations never flips a plan that is exactly on its limit.
@@ -49,10 +55,12 @@ __all__ = [
     "REL_TOL",
     "WARM_WORLD_SIZE",
     "billed_seconds",
+    "busy_slots",
     "first_wave_jobs",
     "job_overhead_s",
     "job_time_s",
     "list_scheduled_makespan_s",
+    "machine_wait_s",
     "num_waves",
     "cluster_time_limit_s",
     "largest_fitting_slots",
@@ -238,6 +246,36 @@ def list_scheduled_makespan_s(job_s: Sequence[float], num_lanes: int) -> float:
     for d in job_s:
         heapq.heapreplace(lanes, lanes[0] + d)
     return max(lanes)
+
+
+def busy_slots(num_jobs: int, world_size: int, num_slots: int) -> int:
+    """Slots a round of ``num_jobs`` jobs of ``world_size`` slots holds at once on ``num_slots``
+    slots: ``min(num_jobs, max(1, num_slots // world_size)) * world_size`` (0 for no jobs)."""
+    return min(num_jobs, max(1, num_slots // world_size)) * world_size if num_jobs > 0 else 0
+
+
+def machine_wait_s(
+    machine_start_s: float | None, busy: int, previous_busy: int, previous_round_s: float
+) -> float:
+    """Seconds a round's first wave waits for machines the cluster does not hold yet, beyond
+    its job overhead.
+
+    Args:
+        machine_start_s: one machine's start, from the request that asks for it to the cluster
+            offering its slots, seconds; ``None`` or 0: machines need no waiting (the local
+            backend, a fixed cluster).
+        busy: the round's busy slots (:func:`busy_slots`).
+        previous_busy: the previous round's (0 for a run's first round: nothing is held).
+        previous_round_s: how long the previous round runs, seconds: its machines were asked
+            for when it started (0 for a run's first round: asked for at its start).
+
+    Returns:
+        ``max(0, machine_start_s - previous_round_s)`` when ``busy > previous_busy`` (the round
+        needs new machines), else 0.0.
+    """
+    if not machine_start_s or busy <= previous_busy:
+        return 0.0
+    return max(0.0, machine_start_s - previous_round_s)
 
 
 def with_slack(limit: float) -> float:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from seer_torch.errors import ConfigError
 from seer_torch.policies.costs import (
     billed_seconds,
+    busy_slots,
     first_wave_jobs,
     job_time_s,
+    machine_wait_s,
     num_waves,
     wave_overheads_s,
     waves_cost_usd,
@@ -50,11 +52,12 @@ class _Table:
     and at another ``W`` (all three identical in the first round); and per round the least
     dollars per trial over the sizes."""
 
-    __slots__ = ("sizes", "per_wave", "jobs", "min_usd")
+    __slots__ = ("sizes", "per_wave", "jobs", "min_usd", "slots")
 
-    def __init__(self, sizes: tuple[int, ...], per_wave: tuple[int, ...], jobs: list) -> None:
+    def __init__(self, sizes: tuple[int, ...], per_wave: tuple[int, ...], jobs: list, slots: int) -> None:
         self.sizes = sizes
         self.per_wave = per_wave
+        self.slots = slots
         # jobs[k][i] = (same W after one wave, same W after several, another W), each
         # (first wave's job_s, its usd, later waves' job_s, their usd)
         self.jobs = jobs
@@ -87,9 +90,10 @@ class _Eval:
     time_other, cost_other)`` (``same``: after a round at the same ``W``, which ran in one wave
     when the previous count fits its lanes), and suffix lower bounds ``low_t[k][i]``,
     ``low_c[k][i]``: the least time (cost) of rounds ``k..K-1`` with ``W_k >= sizes[i]``, with
-    the smaller overhead."""
+    the smaller overhead (a machine wait, :func:`~.costs.machine_wait_s`, only adds to them);
+    ``busy[k][i]``: the round's busy slots (:func:`~.costs.busy_slots`)."""
 
-    __slots__ = ("rows", "low_t", "low_c")
+    __slots__ = ("rows", "low_t", "low_c", "busy")
 
     def __init__(self, table: _Table, counts: Sequence[int]) -> None:
         per_wave = table.per_wave
@@ -131,6 +135,8 @@ class _Eval:
         self.rows = rows
         self.low_t = low_t
         self.low_c = low_c
+        slots = table.slots
+        self.busy = [[busy_slots(n, w, slots) for w in table.sizes] for n in counts]
 
 
 class Best:
@@ -147,10 +153,20 @@ class Best:
 
 
 class SequenceModel:
-    """Closed-form time and cost of a round sequence (see the implementation notes)."""
+    """Closed-form time and cost of a round sequence (see the implementation notes).
 
-    def __init__(self, inputs: PlannerInputs, world_sizes: Sequence[int]) -> None:
+    ``previous_busy_slots``: the slots the round before the first one priced held at once (0
+    for a fresh plan; a re-plan's last round's); with ``inputs.previous_round_s`` and
+    ``inputs.machine_start_s`` it prices the first round's wait for machines
+    (:func:`~.costs.machine_wait_s`)."""
+
+    def __init__(
+        self, inputs: PlannerInputs, world_sizes: Sequence[int], previous_busy_slots: int = 0
+    ) -> None:
         self.inputs = inputs
+        self.machine_start_s = float(inputs.machine_start_s or 0.0)
+        self.previous_round_s = float(inputs.previous_round_s or 0.0)
+        self.previous_busy_slots = previous_busy_slots
         self.tau = float(inputs.epoch_time_s)
         self.wave_tau = float(inputs.wave_epoch_time_s or inputs.epoch_time_s)
         self.slots = inputs.num_slots
@@ -224,7 +240,7 @@ class SequenceModel:
         jobs = [self._row(rungs[0] - start_epoch, sizes, first_overheads)]
         for prev, rung in zip(rungs, rungs[1:]):
             jobs.append(self._row(rung - prev, sizes, None))
-        got = self._tables[key] = _Table(sizes, tuple(self.slots // w for w in sizes), jobs)
+        got = self._tables[key] = _Table(sizes, tuple(self.slots // w for w in sizes), jobs, self.slots)
         return got
 
     def plan_table(self, rungs: tuple[int, ...]) -> _Table:
@@ -241,32 +257,38 @@ class SequenceModel:
         first_overheads: tuple[float, float],
         previous_world_size: int | None,
         counts: Sequence[int],
-    ) -> list[tuple[float, float, int, float, float]]:
+    ) -> list[tuple[float, float, int, float, float, float]]:
         """Per round ``(J_k first wave, J_k later waves, trials per wave, dollars per trial of
-        the first wave, of the later waves)``; the first round pays ``first_overheads``, the
-        others :func:`~.costs.wave_overheads_s` after the round before (``counts`` tell whether
-        it ran in one wave)."""
+        the first wave, of the later waves, seconds waiting for machines)``; the first round
+        pays ``first_overheads``, the others :func:`~.costs.wave_overheads_s` after the round
+        before (``counts`` tell whether it ran in one wave); the wait is
+        :func:`~.costs.machine_wait_s` after the round before."""
         o = self.inputs.overheads
         rows = []
         prev_epoch = start_epoch
         prev_w = previous_world_size
-        for k, (rung, w) in enumerate(zip(rungs, world_sizes)):
+        prev_busy, prev_s = self.previous_busy_slots, self.previous_round_s
+        for k, (rung, w, n) in enumerate(zip(rungs, world_sizes, counts)):
             lanes = self.slots // w
             overheads = first_overheads if k == 0 else wave_overheads_s(o, w, prev_w, counts[k - 1] <= lanes)
             job_first, usd_first, job_later, usd_later = self.jobs_of(rung - prev_epoch, overheads, w)
-            rows.append((job_first, job_later, lanes, usd_first, usd_later))
+            busy = busy_slots(n, w, self.slots)
+            wait_s = machine_wait_s(self.machine_start_s, busy, prev_busy, prev_s)
+            rows.append((job_first, job_later, lanes, usd_first, usd_later, wait_s))
             prev_epoch, prev_w = rung, w
+            prev_busy, prev_s = busy, waves_time_s(n, lanes, job_first, job_later) + wait_s
         return rows
 
     @staticmethod
     def totals(
-        rows: Sequence[tuple[float, float, int, float, float]], counts: Sequence[int]
+        rows: Sequence[tuple[float, float, int, float, float, float]], counts: Sequence[int]
     ) -> tuple[float, float]:
-        """``(sum D_k, sum C_k)`` for survivor counts ``counts``."""
+        """``(sum D_k, sum C_k)`` for survivor counts ``counts`` (``D_k`` with its wait for
+        machines)."""
         time_s = 0.0
         cost_usd = 0.0
-        for (job_first, job_later, per_wave, usd_first, usd_later), n in zip(rows, counts):
-            time_s += waves_time_s(n, per_wave, job_first, job_later)
+        for (job_first, job_later, per_wave, usd_first, usd_later, wait_s), n in zip(rows, counts):
+            time_s += waves_time_s(n, per_wave, job_first, job_later) + wait_s
             cost_usd += waves_cost_usd(n, per_wave, usd_first, usd_later)
         return time_s, cost_usd
 
@@ -290,7 +312,7 @@ class SequenceModel:
         rows = self.prepare(rungs, world_sizes, start_epoch, first_overheads, previous_world_size, counts)
         out = []
         prev_epoch = start_epoch
-        for k, ((job_first, job_later, per_wave, usd_first, usd_later), rung, w, n) in enumerate(
+        for k, ((job_first, job_later, per_wave, usd_first, usd_later, wait_s), rung, w, n) in enumerate(
             zip(rows, rungs, world_sizes, counts)
         ):
             out.append(
@@ -301,7 +323,7 @@ class SequenceModel:
                     num_trials=n,
                     world_size=w,
                     waves=num_waves(n, per_wave),
-                    predicted_duration_s=waves_time_s(n, per_wave, job_first, job_later),
+                    predicted_duration_s=waves_time_s(n, per_wave, job_first, job_later) + wait_s,
                     predicted_cost_usd=waves_cost_usd(n, per_wave, usd_first, usd_later),
                 )
             )
@@ -316,27 +338,31 @@ class SequenceModel:
         tcap, mcap = self.time_cap, self.money_cap
         if ev.low_t[0][0] * _SAFE > tcap or ev.low_c[0][0] * _SAFE > mcap:
             return False
-        rows, low_t, low_c = ev.rows, ev.low_t, ev.low_c
+        rows, low_t, low_c, busy = ev.rows, ev.low_t, ev.low_c, ev.busy
         m = len(table.sizes)
         last = len(rows) - 1
+        machine_s = self.machine_start_s
 
-        def rec(k: int, prev: int, t: float, c: float) -> bool:
-            row, nt, nc = rows[k], low_t[k + 1], low_c[k + 1]
+        def rec(k: int, prev: int, t: float, c: float, pb: int, pd: float) -> bool:
+            row, nt, nc, bk = rows[k], low_t[k + 1], low_c[k + 1], busy[k]
             for i in range(max(prev, 0), m):
                 ts, cs, to, co = row[i]
                 if i == prev:
-                    tt, cc = t + ts, c + cs
+                    d, cc = ts, c + cs
                 else:
-                    tt, cc = t + to, c + co
+                    d, cc = to, c + co
+                if machine_s and bk[i] > pb:
+                    d += max(0.0, machine_s - pd)
+                tt = t + d
                 if k == last:
                     if tt <= tcap and cc <= mcap:
                         return True
                 elif (tt + nt[i]) * _SAFE <= tcap and (cc + nc[i]) * _SAFE <= mcap:
-                    if rec(k + 1, i, tt, cc):
+                    if rec(k + 1, i, tt, cc, bk[i], d):
                         return True
             return False
 
-        return rec(0, -1, 0.0, 0.0)
+        return rec(0, -1, 0.0, 0.0, self.previous_busy_slots, self.previous_round_s)
 
     def best_sequence(
         self,
@@ -358,23 +384,27 @@ class SequenceModel:
         tcap, mcap = self.time_cap, self.money_cap
         if ev.low_t[0][0] * _SAFE > tcap or ev.low_c[0][0] * _SAFE > mcap:
             return
-        rows, low_t, low_c = ev.rows, ev.low_t, ev.low_c
+        rows, low_t, low_c, busy = ev.rows, ev.low_t, ev.low_c, ev.busy
         sizes = table.sizes
         smallest = sizes[0]
         m = len(sizes)
         n_rounds = len(rows)
         last = n_rounds - 1
         ws = [0] * n_rounds
+        machine_s = self.machine_start_s
 
-        def rec(k: int, prev: int, t: float, c: float, wide: int, sum_w: int) -> None:
-            row, nt, nc = rows[k], low_t[k + 1], low_c[k + 1]
+        def rec(k: int, prev: int, t: float, c: float, wide: int, sum_w: int, pb: int, pd: float) -> None:
+            row, nt, nc, bk = rows[k], low_t[k + 1], low_c[k + 1], busy[k]
             rest = last - k
             for i in range(max(prev, 0), m):
                 ts, cs, to, co = row[i]
                 if i == prev:
-                    tt, cc = t + ts, c + cs
+                    d, cc = ts, c + cs
                 else:
-                    tt, cc = t + to, c + co
+                    d, cc = to, c + co
+                if machine_s and bk[i] > pb:
+                    d += max(0.0, machine_s - pd)
+                tt = t + d
                 low = (cc + nc[i]) * _SAFE
                 if (tt + nt[i]) * _SAFE > tcap or low > mcap:
                     continue
@@ -392,7 +422,7 @@ class SequenceModel:
                         continue  # at best an equal rounded cost, and a worse tie-break
                 ws[k] = w
                 if k < last:
-                    rec(k + 1, i, tt, cc, wide2, sum2)
+                    rec(k + 1, i, tt, cc, wide2, sum2, bk[i], d)
                 elif tt <= tcap and cc <= mcap:
                     seq = tuple(ws)
                     key = head + (round(cc, 9), wide2, sum2, tt, n_rounds, seq) + tail
@@ -400,37 +430,41 @@ class SequenceModel:
                         best.key, best.cost, best.wide, best.sum_w = key, cc, wide2, sum2
                         best.choice = Choice(rungs, seq, counts, tt, cc, eta, finalists)
 
-        rec(0, -1, 0.0, 0.0, 0, 0)
+        rec(0, -1, 0.0, 0.0, 0, 0, self.previous_busy_slots, self.previous_round_s)
 
     def closest(self, table: _Table, counts: Sequence[int], best: list) -> None:
         """Update ``best = [ratios]`` with the sequence whose worse overshoot
         ``max(time / limit, cost / limit)`` is the smallest; on a tie the first found stays."""
         ev = _Eval(table, counts)
-        rows, low_t, low_c = ev.rows, ev.low_t, ev.low_c
+        rows, low_t, low_c, busy = ev.rows, ev.low_t, ev.low_c, ev.busy
         tl, ml = self.inputs.time_limit_s, self.inputs.money_limit_usd
         m = len(table.sizes)
         last = len(rows) - 1
+        machine_s = self.machine_start_s
 
-        def rec(k: int, prev: int, t: float, c: float) -> None:
-            row, nt, nc = rows[k], low_t[k + 1], low_c[k + 1]
+        def rec(k: int, prev: int, t: float, c: float, pb: int, pd: float) -> None:
+            row, nt, nc, bk = rows[k], low_t[k + 1], low_c[k + 1], busy[k]
             for i in range(max(prev, 0), m):
                 ts, cs, to, co = row[i]
                 if i == prev:
-                    tt, cc = t + ts, c + cs
+                    d, cc = ts, c + cs
                 else:
-                    tt, cc = t + to, c + co
+                    d, cc = to, c + co
+                if machine_s and bk[i] > pb:
+                    d += max(0.0, machine_s - pd)
+                tt = t + d
                 if best:
                     bound = max(_ratio((tt + nt[i]) * _SAFE, tl), _ratio((cc + nc[i]) * _SAFE, ml))
                     if bound >= max(best[0]):
                         continue
                 if k < last:
-                    rec(k + 1, i, tt, cc)
+                    rec(k + 1, i, tt, cc, bk[i], d)
                 else:
                     ratios = (_ratio(tt, tl), _ratio(cc, ml))
                     if not best or max(ratios) < max(best[0]):
                         best[:] = [ratios]
 
-        rec(0, -1, 0.0, 0.0)
+        rec(0, -1, 0.0, 0.0, self.previous_busy_slots, self.previous_round_s)
 
 
 def _ratio(value: float, limit: float) -> float:

@@ -92,6 +92,14 @@ class PlannerInputs:
         warm_start_s: overhead of a ``W = 1`` job on another trial's warm worker, ``>= 0``;
             ``None``: no warm workers. Which job pays which overhead:
             :func:`~seer_torch.policies.costs.wave_overheads_s`.
+        machine_start_s: one machine's start on a cluster that rents them, seconds, ``>= 0``;
+            a round whose busy slots exceed the previous round's waits
+            :func:`~seer_torch.policies.costs.machine_wait_s` (wall clock only). ``None`` or 0:
+            no waiting (every prediction exactly as without machines).
+        previous_round_s: a re-plan's: how long the round before the first one planned ran,
+            seconds, ``>= 0`` (the first round's machines were asked for when it started);
+            ``None`` (a fresh plan): no round before, the first round waits the whole
+            ``machine_start_s``.
 
     Raises:
         ConfigError: any field out of its range (the message names field, value and range).
@@ -120,6 +128,8 @@ class PlannerInputs:
     wave_epoch_time_s: float | None = None
     continue_s: float | None = None
     warm_start_s: float | None = None
+    machine_start_s: float | None = None
+    previous_round_s: float | None = None
 
     def __post_init__(self) -> None:
         for name, minimum, optional in (
@@ -160,7 +170,7 @@ class PlannerInputs:
             value = getattr(self, name)
             if not is_number(value) or not math.isfinite(value) or value < 0:
                 raise ConfigError(name, value, "a finite number >= 0")
-        for name in ("continue_s", "warm_start_s"):
+        for name in ("continue_s", "warm_start_s", "machine_start_s", "previous_round_s"):
             value = getattr(self, name)
             if value is not None and (not is_number(value) or not math.isfinite(value) or value < 0):
                 raise ConfigError(name, value, "a finite number of seconds >= 0, or None")
@@ -227,7 +237,9 @@ class RoundPlan:
         num_trials: ``n_k``.
         world_size: ``W_k``, workers of each trial.
         waves: ``ceil(n_k / (num_slots // W_k))``, batches of trials run one after another.
-        predicted_duration_s: ``D_k = waves * J_k``, wall clock of the round.
+        predicted_duration_s: ``D_k = waves * J_k``, wall clock of the round, plus its wait for
+            machines on a cluster that rents them
+            (:func:`~seer_torch.policies.costs.machine_wait_s`).
         predicted_cost_usd: ``C_k = price / 3600 * n_k * W_k * billed(J_k)``.
     """
 
@@ -242,7 +254,8 @@ class RoundPlan:
 
     @property
     def job_duration_s(self) -> float:
-        """``J_k``: predicted seconds of one trial's job in this round, overhead included."""
+        """``J_k``: predicted seconds of one trial's job in this round, overhead included (a
+        wait for machines spread over the waves: an upper bound for a job of a later wave)."""
         return self.predicted_duration_s / self.waves
 
 
@@ -359,10 +372,11 @@ CONTEXT_TO_PLANNER: dict[str, tuple[str, ...]] = {
     "continue_s": ("continue_s",),
     "warm_start_s": ("warm_start_s",),
     "retarget_in_place": (),  # SeerPolicy's re-plans: RungReplan.schedule_epochs
+    "machine_start_s": ("machine_start_s",),
 }
 
 #: :class:`PlannerInputs` fields no context field gives (measured on the run, or set by SEER).
-PLANNER_ONLY_FIELDS: tuple[str, ...] = ("wave_epoch_time_s",)
+PLANNER_ONLY_FIELDS: tuple[str, ...] = ("wave_epoch_time_s", "previous_round_s")
 
 
 def planner_inputs_from_context(
@@ -424,6 +438,7 @@ def planner_inputs_from_context(
         min_configurations=ctx.min_configurations,
         continue_s=_measured(ctx.continue_s, continue_overhead_s),
         warm_start_s=_measured(ctx.warm_start_s, warm_start_overhead_s),
+        machine_start_s=ctx.machine_start_s,
     )
     values.update(overrides)
     return PlannerInputs(**values)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from seer_torch.errors import ConfigError
-from seer_torch.policies.costs import wave_overheads_s
+from seer_torch.policies.costs import busy_slots, wave_overheads_s
 from seer_torch.policies.plan_search import Best, Choice, SequenceModel, usable_or_raise
 from seer_torch.policies.plan_types import (
     Plan,
@@ -79,7 +79,9 @@ def replan(
             prediction errors rather than spent on narrowing); otherwise the search below runs.
         previous_num_trials: trials the last round ran (``None``: not known): whether it ran in
             one wave, so that every survivor's kept-alive job waits at the rung
-            (:func:`first_round_overheads_s`).
+            (:func:`first_round_overheads_s`), and the slots it held: a first round left that
+            holds more waits for machines, ``max(0, inputs.machine_start_s -
+            inputs.previous_round_s)`` (:func:`~seer_torch.policies.costs.machine_wait_s`).
 
     Returns:
         The cheapest plan whose remaining rounds all fit within ``safety_fraction`` of the
@@ -173,7 +175,12 @@ class _RoundsLeft:
         firsts = tuple(
             first_round_overheads_s(inputs, w, previous_w, previous_num_trials) for w in candidates
         )
-        return cls(inputs, SequenceModel(inputs, usable), rungs, survivors, current_epoch, candidates, firsts,
+        # the last round's busy slots: a round left that holds more waits for machines
+        previous_busy = (0 if previous_w is None else
+                         busy_slots(inputs.num_slots if previous_num_trials is None else previous_num_trials,
+                                    previous_w, inputs.num_slots))
+        model = SequenceModel(inputs, usable, previous_busy)
+        return cls(inputs, model, rungs, survivors, current_epoch, candidates, firsts,
                    previous_w, previous_num_trials, inputs.eta or 0, inputs.num_finalists or 0)
 
     def first_overheads(self, world_size: int) -> tuple[float, float]:

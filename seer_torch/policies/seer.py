@@ -41,7 +41,18 @@ epoch (training + validation) on one worker, ``s(W)`` from the
   ``billed(J) = max(billing_minimum_s, ceil(J / billing_granularity_s) *
   billing_granularity_s)`` (:func:`~seer_torch.policies.billing.billed_seconds`; exact,
   ``billed(J) = J``, with both at 0, the default). Under per-hour billing a 10-minute job
-  costs a full hour, so coarse billing favours fewer, longer jobs.
+  costs a full hour, so coarse billing favours fewer, longer jobs;
+- on a cluster that rents machines (``machine_start_s`` measured, or the experiment's
+  ``[resources] machine_start_s`` before any was): a round whose busy slots
+  ``min(n_k, num_slots // W_k) * W_k`` exceed round ``k-1``'s needs new machines; the
+  executor asks for them when round ``k-1`` starts, so they boot while it runs, and round
+  ``k``'s first wave waits ``max(0, machine_start_s - D_{k-1})`` beyond its overhead, added
+  to ``D_k`` (round 1, nothing held yet, waits the whole ``machine_start_s``; a re-plan's
+  first round counts from the start of the round just closed, ``previous_round_s``):
+  :func:`~seer_torch.policies.costs.machine_wait_s`. Wall clock only (a machine is not billed
+  before it exists). Its path dependence (``D_{k-1}``) is carried by the search's depth-first
+  walk; the bounds stay valid since the wait is never negative. Without it (the local
+  backend) every number is as before.
 
 Totals are ``sum D_k`` and ``sum C_k``. A plan is *within budget* when the total time is
 ``<= safety_fraction * time_budget_s`` and the total cost ``<= safety_fraction *

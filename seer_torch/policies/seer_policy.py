@@ -116,6 +116,7 @@ class SeerPolicy(RoundEngine):
         self.completed_rungs: list[int] = []
         self._truncated: str | None = None  # a re-plan cut the remaining rounds short
         self._last_replan: str | None = None  # the message of a later, feasible re-plan of them
+        self._round_started_s = 0.0  # when the current round started (Snapshot.now_s)
         self._engine_reset()
 
     # -- Policy protocol ----------------------------------------------------------------------
@@ -275,6 +276,7 @@ class SeerPolicy(RoundEngine):
             self._finish(self.plan.message)
             return
         n1 = self.plan.num_configurations
+        self._round_started_s = snapshot.now_s
         self._start_plan_round(self.remaining.pop(0), list(range(n1)))
         self.reserve = list(range(n1, self.ctx.max_configurations))  # fresh configurations
 
@@ -326,6 +328,11 @@ class SeerPolicy(RoundEngine):
             warm_start_overhead_s=snap.warm_start_overhead_s,
             eta=self.plan.eta,  # what the plan chose, when the experiment left it open
             num_finalists=self.plan.num_finalists,
+            # a cluster's measured machine start, else the experiment's; the next round's
+            # machines were asked for when the round just closed started
+            machine_start_s=(snap.machine_start_s if snap.machine_start_s is not None
+                             else self.ctx.machine_start_s),
+            previous_round_s=max(0.0, snap.now_s - self._round_started_s),
         )
         sync_s = sync_by_world_s(self.ctx.scaling, snap.trials.values(), self.ctx.world_size_ladder)
         at = RungReplan(self.ctx, base_inputs, tuple(ranked), rungs, rung, self.current,
@@ -356,6 +363,7 @@ class SeerPolicy(RoundEngine):
         else:
             self._last_replan = new.message
         self.remaining = list(new.rounds)
+        self._round_started_s = snap.now_s
         # The round's record predicts what its jobs at their own measured epochs take, not the
         # plan's mean, which underestimates a round whose slowest trial is slower than the mean.
         self._start_plan_round(self.remaining.pop(0), [t.index for t in survivors],

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from seer_torch.policies import seer as planner
 from seer_torch.policies.base import Decision, Eliminate, PolicyContext, TrialView
-from seer_torch.policies.costs import job_time_s, list_scheduled_makespan_s
+from seer_torch.policies.costs import busy_slots, job_time_s, list_scheduled_makespan_s, machine_wait_s
 from seer_torch.policies.engine import BAD_STATUSES, OUT_STATUSES, finite_score, rank_at_rung
 from seer_torch.policies.rungs import survivors_at_rung
 from seer_torch.policies.trial_speed import epoch_time_at_s, trials_scaling
@@ -237,7 +237,9 @@ class RungReplan:
         """Wall clock of the plan's next round (it has one): its members' jobs, each at its own
         trial's measured epoch at the round's ``W`` (:func:`~seer_torch.policies.trial_speed.
         epoch_time_at_s`), list-scheduled on the slots (the first wave's jobs paying the
-        first wave's overhead, :func:`~seer_torch.policies.seer.first_round_overheads_s`)."""
+        first wave's overhead, :func:`~seer_torch.policies.seer.first_round_overheads_s`), plus
+        its wait for machines when it holds more slots than the round just closed
+        (:func:`~seer_torch.policies.costs.machine_wait_s`)."""
         rp = plan.rounds[0]
         first_s, later_s = planner.first_round_overheads_s(
             self.overheads_for(self.base_inputs, plan.rounds[-1].rung_epoch), rp.world_size,
@@ -249,7 +251,12 @@ class RungReplan:
                              epoch_time_at_s(t, rp.world_size, default_tau, self.ctx.scaling, self.sync_s),
                              1.0)
                   for i, t in enumerate(self.ranked[:rp.num_trials])]
-        return list_scheduled_makespan_s(jobs_s, lanes)
+        slots = self.ctx.num_slots
+        wait_s = machine_wait_s(self.base_inputs.machine_start_s,
+                                busy_slots(rp.num_trials, rp.world_size, slots),
+                                busy_slots(self.previous_num_trials, self.current.world_size, slots),
+                                self.base_inputs.previous_round_s or 0.0)
+        return list_scheduled_makespan_s(jobs_s, lanes) + wait_s
 
     def fits(self, plan: planner.Plan) -> bool:
         """Every round left fits the budgets left, and the plan's next round

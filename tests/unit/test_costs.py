@@ -13,12 +13,14 @@ from seer_torch.policies.base import PolicyContext, fixed_cluster_slots
 from seer_torch.policies.billing import Billing
 from seer_torch.policies.costs import (
     Overheads,
+    busy_slots,
     cluster_time_limit_s,
     first_wave_jobs,
     job_overhead_s,
     job_time_s,
     largest_fitting_slots,
     list_scheduled_makespan_s,
+    machine_wait_s,
     num_waves,
     round_time_s,
     wave_overheads_s,
@@ -229,3 +231,14 @@ def test_cheaper_starts_let_seer_explore_more_in_the_same_deadline():
     assert exiting.feasible and alive.feasible
     assert alive.num_configurations > 2 * exiting.num_configurations
     assert alive.predicted_time_s <= 120.0
+
+
+def test_busy_slots_and_the_wait_for_machines():
+    assert busy_slots(9, 1, 4) == 4 and busy_slots(3, 2, 8) == 6 and busy_slots(1, 8, 8) == 8
+    assert busy_slots(0, 2, 8) == 0
+    # a round holding more slots than the one before waits what the round before left of the start
+    assert machine_wait_s(30.0, 8, 4, 12.0) == 18.0
+    assert machine_wait_s(30.0, 8, 4, 45.0) == 0.0  # booted while the round before ran
+    assert machine_wait_s(30.0, 4, 4, 0.0) == 0.0  # no more slots: no new machine
+    assert machine_wait_s(30.0, 3, 0, 0.0) == 30.0  # a run's first round: the whole start
+    assert machine_wait_s(None, 8, 0, 0.0) == 0.0 and machine_wait_s(0.0, 8, 0, 0.0) == 0.0

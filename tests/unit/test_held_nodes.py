@@ -183,4 +183,191 @@ lr = {distribution = "loguniform", low = 0.01, high = 0.8}
         assert n["cost_usd"] == pytest.approx(n["nodes"] * price * r["predicted_duration_s"] / 3600)
     assert nodes[0]["node_type"] == "big"  # 8 busy slots: one big node is cheaper than 4 small
     assert main(["plan", str(cfg)]) == 0
-    assert "machines USD" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "machines USD" in text
+    assert "machine start: planned as 0 s" in text and out["machine_start_s"] is None
+    # with a machine start, round 1 waits it: its predicted seconds grow by exactly 30 s
+    cfg.write_text(cfg.read_text().replace('backend = "ray"', 'backend = "ray"\nmachine_start_s = 30'))
+    assert main(["plan", str(cfg), "--json"]) == 0
+    slow = json.loads(capsys.readouterr().out)
+    assert slow["machine_start_s"] == 30.0
+    r0, s0 = rounds[0], slow["plan"]["rounds"][0]
+    assert (s0["num_trials"], s0["world_size"]) == (r0["num_trials"], r0["world_size"])
+    assert s0["predicted_duration_s"] == pytest.approx(r0["predicted_duration_s"] + 30.0)
+    assert main(["plan", str(cfg)]) == 0
+    assert "machine start: 30 s" in " ".join(capsys.readouterr().out.split())
+
+
+# ---------------------------------------------------------------------- machine start (issue 17)
+def test_machine_start_is_measured_from_the_request_for_more_slots_to_the_first_look_at_the_node():
+    ledger = HeldNodes(TYPES, price_usd_per_slot_hour=0.5)
+    ledger.observe(0.0, {"head": 0, "s": 2})  # held before any request: no machine start
+    assert ledger.machine_start_s() is None
+    ledger.asked(10.0, 6)  # 4 slots more than held
+    ledger.observe(12.0, {"s": 2})
+    ledger.observe(17.5, {"s": 2, "a": 2})  # 7.5 s after the request
+    ledger.observe(19.0, {"s": 2, "a": 2, "b": 2})  # 9 s: the request is met
+    ledger.observe(30.0, {"s": 2, "a": 2, "b": 2, "c": 2})  # launched beyond the request: none
+    assert ledger.machine_starts_s == [7.5, 9.0]
+    ledger.asked(40.0, 2)  # fewer: nothing waits
+    ledger.asked(50.0, 12)  # 4 more than the 8 held
+    ledger.observe(56.0, {"s": 2, "a": 2, "b": 2, "c": 2, "d": 4})  # 6 s
+    assert ledger.machine_starts_s == [7.5, 9.0, 6.0]
+    assert ledger.machine_start_s() == 7.5  # the median
+    ledger.asked(60.0, 16)  # 4 more ...
+    ledger.asked(61.0, 12)  # ... no longer asked for: a node that comes now was not waited for
+    ledger.observe(70.0, {"s": 2, "a": 2, "b": 2, "c": 2, "d": 4, "e": 4})
+    assert ledger.machine_starts_s == [7.5, 9.0, 6.0]
+    # two requests waiting: the node fills the older one first
+    ledger.asked(80.0, 20)
+    ledger.asked(90.0, 24)
+    ledger.observe(95.0, {"s": 2, "a": 2, "b": 2, "c": 2, "d": 4, "e": 4, "f": 4, "g": 4})
+    assert ledger.machine_starts_s[3:] == [15.0, 5.0]
+    with pytest.raises(ValueError, match="slots"):
+        ledger.asked(100.0, -1)
+
+
+class _BootingCluster(SimulatedBackend):
+    """The simulated backend as a cluster whose 2-slot nodes come ``BOOT_S`` after a request
+    asks for their slots (and go once it no longer does)."""
+
+    BOOT_S = 7.0
+    requests: list[tuple[float, int]]
+
+    def held_nodes(self) -> dict[str, int]:
+        now, nodes = self.clock.now(), {}
+        for at, slots in self.requests:
+            if at + self.BOOT_S <= now:
+                nodes = {f"n{i}": 2 for i in range(-(-slots // 2))}
+        return nodes
+
+    def request_slots(self, slots: int) -> None:
+        self.requests.append((self.clock.now(), slots))
+
+
+def _booting_run(tmp_path, name, boot_s=7.0, slots=4, speedup=(1.0,), configurations=9,
+                 time_budget_s=1e5, _crash_at=None, **resources):
+    """A SEER run on a :class:`_BootingCluster` whose nodes come ``boot_s`` after a request;
+    ``speedup`` at W = 1, 2, 4, ... (the ladder)."""
+    ladder = [2 ** i for i in range(len(speedup))]
+    profile = tmp_path / f"{name}-profile.json"
+    profile.write_text(json.dumps({"world_sizes": ladder, "speedup": list(speedup), "epoch_time_s": 10.0,
+                                   "startup_s": 5.0, "resize_s": 5.0}))
+    exp = parse_experiment({
+        "name": "boots", "seed": 1,
+        "training": {"max_epochs": 9, "min_epochs": 1, "eta": 3, "global_batch": 64, "micro_batch_max": 8},
+        "budget": {"time_budget_s": time_budget_s, "money_budget_usd": 100.0, "price_usd_per_slot_hour": 3.6},
+        "resources": {"num_slots": slots, "world_size_ladder": ladder, "backend": "ray", **resources},
+        "search": {"max_configurations": configurations},
+        "planner": {"profile": str(profile)},
+        "search_space": {"q": {"distribution": "uniform", "low": 0.5, "high": 1.0}},
+    })
+    clock = SimulatedClock()
+    by_w = dict(zip(ladder, speedup))
+    backend = _BootingCluster(slots, clock, epoch_time_s=10.0, speedup=lambda w: by_w[w], startup_s=5.0,
+                              curve=lambda c, e: c["q"] * (1 - 0.5 ** e))
+    backend.BOOT_S = boot_s
+    backend.requests = []
+    policy = SeerPolicy()
+    if _crash_at is not None:  # stopped there (the test resumes it)
+        return Tuner(exp, tmp_path / name, backend, clock=clock, policy=policy), backend, clock
+    res = Tuner(exp, tmp_path / name, backend, clock=clock, policy=policy).run()
+    return res, policy
+
+
+def test_a_run_measures_the_machine_start_and_re_plans_with_it(tmp_path):
+    res, policy = _booting_run(tmp_path, "measured")
+    cluster = res["cluster"]
+    # the 4 slots asked for at 0 s came as two nodes 7 s later, seen at the first look after
+    # that: at the end of the first wave's jobs (5 + 10 s; the simulated clock jumps to events)
+    starts = cluster["machine_starts_s"]
+    assert cluster["requests"][0] == {"at_s": 0.0, "slots": 4}
+    assert starts == [15.0, 15.0]
+    assert cluster["machine_start_median_s"] == starts[0]
+    lines = [json.loads(x) for x in (tmp_path / "measured" / "decisions.jsonl").read_text().splitlines()]
+    seen = [ln["snapshot"]["machine_start_s"] for ln in lines]
+    assert seen[0] is None and seen[-1] == starts[0]
+    state = json.loads((tmp_path / "measured" / "state.json").read_text())
+    assert state["measured"]["machine_starts_s"] == starts
+
+
+def test_the_configured_machine_start_delays_the_first_round_by_exactly_it(tmp_path):
+    _, without = _booting_run(tmp_path, "none")
+    _, with_30 = _booting_run(tmp_path, "thirty", machine_start_s=30.0)
+    assert with_30.ctx.machine_start_s == 30.0 and without.ctx.machine_start_s is None
+    first = [p.plan.rounds[0] for p in (without, with_30)]
+    assert first[0].world_size == first[1].world_size and first[0].num_trials == first[1].num_trials
+    assert first[1].predicted_duration_s == pytest.approx(first[0].predicted_duration_s + 30.0)
+    # round 2 holds fewer slots than round 1 (3 trials at W = 1 on 4 slots): no wait
+    second = [p.plan.rounds[1].predicted_duration_s for p in (without, with_30)]
+    assert second[1] == pytest.approx(second[0])
+
+
+def test_machine_start_s_is_read_checked_and_written_back():
+    import tomllib
+
+    raw = {"resources": {"backend": "ray", "num_slots": 4, "machine_start_s": 45},
+           "search_space": {"lr": 0.1}}
+    exp = parse_experiment(raw)
+    assert exp.resources.machine_start_s == 45.0
+    assert parse_experiment(tomllib.loads(exp.to_toml())).resources == exp.resources
+    assert parse_experiment({**raw, "resources": {"backend": "ray"}}).resources.machine_start_s is None
+    for bad in (-1, "45", float("inf"), True):
+        with pytest.raises(ConfigError) as e:
+            parse_experiment({**raw, "resources": {**raw["resources"], "machine_start_s": bad}})
+        assert e.value.field == "resources.machine_start_s" and "seconds >= 0" in str(e.value)
+    with pytest.raises(ConfigError) as e:  # local slots need no machine start
+        parse_experiment({**raw, "resources": {"num_slots": 4, "machine_start_s": 45}})
+    assert e.value.field == "resources.machine_start_s" and "backend = 'ray'" in str(e.value)
+
+
+_WIDE = dict(slots=8, speedup=(1.0, 1.9, 3.6, 6.4), configurations=3, time_budget_s=140.0)
+
+
+def test_a_re_plan_waits_what_is_left_of_the_machine_start_after_the_round_just_closed(tmp_path):
+    # 3 configurations on 8 slots: round 1 holds 3 (W = 1), round 2 its 2 survivors at W = 2,
+    # 4 slots: new machines. The first plan waits 40 s for round 1's machines (35 + 40 s), and
+    # round 2's booted meanwhile. The simulated jobs do not wait for machines: round 1 ends at
+    # 35 s, no node has been seen yet (they come at 40 s), so the re-plan waits 40 - 35 = 5 s.
+    res, policy = _booting_run(tmp_path, "left", boot_s=40.0, machine_start_s=40.0, **_WIDE)
+    first = [(r.num_trials, r.world_size, r.predicted_duration_s) for r in policy.plan.rounds]
+    assert first == [(3, 1, pytest.approx(35.0 + 40.0)), (2, 2, pytest.approx(5.0 + 60 / 1.9))]
+    (replan,) = policy.replans
+    assert replan["at_s"] == 35.0
+    (r2,) = replan["plan"]["rounds"]
+    assert (r2["num_trials"], r2["world_size"]) == (2, 2)
+    assert r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9 + 5.0)
+
+
+def test_a_re_plan_uses_the_measured_machine_start_over_the_configured_one(tmp_path):
+    # The same run (160 s) with 60 s configured, and nodes 5 s after the request, first seen at round
+    # 1's end (35 s: the simulated clock looks at events): measured 35 s, so round 2 waits
+    # 35 - 35 = 0 s, not the configured 60 - 35 = 25 s.
+    res, policy = _booting_run(tmp_path, "measured-wins", boot_s=5.0, machine_start_s=60.0,
+                               **{**_WIDE, "time_budget_s": 160.0})
+    assert policy.plan.rounds[0].predicted_duration_s == pytest.approx(35.0 + 60.0)
+    assert res["cluster"]["machine_starts_s"][0] == 35.0
+    (replan,) = policy.replans
+    (r2,) = replan["plan"]["rounds"]
+    assert r2["world_size"] == 2 and r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9)
+
+
+def test_a_resumed_run_keeps_the_machine_starts_it_measured(tmp_path, monkeypatch):
+    from seer_torch.executor import journal
+    from seer_torch.executor.journal import Crash
+    from seer_torch.policies.registry import make_policy
+
+    clean, _ = _booting_run(tmp_path, "clean")
+    tuner, backend, clock = _booting_run(tmp_path, "killed", _crash_at="decide:4")
+    monkeypatch.setattr(journal, "_crash_counts", {})
+    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "decide:4")
+    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
+    with pytest.raises(Crash):
+        tuner.run()
+    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["measured"]["machine_starts_s"] == [15.0, 15.0]
+    res = Tuner.resume(tmp_path / "killed", backend, make_policy=make_policy, clock=clock).run(resume=True)
+    # the replay decided as before (the snapshots' machine starts journaled), the starts kept
+    assert res["cluster"]["machine_starts_s"][:2] == [15.0, 15.0]
+    assert res["best"]["trial_id"] == clean["best"]["trial_id"]

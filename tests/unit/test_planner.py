@@ -1009,3 +1009,108 @@ def test_wave_epoch_time_sets_the_wall_clock_and_the_mean_epoch_the_money():
         make(wave_epoch_time_s=0.0)
     with pytest.raises(ConfigError, match="wave_epoch_time_s"):
         make(wave_epoch_time_s=math.inf)
+
+
+# -- machine start on a cluster that rents machines (issue 17) --------------------------------------
+
+
+def _busy(n, w, slots):
+    return min(n, max(1, slots // w)) * w
+
+
+def _with_machine_waits(base_rounds, machine_s, slots, previous_busy=0, previous_s=0.0):
+    """Each round's duration when round k waits ``max(0, machine_s - D_{k-1})`` for machines
+    whenever it holds more slots than round k-1 (round 1 after ``previous_busy``/``previous_s``),
+    from the durations priced without machines."""
+    out = []
+    for r in base_rounds:
+        busy = _busy(r.num_trials, r.world_size, slots)
+        wait = max(0.0, machine_s - previous_s) if busy > previous_busy else 0.0
+        out.append(r.predicted_duration_s + wait)
+        previous_busy, previous_s = busy, out[-1]
+    return out
+
+
+def test_machine_start_changes_the_plan_where_the_deadline_binds():
+    # 300 s (x 0.9 = 270 s): with no machine start 50 configurations fit, W 1,1,1,8; waiting
+    # 30 s for the first round's machines, only 44 do, and the final round is narrower (W 4)
+    fast = plan(make(time_budget_s=300.0))
+    slow = plan(make(time_budget_s=300.0, machine_start_s=30.0))
+    assert (fast.num_configurations, fast.world_sizes) == (50, (1, 1, 1, 8))
+    assert (slow.num_configurations, slow.world_sizes) == (44, (1, 1, 2, 4))
+    assert fast.predicted_time_s <= 270.0 + 1e-9 and slow.predicted_time_s <= 270.0 + 1e-9
+    # the first round waits the whole machine start; the others hold no more slots than the
+    # round before (8 busy slots from round 1 on), so they wait nothing
+    assert [r.predicted_duration_s for r in slow.rounds] == pytest.approx([90.0 + 30.0, 50.0, 37.432, 57.478],
+                                                                         abs=1e-3)
+    # the fast plan's sequence priced with the wait breaks the deadline: 288.3 s > 270 s
+    kept = replan(make(time_budget_s=1e9, machine_start_s=30.0), rungs=fast.rungs, survivors=fast.survivors,
+                  current_epoch=0, current_world_size=0, planned_world_sizes=fast.world_sizes)
+    assert kept.predicted_time_s == pytest.approx(fast.predicted_time_s + 30.0)
+    assert kept.predicted_time_s > 270.0
+
+
+def test_machine_start_makes_a_short_first_round_go_wider():
+    # 3 configurations, 90 s of plan: without machines W 1,1,2 (77.4 s); with 30 s the first
+    # round takes 45 s, and the rounds after must go wider: W 1,4,4. Round 2 holds 4 slots (3
+    # before) but its machines booted during round 1's 45 s: no wait.
+    kw = dict(max_epochs=9, max_configurations=3, min_configurations=3, time_budget_s=100.0)
+    fast, slow = plan(make(**kw)), plan(make(**kw, machine_start_s=30.0))
+    assert fast.world_sizes == (1, 1, 2) and slow.world_sizes == (1, 4, 4)
+    assert [r.predicted_duration_s for r in fast.rounds] == pytest.approx([15.0, 25.0, 5.0 + 60 / 1.85])
+    assert [r.predicted_duration_s for r in slow.rounds] == pytest.approx(
+        [15.0 + 30.0, 5.0 + 20 / 3.43, 5.0 + 60 / 3.43])
+
+
+def test_a_widening_round_waits_what_the_round_before_left_of_the_machine_start():
+    inputs = make(num_slots=8, relaunch_s=5.0, resize_s=5.0, machine_start_s=30.0, previous_round_s=10.0)
+    # after a round of 1 trial at W=1 (1 busy slot) that ran 10 s: round 1 at W=1 (no new
+    # machine) takes 5 + 20 = 25 s; round 2 at W=4 holds 4 slots: it waits 30 - 25 = 5 s
+    p = replan(inputs, rungs=(3, 9), survivors=(1, 1), current_epoch=1, current_world_size=1,
+               previous_num_trials=1, planned_world_sizes=(1, 4))
+    assert [r.predicted_duration_s for r in p.rounds] == pytest.approx([25.0, 5.0 + 60 / 3.43 + 5.0])
+    # widening at once: the first round left (2 slots) waits 30 - 10 = 20 s (asked for when the
+    # round just closed started, 10 s ago); round 2 (4 slots) after its 5 + 20/1.85 + 20 s: none
+    q = replan(inputs, rungs=(3, 9), survivors=(1, 1), current_epoch=1, current_world_size=1,
+               previous_num_trials=1, planned_world_sizes=(2, 4))
+    assert [r.predicted_duration_s for r in q.rounds] == pytest.approx(
+        [5.0 + 20 / 1.85 + 20.0, 5.0 + 60 / 3.43])
+    # the round before ran past the machine start: round 1 waits nothing, and round 2's
+    # machines, asked for when round 1 starts, take 30 - 15.8 s more
+    late = replan(dataclasses.replace(inputs, previous_round_s=40.0), rungs=(3, 9), survivors=(1, 1),
+                  current_epoch=1, current_world_size=1, previous_num_trials=1, planned_world_sizes=(2, 4))
+    first_s = 5.0 + 20 / 1.85
+    assert [r.predicted_duration_s for r in late.rounds] == pytest.approx(
+        [first_s, 5.0 + 60 / 3.43 + (30.0 - first_s)])
+
+
+@pytest.mark.parametrize("budget_s", [150.0, 225.0, 300.0, 400.0, 800.0])
+@pytest.mark.parametrize("machine_s", [8.0, 30.0, 120.0])
+def test_every_planned_round_pays_exactly_its_machine_wait(budget_s, machine_s):
+    # the chosen plan's rounds, priced again without machines (its own world sizes kept), plus
+    # the documented wait of each round: equal to the planned durations, and within the deadline
+    p = plan(make(time_budget_s=budget_s, machine_start_s=machine_s))
+    if not p.rounds:
+        return
+    base = replan(make(), rungs=p.rungs, survivors=p.survivors, current_epoch=0, current_world_size=0,
+                  planned_world_sizes=p.world_sizes)
+    want = _with_machine_waits(base.rounds, machine_s, 8)
+    assert [r.predicted_duration_s for r in p.rounds] == pytest.approx(want)
+    assert want[0] >= machine_s  # the first round waits the whole machine start
+    if p.feasible:
+        assert sum(want) <= 0.9 * budget_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("machine_s", [None, 0.0])
+def test_no_machine_start_prices_every_plan_exactly_as_before(machine_s):
+    for budget_s in (150.0, 300.0, 800.0, math.inf):
+        a = plan(make(time_budget_s=budget_s))
+        b = plan(make(time_budget_s=budget_s, machine_start_s=machine_s))
+        assert a == b
+
+
+def test_machine_start_inputs_are_checked():
+    for name in ("machine_start_s", "previous_round_s"):
+        for bad in (-1.0, math.inf, "30", math.nan):
+            with pytest.raises(ConfigError, match=name):
+                make(**{name: bad})

@@ -327,3 +327,21 @@ def test_a_replan_that_moves_the_target_prices_the_survivors_next_job_as_a_relau
     # Not knowing the schedule (None): taken to go on, as before.
     unknown = dataclasses.replace(at, schedule_epochs=None)
     assert unknown.next_round_s(make_plan((3, 1), (3, 7))) == pytest.approx(0.1 + 2 * 20)
+
+
+def test_rung_replan_next_round_waits_for_the_machines_of_a_wider_round():
+    # The round just closed: 2 trials at W=1 (2 busy slots), 12 s long. The next round: 1 trial
+    # at W=4 (4 slots: new machines, asked for 12 s ago): it waits 30 - 12 = 18 s beyond its
+    # resize (2 s) and 2 epochs of 10 s at 4x.
+    at = replan_at(1000.0)
+    inputs = dataclasses.replace(at.base_inputs, machine_start_s=30.0, previous_round_s=12.0)
+    wide = dataclasses.replace(at, base_inputs=inputs, ranked=at.ranked[:2],
+                               current=RoundPlan(1, 1, 0, 2, 1, 1, 12.0, 0.1))
+    plan = make_plan((1,), (3,))
+    plan = dataclasses.replace(plan, rounds=(dataclasses.replace(plan.rounds[0], world_size=4),))
+    assert wide.next_round_s(plan) == pytest.approx(2.0 + 2 * 10.0 / 4.0 + 18.0)
+    # at W=2 it holds 2 slots, as the round before: no wait
+    same = dataclasses.replace(plan, rounds=(dataclasses.replace(plan.rounds[0], world_size=2),))
+    assert wide.next_round_s(same) == pytest.approx(2.0 + 2 * 10.0 / 2.0)
+    # without a machine start: the same seconds as before
+    assert dataclasses.replace(wide, base_inputs=at.base_inputs).next_round_s(plan) == pytest.approx(7.0)

@@ -123,3 +123,25 @@ def test_no_simulated_run_breaks_a_budget_or_ends_without_an_answer_it_could_hav
             )
     assert ran == NUM_CASES // 10
     assert not failures, f"{len(failures)} of {ran} runs failed:\n" + "\n".join(failures[:15])
+
+
+def test_a_simulated_seer_run_plans_with_the_machine_start(tmp_path):
+    # The simulator plans as the tuner does (one cost model): with a 30 s machine start, the
+    # first round of the same plan is predicted 30 s longer. The simulated cluster starts no
+    # machines, so the run itself takes no longer.
+    table = _table(9, 9, 1, 10.0)
+    prof = parse_profile({"world_sizes": [1, 2], "speedup": [1.0, 1.8], "epoch_time_s": 10.0,
+                          "startup_s": 5.0, "resize_s": 5.0})
+    plans = []
+    for name, machine_s in (("none", None), ("thirty", 30.0)):
+        case = SimulationCase(table, prof, 1e5, 1e3, num_slots=4, world_size_ladder=(1, 2),
+                              machine_start_s=machine_s)
+        simulate_run(case, "seer", 0, run_dir=tmp_path / name)
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        plans.append(res["plan"]["rounds"])
+    without, with_30 = plans
+    assert [(r["num_trials"], r["world_size"]) for r in without] == [
+        (r["num_trials"], r["world_size"]) for r in with_30]
+    assert with_30[0]["predicted_duration_s"] == pytest.approx(without[0]["predicted_duration_s"] + 30.0)
+    assert [r["predicted_duration_s"] for r in with_30[1:]] == pytest.approx(
+        [r["predicted_duration_s"] for r in without[1:]])
