@@ -183,6 +183,16 @@ class Backend(abc.ABC):
         :class:`JobLog` without the file)."""
         return read_job_log(spec.trial_dir)
 
+    def check_storage(self, run_dir: Path) -> None:
+        """Check that the jobs will see ``run_dir`` where the tuner does (a backend whose jobs
+        run on other machines: the run folder must be on storage they all mount). Nothing to
+        check here: the local and simulated backends run on this machine.
+
+        Raises:
+            ConfigError: a machine the jobs may run on does not see ``run_dir``.
+        """
+        return None
+
     def held_nodes(self) -> dict[str, int] | None:
         """The machines a cluster backend holds now, node id to the slots it offers, for the
         meter of what the cluster costs (:mod:`seer_torch.executor.held_nodes`); ``None`` for a

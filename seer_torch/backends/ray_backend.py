@@ -79,6 +79,7 @@ from seer_torch.runfiles import (
     CONTROL_FILE,
     PARKED_FILE,
     atomic_write_json,
+    atomic_write_text,
     read_json_or_none,
 )
 
@@ -103,6 +104,8 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 INSTALL_HINT = "pip install 'seer-torch[ray]'"
 #: Seconds a ``resources.address`` of the form ``IP:PORT`` has to accept a TCP connection.
 CONNECT_TIMEOUT_S = 5.0
+#: Seconds each node has to answer :meth:`RayBackend.check_storage` (a task of no CPU).
+STORAGE_CHECK_S = 60.0
 
 
 def _import_ray(field_name: str = "resources.backend") -> Any:
@@ -155,6 +158,36 @@ def _die_with_parent() -> Any:
     return preexec
 
 
+#: The file :meth:`RayBackend.check_storage` writes in the run folder for every node to read.
+STORAGE_PROBE_FILE = ".seer-storage-check"
+SHARED_STORAGE_HINT = ("put the run folder on storage every node mounts at the same path (NFS, EFS, "
+                       "Filestore; docs/ray.md, Requirements)")
+
+
+class SharedStorageError(RuntimeError):
+    """A node does not see the run folder the tuner writes (it is not on shared storage)."""
+
+
+def storage_problem(path: Path | str, expected: str) -> str | None:
+    """What is wrong with ``path`` as this node sees it: ``None`` when its text holds
+    ``expected`` (a token the tuner wrote there), else a sentence saying what this node found
+    (no such file, or another file of that name: the node's own disk, not the shared one)."""
+    try:
+        found = Path(path).read_text()
+    except FileNotFoundError:
+        return f"{path} does not exist there"
+    except OSError as e:
+        return f"{path} cannot be read there ({type(e).__name__}: {e})"
+    return None if expected in found else f"{path} there is another file (not the tuner's)"
+
+
+def _probe_storage(path: str, expected: str) -> tuple[str, str | None]:
+    """A Ray task run on one node: ``(its address, storage_problem(path, expected))``."""
+    import ray
+
+    return ray.util.get_node_ip_address(), storage_problem(path, expected)
+
+
 class NodeAgent:
     """One node's part of a job (a Ray actor: :class:`RayBackend` wraps it with ``ray.remote``).
 
@@ -185,6 +218,13 @@ class NodeAgent:
         """Start ``argv`` (this node's torchrun) with this node's environment updated with
         ``env`` (``PYTHONPATH`` put first on the node's own), output appended to ``stdout``
         and ``stderr``; wait for it; returns its exit status."""
+        # The tuner wrote the job's token into the trial folder's job.json before placing it.
+        problem = storage_problem(Path(stdout).parent / JOB_FILE, self.part_token.rsplit(".", 1)[0])
+        if problem is not None:
+            import ray
+
+            raise SharedStorageError(f"node {ray.util.get_node_ip_address()} does not see the trial folder "
+                                     f"the tuner wrote ({problem}): {SHARED_STORAGE_HINT}")
         subst = {RDZV_ENDPOINT: endpoint, AGENT_PID: str(os.getpid())}
         full = dict(os.environ)
         full[PART_TOKEN_ENV] = self.part_token
@@ -301,6 +341,50 @@ class RayBackend(Backend):
         self._nodes_looked_s = -math.inf
 
     # -- the cluster ------------------------------------------------------------------------------
+    def check_storage(self, run_dir: Path) -> None:
+        """Check that every live node offering slots sees ``run_dir`` where the tuner does (the
+        run folder must be on storage they all mount at the same path): write a token to
+        :data:`STORAGE_PROBE_FILE` there and have a task on each node read it
+        (:func:`storage_problem`). Nodes that join later (an autoscaler's) are checked by each
+        job's agents before torchrun starts: a job on a node that does not see its trial folder
+        fails at once, saying so.
+
+        Raises:
+            ConfigError: naming ``--run-dir``, the folder, and each node that does not see it.
+        """
+        import uuid
+
+        probe = Path(run_dir).resolve() / STORAGE_PROBE_FILE
+        token = uuid.uuid4().hex
+        atomic_write_text(probe, token)
+        try:
+            problems = self.nodes_not_seeing(probe, token)
+        finally:
+            probe.unlink(missing_ok=True)
+        if problems:
+            allowed = f"a folder every node of the Ray cluster sees at the same path: {SHARED_STORAGE_HINT}"
+            raise ConfigError("--run-dir", str(run_dir), f"{allowed}; " + "; ".join(problems))
+
+    def nodes_not_seeing(self, path: Path, token: str) -> list[str]:
+        """One sentence for each live node offering slots that does not find ``token`` in
+        ``path`` (:func:`storage_problem`, run there as a Ray task of no CPU pinned to it);
+        ``[]`` when they all do."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = self._ray.remote(num_cpus=0, max_retries=0)(_probe_storage)
+        nodes = [node for node, slots in self.held_nodes().items() if slots > 0]
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+                .remote(str(path), token) for node in nodes]
+        problems = []
+        for node, ref in zip(nodes, refs):
+            try:
+                ip, problem = self._ray.get(ref, timeout=STORAGE_CHECK_S)
+            except Exception as e:  # noqa: BLE001 - a node that cannot answer cannot run jobs either
+                ip, problem = "?", f"its check did not answer in {STORAGE_CHECK_S:g} s ({type(e).__name__})"
+            if problem is not None:
+                problems.append(f"node {node[:12]} ({ip}): {problem}")
+        return problems
+
     def request_slots(self, slots: int) -> None:
         """Ask the cluster's autoscaler for ``slots`` bundles (``ray.autoscaler.sdk.
         request_resources``: it boots machines until they fit, and keeps them while asked for;
@@ -429,7 +513,10 @@ class RayBackend(Backend):
             try:
                 codes.append(int(ray.get(ref)))
             except ray.exceptions.RayError as e:
-                if error is None:
+                cause = e if isinstance(e, SharedStorageError) else getattr(e, "cause", None)
+                if error is None and isinstance(cause, SharedStorageError):
+                    error = f"node part {rank} of {len(job.futures)} did not start: {cause.args[0]}"
+                elif error is None:
                     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                     error = (f"node part {rank} of {len(job.futures)} was lost ({type(e).__name__}: "
                              f"{first[:200]}); the job's other parts were stopped")

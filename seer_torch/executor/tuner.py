@@ -129,7 +129,8 @@ class Tuner:
         ended early.
 
         Raises:
-            ConfigError: the run directory already holds files.
+            ConfigError: the run directory already holds files, or a node of the backend's
+                cluster does not see it (:meth:`~seer_torch.backends.base.Backend.check_storage`).
             WorkerError: a profile probe failed.
             PolicyError: the policy asked for something impossible.
             KeyboardInterrupt: interrupted (SIGINT, or SIGTERM/SIGHUP through the CLI).
@@ -145,6 +146,8 @@ class Tuner:
         if resume:
             assert self._resumer is not None, "run(resume=True) needs a tuner made by Tuner.resume"
             self._resumer.restore_journal()  # reads and replays only: a resume that fails here writes nothing
+        if self.run_dir is not None:
+            self.backend.check_storage(self.run_dir)  # a cluster's nodes must see the run folder
         self.began = True  # from here on the run writes results.json and its journal, however it ends
         try:
             if resume:

@@ -84,6 +84,30 @@ def test_a_trial_moved_from_one_node_to_two_trains_as_it_does_locally(ray_cluste
         {k: r[k] for k in TRAINING_KEYS} for r in rows[local]]
 
 
+def test_every_node_must_see_the_run_folder(ray_cluster, tmp_path):
+    from seer_torch.backends.ray_backend import STORAGE_PROBE_FILE, RayBackend
+
+    backend = RayBackend(3, keep_alive=False)
+    backend.check_storage(tmp_path)  # the nodes share this host's disk: each sees it
+    assert not (tmp_path / STORAGE_PROBE_FILE).exists()
+    # What nodes on disks of their own would find: no file of the tuner's, each node named.
+    problems = backend.nodes_not_seeing(tmp_path / "elsewhere" / STORAGE_PROBE_FILE, "4f2a")
+    assert len(problems) == 3, problems
+    assert all(f"{tmp_path / 'elsewhere' / STORAGE_PROBE_FILE} does not exist there" in p for p in problems)
+    assert len({p.split(" (")[0] for p in problems}) == 3  # three different nodes
+    # A job whose node does not see the trial folder the tuner wrote fails at once, saying so
+    # (its job.json taken away before the job is placed, as a node's own disk would lack it).
+    spec = _spec(tmp_path, "t001", 1, 1)
+    job = backend.launch(spec)
+    (spec.trial_dir / "job.json").unlink()
+    res = _wait(lambda: backend.poll(job), "the job to fail")
+    assert res.returncode != 0 and not res.stopped
+    text = job_error_text(res)
+    assert "does not see the trial folder" in text and "job.json does not exist there" in text, text
+    assert "storage every node mounts at the same path" in text, text
+    assert not (spec.trial_dir / "metrics.jsonl").exists()  # torchrun never started
+
+
 def test_a_lost_agent_fails_the_job_at_once_and_leaves_no_process(ray_cluster, tmp_path, monkeypatch):
     import ray
 
