@@ -125,7 +125,9 @@ def _add_budget_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--money-budget", metavar="USD",
                    help="money budget in US dollars (overrides budget.money_budget_usd; +USD is for "
                         "`seer resume`)")
-    p.add_argument("--slots", type=int, metavar="N", help="worker slots (default: the machine's cores)")
+    p.add_argument("--slots", type=int, metavar="N",
+                   help="worker slots (default: the machine's cores; more than the cores share them: "
+                        "seer tune warns)")
     p.add_argument("--profile", metavar="P.json",
                    help="a scaling profile to plan with instead of measuring one")
 

@@ -82,6 +82,22 @@ def absolute_budget(flag: str, text: str | float | None) -> float | None:
         raise ConfigError(flag, text, f"a number of {words} > 0") from None
 
 
+def machine_cores() -> int:
+    """This machine's CPU cores (``os.cpu_count()``, the default of ``resources.num_slots``)."""
+    return os.cpu_count() or 1
+
+
+def shared_cores_warning(exp: Experiment) -> str | None:
+    """The warning line for a local run with more slots than this machine has cores (``None``
+    otherwise, and always on Ray, whose slots are the cluster's): each slot is a CPU process,
+    so the jobs share cores."""
+    cores, slots = machine_cores(), exp.resources.num_slots
+    if exp.resources.backend != "local" or slots <= cores:
+        return None
+    return (f"seer: warning: {slots} slots on {cores} cores: the jobs share cores, so epochs run slower and "
+            f"the scaling profile is measured on shared cores (--slots {cores} gives each worker a core)")
+
+
 def output_file(path: str) -> Path:
     """``--out``: a file path in an existing folder this user can write.
 
