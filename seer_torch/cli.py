@@ -119,10 +119,15 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_budget_flags(p: argparse.ArgumentParser) -> None:
     """The flags ``seer tune`` and ``seer plan`` share."""
     p.add_argument("config", nargs="?", help=_CONFIG_HELP)
-    p.add_argument("--time-budget", type=float, metavar="S",
-                   help="deadline in seconds (overrides budget.time_budget_s)")
-    p.add_argument("--money-budget", type=float, metavar="USD", help="money budget in US dollars")
-    p.add_argument("--slots", type=int, metavar="N", help="worker slots (default: the machine's cores)")
+    p.add_argument("--time-budget", metavar="S",
+                   help="deadline in seconds (overrides budget.time_budget_s; +S, which adds, is for "
+                        "`seer resume`)")
+    p.add_argument("--money-budget", metavar="USD",
+                   help="money budget in US dollars (overrides budget.money_budget_usd; +USD is for "
+                        "`seer resume`)")
+    p.add_argument("--slots", type=int, metavar="N",
+                   help="worker slots (default: the machine's cores; more than the cores share them: "
+                        "seer tune warns)")
     p.add_argument("--profile", metavar="P.json",
                    help="a scaling profile to plan with instead of measuring one")
 

@@ -538,8 +538,9 @@ def _load_digits() -> Splits:
 def _cifar_missing(root: str, missing: list[str]) -> DatasetNotFoundError:
     folder = os.path.join(root, "cifar-10-batches-py")
     return DatasetNotFoundError(
-        f"CIFAR-10 not found or incomplete: looked in {folder!r} (data_dir={root!r}); missing or unreadable: "
-        f"{', '.join(missing)}. data_dir must contain cifar-10-batches-py/ with "
+        f"CIFAR-10 not found or incomplete: looked in {folder!r} (data.data_dir = {root!r}); missing or "
+        "unreadable: "
+        f"{', '.join(missing)}. data.data_dir must contain cifar-10-batches-py/ with "
         "data_batch_1 .. data_batch_5, "
         f"test_batch and batches.meta (the standard torchvision layout, the extracted "
         f"cifar-10-python.tar.gz). Nothing is downloaded: fetch and extract it there yourself."

@@ -14,7 +14,8 @@ from seer_torch.errors import ConfigError
 def check_before_launch(exp: Experiment, *, data: bool = True) -> None:
     """What only the worker's side can check, checked before anything is launched: the model
     name, the dataset folder and its files' integrity, as the loader checks it (unless ``data``
-    is false: ``seer plan`` reads no data), the search space's bounds (each end of a range,
+    is false: ``seer plan`` reads no data, and checks only that the folder holds the files), the
+    search space's bounds (each end of a range,
     each choice) and every configuration the run may draw (names and values of
     hyperparameters, exactly as the worker validates its ``config.json``). Imports no torch.
     For a ``[trial] script`` experiment: the script still exists (:func:`check_script`); its
@@ -70,13 +71,16 @@ def _check_model_name(exp: Experiment) -> None:
 
 
 def _check_dataset(exp: Experiment, *, data: bool) -> int:
-    """The CIFAR-10 folder's integrity (when ``data``) and the global batch against the
-    training split; returns the number of training samples."""
-    from seer_torch.data import check_cifar10_integrity, dataset_shape
+    """The CIFAR-10 folder: its integrity when ``data``, else its layout (the files are there,
+    unread); and the global batch against the training split. Returns the number of training
+    samples."""
+    from seer_torch.data import check_cifar10_folder, check_cifar10_integrity, dataset_shape
     from seer_torch.plugins import is_import_path
 
     if data and exp.data.dataset == "cifar10":
         check_cifar10_integrity(exp.data.data_dir)  # the check the loader runs, before any job does
+    elif exp.data.dataset == "cifar10":
+        check_cifar10_folder(exp.data.data_dir)  # `seer plan`: no run it plans could start without them
     # A plug-in dataset is loaded here once (its return checked, its shape kept), whatever ``data``.
     shape = dataset_shape(exp.data.dataset, exp.data.data_dir)
     if is_import_path(exp.data.dataset) and not is_import_path(exp.model.name) and (

@@ -50,11 +50,52 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
         ConfigError: as :func:`seer_torch.config.load_experiment` and
             :meth:`~seer_torch.config.Experiment.with_overrides`.
     """
+    time_budget_s = absolute_budget("--time-budget", args.time_budget)
+    money_budget_usd = absolute_budget("--money-budget", args.money_budget)
     exp = load_experiment(args.config)
     return exp.with_overrides(
-        time_budget_s=args.time_budget, money_budget_usd=args.money_budget, num_slots=args.slots,
+        time_budget_s=time_budget_s, money_budget_usd=money_budget_usd, num_slots=args.slots,
         profile=args.profile,
     )
+
+
+def absolute_budget(flag: str, text: str | float | None) -> float | None:
+    """``--time-budget`` or ``--money-budget`` of ``seer tune`` and ``seer plan``: a number
+    (``None`` when not given). ``+X`` adds ``X`` to a run's budget, which only ``seer resume``
+    has: here it is refused, never read as ``X``. The range (above 0) is checked where the
+    budget is set (:meth:`~seer_torch.config.Experiment.with_overrides`), naming the field.
+
+    Raises:
+        ConfigError: naming the flag, the value and what is allowed.
+    """
+    if text is None:
+        return None
+    words, x = ("seconds", "S") if flag == "--time-budget" else ("US dollars", "USD")
+    given = str(text).strip()
+    if given.startswith("+"):
+        raise ConfigError(flag, text, f"a number of {words} > 0, the budget of the whole run (+{x} adds "
+                                      f"{x} to a run's budget: that is for `seer resume RUN_DIR {flag} "
+                                      f"+{x}`)")
+    try:
+        return float(given)
+    except ValueError:
+        raise ConfigError(flag, text, f"a number of {words} > 0") from None
+
+
+def machine_cores() -> int:
+    """This machine's CPU cores (``os.cpu_count()``, the default of ``resources.num_slots``)."""
+    return os.cpu_count() or 1
+
+
+def shared_cores_warning(exp: Experiment) -> str | None:
+    """The warning line for a local run with more slots than this machine has cores (``None``
+    otherwise, and always on Ray, whose slots are the cluster's): each slot is a CPU process,
+    so the jobs share cores."""
+    cores, slots = machine_cores(), exp.resources.num_slots
+    if exp.resources.backend != "local" or slots <= cores:
+        return None
+    return (f"seer: warning: {slots} slots on {cores} cores: the jobs share cores, so epochs run slower and "
+            f"the scaling profile is measured on shared cores (--slots {cores} gives each worker a core)")
 
 
 def output_file(path: str) -> Path:

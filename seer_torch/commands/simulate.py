@@ -48,6 +48,9 @@ def budget_values(flag: str, text: str | float) -> list[float]:
     allowed = "a finite number > 0, or a comma-separated list of them (a sweep)"
     values: list[float] = []
     for part in str(text).split(","):
+        if part.strip().startswith("+"):  # never read as the number: +X adds, in `seer resume` only
+            raise ConfigError(flag, part.strip() if "," in str(text) else text,
+                              allowed + "; +X adds to a run's budget only in `seer resume`")
         try:
             v = float(part)
         except ValueError:

@@ -16,19 +16,20 @@ from typing import Any
 class LiveStatus:
     """Live status while `seer tune` runs: a rich panel on a terminal, plain lines otherwise.
 
-    Each event is printed once as a line (on a terminal above the panel; ``launched ...``
-    events only update the panel). The best trial so far by the experiment's metric, once
-    there is one, is shown as ``best val_loss 0.3120 (min, t004 @ epoch 9)``: a line of the
-    panel, and part of each plain line. The panel is two status lines (three with the best
-    trial) and the last event, each cut to the terminal's width, never wrapped; it is redrawn
-    four times a second and computes the time it shows when drawn (the last event's
-    ``time_used_s`` plus the seconds since), so the time ticks during profiling and between
-    launches. It is removed at the end: the event lines
-    and the summary stay. The run's final status event, when it only repeats the stop reason,
-    says its head (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``);
-    other events are printed whole. How a run that did not finish ended (``interrupted``,
-    ``failed``) is said by the command itself, on stderr with where its files are, so the
-    status leaves it out.
+    Each event is printed once as a line (on a terminal above the panel; ``launched ...`` events
+    only update the panel). The best trial so far by the experiment's metric, once there is one,
+    is shown as ``best val_loss 0.3120 (min, t004 @ epoch 9)``: a line of the panel, and part of
+    each plain line. It is judged as the answer is, at the deepest epoch a trial has reached
+    (:func:`~seer_torch.policies.base.best_at_rungs`), so it can get worse during a run: a trial
+    reaching a later epoch replaces better values of earlier epochs. The panel is two status
+    lines (three with the best trial) and the last event, each cut to the terminal's width,
+    never wrapped; it is redrawn four times a second and computes the time it shows when drawn
+    (the last event's ``time_used_s`` plus the seconds since), so the time ticks during
+    profiling and between launches. It is removed at the end: the event lines and the summary
+    stay. The run's final status event, when it only repeats the stop reason, says its head
+    (``finished`` after ``policy finished: REASON``; ``interrupted: interrupted``); other events
+    are printed whole. How a run that did not finish ended (``interrupted``, ``failed``) is said
+    by the command itself, on stderr with where its files are, so the status leaves it out.
 
     Args:
         quiet: print nothing.

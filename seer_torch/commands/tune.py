@@ -22,6 +22,7 @@ from seer_torch.commands.common import (
     experiment_from_args,
     interrupted_message,
     make_backend,
+    shared_cores_warning,
     stop_on_signals,
 )
 from seer_torch.commands.status import LiveStatus, print_summary
@@ -258,15 +259,19 @@ def more_budget(exp: Any, state: dict[str, Any], time_budget: str | float | None
 
 class _Started:
     """``on_start`` of the commands: SIGTERM and SIGHUP end the run like Ctrl-C from then on,
-    and the command knows that the run had started when it is interrupted."""
+    and the command knows that the run had started when it is interrupted; ``warning``, a line
+    for stderr once the run starts (not for input it then refuses)."""
 
-    def __init__(self) -> None:
+    def __init__(self, warning: str | None = None) -> None:
         self.yes = False
         self.unix_s: float | None = None  # when the run started
+        self.warning = warning
 
     def __call__(self) -> None:
         stop_on_signals()
         self.yes, self.unix_s = True, time.time()
+        if self.warning:
+            print(self.warning, file=sys.stderr, flush=True)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -279,7 +284,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     exp = experiment_from_args(args).with_overrides(backend=args.backend, address=args.address)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(exp)
     status = LiveStatus(quiet=args.quiet)
-    started = _Started()
+    started = _Started(shared_cores_warning(exp))
     try:
         results = tune_run(exp, run_dir, on_event=status.event, live=status, on_start=started,
                            report=not args.no_report)

@@ -79,12 +79,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ConfigError: bad input (a missing file, a ``--config`` that is not ``NAME=VALUE``, an
             ``--epochs`` or ``--world-size`` out of range, a ``W`` that cannot split the global
             batch).
+        DatasetNotFoundError: the experiment's CIFAR-10 folder lacks a file or fails its
+            integrity check (found before anything is launched).
         WorkerError: the script fails at ``W = 1`` (its stderr's tail in the message).
     """
     from seer_torch.verify import run_verify, setup_from_experiment
 
     args = _split_remainder(args)
     exp, bare = _experiment(args)
+    if exp.trial.script is None and exp.data.dataset == "cifar10":
+        from seer_torch.data import check_cifar10_integrity
+
+        check_cifar10_integrity(exp.data.data_dir)  # before a launch, as seer tune checks it
     overrides = dict(_parse_override(text) for text in args.config_values or ())
     setup = setup_from_experiment(exp, overrides=overrides, epochs=args.epochs, world_size=args.world_size,
                                   timeout_s=args.timeout, any_override=bare)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seer_torch.errors import ConfigError
+from seer_torch.errors import ConfigError, SeerError
 from seer_torch.policies.base import Snapshot, TrialView
 from seer_torch.runfiles import atomic_write_json
 
@@ -55,6 +55,66 @@ def view_from_dict(d: dict[str, Any]) -> TrialView:
 
 def decision_to_dict(d: Any) -> dict[str, Any]:
     return {"type": type(d).__name__, **dataclasses.asdict(d)}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecisionLines:
+    """``decisions.jsonl`` as a resume reads it (:func:`read_decision_lines`): ``lines``, its
+    complete lines, in order; ``torn``, the 1-based number of an incomplete last line that was
+    left out (``None`` when there is none) and ``torn_why``, what is wrong with it."""
+
+    lines: tuple[str, ...]
+    torn: int | None = None
+    torn_why: str = ""
+
+    def warning(self, path: Path) -> str:
+        """The warning for the left-out last line (only when :attr:`torn` is set)."""
+        return (f"warning: {path} line {self.torn} is incomplete ({self.torn_why}: the run was killed while "
+                "it was appended); ignored: a decision not fully written was never carried out")
+
+
+def read_decision_lines(path: Path) -> DecisionLines:
+    """The complete lines of a decisions journal, under the write-ahead-log rule: a last line
+    without its newline, or that is no JSON object, was cut short while it was appended and
+    did not happen (the executor carries out a decision only once its line is written); it is
+    left out, and said (:attr:`DecisionLines.torn`). An empty or missing file has no lines.
+
+    Raises:
+        SeerError: a line before the last is no JSON object: the journal is corrupt in the
+            middle (the message names the file and the line).
+    """
+    path = Path(path)
+    if not path.exists():
+        return DecisionLines(())
+    parts = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    tail = parts.pop()  # "" when the file ends with a newline, as every complete line does
+    if tail.strip():
+        return DecisionLines(_complete_lines(path, parts), len(parts) + 1, "no newline at its end")
+    if parts and _problem(parts[-1]):
+        return DecisionLines(_complete_lines(path, parts[:-1]), len(parts), _problem(parts[-1]))
+    return DecisionLines(_complete_lines(path, parts))
+
+
+def _problem(line: str) -> str:
+    """What makes ``line`` no journal line (``""``: nothing)."""
+    try:
+        value = json.loads(line)
+    except ValueError as e:
+        return f"not valid JSON: {e}"
+    return "" if isinstance(value, dict) else "not a JSON object"
+
+
+def _complete_lines(path: Path, lines: list[str]) -> tuple[str, ...]:
+    for number, line in enumerate(lines, start=1):
+        why = _problem(line)
+        if why:
+            raise SeerError(
+                f"resume: {path} line {number} is corrupt ({why}) and {len(lines) - number} line(s) "
+                "follow it (the last line alone may be cut short by a crash, never one in the middle): the "
+                "policy cannot be brought back to where it was; the run's results so far are in "
+                f"{path.parent / 'state.json'} and its trials' checkpoints"
+            )
+    return tuple(lines)
 
 
 def read_journal(run_dir: Path) -> dict[str, Any]:
@@ -138,14 +198,14 @@ class Journal:
         since the previous line only) and what the policy decided. ``seer resume`` replays the
         policy through these lines to bring it back to where it was (policies are pure and
         deterministic)."""
-        self.decide_calls += 1
+        number = self.decide_calls + 1
         run_dir = self.tuner.run_dir
         if run_dir is None:
+            self.decide_calls = number
             return
         changed = [view_to_dict(v) for tid, v in snap.trials.items() if self.logged_views.get(tid) != v]
-        self.logged_views = dict(snap.trials)
         line = {
-            "i": self.decide_calls,
+            "i": number,
             "snapshot": {
                 "now_s": snap.now_s,
                 "time_left_s": snap.time_left_s,
@@ -166,6 +226,10 @@ class Journal:
             f.write(json.dumps(line) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        # Counted once written: a write cut short (a full disk) is not in the
+        # journal's count, so a resume leaves its torn line out (:func:`read_decision_lines`).
+        self.decide_calls = number
+        self.logged_views = dict(snap.trials)
 
     def write(self, status: str = "running") -> None:
         """Rewrite ``state.json`` atomically (the previous one kept as ``state.prev.json``)."""

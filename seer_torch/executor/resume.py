@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from seer_torch.errors import SeerError
 from seer_torch.executor.context import draw_costs_needed, policy_context, trial_job_spec
-from seer_torch.executor.journal import DECISIONS_FILE, decision_to_dict, view_from_dict
+from seer_torch.executor.journal import DECISIONS_FILE, decision_to_dict, read_decision_lines, view_from_dict
 from seer_torch.executor.trials import BROKEN, ENDED, RoundRecord, Trial, TrialStatus, update_from_rows
 from seer_torch.policies.base import JobEvent, Launch, Snapshot, TrialView, give_more_budget, policy_news
 from seer_torch.runfiles import atomic_write_text, remove_worker_temporaries
@@ -165,28 +165,35 @@ class Resumer:
             book.slots = min(int(m["reserved_slots"]), t.backend.num_slots)
             meter.reserved = (int(m["reserved_slots"]), meter.start_s + float(m["reserved_since_s"]))
         calls = int(state.get("decide_calls", 0))
+        path = t.run_dir / DECISIONS_FILE
+        journal = read_decision_lines(path)
+        if journal.torn is not None and journal.torn <= calls:
+            # The journal counts it as made (and perhaps carried out): what was lost is not known.
+            raise SeerError(
+                f"resume: {path} line {journal.torn} is incomplete ({journal.torn_why}), yet "
+                f"{t.run_dir / 'state.json'} counts {calls} decisions made: the disk lost what was written "
+                "(a full disk or a power loss?); the policy cannot be brought back to where it was; the "
+                "run's results so far are in state.json and its trials' checkpoints")
+        if journal.torn is not None:  # a crash while it was appended: never counted, never carried out
+            t.event(journal.warning(path))
+        lines = list(journal.lines)
         if self.more_budget and self.after_finish:
-            calls = self._undo_finish(calls)
+            calls = self._undo_finish(calls, lines)
         self.more_budget_calls = [int(c) for c in state.get("more_budget_calls", [])]
-        self.replayed = self._replay(calls)
+        self.replayed = self._replay(calls, lines)
         t.journal.more_budget_calls = [c for c in self.more_budget_calls if c <= calls]
         if self.more_budget:  # told after the replay, at this point of its decisions (journaled)
             give_more_budget(t.policy)
             t.journal.more_budget_calls.append(calls)
 
-    def _undo_finish(self, calls: int) -> int:
+    def _undo_finish(self, calls: int, lines: list[str]) -> int:
         """When the run's last decision was the policy's ``Finish`` (with more budget it may
         go on): keep it out of the replay, and its events and eliminations for
-        :meth:`restore`. Returns the decisions to replay."""
-        assert self.t.run_dir is not None
-        path = self.t.run_dir / DECISIONS_FILE
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        :meth:`restore`. ``lines``: the complete lines of ``decisions.jsonl``. Returns the
+        decisions to replay."""
         if not 1 <= calls <= len(lines):
             return calls
-        try:
-            last = json.loads(lines[calls - 1])
-        except json.JSONDecodeError:
-            return calls
+        last = json.loads(lines[calls - 1])
         if not any(d.get("type") == "Finish" for d in last["decisions"]):
             return calls
         self.undone_events = [JobEvent(**e) for e in last["snapshot"]["events"]]
@@ -194,9 +201,10 @@ class Resumer:
         self.t.event("more budget: the policy's last decision (it finished for want of budget) is made again")
         return calls - 1
 
-    def _replay(self, calls: int) -> Replayed:
-        """Feed the policy the snapshots it saw before, checking that it decides the same.
-        Reads only (a mismatch raises with nothing written).
+    def _replay(self, calls: int, lines: list[str]) -> Replayed:
+        """Feed the policy the snapshots it saw before (``lines``: the complete lines of
+        ``decisions.jsonl``), checking that it decides the same. Reads only (a mismatch raises
+        with nothing written).
 
         Returns the jobs the policy believes running at the end (trial index -> launch), the
         trials it eliminated, and the ``decisions.jsonl`` lines the journal reflects.
@@ -209,14 +217,9 @@ class Resumer:
         views: dict[str, TrialView] = {}
         running: dict[int, dict[str, Any]] = {}
         eliminated: set[str] = set()
-        path = t.run_dir / DECISIONS_FILE
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         done = 0
         for text in lines[:calls]:
-            try:
-                line = json.loads(text)
-            except json.JSONDecodeError:
-                break  # a torn last line: the journal does not count it either
+            line = json.loads(text)
             if done in self.more_budget_calls:  # a resume gave more budget here
                 give_more_budget(t.policy)
             snap = line["snapshot"]
@@ -250,11 +253,11 @@ class Resumer:
                 )
             done += 1
         if done < calls:
-            torn = " (its last line is cut short: a disk that filled up or lost power?)" if done < len(
-                lines[:calls]) else ""
-            raise SeerError(f"resume: {DECISIONS_FILE} holds {done} complete decisions, the journal counts "
-                            f"{calls}{torn}: the policy cannot be brought back to where it was; the run's "
-                            f"results so far are in {t.run_dir / 'state.json'} and its trials' checkpoints")
+            raise SeerError(f"resume: {t.run_dir / DECISIONS_FILE} holds {done} complete decisions, the "
+                            f"journal counts {calls} (lines after line {done} are lost: a disk that filled "
+                            "up or lost power?): the policy cannot be brought back to where it was; the "
+                            f"run's results so far are in {t.run_dir / 'state.json'} and its trials' "
+                            "checkpoints")
         t.journal.decide_calls = calls
         return running, eliminated, lines[:calls]
 

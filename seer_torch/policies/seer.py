@@ -135,6 +135,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from seer_torch.policies.billing import billed_seconds
 from seer_torch.policies.plan_search import (
     Choice,
     SequenceModel,
@@ -304,6 +305,9 @@ def _best_effort_plan(inputs: PlannerInputs, model: SequenceModel, finalists_cho
     search on the target), or no plan when not even one epoch fits."""
     if not one_fits(inputs, model, 1):
         binding = binding_for_target(inputs, model, 1)
+        billing = _billing_cause(inputs) if binding == "money" else None
+        if billing is not None:
+            return _empty_plan(inputs, binding, f"NO PLAN: {billing}")
         return _empty_plan(
             inputs,
             binding,
@@ -332,6 +336,38 @@ def _best_effort_plan(inputs: PlannerInputs, model: SequenceModel, finalists_cho
         f"{summary_words(inputs, choice.time_s, choice.cost_usd)}."
     )
     return _plan_from_choice(inputs, model, choice, False, binding, text)
+
+
+def _billing_cause(inputs: PlannerInputs) -> str | None:
+    """Why not one epoch of one configuration fits the money, when the cloud's billing rounding
+    is the cause: the one job that epoch needs (one worker, start-up and an epoch) fits the
+    money a plan may use when billed exactly, but not as the billing bills it (its minimum, or
+    its granularity). ``None`` when it would not fit even billed exactly (the money budget is
+    the cause), or when it fits either way."""
+    held_s = inputs.startup_s + inputs.epoch_time_s
+    per_s = inputs.price_usd_per_slot_hour / 3600
+    exact_usd = per_s * held_s
+    billed_s = billed_seconds(held_s, inputs.billing_granularity_s, inputs.billing_minimum_s)
+    limit = inputs.money_limit_usd
+    if not exact_usd <= limit < per_s * billed_s:
+        return None
+    if billed_s <= inputs.billing_minimum_s:
+        field = "budget.billing_minimum_s"
+        rule = (f"the billing minimum ({field} = {inputs.billing_minimum_s:g} s, billed for every job "
+                "however short)")
+    else:
+        field = "budget.billing_granularity_s"
+        rule = (f"the billing granularity ({field} = {inputs.billing_granularity_s:g} s: every job is billed "
+                "in whole multiples of it)")
+    return (
+        f"{rule} makes one job of one worker cost {per_s * billed_s:.4g} USD ({billed_s:g} s at "
+        f"{inputs.price_usd_per_slot_hour:g} USD/slot-hour), more than a plan may use of the money budget "
+        f"({limit:.4g} USD of {inputs.money_budget_usd:g} USD, safety fraction {inputs.safety_fraction:g}); "
+        f"billed exactly, one epoch of one configuration ({inputs.epoch_time_s:g} s on one worker plus "
+        f"{inputs.startup_s:g} s start-up) would cost {exact_usd:.4g} USD. One job needs "
+        f"{per_s * billed_s / inputs.safety_fraction:.4g} USD of money budget left: raise the money budget, "
+        f"or lower {field}."
+    )
 
 
 def _plan_from_choice(

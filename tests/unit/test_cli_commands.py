@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seer_torch.cli import main
+from seer_torch.commands import common
 from seer_torch.commands.common import make_backend, print_table
 from seer_torch.config import load_experiment
 from seer_torch.run_lock import LOCK_FILE, check_not_in_use, lock_run_dir
@@ -185,15 +186,20 @@ def test_ctrl_c_on_tune_says_where_the_results_are_and_how_to_resume(tmp_path, c
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Tuner, "run", written_then_ctrl_c)
+    monkeypatch.setattr(common, "machine_cores", lambda: 2)  # 3 slots share 2 cores: said once it starts
     run_dir = tmp_path / "run"
     argv = ["tune", "--run-dir", str(run_dir), "--profile", _profile(tmp_path), "--slots", "3", "--quiet"]
     assert main(argv) == 130
     assert capsys.readouterr().err == (
+        "seer: warning: 3 slots on 2 cores: the jobs share cores, so epochs run slower and the scaling "
+        "profile is measured on shared cores (--slots 2 gives each worker a core)\n"
         f"seer: interrupted; what was completed is in {run_dir / 'results.json'}; "
         f"resume with `seer resume {run_dir}`\n"
     )
     assert made_backends == [3]
-    # A second Ctrl-C cut the writing of results.json short: the journal is named instead.
+    # A second Ctrl-C cut the writing of results.json short: the journal is named instead. The
+    # default slots, the machine's cores, share none: no warning.
+    monkeypatch.setattr(common, "machine_cores", lambda: os.cpu_count() or 1)
     monkeypatch.setattr(Tuner, "run", _ctrl_c)
     run_dir = tmp_path / "run2"
     assert main(["tune", "--run-dir", str(run_dir), "--profile", _profile(tmp_path), "--quiet"]) == 130
@@ -202,6 +208,18 @@ def test_ctrl_c_on_tune_says_where_the_results_are_and_how_to_resume(tmp_path, c
         f"what was completed is in the run's journal, {run_dir / 'state.json'}; "
         f"resume with `seer resume {run_dir}`\n"
     )
+
+
+def test_more_slots_than_cores_is_a_warning_on_the_local_backend_only(monkeypatch):
+    monkeypatch.setattr(common, "machine_cores", lambda: 4)
+    exp = load_experiment(None)
+    assert common.shared_cores_warning(exp.with_overrides(num_slots=4)) is None  # a core each
+    assert common.shared_cores_warning(exp.with_overrides(num_slots=5)) == (
+        "seer: warning: 5 slots on 4 cores: the jobs share cores, so epochs run slower and the scaling "
+        "profile is measured on shared cores (--slots 4 gives each worker a core)"
+    )
+    # On Ray the slots are the cluster's, not this machine's cores.
+    assert common.shared_cores_warning(exp.with_overrides(num_slots=64, backend="ray")) is None
 
 
 def test_ctrl_c_on_resume_says_the_same_with_again(tmp_path, capsys, monkeypatch, made_backends):

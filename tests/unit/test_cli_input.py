@@ -179,6 +179,32 @@ def test_a_cifar_layout_folder_without_the_real_files_is_caught_before_launch(tm
     )  # reads no data
 
 
+@pytest.mark.parametrize("command", ["plan", "verify"])
+def test_a_missing_cifar_folder_is_named_before_anything_runs(tmp_path, capsys, monkeypatch, command):
+    """`seer plan` (which reads no data) and `seer verify` name the missing files and the field
+    at once, as `seer tune` does, rather than when a job first loads the data."""
+    import seer_torch.verify as verify
+
+    launched = []
+    monkeypatch.setattr(verify, "run_verify", lambda *a, **kw: launched.append(a))
+    root = tmp_path / "empty"
+    root.mkdir()  # exists (the file is read), holds no cifar-10-batches-py/
+    (root / "cifar-10-batches-py").mkdir()
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
+    extra = ["--profile", _profile(tmp_path)] if command == "plan" else []
+    assert main([command, str(_toml(tmp_path, root)), *extra]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and launched == []
+    folder = root / "cifar-10-batches-py"
+    assert out.err.startswith(
+        f"seer: error: CIFAR-10 not found or incomplete: looked in {str(folder)!r} (data.data_dir = "
+        f"{str(root)!r}); missing or unreadable: cifar-10-batches-py/data_batch_2, "
+    )
+    assert "data_batch_1," not in out.err and "test_batch, cifar-10-batches-py/batches.meta." in out.err
+    assert "data.data_dir must contain cifar-10-batches-py/ with data_batch_1 .. data_batch_5" in out.err
+    assert out.err.count("\n") == 1
+
+
 def _toml(tmp_path: Path, root: Path) -> Path:
     p = tmp_path / "c.toml"
     p.write_text(

@@ -108,6 +108,40 @@ def test_eta_and_min_epochs_omitted_or_auto_are_left_to_the_planner():
     assert (given.training.eta, given.training.min_epochs) == (4, 2)
 
 
+@pytest.mark.parametrize("training, largest", [
+    ({"max_epochs": 27, "min_epochs": 1}, 27),  # eta 27: rungs 1, 27
+    ({"max_epochs": 27, "min_epochs": 4}, 6),  # eta 6: rungs 4, 27; eta 7 would need 28
+    ({"max_epochs": 27, "min_epochs": "auto"}, 27),  # the planner may start at epoch 1
+    ({"max_epochs": 1, "min_epochs": 1}, 2),  # one rung whatever eta: 2, the least, is allowed
+])
+def test_an_eta_that_leaves_a_single_rung_is_refused(training, largest):
+    from seer_torch.policies.rungs import num_extra_rungs
+
+    ok = parse_experiment({"training": {**training, "eta": largest}, "search_space": SPACE})
+    assert ok.training.eta == largest
+    if training["max_epochs"] > 1:  # the largest allowed still eliminates: two rungs
+        assert num_extra_rungs(ok.training.min_epochs or 1, 27, largest) == 1
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"training": {**training, "eta": largest + 1}, "search_space": SPACE})
+    e = info.value
+    assert (e.field, e.value) == ("training.eta", largest + 1)
+    assert e.allowed.startswith(f'an integer from 2 to {largest}, or "auto": with training.max_epochs = '
+                                f"{training['max_epochs']} and training.min_epochs = ")
+    assert "no configuration would ever be eliminated" in e.allowed
+
+
+def test_more_finalists_than_configurations_is_refused():
+    ok = parse_experiment({"search": {"max_configurations": 5}, "planner": {"num_finalists": 5},
+                           "search_space": SPACE})
+    assert ok.planner.num_finalists == 5
+    with pytest.raises(ConfigError) as info:
+        parse_experiment({"search": {"max_configurations": 5}, "planner": {"num_finalists": 100},
+                          "search_space": SPACE})
+    assert str(info.value) == ('planner.num_finalists: got 100; allowed: an integer from 1 to '
+                               'search.max_configurations (5), or "auto": the finalists are among the '
+                               "configurations tried")
+
+
 def test_planner_and_billing_fields_have_defaults_that_keep_the_old_behaviour():
     exp = parse_experiment({"search_space": SPACE})
     # num_finalists defaults to "auto" (the planner carries two when that still explores

@@ -50,6 +50,18 @@ def _at(tid, epochs, status="paused", **rungs):
     return TrialView(tid, 0, status, epochs, None, None, {int(k[1:]): v for k, v in rungs.items()})
 
 
+def test_the_best_so_far_can_get_worse_as_a_trial_reaches_a_deeper_epoch():
+    # The live status's best (ResultsReport.best_so_far: best_at_rungs over every reported
+    # epoch) is judged at the deepest epoch reached, by design: 0.9 at epoch 1, then 0.8 once
+    # b reports epoch 3 (a, two epochs down, is no candidate there). Documented in
+    # docs/files-a-run-leaves.md; this pins it.
+    a = _at("a", 1, e1=0.9)
+    b = _at("b", 1, "running", e1=0.6)
+    assert best_at_rungs({"a": a, "b": b}, [1]) == ("a", 1)
+    b = _at("b", 2, "running", e1=0.6, e2=0.7, e3=0.8)
+    assert best_at_rungs({"a": a, "b": b}, [1, 2, 3]) == ("b", 3)
+
+
 def test_answer_is_judged_across_the_last_two_rungs():
     # The finalist collapsed between rungs 9 and 27 (0.81 -> 0.41): the runner-up kept at
     # rung 9 (its checkpoint is there) is the better answer.

@@ -569,8 +569,12 @@ def test_seer_tune_refuses_malformed_experiment(case, tmp_path, capsys, no_launc
             ["--profile", "missing.json"],
             ("planner.profile: got 'missing.json'", "an existing scaling-profile JSON"),
         ),
+        (["--time-budget", "+60"], ("--time-budget: got '+60'", "`seer resume RUN_DIR --time-budget +S`")),
+        (["--money-budget", "+1"], ("--money-budget: got '+1'", "`seer resume RUN_DIR --money-budget +USD`")),
+        (["--time-budget", "ten"], ("--time-budget: got 'ten'; allowed: a number of seconds > 0",)),
     ],
-    ids=["slots_zero", "time_budget_negative", "money_budget_nan", "profile_missing"],
+    ids=["slots_zero", "time_budget_negative", "money_budget_nan", "profile_missing", "time_budget_relative",
+         "money_budget_relative", "time_budget_not_a_number"],
 )
 def test_seer_tune_refuses_bad_flags(argv, expect, tmp_path, capsys, no_launch, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -581,6 +585,20 @@ def test_seer_tune_refuses_bad_flags(argv, expect, tmp_path, capsys, no_launch, 
     for s in expect:
         assert s in err, f"{s!r} not in {err!r}"
     assert no_launch == [] and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--time-budget", "+60"), ("--money-budget", "+0.5")])
+def test_seer_plan_refuses_a_relative_budget_rather_than_reading_it_as_a_total(flag, value, tmp_path, capsys):
+    # +X adds to a run's budget in `seer resume`; plan and tune have no run to add to, and once
+    # read "+60" as a deadline of 60 s.
+    cfg = _write_case(tmp_path, Case("base"))
+    assert cli.main(["plan", str(cfg), flag, value]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    words, x = ("seconds", "S") if flag == "--time-budget" else ("US dollars", "USD")
+    assert out.err == (f"seer: error: {flag}: got {value!r}; allowed: a number of {words} > 0, the budget "
+                       f"of the whole run (+{x} adds {x} to a run's budget: that is for `seer resume RUN_DIR "
+                       f"{flag} +{x}`)\n")
 
 
 def test_a_run_dir_that_is_a_file_is_refused_before_anything(tmp_path, capsys, no_launch):

@@ -741,6 +741,32 @@ def test_billing_granularity_bills_a_short_job_a_full_increment():
     assert wide.world_sizes == (2,) and wide.predicted_cost_usd == pytest.approx(2 * 60 * 0.001)
 
 
+@pytest.mark.parametrize("billing, field, words", [
+    ({"billing_minimum_s": 3600.0}, "budget.billing_minimum_s", "the billing minimum"),
+    ({"billing_granularity_s": 3600.0}, "budget.billing_granularity_s", "the billing granularity"),
+])
+def test_no_plan_for_a_billing_rule_blames_the_billing_not_the_money_budget(billing, field, words):
+    # One epoch of one configuration: 5 s start-up + 10 s = 15 slot-seconds, 0.015 USD billed
+    # exactly; a plan may use 0.9 x 1 USD. One hour billed is 3.6 USD: nothing fits.
+    p = plan(make(money_budget_usd=1.0, **billing))
+    assert p.rounds == () and not p.feasible and p.binding == "money"
+    assert p.message == (
+        f"NO PLAN: {words} ({field} = 3600 s"
+        + (", billed for every job however short)" if "minimum" in field else
+           ": every job is billed in whole multiples of it)")
+        + " makes one job of one worker cost 3.6 USD (3600 s at 3.6 USD/slot-hour), more than a plan may "
+        "use of the money budget (0.9 USD of 1 USD, safety fraction 0.9); billed exactly, one epoch of one "
+        "configuration (10 s on one worker plus 5 s start-up) would cost 0.015 USD. One job needs 4 USD of "
+        f"money budget left: raise the money budget, or lower {field}."
+    )
+    # Where even exact billing does not fit, the money budget is the cause, as before.
+    short = plan(make(money_budget_usd=0.01, **billing))
+    assert short.rounds == () and short.message.startswith(
+        "NO PLAN: the money budget (0.01 USD) is too short for even one epoch of one configuration")
+    # And 4 USD (3.6 USD at safety fraction 0.9) buys that one job.
+    assert plan(make(money_budget_usd=4.0, **billing)).rounds != ()
+
+
 def test_per_hour_billing_changes_the_schedule():
     # Each job costs 1 USD per hour or part of it. Exact billing: 64 configurations fit either
     # way and two rounds (1, 3) are cheaper. Hourly billing: a job of 10 s costs as much as one of

@@ -213,6 +213,101 @@ def test_a_failed_resume_leaves_the_journal_as_it_found_it(tmp_path, monkeypatch
     assert after == before
 
 
+# ------------------------------------------------------------------ a torn decisions.jsonl
+def test_a_decision_line_cut_short_by_a_crash_is_left_out_with_a_warning(tmp_path, monkeypatch):
+    """Killed while appending decision 7 (never counted, never carried out): the resume says
+    so, naming the file and the line, and goes on as if the line had not been written."""
+    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    path = run_dir / "decisions.jsonl"
+    complete = path.read_text()
+    assert json.loads((run_dir / "state.json").read_text())["decide_calls"] == 6 == len(complete.splitlines())
+    path.write_text(complete + '{"i": 7, "snapshot": {"now_s": 81.')
+    events = []
+    res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock,
+                       on_event=lambda msg, st: events.append(msg)).run(resume=True)
+    assert res["best"] is not None and res["best"]["epochs"] == 9
+    assert events.count(f"warning: {path} line 7 is incomplete (no newline at its end: the run was killed "
+                        "while it was appended); ignored: a decision not fully written was never carried "
+                        "out") == 1
+    lines = path.read_text().splitlines()
+    assert lines[:6] == complete.splitlines()  # the fragment is gone, not glued to the next line
+    assert [json.loads(x)["i"] for x in lines] == list(range(1, len(lines) + 1))
+
+
+def test_decision_lines_follow_the_write_ahead_log_rule(tmp_path):
+    path = tmp_path / "decisions.jsonl"
+    assert journal.read_decision_lines(path) == journal.DecisionLines(())
+    good = ('{"i": 1}', '{"i": 2}')
+    path.write_text("\n".join(good) + "\n")
+    assert journal.read_decision_lines(path) == journal.DecisionLines(good)
+    path.write_text("\n".join(good) + '\n{"i": 3}')  # whole JSON, but its newline never written
+    assert journal.read_decision_lines(path) == journal.DecisionLines(good, 3, "no newline at its end")
+    path.write_text("\n".join(good) + "\n\0\0\0\n")  # a power loss's zeros, then a newline
+    got = journal.read_decision_lines(path)
+    assert (got.lines, got.torn) == (good, 3) and got.torn_why.startswith("not valid JSON")
+    path.write_text('{"i": 1}\n{"i": 2\n{"i": 3}\n')  # in the middle: corrupt, never skipped
+    with pytest.raises(SeerError, match=f"resume: {path} line 2 is corrupt \\(not valid JSON.*1 line\\(s\\) "
+                                        "follow it"):
+        journal.read_decision_lines(path)
+
+
+def test_a_decision_line_the_journal_counts_but_the_disk_lost_fails_naming_it(tmp_path, monkeypatch):
+    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    path = run_dir / "decisions.jsonl"
+    text = path.read_text()
+    path.write_text(text[:-40])  # line 6, counted in state.json, lost its end
+    before = {n: (run_dir / n).read_bytes() for n in ("state.json", "decisions.jsonl")}
+    with pytest.raises(SeerError) as info:
+        Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
+    assert str(info.value).startswith(f"resume: {path} line 6 is incomplete (no newline at its end), yet "
+                                      f"{run_dir / 'state.json'} counts 6 decisions made")
+    assert {n: (run_dir / n).read_bytes() for n in before} == before
+
+
+def test_a_corrupt_decision_line_in_the_middle_fails_naming_it(tmp_path, monkeypatch):
+    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    path = run_dir / "decisions.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:50]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(SeerError) as info:
+        Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
+    message = str(info.value)
+    assert message.startswith(f"resume: {path} line 3 is corrupt (not valid JSON")
+    assert "3 line(s) follow it" in message
+    assert "cut short" not in message.split("(the last line")[0]
+
+
+def test_a_decision_whose_write_fails_is_not_counted(tmp_path, monkeypatch):
+    """The count follows the write: a tuner whose disk filled up while it wrote a decision
+    journals the decisions before it, so a resume leaves the torn line out."""
+    exp, clock, backend = _setup(tmp_path)
+
+    class FullDisk:  # the decision's line gets half written, then the disk is full
+        def __init__(self, path, *a, **kw):
+            self.f = open(path, *a, **kw)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            raise OSError(28, "No space left on device")
+
+    tuner = Tuner(exp, tmp_path / "run", backend, policy=make_policy("seer"), clock=clock)
+    monkeypatch.setattr(journal, "open", FullDisk, raising=False)  # decisions.jsonl's appends only
+    with pytest.raises(OSError, match="No space left"):
+        tuner.run()
+    assert tuner.journal.decide_calls == 0
+    run_dir = tmp_path / "run"
+    assert json.loads((run_dir / "state.json").read_text())["decide_calls"] == 0
+    got = journal.read_decision_lines(run_dir / "decisions.jsonl")
+    assert (got.lines, got.torn) == ((), 1)  # left out by a resume: it never happened
+
+
 # ------------------------------------------------------------------ also seen
 def test_the_experiment_tensorboard_never_repeats_a_step_after_a_resume(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -62,3 +62,16 @@ def test_simulate_names_the_flag_a_bad_value_came_from(capsys, extra, flag):
     assert cli.main(_args(*extra)) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"seer: error: {flag}: got ")
+
+
+@pytest.mark.parametrize("flag, value, shown", [("--time-budget", "+600", "+600"),
+                                                ("--money-budget", "1,+2", "+2")])
+def test_simulate_refuses_a_relative_budget_rather_than_reading_it_as_a_total(capsys, flag, value, shown):
+    argv = _args()
+    argv[argv.index(flag) + 1] = value
+    assert cli.main(argv) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == (f"seer: error: {flag}: got {shown!r}; allowed: a finite number > 0, or a "
+                       "comma-separated list of them (a sweep); +X adds to a run's budget only in "
+                       "`seer resume`\n")
