@@ -722,7 +722,7 @@ def _check_combinations(exp: Experiment) -> None:
     if t.min_epochs is not None and t.min_epochs > t.max_epochs:
         raise ConfigError("training.min_epochs", t.min_epochs,
                           f"at most training.max_epochs ({t.max_epochs})")
-    _check_eta_and_finalists(exp)
+    _check_finalists(exp)
     if t.micro_batch_max > t.global_batch:
         raise ConfigError(
             "training.micro_batch_max", t.micro_batch_max, f"at most training.global_batch ({t.global_batch})"
@@ -736,26 +736,10 @@ def _check_combinations(exp: Experiment) -> None:
         )
 
 
-def max_useful_eta(max_epochs: int, min_epochs: int | None) -> int:
-    """The largest ``training.eta`` that still leaves a rung below ``max_epochs``: ``max_epochs
-    // min_epochs`` (``min_epochs`` "auto": 1), and 2 where no eta does. Any larger eta has one
-    rung, ``max_epochs``: every configuration is trained fully and none is ever eliminated
-    (:func:`seer_torch.policies.rungs.num_extra_rungs`)."""
-    return max(2, max_epochs // (min_epochs or 1))
-
-
-def _check_eta_and_finalists(exp: Experiment) -> None:
-    """Values no plan can use: an eta that leaves a single rung, and more finalists than
-    configurations."""
-    t = exp.training
-    most = max_useful_eta(t.max_epochs, t.min_epochs)
-    if t.eta is not None and t.eta > most:
-        raise ConfigError(
-            "training.eta", t.eta,
-            f'an integer from 2 to {most}, or "{AUTO}": with training.max_epochs = {t.max_epochs} and '
-            f"training.min_epochs = {t.min_epochs or f'{AUTO} (1)'} a larger eta leaves a single rung "
-            "(max_epochs), so no configuration would ever be eliminated",
-        )
+def _check_finalists(exp: Experiment) -> None:
+    """A value no plan can use: more finalists than configurations. (A large ``training.eta``
+    is allowed: it leaves one rung, ``max_epochs``, and every configuration trains to it, as
+    on a table of one to three epochs, where no eta gives two rungs.)"""
     finalists, most = exp.planner.num_finalists, exp.search.max_configurations
     if finalists is not None and finalists > most:
         raise ConfigError(
