@@ -127,6 +127,10 @@ class Backend(abc.ABC):
             progress; the executor kills a job silent for ``failures.hang_timeout_s`` as hung.
         keeps_jobs_alive: a job that reaches its target parks instead of exiting (see the
             module docstring); :meth:`continue_job` and :meth:`release` work on parked jobs.
+        hands_over_workers: with ``keeps_jobs_alive``, a parked ``W = 1`` job of the built-in
+            worker also takes up another trial (a warm worker); without, a new trial's job
+            always starts processes, and the planner prices it so
+            (:func:`seer_torch.executor.context.policy_context`).
     """
 
     num_slots: int
@@ -135,6 +139,7 @@ class Backend(abc.ABC):
     discrete_events: bool = False
     detects_hangs: bool = False
     keeps_jobs_alive: bool = False
+    hands_over_workers: bool = False
 
     # -- required ---------------------------------------------------------------------------
     @abc.abstractmethod

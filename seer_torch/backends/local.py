@@ -288,6 +288,7 @@ class LocalBackend(Backend):
         self._jobs: list[LocalJob] = []
         # Jobs park at their target and wait for continue_job or release (module docstring).
         self.keeps_jobs_alive = bool(keep_alive)
+        self.hands_over_workers = self.keeps_jobs_alive  # a parked W = 1 worker takes up another trial
         self._wake: WakeUp | None = None  # the pipe a job that parks writes to (made at need)
         self._wake_failed = False
 

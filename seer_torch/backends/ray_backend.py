@@ -330,6 +330,7 @@ class RayBackend(Backend):
         self.python = python
         self.python_path = tuple(python_path)
         self.keeps_jobs_alive = bool(keep_alive)
+        self.hands_over_workers = False  # a new trial is a new job on Ray (continue_job)
         self.max_stop_s = STOP_GRACE_S + RAY_CALL_S
         if use_gpus is None:
             use_gpus = ray.cluster_resources().get("GPU", 0) >= 1

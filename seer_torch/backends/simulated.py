@@ -183,6 +183,7 @@ class SimulatedBackend(Backend):
         self.keeps_jobs_alive = keep_alive
         self.continue_s = continue_s
         self.warm_start_s = warm_start_s
+        self.hands_over_workers = bool(keep_alive) and warm_start_s is not None
         self.launches: list[SimulatedJob] = []
         self.jobs: list[SimulatedJob] = []
         self._attempts: dict[str, int] = {}

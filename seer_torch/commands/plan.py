@@ -125,6 +125,7 @@ def _plan_inputs(exp: Experiment) -> _PlanInputs:
         money_left_usd=b.money_budget_usd - profiling_slot_s * b.price_usd_per_slot_hour / 3600,
         draw_costs=costs,
         keep_alive=exp.resources.keep_alive,  # seer tune's local backend keeps jobs alive unless told not to
+        warm_workers=exp.resources.backend != "ray",  # on Ray a new trial is a new job
     )
     return _PlanInputs(prof_path, note, prof, profiling_s, profiling_slot_s, ctx)
 

@@ -148,6 +148,7 @@ def policy_context(
     draw_times_s: list[float] | None = None,
     draw_costs: profiler.DrawCosts | None = None,
     keep_alive: bool = False,
+    warm_workers: bool | None = None,
 ) -> PolicyContext:
     """A policy's static inputs from an experiment, a profile and the budgets left. Pure.
     ``epoch_time_s`` is the profile's, or the mean over the draws when the profile knows each
@@ -159,7 +160,11 @@ def policy_context(
     ``warm_start_s`` are the profile's when it measured them, else :data:`CONTINUE_S` and
     :data:`WARM_START_S`; without, both ``None`` (every job starts processes). A ``[trial]
     script`` has no warm workers (``warm_start_s`` ``None``): only the built-in worker takes
-    up another trial in its process. ``machine_start_s``: the experiment's ``[resources]
+    up another trial in its process; nor has a backend whose parked jobs go on with their own
+    trial only (``warm_workers`` false: the backend's ``hands_over_workers``, the Ray
+    backend's; ``None``: as ``keep_alive``). Seen: on Ray a plan priced every new trial's
+    ``W = 1`` job as a warm start, each took a cold start of about 12 s, and the 90 s run
+    never completed its first round. ``machine_start_s``: the experiment's ``[resources]
     machine_start_s`` on the Ray backend (the run's measured one replaces it in each snapshot,
     ``Snapshot.machine_start_s``), else ``None``."""
     draws = tuple(draw_times_s) if draw_times_s else draw_epoch_times_s(exp, profile, draw_costs)
@@ -190,7 +195,8 @@ def policy_context(
         draw_epoch_times_s=draws,
         continue_s=kept_alive_overhead_s(profile, "continue_s", CONTINUE_S) if keep_alive else None,
         warm_start_s=(kept_alive_overhead_s(profile, "warm_start_s", WARM_START_S)
-                      if keep_alive and exp.trial.script is None else None),
+                      if keep_alive and (warm_workers is None or warm_workers) and exp.trial.script is None
+                      else None),
         retarget_in_place=keep_alive and exp.trial.script is None,
         machine_start_s=exp.resources.machine_start_s if exp.resources.backend == "ray" else None,
     )

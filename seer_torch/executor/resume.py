@@ -157,6 +157,7 @@ class Resumer:
                 oracle_index=t.oracle_index,
                 draw_times_s=t.draw_times_s,
                 keep_alive=t.backend.keeps_jobs_alive,
+                warm_workers=t.backend.hands_over_workers,
             )
         )
         t.setup_budgets = (time_left, money_left)

@@ -339,6 +339,7 @@ class Tuner:
             draw_times_s=self.draw_times_s,
             draw_costs=self.draw_costs,
             keep_alive=self.backend.keeps_jobs_alive,
+            warm_workers=self.backend.hands_over_workers,
         )
 
     def _policy_ready(self) -> bool:

@@ -464,6 +464,9 @@ def test_a_parked_w1_job_may_take_another_trial_as_a_warm_worker(harness):
     assert parked_a.parked, _why(parked_a)
     spec_b = harness.spec("t001", 1, 1)
     h_b = backend.continue_job(h_a, spec_b)
+    # What the backend declares is what it does: the planner prices a new trial's W = 1 job as
+    # a warm start only on a backend that hands over workers.
+    assert (h_b is not None) == backend.hands_over_workers
     if h_b is None:  # a backend without warm workers: release, then launch afresh
         assert backend.release(h_a).parked
         return

@@ -313,3 +313,32 @@ def test_epoch_time_by_flops_errors_point_at_the_entry_and_epoch_time_s_must_agr
         parse_profile({**base, "epoch_time_s": 50.0, "epoch_time_by_flops": ok})
     with pytest.raises(ConfigError, match=r"epoch_time_s: got 0; allowed: a finite number of seconds > 0"):
         parse_profile({**base, "epoch_time_s": 0})
+
+
+def test_a_backend_that_hands_over_no_workers_is_planned_with_a_cold_start_for_every_trial():
+    # The Ray backend's parked jobs go on with their own trial only: a plan that priced each new
+    # trial's W = 1 job as a warm start (0.15 s) got cold starts of about 12 s there, and a 90 s
+    # run never completed its first round.
+    from importlib import resources
+
+    from seer_torch.executor import policy_context
+    from seer_torch.policies import seer as planner
+    from seer_torch.policies.plan_types import planner_inputs_from_context
+
+    exp = load_experiment(str(resources.files("seer_torch") / "experiments" / "digits_default.toml"))
+    from seer_torch.executor.context import CONTINUE_S, WARM_START_S
+
+    prof = parse_profile({"world_sizes": [1, 2], "speedup": [1.0, 1.5], "epoch_time_s": 1.0,
+                          "startup_s": 12.0})
+    kw = {"num_slots": 2, "time_left_s": 400.0, "money_left_usd": 1.0, "keep_alive": True}
+    warm = policy_context(exp, prof, **kw)
+    cold = policy_context(exp, prof, **kw, warm_workers=False)
+    assert (warm.warm_start_s, cold.warm_start_s) == (WARM_START_S, None)
+    assert warm.continue_s == cold.continue_s == CONTINUE_S  # a parked job goes on with its own trial
+    first = planner.plan(planner_inputs_from_context(cold)).rounds[0]
+    assert first.world_size == 1 and first.waves > 1
+    assert first.predicted_duration_s == pytest.approx(first.waves * (12.0 + 1.0 * first.rung_epoch))
+    warm_first = planner.plan(planner_inputs_from_context(warm)).rounds[0]
+    # with warm workers only the first wave starts cold: 12 s, then WARM_START_S a trial
+    assert warm_first.predicted_duration_s == pytest.approx(
+        12.0 + warm_first.rung_epoch + (warm_first.waves - 1) * (WARM_START_S + warm_first.rung_epoch))
