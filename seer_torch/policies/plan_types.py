@@ -455,7 +455,7 @@ def _measured(planned_s: float | None, measured_s: float | None) -> float | None
 
 def budget_words(inputs: PlannerInputs, binding: str) -> str:
     if binding == "time":
-        return f"the deadline ({inputs.time_budget_s:g} s)"
+        return f"the deadline ({inputs.time_budget_s:.1f} s)"
     if binding == "money":
         return f"the money budget ({inputs.money_budget_usd:g} USD)"
     return "the budgets"

@@ -312,8 +312,8 @@ def _best_effort_plan(inputs: PlannerInputs, model: SequenceModel, finalists_cho
             inputs,
             binding,
             f"NO PLAN: {budget_words(inputs, binding)} is too short for even one epoch of one "
-            f"configuration (one epoch takes {inputs.epoch_time_s:g} s on one worker plus "
-            f"{inputs.startup_s:g} s start-up); a plan may use {inputs.time_limit_s:g} s and "
+            f"configuration (one epoch takes {inputs.epoch_time_s:.3g} s on one worker plus "
+            f"{inputs.startup_s:.1f} s start-up); a plan may use {inputs.time_limit_s:.1f} s and "
             f"{inputs.money_limit_usd:.4g} USD (safety fraction {inputs.safety_fraction:g}).",
         )
     lo, hi = 1, inputs.max_epochs - 1  # lo fits, max_epochs does not
@@ -363,8 +363,8 @@ def _billing_cause(inputs: PlannerInputs) -> str | None:
         f"{rule} makes one job of one worker cost {per_s * billed_s:.4g} USD ({billed_s:g} s at "
         f"{inputs.price_usd_per_slot_hour:g} USD/slot-hour), more than a plan may use of the money budget "
         f"({limit:.4g} USD of {inputs.money_budget_usd:g} USD, safety fraction {inputs.safety_fraction:g}); "
-        f"billed exactly, one epoch of one configuration ({inputs.epoch_time_s:g} s on one worker plus "
-        f"{inputs.startup_s:g} s start-up) would cost {exact_usd:.4g} USD. One job needs "
+        f"billed exactly, one epoch of one configuration ({inputs.epoch_time_s:.3g} s on one worker plus "
+        f"{inputs.startup_s:.1f} s start-up) would cost {exact_usd:.4g} USD. One job needs "
         f"{per_s * billed_s / inputs.safety_fraction:.4g} USD of money budget left: raise the money budget, "
         f"or lower {field}."
     )

@@ -756,7 +756,7 @@ def test_no_plan_for_a_billing_rule_blames_the_billing_not_the_money_budget(bill
            ": every job is billed in whole multiples of it)")
         + " makes one job of one worker cost 3.6 USD (3600 s at 3.6 USD/slot-hour), more than a plan may "
         "use of the money budget (0.9 USD of 1 USD, safety fraction 0.9); billed exactly, one epoch of one "
-        "configuration (10 s on one worker plus 5 s start-up) would cost 0.015 USD. One job needs 4 USD of "
+        "configuration (10 s on one worker plus 5.0 s start-up) would cost 0.015 USD. One job needs 4 USD of "
         f"money budget left: raise the money budget, or lower {field}."
     )
     # Where even exact billing does not fit, the money budget is the cause, as before.
