@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,7 +148,10 @@ def print_summary(results: dict[str, Any], run_dir: Path, *, report: bool = Fals
         test = (f"test_accuracy {best['test_accuracy']:.4f}" if best.get("test_accuracy") is not None
                 else "no test accuracy (a job stopped before its rung, or a script that reports none)")
         # Short lines (a terminal of 80 columns): the answer, its accuracies, its configuration.
-        print(f"best: {best['trial_id']} after {best['epochs']} epochs, world sizes {best['world_sizes']}")
+        epochs, most = best["epochs"], results.get("max_epochs")
+        of = f" of {most}" if isinstance(most, int) else ""
+        noun = "epoch" if epochs == 1 and not of else "epochs"
+        print(f"best: {best['trial_id']} after {epochs}{of} {noun}, world sizes {best['world_sizes']}")
         metric = results.get("metric", "val_accuracy")
         value = best.get(metric)
         shown = f"{value:.4f}" if isinstance(value, (int, float)) else "none"
@@ -159,6 +163,11 @@ def print_summary(results: dict[str, Any], run_dir: Path, *, report: bool = Fals
             held = best.get("checkpoint_epoch")
             note = "" if held == best["epochs"] else f"; judged at epoch {best['epochs']}, trained further"
             print(f"  checkpoint: {best['checkpoint']} (epoch {held}{note})")
+        if results.get("stop_reason"):
+            # Why it ended short of the plan (BEST EFFORT, EXPLORATION FIRST, the deadline): its
+            # first sentence, wrapped to 80 columns; the whole reason is in results.json.
+            first = str(results["stop_reason"]).split(". ")[0].rstrip(".") + "."
+            print(textwrap.fill(first, width=80, initial_indent="  why: ", subsequent_indent="    "))
         print("config: " + json.dumps(best["config"], indent=2))
     # The seconds the tuner was down between a kill and its resume count against the deadline
     # (a wall-clock promise) but trained nothing: said, so that "used 71.5 of 60 s" is no riddle.

@@ -178,6 +178,7 @@ class Reporter:
         return {
             "policy": t.policy.name,
             "experiment": t.exp.name,
+            "max_epochs": t.exp.training.max_epochs,
             "metric": metric,
             "mode": t.exp.mode,
             "best": None if best is None else self._best(best, best_epoch),

@@ -392,7 +392,11 @@ def test_the_summary_fits_80_columns(tmp_path, capsys):
                 "dropout": 0.123456789012345,
             },
         },
-        "stop_reason": "BEST EFFORT",
+        "stop_reason": (
+            "BEST EFFORT: the deadline (16 s left) at epoch 18 cannot carry a trial past epoch 57, "
+            "short of max_epochs (81); the best is trained to epoch 57 of 81 instead. SEER re-plan: "
+            "1 remaining rounds (rungs 57; trials 1; W 2)"),
+        "max_epochs": 81,
         "trials": [{}] * 64,
         "rounds": [{}] * 5,
         # killed at 41.2 s, resumed 30.5 s later: 401.23 s used, 30.5 of them down
@@ -403,6 +407,12 @@ def test_the_summary_fits_80_columns(tmp_path, capsys):
     lines = [line for line in out.splitlines() if str(tmp_path) not in line]  # paths are as long as they are
     assert max(map(len, lines)) <= 80, out
     assert "\n  30.5 s of it the tuner was down before seer resume" in out
+    assert "best: t012 after 57 of 81 epochs, world sizes [1, 1, 2, 2, 2]\n" in out
+    # why it ended short: the stop reason's first sentence, wrapped
+    why = out[out.index("  why: "):out.index("\nconfig: ")]
+    assert " ".join(why.split()) == (
+        "why: BEST EFFORT: the deadline (16 s left) at epoch 18 cannot carry a trial "
+        "past epoch 57, short of max_epochs (81); the best is trained to epoch 57 of 81 instead.")
     assert (
         json.loads(out[out.index("config: ") + len("config: ") : out.index("\nused ")])
         == results["best"]["config"]
