@@ -42,8 +42,9 @@ FIGURES: dict[str, tuple[str, str]] = {
         "One line per policy: the mean over seeds of the table's metric of the configuration the policy "
         "returned, at the epochs it reached (error bars: ± one standard deviation over seeds; a run "
         "without an answer counts as the table's worst value, 0 for an accuracy). The oracle, when "
-        "simulated, is the dashed black line: the table's best configuration trained fully, what "
-        "the budget allows at best.",
+        "simulated, is the dashed black line: the table's best configuration (best at max_epochs) "
+        "trained alone as far as the budget allows, nothing spent on search. At a short deadline it "
+        "may end below the policies: another configuration can be better at the epochs it reaches.",
     ),
     "spend": (
         "Time and money used against the budget",
