@@ -516,6 +516,7 @@ def run_side_by_side(
         BudgetExhausted: ``over_budget`` named a reached limit (every job is stopped).
         WorkerError: a job failed or ran past ``timeout_s`` (with the worker's error; the
             first such job in ``jobs``' order; the others are stopped).
+        KeyboardInterrupt: interrupted (every job still running is stopped and billed first).
     """
     if reason := over_budget([]):
         raise BudgetExhausted(f"{reason} before {doing}; no plan, no answer")
@@ -523,24 +524,34 @@ def run_side_by_side(
     results: list[JobResult | None] = [None] * len(jobs)
     reason = None
     timed_out: set[int] = set()
-    while any(r is None for r in results):
+    try:
+        while any(r is None for r in results):
+            for i, handle in enumerate(handles):
+                if results[i] is None and (res := backend.poll(handle)) is not None:
+                    results[i] = res
+                    on_job_end(res)
+                    if res.parked:  # a kept-alive backend's job waits at its target: end it (billed too)
+                        on_job_end(backend.release(handle))
+            running = [i for i, r in enumerate(results) if r is None]
+            if not running:
+                break
+            reason = over_budget([(handles[i].start_s, jobs[i][0].world_size) for i in running])
+            timed_out = {i for i in running if clock.now() - handles[i].start_s > timeout_s}
+            if reason or timed_out:
+                for i in running:
+                    results[i] = backend.stop(handles[i])
+                    on_job_end(results[i])
+                break
+            clock.sleep(0.1)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM/SIGHUP through the CLI) while the probes run: they held their slots
+        # until now, so they are stopped and billed like any job (they were not: an interrupted
+        # profile cost 0 USD after 5 s of two slots).
         for i, handle in enumerate(handles):
-            if results[i] is None and (res := backend.poll(handle)) is not None:
-                results[i] = res
-                on_job_end(res)
-                if res.parked:  # a kept-alive backend's job waits at its target: end it (billed too)
-                    on_job_end(backend.release(handle))
-        running = [i for i, r in enumerate(results) if r is None]
-        if not running:
-            break
-        reason = over_budget([(handles[i].start_s, jobs[i][0].world_size) for i in running])
-        timed_out = {i for i in running if clock.now() - handles[i].start_s > timeout_s}
-        if reason or timed_out:
-            for i in running:
-                results[i] = backend.stop(handles[i])
+            if results[i] is None:
+                results[i] = backend.stop(handle)
                 on_job_end(results[i])
-            break
-        clock.sleep(0.1)
+        raise
     done = [r for r in results if r is not None]
     if reason:
         raise BudgetExhausted(f"{reason} while {doing}; no plan, no answer")

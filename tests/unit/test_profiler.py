@@ -463,3 +463,35 @@ def test_seer_profile_unknown_flag_value_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["profile", "--steps", "many"])
     assert info.value.code == 2
+
+
+def test_probes_interrupted_while_they_run_are_stopped_and_billed(tmp_path):
+    # Ctrl-C 7 s into two W=1 probes (5 s start-up + 10 s an epoch): both held their slot for
+    # 7 s, and both are billed that (an interrupted profile used to cost 0 USD).
+    from seer_torch.backends.base import JobSpec
+    from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
+    from seer_torch.scaling.profiler import run_side_by_side
+
+    clock = SimulatedClock()
+    backend = SimulatedBackend(2, clock, epoch_time_s=10.0, speedup=lambda w: float(w), startup_s=5.0,
+                               curve=lambda config, epoch: 0.5)
+    specs = []
+    for name in ("p0", "p1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"trial_id": name, "configuration": {}}))
+        specs.append((JobSpec(name, tmp_path / name, 1, 1), name))
+    billed, interrupted_at = [], []
+
+    def over_budget(held):
+        if clock.now() >= 7.0:
+            interrupted_at.append(clock.now())
+            raise KeyboardInterrupt
+        return None
+
+    with pytest.raises(KeyboardInterrupt):
+        run_side_by_side(backend, clock, specs, "profiling", billed.append, over_budget, timeout_s=300.0)
+    assert sorted(r.spec.trial_id for r in billed) == ["p0", "p1"]
+    assert 7.0 <= interrupted_at[0] < 7.2
+    held_s = round(interrupted_at[0], 6)  # each from its launch at 0 s to the interrupt
+    assert [(r.stopped, round(r.slot_seconds, 6)) for r in billed] == [(True, held_s)] * 2
+    assert backend.stop_all() is None and all(j.result is not None for j in backend.jobs)
