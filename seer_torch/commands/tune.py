@@ -297,6 +297,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0 if results["best"] is not None else 1
 
 
+def _resume_cores_warning(run_dir: Path, num_slots: int | None) -> str | None:
+    """:func:`~seer_torch.commands.common.shared_cores_warning` for ``seer resume --slots N``
+    (the run's own slots were warned about when it started); ``None`` without ``--slots`` or
+    when the run's experiment cannot be read (the resume then says why)."""
+    if num_slots is None or num_slots < 1:
+        return None
+    from seer_torch.config import load_experiment
+
+    try:
+        exp = load_experiment(run_dir / "experiment.toml")
+    except Exception:  # noqa: BLE001 - not a run folder: resume_run refuses it with its own words
+        return None
+    return shared_cores_warning(exp.with_overrides(num_slots=num_slots))
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     """``seer resume RUN_DIR``: :func:`resume_run` with a live status, then the summary. Exit
     status as :func:`cmd_tune`.
@@ -307,7 +322,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """
     run_dir = Path(args.run_dir)
     status = LiveStatus(quiet=args.quiet)
-    started = _Started()
+    started = _Started(_resume_cores_warning(run_dir, args.slots))
     try:
         results = resume_run(run_dir, num_slots=args.slots, time_budget=args.time_budget,
                              money_budget=args.money_budget, on_event=status.event, live=status,

@@ -237,6 +237,14 @@ def test_ctrl_c_on_resume_says_the_same_with_again(tmp_path, capsys, monkeypatch
         f"resume again with `seer resume {run_dir}`\n"
     )
     assert made_backends == [1]
+    # --slots above this machine's cores: the same warning as seer tune's, once it starts.
+    monkeypatch.setattr(common, "machine_cores", lambda: 2)
+    assert main(["resume", str(run_dir), "--slots", "3", "--quiet"]) == 130
+    assert capsys.readouterr().err.startswith(
+        "seer: warning: 3 slots on 2 cores: the jobs share cores, so epochs run slower and the scaling "
+        "profile is measured on shared cores (--slots 2 gives each worker a core)\nseer: interrupted")
+    assert main(["resume", str(run_dir), "--slots", "2", "--quiet"]) == 130
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_make_backend_takes_the_experiments_slots_unless_given():
