@@ -99,6 +99,26 @@ def no_child_process_left():
         )
 
 
+@pytest.fixture
+def crash_tuner(monkeypatch):
+    """``crash_tuner(point, run)``: call ``run()`` (something that runs a tuner) with the
+    executor's emulated SIGKILL at the journal's crash point ``point`` (``SEER_DEBUG_CRASH_AT``,
+    as ``"decide:4"``; raised as :class:`~seer_torch.executor.journal.Crash`, nothing more is
+    written), assert that it crashed there, and turn the crash point off again so that the
+    resume that follows runs to its end."""
+    from seer_torch.executor import journal
+
+    def crash(point: str, run) -> None:
+        monkeypatch.setattr(journal, "_crash_counts", {})
+        monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
+        monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
+        with pytest.raises(journal.Crash):
+            run()
+        monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+
+    return crash
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray cluster for a test module's Ray tests (started on first use, about 12 s):

@@ -49,7 +49,7 @@ def test_killed_anywhere_resumes(tmp_path, uninterrupted, point, fewer_slots, mo
     assert record["finished"] and record["problems"] == [], record
 
 
-def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, monkeypatch):
+def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, crash_tuner):
     """From the new-user check (issue 13): killed as the W = 2 finalist launched, resumed on one
     slot. Its job at W = 1 cannot reach epoch 9 before the deadline (58 s left, 65 s needed); the
     round's rung becomes the most epochs it can reach (BEST EFFORT, the schedule's horizon with
@@ -63,12 +63,9 @@ def test_a_narrowed_last_job_that_cannot_reach_its_rung_is_retargeted(tmp_path, 
     assert [r["world_size"] for r in clean["rounds"]] == [1, 1, 2] and clean["best"]["epochs"] == 9
     exp, clock, backend = fault_sweep._sim_setup(tmp_path / "k", experiment)
     run_dir = tmp_path / "k" / "run"
-    monkeypatch.setattr(fault_sweep.journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", f"launch:{counts['launch']}")  # the W = 2 finalist's launch
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(fault_sweep.Crash):
-        fault_sweep.Tuner(exp, run_dir, backend, policy=fault_sweep.make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    # the W = 2 finalist's launch
+    tuner = fault_sweep.Tuner(exp, run_dir, backend, policy=fault_sweep.make_policy("seer"), clock=clock)
+    crash_tuner(f"launch:{counts['launch']}", tuner.run)
     backend.num_slots = 1
     before = len(backend.launches)
     res = fault_sweep.Tuner.resume(run_dir, backend, make_policy=fault_sweep.make_policy, clock=clock).run(

@@ -352,19 +352,12 @@ def test_a_re_plan_uses_the_measured_machine_start_over_the_configured_one(tmp_p
     assert r2["world_size"] == 2 and r2["predicted_duration_s"] == pytest.approx(5.0 + 60 / 1.9)
 
 
-def test_a_resumed_run_keeps_the_machine_starts_it_measured(tmp_path, monkeypatch):
-    from seer_torch.executor import journal
-    from seer_torch.executor.journal import Crash
+def test_a_resumed_run_keeps_the_machine_starts_it_measured(tmp_path, crash_tuner):
     from seer_torch.policies.registry import make_policy
 
     clean, _ = _booting_run(tmp_path, "clean")
     tuner, backend, clock = _booting_run(tmp_path, "killed", _crash_at="decide:4")
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "decide:4")
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        tuner.run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner("decide:4", lambda: tuner.run())
     state = json.loads((tmp_path / "killed" / "state.json").read_text())
     assert state["measured"]["machine_starts_s"] == [15.0, 15.0]
     res = Tuner.resume(tmp_path / "killed", backend, make_policy=make_policy, clock=clock).run(resume=True)

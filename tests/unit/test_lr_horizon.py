@@ -19,7 +19,7 @@ import torch
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import ConfigError
-from seer_torch.executor import Crash, Tuner, journal
+from seer_torch.executor import Tuner
 from seer_torch.policies.registry import make_policy
 
 GLOBAL_BATCH = 64
@@ -319,18 +319,13 @@ def test_not_partial_when_the_answer_is_fully_trained(tmp_path):
 
 
 @pytest.mark.parametrize("point", ["launch:7", "job_end:4", "launch:9"])
-def test_a_resumed_run_keeps_the_lowered_horizon(tmp_path, monkeypatch, point):
+def test_a_resumed_run_keeps_the_lowered_horizon(tmp_path, crash_tuner, point):
     # Killed after the target was lowered (a round-2 launch, a round-2 job's end, the final
     # launch) and resumed: the answer is the uninterrupted run's, on a schedule that finished.
     clean, _ = _run(tmp_path / "clean", **LOWERED)
     exp, clock, backend = _setup(tmp_path / "killed", **LOWERED)
     run_dir = tmp_path / "killed" / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner(point, lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     best = res["best"]
     assert (best["trial_id"], best["epochs"]) == (clean["best"]["trial_id"], clean["best"]["epochs"])

@@ -25,7 +25,7 @@ from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import load_experiment, parse_experiment
 from seer_torch.curves import LearningCurveTable, TableError, generate_table, minimized_table
 from seer_torch.errors import ConfigError
-from seer_torch.executor import Crash, Tuner, journal
+from seer_torch.executor import Tuner
 from seer_torch.executor.journal import view_from_dict
 from seer_torch.executor.resume import trial_from_journal
 from seer_torch.objective import BUILTIN_WORKER_METRICS, Objective
@@ -311,7 +311,7 @@ def test_tensorboard_plots_the_best_of_the_metric(tmp_path):
     assert points and all(v > 0 for v in points.values())
 
 
-def test_a_killed_minimized_run_resumes_to_the_same_answer(tmp_path, monkeypatch):
+def test_a_killed_minimized_run_resumes_to_the_same_answer(tmp_path, crash_tuner):
     (tmp_path / "clean").mkdir()
     (tmp_path / "killed").mkdir()
     exp = _script_experiment(tmp_path / "clean", seed=5)
@@ -323,12 +323,8 @@ def test_a_killed_minimized_run_resumes_to_the_same_answer(tmp_path, monkeypatch
     clock = SimulatedClock()
     backend = _backend(clock)
     run_dir = tmp_path / "killed" / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "job_end:7")
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner("job_end:7",
+                lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     assert (res["metric"], res["mode"]) == ("val_loss", "min")
     assert [res["best"][k] for k in ("trial_id", "epochs", "val_loss")] == [

@@ -339,17 +339,12 @@ def test_a_run_killed_while_writing_results_gives_a_partial_report(sim, tmp_path
 
 
 @pytest.mark.parametrize("point", ["job_end:8", "decide:10"])
-def test_a_run_killed_while_it_ran_gives_a_partial_report_from_its_journal(point, tmp_path, monkeypatch,
+def test_a_run_killed_while_it_ran_gives_a_partial_report_from_its_journal(point, tmp_path, crash_tuner,
                                                                           capsys):
     # Killed (as by SIGKILL, in-process: nothing more is written) after a job's end was read, or
     # after a decision was journaled in decisions.jsonl but before it was carried out.
-    from seer_torch.executor import journal
 
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(journal.Crash):
-        _sim_run(tmp_path)
+    crash_tuner(point, lambda: _sim_run(tmp_path))
     run_dir = tmp_path / "run"
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running" and not (run_dir / "results.json").exists()

@@ -211,14 +211,14 @@ def test_a_decision_being_journaled_is_left_out_unsaid_mid_run(tmp_path):
     assert all(j.round_index != 9 for j in live.jobs)
 
 
-def test_the_last_page_is_drawn_when_a_resume_ends_not_when_its_replay_fails(tmp_path, monkeypatch):
+def test_the_last_page_is_drawn_when_a_resume_ends_not_when_its_replay_fails(tmp_path, crash_tuner):
     from test_resume_durability import _crash
 
     from seer_torch.commands.tune import _run_with_page, report_to_tensorboard
     from seer_torch.errors import SeerError
     from seer_torch.policies.registry import make_policy
 
-    _, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    _, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     journal = {n: (run_dir / n).read_bytes() for n in ("decisions.jsonl", "state.json")}
     lines = journal["decisions.jsonl"].decode().splitlines()
     first = json.loads(lines[0])

@@ -16,7 +16,7 @@ import pytest
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.commands.tune import tune_run
 from seer_torch.config import parse_experiment
-from seer_torch.executor import Crash, Tuner, journal
+from seer_torch.executor import Tuner
 from seer_torch.executor.resume import trial_from_journal
 from seer_torch.policies.registry import make_policy
 from seer_torch.report import FIGURES
@@ -261,15 +261,11 @@ def test_a_failure_to_draw_is_a_warning_and_loses_nothing(tmp_path, monkeypatch,
     assert len(list(tb.rglob(f"*{HPARAMS_SUFFIX}"))) == len(results["trials"]) == 3
 
 
-def test_a_resumed_trial_writes_on_in_the_same_run(tmp_path, monkeypatch):
+def test_a_resumed_trial_writes_on_in_the_same_run(tmp_path, crash_tuner):
     exp, clock, backend = _setup(tmp_path)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "job_end:4")
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner("job_end:4",
+                lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     state = json.loads((run_dir / "state.json").read_text())
     before = {t["trial_id"]: t["tensorboard_run"] for t in state["trials"]}
     assert before and all(name.startswith(f"{tid}_lr=") for tid, name in before.items())

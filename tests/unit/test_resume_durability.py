@@ -30,7 +30,7 @@ from seer_torch.backends.local import LocalBackend
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
 from seer_torch.errors import SeerError
-from seer_torch.executor import Crash, Trial, Tuner, journal
+from seer_torch.executor import Trial, Tuner, journal
 from seer_torch.policies.registry import make_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,16 +76,11 @@ def _setup(tmp_path: Path, time_budget_s: float = 150.0):
     return exp, clock, backend
 
 
-def _crash(tmp_path: Path, monkeypatch, point: str, time_budget_s: float = 150.0):
+def _crash(tmp_path: Path, crash_tuner, point: str, time_budget_s: float = 150.0):
     """A run killed outright at ``point``; returns (experiment, clock, backend, run_dir)."""
     exp, clock, backend = _setup(tmp_path, time_budget_s)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner(point, lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     return exp, clock, backend, run_dir
 
 
@@ -167,8 +162,8 @@ def test_save_checkpoint_leaves_no_temporary_file(tmp_path):
     assert torch.load(tmp_path / "checkpoint.prev.pt", weights_only=True)["epoch"] == 1
 
 
-def test_a_resume_removes_temporary_files_a_killed_writer_left(tmp_path, monkeypatch):
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:12")
+def test_a_resume_removes_temporary_files_a_killed_writer_left(tmp_path, crash_tuner):
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:12")
     stale = [
         run_dir / "trials" / "t000" / ".checkpoint.pt.k9.tmp",
         run_dir / "trials" / "t003" / "checkpoint.prev.pt.77.tmp",
@@ -180,12 +175,12 @@ def test_a_resume_removes_temporary_files_a_killed_writer_left(tmp_path, monkeyp
 
 
 # ------------------------------------------------------------------ fault 4: other resources
-def test_a_resume_with_fewer_slots_replays_with_the_slots_it_decided_with(tmp_path, monkeypatch):
+def test_a_resume_with_fewer_slots_replays_with_the_slots_it_decided_with(tmp_path, crash_tuner):
     """Killed while round 2 runs at W=2 on 2 slots; resumed on 1 slot: the replay uses the 2
     slots the decisions were made with, the W=2 jobs are re-decided at W=1, and the run ends
     with a valid answer within its deadline (on one slot the deadline binds: SEER trains the
     best as far as it allows, past the rung it had reached)."""
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     state = json.loads((run_dir / "state.json").read_text())
     assert [j["world_size"] for j in state["running"]] == [2]
     backend.num_slots = 1  # the same cluster, one slot fewer
@@ -199,8 +194,8 @@ def test_a_resume_with_fewer_slots_replays_with_the_slots_it_decided_with(tmp_pa
     assert res["num_slots"] == 1
 
 
-def test_a_failed_resume_leaves_the_journal_as_it_found_it(tmp_path, monkeypatch):
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+def test_a_failed_resume_leaves_the_journal_as_it_found_it(tmp_path, crash_tuner):
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     lines = (run_dir / "decisions.jsonl").read_text().splitlines()
     first = json.loads(lines[0])
     first["decisions"][0]["until_epoch"] += 1  # the policy will decide differently on replay
@@ -214,10 +209,10 @@ def test_a_failed_resume_leaves_the_journal_as_it_found_it(tmp_path, monkeypatch
 
 
 # ------------------------------------------------------------------ a torn decisions.jsonl
-def test_a_decision_line_cut_short_by_a_crash_is_left_out_with_a_warning(tmp_path, monkeypatch):
+def test_a_decision_line_cut_short_by_a_crash_is_left_out_with_a_warning(tmp_path, crash_tuner):
     """Killed while appending decision 7 (never counted, never carried out): the resume says
     so, naming the file and the line, and goes on as if the line had not been written."""
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     path = run_dir / "decisions.jsonl"
     complete = path.read_text()
     assert json.loads((run_dir / "state.json").read_text())["decide_calls"] == 6 == len(complete.splitlines())
@@ -251,8 +246,8 @@ def test_decision_lines_follow_the_write_ahead_log_rule(tmp_path):
         journal.read_decision_lines(path)
 
 
-def test_a_decision_line_the_journal_counts_but_the_disk_lost_fails_naming_it(tmp_path, monkeypatch):
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+def test_a_decision_line_the_journal_counts_but_the_disk_lost_fails_naming_it(tmp_path, crash_tuner):
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     path = run_dir / "decisions.jsonl"
     text = path.read_text()
     path.write_text(text[:-40])  # line 6, counted in state.json, lost its end
@@ -264,8 +259,8 @@ def test_a_decision_line_the_journal_counts_but_the_disk_lost_fails_naming_it(tm
     assert {n: (run_dir / n).read_bytes() for n in before} == before
 
 
-def test_a_corrupt_decision_line_in_the_middle_fails_naming_it(tmp_path, monkeypatch):
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:10")
+def test_a_corrupt_decision_line_in_the_middle_fails_naming_it(tmp_path, crash_tuner):
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:10")
     path = run_dir / "decisions.jsonl"
     lines = path.read_text().splitlines()
     lines[2] = lines[2][:50]
@@ -309,10 +304,10 @@ def test_a_decision_whose_write_fails_is_not_counted(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ also seen
-def test_the_experiment_tensorboard_never_repeats_a_step_after_a_resume(tmp_path, monkeypatch):
+def test_the_experiment_tensorboard_never_repeats_a_step_after_a_resume(tmp_path, crash_tuner):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:12")  # round 1 logged
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:12")  # round 1 logged
     res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
     acc = EventAccumulator(str(run_dir / "tensorboard" / "experiment"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -352,8 +347,8 @@ def test_check_tensorboard_fails_on_a_repeated_experiment_step(tmp_path):
     assert "REPEATED OR BACKWARD STEPS" in check.stdout
 
 
-def test_a_trial_without_a_checkpoint_is_not_relaunched_from_one(tmp_path, monkeypatch):
-    exp, clock, backend, run_dir = _crash(tmp_path, monkeypatch, "launch:1")
+def test_a_trial_without_a_checkpoint_is_not_relaunched_from_one(tmp_path, crash_tuner):
+    exp, clock, backend, run_dir = _crash(tmp_path, crash_tuner, "launch:1")
     messages: list[str] = []
     Tuner.resume(
         run_dir, backend, make_policy=make_policy, clock=clock, on_event=lambda m, s: messages.append(m)

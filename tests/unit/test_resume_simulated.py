@@ -13,7 +13,7 @@ import pytest
 
 from seer_torch.backends.simulated import SimulatedBackend, SimulatedClock
 from seer_torch.config import parse_experiment
-from seer_torch.executor import Crash, Tuner, journal
+from seer_torch.executor import Tuner
 from seer_torch.policies.registry import make_policy
 from seer_torch.runfiles import atomic_write_text
 
@@ -58,18 +58,13 @@ def _setup(tmp_path: Path):
     "point",
     ["launch:3", "launch:10", "launch:13", "job_end:4", "job_end:7", "decide:2", "decide:6", "decide:8"],
 )
-def test_a_killed_run_resumes_to_the_same_answer(tmp_path, monkeypatch, point):
+def test_a_killed_run_resumes_to_the_same_answer(tmp_path, crash_tuner, point):
     exp, clock, backend = _setup(tmp_path / "clean")
     clean = Tuner(exp, tmp_path / "clean" / "run", backend, policy=make_policy("seer"), clock=clock).run()
 
     exp, clock, backend = _setup(tmp_path / "killed")
     run_dir = tmp_path / "killed" / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", point)
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner(point, lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running"
     spent_at_crash = state["cost_usd"]
@@ -110,15 +105,11 @@ def test_a_finished_run_cannot_be_resumed(tmp_path):
         Tuner.resume(tmp_path / "run", backend, make_policy=make_policy, clock=clock)
 
 
-def test_a_damaged_journal_falls_back_to_the_previous_one(tmp_path, monkeypatch):
+def test_a_damaged_journal_falls_back_to_the_previous_one(tmp_path, crash_tuner):
     exp, clock, backend = _setup(tmp_path)
     run_dir = tmp_path / "run"
-    monkeypatch.setattr(journal, "_crash_counts", {})
-    monkeypatch.setenv("SEER_DEBUG_CRASH_AT", "job_end:5")
-    monkeypatch.setenv("SEER_DEBUG_CRASH_MODE", "exception")
-    with pytest.raises(Crash):
-        Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run()
-    monkeypatch.delenv("SEER_DEBUG_CRASH_AT")
+    crash_tuner("job_end:5",
+                lambda: Tuner(exp, run_dir, backend, policy=make_policy("seer"), clock=clock).run())
     text = (run_dir / "state.json").read_text()
     atomic_write_text(run_dir / "state.json", text[: len(text) // 2])  # torn by a failing disk
     res = Tuner.resume(run_dir, backend, make_policy=make_policy, clock=clock).run(resume=True)
