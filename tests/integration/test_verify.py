@@ -148,7 +148,8 @@ def test_verify_catches_a_broken_copy_and_names_its_cause(verdicts, name):
     _, cause, check = COPIES[name]
     status = {c.name: (c.status, c.cause) for c in report.checks}
     assert not report.passed
-    assert report.causes == (cause,), status
+    # with each failed check's detail: a launch that failed says why (its worker's error)
+    assert report.causes == (cause,), (status, [c.detail for c in report.checks if c.status == "fail"])
     assert status[check] == ("fail", cause)
     assert status["launches"] == ("pass", None)
 
