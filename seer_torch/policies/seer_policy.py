@@ -195,7 +195,7 @@ class SeerPolicy(RoundEngine):
         docs/fault-tolerance.md) with one member still in the running (a lone finalist): the
         epoch it saved, when it is stopped, reported a finite score there, and that lies past the
         last completed rung; else ``None``. The answer is then still the best trial of the last
-        completed rung (CASES.md 6: it was carried as the best there, unless it collapsed
+        completed rung (docs/cases.md, case 6: it was carried as the best there, unless it collapsed
         after it), judged where its checkpoint is. Several finalists cut at different epochs
         are compared at the last completed rung, as before. Seen: a final round planned at
         19.8 s took 22.5 s (its ``W = 2`` epochs 5-18% slower than in the round before, in 4

@@ -261,7 +261,7 @@ def test_a_final_round_the_deadline_cut_is_judged_at_the_epoch_its_finalist_save
 def test_a_cut_round_is_judged_where_its_lone_finalist_saved():
     # A lone finalist stopped at epoch 12 past the rung at 5 is judged at 12; two finalists
     # still in the round, one not past the rung, one still running, or a member that never
-    # started: no cut epoch (they are compared at the last completed rung, CASES.md 6).
+    # started: no cut epoch (they are compared at the last completed rung, docs/cases.md case 6).
     from seer_torch.policies.seer_policy import SeerPolicy
 
     policy = SeerPolicy()
